@@ -1,0 +1,18 @@
+"""The ``fleetctl`` command line: one small module per command group.
+
+Client commands talk to a running server's admin API (see ``fleetctl.client``); the
+server and agent commands run in-process. Each group lives in its own module and is
+added here.
+"""
+
+from __future__ import annotations
+
+import click
+
+from fleetctl import __version__
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="fleetctl")
+def main() -> None:
+    """Detect abuse of inter-process communication (ATT&CK T1559) across an osquery fleet."""

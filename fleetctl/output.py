@@ -1,0 +1,114 @@
+"""One way to print rows: ``render(rows, columns, fmt)`` plus the shared ``--format`` option.
+
+Every command that prints rows goes through here so that table, JSON, NDJSON and CSV
+output behave the same everywhere: JSON is one array of row objects (``[]`` when empty),
+NDJSON one object per line, CSV a header then rows, and ``table`` a rich table that
+degrades to plain text when stdout is not a terminal.
+"""
+
+from __future__ import annotations
+
+import csv
+import sys
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, TextIO, TypeVar
+
+import click
+import orjson
+
+FORMATS = ("table", "json", "csv", "ndjson")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def output_options(func: F) -> F:
+    """Add ``--format table|json|csv|ndjson`` to a command (stacked once, used everywhere)."""
+    return click.option(
+        "--format",
+        "fmt",
+        type=click.Choice(FORMATS),
+        default="table",
+        show_default=True,
+        help="Output format. json is one array of row objects; ndjson one object per line.",
+    )(func)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, dict | list):
+        return orjson.dumps(value).decode()
+    return str(value)
+
+
+def infer_columns(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Columns in first-seen order across all rows."""
+    seen: dict[str, None] = {}
+    for row in rows:
+        for key in row:
+            seen.setdefault(key, None)
+    return list(seen)
+
+
+def render(
+    rows: Iterable[Mapping[str, Any]],
+    columns: Sequence[str] | None = None,
+    fmt: str = "table",
+    *,
+    title: str | None = None,
+    out: TextIO | None = None,
+) -> None:
+    """Print ``rows`` in ``fmt``. ``columns`` fixes the order (default: keys of the rows)."""
+    out = out or sys.stdout
+    if fmt == "json":
+        _render_json(rows, columns, out)
+        return
+    if fmt == "ndjson":
+        for row in rows:
+            out.write(orjson.dumps(_project(row, columns), default=str).decode() + "\n")
+        return
+    materialised = list(rows)
+    cols = list(columns) if columns is not None else infer_columns(materialised)
+    if fmt == "csv":
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(cols)
+        for row in materialised:
+            writer.writerow([_cell(row.get(c)) for c in cols])
+        return
+    _render_table(materialised, cols, title, out)
+
+
+def _project(row: Mapping[str, Any], columns: Sequence[str] | None) -> Mapping[str, Any]:
+    if columns is None:
+        return row
+    return {c: row.get(c) for c in columns}
+
+
+def _render_json(
+    rows: Iterable[Mapping[str, Any]], columns: Sequence[str] | None, out: TextIO
+) -> None:
+    """Stream a JSON array one row per line, so large results never sit in memory twice."""
+    first = True
+    for row in rows:
+        out.write("[" if first else ",\n ")
+        out.write(orjson.dumps(_project(row, columns), default=str).decode())
+        first = False
+    out.write("[]\n" if first else "]\n")
+
+
+def _render_table(
+    rows: list[Mapping[str, Any]], cols: list[str], title: str | None, out: TextIO
+) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title, show_lines=False, header_style="bold")
+    for col in cols:
+        table.add_column(col, overflow="fold")
+    for row in rows:
+        table.add_row(*(_cell(row.get(c)) for c in cols))
+    console = Console(file=out, width=None if out.isatty() else 200)
+    if not rows:
+        console.print(f"({title + ': ' if title else ''}no rows)")
+        return
+    console.print(table)
