@@ -10,9 +10,21 @@ from __future__ import annotations
 import click
 
 from fleetctl import __version__
+from fleetctl.cli.db import db
+from fleetctl.cli.hosts import carves, data_loss, hosts, results, status_logs
+from fleetctl.cli.serve import serve
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="fleetctl")
 def main() -> None:
     """Detect abuse of inter-process communication (ATT&CK T1559) across an osquery fleet."""
+
+
+main.add_command(serve)
+main.add_command(db)
+main.add_command(hosts)
+main.add_command(results)
+main.add_command(status_logs)
+main.add_command(data_loss)
+main.add_command(carves)

@@ -1,0 +1,71 @@
+"""``fleetctl db upgrade|current|prune``: the schema (through Alembic only) and retention."""
+
+from __future__ import annotations
+
+import time
+
+import click
+
+from fleetctl.settings import Settings
+from fleetctl.timeutil import parse_duration
+from storage import results as result_store
+from storage.engine import make_engine, make_sessionmaker, session_scope
+from storage.migrate import current_revision, head_revision, upgrade
+
+db_option = click.option(
+    "--db",
+    "db",
+    envvar="FLEETCTL_DB",
+    default=None,
+    help="Database URL (default: sqlite:///<FLEETCTL_HOME>/fleet.db).",
+)
+
+
+def _url(db: str | None) -> str:
+    return Settings(db=db).db_url
+
+
+@click.group()
+def db() -> None:
+    """Database schema and retention."""
+
+
+@db.command("upgrade")
+@db_option
+def db_upgrade(db: str | None) -> None:
+    """Apply Alembic migrations up to the newest revision."""
+    url = _url(db)
+    if url.startswith("sqlite:///"):
+        Settings().home.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(url)
+    upgrade(engine)
+    click.echo(f"schema at {current_revision(engine)} (head {head_revision()})")
+    engine.dispose()
+
+
+@db.command("current")
+@db_option
+def db_current(db: str | None) -> None:
+    """Show the schema revision of the database."""
+    engine = make_engine(_url(db))
+    current = current_revision(engine)
+    head = head_revision()
+    hint = "" if current == head else " - run fleetctl db upgrade"
+    click.echo(f"{current or 'empty'} (head {head}){hint}")
+    engine.dispose()
+
+
+@db.command("prune")
+@click.option("--older-than", "older_than", required=True, help="Retention age, e.g. 90d.")
+@db_option
+def db_prune(older_than: str, db: str | None) -> None:
+    """Delete result rows closed before the retention age (open rows are kept)."""
+    try:
+        age = parse_duration(older_than)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--older-than") from exc
+    engine = make_engine(_url(db))
+    with session_scope(make_sessionmaker(engine)) as session:
+        removed = result_store.prune(session, int(time.time()) - age)
+    engine.dispose()
+    click.echo(f"pruned {removed} closed rows older than {older_than}")

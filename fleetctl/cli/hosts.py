@@ -1,0 +1,103 @@
+"""``fleetctl hosts``, ``results``, ``status-logs``, ``data-loss``, ``carves``: read the store."""
+
+from __future__ import annotations
+
+import click
+
+from fleetctl.client import client_options, open_client
+from fleetctl.output import output_options, render
+
+
+@click.group()
+def hosts() -> None:
+    """Enrolled hosts."""
+
+
+@hosts.command("list")
+@client_options
+@output_options
+@click.pass_context
+def hosts_list(ctx: click.Context, server: str, token: str, ca: str, fmt: str) -> None:
+    """List enrolled hosts."""
+    payload = open_client(ctx, server, token, ca).get("/hosts")
+    render(payload["hosts"], fmt=fmt, title="hosts")
+
+
+@hosts.command("show")
+@click.argument("host")
+@client_options
+@output_options
+@click.pass_context
+def hosts_show(ctx: click.Context, host: str, server: str, token: str, ca: str, fmt: str) -> None:
+    """Show one host (id, identifier, hostname or uuid) and its queries."""
+    payload = open_client(ctx, server, token, ca).get(f"/hosts/{host}")
+    if fmt == "json":
+        render([payload], fmt=fmt)
+        return
+    render([payload["host"]], fmt=fmt, title="host")
+    render(payload["queries"], fmt=fmt, title="queries")
+
+
+@click.command()
+@click.option("--host", "host", required=True, help="Host id, identifier, hostname or uuid.")
+@click.option("--query", "query", required=True, help="Query name as osquery logs it.")
+@click.option("--at", "at", default=None, help="Unix seconds or ISO 8601 (default: now).")
+@client_options
+@output_options
+@click.pass_context
+def results(
+    ctx: click.Context,
+    host: str,
+    query: str,
+    at: str | None,
+    server: str,
+    token: str,
+    ca: str,
+    fmt: str,
+) -> None:
+    """Rows of QUERY that existed on HOST at a time."""
+    payload = open_client(ctx, server, token, ca).get("/results", host=host, query=query, at=at)
+    columns = [*payload["columns"], "first_seen", "removed_at"]
+    render(
+        payload["rows"],
+        columns,
+        fmt=fmt,
+        title=f"{payload['query']} on {payload['host']} at {payload['at']}",
+    )
+
+
+@click.command("status-logs")
+@click.option("--host", "host", required=True, help="Host id, identifier, hostname or uuid.")
+@click.option("--limit", default=100, show_default=True, help="Newest N lines.")
+@client_options
+@output_options
+@click.pass_context
+def status_logs(
+    ctx: click.Context, host: str, limit: int, server: str, token: str, ca: str, fmt: str
+) -> None:
+    """osqueryd status log lines of a host, newest first."""
+    payload = open_client(ctx, server, token, ca).get("/status-logs", host=host, limit=limit)
+    render(payload["status_logs"], fmt=fmt, title="status logs")
+
+
+@click.command("data-loss")
+@click.option("--host", "host", default=None, help="Only this host.")
+@client_options
+@output_options
+@click.pass_context
+def data_loss(
+    ctx: click.Context, host: str | None, server: str, token: str, ca: str, fmt: str
+) -> None:
+    """Counter gaps, epoch changes and rebaselines: where history may be incomplete."""
+    payload = open_client(ctx, server, token, ca).get("/data-loss", host=host)
+    render(payload["data_loss"], fmt=fmt, title="data loss markers")
+
+
+@click.command()
+@client_options
+@output_options
+@click.pass_context
+def carves(ctx: click.Context, server: str, token: str, ca: str, fmt: str) -> None:
+    """File carve sessions and their progress."""
+    payload = open_client(ctx, server, token, ca).get("/carves")
+    render(payload["carves"], fmt=fmt, title="carves")

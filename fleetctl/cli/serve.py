@@ -1,0 +1,85 @@
+"""``fleetctl serve``: the fleet server (osquery TLS API + admin API)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import click
+
+from fleetctl.errors import FleetError
+from fleetctl.server.bootstrap import prepare
+from fleetctl.server.runner import make_server
+from fleetctl.server.state import ServerState
+from fleetctl.settings import Settings, default_home, parse_listen
+
+
+@click.command()
+@click.option(
+    "--db",
+    "db",
+    envvar="FLEETCTL_DB",
+    default=None,
+    help="Database URL (default: sqlite:///<home>/fleet.db).",
+)
+@click.option("--listen", default="127.0.0.1:8443", show_default=True, help="HOST:PORT.")
+@click.option(
+    "--enroll-secret",
+    "enroll_secrets",
+    multiple=True,
+    help="Accepted enroll secret (repeatable). Default: generate one on first start.",
+)
+@click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--tls-key", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--max-body",
+    default=16 * 1024 * 1024,
+    show_default=True,
+    help="Largest request body after decompression, in bytes.",
+)
+@click.option("-v", "--verbose", is_flag=True, help="Log every enrollment and error.")
+def serve(
+    db: str | None,
+    listen: str,
+    enroll_secrets: tuple[str, ...],
+    tls_cert: Path | None,
+    tls_key: Path | None,
+    max_body: int,
+    verbose: bool,
+) -> None:
+    """Serve osquery's TLS remote API and the admin API.
+
+    Data lives in $FLEETCTL_HOME (default: the platform's user data dir). On first
+    start this creates a TLS certificate, an enroll secret and an admin token, and
+    writes the osqueryd flags file printed below.
+    """
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        parse_listen(listen)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--listen") from exc
+    settings = Settings(
+        home=default_home(),
+        listen=listen,
+        db=db,
+        max_body=max_body,
+        tls_cert=tls_cert,
+        tls_key=tls_key,
+        enroll_secrets=enroll_secrets,
+    )
+    try:
+        prepared = prepare(settings)
+    except FleetError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"fleetctl server on {prepared.server_url}  (database {settings.db_url})")
+    click.echo(f"client context: {prepared.context_path}")
+    click.echo(f"osqueryd flags ({prepared.flags_path}):\n")
+    click.echo(prepared.flags_path.read_text())
+    state = ServerState.create(settings)
+    try:
+        make_server(settings, prepared, state).run()
+    finally:
+        state.close()

@@ -1,0 +1,35 @@
+"""Exceptions of fleetctl.
+
+FleetError                 base of everything raised on purpose
+├── BadRequest             a client sent something malformed (-> JSON ``error``)
+│   └── PayloadTooLarge    body over the configured limit (checked while inflating)
+├── AuthError              bad enroll secret or admin token
+├── NodeInvalid            unknown node key (-> ``node_invalid: true``)
+└── NotFound               an admin lookup matched nothing
+"""
+
+from __future__ import annotations
+
+
+class FleetError(Exception):
+    """Base class of fleetctl's own errors."""
+
+
+class BadRequest(FleetError):
+    """The request cannot be accepted as sent; nothing of it was stored."""
+
+
+class PayloadTooLarge(BadRequest):
+    """The (decompressed) body exceeds the configured limit."""
+
+
+class AuthError(FleetError):
+    """Credentials were missing or wrong."""
+
+
+class NodeInvalid(FleetError):
+    """The node key is not known; osqueryd should re-enroll."""
+
+
+class NotFound(FleetError):
+    """Nothing matched the lookup."""

@@ -1,0 +1,244 @@
+"""The admin JSON API (bearer token): hosts, results as of a time, status logs, data loss.
+
+Read-only for now. Every response is a JSON object so a browser console can consume
+the same surface as the CLI.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from sqlalchemy import func, select
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from fleetctl.errors import NotFound
+from fleetctl.server.auth import matches_any
+from fleetctl.server.responses import json_response
+from fleetctl.server.state import ServerState
+from fleetctl.timeutil import iso, parse_time
+from storage import hosts as host_store
+from storage import results as result_store
+from storage.engine import session_scope
+from storage.models import Carve, DataLoss, Host, ResultRow, StatusLog
+
+PREFIX = "/api/v1/admin"
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def _state(request: Request) -> ServerState:
+    state: ServerState = request.app.state.fleet
+    return state
+
+
+def admin_endpoint(func: Callable[[Request, Any], Any]) -> Handler:
+    """Check the bearer token, run ``func(request, session)`` read-only in a thread."""
+
+    async def wrapper(request: Request) -> Response:
+        state = _state(request)
+        header = request.headers.get("authorization", "")
+        token = header[7:].strip() if header.lower().startswith("bearer ") else ""
+        if not token or not matches_any(token, state.token_digests()):
+            return json_response({"error": "missing or invalid admin token"}, 401)
+
+        def run() -> Any:
+            with session_scope(state.readonly_sessions) as session:
+                return func(request, session)
+
+        try:
+            return json_response(await run_in_threadpool(run))
+        except NotFound as exc:
+            return json_response({"error": str(exc)}, 404)
+        except ValueError as exc:
+            return json_response({"error": str(exc)}, 400)
+
+    wrapper.__name__ = func.__name__
+    return wrapper
+
+
+def host_json(host: Host) -> dict[str, Any]:
+    return {
+        "id": host.id,
+        "host_identifier": host.host_identifier,
+        "hostname": host.hostname,
+        "uuid": host.uuid,
+        "platform": host.platform,
+        "os_version": f"{host.os_name} {host.os_version}".strip(),
+        "osquery_version": host.osquery_version,
+        "enrolled_at": iso(host.enrolled_at),
+        "last_seen": iso(host.last_seen),
+        "enroll_count": host.enroll_count,
+    }
+
+
+def _host(session: Any, ref: str | None) -> Host:
+    if not ref:
+        raise ValueError("the 'host' parameter is required")
+    host = host_store.find_host(session, ref)
+    if host is None:
+        raise NotFound(f"no host matches {ref!r} (id, host identifier, hostname or uuid)")
+    return host
+
+
+@admin_endpoint
+def list_hosts(request: Request, session: Any) -> dict[str, Any]:
+    return {"hosts": [host_json(h) for h in host_store.list_hosts(session)]}
+
+
+@admin_endpoint
+def show_host(request: Request, session: Any) -> dict[str, Any]:
+    host = _host(session, request.path_params["ref"])
+    open_counts = dict(
+        session.execute(
+            select(ResultRow.name, func.count())
+            .where(ResultRow.host_id == host.id, ResultRow.removed_at.is_(None))
+            .group_by(ResultRow.name)
+        ).all()
+    )
+    queries = [
+        {
+            "name": s.name,
+            "pack": s.pack,
+            "query": s.query,
+            "epoch": s.epoch,
+            "counter": s.counter,
+            "last_result": iso(s.last_unix_time),
+            "open_rows": open_counts.get(s.name, 0),
+        }
+        for s in result_store.query_names(session, host.id)
+    ]
+    return {
+        "host": host_json(host) | {"decorations": host.decorations},
+        "queries": queries,
+        "host_details": host.host_details,
+    }
+
+
+@admin_endpoint
+def results(request: Request, session: Any) -> dict[str, Any]:
+    host = _host(session, request.query_params.get("host"))
+    name = request.query_params.get("query")
+    if not name:
+        raise ValueError("the 'query' parameter is required (the name osquery logs)")
+    at_text = request.query_params.get("at")
+    at = parse_time(at_text) if at_text else int(time.time())
+    rows = result_store.rows_at(session, host.id, name, at)
+    columns: dict[str, None] = {}
+    for row in rows:
+        columns.update(dict.fromkeys(row.columns))
+    return {
+        "host": host.host_identifier,
+        "query": name,
+        "at": iso(at),
+        "columns": list(columns),
+        "rows": [
+            dict(row.columns)
+            | {"first_seen": iso(row.first_seen), "removed_at": iso(row.removed_at)}
+            for row in rows
+        ],
+    }
+
+
+@admin_endpoint
+def status_logs(request: Request, session: Any) -> dict[str, Any]:
+    host = _host(session, request.query_params.get("host"))
+    limit = int(request.query_params.get("limit", "100"))
+    logs = session.scalars(
+        select(StatusLog)
+        .where(StatusLog.host_id == host.id)
+        .order_by(StatusLog.unix_time.desc(), StatusLog.id.desc())
+        .limit(limit)
+    )
+    return {
+        "status_logs": [
+            {
+                "time": iso(s.unix_time),
+                "severity": s.severity,
+                "location": f"{s.filename}:{s.line}",
+                "message": s.message,
+                "version": s.version,
+            }
+            for s in logs
+        ]
+    }
+
+
+@admin_endpoint
+def data_loss(request: Request, session: Any) -> dict[str, Any]:
+    stmt = select(DataLoss, Host.host_identifier).join(Host, Host.id == DataLoss.host_id)
+    ref = request.query_params.get("host")
+    if ref:
+        stmt = stmt.where(DataLoss.host_id == _host(session, ref).id)
+    out = []
+    for marker, ident in session.execute(stmt.order_by(DataLoss.id)):
+        out.append(
+            {
+                "id": marker.id,
+                "host": ident,
+                "query": marker.name,
+                "kind": marker.kind,
+                "epoch": marker.epoch,
+                "missing": _missing(marker),
+                "detail": marker.detail,
+                "at": iso(marker.unix_time),
+                "resolved": iso(marker.resolved_at),
+            }
+        )
+    return {"data_loss": out}
+
+
+def _missing(marker: DataLoss) -> str:
+    if marker.first_missing is None:
+        return ""
+    if marker.first_missing == marker.last_missing:
+        return str(marker.first_missing)
+    return f"{marker.first_missing}..{marker.last_missing}"
+
+
+@admin_endpoint
+def carves(request: Request, session: Any) -> dict[str, Any]:
+    rows = session.execute(
+        select(
+            Carve.session_id,
+            Carve.carve_id,
+            Host.host_identifier,
+            Carve.carve_size,
+            Carve.block_count,
+            Carve.blocks_received,
+            Carve.compression,
+            Carve.created_at,
+            Carve.completed_at,
+        )
+        .join(Host, Host.id == Carve.host_id)
+        .order_by(Carve.id)
+    )
+    return {
+        "carves": [
+            {
+                "session_id": r.session_id,
+                "carve_id": r.carve_id,
+                "host": r.host_identifier,
+                "size": r.carve_size,
+                "blocks": f"{r.blocks_received}/{r.block_count}",
+                "compression": r.compression,
+                "started": iso(r.created_at),
+                "completed": iso(r.completed_at),
+            }
+            for r in rows
+        ]
+    }
+
+
+routes = [
+    Route(f"{PREFIX}/hosts", list_hosts, methods=["GET"]),
+    Route(f"{PREFIX}/hosts/{{ref:path}}", show_host, methods=["GET"]),
+    Route(f"{PREFIX}/results", results, methods=["GET"]),
+    Route(f"{PREFIX}/status-logs", status_logs, methods=["GET"]),
+    Route(f"{PREFIX}/data-loss", data_loss, methods=["GET"]),
+    Route(f"{PREFIX}/carves", carves, methods=["GET"]),
+]

@@ -1,0 +1,48 @@
+"""Build the ASGI app: osquery's API, the admin API, and the periodic check-in flush."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from fleetctl.server import admin_api, osquery_api
+from fleetctl.server.responses import json_response
+from fleetctl.server.state import ServerState
+
+CHECKIN_FLUSH_SECONDS = 5.0
+
+
+async def health(request: Request) -> Response:
+    return json_response({"status": "ok"})
+
+
+def build_app(state: ServerState) -> Starlette:
+    """The app for ``state``; the caller owns the state's lifetime."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async def flush_forever() -> None:
+            while True:
+                await asyncio.sleep(CHECKIN_FLUSH_SECONDS)
+                await run_in_threadpool(state.flush_checkins)
+
+        task = asyncio.create_task(flush_forever())
+        try:
+            yield
+        finally:
+            task.cancel()
+            await run_in_threadpool(state.flush_checkins)
+
+    app = Starlette(
+        routes=[Route("/healthz", health), *osquery_api.routes, *admin_api.routes],
+        lifespan=lifespan,
+    )
+    app.state.fleet = state
+    return app

@@ -1,0 +1,100 @@
+"""Secrets: node keys, enroll secrets and admin tokens.
+
+Only SHA-256 digests are stored; comparisons are constant-time; logs carry a short
+fingerprint, never the secret. Verified node keys are remembered in memory for a
+short TTL so that check-ins cost no database round trip.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import time
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+
+def digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def fingerprint(secret: str) -> str:
+    """A short, non-reversible label for logs."""
+    return digest(secret)[:8]
+
+
+def new_secret(nbytes: int = 32) -> str:
+    return secrets.token_urlsafe(nbytes)
+
+
+def matches_any(secret: str, digests: Iterable[str]) -> bool:
+    """Constant-time check of ``secret`` against every stored digest (no early exit)."""
+    offered = digest(secret).encode()
+    ok = False
+    for stored in digests:
+        ok |= hmac.compare_digest(offered, stored.encode())
+    return ok
+
+
+@dataclass
+class CachedNode:
+    host_id: int
+    host_identifier: str
+    expires: float
+
+
+@dataclass
+class NodeKeyCache:
+    """node-key digest -> host, trusted for ``ttl`` seconds."""
+
+    ttl: float = 60.0
+    _entries: dict[str, CachedNode] = field(default_factory=dict)
+
+    def get(self, key_digest: str) -> CachedNode | None:
+        entry = self._entries.get(key_digest)
+        if entry is None:
+            return None
+        if entry.expires < time.monotonic():
+            del self._entries[key_digest]
+            return None
+        return entry
+
+    def put(self, key_digest: str, host_id: int, host_identifier: str) -> CachedNode:
+        entry = CachedNode(host_id, host_identifier, time.monotonic() + self.ttl)
+        self._entries[key_digest] = entry
+        return entry
+
+    def forget_host(self, host_id: int) -> None:
+        for k in [k for k, v in self._entries.items() if v.host_id == host_id]:
+            del self._entries[k]
+
+
+@dataclass
+class FailureThrottle:
+    """Slow down repeated enroll failures from one address.
+
+    The first ``free`` failures in ``window`` seconds answer at once; each further one
+    waits twice as long as the last, up to ``max_delay``.
+    """
+
+    free: int = 5
+    window: float = 60.0
+    max_delay: float = 8.0
+    _failures: dict[str, deque[float]] = field(default_factory=dict)
+
+    def delay(self, address: str) -> float:
+        now = time.monotonic()
+        q = self._failures.get(address)
+        if not q:
+            return 0.0
+        while q and q[0] < now - self.window:
+            q.popleft()
+        excess = len(q) - self.free
+        return 0.0 if excess < 0 else min(self.max_delay, 0.25 * 2**excess)
+
+    def record(self, address: str) -> None:
+        self._failures.setdefault(address, deque()).append(time.monotonic())
+        if len(self._failures) > 10_000:  # bound memory under a spray of addresses
+            self._failures.pop(next(iter(self._failures)))

@@ -1,0 +1,143 @@
+"""First-start setup of a server home: schema, TLS, enroll secret, admin token, flags.
+
+Idempotent: a second start reuses what the first created, so osqueryd's pinned CA,
+its enroll secret file and the CLI's context keep working across restarts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from fleetctl.errors import FleetError
+from fleetctl.server.auth import digest, new_secret
+from fleetctl.server.tls import TLSFiles, ensure_self_signed
+from fleetctl.settings import Settings
+from storage import hosts as host_store
+from storage.engine import is_sqlite, make_engine, make_sessionmaker, session_scope
+from storage.migrate import current_revision, head_revision, upgrade
+
+
+@dataclass(frozen=True)
+class Prepared:
+    tls: TLSFiles
+    enroll_secret_path: Path | None
+    flags_path: Path
+    context_path: Path
+    server_url: str
+
+
+def _write_private(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+
+
+def ensure_schema(db_url: str) -> None:
+    """SQLite upgrades itself; a shared PostgreSQL must be upgraded on purpose."""
+    engine = make_engine(db_url)
+    try:
+        if is_sqlite(db_url):
+            upgrade(engine)
+            return
+        current, head = current_revision(engine), head_revision()
+        if current != head:
+            raise FleetError(
+                f"database schema is at {current or 'nothing'}, code expects {head}: "
+                f"run `fleetctl db upgrade --db {db_url}` first"
+            )
+    finally:
+        engine.dispose()
+
+
+def server_url(settings: Settings) -> str:
+    host, port = settings.host_port
+    shown = "localhost" if host in ("0.0.0.0", "::", "") else host
+    if ":" in shown:
+        shown = f"[{shown}]"
+    return f"https://{shown}:{port}"
+
+
+def prepare(settings: Settings) -> Prepared:
+    home = settings.home
+    home.mkdir(parents=True, exist_ok=True, mode=0o700)
+    ensure_schema(settings.db_url)
+    if settings.tls_cert and settings.tls_key:
+        tls = TLSFiles(settings.tls_cert, settings.tls_key, settings.tls_cert)
+    elif settings.tls_cert or settings.tls_key:
+        raise FleetError("--tls-cert and --tls-key go together")
+    else:
+        tls = ensure_self_signed(settings.tls_dir, settings.host_port[0])
+    engine = make_engine(settings.db_url)
+    now = int(time.time())
+    secret_path: Path | None = home / "enroll_secret"
+    try:
+        with session_scope(make_sessionmaker(engine)) as session:
+            for secret in settings.enroll_secrets:
+                host_store.add_enroll_secret(session, digest(secret), now)
+            if settings.enroll_secrets:
+                _write_private(home / "enroll_secret", settings.enroll_secrets[0] + "\n")
+            elif not host_store.enroll_secret_digests(session):
+                secret = new_secret()
+                host_store.add_enroll_secret(session, digest(secret), now)
+                _write_private(home / "enroll_secret", secret + "\n")
+            elif not (home / "enroll_secret").exists():
+                secret_path = None
+            url = server_url(settings)
+            _ensure_context(session, settings, url, tls.ca, now)
+    finally:
+        engine.dispose()
+    flags = osquery_flags(settings, tls.ca, secret_path)
+    flags_path = home / "osquery.flags"
+    flags_path.write_text(flags)
+    return Prepared(tls, secret_path, flags_path, settings.context_path, url)
+
+
+def _ensure_context(session: object, settings: Settings, url: str, ca: Path, now: int) -> None:
+    """Keep a working admin token in the context file (a new one if the stored one is gone)."""
+    path = settings.context_path
+    context: dict[str, str] = {}
+    if path.exists():
+        try:
+            context = json.loads(path.read_text())
+        except ValueError:
+            context = {}
+    token = context.get("token", "")
+    if not token or digest(token) not in host_store.token_digests(session):  # type: ignore[arg-type]
+        token = new_secret()
+        host_store.add_token(session, "fleetctl-cli", digest(token), now)  # type: ignore[arg-type]
+    context.update(server=url, token=token, ca=str(ca))
+    _write_private(path, json.dumps(context, indent=2) + "\n")
+
+
+def osquery_flags(settings: Settings, ca: Path, secret_path: Path | None) -> str:
+    """The flags file osqueryd needs to use this server (``osqueryd --flagfile``)."""
+    host, port = settings.host_port
+    shown = "localhost" if host in ("0.0.0.0", "::", "") else host
+    p = "/api/v1/osquery"
+    lines = [
+        f"--tls_hostname={shown}:{port}",
+        f"--tls_server_certs={ca}",
+        f"--enroll_secret_path={secret_path or '<file holding your enroll secret>'}",
+        f"--enroll_tls_endpoint={p}/enroll",
+        "--config_plugin=tls",
+        f"--config_tls_endpoint={p}/config",
+        f"--config_refresh={settings.config_refresh}",
+        "--logger_plugin=tls",
+        f"--logger_tls_endpoint={p}/log",
+        "--logger_tls_period=4",
+        "--logger_tls_compress=true",
+        "--disable_distributed=false",
+        "--distributed_plugin=tls",
+        f"--distributed_interval={settings.distributed_interval}",
+        f"--distributed_tls_read_endpoint={p}/distributed/read",
+        f"--distributed_tls_write_endpoint={p}/distributed/write",
+        "--disable_carver=false",
+        f"--carver_start_endpoint={p}/carve/begin",
+        f"--carver_continue_endpoint={p}/carve/block",
+        "--host_identifier=hostname",
+    ]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,227 @@
+"""osquery's TLS remote API: enroll, config, log, distributed read/write, carve.
+
+Paths follow FleetDM's (``/api/v1/osquery/...``) so existing osqueryd flag files keep
+working. Each handler parses, authenticates, calls one function of ``node_service``
+in a worker thread inside one transaction, and serialises.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from fleetctl.errors import BadRequest, NodeInvalid
+from fleetctl.server import node_service
+from fleetctl.server.auth import CachedNode, digest, fingerprint, matches_any, new_secret
+from fleetctl.server.body import read_json_object
+from fleetctl.server.osquery_config import config_for
+from fleetctl.server.responses import node_error, node_invalid, node_ok
+from fleetctl.server.state import ServerState
+from storage import hosts as host_store
+from storage.engine import session_scope
+
+log = logging.getLogger("fleetctl.server")
+
+PREFIX = "/api/v1/osquery"
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def _state(request: Request) -> ServerState:
+    state: ServerState = request.app.state.fleet
+    return state
+
+
+def osquery_endpoint(func: Handler) -> Handler:
+    """Turn every failure into the JSON osqueryd understands; never a bare 500 page."""
+
+    async def wrapper(request: Request) -> Response:
+        try:
+            return await func(request)
+        except NodeInvalid as exc:
+            return node_invalid(str(exc))
+        except BadRequest as exc:
+            status = 413 if type(exc).__name__ == "PayloadTooLarge" else 400
+            return node_error(str(exc), status)
+        except Exception:
+            log.exception("%s failed", request.url.path)
+            return node_error("internal server error; the request was not stored", 500)
+
+    wrapper.__name__ = func.__name__
+    return wrapper
+
+
+def _node_key(request: Request, body: dict[str, Any]) -> str:
+    key = body.get("node_key")
+    if key is None:
+        header = request.headers.get("authorization", "")
+        if header.lower().startswith("nodekey "):
+            key = header[8:].strip()
+    if not isinstance(key, str) or not key:
+        raise NodeInvalid("missing node_key")
+    return key
+
+
+async def authenticate(request: Request, body: dict[str, Any]) -> CachedNode:
+    """Node key -> host, from memory when recently verified (no database round trip)."""
+    state = _state(request)
+    key_digest = digest(_node_key(request, body))
+    cached = state.node_keys.get(key_digest)
+    if cached is None:
+
+        def lookup() -> tuple[int, str] | None:
+            with session_scope(state.readonly_sessions) as session:
+                host = host_store.host_by_node_key(session, key_digest)
+                return None if host is None else (host.id, host.host_identifier)
+
+        found = await run_in_threadpool(lookup)
+        if found is None:
+            log.info("unknown node key %s", key_digest[:8])
+            raise NodeInvalid("unknown node key; enroll again")
+        cached = state.node_keys.put(key_digest, *found)
+    state.checkins.seen(cached.host_id, int(time.time()))
+    return cached
+
+
+@osquery_endpoint
+async def enroll(request: Request) -> Response:
+    state = _state(request)
+    body = await read_json_object(request, state.settings.max_body)
+    address = request.client.host if request.client else "?"
+    secret = body.get("enroll_secret")
+    identifier = body.get("host_identifier")
+    details = body.get("host_details", {})
+    platform_type = body.get("platform_type", "")
+    if not isinstance(secret, str) or not matches_any(secret, state.enroll_secret_digests()):
+        state.throttle.record(address)
+        delay = state.throttle.delay(address)
+        if delay:
+            await asyncio.sleep(delay)
+        log.warning(
+            "enroll refused from %s (secret %s)",
+            address,
+            fingerprint(secret) if isinstance(secret, str) else "missing",
+        )
+        return node_error("invalid enroll secret", 401)
+    if not isinstance(identifier, str) or not identifier:
+        raise BadRequest("'host_identifier' must be a non-empty string")
+    if not isinstance(details, dict):
+        raise BadRequest("'host_details' must be an object")
+    if not isinstance(platform_type, str):
+        platform_type = str(platform_type)
+    node_key = new_secret()
+
+    def write() -> tuple[int, bool]:
+        with session_scope(state.sessions) as session:
+            host, created = host_store.enroll_host(
+                session,
+                host_identifier=identifier,
+                platform_type=platform_type,
+                host_details=details,
+                node_key_hash=digest(node_key),
+                now=int(time.time()),
+            )
+            return host.id, created
+
+    host_id, created = await run_in_threadpool(write)
+    state.node_keys.forget_host(host_id)
+    state.node_keys.put(digest(node_key), host_id, identifier)
+    log.info("%s host %s (%s)", "enrolled" if created else "re-enrolled", identifier, host_id)
+    return node_ok({"node_key": node_key})
+
+
+@osquery_endpoint
+async def config(request: Request) -> Response:
+    state = _state(request)
+    body = await read_json_object(request, state.settings.max_body)
+    node = await authenticate(request, body)
+
+    def build() -> dict[str, Any]:
+        with session_scope(state.readonly_sessions) as session:
+            return config_for(session, node.host_id, state.settings)
+
+    return node_ok(await run_in_threadpool(build))
+
+
+@osquery_endpoint
+async def log_(request: Request) -> Response:
+    state = _state(request)
+    body = await read_json_object(request, state.settings.max_body)
+    node = await authenticate(request, body)
+    now = int(time.time())
+
+    def write() -> None:
+        with session_scope(state.sessions) as session:
+            node_service.ingest_log(
+                session, node.host_id, body.get("log_type"), body.get("data"), now
+            )
+
+    await run_in_threadpool(write)
+    return node_ok()
+
+
+@osquery_endpoint
+async def distributed_read(request: Request) -> Response:
+    state = _state(request)
+    body = await read_json_object(request, state.settings.max_body)
+    await authenticate(request, body)
+    return node_ok({"queries": {}})
+
+
+@osquery_endpoint
+async def distributed_write(request: Request) -> Response:
+    state = _state(request)
+    body = await read_json_object(request, state.settings.max_body)
+    node = await authenticate(request, body)
+
+    def write() -> None:
+        with session_scope(state.sessions) as session:
+            node_service.distributed_write(session, node.host_id, body, int(time.time()))
+
+    await run_in_threadpool(write)
+    return node_ok()
+
+
+@osquery_endpoint
+async def carve_begin(request: Request) -> Response:
+    state = _state(request)
+    body = await read_json_object(request, state.settings.max_body)
+    node = await authenticate(request, body)
+
+    def write() -> str:
+        with session_scope(state.sessions) as session:
+            return node_service.carve_begin(session, node.host_id, body, int(time.time()))
+
+    return node_ok({"session_id": await run_in_threadpool(write)})
+
+
+@osquery_endpoint
+async def carve_block(request: Request) -> Response:
+    state = _state(request)
+    body = await read_json_object(request, state.settings.max_body)
+
+    def write() -> None:
+        with session_scope(state.sessions) as session:
+            node_service.carve_block(session, body, int(time.time()))
+
+    await run_in_threadpool(write)
+    return node_ok()
+
+
+routes = [
+    Route(f"{PREFIX}/enroll", enroll, methods=["POST"]),
+    Route(f"{PREFIX}/config", config, methods=["POST"]),
+    Route(f"{PREFIX}/log", log_, methods=["POST"]),
+    Route(f"{PREFIX}/distributed/read", distributed_read, methods=["POST"]),
+    Route(f"{PREFIX}/distributed/write", distributed_write, methods=["POST"]),
+    Route(f"{PREFIX}/carve/begin", carve_begin, methods=["POST"]),
+    Route(f"{PREFIX}/carve/block", carve_block, methods=["POST"]),
+]

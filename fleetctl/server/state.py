@@ -1,0 +1,90 @@
+"""Long-lived server state: engines, caches and the check-in buffer.
+
+One ``ServerState`` per process, built from ``Settings`` and passed to every handler
+through ``request.app.state.fleet``: no module-level globals.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from fleetctl.server.auth import FailureThrottle, NodeKeyCache
+from fleetctl.settings import Settings
+from storage import hosts as host_store
+from storage.engine import make_engine, make_sessionmaker, session_scope
+
+
+@dataclass
+class CheckIns:
+    """Last-seen times buffered in memory and written in one batch every few seconds."""
+
+    _pending: dict[int, int] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def seen(self, host_id: int, now: int) -> None:
+        self._pending[host_id] = now
+
+    def take(self) -> dict[int, int]:
+        with self._lock:
+            pending, self._pending = self._pending, {}
+        return pending
+
+
+@dataclass
+class ServerState:
+    settings: Settings
+    engine: Engine
+    readonly_engine: Engine
+    sessions: sessionmaker[Session]
+    readonly_sessions: sessionmaker[Session]
+    node_keys: NodeKeyCache
+    throttle: FailureThrottle = field(default_factory=FailureThrottle)
+    checkins: CheckIns = field(default_factory=CheckIns)
+    _secret_digests: tuple[float, list[str]] = (0.0, [])
+    _token_digests: tuple[float, list[str]] = (0.0, [])
+
+    @classmethod
+    def create(cls, settings: Settings) -> ServerState:
+        engine = make_engine(settings.db_url)
+        ro = make_engine(settings.db_url, readonly=True)
+        return cls(
+            settings=settings,
+            engine=engine,
+            readonly_engine=ro,
+            sessions=make_sessionmaker(engine),
+            readonly_sessions=make_sessionmaker(ro),
+            node_keys=NodeKeyCache(ttl=settings.node_key_ttl),
+        )
+
+    def enroll_secret_digests(self) -> list[str]:
+        """Enroll secrets, re-read at most every 10 s so new ones take effect quickly."""
+        fetched, digests = self._secret_digests
+        if time.monotonic() - fetched > 10:
+            with session_scope(self.readonly_sessions) as session:
+                digests = host_store.enroll_secret_digests(session)
+            self._secret_digests = (time.monotonic(), digests)
+        return digests
+
+    def token_digests(self) -> list[str]:
+        fetched, digests = self._token_digests
+        if time.monotonic() - fetched > 10 or not digests:
+            with session_scope(self.readonly_sessions) as session:
+                digests = host_store.token_digests(session)
+            self._token_digests = (time.monotonic(), digests)
+        return digests
+
+    def flush_checkins(self) -> None:
+        pending = self.checkins.take()
+        if pending:
+            with session_scope(self.sessions) as session:
+                host_store.touch_hosts(session, pending)
+
+    def close(self) -> None:
+        self.flush_checkins()
+        self.engine.dispose()
+        self.readonly_engine.dispose()

@@ -1,0 +1,69 @@
+"""Server settings: declared once as (name, default, help) and resolved into a frozen dataclass.
+
+The home directory holds everything a single-machine deployment needs: the SQLite
+database, the TLS material, the enroll secret and the client context file.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import platformdirs
+
+MiB = 1024 * 1024
+
+# (name, default, help) — the CLI options of `fleetctl serve` are generated from these.
+SETTINGS: tuple[tuple[str, object, str], ...] = (
+    ("listen", "127.0.0.1:8443", "HOST:PORT to serve osquery's TLS API and the admin API on."),
+    ("db", None, "Database URL (default: sqlite:///<home>/fleet.db)."),
+    ("max_body", 16 * MiB, "Largest request body accepted, after gzip decompression (bytes)."),
+    ("node_key_ttl", 60.0, "Seconds a verified node key is trusted from memory."),
+    ("config_refresh", 60, "Seconds between osqueryd config refreshes (printed flags)."),
+    ("distributed_interval", 10, "Seconds between distributed reads (printed flags)."),
+)
+
+
+def default_home() -> Path:
+    env = os.environ.get("FLEETCTL_HOME")
+    return Path(env) if env else Path(platformdirs.user_data_dir("fleetctl"))
+
+
+def parse_listen(listen: str) -> tuple[str, int]:
+    host, sep, port = listen.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ValueError(f"--listen must be HOST:PORT, got {listen!r}")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the server needs, resolved once and passed in explicitly."""
+
+    home: Path = field(default_factory=default_home)
+    listen: str = "127.0.0.1:8443"
+    db: str | None = None
+    max_body: int = 16 * MiB
+    node_key_ttl: float = 60.0
+    config_refresh: int = 60
+    distributed_interval: int = 10
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    enroll_secrets: tuple[str, ...] = ()
+
+    @property
+    def db_url(self) -> str:
+        return self.db or f"sqlite:///{self.home / 'fleet.db'}"
+
+    @property
+    def host_port(self) -> tuple[str, int]:
+        return parse_listen(self.listen)
+
+    @property
+    def context_path(self) -> Path:
+        return self.home / "context.json"
+
+    @property
+    def tls_dir(self) -> Path:
+        return self.home / "tls"

@@ -1,0 +1,38 @@
+"""Declarative base, naming convention and portable column types for the store.
+
+Times are unix seconds in ``BigInteger`` columns: osquery reports ``unixTime`` that way,
+they compare the same on SQLite and PostgreSQL, and PostgreSQL can range-partition
+large tables on them. JSON columns are JSONB on PostgreSQL and JSON text on SQLite.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from sqlalchemy import JSON, BigInteger, Integer, MetaData
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, mapped_column
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+# SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL gets a real bigint.
+BigID = BigInteger().with_variant(Integer(), "sqlite")
+JSONType = JSON().with_variant(JSONB(), "postgresql")
+
+bigid_pk = Annotated[int, mapped_column(BigID, primary_key=True, autoincrement=True)]
+unix_ts = Annotated[int, mapped_column(BigInteger)]
+json_doc = Annotated[Any, mapped_column(JSONType)]
+
+
+class Base(DeclarativeBase):
+    """Base class of every model; its metadata is Alembic's target."""
+
+    metadata = metadata

@@ -1,0 +1,119 @@
+"""Hosts, enroll secrets and admin tokens (session passed in)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.orm import Session
+
+from storage.models import ApiToken, EnrollSecret, Host
+
+PLATFORM_TYPES = {"9": "linux", "21": "darwin", "2": "windows"}
+
+
+def _detail(details: Mapping[str, Any], table: str, column: str) -> str:
+    row = details.get(table)
+    if isinstance(row, dict):
+        value = row.get(column)
+        return "" if value is None else str(value)
+    return ""
+
+
+def enroll_host(
+    session: Session,
+    *,
+    host_identifier: str,
+    platform_type: str,
+    host_details: Mapping[str, Any],
+    node_key_hash: str,
+    now: int,
+) -> tuple[Host, bool]:
+    """Create or re-key the host. The same ``system_info.uuid`` keeps its history.
+
+    Returns the host and whether it was newly created.
+    """
+    uuid = _detail(host_details, "system_info", "uuid") or f"host-identifier:{host_identifier}"
+    host = session.scalars(select(Host).where(Host.uuid == uuid).with_for_update()).first()
+    created = host is None
+    if host is None:
+        host = Host(uuid=uuid, enrolled_at=now, enroll_count=0)
+        session.add(host)
+    host.host_identifier = host_identifier
+    host.hostname = _detail(host_details, "system_info", "hostname") or host_identifier
+    host.platform = _detail(host_details, "os_version", "platform") or PLATFORM_TYPES.get(
+        platform_type, ""
+    )
+    host.platform_type = platform_type
+    host.os_name = _detail(host_details, "os_version", "name")
+    host.os_version = _detail(host_details, "os_version", "version")
+    host.osquery_version = _detail(host_details, "osquery_info", "version")
+    host.host_details = dict(host_details)
+    host.node_key_hash = node_key_hash
+    host.last_enrolled_at = now
+    host.last_seen = now
+    host.enroll_count = (host.enroll_count or 0) + 1
+    session.flush()
+    return host, created
+
+
+def host_by_node_key(session: Session, node_key_hash: str) -> Host | None:
+    return session.scalars(select(Host).where(Host.node_key_hash == node_key_hash)).first()
+
+
+def find_host(session: Session, ref: str) -> Host | None:
+    """Look a host up by id, host identifier, hostname or uuid (in that order)."""
+    if ref.isdigit():
+        host = session.get(Host, int(ref))
+        if host is not None:
+            return host
+    for column in (Host.host_identifier, Host.hostname, Host.uuid):
+        hosts = list(session.scalars(select(Host).where(column == ref).limit(2)))
+        if len(hosts) == 1:
+            return hosts[0]
+    return None
+
+
+def list_hosts(session: Session) -> list[Host]:
+    return list(session.scalars(select(Host).order_by(Host.id)))
+
+
+def other_host_with_identifier(session: Session, host_id: int, identifiers: set[str]) -> str | None:
+    """An identifier among ``identifiers`` that belongs to a different enrolled host."""
+    found = session.scalars(
+        select(Host.host_identifier).where(
+            Host.id != host_id,
+            or_(Host.host_identifier.in_(identifiers), Host.hostname.in_(identifiers)),
+        )
+    ).first()
+    return found
+
+
+def touch_hosts(session: Session, last_seen: Mapping[int, int]) -> None:
+    """Record check-in times in one statement per batch (flushed periodically)."""
+    if last_seen:
+        session.execute(
+            update(Host),
+            [{"id": host_id, "last_seen": ts} for host_id, ts in last_seen.items()],
+        )
+
+
+def enroll_secret_digests(session: Session) -> list[str]:
+    return list(session.scalars(select(EnrollSecret.secret_hash)))
+
+
+def add_enroll_secret(session: Session, secret_hash: str, now: int) -> None:
+    if (
+        session.scalars(select(EnrollSecret).where(EnrollSecret.secret_hash == secret_hash)).first()
+        is None
+    ):
+        session.add(EnrollSecret(secret_hash=secret_hash, created_at=now))
+
+
+def token_digests(session: Session) -> list[str]:
+    return list(session.scalars(select(ApiToken.token_hash)))
+
+
+def add_token(session: Session, name: str, token_hash: str, now: int) -> None:
+    session.add(ApiToken(name=name, token_hash=token_hash, created_at=now))

@@ -1,0 +1,228 @@
+"""The store's tables.
+
+The heart is ``result_rows``: a temporal record of which distinct result row of which
+scheduled query existed on which host from ``first_seen`` until ``removed_at`` (NULL
+while still present). Nothing references it by foreign key and its uniqueness is kept
+by the ingest code under a per-host lock, so PostgreSQL can partition it by time.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    text,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from storage.base import Base, BigID, bigid_pk, json_doc, unix_ts
+
+
+class Host(Base):
+    """An enrolled osquery node. Re-enrolling with the same hardware uuid reuses the row."""
+
+    __tablename__ = "hosts"
+
+    id: Mapped[bigid_pk]
+    uuid: Mapped[str] = mapped_column(String(128), unique=True)
+    host_identifier: Mapped[str] = mapped_column(String(255), index=True)
+    hostname: Mapped[str] = mapped_column(String(255), default="")
+    platform: Mapped[str] = mapped_column(String(64), default="")
+    platform_type: Mapped[str] = mapped_column(String(16), default="")
+    os_name: Mapped[str] = mapped_column(String(255), default="")
+    os_version: Mapped[str] = mapped_column(String(255), default="")
+    osquery_version: Mapped[str] = mapped_column(String(64), default="")
+    node_key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    host_details: Mapped[json_doc]
+    decorations: Mapped[json_doc | None] = mapped_column(nullable=True)
+    enrolled_at: Mapped[unix_ts]
+    last_enrolled_at: Mapped[unix_ts]
+    last_seen: Mapped[unix_ts]
+    enroll_count: Mapped[int] = mapped_column(Integer, default=1)
+
+
+class EnrollSecret(Base):
+    """Accepted enroll secrets, stored as SHA-256 digests only."""
+
+    __tablename__ = "enroll_secrets"
+
+    id: Mapped[bigid_pk]
+    secret_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[unix_ts]
+
+
+class ApiToken(Base):
+    """Admin API bearer tokens, stored as SHA-256 digests only."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[bigid_pk]
+    name: Mapped[str] = mapped_column(String(128))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[unix_ts]
+
+
+class QueryState(Base):
+    """Where the differential stream of one (host, query name) stands."""
+
+    __tablename__ = "query_states"
+
+    host_id: Mapped[int] = mapped_column(
+        BigID, ForeignKey("hosts.id", ondelete="CASCADE"), primary_key=True
+    )
+    name: Mapped[str] = mapped_column(String(512), primary_key=True)
+    pack: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    query: Mapped[str] = mapped_column(String(255))
+    epoch: Mapped[int] = mapped_column(BigInteger)
+    counter: Mapped[int] = mapped_column(BigInteger)
+    last_unix_time: Mapped[unix_ts]
+    updated_at: Mapped[unix_ts]
+    # Set once this host has sent a counter-0 run that removes rows: its osquery keeps
+    # the counter at 0 for diffs, so counter 0 stops meaning "baseline" for this query.
+    zero_counter_diffs: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class ResultRow(Base):
+    """One distinct row of one query on one host, with its lifetime.
+
+    ``first_seen`` is NULL only for a tombstone: a removal that arrived before the
+    addition it undoes (out-of-order delivery); the late addition fills it in.
+    ``copies`` keeps osquery's multiset semantics (the same row reported twice).
+    ``seen_at`` is the last time a full-state run (baseline or snapshot) confirmed it.
+    """
+
+    __tablename__ = "result_rows"
+
+    id: Mapped[bigid_pk]
+    host_id: Mapped[int] = mapped_column(BigID)
+    name: Mapped[str] = mapped_column(String(512))
+    row_hash: Mapped[str] = mapped_column(String(32))
+    columns: Mapped[json_doc]
+    copies: Mapped[int] = mapped_column(Integer, default=1)
+    first_seen: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    removed_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    seen_at: Mapped[int] = mapped_column(BigInteger)
+
+    __table_args__ = (
+        Index("ix_result_rows_lookup", "host_id", "name", "row_hash"),
+        Index(
+            "ix_result_rows_open",
+            "host_id",
+            "name",
+            postgresql_where=text("removed_at IS NULL"),
+            sqlite_where=text("removed_at IS NULL"),
+        ),
+        Index("ix_result_rows_removed_at", "removed_at"),
+    )
+
+
+class DataLoss(Base):
+    """A visible marker that part of a host's differential stream is missing or reset."""
+
+    __tablename__ = "data_loss"
+
+    id: Mapped[bigid_pk]
+    host_id: Mapped[int] = mapped_column(BigID, ForeignKey("hosts.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(512))
+    kind: Mapped[str] = mapped_column(String(32))  # counter_gap | epoch_change | rebaseline
+    epoch: Mapped[int] = mapped_column(BigInteger)
+    first_missing: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    last_missing: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    detail: Mapped[str] = mapped_column(Text, default="")
+    unix_time: Mapped[unix_ts]
+    detected_at: Mapped[unix_ts]
+    resolved_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+
+    __table_args__ = (Index("ix_data_loss_host_name", "host_id", "name"),)
+
+
+class Delivery(Base):
+    """Digests of the last accepted log batch per (host, log type).
+
+    osqueryd resends its oldest unacknowledged lines when a reply is lost, so a batch
+    that starts with the previous batch's lines is a redelivery: those lines are skipped.
+    """
+
+    __tablename__ = "deliveries"
+
+    host_id: Mapped[int] = mapped_column(
+        BigID, ForeignKey("hosts.id", ondelete="CASCADE"), primary_key=True
+    )
+    log_type: Mapped[str] = mapped_column(String(16), primary_key=True)
+    digests: Mapped[bytes] = mapped_column(LargeBinary)
+    updated_at: Mapped[unix_ts]
+
+
+class StatusLog(Base):
+    """osqueryd status (glog) lines."""
+
+    __tablename__ = "status_logs"
+
+    id: Mapped[bigid_pk]
+    host_id: Mapped[int] = mapped_column(BigID, ForeignKey("hosts.id", ondelete="CASCADE"))
+    unix_time: Mapped[unix_ts]
+    severity: Mapped[int] = mapped_column(Integer)
+    filename: Mapped[str] = mapped_column(String(255), default="")
+    line: Mapped[int] = mapped_column(Integer, default=0)
+    message: Mapped[str] = mapped_column(Text)
+    version: Mapped[str] = mapped_column(String(64), default="")
+    decorations: Mapped[json_doc | None] = mapped_column(nullable=True)
+
+    __table_args__ = (Index("ix_status_logs_host_time", "host_id", "unix_time"),)
+
+
+class DistributedResult(Base):
+    """One host's answer to one distributed query id."""
+
+    __tablename__ = "distributed_results"
+
+    id: Mapped[bigid_pk]
+    host_id: Mapped[int] = mapped_column(BigID, ForeignKey("hosts.id", ondelete="CASCADE"))
+    query_id: Mapped[str] = mapped_column(String(255))
+    status: Mapped[int] = mapped_column(Integer)
+    message: Mapped[str] = mapped_column(Text, default="")
+    rows: Mapped[json_doc]
+    stats: Mapped[json_doc | None] = mapped_column(nullable=True)
+    received_at: Mapped[unix_ts]
+
+    __table_args__ = (
+        Index("uq_distributed_results_host_query", "host_id", "query_id", unique=True),
+    )
+
+
+class Carve(Base):
+    """A file carve session; blocks are kept until the archive is complete."""
+
+    __tablename__ = "carves"
+
+    id: Mapped[bigid_pk]
+    host_id: Mapped[int] = mapped_column(BigID, ForeignKey("hosts.id", ondelete="CASCADE"))
+    session_id: Mapped[str] = mapped_column(String(64), unique=True)
+    carve_id: Mapped[str] = mapped_column(String(255))
+    request_id: Mapped[str] = mapped_column(String(255))
+    block_count: Mapped[int] = mapped_column(Integer)
+    block_size: Mapped[int] = mapped_column(Integer)
+    carve_size: Mapped[int] = mapped_column(BigInteger)
+    blocks_received: Mapped[int] = mapped_column(Integer, default=0)
+    compression: Mapped[str] = mapped_column(String(16), default="")
+    archive: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    created_at: Mapped[unix_ts]
+    completed_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+
+
+class CarveBlock(Base):
+    """One received block of a carve (deleted once the archive is assembled)."""
+
+    __tablename__ = "carve_blocks"
+
+    carve_id: Mapped[int] = mapped_column(
+        BigID, ForeignKey("carves.id", ondelete="CASCADE"), primary_key=True
+    )
+    block_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    data: Mapped[bytes] = mapped_column(LargeBinary)

@@ -1,0 +1,376 @@
+"""The temporal result store: apply osquery runs, read rows as of a time, prune.
+
+Rules (``../shared/osquery/protocol.md`` section 2, "Server rule"):
+
+* A full-state run (snapshot, or a ``counter == 0`` baseline) confirms every row it
+  carries and closes, at the run's time, every open row it does not carry. A run split
+  over several log posts closes rows the later parts carry; those parts reopen them
+  (a row closed *at exactly* the run's time by the same run is reopened, not duplicated).
+* A differential run applies removed, then added. A removal whose addition has not
+  arrived yet (out-of-order delivery) leaves a tombstone that the late addition fills.
+* Counters: a diff run at or below the applied counter is a redelivery and is skipped,
+  unless it fills a recorded gap; a jump past ``counter + 1`` records a ``counter_gap``
+  marker; an epoch change records ``epoch_change``; a baseline after diffs records
+  ``rebaseline`` (rows removed in between were never reported).
+
+Everything for one host happens in the caller's transaction, under the caller's lock.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import and_, delete, insert, or_, select, update
+from sqlalchemy.orm import Session
+
+from fleetctl.ingest import Run, row_hash, split_query_name
+from storage.models import DataLoss, QueryState, ResultRow
+
+_IN_CHUNK = 500
+
+
+@dataclass
+class ApplyStats:
+    """What one batch did, for logs and tests."""
+
+    runs: int = 0
+    skipped_runs: int = 0
+    opened: int = 0
+    closed: int = 0
+    markers: list[str] = field(default_factory=list)
+
+
+def apply_runs(
+    session: Session,
+    host_id: int,
+    runs: Sequence[Run],
+    now: int,
+    known_packs: Iterable[str] = (),
+) -> ApplyStats:
+    """Apply ``runs`` (in log order) for one host."""
+    stats = ApplyStats()
+    names = {run.name for run in runs}
+    states = {
+        s.name: s
+        for s in session.scalars(
+            select(QueryState).where(QueryState.host_id == host_id, QueryState.name.in_(names))
+        )
+    }
+    packs = list(known_packs)
+    for run in runs:
+        state = states.get(run.name)
+        if state is None:
+            qn = split_query_name(run.name, packs)
+            state = QueryState(
+                host_id=host_id,
+                name=run.name,
+                pack=qn.pack,
+                query=qn.query,
+                epoch=run.epoch,
+                counter=-1,
+                last_unix_time=0,
+                updated_at=now,
+                zero_counter_diffs=False,
+            )
+            session.add(state)
+            states[run.name] = state
+        if _apply_one(session, host_id, state, run, now, stats):
+            stats.runs += 1
+        else:
+            stats.skipped_runs += 1
+    return stats
+
+
+def _apply_one(
+    session: Session, host_id: int, state: QueryState, run: Run, now: int, stats: ApplyStats
+) -> bool:
+    """Check the run against the stream's counters, then apply it. False = redelivery."""
+    if not run.snapshot and run.counter == 0 and run.removed:
+        state.zero_counter_diffs = True
+    full_state = run.snapshot or (run.looks_like_baseline and not state.zero_counter_diffs)
+    fresh = state.counter < 0
+    if not fresh and run.epoch != state.epoch:
+        _marker(
+            session,
+            stats,
+            host_id,
+            run,
+            now,
+            "epoch_change",
+            detail=f"epoch {state.epoch} -> {run.epoch}",
+        )
+        state.counter, state.last_unix_time = -1, 0
+    elif full_state and not run.snapshot:
+        if not fresh and state.counter > 0 and run.unix_time > state.last_unix_time:
+            _marker(
+                session,
+                stats,
+                host_id,
+                run,
+                now,
+                "rebaseline",
+                detail=f"counter {state.counter} -> 0; removals in between were not reported",
+            )
+    elif not run.snapshot:
+        if not fresh and (
+            run.counter < state.counter
+            or (run.counter == state.counter and run.unix_time <= state.last_unix_time)
+        ):
+            if not _fill_gap(session, host_id, run, now):
+                return False
+        else:
+            first_missing = 0 if fresh else state.counter + 1
+            if fresh and run.counter > 0:
+                first_missing = 1  # an empty counter-0 baseline is invisible in event format
+            if run.counter > first_missing:
+                _marker(
+                    session,
+                    stats,
+                    host_id,
+                    run,
+                    now,
+                    "counter_gap",
+                    first=first_missing,
+                    last=run.counter - 1,
+                )
+    if full_state:
+        _apply_full_state(session, host_id, run, stats)
+    else:
+        _apply_diff(session, host_id, run, stats)
+    state.epoch = run.epoch
+    # A baseline restarts the stream at 0; otherwise a late run never moves it back.
+    state.counter = 0 if full_state and not run.snapshot else max(state.counter, run.counter)
+    state.last_unix_time = max(state.last_unix_time, run.unix_time)
+    state.updated_at = now
+    return True
+
+
+def _marker(
+    session: Session,
+    stats: ApplyStats,
+    host_id: int,
+    run: Run,
+    now: int,
+    kind: str,
+    *,
+    first: int | None = None,
+    last: int | None = None,
+    detail: str = "",
+) -> None:
+    if kind == "counter_gap" and not detail:
+        detail = f"counters {first}..{last} of epoch {run.epoch} never arrived"
+    session.add(
+        DataLoss(
+            host_id=host_id,
+            name=run.name,
+            kind=kind,
+            epoch=run.epoch,
+            first_missing=first,
+            last_missing=last,
+            detail=detail,
+            unix_time=run.unix_time,
+            detected_at=now,
+        )
+    )
+    stats.markers.append(kind)
+
+
+def _fill_gap(session: Session, host_id: int, run: Run, now: int) -> bool:
+    """A late run inside a recorded gap: shrink or split the gap and accept the run."""
+    gap = session.scalars(
+        select(DataLoss).where(
+            DataLoss.host_id == host_id,
+            DataLoss.name == run.name,
+            DataLoss.kind == "counter_gap",
+            DataLoss.epoch == run.epoch,
+            DataLoss.resolved_at.is_(None),
+            DataLoss.first_missing <= run.counter,
+            DataLoss.last_missing >= run.counter,
+        )
+    ).first()
+    if gap is None or gap.first_missing is None or gap.last_missing is None:
+        return False
+    first, last = gap.first_missing, gap.last_missing
+    if first == last:
+        gap.resolved_at = now
+    elif run.counter == first:
+        gap.first_missing = first + 1
+    elif run.counter == last:
+        gap.last_missing = last - 1
+    else:
+        gap.last_missing = run.counter - 1
+        session.add(
+            DataLoss(
+                host_id=host_id,
+                name=run.name,
+                kind="counter_gap",
+                epoch=run.epoch,
+                first_missing=run.counter + 1,
+                last_missing=last,
+                detail=gap.detail,
+                unix_time=gap.unix_time,
+                detected_at=gap.detected_at,
+            )
+        )
+    return True
+
+
+def _load(
+    session: Session, host_id: int, name: str, hashes: Iterable[str], since: int
+) -> dict[str, list[ResultRow]]:
+    """Rows of these hashes that are open, tombstones, or closed at/after ``since``."""
+    found: dict[str, list[ResultRow]] = {}
+    hash_list = list(hashes)
+    for i in range(0, len(hash_list), _IN_CHUNK):
+        chunk = hash_list[i : i + _IN_CHUNK]
+        for row in session.scalars(
+            select(ResultRow).where(
+                ResultRow.host_id == host_id,
+                ResultRow.name == name,
+                ResultRow.row_hash.in_(chunk),
+                or_(ResultRow.removed_at.is_(None), ResultRow.removed_at >= since),
+            )
+        ):
+            found.setdefault(row.row_hash, []).append(row)
+    return found
+
+
+def _hashed(rows: list[dict[str, str]]) -> tuple[Counter[str], dict[str, dict[str, str]]]:
+    counts: Counter[str] = Counter()
+    by_hash: dict[str, dict[str, str]] = {}
+    for row in rows:
+        h = row_hash(row)
+        counts[h] += 1
+        by_hash[h] = row
+    return counts, by_hash
+
+
+def _apply_full_state(session: Session, host_id: int, run: Run, stats: ApplyStats) -> None:
+    t = run.unix_time
+    counts, by_hash = _hashed(run.added)
+    existing = _load(session, host_id, run.name, counts, t)
+    inserts: list[dict[str, Any]] = []
+    for h, n in counts.items():
+        candidates = existing.get(h, [])
+        open_row = next(
+            (r for r in candidates if r.removed_at is None and r.first_seen is not None), None
+        )
+        closed_now = next(
+            (r for r in candidates if r.removed_at == t and r.first_seen is not None), None
+        )
+        if open_row is not None:
+            open_row.copies = open_row.copies + n if open_row.seen_at == t else n
+            open_row.seen_at = t
+        elif closed_now is not None:
+            closed_now.removed_at, closed_now.copies, closed_now.seen_at = None, n, t
+        else:
+            inserts.append(_new_row(host_id, run.name, h, by_hash[h], n, t))
+    _insert(session, inserts, stats)
+    session.flush()
+    result = session.execute(
+        update(ResultRow)
+        .where(
+            ResultRow.host_id == host_id,
+            ResultRow.name == run.name,
+            ResultRow.removed_at.is_(None),
+            ResultRow.seen_at < t,
+            ResultRow.first_seen <= t,
+        )
+        .values(removed_at=t)
+        .execution_options(synchronize_session=False)
+    )
+    stats.closed += result.rowcount or 0  # type: ignore[attr-defined]
+
+
+def _apply_diff(session: Session, host_id: int, run: Run, stats: ApplyStats) -> None:
+    t = run.unix_time
+    removed, removed_rows = _hashed(run.removed)
+    added, added_rows = _hashed(run.added)
+    existing = _load(session, host_id, run.name, set(removed) | set(added), 0)
+    inserts: list[dict[str, Any]] = []
+    for h, n in removed.items():
+        candidates = existing.get(h, [])
+        open_row = next(
+            (r for r in candidates if r.removed_at is None and (r.first_seen or 0) <= t), None
+        )
+        if open_row is not None:
+            open_row.copies -= n
+            if open_row.copies <= 0:
+                open_row.copies, open_row.removed_at = 0, t
+                stats.closed += 1
+        else:
+            tomb = _new_row(host_id, run.name, h, removed_rows[h], 0, t)
+            tomb.update(first_seen=None, removed_at=t)
+            inserts.append(tomb)
+    for h, n in added.items():
+        candidates = existing.get(h, [])
+        tomb_row = next(
+            (r for r in candidates if r.first_seen is None and (r.removed_at or 0) >= t), None
+        )
+        open_row = next((r for r in candidates if r.removed_at is None), None)
+        if tomb_row is not None:
+            tomb_row.first_seen, tomb_row.copies, tomb_row.seen_at = t, n, t
+        elif open_row is not None:
+            open_row.copies += n
+            open_row.first_seen = min(open_row.first_seen or t, t)
+        else:
+            inserts.append(_new_row(host_id, run.name, h, added_rows[h], n, t))
+    _insert(session, inserts, stats)
+
+
+def _new_row(
+    host_id: int, name: str, h: str, columns: dict[str, str], copies: int, t: int
+) -> dict[str, Any]:
+    return {
+        "host_id": host_id,
+        "name": name,
+        "row_hash": h,
+        "columns": columns,
+        "copies": copies,
+        "first_seen": t,
+        "removed_at": None,
+        "seen_at": t,
+    }
+
+
+def _insert(session: Session, rows: list[dict[str, Any]], stats: ApplyStats) -> None:
+    if rows:
+        session.execute(insert(ResultRow), rows)
+        stats.opened += sum(1 for r in rows if r["removed_at"] is None)
+
+
+def rows_at(session: Session, host_id: int, name: str, at: int) -> list[ResultRow]:
+    """The rows of ``name`` that existed on the host at unix time ``at``."""
+    return list(
+        session.scalars(
+            select(ResultRow)
+            .where(
+                ResultRow.host_id == host_id,
+                ResultRow.name == name,
+                ResultRow.first_seen <= at,
+                or_(ResultRow.removed_at.is_(None), ResultRow.removed_at > at),
+            )
+            .order_by(ResultRow.first_seen, ResultRow.id)
+        )
+    )
+
+
+def query_names(session: Session, host_id: int) -> list[QueryState]:
+    return list(
+        session.scalars(
+            select(QueryState).where(QueryState.host_id == host_id).order_by(QueryState.name)
+        )
+    )
+
+
+def prune(session: Session, older_than: int) -> int:
+    """Delete rows closed before ``older_than``; open rows are never pruned."""
+    result = session.execute(
+        delete(ResultRow).where(
+            and_(ResultRow.removed_at.is_not(None), ResultRow.removed_at < older_than)
+        )
+    )
+    return result.rowcount or 0  # type: ignore[attr-defined]
