@@ -1,0 +1,112 @@
+"""osquery-compatible Linux tables, implemented over /proc, /etc and netlink.
+
+``TABLES`` maps each table name to a ``TableSpec``: the columns exactly as osquery
+declares them on Linux (read from the shipped schema JSON), the columns whose
+``=``/``IN`` constraints the generator honours, and the generator itself::
+
+    from fleetctl.tables import TABLES
+    rows = TABLES["process_open_pipes"].rows({"pid": {1234}})
+
+Generators take the pushed-down constraints and a ``Scan`` (the per-query cache of
+/proc reads) and return plain dicts with typed Python values; a column missing from a
+row, or set to None, is SQL NULL. The embedded engine (``fleetctl.engine``) and the
+osquery extension (``fleetctl.extension``) both serve these specs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from fleetctl.tables import (
+    accounts,
+    files,
+    interfaces,
+    osquery_state,
+    pipes,
+    processes,
+    sockets,
+    stdio,
+    system,
+    unix_peers,
+)
+from fleetctl.tables._schema import Column, description_of, linux_columns, spec_for
+from fleetctl.tables.runtime import AgentRuntime
+from fleetctl.tables.scan import Constraints, Scan
+
+Row = dict[str, Any]
+Generate = Callable[[Constraints, Scan], list[Row]]
+
+__all__ = ["TABLES", "AgentRuntime", "Column", "Constraints", "Row", "Scan", "TableSpec"]
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """One table: schema, pushdown columns and generator."""
+
+    name: str
+    columns: tuple[Column, ...]
+    generate: Generate
+    pushdown: frozenset[str] = frozenset()
+    description: str = ""
+    extension: bool = False
+
+    @property
+    def column_names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+    @property
+    def visible_columns(self) -> list[Column]:
+        """Columns ``SELECT *`` returns (osquery hides the others)."""
+        return [c for c in self.columns if not c.hidden]
+
+    def rows(self, constraints: Constraints | None = None, scan: Scan | None = None) -> list[Row]:
+        """Generate the rows for ``constraints`` with a fresh scan unless one is given."""
+        return self.generate(constraints or {}, scan if scan is not None else Scan())
+
+
+def _table(name: str, generate: Generate, *pushdown: str) -> TableSpec:
+    columns = linux_columns(name)
+    known = {c.name for c in columns}
+    unknown = set(pushdown) - known
+    if unknown:
+        raise ValueError(f"{name}: pushdown on unknown columns {sorted(unknown)}")
+    return TableSpec(
+        name=name,
+        columns=columns,
+        generate=generate,
+        pushdown=frozenset(pushdown),
+        description=description_of(name),
+        extension=bool(spec_for(name).get("extension")),
+    )
+
+
+TABLES: dict[str, TableSpec] = {
+    spec.name: spec
+    for spec in (
+        _table("processes", processes.generate, "pid"),
+        _table("process_open_files", files.generate, "pid"),
+        _table("process_open_pipes", pipes.generate, "pid"),
+        _table("process_open_sockets", sockets.generate_open_sockets, "pid"),
+        _table("listening_ports", sockets.generate_listening_ports, "pid"),
+        _table("unix_socket_peers", unix_peers.generate, "pid"),
+        _table("process_stdio", stdio.generate, "pid"),
+        _table("users", accounts.generate_users, "uid", "username"),
+        _table("groups", accounts.generate_groups, "gid"),
+        _table("logged_in_users", accounts.generate_logged_in_users),
+        _table("system_info", system.generate_system_info),
+        _table("os_version", system.generate_os_version),
+        _table("kernel_info", system.generate_kernel_info),
+        _table("uptime", system.generate_uptime),
+        _table("time", system.generate_time),
+        _table("interface_addresses", interfaces.generate),
+        _table("osquery_info", osquery_state.generate_info),
+        _table("osquery_flags", osquery_state.generate_flags),
+        _table("osquery_schedule", osquery_state.generate_schedule),
+        _table("osquery_registry", osquery_state.generate_registry),
+        _table("osquery_events", osquery_state.generate_events),
+    )
+}
+
+EXTENSION_TABLES = tuple(name for name, spec in TABLES.items() if spec.extension)

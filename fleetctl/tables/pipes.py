@@ -1,0 +1,121 @@
+"""``process_open_pipes`` and the pipe/FIFO holder index it shares with process_stdio.
+
+Semantics of ``osquery/tables/system/linux/process_open_pipes.cpp``:
+
+* an end is an fd whose link is ``pipe:[N]`` (type ``anonymous``, inode N) or whose
+  target is a FIFO (type ``named``, inode of the FIFO file);
+* ends holding the same pipe are partners; ``mode`` (``r``/``w``/``rw``) comes from the
+  permission bits of the ``/proc/<pid>/fd/<fd>`` link;
+* each end gets one row per partner end whose mode differs or when its own mode is
+  ``rw``, so rows appear in both directions and a process holding both ends has
+  ``pid == partner_pid`` rows; an end with no other holder gets one row with NULL
+  partner columns; ends that share a pipe but only with same-mode ends get no row.
+
+Two deliberate differences, both fixing false links rather than changing results on a
+normal host: FIFOs are found by stat()ing the /proc link instead of the path string (so
+deleted FIFOs and FIFOs in other mount namespaces are seen), and ends are linked by
+(type, device, inode) instead of the bare inode number, which can collide between
+pipefs and a disk filesystem.
+"""
+
+from __future__ import annotations
+
+import stat
+from collections.abc import Iterable
+from typing import Any, NamedTuple
+
+from fleetctl.tables import _proc
+from fleetctl.tables.scan import Constraints, Scan
+
+PipeKey = tuple[Any, ...]
+Holder = tuple[int, int]
+
+
+class PipeEnd(NamedTuple):
+    pid: int
+    fd: int
+    inode: int
+    type: str  # "anonymous" or "named"
+    key: PipeKey
+
+
+def end_of(scan: Scan, pid: int, fd: int, target: str, named: bool) -> PipeEnd | None:
+    """The pipe end behind one descriptor, or None. FIFOs are only looked for (one stat
+    per path descriptor) when ``named`` is true."""
+    if target.startswith("pipe:["):
+        inode = _proc.link_inode(target, "pipe:[")
+        if inode is None:
+            return None
+        return PipeEnd(pid, fd, inode, "anonymous", ("anonymous", inode))
+    if named and target.startswith("/"):
+        st = scan.target_stat(pid, fd)
+        if st is not None and stat.S_ISFIFO(st.st_mode):
+            return PipeEnd(pid, fd, st.st_ino, "named", ("named", st.st_dev, st.st_ino))
+    return None
+
+
+def ends_of(scan: Scan, pid: int, links: dict[int, str], named: bool = True) -> list[PipeEnd]:
+    ends = []
+    for fd in sorted(links):
+        end = end_of(scan, pid, fd, links[fd], named)
+        if end is not None:
+            ends.append(end)
+    return ends
+
+
+def holder_index(scan: Scan, named: bool) -> dict[PipeKey, list[Holder]]:
+    """Every (pid, fd) holding each pipe, across all processes; FIFOs only if ``named``
+    (finding them costs a stat() per path descriptor of every process)."""
+
+    def build() -> dict[PipeKey, list[Holder]]:
+        index: dict[PipeKey, list[Holder]] = {}
+        for pid, links in scan.all_fds().items():
+            for fd, target in links.items():
+                end = end_of(scan, pid, fd, target, named)
+                if end is not None:
+                    index.setdefault(end.key, []).append((pid, fd))
+        return index
+
+    # An index with FIFOs is a superset of one without: reuse it when already built.
+    if not named and scan.has_memo(("pipe_index", True)):
+        named = True
+    return scan.memo(("pipe_index", named), build)
+
+
+def partners(scan: Scan, end: PipeEnd, mode: str,
+             index: dict[PipeKey, list[Holder]]) -> Iterable[tuple[int, int, str]] | None:
+    """(pid, fd, mode) of each partner end by osquery's reader/writer rule, or None when
+    the end is the pipe's only holder."""
+    holders = index.get(end.key, [(end.pid, end.fd)])
+    if len(holders) <= 1:
+        return None
+    result = []
+    for pid, fd in holders:
+        if pid == end.pid and fd == end.fd:
+            continue
+        other = scan.mode(pid, fd)
+        if mode != other or mode == "rw":
+            result.append((pid, fd, other))
+    return result
+
+
+def generate(constraints: Constraints, scan: Scan) -> list[dict[str, Any]]:
+    own: list[PipeEnd] = []
+    for pid in scan.pids_for(constraints):
+        links = scan.fds(pid)
+        if links:
+            own.extend(ends_of(scan, pid, links))
+    index = holder_index(scan, named=any(end.type == "named" for end in own))
+    rows: list[dict[str, Any]] = []
+    for end in own:
+        mode = scan.mode(end.pid, end.fd)
+        base = {"pid": end.pid, "fd": end.fd, "mode": mode, "inode": end.inode,
+                "type": end.type}
+        found = partners(scan, end, mode, index)
+        if found is None:
+            rows.append({**base, "partner_pid": None, "partner_fd": None, "partner_mode": None})
+            continue
+        for partner_pid, partner_fd, partner_mode in found:
+            rows.append({**base, "partner_pid": partner_pid, "partner_fd": partner_fd,
+                         "partner_mode": partner_mode})
+    return rows
