@@ -13,6 +13,8 @@ from fleetctl import __version__
 from fleetctl.cli.db import db
 from fleetctl.cli.hosts import carves, data_loss, hosts, results, status_logs
 from fleetctl.cli.serve import serve
+from fleetctl.cli.shell import shell
+from fleetctl.extension.command import extension
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -28,3 +30,5 @@ main.add_command(results)
 main.add_command(status_logs)
 main.add_command(data_loss)
 main.add_command(carves)
+main.add_command(shell)
+main.add_command(extension)

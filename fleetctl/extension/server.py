@@ -1,0 +1,79 @@
+"""Serve the extension tables to osqueryd over its Thrift extension protocol.
+
+This is ``osquery.start_extension`` with its options taken as arguments instead of
+from ``sys.argv`` (which holds ``fleetctl extension ...`` here, so osquery-python's own
+argparse would reject it): connect to the core's manager socket, register the table
+routes, start the ping watchdog that exits when the core goes away, then answer
+``ping``/``call`` on ``<socket>.<uuid>`` as osqueryd expects.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from osquery import ExtensionClient, ExtensionManager
+from osquery.extensions.Extension import Processor
+from osquery.extensions.ttypes import InternalExtensionInfo
+from osquery.management import start_watcher
+from thrift.protocol import TBinaryProtocol
+from thrift.server import TServer
+from thrift.transport import TSocket, TTransport
+
+from fleetctl import __version__
+from fleetctl.extension import plugins
+
+EXTENSION_NAME = "fleetctl"
+SDK_VERSION = "3.0.7"
+MIN_SDK_VERSION = "1.8.0"
+
+log = logging.getLogger(__name__)
+
+
+class ExtensionError(RuntimeError):
+    """The core refused or could not be reached."""
+
+
+def build_server(socket_path: str) -> TServer.TSimpleServer:
+    """A Thrift server answering extension calls on ``socket_path`` (what osqueryd
+    connects to), routing to the registered plugins."""
+    manager = ExtensionManager()
+    for plugin in plugins.PLUGINS:  # idempotent: the manager keys plugins by name
+        manager.add_plugin(plugin)
+    return TServer.TSimpleServer(
+        Processor(manager),
+        TSocket.TServerSocket(unix_socket=socket_path),
+        TTransport.TBufferedTransportFactory(),
+        TBinaryProtocol.TBinaryProtocolFactory(),
+    )
+
+
+def register(socket_path: str, timeout: float) -> tuple[ExtensionClient, int]:
+    """Register with the core listening on ``socket_path``; returns the client and the
+    extension uuid the core assigned."""
+    logging.getLogger("thrift").addHandler(logging.NullHandler())
+    client = ExtensionClient(path=socket_path)
+    if not client.open(timeout):
+        raise ExtensionError(f"Could not open socket {socket_path}")
+    manager = ExtensionManager()
+    for plugin in plugins.PLUGINS:
+        manager.add_plugin(plugin)
+    status = client.extension_manager_client().registerExtension(
+        info=InternalExtensionInfo(name=EXTENSION_NAME, version=__version__,
+                                   sdk_version=SDK_VERSION, min_sdk_version=MIN_SDK_VERSION),
+        registry=manager.registry(),
+    )
+    if status.code != 0:
+        raise ExtensionError(status.message)
+    manager.uuid = status.uuid
+    return client, status.uuid
+
+
+def serve(socket_path: str, timeout: float = 1, interval: float = 1) -> None:
+    """Register, then serve until the core shuts the extension down or disappears."""
+    client, uuid = register(socket_path, timeout)
+    watcher = threading.Thread(target=start_watcher, args=(client, interval), daemon=True)
+    watcher.start()
+    log.info("serving %s on %s.%s", ", ".join(p.table for p in plugins.PLUGINS),
+             socket_path, uuid)
+    build_server(f"{socket_path}.{uuid}").serve()
