@@ -8,6 +8,7 @@ by ``fleetctl serve`` on first start.
 from __future__ import annotations
 
 import json
+import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -18,6 +19,11 @@ import httpx
 from fleetctl.settings import default_home
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+def ssl_context(ca: str | None) -> ssl.SSLContext:
+    """Verify the server against ``ca`` (the server's own CA file) or the system store."""
+    return ssl.create_default_context(cafile=ca) if ca else ssl.create_default_context()
 
 
 class ClientError(click.ClickException):
@@ -65,7 +71,7 @@ class AdminClient:
         self.context = context
         self._http = httpx.Client(
             base_url=context.server,
-            verify=context.ca if context.ca else True,
+            verify=ssl_context(context.ca),
             headers={"Authorization": f"Bearer {context.token}"},
             timeout=timeout,
         )

@@ -82,7 +82,7 @@ class Run:
     counter: int
     unix_time: int
     snapshot: bool
-    host_identifier: str | None
+    host_identifiers: set[str]
     decorations: dict[str, str]
     added: list[dict[str, str]] = field(default_factory=list)
     removed: list[dict[str, str]] = field(default_factory=list)
@@ -203,7 +203,7 @@ def parse_result_lines(lines: list[Any]) -> list[Run]:
             rows = line["snapshot"]
             if not isinstance(rows, list):
                 raise BadRequest(f"{where}: 'snapshot' must be a list")
-            run = Run(name, epoch, counter, unix_time, True, host, decorations)
+            run = Run(name, epoch, counter, unix_time, True, _hosts(host), decorations)
             run.added = [_row(r, where) for r in rows]
             runs.append(run)
         elif "diffResults" in line:
@@ -213,7 +213,7 @@ def parse_result_lines(lines: list[Any]) -> list[Run]:
             added, removed = diff.get("added", []), diff.get("removed", [])
             if not isinstance(added, list) or not isinstance(removed, list):
                 raise BadRequest(f"{where}: 'diffResults.added/removed' must be lists")
-            run = Run(name, epoch, counter, unix_time, False, host, decorations)
+            run = Run(name, epoch, counter, unix_time, False, _hosts(host), decorations)
             run.added = [_row(r, where) for r in added]
             run.removed = [_row(r, where) for r in removed]
             runs.append(run)
@@ -244,8 +244,10 @@ def _append_event_line(
     snapshot = action == "snapshot"
     last = runs[-1] if runs else None
     if last is None or last.key != (name, epoch, counter, unix_time, snapshot):
-        last = Run(name, epoch, counter, unix_time, snapshot, host, decorations)
+        last = Run(name, epoch, counter, unix_time, snapshot, set(), decorations)
         runs.append(last)
+    if host:
+        last.host_identifiers.add(host)
     (last.removed if action == "removed" else last.added).append(row)
 
 
@@ -282,7 +284,14 @@ def parse_status_lines(lines: list[Any]) -> list[StatusLine]:
     return out
 
 
+def _hosts(host: str | None) -> set[str]:
+    return {host} if host else set()
+
+
 def iter_host_identifiers(items: Iterable[Run | StatusLine]) -> Iterator[str]:
+    """Every host identifier named by any line (runs keep all of their lines' names)."""
     for item in items:
-        if item.host_identifier:
+        if isinstance(item, Run):
+            yield from item.host_identifiers
+        elif item.host_identifier:
             yield item.host_identifier

@@ -8,7 +8,7 @@ Rules (``../shared/osquery/protocol.md`` section 2, "Server rule"):
   (a row closed *at exactly* the run's time by the same run is reopened, not duplicated).
 * A differential run applies removed, then added. A removal whose addition has not
   arrived yet (out-of-order delivery) leaves a tombstone that the late addition fills.
-* Counters: a diff run at or below the applied counter is a redelivery and is skipped,
+* Counters: a diff run below the applied counter is a redelivery and is skipped,
   unless it fills a recorded gap; a jump past ``counter + 1`` records a ``counter_gap``
   marker; an epoch change records ``epoch_change``; a baseline after diffs records
   ``rebaseline`` (rows removed in between were never reported).
@@ -115,9 +115,11 @@ def _apply_one(
                 detail=f"counter {state.counter} -> 0; removals in between were not reported",
             )
     elif not run.snapshot:
+        # Same counter and time as the last run = the rest of a run that the 1,024-line
+        # limit split across posts (redelivered posts never get here: see node_service).
         if not fresh and (
             run.counter < state.counter
-            or (run.counter == state.counter and run.unix_time <= state.last_unix_time)
+            or (run.counter == state.counter and run.unix_time < state.last_unix_time)
         ):
             if not _fill_gap(session, host_id, run, now):
                 return False
@@ -302,7 +304,7 @@ def _apply_diff(session: Session, host_id: int, run: Run, stats: ApplyStats) -> 
                 open_row.copies, open_row.removed_at = 0, t
                 stats.closed += 1
         else:
-            tomb = _new_row(host_id, run.name, h, removed_rows[h], 0, t)
+            tomb = _new_row(host_id, run.name, h, removed_rows[h], n, t)
             tomb.update(first_seen=None, removed_at=t)
             inserts.append(tomb)
     for h, n in added.items():
@@ -343,14 +345,18 @@ def _insert(session: Session, rows: list[dict[str, Any]], stats: ApplyStats) -> 
 
 
 def rows_at(session: Session, host_id: int, name: str, at: int) -> list[ResultRow]:
-    """The rows of ``name`` that existed on the host at unix time ``at``."""
+    """The rows of ``name`` that existed on the host at unix time ``at``.
+
+    A row whose ``first_seen`` is NULL was removed before its addition ever reached
+    the server (it predates the collected history): it counts as present until removed.
+    """
     return list(
         session.scalars(
             select(ResultRow)
             .where(
                 ResultRow.host_id == host_id,
                 ResultRow.name == name,
-                ResultRow.first_seen <= at,
+                or_(ResultRow.first_seen.is_(None), ResultRow.first_seen <= at),
                 or_(ResultRow.removed_at.is_(None), ResultRow.removed_at > at),
             )
             .order_by(ResultRow.first_seen, ResultRow.id)

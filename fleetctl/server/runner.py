@@ -25,6 +25,9 @@ def make_server(settings: Settings, prepared: Prepared, state: ServerState) -> u
         log_level="warning",
         access_log=False,
         timeout_keep_alive=30,
+        # TLS keep-alive connections of idle osqueryd clients would otherwise hold
+        # shutdown open until the peer answers close_notify.
+        timeout_graceful_shutdown=2,
         server_header=False,
     )
     return uvicorn.Server(config)

@@ -1,0 +1,140 @@
+"""Shared fixtures: a migrated store on SQLite and PostgreSQL, and a real TLS server.
+
+Store tests take the ``db_url`` fixture and run once per backend. PostgreSQL is the
+machine's server at 127.0.0.1:5432; each test session gets its own database. Under
+``CI=true`` a missing PostgreSQL fails the run instead of skipping.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+from sqlalchemy import text
+
+from fleetctl.client import ssl_context
+from storage.base import metadata
+from storage.engine import make_engine
+from storage.migrate import upgrade
+
+PG_ADMIN_URL = os.environ.get("FLEETCTL_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def _pg_available() -> str | None:
+    try:
+        with psycopg.connect(PG_ADMIN_URL.replace("+psycopg", ""), connect_timeout=3):
+            return None
+    except psycopg.Error as exc:
+        return str(exc)
+
+
+@pytest.fixture(scope="session")
+def pg_database() -> Iterator[str]:
+    """A fresh, migrated PostgreSQL database for this test session."""
+    problem = _pg_available()
+    if problem:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"PostgreSQL is required under CI=true: {problem}")
+        pytest.skip(f"PostgreSQL not available: {problem}")
+    name = f"fleetctl_test_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    engine = make_engine(url)
+    upgrade(engine)
+    engine.dispose()
+    yield url
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One migrated SQLite file; each test gets a copy (faster than migrating each time)."""
+    path = tmp_path_factory.mktemp("template") / "fleet.db"
+    engine = make_engine(f"sqlite:///{path}")
+    upgrade(engine)
+    engine.dispose()
+    return path
+
+
+def _truncate_pg(url: str) -> None:
+    engine = make_engine(url)
+    tables = ", ".join(f'"{t.name}"' for t in metadata.sorted_tables)
+    with engine.begin() as conn:
+        conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path) -> str:
+    """A migrated, empty store: once on SQLite, once on PostgreSQL."""
+    if request.param == "sqlite":
+        path = tmp_path / "fleet.db"
+        shutil.copy(sqlite_template, path)
+        return f"sqlite:///{path}"
+    url: str = request.getfixturevalue("pg_database")
+    _truncate_pg(url)
+    return url
+
+
+class RunningServer:
+    """A real TLS server on 127.0.0.1 in a thread, with its home directory."""
+
+    def __init__(self, home: Path, db: str, **settings_kw: object) -> None:
+        from fleetctl.server.bootstrap import prepare
+        from fleetctl.server.runner import ServerThread, bind
+        from fleetctl.settings import Settings
+
+        sock = bind("127.0.0.1", 0)
+        port = sock.getsockname()[1]
+        self.settings = Settings(home=home, listen=f"127.0.0.1:{port}", db=db, **settings_kw)  # type: ignore[arg-type]
+        self.prepared = prepare(self.settings)
+        self.thread = ServerThread(self.settings, self.prepared, sock)
+        self.thread.start()
+        self.url = self.prepared.server_url
+        self.ca = str(self.prepared.tls.ca)
+        self.secret = (home / "enroll_secret").read_text().strip()
+        import json
+
+        self.token = json.loads((home / "context.json").read_text())["token"]
+        self.clients: list[httpx.Client] = []
+
+    def node(self, identifier: str = "jumpvm", uuid: str = "uuid-jumpvm", **kw: str) -> Any:
+        from tests.osquery_node import OsqueryNode
+
+        node = OsqueryNode(self.url, self.ca, self.secret, identifier, uuid, **kw)
+        self.clients.append(node.http)
+        return node
+
+    def admin(self) -> httpx.Client:
+        """An admin API client with the token from the server's context file."""
+        client = httpx.Client(
+            base_url=self.url,
+            verify=ssl_context(self.ca),
+            timeout=30,
+            headers={"Authorization": f"Bearer {self.token}"},
+        )
+        self.clients.append(client)
+        return client
+
+    def stop(self) -> None:
+        for client in self.clients:  # closed clients let the server shut down at once
+            client.close()
+        self.thread.stop()
+
+
+@pytest.fixture
+def server(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[RunningServer]:
+    home = tmp_path / "home"
+    monkeypatch.setenv("FLEETCTL_HOME", str(home))
+    srv = RunningServer(home, db_url)
+    yield srv
+    srv.stop()

@@ -1,0 +1,184 @@
+"""osquery's TLS API over real HTTPS on loopback, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import base64
+import time
+from typing import Any
+
+from sqlalchemy import select
+
+from storage.engine import make_engine, make_sessionmaker, session_scope
+from storage.models import Carve, DistributedResult, Host, StatusLog
+from tests.conftest import RunningServer
+
+
+def _query(server: RunningServer, stmt: Any) -> list[Any]:
+    engine = make_engine(server.settings.db_url)
+    try:
+        with session_scope(make_sessionmaker(engine)) as s:
+            return list(s.execute(stmt).all())
+    finally:
+        engine.dispose()
+
+
+def ev(name: str, action: str, cols: dict[str, str], t: int, counter: int) -> dict[str, Any]:
+    return {
+        "name": name,
+        "hostIdentifier": "jumpvm",
+        "calendarTime": "x",
+        "unixTime": t,
+        "epoch": 0,
+        "counter": counter,
+        "numerics": False,
+        "columns": cols,
+        "action": action,
+    }
+
+
+def test_enroll_config_and_checkin(server: RunningServer) -> None:
+    node = server.node()
+    answer = node.enroll()
+    assert answer["node_invalid"] is False and len(answer["node_key"]) > 30
+    config = node.call("/config")
+    assert config["node_invalid"] is False
+    assert config["options"]["pack_delimiter"] == "_"
+    assert any("system_info" in q for q in config["decorators"]["load"])
+    assert node.call("/distributed/read") == {"node_invalid": False, "queries": {}}
+
+
+def test_node_key_in_authorization_header(server: RunningServer) -> None:
+    node = server.node()
+    node.enroll()
+    response = node.http.post(
+        "/api/v1/osquery/config", json={}, headers={"Authorization": f"NodeKey {node.node_key}"}
+    )
+    assert response.json()["node_invalid"] is False
+
+
+def test_unknown_node_key_answers_node_invalid(server: RunningServer) -> None:
+    node = server.node()
+    node.node_key = "not-a-key"
+    for path in ("/config", "/log", "/distributed/read", "/distributed/write", "/carve/begin"):
+        answer = node.call(path, {"log_type": "result", "data": []})
+        assert answer["node_invalid"] is True, path
+        assert "enroll" in answer["error"]
+
+
+def test_bad_enroll_secret_is_refused_and_repeated_failures_slow_down(
+    server: RunningServer,
+) -> None:
+    node = server.node()
+    node.secret = "wrong"
+    answer = node.enroll()
+    assert answer == {"error": "invalid enroll secret", "node_invalid": False}
+    assert node.node_key is None
+    for _ in range(5):
+        node.enroll()
+    started = time.monotonic()
+    node.enroll()  # the 7th failure within a minute waits before answering
+    assert time.monotonic() - started >= 0.4
+    node.secret = server.secret
+    assert node.enroll()["node_key"]
+
+
+def test_reenroll_with_same_uuid_keeps_history_and_invalidates_old_key(
+    server: RunningServer,
+) -> None:
+    node = server.node()
+    node.enroll()
+    old_key = node.node_key
+    node.log("result", [ev("q", "added", {"pid": "1"}, 100, 0)])
+    node.enroll()
+    assert node.node_key != old_key
+    node.log("result", [ev("q", "added", {"pid": "2"}, 200, 1)])
+    hosts = _query(server, select(Host.id, Host.enroll_count))
+    assert hosts == [(1, 2)]
+    rows = (
+        server.admin().get("/api/v1/admin/results", params={"host": "jumpvm", "query": "q"}).json()
+    )
+    assert [r["pid"] for r in rows["rows"]] == ["1", "2"]
+    stale = node.post("/config", {"node_key": old_key})
+    assert stale["node_invalid"] is True
+
+
+def test_gzip_log_body_and_status_logs(server: RunningServer) -> None:
+    node = server.node()
+    node.enroll()
+    status = {
+        "hostIdentifier": "jumpvm",
+        "calendarTime": "x",
+        "unixTime": 100,
+        "severity": 1,
+        "filename": "scheduler.cpp",
+        "line": 83,
+        "message": "Executing scheduled query pack_ipc_x",
+        "version": "5.8.2",
+    }
+    assert node.log("status", [status], compress=True) == [{"node_invalid": False}]
+    rows = _query(server, select(StatusLog.severity, StatusLog.filename, StatusLog.message))
+    assert rows == [(1, "scheduler.cpp", "Executing scheduled query pack_ipc_x")]
+
+
+def test_distributed_write_stores_rows_statuses_and_messages(server: RunningServer) -> None:
+    node = server.node()
+    node.enroll()
+    answer = node.call(
+        "/distributed/write",
+        {
+            "queries": {"q1": [{"pid": "1", "name": "init"}], "q2": []},
+            "statuses": {"q1": 0, "q2": 1},
+            "messages": {"q1": "", "q2": "no such table: nope"},
+            "stats": {"q1": {"wall_time_ms": 3}},
+        },
+    )
+    assert answer == {"node_invalid": False}
+    node.call(
+        "/distributed/write",
+        {"queries": {"q1": [{"pid": "1", "name": "init"}]}, "statuses": {"q1": 0}},
+    )  # a resend replaces, not duplicates
+    rows = _query(
+        server,
+        select(
+            DistributedResult.query_id,
+            DistributedResult.status,
+            DistributedResult.message,
+            DistributedResult.rows,
+        ).order_by(DistributedResult.query_id),
+    )
+    assert rows == [
+        ("q1", 0, "", [{"pid": "1", "name": "init"}]),
+        ("q2", 1, "no such table: nope", []),
+    ]
+
+
+def test_carve_blocks_are_reassembled(server: RunningServer) -> None:
+    node = server.node()
+    node.enroll()
+    payload = b"\x28\xb5\x2f\xfd" + bytes(range(256)) * 70  # zstd magic + 17,924 bytes
+    size = 8192
+    blocks = [payload[i : i + size] for i in range(0, len(payload), size)]
+    begin = node.call(
+        "/carve/begin",
+        {
+            "block_count": len(blocks),
+            "block_size": size,
+            "carve_size": len(payload),
+            "carve_id": "c-1",
+            "request_id": "r-1",
+        },
+    )
+    session_id = begin["session_id"]
+    for i, block in enumerate(blocks):
+        answer = node.post(
+            "/carve/block",
+            {
+                "block_id": i,
+                "session_id": session_id,
+                "request_id": "r-1",
+                "data": base64.b64encode(block).decode(),
+            },
+        )
+        assert answer == {"node_invalid": False}
+    carves = _query(server, select(Carve.archive, Carve.compression, Carve.completed_at))
+    assert carves[0][0] == payload and carves[0][1] == "zstd" and carves[0][2] is not None
