@@ -70,7 +70,7 @@ def test_malformed_json(node: Any) -> None:
 
 
 def test_body_must_be_an_object(node: Any) -> None:
-    status, body = raw_post(node, "/log", b"[1, 2]")
+    _, body = raw_post(node, "/log", b"[1, 2]")
     assert body == {"error": "expected a JSON object, got list", "node_invalid": False}
 
 
