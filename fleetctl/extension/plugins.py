@@ -77,15 +77,23 @@ class SpecTablePlugin(osquery.TablePlugin):
         return string_rows(spec, rows)
 
 
-@osquery.register_plugin
 class UnixSocketPeersTable(SpecTablePlugin):
     table = "unix_socket_peers"
 
 
-@osquery.register_plugin
 class ProcessStdioTable(SpecTablePlugin):
     table = "process_stdio"
 
 
 PLUGINS = (UnixSocketPeersTable, ProcessStdioTable)
+
+
+def register_plugins() -> None:
+    """Add the plugins to osquery-python's ExtensionManager (idempotent).
+
+    ``osquery.register_plugin`` is called directly rather than used as a class
+    decorator: it returns None, so decorating would replace the class with None.
+    """
+    for plugin in PLUGINS:
+        osquery.register_plugin(plugin)
 

@@ -9,7 +9,9 @@ routes, start the ping watchdog that exits when the core goes away, then answer
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import socket
 import threading
 
 from osquery import ExtensionClient, ExtensionManager
@@ -34,14 +36,57 @@ class ExtensionError(RuntimeError):
     """The core refused or could not be reached."""
 
 
-def build_server(socket_path: str) -> TServer.TSimpleServer:
+class ExtensionServer(TServer.TSimpleServer):
+    """osquery-python's server (one connection at a time, as osqueryd expects) that can
+    also be stopped from another thread."""
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*args)
+        self._stopping = threading.Event()
+
+    def serve(self) -> None:
+        self.serverTransport.listen()
+        while not self._stopping.is_set():
+            try:
+                client = self.serverTransport.accept()
+            except (OSError, AttributeError, TTransport.TTransportException):
+                if self._stopping.is_set():
+                    return
+                raise
+            if client:
+                self._handle(client)
+
+    def _handle(self, client: TTransport.TTransportBase) -> None:
+        itrans = self.inputTransportFactory.getTransport(client)
+        otrans = self.outputTransportFactory.getTransport(client)
+        iprot = self.inputProtocolFactory.getProtocol(itrans)
+        oprot = self.outputProtocolFactory.getProtocol(otrans)
+        try:
+            while True:
+                self.processor.process(iprot, oprot)
+        except TTransport.TTransportException:
+            pass  # the peer closed the connection
+        except Exception:
+            log.exception("extension request failed")
+        itrans.close()
+        otrans.close()
+
+    def stop(self) -> None:
+        """Wake the accept() loop and close the listening socket."""
+        self._stopping.set()
+        handle = getattr(self.serverTransport, "handle", None)
+        if handle is not None:
+            with contextlib.suppress(OSError):
+                handle.shutdown(socket.SHUT_RDWR)
+        self.serverTransport.close()
+
+
+def build_server(socket_path: str) -> ExtensionServer:
     """A Thrift server answering extension calls on ``socket_path`` (what osqueryd
     connects to), routing to the registered plugins."""
-    manager = ExtensionManager()
-    for plugin in plugins.PLUGINS:  # idempotent: the manager keys plugins by name
-        manager.add_plugin(plugin)
-    return TServer.TSimpleServer(
-        Processor(manager),
+    plugins.register_plugins()
+    return ExtensionServer(
+        Processor(ExtensionManager()),
         TSocket.TServerSocket(unix_socket=socket_path),
         TTransport.TBufferedTransportFactory(),
         TBinaryProtocol.TBinaryProtocolFactory(),
@@ -55,9 +100,8 @@ def register(socket_path: str, timeout: float) -> tuple[ExtensionClient, int]:
     client = ExtensionClient(path=socket_path)
     if not client.open(timeout):
         raise ExtensionError(f"Could not open socket {socket_path}")
+    plugins.register_plugins()
     manager = ExtensionManager()
-    for plugin in plugins.PLUGINS:
-        manager.add_plugin(plugin)
     status = client.extension_manager_client().registerExtension(
         info=InternalExtensionInfo(name=EXTENSION_NAME, version=__version__,
                                    sdk_version=SDK_VERSION, min_sdk_version=MIN_SDK_VERSION),
