@@ -1,8 +1,10 @@
 """osquery's table schemas, and SQL compiled against them the way osqueryd plans it.
 
-The schema comes from ``fleetctl/schema/osquery_tables.json`` (osquery's specs) and
-``extension_tables.json`` (this project's extension tables). Entries whose name starts
-with ``_`` are metadata and entries with ``present_in_specs: false`` are not tables.
+The schema comes from ``fleetctl/schema/osquery_tables.json`` (a subset of osquery's
+specs), ``osquery_tables_supplement.json`` (more of osquery's specs, for tables the subset
+lacks) and ``extension_tables.json`` (this project's extension tables). Entries whose name
+starts with ``_`` are metadata and entries with ``present_in_specs: false`` are not tables.
+A table name may appear in only one file: a second definition is an error, not an override.
 
 ``Schema.compile`` prepares a query in SQLite against virtual tables declared like
 osqueryd declares them (hidden columns are ``HIDDEN``, so ``SELECT *`` skips them and
@@ -27,7 +29,12 @@ import apsw
 from fleetctl.packs.model import PLATFORMS
 
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schema"
-SCHEMA_FILES = (SCHEMA_DIR / "osquery_tables.json", SCHEMA_DIR / "extension_tables.json")
+OSQUERY_SCHEMA_FILES = (
+    SCHEMA_DIR / "osquery_tables.json",
+    SCHEMA_DIR / "osquery_tables_supplement.json",
+)
+EXTENSION_SCHEMA_FILES = (SCHEMA_DIR / "extension_tables.json",)
+SCHEMA_FILES = OSQUERY_SCHEMA_FILES + EXTENSION_SCHEMA_FILES
 
 # Functions osqueryd adds to SQLite (osquery/sql/sqlite_*.cpp); stubs let queries that call
 # them compile. Nothing is ever executed here.
@@ -274,12 +281,35 @@ class Schema:
         return Compiled(statements=len(statements), tables=tables, scans=scans)
 
 
+class SchemaConflictError(ValueError):
+    """Two schema entries (in one file or in two) define the same table name."""
+
+    def __init__(self, name: str, first: Path, second: Path) -> None:
+        where = first.name if first == second else f"{first.name} and {second.name}"
+        super().__init__(f"table {name} is defined twice ({where})")
+        self.name = name
+        self.first = first
+        self.second = second
+
+
 def load_schema(paths: Iterable[Path] = SCHEMA_FILES) -> Schema:
-    """Read schema files (osquery's format: a JSON list of table entries)."""
+    """Read schema files (osquery's format: a JSON list of table entries) into one schema.
+
+    Every name outside metadata counts, including entries that are not tables
+    (``present_in_specs: false``), so a file cannot quietly redefine what another one
+    says about a name; ``SchemaConflictError`` names both files.
+    """
     tables: list[Table] = []
-    for path in paths:
-        for entry in json.loads(Path(path).read_text(encoding="utf-8")):
-            if entry["name"].startswith("_") or entry.get("present_in_specs") is False:
+    seen: dict[str, Path] = {}
+    for path in map(Path, paths):
+        for entry in json.loads(path.read_text(encoding="utf-8")):
+            name = entry["name"]
+            if name.startswith("_"):
+                continue
+            if name in seen:
+                raise SchemaConflictError(name, seen[name], path)
+            seen[name] = path
+            if entry.get("present_in_specs") is False:
                 continue
             tables.append(_table_from_entry(entry))
     return Schema(tables)
@@ -297,6 +327,7 @@ __all__ = [
     "Compiled",
     "Scan",
     "Schema",
+    "SchemaConflictError",
     "Table",
     "default_schema",
     "load_schema",

@@ -5,7 +5,16 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from fleetctl.packs.schema import Compiled, Scan, default_schema, load_schema
+import pytest
+
+from fleetctl.packs.schema import (
+    OSQUERY_SCHEMA_FILES,
+    Compiled,
+    Scan,
+    SchemaConflictError,
+    default_schema,
+    load_schema,
+)
 
 
 def test_metadata_and_non_tables_are_skipped() -> None:
@@ -70,3 +79,67 @@ def test_load_schema_from_other_files(tmp_path: Path) -> None:
     assert schema.compile("SELECT secret FROM (SELECT * FROM widgets WHERE id = 1)").error == (
         "no such column: secret"
     )
+
+
+def test_supplement_adds_osquery_tables_the_subset_lacks() -> None:
+    schema = default_schema()
+    for name in (
+        "osquery_flags", "osquery_schedule", "osquery_events", "osquery_registry",
+        "osquery_extensions", "osquery_packs", "time", "uptime",
+    ):  # fmt: skip
+        assert schema.tables[name].platforms == {"linux", "darwin", "windows"}, name
+    for name in (
+        "registry", "wmi_script_event_consumers", "wmi_event_filters",
+        "wmi_filter_consumer_binding",
+    ):  # fmt: skip
+        assert schema.tables[name].platforms == {"windows"}, name
+    assert schema.tables["plist"].platforms == {"darwin"}
+    assert [c.name for c in schema.tables["plist"].columns if c.required] == ["path"]
+    denylisted = schema.tables["osquery_schedule"].column("blacklisted")
+    assert denylisted is not None and denylisted.name == "denylisted"
+    win_timestamp = schema.tables["time"].column("win_timestamp")
+    assert win_timestamp is not None and win_timestamp.platforms == {"windows"}
+    key = schema.tables["registry"].column("key")
+    assert key is not None and key.additional
+
+
+def test_supplement_and_subset_never_define_the_same_table() -> None:
+    base, supplement = (json.loads(p.read_text()) for p in OSQUERY_SCHEMA_FILES)
+    names = [
+        {e["name"] for e in doc if not e["name"].startswith("_")} for doc in (base, supplement)
+    ]
+    assert names[0] and names[1] and not names[0] & names[1]
+    meta = next(e for e in supplement if e["name"] == "_meta")["meta"]
+    assert meta["source_repo"] == "osquery/osquery"
+    assert meta["supplements"] == "osquery_tables.json"
+    assert set(meta["spec_paths"]) == {e["spec_path"] for e in supplement if "spec_path" in e}
+
+
+def test_plist_needs_its_path_and_takes_like() -> None:
+    schema = default_schema()
+    like = "SELECT subkey FROM plist WHERE path LIKE '/Library/LaunchDaemons/%.plist'"
+    assert schema.compile(like, "darwin").scans == (Scan("plist", True),)
+    assert schema.compile(
+        "SELECT subkey FROM plist WHERE key = 'MachServices'", "darwin"
+    ).scans == (Scan("plist", False),)
+    assert schema.compile("SELECT subkey FROM plist", "windows").error == "no such table: plist"
+
+
+def test_a_table_defined_twice_is_an_error(tmp_path: Path) -> None:
+    first, second = tmp_path / "a.json", tmp_path / "b.json"
+    first.write_text(json.dumps([{"name": "widgets", "platforms": ["linux"], "columns": []}]))
+    second.write_text(
+        json.dumps(
+            [
+                {"name": "_meta", "columns": []},
+                {"name": "widgets", "present_in_specs": False, "platforms": [], "columns": []},
+            ]
+        )
+    )
+    with pytest.raises(
+        SchemaConflictError, match=r"table widgets is defined twice \(a.json and b.json\)"
+    ):
+        load_schema([first, second])
+    with pytest.raises(SchemaConflictError, match=r"\(a.json\)"):
+        load_schema([first, first])
+    assert list(load_schema([first]).tables) == ["widgets"]

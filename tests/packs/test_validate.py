@@ -383,10 +383,12 @@ def test_discovery_queries_are_validated() -> None:
     assert check(pack) == [
         error(
             "discovery[0]",
-            "no such table: osquery_registri (did you mean osquery_info?)",
+            "no such table: osquery_registri (did you mean osquery_registry?)",
             "osquery_registri",
         )
     ]
+    registered = "SELECT 1 FROM osquery_registry WHERE registry = 'table' AND name = 'x'"
+    assert check({"discovery": [registered], "queries": {}}) == []
 
 
 def test_extension_tables_need_a_discovery_query() -> None:
