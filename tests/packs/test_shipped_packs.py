@@ -63,16 +63,70 @@ def test_whole_picture_queries_are_snapshots() -> None:
     assert ("ipc-telemetry-windows", "named_pipes") not in snapshots
 
 
+EXTENSION_DISCOVERY = (
+    "SELECT 1 FROM osquery_registry WHERE registry = 'table' AND name = 'process_stdio'",
+    "SELECT 1 FROM osquery_registry WHERE registry = 'table' AND name = 'unix_socket_peers'",
+)
+MACOS_DISCOVERY = (
+    "SELECT 1 FROM osquery_flags WHERE name = 'disable_events' AND value = 'false'",
+    "SELECT 1 FROM osquery_flags WHERE name = 'disable_endpointsecurity' AND value = 'false'",
+)
+
+
 def test_packs_that_depend_on_optional_sources_have_discovery() -> None:
     packs = shipped()
-    assert packs["ipc-telemetry-extension"].discovery == (
-        "SELECT COUNT(*) AS tables FROM process_stdio WHERE pid = (SELECT pid FROM osquery_info)",
-    )
-    assert packs["ipc-telemetry-macos"].discovery == ("SELECT 1 FROM es_process_events LIMIT 1",)
+    assert packs["ipc-telemetry-extension"].discovery == EXTENSION_DISCOVERY
+    assert packs["ipc-telemetry-macos"].discovery == MACOS_DISCOVERY
     extension_tables = {t.name for t in default_schema().tables.values() if t.extension}
     for pack in packs.values():
         if pack.name != "ipc-telemetry-extension":
             assert not any(t in q.query for q in pack.queries for t in extension_tables)
+
+
+def test_discovery_asks_osquery_about_itself_not_the_gated_tables() -> None:
+    """Discovery reads osquery's registry and flags: whether a pack runs must not depend
+    on an extension table answering or on an event having arrived in the last interval."""
+    schema = default_schema()
+    for pack, platform, reads in [
+        ("ipc-telemetry-extension", "linux", {"osquery_registry"}),
+        ("ipc-telemetry-macos", "darwin", {"osquery_flags"}),
+    ]:
+        for sql in shipped()[pack].discovery:
+            compiled = schema.compile(sql, platform)
+            assert compiled.error is None, sql
+            assert compiled.tables == reads, sql
+
+
+def test_telemetry_health_reads_osquerys_own_state() -> None:
+    health = shipped()["telemetry-health"]
+    tables: set[str] = set()
+    for query in health.queries:
+        compiled = default_schema().compile(query.query)
+        assert compiled.error is None, query.name
+        tables |= compiled.tables
+    assert {"osquery_info", "osquery_flags", "osquery_schedule", "osquery_events"} <= tables
+    assert {"osquery_registry", "osquery_extensions", "osquery_packs"} <= tables
+    flags = health.query("event_flags").query
+    for flag in (
+        "disable_events", "disable_audit", "audit_allow_process_events", "audit_allow_sockets",
+        "disable_endpointsecurity", "enable_process_etw_events",
+    ):  # fmt: skip
+        assert f"'{flag}'" in flags, flag
+    schedule = health.query("schedule_health").query
+    for column in ("executions", "denylisted", "last_executed", "wall_time", "output_size"):
+        assert column in schedule, column
+
+
+def test_windows_pack_reads_registry_and_wmi_tables() -> None:
+    compiled = [
+        default_schema().compile(q.query, "windows")
+        for q in shipped()["ipc-telemetry-windows"].queries
+    ]
+    tables = set().union(*(c.tables for c in compiled))
+    assert {
+        "registry", "wmi_cli_event_consumers", "wmi_script_event_consumers",
+        "wmi_event_filters", "wmi_filter_consumer_binding",
+    } <= tables  # fmt: skip
 
 
 @pytest.fixture
@@ -83,6 +137,11 @@ def windows() -> Iterator[sqlite3.Connection]:
 @pytest.fixture
 def linux() -> Iterator[sqlite3.Connection]:
     yield from _plain_db("linux")
+
+
+@pytest.fixture
+def darwin() -> Iterator[sqlite3.Connection]:
+    yield from _plain_db("darwin")
 
 
 def _plain_db(platform: str) -> Iterator[sqlite3.Connection]:
@@ -251,4 +310,218 @@ def test_named_fifos_and_stdio_channels(linux: sqlite3.Connection) -> None:
         (301, 0, "unix", ""),
         (400, 0, "tcp", "10.0.0.1:22->10.0.0.5:50000"),
         (401, 0, "path", "/dev/pts/0"),
+    ]
+
+
+def rows(conn: sqlite3.Connection, pack: str, query: str) -> list[dict[str, Any]]:
+    cursor = conn.execute(shipped()[pack].query(query).query)
+    names = [d[0] for d in cursor.description]
+    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+def discovers(conn: sqlite3.Connection, pack: str) -> bool:
+    """osqueryd's rule: a pack is active when every discovery query returns a row."""
+    return all(conn.execute(sql).fetchall() for sql in shipped()[pack].discovery)
+
+
+def test_extension_pack_is_active_only_when_both_tables_are_registered(
+    linux: sqlite3.Connection,
+) -> None:
+    core = [{"registry": "table", "name": "processes", "owner_uuid": 0, "internal": 0}]
+    insert(linux, "osquery_registry", core)
+    assert not discovers(linux, "ipc-telemetry-extension")
+    extension = {"registry": "table", "owner_uuid": 7, "internal": 0, "active": 1}
+    insert(linux, "osquery_registry", [{**extension, "name": "process_stdio"}])
+    assert not discovers(linux, "ipc-telemetry-extension")
+    insert(linux, "osquery_registry", [{**extension, "name": "unix_socket_peers"}])
+    assert discovers(linux, "ipc-telemetry-extension")
+
+
+def test_macos_pack_is_active_only_with_endpointsecurity_enabled(
+    darwin: sqlite3.Connection,
+) -> None:
+    insert(
+        darwin,
+        "osquery_flags",
+        [
+            {"name": "disable_events", "value": "false", "default_value": "true"},
+            {"name": "disable_endpointsecurity", "value": "true", "default_value": "true"},
+        ],
+    )
+    assert not discovers(darwin, "ipc-telemetry-macos")
+    darwin.execute("UPDATE osquery_flags SET value = 'false'")
+    assert discovers(darwin, "ipc-telemetry-macos")
+    darwin.execute("UPDATE osquery_flags SET value = 'true' WHERE name = 'disable_events'")
+    assert not discovers(darwin, "ipc-telemetry-macos")
+
+
+def test_health_reports_stale_and_denylisted_queries_and_extension_tables(
+    linux: sqlite3.Connection,
+) -> None:
+    insert(linux, "time", [{"unix_time": 10_000}])
+    insert(
+        linux,
+        "osquery_schedule",
+        [
+            {"name": "pack_ipc-telemetry_process_lineage", "interval": 60, "executions": 90,
+             "last_executed": 9_950, "denylisted": 0, "output_size": 1_000, "wall_time": 3},
+            {"name": "pack_ipc-telemetry_stdio_channels", "interval": 120, "executions": 4,
+             "last_executed": 2_000, "denylisted": 1, "output_size": 10, "wall_time": 9},
+        ],
+    )  # fmt: skip
+    stale = {
+        r["name"]: r["seconds_since_last_run"]
+        for r in rows(linux, "telemetry-health", "schedule_health")
+    }
+    assert stale == {
+        "pack_ipc-telemetry_process_lineage": 50,
+        "pack_ipc-telemetry_stdio_channels": 8_000,
+    }
+    assert run(linux, "telemetry-health", "denylisted_queries", "name") == [
+        "pack_ipc-telemetry_stdio_channels"
+    ]
+    insert(
+        linux,
+        "osquery_registry",
+        [
+            {"registry": "table", "name": "processes", "owner_uuid": 0, "internal": 1},
+            {"registry": "table", "name": "process_stdio", "owner_uuid": 7, "internal": 0,
+             "active": 1},
+            {"registry": "config", "name": "tls", "owner_uuid": 0, "internal": 0},
+        ],
+    )  # fmt: skip
+    insert(linux, "osquery_extensions", [{"uuid": 7, "name": "fleetctl", "version": "0.1.0"}])
+    assert rows(linux, "telemetry-health", "extension_tables") == [
+        {"table_name": "process_stdio", "active": 1, "extension": "fleetctl",
+         "version": "0.1.0", "sdk_version": None}
+    ]  # fmt: skip
+
+
+def test_office_dde_settings_flag_values_that_allow_dde(windows: sqlite3.Connection) -> None:
+    sid = "S-1-5-21-1111-2222-3333-1001"
+    word = rf"HKEY_USERS\{sid}\Software\Microsoft\Office\16.0\Word\Security"
+    excel = rf"HKEY_USERS\{sid}\Software\Microsoft\Office\16.0\Excel\Security"
+    policy = rf"HKEY_USERS\{sid}\Software\Policies\Microsoft\Office\16.0\Word\Security"
+    insert(
+        windows,
+        "registry",
+        [
+            {"key": word, "name": "AllowDDE", "data": "2"},
+            {"key": word, "name": "VBAWarnings", "data": "1"},
+            {"key": excel, "name": "DisableDDEServerLaunch", "data": "0"},
+            {"key": excel, "name": "DisableDDEServerLookup", "data": "1"},
+            {"key": policy, "name": "AllowDDE", "data": "0"},
+        ],
+    )
+    found = sorted(
+        (r["sid"], r["app"], r["name"], r["data"], r["dde_enabled"])
+        for r in rows(windows, "ipc-telemetry-windows", "office_dde_settings")
+    )
+    assert found == [
+        (sid, "excel", "DisableDDEServerLaunch", "0", 1),
+        (sid, "excel", "DisableDDEServerLookup", "1", 0),
+        (sid, "word", "AllowDDE", "0", 0),
+        (sid, "word", "AllowDDE", "2", 1),
+    ]
+
+
+def test_com_servers_in_user_writable_paths_and_treat_as(windows: sqlite3.Connection) -> None:
+    user = r"HKEY_USERS\S-1-5-21-1-2-3-1001\SOFTWARE\Classes\CLSID"
+    machine = r"HKEY_LOCAL_MACHINE\SOFTWARE\Classes\CLSID"
+    insert(
+        windows,
+        "registry",
+        [
+            {"key": rf"{user}\{{A}}\InprocServer32", "name": "(Default)",
+             "data": r"C:\Users\bob\AppData\Roaming\evil.dll"},
+            {"key": rf"{user}\{{A}}\InprocServer32", "name": "ThreadingModel",
+             "data": r"C:\Users\bob\AppData\Roaming\evil.dll"},
+            {"key": rf"{user}\{{B}}\LocalServer32", "name": "(Default)",
+             "data": r"%TEMP%\x.exe -Embedding"},
+            {"key": rf"{machine}\{{C}}\InprocServer32", "name": "(Default)",
+             "data": r"C:\Windows\System32\shell32.dll"},
+            {"key": rf"{machine}\{{D}}\LocalServer32", "name": "(Default)",
+             "data": r"C:\ProgramData\upd\svc.exe"},
+            {"key": rf"{machine}\{{E}}\InprocServer32", "name": "(Default)",
+             "data": r"C:\Users\Public\x.dll"},
+            {"key": rf"{machine}\{{F}}\InprocServer32", "name": "(Default)",
+             "data": r"C:\Program Files\Templates\t.dll"},
+            {"key": rf"{user}\{{G}}\TreatAs", "name": "(Default)", "data": "{A}"},
+            {"key": rf"{machine}\{{H}}\TreatAs", "name": "(Default)", "data": "{C}"},
+        ],
+    )  # fmt: skip
+    hijacks = sorted(
+        (r["scope"], r["key"].rsplit("\\", 2)[-2])
+        for r in rows(windows, "ipc-telemetry-windows", "com_servers_user_writable")
+    )
+    assert hijacks == [("machine", "{D}"), ("machine", "{E}"), ("user", "{A}"), ("user", "{B}")]
+    treat_as = sorted(
+        (r["scope"], r["treat_as_clsid"])
+        for r in rows(windows, "ipc-telemetry-windows", "com_treat_as")
+    )
+    assert treat_as == [("machine", "{C}"), ("user", "{A}")]
+
+
+def test_wmi_subscriptions_resolve_filter_and_consumer(windows: sqlite3.Connection) -> None:
+    insert(
+        windows,
+        "wmi_event_filters",
+        [{"name": "f", "query": "SELECT * FROM __InstanceCreationEvent", "relative_path":
+          '__EventFilter.Name="f"'}],
+    )  # fmt: skip
+    insert(
+        windows,
+        "wmi_script_event_consumers",
+        [{"name": "s", "scripting_engine": "VBScript", "script_text": "CreateObject(1)",
+          "relative_path": 'ActiveScriptEventConsumer.Name="s"'}],
+    )  # fmt: skip
+    insert(
+        windows,
+        "wmi_cli_event_consumers",
+        [{"name": "c", "command_line_template": "cmd /c calc",
+          "relative_path": 'CommandLineEventConsumer.Name="c"'}],
+    )  # fmt: skip
+    insert(
+        windows,
+        "wmi_filter_consumer_binding",
+        [
+            {"filter": '__EventFilter.Name="f"', "consumer": 'ActiveScriptEventConsumer.Name="s"'},
+            {"filter": '__EventFilter.Name="f"', "consumer": 'CommandLineEventConsumer.Name="c"'},
+        ],
+    )
+    found = {
+        (r["filter_name"], r["script_consumer"], r["cli_consumer"], r["command_line_template"])
+        for r in rows(windows, "ipc-telemetry-windows", "wmi_subscriptions")
+    }
+    assert found == {("f", None, "c", "cmd /c calc"), ("f", "s", None, None)}
+
+
+def test_launchd_mach_services_come_from_job_plists(darwin: sqlite3.Connection) -> None:
+    daemon = "/Library/LaunchDaemons/com.example.helper.plist"
+    agent = "/Users/bob/Library/LaunchAgents/com.evil.agent.plist"
+    insert(
+        darwin,
+        "plist",
+        [
+            {"path": daemon, "key": "Label", "subkey": "", "value": "com.example.helper"},
+            {"path": daemon, "key": "MachServices", "subkey": "com.example.helper.xpc",
+             "value": "true"},
+            {"path": agent, "key": "MachServices", "subkey": "com.evil.port/ResetAtClose",
+             "value": "true"},
+            {"path": "/System/Library/LaunchDaemons/com.apple.x.plist", "key": "MachServices",
+             "subkey": "com.apple.x", "value": "true"},
+        ],
+    )  # fmt: skip
+    insert(
+        darwin,
+        "launchd",
+        [{"path": daemon, "label": "com.example.helper", "program": "/Library/Helper/h"}],
+    )
+    found = sorted(
+        (r["mach_service"], r["label"])
+        for r in rows(darwin, "ipc-telemetry", "launchd_mach_services")
+    )
+    assert found == [
+        ("com.evil.port/ResetAtClose", None),
+        ("com.example.helper.xpc", "com.example.helper"),
     ]
