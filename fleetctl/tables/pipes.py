@@ -15,13 +15,14 @@ Two deliberate differences, both fixing false links rather than changing results
 normal host: FIFOs are found by stat()ing the /proc link instead of the path string (so
 deleted FIFOs and FIFOs in other mount namespaces are seen), and ends are linked by
 (type, device, inode) instead of the bare inode number, which can collide between
-pipefs and a disk filesystem.
+pipefs and a disk filesystem. Targets under /dev/ are the exception to the first: they
+are stat()ed once by path, as osquery does for every path, because every process has
+/dev/null and a pty open and a stat per descriptor would double the cost of a scan.
 """
 
 from __future__ import annotations
 
 import stat
-from collections.abc import Iterable
 from typing import Any, NamedTuple
 
 from fleetctl.tables import _proc
@@ -41,13 +42,15 @@ class PipeEnd(NamedTuple):
 
 def end_of(scan: Scan, pid: int, fd: int, target: str, named: bool) -> PipeEnd | None:
     """The pipe end behind one descriptor, or None. FIFOs are only looked for (one stat
-    per path descriptor) when ``named`` is true."""
+    per path descriptor outside /dev) when ``named`` is true."""
     if target.startswith("pipe:["):
         inode = _proc.link_inode(target, "pipe:[")
         if inode is None:
             return None
         return PipeEnd(pid, fd, inode, "anonymous", ("anonymous", inode))
     if named and target.startswith("/"):
+        if target.startswith("/dev/") and not scan.path_is_fifo(target):
+            return None
         st = scan.target_stat(pid, fd)
         if st is not None and stat.S_ISFIFO(st.st_mode):
             return PipeEnd(pid, fd, st.st_ino, "named", ("named", st.st_dev, st.st_ino))
@@ -63,18 +66,61 @@ def ends_of(scan: Scan, pid: int, links: dict[int, str], named: bool = True) -> 
     return ends
 
 
-def holder_index(scan: Scan, named: bool) -> dict[PipeKey, list[Holder]]:
-    """Every (pid, fd) holding each pipe, across all processes; FIFOs only if ``named``
-    (finding them costs a stat() per path descriptor of every process)."""
+class PipeIndex:
+    """Every (pid, fd) holding each pipe, across all processes.
 
-    def build() -> dict[PipeKey, list[Holder]]:
-        index: dict[PipeKey, list[Holder]] = {}
+    Holders of one pipe are grouped by open mode on first use, so finding an end's
+    partners costs O(partners) rather than O(holders): thousands of processes can share
+    one pipe (a make jobserver, a log pipe inherited by every child of a service).
+    """
+
+    def __init__(self, scan: Scan, holders: dict[PipeKey, list[Holder]],
+                 ends: dict[int, list[PipeEnd]]) -> None:
+        self.scan = scan
+        self.holders = holders
+        self.ends = ends  # pid -> its pipe ends, in fd order
+        self._by_mode: dict[PipeKey, dict[str, list[Holder]]] = {}
+
+    def _groups(self, key: PipeKey) -> dict[str, list[Holder]]:
+        try:
+            return self._by_mode[key]
+        except KeyError:
+            groups: dict[str, list[Holder]] = {}
+            for pid, fd in self.holders.get(key, ()):
+                groups.setdefault(self.scan.mode(pid, fd), []).append((pid, fd))
+            self._by_mode[key] = groups
+            return groups
+
+    def partners(self, end: PipeEnd, mode: str) -> list[tuple[int, int, str]] | None:
+        """(pid, fd, mode) of each partner end by osquery's reader/writer rule (modes
+        differ, or this end is ``rw``), or None when the end is the pipe's only holder."""
+        holders = self.holders.get(end.key)
+        if holders is None or len(holders) <= 1:
+            return None
+        result = []
+        for other_mode, members in self._groups(end.key).items():
+            if other_mode == mode and mode != "rw":
+                continue
+            for pid, fd in members:
+                if pid != end.pid or fd != end.fd:
+                    result.append((pid, fd, other_mode))
+        return result
+
+
+def holder_index(scan: Scan, named: bool) -> PipeIndex:
+    """The pipe holder index of this scan; FIFOs only if ``named`` (finding them costs a
+    stat() per path descriptor of every process)."""
+
+    def build() -> PipeIndex:
+        holders: dict[PipeKey, list[Holder]] = {}
+        ends: dict[int, list[PipeEnd]] = {}
         for pid, links in scan.all_fds().items():
-            for fd, target in links.items():
-                end = end_of(scan, pid, fd, target, named)
-                if end is not None:
-                    index.setdefault(end.key, []).append((pid, fd))
-        return index
+            own = ends_of(scan, pid, links, named)
+            if own:
+                ends[pid] = own
+                for end in own:
+                    holders.setdefault(end.key, []).append((pid, end.fd))
+        return PipeIndex(scan, holders, ends)
 
     # An index with FIFOs is a superset of one without: reuse it when already built.
     if not named and scan.has_memo(("pipe_index", True)):
@@ -82,36 +128,25 @@ def holder_index(scan: Scan, named: bool) -> dict[PipeKey, list[Holder]]:
     return scan.memo(("pipe_index", named), build)
 
 
-def partners(scan: Scan, end: PipeEnd, mode: str,
-             index: dict[PipeKey, list[Holder]]) -> Iterable[tuple[int, int, str]] | None:
-    """(pid, fd, mode) of each partner end by osquery's reader/writer rule, or None when
-    the end is the pipe's only holder."""
-    holders = index.get(end.key, [(end.pid, end.fd)])
-    if len(holders) <= 1:
-        return None
-    result = []
-    for pid, fd in holders:
-        if pid == end.pid and fd == end.fd:
-            continue
-        other = scan.mode(pid, fd)
-        if mode != other or mode == "rw":
-            result.append((pid, fd, other))
-    return result
-
-
 def generate(constraints: Constraints, scan: Scan) -> list[dict[str, Any]]:
+    pids = scan.pids_for(constraints)
     own: list[PipeEnd] = []
-    for pid in scan.pids_for(constraints):
-        links = scan.fds(pid)
-        if links:
-            own.extend(ends_of(scan, pid, links))
-    index = holder_index(scan, named=any(end.type == "named" for end in own))
+    if "pid" not in constraints:
+        index = holder_index(scan, named=True)
+        for pid in pids:
+            own.extend(index.ends.get(pid, ()))
+    else:
+        for pid in pids:
+            links = scan.fds(pid)
+            if links:
+                own.extend(ends_of(scan, pid, links))
+        index = holder_index(scan, named=any(end.type == "named" for end in own))
     rows: list[dict[str, Any]] = []
     for end in own:
         mode = scan.mode(end.pid, end.fd)
         base = {"pid": end.pid, "fd": end.fd, "mode": mode, "inode": end.inode,
                 "type": end.type}
-        found = partners(scan, end, mode, index)
+        found = index.partners(end, mode)
         if found is None:
             rows.append({**base, "partner_pid": None, "partner_fd": None, "partner_mode": None})
             continue

@@ -46,8 +46,8 @@ def _on_disk(pid: int, path: str, proc_root: str) -> tuple[int, str]:
 def process_row(pid: int, proc_root: str, boot_time: int | None) -> dict[str, Any] | None:
     """The processes row of one pid, or None if the process is gone."""
     base = f"{proc_root}/{pid}/"
-    stat_text = _proc.read_text(base + "stat")
-    status_text = _proc.read_text(base + "status")
+    stat_text = _proc.read_text(base + "stat", to_eof=False)
+    status_text = _proc.read_text(base + "status", to_eof=False)
     if stat_text is None or status_text is None:
         return None
     st = _proc.parse_stat(stat_text)
@@ -56,9 +56,9 @@ def process_row(pid: int, proc_root: str, boot_time: int | None) -> dict[str, An
     status = _proc.parse_status(status_text)
     path = _proc.read_link(base + "exe") or ""
     on_disk, path = _on_disk(pid, path, proc_root)
-    cmdline = _proc.read_bytes(base + "cmdline")
-    cgroup = _proc.read_text(base + "cgroup")
-    io_text = _proc.read_text(base + "io")
+    cmdline = _proc.read_bytes(base + "cmdline", to_eof=False)
+    cgroup = _proc.read_text(base + "cgroup", to_eof=False)
+    io_text = _proc.read_text(base + "io", to_eof=False)
     ms_per_tick = 1000 // _proc.CLK_TCK
     row: dict[str, Any] = {
         "pid": pid,

@@ -9,6 +9,7 @@ must not outlive its query: its caches are a snapshot, and stale on the next que
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from collections.abc import Set as AbstractSet
 from typing import TYPE_CHECKING, Any, TypeVar, cast
@@ -69,6 +70,7 @@ class Scan:
         self._fds: dict[int, dict[int, str] | None] = {}
         self._modes: dict[tuple[int, int], str] = {}
         self._stats: dict[tuple[int, int], os.stat_result | None] = {}
+        self._path_fifo: dict[str, bool] = {}
         self._memo: dict[Hashable, Any] = {}
 
     @property
@@ -140,6 +142,20 @@ class Scan:
             st = _proc.fd_stat(pid, fd, self.proc_root)
             self._stats[key] = st
             return st
+
+    def path_is_fifo(self, path: str) -> bool:
+        """Whether ``path`` is a FIFO in this process's mount namespace, cached by path
+        (used for /dev/*, which every process holds open; anything else is stat()ed per
+        descriptor). A path that cannot be stat()ed counts as a possible FIFO."""
+        try:
+            return self._path_fifo[path]
+        except KeyError:
+            try:
+                result = stat.S_ISFIFO(os.stat(path).st_mode)
+            except OSError:
+                result = True
+            self._path_fifo[path] = result
+            return result
 
     # -- shared derived data
 

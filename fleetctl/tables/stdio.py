@@ -61,7 +61,7 @@ class _Row:
 
 def _pipe_row(scan: Scan, end: pipes.PipeEnd, kind: str, target: str) -> _Row:
     index = pipes.holder_index(scan, named=end.type == "named")
-    found = pipes.partners(scan, end, scan.mode(end.pid, end.fd), index) or []
+    found = index.partners(end, scan.mode(end.pid, end.fd)) or []
     return _Row(kind, target, end.inode,
                 [(pid, fd) for pid, fd, _mode in found if pid != end.pid])
 
