@@ -108,6 +108,11 @@ class Engine:
             except apsw.Error as error:
                 result.columns = list(seen)
                 raise QueryError(_message(error), partial=result) from error
+            except Exception as error:
+                # A table generator failed (say EMFILE while walking /proc). Callers such
+                # as the agent loop report query errors; they must not crash on one.
+                result.columns = list(seen)
+                raise QueryError(f"{type(error).__name__}: {error}", partial=result) from error
             finally:
                 self._scope = None
             result.columns = list(seen)

@@ -146,6 +146,16 @@ def test_rows_before_a_runtime_error_are_kept(engine: Engine) -> None:
     assert raised.value.partial.rows == [{"a": 1}]
 
 
+def test_a_failing_generator_becomes_a_query_error() -> None:
+    def broken(constraints: Any, scan: Scan) -> list[dict[str, Any]]:
+        raise OSError(24, "Too many open files")
+
+    spec = TABLES["uptime"]
+    engine = Engine({"uptime": TableSpec("uptime", spec.columns, broken)})
+    with pytest.raises(QueryError, match=r"OSError: \[Errno 24\] Too many open files"):
+        engine.query("SELECT * FROM uptime")
+
+
 def test_multiple_statements_share_one_result(engine: Engine) -> None:
     result = engine.query("SELECT 1 AS a; SELECT 2 AS b;")
     assert result.columns == ["a", "b"]
