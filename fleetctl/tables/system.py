@@ -190,7 +190,6 @@ def generate_time(constraints: Constraints, scan: Scan) -> list[dict[str, Any]]:
         "minutes": gmt.tm_min,
         "seconds": gmt.tm_sec,
         "timezone": "UTC",
-        "local_time": None,
         "local_timezone": local_zone,
         "unix_time": now,
         "timestamp": ascii_time(gmt),
