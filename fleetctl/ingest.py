@@ -137,33 +137,33 @@ def _str(value: Any) -> str:
     raise BadRequest(f"column values must be scalars, got {type(value).__name__}")
 
 
-def _row(obj: Any, where: str) -> dict[str, str]:
+def _row(obj: Any, where: int) -> dict[str, str]:
     if not isinstance(obj, dict):
-        raise BadRequest(f"{where}: a row must be an object, got {type(obj).__name__}")
+        raise BadRequest(f"data[{where}]: a row must be an object, got {type(obj).__name__}")
+    if all(type(v) is str for v in obj.values()):  # numerics=false: already osquery's form
+        return obj
     return {str(k): _str(v) for k, v in obj.items()}
 
 
-def _int(line: Mapping[str, Any], key: str, where: str, default: int | None = None) -> int:
+def _int(line: Mapping[str, Any], key: str, where: int, default: int | None = None) -> int:
     """An integer field. osquery 2.x wrote ``unixTime``/``epoch``/``counter`` as decimal
     strings (see the elastic fixture), so digit strings are accepted; anything else is not.
     """
     value = line.get(key, default)
     if value is None:
-        raise BadRequest(f"{where}: missing {key!r}")
+        raise BadRequest(f"data[{where}]: missing {key!r}")
     if isinstance(value, str) and value.isascii() and value.isdigit():
         return int(value)
     if isinstance(value, bool) or not isinstance(value, int):
         raise BadRequest(
-            f"{where}: {key!r} must be an integer, got {type(value).__name__} {value!r:.40}"
+            f"data[{where}]: {key!r} must be an integer, got {type(value).__name__} {value!r:.40}"
         )
     return value
 
 
-def _decorations(line: Mapping[str, Any], where: str) -> dict[str, str]:
+def _decorations(line: Mapping[str, Any]) -> dict[str, str]:
     """Nested ``decorations`` plus any unknown top-level keys (``--decorations_top_level``)."""
     nested = line.get("decorations") or {}
-    if not isinstance(nested, dict):
-        raise BadRequest(f"{where}: 'decorations' must be an object")
     merged = {str(k): _str(v) for k, v in nested.items()}
     for key, value in line.items():
         if key not in _COMMON_KEYS and not isinstance(value, dict | list):
@@ -171,25 +171,26 @@ def _decorations(line: Mapping[str, Any], where: str) -> dict[str, str]:
     return merged
 
 
-def _header(line: Any, where: str) -> tuple[str, int, int, int, str | None, dict[str, str]]:
+def _header(line: Any, where: int) -> tuple[str, int, int, int, str | None]:
+    """(name, epoch, counter, unixTime, hostIdentifier) of a line, validated."""
     if not isinstance(line, dict):
-        raise BadRequest(f"{where}: each log line must be an object")
+        raise BadRequest(f"data[{where}]: each log line must be an object")
     name = line.get("name")
     if not isinstance(name, str) or not name:
-        raise BadRequest(f"{where}: 'name' must be a non-empty string")
+        raise BadRequest(f"data[{where}]: 'name' must be a non-empty string")
     host = line.get("hostIdentifier")
     if host is not None and not isinstance(host, str):
-        raise BadRequest(f"{where}: 'hostIdentifier' must be a string")
-    numerics = line.get("numerics", False)
-    if not isinstance(numerics, bool):
-        raise BadRequest(f"{where}: 'numerics' must be a boolean")
+        raise BadRequest(f"data[{where}]: 'hostIdentifier' must be a string")
+    if not isinstance(line.get("numerics", False), bool):
+        raise BadRequest(f"data[{where}]: 'numerics' must be a boolean")
+    if not isinstance(line.get("decorations", {}), dict):
+        raise BadRequest(f"data[{where}]: 'decorations' must be an object")
     return (
         name,
         _int(line, "epoch", where, 0),
         _int(line, "counter", where, 0),
         _int(line, "unixTime", where),
         host,
-        _decorations(line, where),
     )
 
 
@@ -197,54 +198,49 @@ def parse_result_lines(lines: list[Any]) -> list[Run]:
     """Group result lines into runs; raise :class:`BadRequest` naming the bad line."""
     runs: list[Run] = []
     for index, line in enumerate(lines):
-        where = f"data[{index}]"
-        name, epoch, counter, unix_time, host, decorations = _header(line, where)
-        if "snapshot" in line:
+        name, epoch, counter, unix_time, host = _header(line, index)
+        if "columns" in line:
+            _append_event_line(runs, line, index, (name, epoch, counter, unix_time), host)
+        elif "snapshot" in line:
             rows = line["snapshot"]
             if not isinstance(rows, list):
-                raise BadRequest(f"{where}: 'snapshot' must be a list")
-            run = Run(name, epoch, counter, unix_time, True, _hosts(host), decorations)
-            run.added = [_row(r, where) for r in rows]
+                raise BadRequest(f"data[{index}]: 'snapshot' must be a list")
+            run = Run(name, epoch, counter, unix_time, True, _hosts(host), _decorations(line))
+            run.added = [_row(r, index) for r in rows]
             runs.append(run)
         elif "diffResults" in line:
             diff = line["diffResults"]
             if not isinstance(diff, dict):
-                raise BadRequest(f"{where}: 'diffResults' must be an object")
+                raise BadRequest(f"data[{index}]: 'diffResults' must be an object")
             added, removed = diff.get("added", []), diff.get("removed", [])
             if not isinstance(added, list) or not isinstance(removed, list):
-                raise BadRequest(f"{where}: 'diffResults.added/removed' must be lists")
-            run = Run(name, epoch, counter, unix_time, False, _hosts(host), decorations)
-            run.added = [_row(r, where) for r in added]
-            run.removed = [_row(r, where) for r in removed]
+                raise BadRequest(f"data[{index}]: 'diffResults.added/removed' must be lists")
+            run = Run(name, epoch, counter, unix_time, False, _hosts(host), _decorations(line))
+            run.added = [_row(r, index) for r in added]
+            run.removed = [_row(r, index) for r in removed]
             runs.append(run)
-        elif "columns" in line:
-            _append_event_line(
-                runs, line, where, name, epoch, counter, unix_time, host, decorations
-            )
         else:
-            raise BadRequest(f"{where}: not a result line (no columns, diffResults or snapshot)")
+            raise BadRequest(
+                f"data[{index}]: not a result line (no columns, diffResults or snapshot)"
+            )
     return runs
 
 
 def _append_event_line(
     runs: list[Run],
     line: Mapping[str, Any],
-    where: str,
-    name: str,
-    epoch: int,
-    counter: int,
-    unix_time: int,
+    index: int,
+    head: tuple[str, int, int, int],
     host: str | None,
-    decorations: dict[str, str],
 ) -> None:
     action = line.get("action")
     if action not in ("added", "removed", "snapshot"):
-        raise BadRequest(f"{where}: 'action' must be added, removed or snapshot")
-    row = _row(line["columns"], where)
+        raise BadRequest(f"data[{index}]: 'action' must be added, removed or snapshot")
+    row = _row(line["columns"], index)
     snapshot = action == "snapshot"
     last = runs[-1] if runs else None
-    if last is None or last.key != (name, epoch, counter, unix_time, snapshot):
-        last = Run(name, epoch, counter, unix_time, snapshot, set(), decorations)
+    if last is None or last.key != (*head, snapshot):
+        last = Run(*head, snapshot, set(), _decorations(line))
         runs.append(last)
     if host:
         last.host_identifiers.add(host)
@@ -269,10 +265,10 @@ def parse_status_lines(lines: list[Any]) -> list[StatusLine]:
             raise BadRequest(f"{where}: 'decorations' must be an object")
         out.append(
             StatusLine(
-                unix_time=_int(line, "unixTime", where, 0),
-                severity=_int(line, "severity", where, 0),
+                unix_time=_int(line, "unixTime", index, 0),
+                severity=_int(line, "severity", index, 0),
                 filename=str(line.get("filename", "")),
-                line=_int(line, "line", where, 0),
+                line=_int(line, "line", index, 0),
                 message=message,
                 version=str(line.get("version", "")),
                 host_identifier=host,

@@ -62,6 +62,14 @@ def host_by_node_key(session: Session, node_key_hash: str) -> Host | None:
     return session.scalars(select(Host).where(Host.node_key_hash == node_key_hash)).first()
 
 
+def node_keys(session: Session) -> list[tuple[str, int, str]]:
+    """(node key digest, host id, host identifier) of every host, for the in-memory cache."""
+    return [
+        (row.node_key_hash, row.id, row.host_identifier)
+        for row in session.execute(select(Host.node_key_hash, Host.id, Host.host_identifier))
+    ]
+
+
 def find_host(session: Session, ref: str) -> Host | None:
     """Look a host up by id, host identifier, hostname or uuid (in that order)."""
     if ref.isdigit():

@@ -23,13 +23,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import and_, delete, insert, or_, select, update
+from sqlalchemy import and_, delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from fleetctl.ingest import Run, row_hash, split_query_name
 from storage.models import DataLoss, QueryState, ResultRow
-
-_IN_CHUNK = 500
+from storage.rowio import Stored, insert_rows, load_rows, update_rows
 
 
 @dataclass
@@ -220,26 +219,6 @@ def _fill_gap(session: Session, host_id: int, run: Run, now: int) -> bool:
     return True
 
 
-def _load(
-    session: Session, host_id: int, name: str, hashes: Iterable[str], since: int
-) -> dict[str, list[ResultRow]]:
-    """Rows of these hashes that are open, tombstones, or closed at/after ``since``."""
-    found: dict[str, list[ResultRow]] = {}
-    hash_list = list(hashes)
-    for i in range(0, len(hash_list), _IN_CHUNK):
-        chunk = hash_list[i : i + _IN_CHUNK]
-        for row in session.scalars(
-            select(ResultRow).where(
-                ResultRow.host_id == host_id,
-                ResultRow.name == name,
-                ResultRow.row_hash.in_(chunk),
-                or_(ResultRow.removed_at.is_(None), ResultRow.removed_at >= since),
-            )
-        ):
-            found.setdefault(row.row_hash, []).append(row)
-    return found
-
-
 def _hashed(rows: list[dict[str, str]]) -> tuple[Counter[str], dict[str, dict[str, str]]]:
     counts: Counter[str] = Counter()
     by_hash: dict[str, dict[str, str]] = {}
@@ -253,8 +232,9 @@ def _hashed(rows: list[dict[str, str]]) -> tuple[Counter[str], dict[str, dict[st
 def _apply_full_state(session: Session, host_id: int, run: Run, stats: ApplyStats) -> None:
     t = run.unix_time
     counts, by_hash = _hashed(run.added)
-    existing = _load(session, host_id, run.name, counts, t)
+    existing = load_rows(session, host_id, run.name, counts, t)
     inserts: list[dict[str, Any]] = []
+    touched: list[Stored] = []
     for h, n in counts.items():
         candidates = existing.get(h, [])
         open_row = next(
@@ -264,14 +244,15 @@ def _apply_full_state(session: Session, host_id: int, run: Run, stats: ApplyStat
             (r for r in candidates if r.removed_at == t and r.first_seen is not None), None
         )
         if open_row is not None:
-            open_row.copies = open_row.copies + n if open_row.seen_at == t else n
-            open_row.seen_at = t
+            open_row.set(copies=open_row.copies + n if open_row.seen_at == t else n, seen_at=t)
+            touched.append(open_row)
         elif closed_now is not None:
-            closed_now.removed_at, closed_now.copies, closed_now.seen_at = None, n, t
+            closed_now.set(removed_at=None, copies=n, seen_at=t)
+            touched.append(closed_now)
         else:
             inserts.append(_new_row(host_id, run.name, h, by_hash[h], n, t))
+    update_rows(session, touched)
     _insert(session, inserts, stats)
-    session.flush()
     result = session.execute(
         update(ResultRow)
         .where(
@@ -291,18 +272,21 @@ def _apply_diff(session: Session, host_id: int, run: Run, stats: ApplyStats) -> 
     t = run.unix_time
     removed, removed_rows = _hashed(run.removed)
     added, added_rows = _hashed(run.added)
-    existing = _load(session, host_id, run.name, set(removed) | set(added), 0)
+    existing = load_rows(session, host_id, run.name, set(removed) | set(added), 0)
     inserts: list[dict[str, Any]] = []
+    touched: list[Stored] = []
     for h, n in removed.items():
         candidates = existing.get(h, [])
         open_row = next(
             (r for r in candidates if r.removed_at is None and (r.first_seen or 0) <= t), None
         )
         if open_row is not None:
-            open_row.copies -= n
-            if open_row.copies <= 0:
-                open_row.copies, open_row.removed_at = 0, t
+            if open_row.copies - n <= 0:
+                open_row.set(copies=0, removed_at=t)
                 stats.closed += 1
+            else:
+                open_row.set(copies=open_row.copies - n)
+            touched.append(open_row)
         else:
             tomb = _new_row(host_id, run.name, h, removed_rows[h], n, t)
             tomb.update(first_seen=None, removed_at=t)
@@ -314,12 +298,14 @@ def _apply_diff(session: Session, host_id: int, run: Run, stats: ApplyStats) -> 
         )
         open_row = next((r for r in candidates if r.removed_at is None), None)
         if tomb_row is not None:
-            tomb_row.first_seen, tomb_row.copies, tomb_row.seen_at = t, n, t
+            tomb_row.set(first_seen=t, copies=n, seen_at=t)
+            touched.append(tomb_row)
         elif open_row is not None:
-            open_row.copies += n
-            open_row.first_seen = min(open_row.first_seen or t, t)
+            open_row.set(copies=open_row.copies + n, first_seen=min(open_row.first_seen or t, t))
+            touched.append(open_row)
         else:
             inserts.append(_new_row(host_id, run.name, h, added_rows[h], n, t))
+    update_rows(session, touched)
     _insert(session, inserts, stats)
 
 
@@ -339,9 +325,8 @@ def _new_row(
 
 
 def _insert(session: Session, rows: list[dict[str, Any]], stats: ApplyStats) -> None:
-    if rows:
-        session.execute(insert(ResultRow), rows)
-        stats.opened += sum(1 for r in rows if r["removed_at"] is None)
+    insert_rows(session, rows)
+    stats.opened += sum(1 for r in rows if r["removed_at"] is None)
 
 
 def rows_at(session: Session, host_id: int, name: str, at: int) -> list[ResultRow]:

@@ -28,12 +28,15 @@ def build_app(state: ServerState) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        async def flush_forever() -> None:
+        async def housekeeping() -> None:
             while True:
                 await asyncio.sleep(CHECKIN_FLUSH_SECONDS)
                 await run_in_threadpool(state.flush_checkins)
+                if state.node_keys.stale():
+                    await run_in_threadpool(state.reload_node_keys)
 
-        task = asyncio.create_task(flush_forever())
+        await run_in_threadpool(state.reload_node_keys)
+        task = asyncio.create_task(housekeeping())
         try:
             yield
         finally:
@@ -41,7 +44,11 @@ def build_app(state: ServerState) -> Starlette:
             await run_in_threadpool(state.flush_checkins)
 
     app = Starlette(
-        routes=[Route("/healthz", health), *osquery_api.routes, *admin_api.routes],
+        routes=[
+            Route("/healthz", health, methods=["GET", "POST"]),
+            *osquery_api.routes,
+            *admin_api.routes,
+        ],
         lifespan=lifespan,
     )
     app.state.fleet = state

@@ -38,33 +38,39 @@ def matches_any(secret: str, digests: Iterable[str]) -> bool:
     return ok
 
 
-@dataclass
+@dataclass(frozen=True)
 class CachedNode:
     host_id: int
     host_identifier: str
-    expires: float
 
 
 @dataclass
 class NodeKeyCache:
-    """node-key digest -> host, trusted for ``ttl`` seconds."""
+    """node-key digest -> host, for every enrolled host.
+
+    Loaded whole at start and reloaded every ``ttl`` seconds (one query, so a key
+    re-issued through another server replica stops working here within ``ttl``); a key
+    missing from memory is looked up once in the database and remembered.
+    """
 
     ttl: float = 60.0
     _entries: dict[str, CachedNode] = field(default_factory=dict)
+    loaded_at: float = 0.0
 
     def get(self, key_digest: str) -> CachedNode | None:
-        entry = self._entries.get(key_digest)
-        if entry is None:
-            return None
-        if entry.expires < time.monotonic():
-            del self._entries[key_digest]
-            return None
-        return entry
+        return self._entries.get(key_digest)
 
     def put(self, key_digest: str, host_id: int, host_identifier: str) -> CachedNode:
-        entry = CachedNode(host_id, host_identifier, time.monotonic() + self.ttl)
+        entry = CachedNode(host_id, host_identifier)
         self._entries[key_digest] = entry
         return entry
+
+    def replace_all(self, rows: Iterable[tuple[str, int, str]]) -> None:
+        self._entries = {k: CachedNode(host_id, ident) for k, host_id, ident in rows}
+        self.loaded_at = time.monotonic()
+
+    def stale(self) -> bool:
+        return time.monotonic() - self.loaded_at > self.ttl
 
     def forget_host(self, host_id: int) -> None:
         for k in [k for k, v in self._entries.items() if v.host_id == host_id]:

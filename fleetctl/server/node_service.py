@@ -13,7 +13,7 @@ import secrets
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import delete, func, insert, select, text
 from sqlalchemy.orm import Session
 
 from fleetctl.errors import BadRequest
@@ -31,8 +31,14 @@ MAX_CARVE_BYTES = 512 * 1024 * 1024
 
 
 def lock_host(session: Session, host_id: int) -> Host:
-    """Serialise writes per host (PostgreSQL row lock; SQLite already holds the write lock)."""
-    host = session.scalars(select(Host).where(Host.id == host_id).with_for_update()).first()
+    """Serialise writes per host for the rest of the transaction.
+
+    PostgreSQL: a transaction-scoped advisory lock, so check-in updates of the host row
+    never wait behind an ingest. SQLite: the write transaction already holds the lock.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": host_id})
+    host = session.get(Host, host_id)
     if host is None:
         raise BadRequest("host was deleted")
     return host

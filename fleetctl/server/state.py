@@ -78,6 +78,10 @@ class ServerState:
             self._token_digests = (time.monotonic(), digests)
         return digests
 
+    def reload_node_keys(self) -> None:
+        with session_scope(self.readonly_sessions) as session:
+            self.node_keys.replace_all(host_store.node_keys(session))
+
     def flush_checkins(self) -> None:
         pending = self.checkins.take()
         if pending:

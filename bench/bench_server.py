@@ -1,0 +1,396 @@
+"""Server benchmarks, each printed beside a baseline measured in the same run.
+
+1. Ingest: result rows/s through ``POST /api/v1/osquery/log`` (HTTPS, 1,024-line event
+   batches, 5 columns) into SQLite and PostgreSQL, beside a raw bulk insert of the same
+   rows into the same database (SQLite ``executemany`` in one transaction, PostgreSQL
+   ``COPY``). Target: ratio >= 0.5.
+2. Check-in: ``distributed/read`` requests/s with 10,000 enrolled hosts and nothing
+   pending, beside a bare endpoint of the same server stack (``POST /healthz``, same TLS,
+   same bodies). Load from ``wrk`` in its own process. Target: ratio >= 0.7 and
+   >= 3,000 req/s on PostgreSQL with 2 cores.
+
+The server runs as ``fleetctl serve`` in its own process, as in production.
+
+    .venv/bin/python bench/bench_server.py [--rows N] [--seconds S] [--backends sqlite,postgresql]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import socket
+import sqlite3
+import ssl
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import psycopg
+
+ROOT = Path(__file__).resolve().parents[1]
+FLEETCTL = str(Path(sys.executable).with_name("fleetctl"))
+PG_ADMIN = os.environ.get("FLEETCTL_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/test")
+LINES = 1024
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Server:
+    """``fleetctl serve`` in a subprocess with its own home and database."""
+
+    def __init__(self, db_url: str) -> None:
+        self.home = Path(tempfile.mkdtemp(prefix="fleetctl-bench-"))
+        self.port = free_port()
+        self.url = f"https://127.0.0.1:{self.port}"
+        env = {**os.environ, "FLEETCTL_HOME": str(self.home)}
+        subprocess.run(
+            [FLEETCTL, "db", "upgrade", "--db", db_url], env=env, check=True, capture_output=True
+        )
+        self.proc = subprocess.Popen(
+            [FLEETCTL, "serve", "--listen", f"127.0.0.1:{self.port}", "--db", db_url],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                ctx = ssl.create_default_context(cafile=str(self.home / "tls" / "ca.pem"))
+                httpx.get(f"{self.url}/healthz", verify=ctx, timeout=1)
+                break
+            except (httpx.HTTPError, FileNotFoundError, ssl.SSLError) as exc:
+                if time.monotonic() > deadline or self.proc.poll() is not None:
+                    err = self.proc.stderr.read() if self.proc.stderr else b""
+                    raise RuntimeError(f"server did not start: {err!r}") from exc
+                time.sleep(0.2)
+        self.ssl = ssl.create_default_context(cafile=str(self.home / "tls" / "ca.pem"))
+        self.secret = (self.home / "enroll_secret").read_text().strip()
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=30)
+        shutil.rmtree(self.home, ignore_errors=True)
+
+
+def pg_database() -> str:
+    name = f"fleetctl_bench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return PG_ADMIN.rsplit("/", 1)[0] + f"/{name}"
+
+
+def drop_pg(url: str) -> None:
+    name = url.rsplit("/", 1)[1]
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def make_db(backend: str) -> str:
+    if backend == "sqlite":
+        return f"sqlite:///{tempfile.mkdtemp(prefix='fleetctl-bench-db-')}/fleet.db"
+    return pg_database()
+
+
+def release_db(backend: str, url: str) -> None:
+    if backend == "postgresql":
+        drop_pg(url)
+    else:
+        shutil.rmtree(Path(url.removeprefix("sqlite:///")).parent, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- ingest
+
+
+def batch_lines(host: int, counter: int) -> list[dict[str, Any]]:
+    t = 1_700_000_000 + counter
+    return [
+        {
+            "name": "pack_bench_processes",
+            "hostIdentifier": f"bench-{host}",
+            "calendarTime": "Tue Nov 14 22:13:20 2023 UTC",
+            "unixTime": t,
+            "epoch": 0,
+            "counter": counter,
+            "numerics": False,
+            "action": "added",
+            "columns": {
+                "pid": str(counter * LINES + i),
+                "name": "bash",
+                "path": "/usr/bin/bash",
+                "cmdline": f"bash -c job-{host}-{counter}-{i}",
+                "uid": str(1000 + i % 7),
+            },
+        }
+        for i in range(LINES)
+    ]
+
+
+def enroll(client: httpx.Client, secret: str, host: int) -> str:
+    body = {
+        "enroll_secret": secret,
+        "host_identifier": f"bench-{host}",
+        "platform_type": "9",
+        "host_details": {
+            "system_info": {"uuid": f"bench-uuid-{host}", "hostname": f"bench-{host}"}
+        },
+    }
+    return str(client.post("/api/v1/osquery/enroll", json=body).json()["node_key"])
+
+
+def bench_ingest(backend: str, rows: int) -> dict[str, Any]:
+    url = make_db(backend)
+    server = Server(url)
+    senders = int(os.environ.get("BENCH_SENDERS", "2"))
+    batches_per_sender = max(1, rows // LINES // senders)
+    try:
+        bodies: list[list[bytes]] = []
+        clients = []
+        for s in range(senders):
+            client = httpx.Client(base_url=server.url, verify=server.ssl, timeout=120)
+            clients.append(client)
+            key = enroll(client, server.secret, s)
+            bodies.append(
+                [
+                    orjson.dumps(
+                        {"node_key": key, "log_type": "result", "data": batch_lines(s, c + 1)}
+                    )
+                    for c in range(batches_per_sender)
+                ]
+            )
+        errors: list[str] = []
+
+        def send(i: int) -> None:
+            for body in bodies[i]:
+                answer = (
+                    clients[i]
+                    .post(
+                        "/api/v1/osquery/log",
+                        content=body,
+                        headers={"Content-Type": "application/json"},
+                    )
+                    .json()
+                )
+                if answer != {"node_invalid": False}:
+                    errors.append(str(answer))
+
+        started = time.perf_counter()
+        threads = [threading.Thread(target=send, args=(i,)) for i in range(senders)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+        elapsed = time.perf_counter() - started
+        if errors:
+            raise RuntimeError(errors[0])
+        sent = senders * batches_per_sender * LINES
+        raw_rate = raw_insert_rate(backend, url, sent)
+        return {
+            "backend": backend,
+            "rows": sent,
+            "seconds": elapsed,
+            "ingest_rows_s": sent / elapsed,
+            "raw_rows_s": raw_rate,
+            "ratio": (sent / elapsed) / raw_rate,
+        }
+    finally:
+        for c in locals().get("clients", []):
+            c.close()
+        server.stop()
+        release_db(backend, url)
+
+
+def raw_insert_rate(backend: str, url: str, n: int) -> float:
+    """The same shape of rows written straight into result_rows (no HTTP, no diffing)."""
+    rows = []
+    for i in range(n):
+        cols = {
+            "pid": str(i),
+            "name": "bash",
+            "path": "/usr/bin/bash",
+            "cmdline": f"bash -c raw-{i}",
+            "uid": str(1000 + i % 7),
+        }
+        text = json.dumps(cols)
+        rows.append(
+            (
+                1,
+                "pack_raw",
+                hashlib.blake2b(text.encode(), digest_size=16).hexdigest(),
+                text,
+                1,
+                1_700_000_000,
+                None,
+                1_700_000_000,
+            )
+        )
+    if backend == "sqlite":
+        conn = sqlite3.connect(url.removeprefix("sqlite:///"))
+        started = time.perf_counter()
+        with conn:
+            conn.executemany(
+                "INSERT INTO result_rows (host_id, name, row_hash, columns, copies, first_seen,"
+                " removed_at, seen_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+        elapsed = time.perf_counter() - started
+        conn.close()
+        return n / elapsed
+    with psycopg.connect(url.replace("postgresql+psycopg", "postgresql")) as conn:
+        started = time.perf_counter()
+        with (
+            conn.cursor() as cur,
+            cur.copy(
+                "COPY result_rows (host_id, name, row_hash, columns, copies, first_seen,"
+                " removed_at, seen_at) FROM STDIN"
+            ) as copy,
+        ):
+            for row in rows:
+                copy.write_row(row)
+        conn.commit()
+        return n / (time.perf_counter() - started)
+
+
+# --------------------------------------------------------------------------- check-in
+
+WRK_SCRIPT = """
+local keys = {}
+for line in io.lines("%(keys)s") do keys[#keys + 1] = line end
+local i = 0
+request = function()
+  i = i + 1
+  local body = '{"node_key":"' .. keys[(i %% #keys) + 1] .. '"}'
+  return wrk.format("POST", "%(path)s", {["Content-Type"] = "application/json"}, body)
+end
+"""
+
+
+def seed_hosts(url: str, n: int) -> list[str]:
+    from sqlalchemy import insert
+
+    from storage.engine import make_engine
+    from storage.models import Host
+
+    keys = [f"bench-node-key-{i:05d}-{uuid.uuid4().hex}" for i in range(n)]
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        conn.execute(
+            insert(Host),
+            [
+                {
+                    "uuid": f"u-{i}",
+                    "host_identifier": f"h-{i}",
+                    "hostname": f"h-{i}",
+                    "platform": "ubuntu",
+                    "platform_type": "9",
+                    "os_name": "",
+                    "os_version": "",
+                    "osquery_version": "5.23.0",
+                    "node_key_hash": hashlib.sha256(k.encode()).hexdigest(),
+                    "host_details": {},
+                    "decorations": None,
+                    "enrolled_at": 0,
+                    "last_enrolled_at": 0,
+                    "last_seen": 0,
+                    "enroll_count": 1,
+                }
+                for i, k in enumerate(keys)
+            ],
+        )
+    engine.dispose()
+    return keys
+
+
+def wrk(url: str, path: str, keys_file: Path, seconds: int) -> float:
+    script = keys_file.with_suffix(f".{path.strip('/').replace('/', '_')}.lua")
+    script.write_text(WRK_SCRIPT % {"keys": keys_file, "path": path})
+    out = subprocess.run(
+        ["wrk", "-t", "2", "-c", "64", "-d", f"{seconds}s", "-s", str(script), url],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    for line in out.splitlines():
+        if line.startswith("Requests/sec:"):
+            return float(line.split()[1])
+    raise RuntimeError(out)
+
+
+def bench_checkin(backend: str, hosts: int, seconds: int) -> dict[str, Any]:
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is needed for the check-in benchmark: apt-get install wrk")
+    url = make_db(backend)
+    from storage.engine import make_engine
+    from storage.migrate import upgrade
+
+    engine = make_engine(url)
+    upgrade(engine)
+    engine.dispose()
+    keys = seed_hosts(url, hosts)
+    server = Server(url)
+    keys_file = server.home / "keys.txt"
+    keys_file.write_text("\n".join(keys) + "\n")
+    try:
+        wrk(server.url, "/api/v1/osquery/distributed/read", keys_file, 3)  # warm the key cache
+        read = wrk(server.url, "/api/v1/osquery/distributed/read", keys_file, seconds)
+        bare = wrk(server.url, "/healthz", keys_file, seconds)
+        return {
+            "backend": backend,
+            "hosts": hosts,
+            "read_req_s": read,
+            "bare_req_s": bare,
+            "ratio": read / bare,
+        }
+    finally:
+        server.stop()
+        release_db(backend, url)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, default=61_440)
+    parser.add_argument("--hosts", type=int, default=10_000)
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--backends", default="sqlite,postgresql")
+    parser.add_argument("--only", choices=["ingest", "checkin"], default=None)
+    args = parser.parse_args()
+    backends = [b for b in args.backends.split(",") if b]
+    print(f"cores: {os.cpu_count()}  python: {sys.version.split()[0]}")
+    if args.only in (None, "ingest"):
+        print("\ningest through POST /log (1,024-line batches, 5 columns) vs raw bulk insert")
+        print(f"{'backend':<11}{'rows':>8}{'ingest rows/s':>15}{'raw rows/s':>13}{'ratio':>8}")
+        for backend in backends:
+            r = bench_ingest(backend, args.rows)
+            print(
+                f"{r['backend']:<11}{r['rows']:>8}{r['ingest_rows_s']:>15,.0f}"
+                f"{r['raw_rows_s']:>13,.0f}{r['ratio']:>8.2f}"
+            )
+    if args.only in (None, "checkin"):
+        print(
+            f"\ncheck-in: distributed/read with {args.hosts:,} hosts vs bare POST /healthz"
+            " (wrk -t2 -c64)"
+        )
+        print(f"{'backend':<11}{'read req/s':>12}{'bare req/s':>12}{'ratio':>8}")
+        for backend in backends:
+            r = bench_checkin(backend, args.hosts, args.seconds)
+            print(
+                f"{r['backend']:<11}{r['read_req_s']:>12,.0f}{r['bare_req_s']:>12,.0f}"
+                f"{r['ratio']:>8.2f}"
+            )
+
+
+if __name__ == "__main__":
+    main()
