@@ -27,7 +27,11 @@ def ssl_context(ca: str | None) -> ssl.SSLContext:
 
 
 class ClientError(click.ClickException):
-    """A failed admin API call, shown to the user as one line."""
+    """A failed admin API call, shown to the user as one line (plus ``details`` rows)."""
+
+    def __init__(self, message: str, details: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(message)
+        self.details = details or []
 
 
 @dataclass(frozen=True)
@@ -77,9 +81,18 @@ class AdminClient:
         )
 
     def get(self, path: str, **params: Any) -> Any:
-        query = {k: v for k, v in params.items() if v is not None}
+        return self.request("GET", path, params={k: v for k, v in params.items() if v is not None})
+
+    def post(self, path: str, body: dict[str, Any]) -> Any:
+        return self.request("POST", path, json=body)
+
+    def delete(self, path: str) -> Any:
+        return self.request("DELETE", path, json={})
+
+    def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        """Call the admin API; a refusal raises ``ClientError`` carrying any ``errors`` list."""
         try:
-            response = self._http.get(f"/api/v1/admin{path}", params=query)
+            response = self._http.request(method, f"/api/v1/admin{path}", **kwargs)
         except httpx.HTTPError as exc:
             raise ClientError(f"cannot reach {self.context.server}: {exc}") from exc
         try:
@@ -87,7 +100,7 @@ class AdminClient:
         except ValueError as exc:
             raise ClientError(f"server answered HTTP {response.status_code} without JSON") from exc
         if response.status_code >= 400:
-            raise ClientError(str(payload.get("error", payload)))
+            raise ClientError(str(payload.get("error", payload)), payload.get("errors"))
         return payload
 
     def close(self) -> None:

@@ -36,6 +36,8 @@ def output_options(func: F) -> F:
 def _cell(value: Any) -> str:
     if value is None:
         return ""
+    if isinstance(value, list) and all(isinstance(v, str | int) for v in value):
+        return ", ".join(str(v) for v in value)
     if isinstance(value, dict | list):
         return orjson.dumps(value).decode()
     return str(value)

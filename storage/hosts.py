@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
+from fleetctl.targeting import host_family
 from storage.models import ApiToken, EnrollSecret, Host
 
 PLATFORM_TYPES = {"9": "linux", "21": "darwin", "2": "windows"}
@@ -62,11 +63,14 @@ def host_by_node_key(session: Session, node_key_hash: str) -> Host | None:
     return session.scalars(select(Host).where(Host.node_key_hash == node_key_hash)).first()
 
 
-def node_keys(session: Session) -> list[tuple[str, int, str]]:
-    """(node key digest, host id, host identifier) of every host, for the in-memory cache."""
+def node_keys(session: Session) -> list[tuple[str, int, str, str]]:
+    """(node key digest, host id, identifier, platform family) of every host, for the cache."""
+    rows = session.execute(
+        select(Host.node_key_hash, Host.id, Host.host_identifier, Host.platform, Host.platform_type)
+    )
     return [
-        (row.node_key_hash, row.id, row.host_identifier)
-        for row in session.execute(select(Host.node_key_hash, Host.id, Host.host_identifier))
+        (r.node_key_hash, r.id, r.host_identifier, host_family(r.platform, r.platform_type))
+        for r in rows
     ]
 
 

@@ -226,3 +226,61 @@ class CarveBlock(Base):
     )
     block_id: Mapped[int] = mapped_column(Integer, primary_key=True)
     data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class PackRecord(Base):
+    """A pack as the fleet knows it; its content lives in versions."""
+
+    __tablename__ = "packs"
+
+    id: Mapped[bigid_pk]
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    current_version: Mapped[int] = mapped_column(Integer)
+    deleted: Mapped[bool] = mapped_column(Boolean, default=False)
+    updated_at: Mapped[unix_ts]
+
+
+class PackVersion(Base):
+    """One applied version of a pack: the osquery pack object and the labels it targets.
+
+    Versions are never rewritten, so a change can be compared with what hosts ran before.
+    """
+
+    __tablename__ = "pack_versions"
+
+    pack_id: Mapped[int] = mapped_column(
+        BigID, ForeignKey("packs.id", ondelete="CASCADE"), primary_key=True
+    )
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    body: Mapped[json_doc | None] = mapped_column(nullable=True)  # NULL = deleted
+    labels: Mapped[json_doc]
+    sha256: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[unix_ts]
+
+
+class Label(Base):
+    """A named set of hosts: a SQL membership query (dynamic) or a host list (manual)."""
+
+    __tablename__ = "labels"
+
+    id: Mapped[bigid_pk]
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    query: Mapped[str | None] = mapped_column(Text, nullable=True)
+    platform: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    updated_at: Mapped[unix_ts]
+
+
+class LabelMembership(Base):
+    """Which host is in which label, and when a dynamic label was last evaluated on it."""
+
+    __tablename__ = "label_membership"
+
+    label_id: Mapped[int] = mapped_column(
+        BigID, ForeignKey("labels.id", ondelete="CASCADE"), primary_key=True
+    )
+    host_id: Mapped[int] = mapped_column(
+        BigID, ForeignKey("hosts.id", ondelete="CASCADE"), primary_key=True
+    )
+    member: Mapped[bool] = mapped_column(Boolean)
+    evaluated_at: Mapped[unix_ts]

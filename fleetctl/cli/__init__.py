@@ -12,6 +12,7 @@ import click
 from fleetctl import __version__
 from fleetctl.cli.db import db
 from fleetctl.cli.hosts import carves, data_loss, hosts, results, status_logs
+from fleetctl.cli.labels import labels
 from fleetctl.cli.packs import packs
 from fleetctl.cli.serve import serve
 from fleetctl.cli.shell import shell
@@ -34,3 +35,4 @@ main.add_command(carves)
 main.add_command(shell)
 main.add_command(extension)
 main.add_command(packs)
+main.add_command(labels)

@@ -1,4 +1,4 @@
-"""``fleetctl packs``: check and convert osquery packs.
+"""``fleetctl packs``: check, convert, apply and inspect osquery packs.
 
 Each subcommand is a small function on the ``packs`` group; commands that print rows go
 through ``fleetctl.output.render`` so ``--format`` behaves as everywhere else.
@@ -6,15 +6,25 @@ through ``fleetctl.output.render`` so ``--format`` behaves as everywhere else.
 
 from __future__ import annotations
 
+import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import click
 
+from fleetctl.client import ClientError, client_options, open_client
 from fleetctl.output import output_options, render
 from fleetctl.packs.convert import ConvertError, convert_file
-from fleetctl.packs.loader import PackFormatError, dumps, shipped_packs_dir
+from fleetctl.packs.loader import (
+    PackFormatError,
+    dumps,
+    load_file,
+    pack_files,
+    shipped_packs_dir,
+)
+from fleetctl.packs.model import Pack
 from fleetctl.packs.validate import ValidationError, validate_paths, validate_text
 
 ERROR_COLUMNS = ("file", "pack", "query", "identifier", "message")
@@ -91,3 +101,145 @@ def convert_command(ctx: click.Context, file: Path, out: Path | None, fmt: str) 
     out.write_text(text, encoding="utf-8")
     queries = sum(len(p.queries) for p in conversion.packs)
     click.echo(f"{len(conversion.packs)} packs, {queries} queries written to {out}", err=True)
+
+
+def _local_packs(ctx: click.Context, paths: tuple[Path, ...], fmt: str) -> list[Pack]:
+    """Validate, then load, the packs under ``paths`` (default: the shipped packs)."""
+    chosen = paths or (shipped_packs_dir(),)
+    report = validate_paths(chosen)
+    if report.errors:
+        _render_errors(report.errors, fmt, err=True)
+        ctx.exit(1)
+    found: list[Pack] = []
+    for file in pack_files(chosen):
+        found.extend(load_file(file))
+    return found
+
+
+def _payload(found: Sequence[Pack], labels: tuple[str, ...]) -> dict[str, object]:
+    return {
+        "packs": [
+            {"name": p.name, "pack": p.to_osquery(), "labels": list(labels), "source": p.source}
+            for p in found
+        ]
+    }
+
+
+def _call(ctx: click.Context, fmt: str, send: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """Run an admin call; show the server's per-pack errors as a table on refusal."""
+    try:
+        return send()
+    except ClientError as exc:
+        if exc.details:
+            render(exc.details, ERROR_COLUMNS, fmt, title="pack errors", out=sys.stderr)
+        raise
+
+
+@packs.command("apply")
+@click.argument("paths", nargs=-1, type=click.Path(exists=True, path_type=Path))
+@click.option(
+    "--label",
+    "labels",
+    multiple=True,
+    help="Send the packs only to hosts in this label (repeatable; default: all).",
+)
+@client_options
+@output_options
+@click.pass_context
+def apply_command(
+    ctx: click.Context,
+    paths: tuple[Path, ...],
+    labels: tuple[str, ...],
+    server: str,
+    token: str,
+    ca: str,
+    fmt: str,
+) -> None:
+    """Store packs as new versions on the server (default: the shipped packs).
+
+    Every pack is validated first; if any is wrong nothing is applied and hosts keep
+    the previous versions. Hosts receive the change on their next config refresh.
+    """
+    found = _local_packs(ctx, paths, fmt)
+    client = open_client(ctx, server, token, ca)
+    answer = _call(ctx, fmt, lambda: client.post("/packs/apply", _payload(found, labels)))
+    render(
+        answer["applied"], ("pack", "action", "version", "queries", "labels"), fmt, title="applied"
+    )
+
+
+@packs.command("diff")
+@click.argument("paths", nargs=-1, type=click.Path(exists=True, path_type=Path))
+@click.option("--label", "labels", multiple=True, help="Labels the packs would target.")
+@client_options
+@output_options
+@click.pass_context
+def diff_command(
+    ctx: click.Context,
+    paths: tuple[Path, ...],
+    labels: tuple[str, ...],
+    server: str,
+    token: str,
+    ca: str,
+    fmt: str,
+) -> None:
+    """Show what applying would change: per query, and how many hosts gain or lose it."""
+    found = _local_packs(ctx, paths, fmt)
+    client = open_client(ctx, server, token, ca)
+    answer = _call(ctx, fmt, lambda: client.post("/packs/diff", _payload(found, labels)))
+    rows = (
+        [r for r in answer["diff"] if r["change"] != "unchanged"]
+        if fmt == "table"
+        else (answer["diff"])
+    )
+    render(
+        rows,
+        ("pack", "query", "change", "hosts_gain", "hosts_lose", "hosts_after"),
+        fmt,
+        title=f"changes against the server ({answer['hosts']} enrolled hosts)",
+    )
+
+
+@packs.command("list")
+@client_options
+@output_options
+@click.pass_context
+def list_command(ctx: click.Context, server: str, token: str, ca: str, fmt: str) -> None:
+    """Packs on the server, with their current version and targets."""
+    answer = open_client(ctx, server, token, ca).get("/packs")
+    render(
+        answer["packs"],
+        ("name", "version", "queries", "platform", "labels", "updated"),
+        fmt,
+        title="packs",
+    )
+
+
+@packs.command("show")
+@click.argument("name")
+@click.option("--version", "version", type=int, default=None, help="An older version.")
+@client_options
+@output_options
+@click.pass_context
+def show_command(
+    ctx: click.Context, name: str, version: int | None, server: str, token: str, ca: str, fmt: str
+) -> None:
+    """One pack as stored (osquery pack JSON) and its version history."""
+    answer = open_client(ctx, server, token, ca).get(f"/packs/{name}", version=version)
+    if fmt == "json":
+        render([answer], fmt=fmt)
+        return
+    render([answer["pack"]], fmt=fmt, title="pack")
+    if answer["body"] is not None and fmt == "table":
+        click.echo(json.dumps(answer["body"], indent=2))
+    render(answer["history"], ("version", "created", "deleted", "labels"), fmt, title="history")
+
+
+@packs.command("delete")
+@click.argument("name")
+@client_options
+@click.pass_context
+def delete_command(ctx: click.Context, name: str, server: str, token: str, ca: str) -> None:
+    """Stop serving a pack (kept in history as a deleted version)."""
+    answer = open_client(ctx, server, token, ca).delete(f"/packs/{name}")
+    click.echo(f"pack {answer['pack']}: {answer['action']} (version {answer['version']})")

@@ -16,8 +16,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from fleetctl.errors import NotFound
+from fleetctl.errors import BadRequest, NotFound
 from fleetctl.server.auth import matches_any
+from fleetctl.server.body import read_json_object
 from fleetctl.server.responses import json_response
 from fleetctl.server.state import ServerState
 from fleetctl.timeutil import iso, parse_time
@@ -36,25 +37,52 @@ def _state(request: Request) -> ServerState:
     return state
 
 
+class Invalid(ValueError):
+    """A write was refused; ``details`` (e.g. validation errors) go back to the client."""
+
+    def __init__(self, message: str, details: list[dict[str, Any]]) -> None:
+        super().__init__(message)
+        self.details = details
+
+
 def admin_endpoint(func: Callable[[Request, Any], Any]) -> Handler:
     """Check the bearer token, run ``func(request, session)`` read-only in a thread."""
+    return _endpoint(func, write=False)
 
+
+def admin_write_endpoint(func: Callable[[Request, Any, dict[str, Any]], Any]) -> Handler:
+    """Like ``admin_endpoint`` but in one write transaction, with the JSON body parsed:
+    ``func(request, session, body)``. Any error rolls everything back."""
+    return _endpoint(func, write=True)
+
+
+def _endpoint(func: Callable[..., Any], *, write: bool) -> Handler:
     async def wrapper(request: Request) -> Response:
         state = _state(request)
         header = request.headers.get("authorization", "")
         token = header[7:].strip() if header.lower().startswith("bearer ") else ""
         if not token or not matches_any(token, state.token_digests()):
             return json_response({"error": "missing or invalid admin token"}, 401)
-
-        def run() -> Any:
-            with session_scope(state.readonly_sessions) as session:
-                return func(request, session)
-
         try:
+            body: dict[str, Any] | None = None
+            if write:  # DELETE carries no body
+                body = (
+                    {}
+                    if request.method == "DELETE"
+                    else await read_json_object(request, state.settings.max_body)
+                )
+
+            def run() -> Any:
+                factory = state.sessions if write else state.readonly_sessions
+                with session_scope(factory) as session:
+                    return func(request, session, body) if write else func(request, session)
+
             return json_response(await run_in_threadpool(run))
         except NotFound as exc:
             return json_response({"error": str(exc)}, 404)
-        except ValueError as exc:
+        except Invalid as exc:
+            return json_response({"error": str(exc), "errors": exc.details}, 400)
+        except (ValueError, BadRequest) as exc:
             return json_response({"error": str(exc)}, 400)
 
     wrapper.__name__ = func.__name__

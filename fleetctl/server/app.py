@@ -12,11 +12,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from fleetctl.server import admin_api, osquery_api
+from fleetctl.server import admin_api, admin_packs, osquery_api
 from fleetctl.server.responses import json_response
 from fleetctl.server.state import ServerState
 
-CHECKIN_FLUSH_SECONDS = 5.0
+CHECKIN_FLUSH_SECONDS = 2.0
 
 
 async def health(request: Request) -> Response:
@@ -34,8 +34,11 @@ def build_app(state: ServerState) -> Starlette:
                 await run_in_threadpool(state.flush_checkins)
                 if state.node_keys.stale():
                     await run_in_threadpool(state.reload_node_keys)
+                if state.labels.stale():
+                    await run_in_threadpool(state.reload_labels)
 
         await run_in_threadpool(state.reload_node_keys)
+        await run_in_threadpool(state.reload_labels)
         task = asyncio.create_task(housekeeping())
         try:
             yield
@@ -48,6 +51,7 @@ def build_app(state: ServerState) -> Starlette:
             Route("/healthz", health, methods=["GET", "POST"]),
             *osquery_api.routes,
             *admin_api.routes,
+            *admin_packs.routes,
         ],
         lifespan=lifespan,
     )

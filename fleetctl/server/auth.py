@@ -42,6 +42,7 @@ def matches_any(secret: str, digests: Iterable[str]) -> bool:
 class CachedNode:
     host_id: int
     host_identifier: str
+    family: str = "linux"
 
 
 @dataclass
@@ -60,13 +61,13 @@ class NodeKeyCache:
     def get(self, key_digest: str) -> CachedNode | None:
         return self._entries.get(key_digest)
 
-    def put(self, key_digest: str, host_id: int, host_identifier: str) -> CachedNode:
-        entry = CachedNode(host_id, host_identifier)
+    def put(self, key_digest: str, host_id: int, host_identifier: str, family: str) -> CachedNode:
+        entry = CachedNode(host_id, host_identifier, family)
         self._entries[key_digest] = entry
         return entry
 
-    def replace_all(self, rows: Iterable[tuple[str, int, str]]) -> None:
-        self._entries = {k: CachedNode(host_id, ident) for k, host_id, ident in rows}
+    def replace_all(self, rows: Iterable[tuple[str, int, str, str]]) -> None:
+        self._entries = {k: CachedNode(h, ident, fam) for k, h, ident, fam in rows}
         self.loaded_at = time.monotonic()
 
     def stale(self) -> bool:

@@ -23,7 +23,9 @@ from fleetctl.ingest import (
     parse_result_lines,
     parse_status_lines,
 )
+from fleetctl.server.label_queue import parse_label_query_id
 from storage import hosts as host_store
+from storage import labels as label_store
 from storage.models import Carve, CarveBlock, Delivery, DistributedResult, Host, StatusLog
 from storage.results import ApplyStats, apply_runs
 
@@ -128,8 +130,14 @@ def _as_str_rows(rows: Any, qid: str) -> list[dict[str, str]]:
     return [{str(k): "" if v is None else str(v) for k, v in r.items()} for r in rows]
 
 
-def distributed_write(session: Session, host_id: int, body: Mapping[str, Any], now: int) -> int:
-    """Store each query id's rows, status, message and stats; return how many ids."""
+def distributed_write(
+    session: Session, host_id: int, body: Mapping[str, Any], now: int
+) -> list[int]:
+    """Store each query id's rows, status, message and stats.
+
+    Answers to label queries update label membership instead (member = the query ran
+    and returned at least one row); their label ids are returned.
+    """
     queries = body.get("queries", {})
     statuses = body.get("statuses", {})
     messages = body.get("messages", {}) or {}
@@ -144,6 +152,7 @@ def distributed_write(session: Session, host_id: int, body: Mapping[str, Any], n
             raise BadRequest(f"{key!r} must be an object keyed by query id")
     lock_host(session, host_id)
     ids = set(queries) | set(statuses)
+    labels_answered: list[int] = []
     for qid in sorted(ids):
         status = statuses.get(qid, 0)
         if isinstance(status, bool) or not isinstance(status, int):
@@ -152,6 +161,13 @@ def distributed_write(session: Session, host_id: int, body: Mapping[str, Any], n
         if not isinstance(message, str):
             raise BadRequest(f"messages[{qid!r}] must be a string")
         rows = _as_str_rows(queries.get(qid, []), qid)
+        label_id = parse_label_query_id(qid)
+        if label_id is not None:
+            label_store.record_evaluation(
+                session, label_id, host_id, status == 0 and bool(rows), now
+            )
+            labels_answered.append(label_id)
+            continue
         session.execute(
             delete(DistributedResult).where(
                 DistributedResult.host_id == host_id, DistributedResult.query_id == qid
@@ -168,7 +184,7 @@ def distributed_write(session: Session, host_id: int, body: Mapping[str, Any], n
                 received_at=now,
             )
         )
-    return len(ids)
+    return labels_answered
 
 
 def _positive_int(body: Mapping[str, Any], key: str) -> int:

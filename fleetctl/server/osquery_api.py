@@ -25,6 +25,7 @@ from fleetctl.server.body import read_json_object
 from fleetctl.server.osquery_config import config_for
 from fleetctl.server.responses import node_error, node_invalid, node_ok
 from fleetctl.server.state import ServerState
+from fleetctl.targeting import host_family
 from storage import hosts as host_store
 from storage.engine import session_scope
 
@@ -77,10 +78,12 @@ async def authenticate(request: Request, body: dict[str, Any]) -> CachedNode:
     cached = state.node_keys.get(key_digest)
     if cached is None:
 
-        def lookup() -> tuple[int, str] | None:
+        def lookup() -> tuple[int, str, str] | None:
             with session_scope(state.readonly_sessions) as session:
                 host = host_store.host_by_node_key(session, key_digest)
-                return None if host is None else (host.id, host.host_identifier)
+                if host is None:
+                    return None
+                return host.id, host.host_identifier, host_family(host.platform, host.platform_type)
 
         found = await run_in_threadpool(lookup)
         if found is None:
@@ -119,7 +122,7 @@ async def enroll(request: Request) -> Response:
         platform_type = str(platform_type)
     node_key = new_secret()
 
-    def write() -> tuple[int, bool]:
+    def write() -> tuple[int, bool, str]:
         with session_scope(state.sessions) as session:
             host, created = host_store.enroll_host(
                 session,
@@ -129,11 +132,11 @@ async def enroll(request: Request) -> Response:
                 node_key_hash=digest(node_key),
                 now=int(time.time()),
             )
-            return host.id, created
+            return host.id, created, host_family(host.platform, host.platform_type)
 
-    host_id, created = await run_in_threadpool(write)
+    host_id, created, family = await run_in_threadpool(write)
     state.node_keys.forget_host(host_id)
-    state.node_keys.put(digest(node_key), host_id, identifier)
+    state.node_keys.put(digest(node_key), host_id, identifier, family)
     log.info("%s host %s (%s)", "enrolled" if created else "re-enrolled", identifier, host_id)
     return node_ok({"node_key": node_key})
 
@@ -146,7 +149,7 @@ async def config(request: Request) -> Response:
 
     def build() -> dict[str, Any]:
         with session_scope(state.readonly_sessions) as session:
-            return config_for(session, node.host_id, state.settings)
+            return config_for(session, node.host_id, node.family, state.settings)
 
     return node_ok(await run_in_threadpool(build))
 
@@ -172,8 +175,8 @@ async def log_(request: Request) -> Response:
 async def distributed_read(request: Request) -> Response:
     state = _state(request)
     body = await read_json_object(request, state.settings.max_body)
-    await authenticate(request, body)
-    return node_ok({"queries": {}})
+    node = await authenticate(request, body)
+    return node_ok({"queries": state.labels.due(node.host_id, node.family, int(time.time()))})
 
 
 @osquery_endpoint
@@ -182,11 +185,14 @@ async def distributed_write(request: Request) -> Response:
     body = await read_json_object(request, state.settings.max_body)
     node = await authenticate(request, body)
 
-    def write() -> None:
-        with session_scope(state.sessions) as session:
-            node_service.distributed_write(session, node.host_id, body, int(time.time()))
+    now = int(time.time())
 
-    await run_in_threadpool(write)
+    def write() -> list[int]:
+        with session_scope(state.sessions) as session:
+            return node_service.distributed_write(session, node.host_id, body, now)
+
+    for label_id in await run_in_threadpool(write):
+        state.labels.answered(node.host_id, label_id, now)
     return node_ok()
 
 

@@ -1,7 +1,8 @@
 """The config osqueryd receives from the ``config`` endpoint.
 
 ``options`` pins the settings the server's parsing relies on (pack delimiter, batch
-size); ``decorators`` attach the host uuid and hostname to every result line.
+size); ``decorators`` attach the host uuid and hostname to every result line; ``packs``
+holds exactly the packs, and inside them the queries, that target this host.
 """
 
 from __future__ import annotations
@@ -11,13 +12,19 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from fleetctl.settings import Settings
+from fleetctl.targeting import packs_for_host
+from storage import labels as label_store
+from storage import packs as pack_store
 
 PACK_DELIMITER = "_"
 LOGGER_TLS_MAX_LINES = 1024
 
 
-def config_for(session: Session, host_id: int, settings: Settings) -> dict[str, Any]:
-    """Config for one host. Packs are added here once they target hosts."""
+def config_for(session: Session, host_id: int, family: str, settings: Settings) -> dict[str, Any]:
+    """Config for one host of platform ``family``."""
+    targets = [stored.targeted() for stored in pack_store.current_packs(session)]
+    host_labels = label_store.host_label_names(session, host_id)
+    packs = packs_for_host(targets, family, host_labels)
     return {
         "options": {
             "pack_delimiter": PACK_DELIMITER,
@@ -32,5 +39,13 @@ def config_for(session: Session, host_id: int, settings: Settings) -> dict[str, 
             ]
         },
         "schedule": {},
-        "packs": {},
+        "packs": {pack.name: _served(pack.to_osquery()) for pack in packs},
     }
+
+
+def _served(pack: dict[str, Any]) -> dict[str, Any]:
+    """Drop metadata osqueryd ignores (``description``, ``value``) to keep configs small."""
+    for query in pack.get("queries", {}).values():
+        query.pop("description", None)
+        query.pop("value", None)
+    return pack

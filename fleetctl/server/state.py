@@ -14,8 +14,10 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from fleetctl.server.auth import FailureThrottle, NodeKeyCache
+from fleetctl.server.label_queue import LabelQueue
 from fleetctl.settings import Settings
 from storage import hosts as host_store
+from storage import labels as label_store
 from storage.engine import make_engine, make_sessionmaker, session_scope
 
 
@@ -45,6 +47,7 @@ class ServerState:
     node_keys: NodeKeyCache
     throttle: FailureThrottle = field(default_factory=FailureThrottle)
     checkins: CheckIns = field(default_factory=CheckIns)
+    labels: LabelQueue = field(default_factory=LabelQueue)
     _secret_digests: tuple[float, list[str]] = (0.0, [])
     _token_digests: tuple[float, list[str]] = (0.0, [])
 
@@ -81,6 +84,10 @@ class ServerState:
     def reload_node_keys(self) -> None:
         with session_scope(self.readonly_sessions) as session:
             self.node_keys.replace_all(host_store.node_keys(session))
+
+    def reload_labels(self) -> None:
+        with session_scope(self.readonly_sessions) as session:
+            self.labels.load(label_store.dynamic_labels(session), label_store.evaluations(session))
 
     def flush_checkins(self) -> None:
         pending = self.checkins.take()

@@ -1,0 +1,89 @@
+"""``fleetctl labels apply|list|show``: named host sets that packs can target."""
+
+from __future__ import annotations
+
+import click
+
+from fleetctl.client import client_options, open_client
+from fleetctl.output import output_options, render
+
+
+@click.group()
+def labels() -> None:
+    """Host labels: a SQL membership query hosts answer, or a manual host list."""
+
+
+@labels.command("apply")
+@click.argument("name")
+@click.option(
+    "--sql",
+    "query",
+    default=None,
+    help="Membership query: a host is in the label when it returns a row.",
+)
+@click.option(
+    "--hosts",
+    "hosts",
+    default=None,
+    help="Comma-separated host ids, identifiers, hostnames or uuids (manual label).",
+)
+@click.option("--platform", default=None, help="Only hosts of this platform run the query.")
+@click.option("--description", default="", help="What the label means.")
+@client_options
+@click.pass_context
+def apply_command(
+    ctx: click.Context,
+    name: str,
+    query: str | None,
+    hosts: str | None,
+    platform: str | None,
+    description: str,
+    server: str,
+    token: str,
+    ca: str,
+) -> None:
+    """Create or replace label NAME (give exactly one of --sql and --hosts)."""
+    if (query is None) == (hosts is None):
+        raise click.UsageError("give exactly one of --sql and --hosts")
+    body: dict[str, object] = {"name": name, "platform": platform, "description": description}
+    if query is not None:
+        body["query"] = query
+    else:
+        body["hosts"] = [h.strip() for h in (hosts or "").split(",") if h.strip()]
+    answer = open_client(ctx, server, token, ca).post("/labels", body)
+    click.echo(f"label {answer['label']}: {answer['action']}")
+
+
+@labels.command("list")
+@client_options
+@output_options
+@click.pass_context
+def list_command(ctx: click.Context, server: str, token: str, ca: str, fmt: str) -> None:
+    """Labels with their kind and member count."""
+    answer = open_client(ctx, server, token, ca).get("/labels")
+    render(
+        answer["labels"],
+        ("name", "kind", "platform", "members", "query", "updated"),
+        fmt,
+        title="labels",
+    )
+
+
+@labels.command("show")
+@click.argument("name")
+@client_options
+@output_options
+@click.pass_context
+def show_command(ctx: click.Context, name: str, server: str, token: str, ca: str, fmt: str) -> None:
+    """A label and its member hosts."""
+    answer = open_client(ctx, server, token, ca).get(f"/labels/{name}")
+    if fmt == "json":
+        render([answer], fmt=fmt)
+        return
+    render([answer["label"]], fmt=fmt, title="label")
+    render(
+        answer["members"],
+        ("id", "host_identifier", "hostname", "platform", "evaluated"),
+        fmt,
+        title="members",
+    )

@@ -1,0 +1,282 @@
+"""Admin API for packs and labels: apply with versions, diff before applying, delete.
+
+Applying validates every pack against osquery's schema first and stores all of them in
+one transaction, or none: the fleet keeps the previous versions when anything is wrong.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+from starlette.requests import Request
+from starlette.routing import Route
+
+from fleetctl.errors import NotFound
+from fleetctl.packs.loader import pack_from_document
+from fleetctl.packs.validate import validate_text
+from fleetctl.server.admin_api import Invalid, admin_endpoint, admin_write_endpoint, host_json
+from fleetctl.targeting import TargetedPack, host_family, query_hosts
+from fleetctl.timeutil import iso
+from storage import hosts as host_store
+from storage import labels as label_store
+from storage import packs as pack_store
+from storage.models import Host
+
+PREFIX = "/api/v1/admin"
+
+
+def _incoming(
+    session: Session, body: dict[str, Any]
+) -> list[tuple[str, dict[str, Any], tuple[str, ...]]]:
+    """Validate ``{"packs": [{"name", "pack", "labels"}]}``; raise ``Invalid`` with every error."""
+    items = body.get("packs")
+    if not isinstance(items, list) or not items:
+        raise ValueError("'packs' must be a non-empty list of {name, pack, labels}")
+    known_labels = {label.name for label, _ in label_store.list_labels(session)}
+    errors: list[dict[str, Any]] = []
+    out = []
+    seen: set[str] = set()
+    for i, item in enumerate(items):
+        name, pack, labels = item.get("name"), item.get("pack"), item.get("labels", [])
+        if not isinstance(name, str) or not name or not isinstance(pack, dict):
+            raise ValueError(f"packs[{i}] needs a 'name' string and a 'pack' object")
+        if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
+            raise ValueError(f"packs[{i}].labels must be a list of label names")
+        if name in seen:
+            raise ValueError(f"pack {name!r} appears twice")
+        seen.add(name)
+        source = str(item.get("source") or f"<{name}>")
+        for error in validate_text(json.dumps(pack), source, name):
+            errors.append(error.as_row())
+        for label in labels:
+            if label not in known_labels:
+                errors.append(
+                    {
+                        "file": source,
+                        "pack": name,
+                        "query": None,
+                        "identifier": label,
+                        "message": f"unknown label {label!r}: create it with "
+                        "`fleetctl labels apply`",
+                    }
+                )
+        out.append((name, pack, tuple(sorted(set(labels)))))
+    if errors:
+        raise Invalid(f"{len(errors)} problem(s) in the packs; nothing was applied", errors)
+    return out
+
+
+@admin_write_endpoint
+def apply_packs(request: Request, session: Session, body: dict[str, Any]) -> dict[str, Any]:
+    now = int(time.time())
+    results = []
+    for name, pack, labels in _incoming(session, body):
+        action, version = pack_store.apply_pack(session, name, pack, labels, now)
+        results.append(
+            {
+                "pack": name,
+                "action": action,
+                "version": version,
+                "queries": len(pack.get("queries", {})),
+                "labels": list(labels),
+            }
+        )
+    return {"applied": results}
+
+
+def _fleet(session: Session) -> list[tuple[int, str, frozenset[str]]]:
+    memberships = label_store.all_memberships(session)
+    return [
+        (h.id, host_family(h.platform, h.platform_type), frozenset(memberships.get(h.id, ())))
+        for h in session.scalars(select(Host))
+    ]
+
+
+def _query_changes(old: TargetedPack | None, new: TargetedPack | None) -> dict[str, str]:
+    """query name -> what changed (added, removed, or the changed fields)."""
+    before = {q.name: q for q in old.pack.queries} if old else {}
+    after = {q.name: q for q in new.pack.queries} if new else {}
+    changes: dict[str, str] = {}
+    for name in sorted(before.keys() | after.keys()):
+        if name not in before:
+            changes[name] = "added"
+        elif name not in after:
+            changes[name] = "removed"
+        else:
+            a, b = before[name].to_osquery(), after[name].to_osquery()
+            fields = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
+            changes[name] = "changed: " + ", ".join(fields) if fields else "unchanged"
+    if old and new and old.labels != new.labels:
+        for name in changes:
+            if changes[name] == "unchanged":
+                changes[name] = "targets changed"
+    return changes
+
+
+@admin_write_endpoint
+def diff_packs(request: Request, session: Session, body: dict[str, Any]) -> dict[str, Any]:
+    """What applying would change, per query, and how many hosts gain or lose it."""
+    fleet = _fleet(session)
+    rows = []
+    for name, pack, labels in _incoming(session, body):
+        stored = pack_store.get_pack(session, name)
+        old = stored.targeted() if stored and stored.body is not None else None
+        new = TargetedPack(pack_from_document(name, pack), labels)
+        old_hosts, new_hosts = query_hosts(old, fleet), query_hosts(new, fleet)
+        for query, change in _query_changes(old, new).items():
+            before, after = old_hosts.get(query, set()), new_hosts.get(query, set())
+            rows.append(
+                {
+                    "pack": name,
+                    "query": query,
+                    "change": change,
+                    "hosts_gain": len(after - before),
+                    "hosts_lose": len(before - after),
+                    "hosts_after": len(after),
+                }
+            )
+    session.rollback()  # a diff never writes
+    return {"diff": rows, "hosts": len(fleet)}
+
+
+def _pack_json(stored: pack_store.StoredPack) -> dict[str, Any]:
+    return {
+        "name": stored.name,
+        "version": stored.version,
+        "queries": len((stored.body or {}).get("queries", {})),
+        "platform": (stored.body or {}).get("platform") or "all",
+        "labels": list(stored.labels),
+        "updated": iso(stored.created_at),
+    }
+
+
+@admin_endpoint
+def list_packs(request: Request, session: Session) -> dict[str, Any]:
+    return {"packs": [_pack_json(p) for p in pack_store.current_packs(session)]}
+
+
+@admin_endpoint
+def show_pack(request: Request, session: Session) -> dict[str, Any]:
+    name = request.path_params["name"]
+    version = request.query_params.get("version")
+    stored = pack_store.get_pack(session, name, int(version) if version else None)
+    if stored is None:
+        raise NotFound(f"no pack {name!r}" + (f" version {version}" if version else ""))
+    history = [
+        {
+            "version": v.version,
+            "created": iso(v.created_at),
+            "deleted": v.body is None,
+            "labels": list(v.labels),
+        }
+        for v in pack_store.versions(session, name)
+    ]
+    return {
+        "pack": _pack_json(stored) | {"deleted": stored.body is None},
+        "body": stored.body,
+        "history": history,
+    }
+
+
+@admin_write_endpoint
+def delete_pack(request: Request, session: Session, body: dict[str, Any]) -> dict[str, Any]:
+    name = request.path_params["name"]
+    action, version = pack_store.delete_pack(session, name, int(time.time()))
+    if action == "absent":
+        raise NotFound(f"no pack {name!r}")
+    return {"pack": name, "action": action, "version": version}
+
+
+@admin_write_endpoint
+def apply_label(request: Request, session: Session, body: dict[str, Any]) -> dict[str, Any]:
+    name, query, hosts = body.get("name"), body.get("query"), body.get("hosts")
+    if not isinstance(name, str) or not name:
+        raise ValueError("'name' must be a non-empty string")
+    if (query is None) == (hosts is None):
+        raise ValueError("a label has either a 'query' (dynamic) or a 'hosts' list (manual)")
+    host_ids: list[int] | None = None
+    if hosts is not None:
+        if not isinstance(hosts, list) or not all(isinstance(h, str) for h in hosts):
+            raise ValueError("'hosts' must be a list of host references")
+        host_ids = []
+        for ref in hosts:
+            host = host_store.find_host(session, ref)
+            if host is None:
+                raise NotFound(f"no host matches {ref!r}")
+            host_ids.append(host.id)
+    if query is not None:
+        _check_label_sql(name, query, body.get("platform"))
+    action = label_store.upsert_label(
+        session,
+        name,
+        query=query,
+        platform=body.get("platform"),
+        description=str(body.get("description") or ""),
+        host_ids=host_ids,
+        now=int(time.time()),
+    )
+    return {"label": name, "action": action}
+
+
+def _check_label_sql(name: str, query: Any, platform: Any) -> None:
+    if not isinstance(query, str) or not query.strip():
+        raise ValueError("'query' must be a non-empty SQL string")
+    doc: dict[str, Any] = {"queries": {"membership": {"query": query, "interval": 3600}}}
+    if platform:
+        doc["platform"] = platform
+    errors = validate_text(json.dumps(doc), f"<label {name}>", f"label-{name}")
+    if errors:
+        raise Invalid("the label query does not validate", [e.as_row() for e in errors])
+
+
+@admin_endpoint
+def list_labels(request: Request, session: Session) -> dict[str, Any]:
+    return {
+        "labels": [
+            {
+                "name": label.name,
+                "kind": "dynamic" if label.query else "manual",
+                "platform": label.platform or "all",
+                "members": n,
+                "query": label.query or "",
+                "description": label.description,
+                "updated": iso(label.updated_at),
+            }
+            for label, n in label_store.list_labels(session)
+        ]
+    }
+
+
+@admin_endpoint
+def show_label(request: Request, session: Session) -> dict[str, Any]:
+    label = label_store.get_label(session, request.path_params["name"])
+    if label is None:
+        raise NotFound(f"no label {request.path_params['name']!r}")
+    return {
+        "label": {
+            "name": label.name,
+            "kind": "dynamic" if label.query else "manual",
+            "query": label.query,
+            "platform": label.platform,
+            "description": label.description,
+        },
+        "members": [
+            host_json(h) | {"evaluated": iso(t)} for h, t in label_store.members(session, label.id)
+        ],
+    }
+
+
+routes = [
+    Route(f"{PREFIX}/packs", list_packs, methods=["GET"]),
+    Route(f"{PREFIX}/packs/apply", apply_packs, methods=["POST"]),
+    Route(f"{PREFIX}/packs/diff", diff_packs, methods=["POST"]),
+    Route(f"{PREFIX}/packs/{{name}}", show_pack, methods=["GET"]),
+    Route(f"{PREFIX}/packs/{{name}}", delete_pack, methods=["DELETE"]),
+    Route(f"{PREFIX}/labels", list_labels, methods=["GET"]),
+    Route(f"{PREFIX}/labels", apply_label, methods=["POST"]),
+    Route(f"{PREFIX}/labels/{{name}}", show_label, methods=["GET"]),
+]

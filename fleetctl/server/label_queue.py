@@ -1,0 +1,77 @@
+"""Which dynamic-label queries each host should answer next, decided in memory.
+
+Check-ins (``distributed/read``) must not cost a database round trip, so label
+definitions and the time each host last answered each label are held here, reloaded
+from the database every few seconds. A host gets a label's query when it never
+answered it, when the label changed since, or when the answer is older than
+``refresh`` seconds; a query handed out is not handed out again for ``resend`` seconds.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+
+from fleetctl.packs.model import parse_platforms
+from storage.labels import DynamicLabel
+
+LABEL_QUERY_PREFIX = "fleetctl_label_"
+
+
+def label_query_id(label_id: int) -> str:
+    return f"{LABEL_QUERY_PREFIX}{label_id}"
+
+
+def parse_label_query_id(query_id: str) -> int | None:
+    if not query_id.startswith(LABEL_QUERY_PREFIX):
+        return None
+    rest = query_id[len(LABEL_QUERY_PREFIX) :]
+    return int(rest) if rest.isdigit() else None
+
+
+@dataclass
+class LabelQueue:
+    refresh: float = 600.0
+    resend: float = 60.0
+    reload_every: float = 10.0
+    labels: list[DynamicLabel] = field(default_factory=list)
+    evaluated: dict[tuple[int, int], int] = field(default_factory=dict)
+    _sent: dict[tuple[int, int], float] = field(default_factory=dict)
+    loaded_at: float = 0.0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def load(self, labels: list[DynamicLabel], evaluated: dict[tuple[int, int], int]) -> None:
+        with self._lock:
+            self.labels = labels
+            self.evaluated = evaluated
+            self.loaded_at = time.monotonic()
+
+    def stale(self) -> bool:
+        return time.monotonic() - self.loaded_at > self.reload_every
+
+    def due(self, host_id: int, family: str, now: int) -> dict[str, str]:
+        """Label queries this host should run now (usually none)."""
+        out: dict[str, str] = {}
+        mono = time.monotonic()
+        for label in self.labels:
+            platforms = parse_platforms(label.platform) if label.platform else None
+            if platforms is not None and family not in platforms:
+                continue
+            key = (host_id, label.id)
+            answered = self.evaluated.get(key)
+            if (
+                answered is not None
+                and answered >= label.updated_at
+                and (now - answered < self.refresh)
+            ):
+                continue
+            if mono - self._sent.get(key, -1e9) < self.resend:
+                continue
+            self._sent[key] = mono
+            out[label_query_id(label.id)] = label.query
+        return out
+
+    def answered(self, host_id: int, label_id: int, now: int) -> None:
+        self.evaluated[(host_id, label_id)] = now
+        self._sent.pop((host_id, label_id), None)
