@@ -150,6 +150,8 @@ def _int(line: Mapping[str, Any], key: str, where: int, default: int | None = No
     strings (see the elastic fixture), so digit strings are accepted; anything else is not.
     """
     value = line.get(key, default)
+    if type(value) is int:
+        return value
     if value is None:
         raise BadRequest(f"data[{where}]: missing {key!r}")
     if isinstance(value, str) and value.isascii() and value.isdigit():

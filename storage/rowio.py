@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import orjson
-from sqlalchemy import Table, bindparam, insert, or_, select, text, update
+from sqlalchemy import Table, bindparam, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from storage.models import ResultRow
@@ -31,6 +31,9 @@ _COLUMNS = (
     "seen_at",
 )
 _TABLE = cast(Table, ResultRow.__table__)
+_SQLITE_INSERT = (
+    f"INSERT INTO result_rows ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
+)
 
 
 @dataclass
@@ -115,7 +118,16 @@ def insert_rows(session: Session, rows: list[dict[str, Any]]) -> None:
                     [orjson.dumps(row[c]).decode() if c == "columns" else row[c] for c in _COLUMNS]
                 )
         return
-    session.execute(insert(_TABLE), rows)
+    # The driver directly: SQLAlchemy's per-row parameter processing and json.dumps
+    # cost more than SQLite's insert itself.
+    dbapi: Any = session.connection().connection.driver_connection
+    dbapi.executemany(
+        _SQLITE_INSERT,
+        [
+            tuple(orjson.dumps(row[c]).decode() if c == "columns" else row[c] for c in _COLUMNS)
+            for row in rows
+        ],
+    )
 
 
 _UPDATE = (
