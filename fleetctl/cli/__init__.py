@@ -10,6 +10,7 @@ from __future__ import annotations
 import click
 
 from fleetctl import __version__
+from fleetctl.cli.agent import agent
 from fleetctl.cli.db import db
 from fleetctl.cli.hosts import carves, data_loss, hosts, results, status_logs
 from fleetctl.cli.labels import labels
@@ -35,4 +36,5 @@ main.add_command(carves)
 main.add_command(shell)
 main.add_command(extension)
 main.add_command(packs)
+main.add_command(agent)
 main.add_command(labels)
