@@ -17,6 +17,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from fleetctl.errors import BadRequest, NotFound
+from fleetctl.readonly_sql import run_readonly
 from fleetctl.server.auth import matches_any
 from fleetctl.server.body import read_json_object
 from fleetctl.server.responses import json_response
@@ -56,7 +57,14 @@ def admin_write_endpoint(func: Callable[[Request, Any, dict[str, Any]], Any]) ->
     return _endpoint(func, write=True)
 
 
-def _endpoint(func: Callable[..., Any], *, write: bool) -> Handler:
+def admin_read_body_endpoint(func: Callable[[Request, Any, dict[str, Any]], Any]) -> Handler:
+    """A read-only call that takes a JSON body: ``func(request, session, body)``."""
+    return _endpoint(func, write=False, with_body=True)
+
+
+def _endpoint(func: Callable[..., Any], *, write: bool, with_body: bool | None = None) -> Handler:
+    with_body = write if with_body is None else with_body
+
     async def wrapper(request: Request) -> Response:
         state = _state(request)
         header = request.headers.get("authorization", "")
@@ -65,7 +73,7 @@ def _endpoint(func: Callable[..., Any], *, write: bool) -> Handler:
             return json_response({"error": "missing or invalid admin token"}, 401)
         try:
             body: dict[str, Any] | None = None
-            if write:  # DELETE carries no body
+            if with_body:  # DELETE carries no body
                 body = (
                     {}
                     if request.method == "DELETE"
@@ -75,7 +83,7 @@ def _endpoint(func: Callable[..., Any], *, write: bool) -> Handler:
             def run() -> Any:
                 factory = state.sessions if write else state.readonly_sessions
                 with session_scope(factory) as session:
-                    return func(request, session, body) if write else func(request, session)
+                    return func(request, session, body) if with_body else func(request, session)
 
             return json_response(await run_in_threadpool(run))
         except NotFound as exc:
@@ -262,6 +270,19 @@ def carves(request: Request, session: Any) -> dict[str, Any]:
     }
 
 
+@admin_read_body_endpoint
+def sql(request: Request, session: Any, body: dict[str, Any]) -> dict[str, Any]:
+    """Ad-hoc SQL over the store, read-only and time-limited (``fleetctl sql``)."""
+    query = body.get("sql")
+    if not isinstance(query, str):
+        raise ValueError("'sql' must be a string")
+    limit = body.get("limit", 10_000)
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 0 < limit <= 1_000_000:
+        raise ValueError("'limit' must be an integer from 1 to 1000000")
+    result = run_readonly(session, query, limit=limit)
+    return {"columns": result.columns, "rows": result.rows, "truncated": result.truncated}
+
+
 routes = [
     Route(f"{PREFIX}/hosts", list_hosts, methods=["GET"]),
     Route(f"{PREFIX}/hosts/{{ref:path}}", show_host, methods=["GET"]),
@@ -269,4 +290,5 @@ routes = [
     Route(f"{PREFIX}/status-logs", status_logs, methods=["GET"]),
     Route(f"{PREFIX}/data-loss", data_loss, methods=["GET"]),
     Route(f"{PREFIX}/carves", carves, methods=["GET"]),
+    Route(f"{PREFIX}/sql", sql, methods=["POST"]),
 ]
