@@ -16,9 +16,8 @@ from fleetctl.cli.hosts import carves, data_loss, hosts, results, status_logs
 from fleetctl.cli.labels import labels
 from fleetctl.cli.packs import packs
 from fleetctl.cli.serve import serve
-from fleetctl.cli.sql import sql
-from fleetctl.cli.sql import sql
 from fleetctl.cli.shell import shell
+from fleetctl.cli.sql import sql
 from fleetctl.extension.command import extension
 
 
@@ -40,5 +39,4 @@ main.add_command(extension)
 main.add_command(packs)
 main.add_command(agent)
 main.add_command(labels)
-main.add_command(sql)
 main.add_command(sql)
