@@ -18,6 +18,7 @@ from fleetctl.cli.packs import packs
 from fleetctl.cli.serve import serve
 from fleetctl.cli.shell import shell
 from fleetctl.cli.sql import sql
+from fleetctl.cli.up import up
 from fleetctl.extension.command import extension
 
 
@@ -27,6 +28,7 @@ def main() -> None:
     """Detect abuse of inter-process communication (ATT&CK T1559) across an osquery fleet."""
 
 
+main.add_command(up)
 main.add_command(serve)
 main.add_command(db)
 main.add_command(hosts)

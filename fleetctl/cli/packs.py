@@ -103,7 +103,7 @@ def convert_command(ctx: click.Context, file: Path, out: Path | None, fmt: str) 
     click.echo(f"{len(conversion.packs)} packs, {queries} queries written to {out}", err=True)
 
 
-def _local_packs(ctx: click.Context, paths: tuple[Path, ...], fmt: str) -> list[Pack]:
+def load_valid_packs(ctx: click.Context, paths: tuple[Path, ...], fmt: str) -> list[Pack]:
     """Validate, then load, the packs under ``paths`` (default: the shipped packs)."""
     chosen = paths or (shipped_packs_dir(),)
     report = validate_paths(chosen)
@@ -116,7 +116,7 @@ def _local_packs(ctx: click.Context, paths: tuple[Path, ...], fmt: str) -> list[
     return found
 
 
-def _payload(found: Sequence[Pack], labels: tuple[str, ...]) -> dict[str, object]:
+def apply_payload(found: Sequence[Pack], labels: tuple[str, ...]) -> dict[str, object]:
     return {
         "packs": [
             {"name": p.name, "pack": p.to_osquery(), "labels": list(labels), "source": p.source}
@@ -160,9 +160,9 @@ def apply_command(
     Every pack is validated first; if any is wrong nothing is applied and hosts keep
     the previous versions. Hosts receive the change on their next config refresh.
     """
-    found = _local_packs(ctx, paths, fmt)
+    found = load_valid_packs(ctx, paths, fmt)
     client = open_client(ctx, server, token, ca)
-    answer = _call(ctx, fmt, lambda: client.post("/packs/apply", _payload(found, labels)))
+    answer = _call(ctx, fmt, lambda: client.post("/packs/apply", apply_payload(found, labels)))
     render(
         answer["applied"], ("pack", "action", "version", "queries", "labels"), fmt, title="applied"
     )
@@ -184,9 +184,9 @@ def diff_command(
     fmt: str,
 ) -> None:
     """Show what applying would change: per query, and how many hosts gain or lose it."""
-    found = _local_packs(ctx, paths, fmt)
+    found = load_valid_packs(ctx, paths, fmt)
     client = open_client(ctx, server, token, ca)
-    answer = _call(ctx, fmt, lambda: client.post("/packs/diff", _payload(found, labels)))
+    answer = _call(ctx, fmt, lambda: client.post("/packs/diff", apply_payload(found, labels)))
     rows = (
         [r for r in answer["diff"] if r["change"] != "unchanged"]
         if fmt == "table"

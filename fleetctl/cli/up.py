@@ -1,0 +1,128 @@
+"""``fleetctl up``: the whole pipeline on this machine, for real.
+
+Starts the fleet server on the embedded SQLite store under ``$FLEETCTL_HOME``, applies
+the shipped packs, enrolls an agent for this host over osquery's TLS protocol,
+collects, and shows what the server now knows: hosts, rows per query, and the IPC
+channels feeding processes (stdin/stdout/stderr connected to another process).
+"""
+
+from __future__ import annotations
+
+import errno
+import time
+from typing import Any
+
+import click
+from rich.console import Console
+
+from fleetctl.agent import Agent, AgentOptions, EngineError, select_engine
+from fleetctl.cli.packs import apply_payload, load_valid_packs
+from fleetctl.client import AdminClient, resolve_context
+from fleetctl.errors import FleetError
+from fleetctl.output import render
+from fleetctl.server.bootstrap import prepare
+from fleetctl.server.runner import ServerThread, bind
+from fleetctl.settings import Settings, default_home, parse_listen
+
+STDIO_QUERY = "pack_ipc-telemetry-extension_process_stdio"
+IPC_KINDS = ("pipe", "fifo", "unix", "tcp", "udp")
+AGENT_FLAGS = {"config_refresh": 10, "logger_tls_period": 1, "distributed_interval": 5,
+               "host_identifier": "hostname"}
+
+
+@click.command()
+@click.option("--once", is_flag=True,
+              help="Exit after the first full collection cycle has reached the server.")
+@click.option("--interval", type=click.IntRange(min=1), default=None,
+              help="Run every scheduled query at this interval (seconds) instead of its own.")
+@click.option("--listen", default="127.0.0.1:8443", show_default=True, help="HOST:PORT.")
+@click.option("--engine", type=click.Choice(["auto", "embedded", "osquery"]), default="auto",
+              show_default=True, help="Where the agent's queries run.")
+@click.option("--refresh", default=15, show_default=True,
+              help="Seconds between summaries when running continuously.")
+def up(once: bool, interval: int | None, listen: str, engine: str, refresh: int) -> None:
+    """Run server, packs and a local agent on this machine and show what they collect."""
+    console = Console(stderr=True)
+    settings = Settings(home=default_home(), listen=listen)
+    try:
+        host, port = parse_listen(listen)
+        prepared = prepare(settings)
+        sock = bind(host, port)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise click.ClickException(
+                f"{listen} is in use (is `fleetctl serve` running?); pick another with --listen"
+            ) from exc
+        raise
+    except (FleetError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    server = ServerThread(settings, prepared, sock)
+    server.start()
+    client = AdminClient(resolve_context(prepared.server_url, None, str(prepared.tls.ca)))
+    agent: Agent | None = None
+    try:
+        with console.status("applying the shipped packs"):
+            found = load_valid_packs(click.get_current_context(), (), "table")
+            applied = client.post("/packs/apply", apply_payload(found, ()))["applied"]
+        console.print(f"server {prepared.server_url} (store {settings.db_url}); "
+                      f"{len(applied)} packs applied")
+        try:
+            query_engine = select_engine(engine)
+        except EngineError as exc:
+            raise click.ClickException(exc.message) from exc
+        agent = Agent(AgentOptions(
+            server=prepared.server_url, enroll_secret_path=settings.home / "enroll_secret",
+            state_dir=settings.home / "agent", ca=str(prepared.tls.ca), flags=AGENT_FLAGS,
+            interval=interval), query_engine)
+        console.print(f"agent engine: {query_engine.name}; state in {settings.home / 'agent'}")
+        if once:
+            _collect_once(console, agent)
+            summarize(client)
+            return
+        agent.start()
+        console.print(f"collecting; a summary every {refresh} s (Ctrl-C to stop)")
+        while True:
+            time.sleep(refresh)
+            summarize(client)
+    except KeyboardInterrupt:
+        console.print("stopping")
+    finally:
+        if agent is not None:
+            agent.stop()
+        client.close()
+        server.stop()
+
+
+def _collect_once(console: Console, agent: Agent) -> None:
+    started = time.monotonic()
+    with console.status("collecting: every scheduled query once, then delivering the logs"):
+        delivered = agent.run_once(timeout=45)
+    if not delivered:
+        raise click.ClickException(
+            f"{agent.buffer.count()} log lines could not be delivered; they stay buffered")
+    console.print(f"first collection cycle delivered in {time.monotonic() - started:.1f} s")
+
+
+def summarize(client: AdminClient) -> None:
+    """Print hosts, rows per query and the IPC channels feeding processes."""
+    hosts = client.get("/hosts")["hosts"]
+    render(hosts, ("id", "host_identifier", "platform", "os_version", "osquery_version",
+                   "last_seen"), title="hosts")
+    for host in hosts:
+        detail = client.get(f"/hosts/{host['id']}")
+        render(detail["queries"], ("name", "counter", "open_rows", "last_result"),
+               title=f"rows per query on {host['host_identifier']}")
+        render(ipc_channels(client, str(host["id"])),
+               ("pid", "name", "fd", "kind", "target", "partner_pid", "partner_fd", "partner_name"),
+               title=f"IPC channels feeding processes on {host['host_identifier']}")
+
+
+def ipc_channels(client: AdminClient, host: str) -> list[dict[str, Any]]:
+    """stdio fds connected through a pipe, FIFO or socket to another process."""
+    rows = client.get("/results", host=host, query=STDIO_QUERY)["rows"]
+    return sorted(
+        (r for r in rows
+         if r.get("kind") in IPC_KINDS and r.get("partner_pid") not in ("", "-1", None)
+         and r.get("partner_pid") != r.get("parent")),
+        key=lambda r: (int(r["pid"]), int(r["fd"])),
+    )
