@@ -7,13 +7,17 @@ through ``fleetctl.output.render`` so ``--format`` behaves as everywhere else.
 from __future__ import annotations
 
 import json
+import platform
 import sys
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import click
 
+from fleetctl.agent.engines import QueryEngine, select_engine
+from fleetctl.agent.errors import EngineError
 from fleetctl.client import ClientError, client_options, open_client
 from fleetctl.output import output_options, render
 from fleetctl.packs.convert import ConvertError, convert_file
@@ -26,6 +30,7 @@ from fleetctl.packs.loader import (
 )
 from fleetctl.packs.model import Pack
 from fleetctl.packs.validate import ValidationError, validate_paths, validate_text
+from fleetctl.targeting import TargetedPack, pack_targets, queries_for
 
 ERROR_COLUMNS = ("file", "pack", "query", "identifier", "message")
 
@@ -243,3 +248,87 @@ def delete_command(ctx: click.Context, name: str, server: str, token: str, ca: s
     """Stop serving a pack (kept in history as a deleted version)."""
     answer = open_client(ctx, server, token, ca).delete(f"/packs/{name}")
     click.echo(f"pack {answer['pack']}: {answer['action']} (version {answer['version']})")
+
+
+@packs.command("test")
+@click.argument("packs_or_files", nargs=-1)
+@click.option("--engine", type=click.Choice(["auto", "embedded", "osquery"]), default="auto",
+              show_default=True, help="Where the queries run; auto uses osqueryd when present.")
+@click.option("--osquery-socket", default=None, help="A running osqueryd's extensions socket.")
+@output_options
+@click.pass_context
+def test_command(ctx: click.Context, packs_or_files: tuple[str, ...], engine: str,
+                 osquery_socket: str | None, fmt: str) -> None:
+    """Run every query of the packs (default: the shipped ones) on this host.
+
+    Prints rows, time and errors per query, in the order osqueryd would run them;
+    queries for other platforms and packs whose discovery fails are reported, not run.
+    Exits 1 when a query that should run here fails.
+    """
+    chosen = _pack_paths(packs_or_files)
+    found = load_valid_packs(ctx, chosen, fmt)
+    try:
+        query_engine = select_engine(engine, socket=osquery_socket)
+    except EngineError as exc:
+        raise click.ClickException(exc.message) from exc
+    try:
+        results = [row for pack in found for row in run_pack(query_engine, pack, this_family())]
+    finally:
+        query_engine.close()
+    render(results, ("pack", "query", "status", "rows", "ms", "error"), fmt,
+           title=f"pack queries on this host ({query_engine.name} engine)")
+    if any(r["status"] == "error" for r in results):
+        ctx.exit(1)
+
+
+def _pack_paths(items: tuple[str, ...]) -> tuple[Path, ...]:
+    """Files as given; bare names are shipped packs (``ipc-telemetry``)."""
+    paths = []
+    for item in items:
+        path = Path(item)
+        if not path.exists():
+            path = shipped_packs_dir() / f"{item}.json"
+            if not path.exists():
+                raise click.BadParameter(f"no pack file or shipped pack named {item!r}")
+        paths.append(path)
+    return tuple(paths)
+
+
+def this_family() -> str:
+    return {"Darwin": "darwin", "Windows": "windows"}.get(platform.system(), "linux")
+
+
+def run_pack(query_engine: QueryEngine, pack: Pack, family: str) -> list[dict[str, Any]]:
+    """One result row per query: ok with rows and time, error, or why it did not run."""
+    if not pack_targets(TargetedPack(pack), family, ()):
+        return [_row(pack, q.name, f"skipped: pack is for {pack.platform}") for q in pack.queries]
+    for sql in pack.discovery:
+        try:
+            if not query_engine.query(sql).rows:
+                return [_row(pack, q.name, "inactive: discovery returned no rows")
+                        for q in pack.queries]
+        except EngineError as exc:
+            return [_row(pack, q.name, "inactive: discovery failed", error=exc.message)
+                    for q in pack.queries]
+    runnable = {q.name for q in queries_for(pack, family)}
+    out = []
+    for query in pack.queries:
+        if query.name not in runnable:
+            out.append(_row(pack, query.name, f"skipped: query is for {query.platform}"))
+            continue
+        started = time.perf_counter()
+        try:
+            count = len(query_engine.query(query.query).rows)
+        except EngineError as exc:
+            out.append(_row(pack, query.name, "error", error=exc.message,
+                            ms=(time.perf_counter() - started) * 1000))
+            continue
+        out.append(_row(pack, query.name, "ok", rows=count,
+                        ms=(time.perf_counter() - started) * 1000))
+    return out
+
+
+def _row(pack: Pack, query: str, status: str, *, rows: int | None = None,
+         ms: float | None = None, error: str = "") -> dict[str, Any]:
+    return {"pack": pack.name, "query": query, "status": status, "rows": rows,
+            "ms": None if ms is None else round(ms, 1), "error": error}
