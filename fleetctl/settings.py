@@ -22,6 +22,7 @@ SETTINGS: tuple[tuple[str, object, str], ...] = (
     ("node_key_ttl", 60.0, "Seconds a verified node key is trusted from memory."),
     ("config_refresh", 60, "Seconds between osqueryd config refreshes (printed flags)."),
     ("distributed_interval", 10, "Seconds between distributed reads (printed flags)."),
+    ("learning_window", 24 * 3600, "Seconds a new host (and the fleet) only learns paths."),
 )
 
 
@@ -48,6 +49,7 @@ class Settings:
     node_key_ttl: float = 60.0
     config_refresh: int = 60
     distributed_interval: int = 10
+    learning_window: int = 24 * 3600
     tls_cert: Path | None = None
     tls_key: Path | None = None
     enroll_secrets: tuple[str, ...] = ()

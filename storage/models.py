@@ -284,3 +284,82 @@ class LabelMembership(Base):
     )
     member: Mapped[bool] = mapped_column(Boolean)
     evaluated_at: Mapped[unix_ts]
+
+
+class PathSighting(Base):
+    """A path key (``fleetctl.detection``) seen on a host, first and last time."""
+
+    __tablename__ = "path_sightings"
+
+    host_id: Mapped[int] = mapped_column(
+        BigID, ForeignKey("hosts.id", ondelete="CASCADE"), primary_key=True
+    )
+    path_key: Mapped[str] = mapped_column(String(512), primary_key=True)
+    first_seen: Mapped[unix_ts]
+    last_seen: Mapped[unix_ts]
+
+    __table_args__ = (Index("ix_path_sightings_key", "path_key"),)
+
+
+class ParentChild(Base):
+    """A child basename a parent basename started on a host (the parent's history)."""
+
+    __tablename__ = "parent_children"
+
+    host_id: Mapped[int] = mapped_column(
+        BigID, ForeignKey("hosts.id", ondelete="CASCADE"), primary_key=True
+    )
+    parent: Mapped[str] = mapped_column(String(255), primary_key=True)
+    child: Mapped[str] = mapped_column(String(255), primary_key=True)
+    first_seen: Mapped[unix_ts]
+
+    __table_args__ = (Index("ix_parent_children_parent", "parent"),)
+
+
+class DetectionHost(Base):
+    """Per-host detection settings: an explicit baseline ends the learning window."""
+
+    __tablename__ = "detection_hosts"
+
+    host_id: Mapped[int] = mapped_column(
+        BigID, ForeignKey("hosts.id", ondelete="CASCADE"), primary_key=True
+    )
+    baselined_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+
+
+class FindingRecordRow(Base):
+    """A new IPC-spawned execution path on a host, with its evidence and triage state."""
+
+    __tablename__ = "findings"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    host_id: Mapped[int] = mapped_column(BigID, ForeignKey("hosts.id", ondelete="CASCADE"))
+    path_key: Mapped[str] = mapped_column(String(512))
+    pid: Mapped[int] = mapped_column(BigInteger)
+    parent: Mapped[str] = mapped_column(String(255))
+    child: Mapped[str] = mapped_column(String(255))
+    severity: Mapped[str] = mapped_column(String(16))
+    score: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16), default="open")  # open|acked|suppressed
+    new_on_host: Mapped[bool] = mapped_column(Boolean)
+    new_on_fleet: Mapped[bool] = mapped_column(Boolean)
+    first_seen: Mapped[unix_ts]
+    last_seen: Mapped[unix_ts]
+    document: Mapped[json_doc]
+    note: Mapped[str] = mapped_column(Text, default="")
+
+    __table_args__ = (
+        Index("ix_findings_host", "host_id"),
+        Index("ix_findings_last_seen", "last_seen"),
+    )
+
+
+class BaselineVersion(Base):
+    """The admin's baseline (ATT&CK's mutable elements + learned keys), versioned."""
+
+    __tablename__ = "baselines"
+
+    version: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    body: Mapped[json_doc]
+    note: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[unix_ts]

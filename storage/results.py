@@ -39,6 +39,7 @@ class ApplyStats:
     skipped_runs: int = 0
     opened: int = 0
     closed: int = 0
+    names: set[str] = field(default_factory=set)
     markers: list[str] = field(default_factory=list)
 
 
@@ -78,6 +79,7 @@ def apply_runs(
             states[run.name] = state
         if _apply_one(session, host_id, state, run, now, stats):
             stats.runs += 1
+            stats.names.add(run.name)
         else:
             stats.skipped_runs += 1
     return stats

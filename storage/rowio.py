@@ -107,8 +107,10 @@ def load_rows(
 def insert_rows(session: Session, rows: list[dict[str, Any]]) -> None:
     if not rows:
         return
+    # The driver directly: SQLAlchemy's per-row parameter processing and JSON encoding
+    # cost more than the database's own insert.
+    dbapi: Any = session.connection().connection.driver_connection
     if _is_postgres(session):
-        dbapi: Any = session.connection().connection.driver_connection
         with (
             dbapi.cursor() as cur,
             cur.copy(f"COPY result_rows ({', '.join(_COLUMNS)}) FROM STDIN") as copy,
@@ -118,9 +120,6 @@ def insert_rows(session: Session, rows: list[dict[str, Any]]) -> None:
                     [orjson.dumps(row[c]).decode() if c == "columns" else row[c] for c in _COLUMNS]
                 )
         return
-    # The driver directly: SQLAlchemy's per-row parameter processing and json.dumps
-    # cost more than SQLite's insert itself.
-    dbapi: Any = session.connection().connection.driver_connection
     dbapi.executemany(
         _SQLITE_INSERT,
         [

@@ -39,6 +39,8 @@ def build_app(state: ServerState) -> Starlette:
 
         await run_in_threadpool(state.reload_node_keys)
         await run_in_threadpool(state.reload_labels)
+        if state.detection is not None:
+            state.detection.start()
         task = asyncio.create_task(housekeeping())
         try:
             yield

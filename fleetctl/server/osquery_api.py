@@ -22,6 +22,7 @@ from fleetctl.errors import BadRequest, NodeInvalid
 from fleetctl.server import node_service
 from fleetctl.server.auth import CachedNode, digest, fingerprint, matches_any, new_secret
 from fleetctl.server.body import read_json_object
+from fleetctl.server.detection_service import relevant
 from fleetctl.server.osquery_config import config_for
 from fleetctl.server.responses import node_error, node_invalid, node_ok
 from fleetctl.server.state import ServerState
@@ -161,13 +162,16 @@ async def log_(request: Request) -> Response:
     node = await authenticate(request, body)
     now = int(time.time())
 
-    def write() -> None:
+    def write() -> set[str]:
         with session_scope(state.sessions) as session:
-            node_service.ingest_log(
+            stats = node_service.ingest_log(
                 session, node.host_id, body.get("log_type"), body.get("data"), now
             )
+            return stats.names
 
-    await run_in_threadpool(write)
+    names = await run_in_threadpool(write)  # committed before osqueryd hears "ok"
+    if state.detection is not None and any(relevant(n, []) for n in names):
+        state.detection.mark(node.host_id)
     return node_ok()
 
 

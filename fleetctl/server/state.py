@@ -14,6 +14,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from fleetctl.server.auth import FailureThrottle, NodeKeyCache
+from fleetctl.server.detection_service import DetectionService
 from fleetctl.server.label_queue import LabelQueue
 from fleetctl.settings import Settings
 from storage import hosts as host_store
@@ -56,6 +57,7 @@ class ServerState:
     throttle: FailureThrottle = field(default_factory=FailureThrottle)
     checkins: CheckIns = field(default_factory=CheckIns)
     labels: LabelQueue = field(default_factory=LabelQueue)
+    detection: DetectionService | None = None
     _secret_digests: tuple[float, list[str]] = (0.0, [])
     _token_digests: tuple[float, list[str]] = (0.0, [])
 
@@ -63,13 +65,15 @@ class ServerState:
     def create(cls, settings: Settings) -> ServerState:
         engine = make_engine(settings.db_url)
         ro = make_engine(settings.db_url, readonly=True)
+        sessions = make_sessionmaker(engine)
         return cls(
             settings=settings,
             engine=engine,
             readonly_engine=ro,
-            sessions=make_sessionmaker(engine),
+            sessions=sessions,
             readonly_sessions=make_sessionmaker(ro),
             node_keys=NodeKeyCache(ttl=settings.node_key_ttl),
+            detection=DetectionService(sessions, learning_window=settings.learning_window),
         )
 
     def enroll_secret_digests(self) -> list[str]:
@@ -104,6 +108,8 @@ class ServerState:
                 host_store.touch_hosts(session, pending)
 
     def close(self) -> None:
+        if self.detection is not None:
+            self.detection.stop()
         self.flush_checkins()
         self.engine.dispose()
         self.readonly_engine.dispose()

@@ -1,0 +1,160 @@
+"""Run detection as results arrive: a worker that re-judges a host after its IPC
+telemetry changes.
+
+Ingest marks a host when a result batch touches a query the detector reads (lineage,
+stdio, pipes, sockets, named pipes, exec events); the worker waits a moment so the
+queries of one collection cycle arrive together, then builds the host's current
+snapshot from its open rows (event queries: only their recent rows), derives its
+execution paths and judges them against the host's and the fleet's history. The cost of
+a run is the host's current state, never the length of its history.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from fleetctl.detection import Baseline, Detector, HostSnapshot, build_paths
+from fleetctl.detection._readers import PROCESS_QUERIES, READERS
+from fleetctl.ingest import split_query_name
+from fleetctl.packs.loader import load_file, pack_files, shipped_packs_dir
+from storage import detection as detection_store
+from storage.engine import session_scope
+from storage.models import QueryState, ResultRow
+
+log = logging.getLogger("fleetctl.detection")
+
+DETECTION_QUERIES = frozenset(PROCESS_QUERIES | set(READERS))
+EVENT_WINDOW = 600  # seconds of exec events that count as "running now"
+DEFAULT_LEARNING_WINDOW = 24 * 3600
+
+
+def _event_queries() -> frozenset[str]:
+    """Shipped queries that read an evented table: their rows are events, not state."""
+    names = set()
+    for path in pack_files([shipped_packs_dir()]):
+        for pack in load_file(path):
+            for query in pack.queries:
+                if re.search(r"\b\w+_events\b", query.query):
+                    names.add(query.name)
+    return frozenset(names)
+
+
+def relevant(name: str, packs: list[str]) -> bool:
+    return split_query_name(name, packs).query in DETECTION_QUERIES
+
+
+@dataclass
+class DetectionService:
+    """Incremental detection, one host at a time, in a background thread."""
+
+    sessions: sessionmaker[Session]
+    learning_window: float = DEFAULT_LEARNING_WINDOW
+    settle: float = 0.3
+    on_findings: Callable[[int, list[str]], None] | None = None
+    _dirty: dict[int, float] = field(default_factory=dict)
+    _cond: threading.Condition = field(default_factory=threading.Condition)
+    _stop: bool = False
+    _thread: threading.Thread | None = None
+    _events: frozenset[str] = field(default_factory=_event_queries)
+    _baseline: tuple[int | None, Baseline] | None = None
+
+    def mark(self, host_id: int) -> None:
+        with self._cond:
+            self._dirty.setdefault(host_id, time.monotonic())
+            self._cond.notify()
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="detection", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stop = True
+            self._cond.notify()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while not self._dirty and not self._stop:
+                    self._cond.wait()
+                if self._stop:
+                    return
+                oldest = min(self._dirty.values())
+                wait = self.settle - (time.monotonic() - oldest)
+                if wait > 0:
+                    self._cond.wait(wait)
+                    continue
+                hosts, self._dirty = list(self._dirty), {}
+            for host_id in hosts:
+                try:
+                    created = self.run_host(host_id, int(time.time()))
+                except Exception:
+                    log.exception("detection failed for host %s", host_id)
+                    continue
+                if created and self.on_findings is not None:
+                    self.on_findings(host_id, created)
+
+    def baseline(self, session: Session) -> Baseline:
+        """The admin's baseline (YAML, may extend the default), re-read when it changes."""
+        stored = detection_store.current_baseline(session)
+        version = stored[0] if stored else None
+        if self._baseline is None or self._baseline[0] != version:
+            parsed = Baseline.loads(stored[1]) if stored else Baseline.default()
+            self._baseline = (version, parsed)
+        return self._baseline[1]
+
+    def snapshot(self, session: Session, host_id: int, at: int) -> HostSnapshot:
+        """The host's detection-relevant rows as they were at ``at``."""
+        names = [
+            n
+            for n in session.scalars(select(QueryState.name).where(QueryState.host_id == host_id))
+            if split_query_name(n).query in DETECTION_QUERIES
+        ]
+        results: dict[str, list[dict[str, str]]] = {}
+        for name in names:
+            query = split_query_name(name).query
+            stmt = select(ResultRow.columns).where(
+                ResultRow.host_id == host_id,
+                ResultRow.name == name,
+                (ResultRow.first_seen.is_(None)) | (ResultRow.first_seen <= at),
+                (ResultRow.removed_at.is_(None)) | (ResultRow.removed_at > at),
+            )
+            if query in self._events:
+                stmt = stmt.where(ResultRow.first_seen >= at - EVENT_WINDOW)
+            results[name] = [dict(c) for c in session.scalars(stmt)]
+        name = detection_store.detection_names(session)[host_id]
+        return HostSnapshot.from_results(name, results, observed_at=float(at))
+
+    def run_host(
+        self, host_id: int, now: int, *, at: int | None = None, learn: bool = False
+    ) -> list[str]:
+        """Judge the host's paths as of ``at`` (default now); ids of new findings.
+
+        ``learn`` accepts the paths as the host's explicit baseline instead.
+        """
+        with session_scope(self.sessions) as session:
+            snap = self.snapshot(session, host_id, now if at is None else at)
+            paths = build_paths(snap)
+            keys = {p.path_key() for p in paths}
+            parents = {p.parent.basename for p in paths if p.parent}
+            state, loaded, pairs = detection_store.load_state(session, host_id, keys, parents)
+            detector = Detector(self.baseline(session), state, learning_window=self.learning_window)
+            stamp = float(now if at is None else at)
+            if learn:
+                detector.learn(paths, stamp)
+                detection_store.mark_baselined(session, host_id, now)
+                detection_store.save_state(session, host_id, state, loaded, pairs)
+                return []
+            findings = detector.detect(paths, stamp)
+            detection_store.save_state(session, host_id, state, loaded, pairs)
+            return detection_store.save_findings(session, host_id, findings)
