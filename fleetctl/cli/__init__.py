@@ -12,6 +12,7 @@ import click
 from fleetctl import __version__
 from fleetctl.cli.agent import agent
 from fleetctl.cli.db import db
+from fleetctl.cli.detect import baseline, detect, findings, trace
 from fleetctl.cli.hosts import carves, data_loss, hosts, results, status_logs
 from fleetctl.cli.labels import labels
 from fleetctl.cli.packs import packs
@@ -42,3 +43,7 @@ main.add_command(packs)
 main.add_command(agent)
 main.add_command(labels)
 main.add_command(sql)
+main.add_command(findings)
+main.add_command(baseline)
+main.add_command(trace)
+main.add_command(detect)

@@ -12,6 +12,7 @@ from fleetctl.server.bootstrap import prepare
 from fleetctl.server.runner import make_server
 from fleetctl.server.state import ServerState
 from fleetctl.settings import Settings, default_home, parse_listen
+from fleetctl.timeutil import parse_duration
 
 
 @click.command()
@@ -37,6 +38,12 @@ from fleetctl.settings import Settings, default_home, parse_listen
     show_default=True,
     help="Largest request body after decompression, in bytes.",
 )
+@click.option(
+    "--learning-window",
+    default="24h",
+    show_default=True,
+    help="How long a new host (and a new fleet) only learns execution paths.",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Log every enrollment and error.")
 def serve(
     db: str | None,
@@ -45,6 +52,7 @@ def serve(
     tls_cert: Path | None,
     tls_key: Path | None,
     max_body: int,
+    learning_window: str,
     verbose: bool,
 ) -> None:
     """Serve osquery's TLS remote API and the admin API.
@@ -61,6 +69,10 @@ def serve(
         parse_listen(listen)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--listen") from exc
+    try:
+        window = parse_duration(learning_window)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--learning-window") from exc
     settings = Settings(
         home=default_home(),
         listen=listen,
@@ -69,6 +81,7 @@ def serve(
         tls_cert=tls_cert,
         tls_key=tls_key,
         enroll_secrets=enroll_secrets,
+        learning_window=window,
     )
     try:
         prepared = prepare(settings)

@@ -23,27 +23,61 @@ from fleetctl.output import render
 from fleetctl.server.bootstrap import prepare
 from fleetctl.server.runner import ServerThread, bind
 from fleetctl.settings import Settings, default_home, parse_listen
+from fleetctl.timeutil import parse_duration
 
 STDIO_QUERY = "pack_ipc-telemetry-extension_process_stdio"
 IPC_KINDS = ("pipe", "fifo", "unix", "tcp", "udp")
-AGENT_FLAGS = {"config_refresh": 10, "logger_tls_period": 1, "distributed_interval": 5,
-               "host_identifier": "hostname"}
+AGENT_FLAGS = {
+    "config_refresh": 10,
+    "logger_tls_period": 1,
+    "distributed_interval": 5,
+    "host_identifier": "hostname",
+}
 
 
 @click.command()
-@click.option("--once", is_flag=True,
-              help="Exit after the first full collection cycle has reached the server.")
-@click.option("--interval", type=click.IntRange(min=1), default=None,
-              help="Run every scheduled query at this interval (seconds) instead of its own.")
+@click.option(
+    "--once",
+    is_flag=True,
+    help="Exit after the first full collection cycle has reached the server.",
+)
+@click.option(
+    "--interval",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Run every scheduled query at this interval (seconds) instead of its own.",
+)
 @click.option("--listen", default="127.0.0.1:8443", show_default=True, help="HOST:PORT.")
-@click.option("--engine", type=click.Choice(["auto", "embedded", "osquery"]), default="auto",
-              show_default=True, help="Where the agent's queries run.")
-@click.option("--refresh", default=15, show_default=True,
-              help="Seconds between summaries when running continuously.")
-def up(once: bool, interval: int | None, listen: str, engine: str, refresh: int) -> None:
+@click.option(
+    "--engine",
+    type=click.Choice(["auto", "embedded", "osquery"]),
+    default="auto",
+    show_default=True,
+    help="Where the agent's queries run.",
+)
+@click.option(
+    "--refresh",
+    default=15,
+    show_default=True,
+    help="Seconds between summaries when running continuously.",
+)
+@click.option(
+    "--learning-window",
+    default="24h",
+    show_default=True,
+    help="How long this host's execution paths are only learned, not judged.",
+)
+def up(
+    once: bool, interval: int | None, listen: str, engine: str, refresh: int, learning_window: str
+) -> None:
     """Run server, packs and a local agent on this machine and show what they collect."""
     console = Console(stderr=True)
-    settings = Settings(home=default_home(), listen=listen)
+    try:
+        settings = Settings(
+            home=default_home(), listen=listen, learning_window=parse_duration(learning_window)
+        )
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--learning-window") from exc
     try:
         host, port = parse_listen(listen)
         prepared = prepare(settings)
@@ -64,26 +98,43 @@ def up(once: bool, interval: int | None, listen: str, engine: str, refresh: int)
         with console.status("applying the shipped packs"):
             found = load_valid_packs(click.get_current_context(), (), "table")
             applied = client.post("/packs/apply", apply_payload(found, ()))["applied"]
-        console.print(f"server {prepared.server_url} (store {settings.db_url}); "
-                      f"{len(applied)} packs applied")
+        console.print(
+            f"server {prepared.server_url} (store {settings.db_url}); {len(applied)} packs applied"
+        )
         try:
             query_engine = select_engine(engine)
         except EngineError as exc:
             raise click.ClickException(exc.message) from exc
-        agent = Agent(AgentOptions(
-            server=prepared.server_url, enroll_secret_path=settings.home / "enroll_secret",
-            state_dir=settings.home / "agent", ca=str(prepared.tls.ca), flags=AGENT_FLAGS,
-            interval=interval), query_engine)
+        agent = Agent(
+            AgentOptions(
+                server=prepared.server_url,
+                enroll_secret_path=settings.home / "enroll_secret",
+                state_dir=settings.home / "agent",
+                ca=str(prepared.tls.ca),
+                flags=AGENT_FLAGS,
+                interval=interval,
+            ),
+            query_engine,
+        )
         console.print(f"agent engine: {query_engine.name}; state in {settings.home / 'agent'}")
         if once:
             _collect_once(console, agent)
             summarize(client)
+            time.sleep(0.5)  # detection runs right after delivery
+            print_new_findings(client, set())
             return
         agent.start()
-        console.print(f"collecting; a summary every {refresh} s (Ctrl-C to stop)")
+        console.print(
+            f"collecting; a summary every {refresh} s, findings as they appear (Ctrl-C to stop)"
+        )
+        shown: set[str] = set()
+        next_summary = time.monotonic() + refresh
         while True:
-            time.sleep(refresh)
-            summarize(client)
+            time.sleep(1)
+            print_new_findings(client, shown)
+            if time.monotonic() >= next_summary:
+                summarize(client)
+                next_summary = time.monotonic() + refresh
     except KeyboardInterrupt:
         console.print("stopping")
     finally:
@@ -99,30 +150,59 @@ def _collect_once(console: Console, agent: Agent) -> None:
         delivered = agent.run_once(timeout=45)
     if not delivered:
         raise click.ClickException(
-            f"{agent.buffer.count()} log lines could not be delivered; they stay buffered")
+            f"{agent.buffer.count()} log lines could not be delivered; they stay buffered"
+        )
     console.print(f"first collection cycle delivered in {time.monotonic() - started:.1f} s")
+
+
+def print_new_findings(client: AdminClient, shown: set[str]) -> None:
+    """Print medium-or-worse findings not printed before (one table per batch)."""
+    fresh = [
+        f
+        for f in client.get("/findings", status="open", min_severity="medium")["findings"]
+        if f["id"] not in shown
+    ]
+    if fresh:
+        shown.update(f["id"] for f in fresh)
+        render(
+            fresh,
+            ("id", "severity", "score", "pid", "parent", "child", "reasons"),
+            title="new findings",
+        )
 
 
 def summarize(client: AdminClient) -> None:
     """Print hosts, rows per query and the IPC channels feeding processes."""
     hosts = client.get("/hosts")["hosts"]
-    render(hosts, ("id", "host_identifier", "platform", "os_version", "osquery_version",
-                   "last_seen"), title="hosts")
+    render(
+        hosts,
+        ("id", "host_identifier", "platform", "os_version", "osquery_version", "last_seen"),
+        title="hosts",
+    )
     for host in hosts:
         detail = client.get(f"/hosts/{host['id']}")
-        render(detail["queries"], ("name", "counter", "open_rows", "last_result"),
-               title=f"rows per query on {host['host_identifier']}")
-        render(ipc_channels(client, str(host["id"])),
-               ("pid", "name", "fd", "kind", "target", "partner_pid", "partner_fd", "partner_name"),
-               title=f"IPC channels feeding processes on {host['host_identifier']}")
+        render(
+            detail["queries"],
+            ("name", "counter", "open_rows", "last_result"),
+            title=f"rows per query on {host['host_identifier']}",
+        )
+        render(
+            ipc_channels(client, str(host["id"])),
+            ("pid", "name", "fd", "kind", "target", "partner_pid", "partner_fd", "partner_name"),
+            title=f"IPC channels feeding processes on {host['host_identifier']}",
+        )
 
 
 def ipc_channels(client: AdminClient, host: str) -> list[dict[str, Any]]:
     """stdio fds connected through a pipe, FIFO or socket to another process."""
     rows = client.get("/results", host=host, query=STDIO_QUERY)["rows"]
     return sorted(
-        (r for r in rows
-         if r.get("kind") in IPC_KINDS and r.get("partner_pid") not in ("", "-1", None)
-         and r.get("partner_pid") != r.get("parent")),
+        (
+            r
+            for r in rows
+            if r.get("kind") in IPC_KINDS
+            and r.get("partner_pid") not in ("", "-1", None)
+            and r.get("partner_pid") != r.get("parent")
+        ),
         key=lambda r: (int(r["pid"]), int(r["fd"])),
     )

@@ -112,7 +112,7 @@ def host_json(host: Host) -> dict[str, Any]:
     }
 
 
-def _host(session: Any, ref: str | None) -> Host:
+def find_host_or_404(session: Any, ref: str | None) -> Host:
     if not ref:
         raise ValueError("the 'host' parameter is required")
     host = host_store.find_host(session, ref)
@@ -128,7 +128,7 @@ def list_hosts(request: Request, session: Any) -> dict[str, Any]:
 
 @admin_endpoint
 def show_host(request: Request, session: Any) -> dict[str, Any]:
-    host = _host(session, request.path_params["ref"])
+    host = find_host_or_404(session, request.path_params["ref"])
     open_counts = dict(
         session.execute(
             select(ResultRow.name, func.count())
@@ -157,7 +157,7 @@ def show_host(request: Request, session: Any) -> dict[str, Any]:
 
 @admin_endpoint
 def results(request: Request, session: Any) -> dict[str, Any]:
-    host = _host(session, request.query_params.get("host"))
+    host = find_host_or_404(session, request.query_params.get("host"))
     name = request.query_params.get("query")
     if not name:
         raise ValueError("the 'query' parameter is required (the name osquery logs)")
@@ -182,7 +182,7 @@ def results(request: Request, session: Any) -> dict[str, Any]:
 
 @admin_endpoint
 def status_logs(request: Request, session: Any) -> dict[str, Any]:
-    host = _host(session, request.query_params.get("host"))
+    host = find_host_or_404(session, request.query_params.get("host"))
     limit = int(request.query_params.get("limit", "100"))
     logs = session.scalars(
         select(StatusLog)
@@ -209,7 +209,7 @@ def data_loss(request: Request, session: Any) -> dict[str, Any]:
     stmt = select(DataLoss, Host.host_identifier).join(Host, Host.id == DataLoss.host_id)
     ref = request.query_params.get("host")
     if ref:
-        stmt = stmt.where(DataLoss.host_id == _host(session, ref).id)
+        stmt = stmt.where(DataLoss.host_id == find_host_or_404(session, ref).id)
     out = []
     for marker, ident in session.execute(stmt.order_by(DataLoss.id)):
         out.append(

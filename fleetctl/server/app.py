@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from fleetctl.server import admin_api, admin_packs, osquery_api
+from fleetctl.server import admin_api, admin_detection, admin_packs, osquery_api
 from fleetctl.server.responses import json_response
 from fleetctl.server.state import ServerState
 
@@ -54,6 +54,7 @@ def build_app(state: ServerState) -> Starlette:
             *osquery_api.routes,
             *admin_api.routes,
             *admin_packs.routes,
+            *admin_detection.routes,
         ],
         lifespan=lifespan,
     )
