@@ -28,7 +28,7 @@ from fleetctl.packs.loader import (
     pack_files,
     shipped_packs_dir,
 )
-from fleetctl.packs.model import Pack
+from fleetctl.packs.model import Pack, apply_request
 from fleetctl.packs.validate import ValidationError, validate_paths, validate_text
 from fleetctl.targeting import TargetedPack, pack_targets, queries_for
 
@@ -121,15 +121,6 @@ def load_valid_packs(ctx: click.Context, paths: tuple[Path, ...], fmt: str) -> l
     return found
 
 
-def apply_payload(found: Sequence[Pack], labels: tuple[str, ...]) -> dict[str, object]:
-    return {
-        "packs": [
-            {"name": p.name, "pack": p.to_osquery(), "labels": list(labels), "source": p.source}
-            for p in found
-        ]
-    }
-
-
 def _call(ctx: click.Context, fmt: str, send: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     """Run an admin call; show the server's per-pack errors as a table on refusal."""
     try:
@@ -167,7 +158,7 @@ def apply_command(
     """
     found = load_valid_packs(ctx, paths, fmt)
     client = open_client(ctx, server, token, ca)
-    answer = _call(ctx, fmt, lambda: client.post("/packs/apply", apply_payload(found, labels)))
+    answer = _call(ctx, fmt, lambda: client.post("/packs/apply", apply_request(found, labels)))
     render(
         answer["applied"], ("pack", "action", "version", "queries", "labels"), fmt, title="applied"
     )
@@ -191,7 +182,7 @@ def diff_command(
     """Show what applying would change: per query, and how many hosts gain or lose it."""
     found = load_valid_packs(ctx, paths, fmt)
     client = open_client(ctx, server, token, ca)
-    answer = _call(ctx, fmt, lambda: client.post("/packs/diff", apply_payload(found, labels)))
+    answer = _call(ctx, fmt, lambda: client.post("/packs/diff", apply_request(found, labels)))
     rows = (
         [r for r in answer["diff"] if r["change"] != "unchanged"]
         if fmt == "table"
@@ -252,13 +243,23 @@ def delete_command(ctx: click.Context, name: str, server: str, token: str, ca: s
 
 @packs.command("test")
 @click.argument("packs_or_files", nargs=-1)
-@click.option("--engine", type=click.Choice(["auto", "embedded", "osquery"]), default="auto",
-              show_default=True, help="Where the queries run; auto uses osqueryd when present.")
+@click.option(
+    "--engine",
+    type=click.Choice(["auto", "embedded", "osquery"]),
+    default="auto",
+    show_default=True,
+    help="Where the queries run; auto uses osqueryd when present.",
+)
 @click.option("--osquery-socket", default=None, help="A running osqueryd's extensions socket.")
 @output_options
 @click.pass_context
-def test_command(ctx: click.Context, packs_or_files: tuple[str, ...], engine: str,
-                 osquery_socket: str | None, fmt: str) -> None:
+def test_command(
+    ctx: click.Context,
+    packs_or_files: tuple[str, ...],
+    engine: str,
+    osquery_socket: str | None,
+    fmt: str,
+) -> None:
     """Run every query of the packs (default: the shipped ones) on this host.
 
     Prints rows, time and errors per query, in the order osqueryd would run them;
@@ -275,8 +276,12 @@ def test_command(ctx: click.Context, packs_or_files: tuple[str, ...], engine: st
         results = [row for pack in found for row in run_pack(query_engine, pack, this_family())]
     finally:
         query_engine.close()
-    render(results, ("pack", "query", "status", "rows", "ms", "error"), fmt,
-           title=f"pack queries on this host ({query_engine.name} engine)")
+    render(
+        results,
+        ("pack", "query", "status", "rows", "ms", "error"),
+        fmt,
+        title=f"pack queries on this host ({query_engine.name} engine)",
+    )
     if any(r["status"] == "error" for r in results):
         ctx.exit(1)
 
@@ -305,11 +310,14 @@ def run_pack(query_engine: QueryEngine, pack: Pack, family: str) -> list[dict[st
     for sql in pack.discovery:
         try:
             if not query_engine.query(sql).rows:
-                return [_row(pack, q.name, "inactive: discovery returned no rows")
-                        for q in pack.queries]
+                return [
+                    _row(pack, q.name, "inactive: discovery returned no rows") for q in pack.queries
+                ]
         except EngineError as exc:
-            return [_row(pack, q.name, "inactive: discovery failed", error=exc.message)
-                    for q in pack.queries]
+            return [
+                _row(pack, q.name, "inactive: discovery failed", error=exc.message)
+                for q in pack.queries
+            ]
     runnable = {q.name for q in queries_for(pack, family)}
     out = []
     for query in pack.queries:
@@ -320,15 +328,36 @@ def run_pack(query_engine: QueryEngine, pack: Pack, family: str) -> list[dict[st
         try:
             count = len(query_engine.query(query.query).rows)
         except EngineError as exc:
-            out.append(_row(pack, query.name, "error", error=exc.message,
-                            ms=(time.perf_counter() - started) * 1000))
+            out.append(
+                _row(
+                    pack,
+                    query.name,
+                    "error",
+                    error=exc.message,
+                    ms=(time.perf_counter() - started) * 1000,
+                )
+            )
             continue
-        out.append(_row(pack, query.name, "ok", rows=count,
-                        ms=(time.perf_counter() - started) * 1000))
+        out.append(
+            _row(pack, query.name, "ok", rows=count, ms=(time.perf_counter() - started) * 1000)
+        )
     return out
 
 
-def _row(pack: Pack, query: str, status: str, *, rows: int | None = None,
-         ms: float | None = None, error: str = "") -> dict[str, Any]:
-    return {"pack": pack.name, "query": query, "status": status, "rows": rows,
-            "ms": None if ms is None else round(ms, 1), "error": error}
+def _row(
+    pack: Pack,
+    query: str,
+    status: str,
+    *,
+    rows: int | None = None,
+    ms: float | None = None,
+    error: str = "",
+) -> dict[str, Any]:
+    return {
+        "pack": pack.name,
+        "query": query,
+        "status": status,
+        "rows": rows,
+        "ms": None if ms is None else round(ms, 1),
+        "error": error,
+    }

@@ -8,20 +8,16 @@ channels feeding processes (stdin/stdout/stderr connected to another process).
 
 from __future__ import annotations
 
-import errno
 import time
 from typing import Any
 
 import click
 from rich.console import Console
 
-from fleetctl.agent import Agent, AgentOptions, EngineError, select_engine
-from fleetctl.cli.packs import apply_payload, load_valid_packs
-from fleetctl.client import AdminClient, resolve_context
+from fleetctl.client import AdminClient
 from fleetctl.errors import FleetError
+from fleetctl.local import LocalFleet
 from fleetctl.output import render
-from fleetctl.server.bootstrap import prepare
-from fleetctl.server.runner import ServerThread, bind
 from fleetctl.settings import Settings, default_home, parse_listen
 from fleetctl.timeutil import parse_duration
 
@@ -73,57 +69,34 @@ def up(
     """Run server, packs and a local agent on this machine and show what they collect."""
     console = Console(stderr=True)
     try:
+        parse_listen(listen)
         settings = Settings(
             home=default_home(), listen=listen, learning_window=parse_duration(learning_window)
         )
     except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--learning-window") from exc
+        raise click.BadParameter(str(exc)) from exc
+    fleet = LocalFleet(settings, engine=engine, interval=interval)
     try:
-        host, port = parse_listen(listen)
-        prepared = prepare(settings)
-        sock = bind(host, port)
-    except OSError as exc:
-        if exc.errno == errno.EADDRINUSE:
-            raise click.ClickException(
-                f"{listen} is in use (is `fleetctl serve` running?); pick another with --listen"
-            ) from exc
-        raise
-    except (FleetError, ValueError) as exc:
-        raise click.ClickException(str(exc)) from exc
-    server = ServerThread(settings, prepared, sock)
-    server.start()
-    client = AdminClient(resolve_context(prepared.server_url, None, str(prepared.tls.ca)))
-    agent: Agent | None = None
-    try:
-        with console.status("applying the shipped packs"):
-            found = load_valid_packs(click.get_current_context(), (), "table")
-            applied = client.post("/packs/apply", apply_payload(found, ()))["applied"]
+        with console.status("starting the server and applying the shipped packs"):
+            fleet.start()
+        assert fleet.client is not None and fleet.agent is not None
         console.print(
-            f"server {prepared.server_url} (store {settings.db_url}); {len(applied)} packs applied"
+            f"server {settings.context_path.parent} {fleet.client.context.server} "
+            f"(store {settings.db_url}); {len(fleet.applied)} packs applied"
         )
-        try:
-            query_engine = select_engine(engine)
-        except EngineError as exc:
-            raise click.ClickException(exc.message) from exc
-        agent = Agent(
-            AgentOptions(
-                server=prepared.server_url,
-                enroll_secret_path=settings.home / "enroll_secret",
-                state_dir=settings.home / "agent",
-                ca=str(prepared.tls.ca),
-                flags=AGENT_FLAGS,
-                interval=interval,
-            ),
-            query_engine,
+        console.print(
+            f"agent engine: {fleet.agent.engine.name}; state in {settings.home / 'agent'}"
         )
-        console.print(f"agent engine: {query_engine.name}; state in {settings.home / 'agent'}")
         if once:
-            _collect_once(console, agent)
-            summarize(client)
+            started = time.monotonic()
+            with console.status("collecting: every scheduled query once, then delivering"):
+                fleet.collect()
+            console.print(f"first collection cycle delivered in {time.monotonic() - started:.1f} s")
+            summarize(fleet.client)
             time.sleep(0.5)  # detection runs right after delivery
-            print_new_findings(client, set())
+            print_new_findings(fleet.client, set())
             return
-        agent.start()
+        fleet.agent.start()
         console.print(
             f"collecting; a summary every {refresh} s, findings as they appear (Ctrl-C to stop)"
         )
@@ -131,28 +104,16 @@ def up(
         next_summary = time.monotonic() + refresh
         while True:
             time.sleep(1)
-            print_new_findings(client, shown)
+            print_new_findings(fleet.client, shown)
             if time.monotonic() >= next_summary:
-                summarize(client)
+                summarize(fleet.client)
                 next_summary = time.monotonic() + refresh
+    except FleetError as exc:
+        raise click.ClickException(str(exc)) from exc
     except KeyboardInterrupt:
         console.print("stopping")
     finally:
-        if agent is not None:
-            agent.stop()
-        client.close()
-        server.stop()
-
-
-def _collect_once(console: Console, agent: Agent) -> None:
-    started = time.monotonic()
-    with console.status("collecting: every scheduled query once, then delivering the logs"):
-        delivered = agent.run_once(timeout=45)
-    if not delivered:
-        raise click.ClickException(
-            f"{agent.buffer.count()} log lines could not be delivered; they stay buffered"
-        )
-    console.print(f"first collection cycle delivered in {time.monotonic() - started:.1f} s")
+        fleet.stop()
 
 
 def print_new_findings(client: AdminClient, shown: set[str]) -> None:

@@ -133,3 +133,13 @@ class Pack:
             out["discovery"] = list(self.discovery)
         out["queries"] = {q.name: q.to_osquery() for q in self.queries}
         return out
+
+
+def apply_request(packs: Iterable[Pack], labels: Iterable[str] = ()) -> dict[str, Any]:
+    """The admin API body that applies ``packs`` (``POST /api/v1/admin/packs/apply``)."""
+    return {
+        "packs": [
+            {"name": p.name, "pack": p.to_osquery(), "labels": list(labels), "source": p.source}
+            for p in packs
+        ]
+    }

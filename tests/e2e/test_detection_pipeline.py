@@ -4,6 +4,7 @@ evidence; a benign build-style process tree does not."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -17,8 +18,7 @@ import pytest
 
 from fleetctl.agent import Agent, AgentOptions
 from fleetctl.agent.engines import EmbeddedEngine
-from fleetctl.cli.packs import apply_payload
-from fleetctl.packs.loader import load_file, pack_files, shipped_packs_dir
+from fleetctl.local import shipped_pack_payload
 from tests.conftest import RunningServer
 
 pytestmark = pytest.mark.slow
@@ -28,12 +28,17 @@ SH = os.path.basename(os.path.realpath("/bin/sh"))  # dash on Debian
 @pytest.fixture
 def fleet(server: RunningServer, tmp_path: Path) -> Iterator[tuple[RunningServer, Agent, Any]]:
     admin = server.admin()
-    packs = [p for f in pack_files([shipped_packs_dir()]) for p in load_file(f)]
-    assert admin.post("/api/v1/admin/packs/apply", json=apply_payload(packs, ())).status_code == 200
-    agent = Agent(AgentOptions(
-        server=server.url, enroll_secret_path=server.settings.home / "enroll_secret",
-        state_dir=tmp_path / "agent", ca=server.ca,
-        flags={"host_identifier": "hostname", "logger_tls_period": 1}), EmbeddedEngine())
+    assert admin.post("/api/v1/admin/packs/apply", json=shipped_pack_payload()).status_code == 200
+    agent = Agent(
+        AgentOptions(
+            server=server.url,
+            enroll_secret_path=server.settings.home / "enroll_secret",
+            state_dir=tmp_path / "agent",
+            ca=server.ca,
+            flags={"host_identifier": "hostname", "logger_tls_period": 1},
+        ),
+        EmbeddedEngine(),
+    )
     assert agent.run_once(timeout=30)
     answer = admin.post("/api/v1/admin/detect", json={"learn": True})
     assert answer.status_code == 200 and answer.json()["learned"] is True
@@ -47,18 +52,20 @@ def collect_and_wait(agent: Agent, admin: Any, child: str, timeout: float = 20) 
     while True:
         assert agent.run_once(timeout=30)
         time.sleep(0.6)  # the detection worker settles 0.3 s after the batch
-        found = [f for f in admin.get("/api/v1/admin/findings",
-                                      params={"min_severity": "medium"}).json()["findings"]
-                 if f["child"] == child]
+        found = [
+            f
+            for f in admin.get("/api/v1/admin/findings", params={"min_severity": "medium"}).json()[
+                "findings"
+            ]
+            if f["child"] == child
+        ]
         if found or time.monotonic() > deadline:
             return found
 
 
 def kill_group(proc: subprocess.Popen[bytes]) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
     proc.wait(timeout=10)
 
 
@@ -69,8 +76,9 @@ def test_fifo_command_channel_becomes_a_finding(
     _, agent, admin = fleet
     fifo = tmp_path / ".c"
     os.mkfifo(fifo)
-    shell = subprocess.Popen(["sh", "-c", f"exec sh <>{fifo} >{tmp_path / 'out'} 2>&1"],
-                             start_new_session=True)
+    shell = subprocess.Popen(
+        ["sh", "-c", f"exec sh <>{fifo} >{tmp_path / 'out'} 2>&1"], start_new_session=True
+    )
     try:
         with open(fifo, "w") as channel:
             channel.write("sleep 30\n")
@@ -83,8 +91,7 @@ def test_fifo_command_channel_becomes_a_finding(
         assert any("fifo" in r.lower() or "named pipe" in r.lower() for r in finding["reasons"])
         shown = admin.get(f"/api/v1/admin/findings/{finding['id']}").json()
         channels = shown["document"]["evidence"]["channels"]
-        assert any(c["kind"] == "fifo" and str(fifo) in (c.get("target") or "")
-                   for c in channels)
+        assert any(c["kind"] == "fifo" and str(fifo) in (c.get("target") or "") for c in channels)
         assert shown["document"]["evidence"]["lineage"][0]["pid"] == shell.pid
     finally:
         kill_group(shell)
@@ -97,19 +104,31 @@ def test_a_build_style_tree_stays_quiet(
     _, agent, admin = fleet
     makefile = tmp_path / "Makefile"
     makefile.write_text("all:\n\tsh -c 'sleep 30 | cat > /dev/null'\n")
-    make = "make" if subprocess.run(["which", "make"], capture_output=True).returncode == 0 \
-        else None
-    argv = [make, "-C", str(tmp_path)] if make else [
-        sys.executable, "-c",
-        "import subprocess; subprocess.run(['sh', '-c', 'sleep 30 | cat > /dev/null'])"]
-    build = subprocess.Popen(argv, start_new_session=True, stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE)
+    make = (
+        "make" if subprocess.run(["which", "make"], capture_output=True).returncode == 0 else None
+    )
+    argv = (
+        [make, "-C", str(tmp_path)]
+        if make
+        else [
+            sys.executable,
+            "-c",
+            "import subprocess; subprocess.run(['sh', '-c', 'sleep 30 | cat > /dev/null'])",
+        ]
+    )
+    build = subprocess.Popen(
+        argv, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
     try:
         time.sleep(0.8)
         assert agent.run_once(timeout=30)
         time.sleep(0.8)
-        loud = [f for f in admin.get("/api/v1/admin/findings",
-                                     params={"min_severity": "medium"}).json()["findings"]]
+        loud = [
+            f
+            for f in admin.get("/api/v1/admin/findings", params={"min_severity": "medium"}).json()[
+                "findings"
+            ]
+        ]
         assert loud == [], loud
     finally:
         kill_group(build)
