@@ -155,14 +155,18 @@ class LogForwarder:
             except Exception:
                 log.exception("logger check failed")
 
-    def drain(self, stop: threading.Event, timeout: float) -> bool:
-        """Flush until the buffer is empty (True) or ``timeout`` passes (False)."""
+    def drain(self, stop: threading.Event, timeout: float, attempts: int = 3) -> bool:
+        """Flush until the buffer is empty (True), or until ``timeout`` passes or
+        ``attempts`` flushes in a row fail (False)."""
         deadline = time.monotonic() + timeout
+        failures = 0
         while self.buffer.count():
             for backoff in self.backoff.values():
                 backoff.succeeded()  # draining on purpose: no backoff between tries
+            before = self.buffer.count()
             if self.check() and not self.buffer.count():
                 return True
-            if time.monotonic() > deadline or stop.wait(0.5):
+            failures = 0 if self.buffer.count() < before else failures + 1
+            if failures >= attempts or time.monotonic() > deadline or stop.wait(0.5):
                 return False
         return True
