@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,41 @@ from storage.engine import make_engine, make_sessionmaker, session_scope
 from storage.models import Host
 
 HOST = "agent-under-test"
+
+
+@dataclass
+class Exchange:
+    """One request the agent made and what became of it."""
+
+    path: str
+    body: dict[str, Any]
+    answer: dict[str, Any] | None  # None: the answer never reached the agent
+
+
+class RecordingTransport(httpx.HTTPTransport):
+    """The agent's real HTTPS transport, recording every exchange; ``lose_log_answers``
+    drops that many answers to log requests after the server has processed them."""
+
+    def __init__(self, ca: str, lose_log_answers: int = 0) -> None:
+        super().__init__(verify=ssl_context(ca))
+        self.exchanges: list[Exchange] = []
+        self.lose_log_answers = lose_log_answers
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.read() or b"{}")
+        response = super().handle_request(request)
+        content = response.read()
+        answer = json.loads(content) if content.strip() else {}
+        if request.url.path.endswith("/log") and self.lose_log_answers > 0:
+            self.lose_log_answers -= 1
+            self.exchanges.append(Exchange(request.url.path, body, None))
+            raise httpx.ReadError("connection lost before the answer", request=request)
+        self.exchanges.append(Exchange(request.url.path, body, answer))
+        return httpx.Response(response.status_code, headers=response.headers, content=content)
+
+    def logs(self, log_type: str = "result") -> list[Exchange]:
+        return [e for e in self.exchanges
+                if e.path.endswith("/log") and e.body.get("log_type") == log_type]
 
 
 class FleetServer:
@@ -135,13 +171,14 @@ def make_agent(tmp_path: Path) -> Iterator[AgentFactory]:
     """Agents against a FleetServer; every one still running is stopped afterwards."""
     started: list[Agent] = []
 
-    def make(server: FleetServer, state: str = "state", **kw: Any) -> Agent:
+    def make(server: FleetServer, state: str = "state", engine: Any = None, **kw: Any
+             ) -> Agent:
         flags = {"host_identifier": "specified", "specified_identifier": HOST,
                  "config_refresh": 1, "tls_enroll_max_attempts": 3,
                  "tls_enroll_max_interval": 1, **kw.pop("flags", {})}
         options = AgentOptions(server=server.url, enroll_secret_path=server.secret_path,
                                state_dir=tmp_path / state, ca=server.ca, flags=flags, **kw)
-        agent = Agent(options)
+        agent = Agent(options, engine)
         started.append(agent)
         return agent
 
