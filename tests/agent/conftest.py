@@ -145,6 +145,17 @@ def fleet(sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 
 
 @pytest.fixture
+def any_fleet(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+              ) -> Iterator[FleetServer]:
+    """A FleetServer on SQLite, then on PostgreSQL."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("FLEETCTL_HOME", str(home))
+    server = FleetServer(home, db_url)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
 def served_config(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     """The config document every host gets; tests fill in schedule and packs."""
     config: dict[str, Any] = {

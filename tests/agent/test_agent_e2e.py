@@ -52,8 +52,9 @@ def pids(rows: list[dict[str, Any]]) -> set[int]:
 
 
 def test_schedule_diffs_snapshots_and_packs_reach_the_server(
-    fleet: FleetServer, served_config: dict[str, Any], make_agent: AgentFactory
+    any_fleet: FleetServer, served_config: dict[str, Any], make_agent: AgentFactory
 ) -> None:
+    fleet = any_fleet
     ipc_config(served_config)
     first = spawn_sleep()
     second = None

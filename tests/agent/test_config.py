@@ -149,3 +149,26 @@ def test_answers_follow_osqueryd_rules() -> None:
             parse_answer(bad)
     assert parse_answer(b'{"node_invalid": true, "node_key": "k"}',
                         check_node_invalid=False)["node_key"] == "k"
+
+
+def test_interval_override_and_the_osquery_tables_of_the_agent(tmp_path: Path) -> None:
+    from fleetctl.agent import Agent, AgentOptions
+
+    agent = Agent(AgentOptions(server="https://127.0.0.1:9", enroll_secret_path=tmp_path / "s",
+                               state_dir=tmp_path / "state", interval=5))
+    try:
+        agent.apply_config({"schedule": {"a": {"query": "SELECT 1 AS one", "interval": 3600}},
+                            "options": {"schedule_epoch": 4}})
+        ((query, splayed),) = agent.schedule()
+        assert (query.name, splayed) == ("a", 5)  # 10% of 5 s rounds to no splay
+        agent.launch(query)
+        engine = agent.engine
+        assert engine.query("SELECT name, executions FROM osquery_schedule").rows == [
+            {"name": "a", "executions": 1}]
+        assert engine.query("SELECT config_hash FROM osquery_info").rows == [
+            {"config_hash": agent.config.hash}]
+        assert engine.query("SELECT value FROM osquery_flags WHERE name = 'schedule_epoch'"
+                            ).rows == [{"value": "4"}]
+        assert agent.buffer.count("result") == 1  # the counter-0 baseline line
+    finally:
+        agent.stop()

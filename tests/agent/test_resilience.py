@@ -45,8 +45,9 @@ def counter(agent_state: Any, name: str) -> int:
 
 
 def test_outage_then_agent_restart_deliver_everything_exactly_once(
-    fleet: FleetServer, served_config: dict[str, Any], make_agent: AgentFactory
+    any_fleet: FleetServer, served_config: dict[str, Any], make_agent: AgentFactory
 ) -> None:
+    fleet = any_fleet
     served_config["schedule"] = {"children": {"query": children_sql(), "interval": 1}}
     a, b, c = spawn_sleep(), None, None
     server = fleet
