@@ -62,3 +62,33 @@ def test_the_agent_process_runs_until_sigterm(
         child.kill()
         child.wait()
     assert [r["pid"] for r in fleet.rows("children", host="proc-host")] == [str(child.pid)]
+
+
+def test_a_killed_agent_process_resumes_from_its_state_directory(
+    fleet: FleetServer, served_config: dict[str, Any], tmp_path: Path
+) -> None:
+    served_config["schedule"] = {"children": {"query": children_sql(), "interval": 1}}
+    command = [sys.executable, "-m", "fleetctl", "agent", "--engine", "embedded",
+               "--state-dir", str(tmp_path / "crash"), "--host-identifier", "crash-host"]
+    env = {**os.environ, "FLEETCTL_HOME": str(fleet.home)}
+    first, second = spawn_sleep(), None
+    agent = subprocess.Popen(command, env=env, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: fleet.rows("children", host="crash-host"), timeout=30, what="rows")
+        agent.kill()  # no chance to clean up
+        agent.wait()
+        second = spawn_sleep()
+        agent = subprocess.Popen(command, env=env, stderr=subprocess.DEVNULL)
+        wait_for(lambda: len(fleet.rows("children", host="crash-host")) == 2, timeout=30,
+                 what="rows after the restart")
+    finally:
+        agent.kill()
+        agent.wait()
+        for child in (first, second):
+            if child is not None:
+                child.kill()
+                child.wait()
+    queries = fleet.queries(host="crash-host")
+    assert queries["children"]["counter"] == 1  # a diff on the old state, not a new baseline
+    assert fleet.data_loss() == []
+    assert fleet.admin_get("/hosts/crash-host")["host"]["enroll_count"] == 1
