@@ -8,11 +8,12 @@ that, started and stopped in one place.
 from __future__ import annotations
 
 import errno
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
 from fleetctl.agent import Agent, AgentOptions, EngineError, select_engine
-from fleetctl.client import AdminClient, resolve_context
+from fleetctl.client import AdminClient, Context
 from fleetctl.errors import FleetError
 from fleetctl.packs.loader import load_file, pack_files, shipped_packs_dir
 from fleetctl.packs.model import apply_request
@@ -65,7 +66,8 @@ class LocalFleet:
         self.server = ServerThread(self.settings, self.prepared, sock)
         self.server.start()
         ca = str(self.prepared.tls.ca)
-        self.client = AdminClient(resolve_context(self.prepared.server_url, None, ca))
+        token = json.loads(self.settings.context_path.read_text())["token"]
+        self.client = AdminClient(Context(self.prepared.server_url, token, ca))
         self.applied = self.client.post("/packs/apply", shipped_pack_payload())["applied"]
         try:
             query_engine = select_engine(self.engine)

