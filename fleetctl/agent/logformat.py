@@ -72,9 +72,11 @@ def columns(row: Mapping[str, Any], numerics: bool) -> dict[str, Any]:
 
 
 def diff_lines(header: Header, added: Sequence[Mapping[str, Any]],
-               removed: Sequence[Mapping[str, Any]], event_format: bool) -> list[dict[str, Any]]:
-    """The lines of one differential run (nothing when nothing changed)."""
-    if not added and not removed:
+               removed: Sequence[Mapping[str, Any]], event_format: bool,
+               baseline: bool = False) -> list[dict[str, Any]]:
+    """The lines of one differential run: nothing when nothing changed, except that the
+    batch format logs a counter-0 ``baseline`` even when it has no rows."""
+    if not added and not removed and (event_format or not baseline):
         return []
     common = header.fields()
     if not event_format:

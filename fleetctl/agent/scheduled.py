@@ -81,7 +81,8 @@ class QueryRunner:
                     notes.append(f"Scheduled query has been updated: {query.name}")
                 removed = outcome.removed if query.removed else []
                 header = self._header(query.name, now, epoch, counter)
-                lines = diff_lines(header, outcome.added, removed, event_format)
+                lines = diff_lines(header, outcome.added, removed, event_format,
+                                   baseline=outcome.new_epoch)
             dropped = append_lines(conn, "result", lines,
                                    self.flags.get_int("logger_tls_max_linesize"))
         for note in notes:

@@ -98,6 +98,9 @@ def test_batch_snapshot_numerics_and_top_level_decorations() -> None:
                     decorations_top_level=True)
     (batch,) = diff_lines(header, [{"n": 1}], [], False)
     assert batch["diffResults"] == {"removed": [], "added": [{"n": 1}]} and batch["d"] == "1"
+    (empty,) = diff_lines(header, [], [], False, baseline=True)  # an empty batch baseline
+    assert empty["diffResults"] == {"removed": [], "added": []}
+    assert diff_lines(header, [], [], True, baseline=True) == []  # invisible as events
     (snap,) = snapshot_lines(header, [], False)
     assert snap["snapshot"] == [] and snap["action"] == "snapshot"
     assert snapshot_lines(header, [{"n": 1}], True)[0]["action"] == "snapshot"
