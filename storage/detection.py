@@ -178,9 +178,10 @@ def save_findings(session: Session, host_id: int, findings: Iterable[Finding]) -
             )
             created.append(finding.id)
         else:
-            row.last_seen = int(finding.last_seen)
+            # Seen again: the latest occurrence is what an analyst can still act on.
+            row.last_seen, row.pid, row.document = int(finding.last_seen), finding.pid, doc
             if finding.score > row.score:
-                row.score, row.severity, row.document = finding.score, finding.severity, doc
+                row.score, row.severity = finding.score, finding.severity
     return created
 
 

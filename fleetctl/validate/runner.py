@@ -67,7 +67,7 @@ def _run_one(
     wait: float,
     quiet_wait: float,
 ) -> Outcome:
-    before = {str(f["id"]) for f in findings()}
+    before = {str(f["id"]): str(f["last_seen"]) for f in findings()}
     started = time.monotonic()
     try:
         running = scenario.launch()
@@ -83,7 +83,9 @@ def _run_one(
                 (
                     f
                     for f in findings()
-                    if str(f["id"]) not in before and int(str(f["pid"])) in pids
+                    # new, or an earlier finding of the same path seen again now
+                    if str(f["last_seen"]) > before.get(str(f["id"]), "")
+                    and int(str(f["pid"])) in pids
                 ),
                 None,
             )
