@@ -57,7 +57,7 @@ class DetectionService:
 
     sessions: sessionmaker[Session]
     learning_window: float = DEFAULT_LEARNING_WINDOW
-    settle: float = 0.3
+    settle: float = 0.1
     on_findings: Callable[[int, list[str]], None] | None = None
     _dirty: dict[int, float] = field(default_factory=dict)
     _cond: threading.Condition = field(default_factory=threading.Condition)
