@@ -19,7 +19,7 @@ Everything for one host happens in the caller's transaction, under the caller's 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,8 +49,14 @@ def apply_runs(
     runs: Sequence[Run],
     now: int,
     known_packs: Iterable[str] = (),
+    silent_counters: Collection[str] = (),
 ) -> ApplyStats:
-    """Apply ``runs`` (in log order) for one host."""
+    """Apply ``runs`` (in log order) for one host.
+
+    ``silent_counters`` names queries whose counter may advance without a line reaching
+    the server (``"removed": false`` drops removal-only runs from the log), so a jump in
+    their counter is not data loss.
+    """
     stats = ApplyStats()
     names = {run.name for run in runs}
     states = {
@@ -77,7 +83,7 @@ def apply_runs(
             )
             session.add(state)
             states[run.name] = state
-        if _apply_one(session, host_id, state, run, now, stats):
+        if _apply_one(session, host_id, state, run, now, stats, run.name in silent_counters):
             stats.runs += 1
             stats.names.add(run.name)
         else:
@@ -86,7 +92,13 @@ def apply_runs(
 
 
 def _apply_one(
-    session: Session, host_id: int, state: QueryState, run: Run, now: int, stats: ApplyStats
+    session: Session,
+    host_id: int,
+    state: QueryState,
+    run: Run,
+    now: int,
+    stats: ApplyStats,
+    silent_counter: bool = False,
 ) -> bool:
     """Check the run against the stream's counters, then apply it. False = redelivery."""
     if not run.snapshot and run.counter == 0 and run.removed:
@@ -128,7 +140,7 @@ def _apply_one(
             first_missing = 0 if fresh else state.counter + 1
             if fresh and run.counter > 0:
                 first_missing = 1  # an empty counter-0 baseline is invisible in event format
-            if run.counter > first_missing:
+            if run.counter > first_missing and not silent_counter:
                 _marker(
                     session,
                     stats,

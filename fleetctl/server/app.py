@@ -36,9 +36,11 @@ def build_app(state: ServerState) -> Starlette:
                     await run_in_threadpool(state.reload_node_keys)
                 if state.labels.stale():
                     await run_in_threadpool(state.reload_labels)
+                await run_in_threadpool(state.reload_packs)
 
         await run_in_threadpool(state.reload_node_keys)
         await run_in_threadpool(state.reload_labels)
+        await run_in_threadpool(state.reload_packs)
         if state.detection is not None:
             state.detection.start()
         task = asyncio.create_task(housekeeping())

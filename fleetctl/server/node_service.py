@@ -11,6 +11,7 @@ import base64
 import binascii
 import secrets
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import delete, func, insert, select, text
@@ -24,12 +25,33 @@ from fleetctl.ingest import (
     parse_status_lines,
 )
 from fleetctl.server.label_queue import parse_label_query_id
+from fleetctl.server.osquery_config import PACK_DELIMITER
 from storage import hosts as host_store
 from storage import labels as label_store
+from storage import packs as pack_store
 from storage.models import Carve, CarveBlock, Delivery, DistributedResult, Host, StatusLog
 from storage.results import ApplyStats, apply_runs
 
 MAX_CARVE_BYTES = 512 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class PackIndex:
+    """What ingest needs to know of the applied packs: their names (to split logged
+    names with ``_`` in pack names) and the logged names of ``removed: false`` queries."""
+
+    pack_names: tuple[str, ...] = ()
+    no_removed_names: frozenset[str] = frozenset()
+
+    @classmethod
+    def of(cls, session: Session) -> PackIndex:
+        names, quiet = [], set()
+        for stored in pack_store.current_packs(session):
+            names.append(stored.name)
+            for query in stored.targeted().pack.queries:
+                if not query.removed:
+                    quiet.add(f"pack{PACK_DELIMITER}{stored.name}{PACK_DELIMITER}{query.name}")
+        return cls(tuple(names), frozenset(quiet))
 
 
 def lock_host(session: Session, host_id: int) -> Host:
@@ -81,7 +103,14 @@ def _check_identifiers(session: Session, host: Host, identifiers: set[str]) -> N
             )
 
 
-def ingest_log(session: Session, host_id: int, log_type: Any, data: Any, now: int) -> ApplyStats:
+def ingest_log(
+    session: Session,
+    host_id: int,
+    log_type: Any,
+    data: Any,
+    now: int,
+    packs: PackIndex | None = None,
+) -> ApplyStats:
     """Validate and apply one ``log`` request for one host."""
     if log_type not in ("result", "status"):
         raise BadRequest(f"unknown log_type {log_type!r}: expected 'result' or 'status'")
@@ -95,7 +124,8 @@ def ingest_log(session: Session, host_id: int, log_type: Any, data: Any, now: in
     if log_type == "result":
         runs = parse_result_lines(lines)
         _check_identifiers(session, host, set(iter_host_identifiers(runs)))
-        stats = apply_runs(session, host_id, runs, now)
+        index = packs or PackIndex()
+        stats = apply_runs(session, host_id, runs, now, index.pack_names, index.no_removed_names)
         decorated = next((r.decorations for r in reversed(runs) if r.decorations), None)
         if decorated is not None and decorated != host.decorations:
             host.decorations = decorated

@@ -165,7 +165,7 @@ async def log_(request: Request) -> Response:
     def write() -> set[str]:
         with session_scope(state.sessions) as session:
             stats = node_service.ingest_log(
-                session, node.host_id, body.get("log_type"), body.get("data"), now
+                session, node.host_id, body.get("log_type"), body.get("data"), now, state.packs
             )
             return stats.names
 

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from fleetctl.server.auth import FailureThrottle, NodeKeyCache
 from fleetctl.server.detection_service import DetectionService
 from fleetctl.server.label_queue import LabelQueue
+from fleetctl.server.node_service import PackIndex
 from fleetctl.settings import Settings
 from storage import hosts as host_store
 from storage import labels as label_store
@@ -58,6 +59,8 @@ class ServerState:
     checkins: CheckIns = field(default_factory=CheckIns)
     labels: LabelQueue = field(default_factory=LabelQueue)
     detection: DetectionService | None = None
+    packs: PackIndex = field(default_factory=PackIndex)
+    _packs_loaded: float = 0.0
     _secret_digests: tuple[float, list[str]] = (0.0, [])
     _token_digests: tuple[float, list[str]] = (0.0, [])
 
@@ -96,6 +99,14 @@ class ServerState:
     def reload_node_keys(self) -> None:
         with session_scope(self.readonly_sessions) as session:
             self.node_keys.replace_all(host_store.node_keys(session))
+
+    def reload_packs(self) -> None:
+        """Refresh what ingest knows of the applied packs (every few seconds)."""
+        if time.monotonic() - self._packs_loaded < 10:
+            return
+        with session_scope(self.readonly_sessions) as session:
+            self.packs = PackIndex.of(session)
+        self._packs_loaded = time.monotonic()
 
     def reload_labels(self) -> None:
         with session_scope(self.readonly_sessions) as session:

@@ -23,6 +23,7 @@ NAME = "pack_ipc_processes"
 def store(db_url: str) -> Iterator[Any]:
     engine = make_engine(db_url)
     factory = make_sessionmaker(engine)
+    sessions = factory
     with session_scope(factory) as session:
         host, _ = host_store.enroll_host(
             session,
@@ -33,8 +34,12 @@ def store(db_url: str) -> Iterator[Any]:
             now=1,
         )
         host_id = host.id
+    hid = host_id
 
     class Store:
+        factory = sessions
+        host_id = hid
+
         def apply(self, lines: list[dict[str, Any]], now: int = 10_000) -> Any:
             with session_scope(factory) as session:
                 return apply_runs(session, host_id, parse_result_lines(lines), now)
@@ -235,3 +240,19 @@ def test_prune_removes_only_rows_closed_before_the_cutoff(store: Any) -> None:
         assert prune(s, older_than=201) == 1
     assert store.at(10_000) == {"2"}
     assert store.at(150) == {"2"}
+
+
+def test_removed_false_queries_may_skip_counters_without_a_marker(store: Any) -> None:
+    """With ``removed: false`` osqueryd logs nothing for a removal-only run, yet the counter
+    moves on: that jump is not data loss."""
+    with session_scope(store.factory) as session:
+        apply_runs(session, store.host_id, parse_result_lines([ev("added", 1, 100, 0)]), 1)
+        apply_runs(
+            session,
+            store.host_id,
+            parse_result_lines([ev("added", 2, 300, 2)]),
+            1,
+            silent_counters={NAME},
+        )
+    assert store.markers() == []
+    assert store.at(300) == {"1", "2"}
