@@ -52,9 +52,9 @@ def run_scenarios(
     """``collect`` runs one agent cycle; ``findings`` lists medium+ open findings."""
     outcomes = []
     for scenario in scenarios:
-        missing = scenario.missing_tools()
-        if missing:
-            outcomes.append(Outcome(scenario, "skipped", detail="missing " + ", ".join(missing)))
+        reason = scenario.unavailable()
+        if reason:
+            outcomes.append(Outcome(scenario, "skipped", detail=reason))
             continue
         outcomes.append(_run_one(scenario, collect, findings, wait, quiet_wait))
     return outcomes

@@ -99,9 +99,19 @@ class Scenario:
     attack: bool
     tools: tuple[str, ...]
     start: Callable[[Running], None]
+    #: What else the machine must offer; returns why not, or None when it does.
+    precondition: Callable[[], str | None] | None = None
 
     def missing_tools(self) -> list[str]:
+        """Programs the scenario runs that are not installed."""
         return [t for t in self.tools if shutil.which(t) is None]
+
+    def unavailable(self) -> str | None:
+        """Why the scenario cannot run here (a missing program or machine feature)."""
+        missing = self.missing_tools()
+        if missing:
+            return "missing " + ", ".join(missing)
+        return self.precondition() if self.precondition is not None else None
 
     def launch(self) -> Running:
         running = Running(Path(tempfile.mkdtemp(prefix=f"fleetctl-validate-{self.number}-")))
@@ -249,6 +259,72 @@ def python_cgi(run: Running) -> None:
     threading.Thread(target=fetch, daemon=True).start()
 
 
+DBUS_CONFIG = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>session</type>
+  <listen>unix:path={socket}</listen>
+  <servicedir>{services}</servicedir>
+  <policy context="default">
+    <allow send_destination="*" eavesdrop="true"/>
+    <allow eavesdrop="true"/>
+    <allow own="*"/>
+  </policy>
+</busconfig>
+"""
+
+
+def dbus_activation(run: Running) -> None:
+    """A private session bus activates a service whose Exec is a shell."""
+    services = run.workdir / "services"
+    services.mkdir()
+    name = f"org.fleetctl.Validate{os.getpid()}x{time.monotonic_ns() % 10**9}"
+    (services / f"{name}.service").write_text(
+        f"[D-BUS Service]\nName={name}\nExec={SH} -c 'id > {run.workdir / 'out'}; sleep 120'\n"
+    )
+    socket_path = run.workdir / "bus"
+    config = run.workdir / "session.conf"
+    config.write_text(DBUS_CONFIG.format(socket=socket_path, services=services))
+    run.spawn(["dbus-daemon", f"--config-file={config}", "--nofork", "--nopidfile"])
+    _wait_path(socket_path)
+    run.spawn(
+        [
+            "gdbus",
+            "call",
+            "--address",
+            f"unix:path={socket_path}",
+            "--dest",
+            name,
+            "--object-path",
+            "/",
+            "--method",
+            "org.freedesktop.DBus.Peer.Ping",
+            "--timeout",
+            "120",
+        ]
+    )
+
+
+def _user_manager() -> str | None:
+    probe = (
+        subprocess.run(
+            ["systemctl", "--user", "is-system-running"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if shutil.which("systemctl")
+        else None
+    )
+    if probe is None or probe.stdout.strip() not in ("running", "degraded"):
+        return "no running systemd user manager (systemctl --user)"
+    return None
+
+
+def systemd_run_pipe(run: Running) -> None:
+    run.spawn(["systemd-run", "--user", "--pipe", SH, "-c", "id; sleep 120"], stdin=subprocess.PIPE)
+
+
 # -- benign look-alikes ------------------------------------------------------------------
 
 
@@ -304,6 +380,17 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario("7", "shell reading a FIFO in /dev/shm", True, (), fifo_command_channel),
     Scenario("8", "python unix-socket pty shell", True, ("socat", "python3"), python_unix_pty),
     Scenario("10", "python CGI server spawning a shell", True, (), python_cgi),
+    Scenario(
+        "11", "D-Bus activation running a shell", True, ("dbus-daemon", "gdbus"), dbus_activation
+    ),
+    Scenario(
+        "12",
+        "systemd-run --user --pipe shell",
+        True,
+        ("systemd-run",),
+        systemd_run_pipe,
+        _user_manager,
+    ),
     Scenario("B1", "tmux session running commands", False, ("tmux",), tmux_session),
     Scenario("B2", "cron-style run-parts", False, ("run-parts",), cron_run_parts),
     Scenario("B3", "make spawning shells over pipes", False, ("make",), make_build),
