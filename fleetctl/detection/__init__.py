@@ -1,0 +1,20 @@
+"""Detection of IPC-spawned execution paths (ATT&CK T1559, DET0493), without storage.
+
+    snapshot = HostSnapshot.from_results("web-1", {"process_lineage": rows, ...})
+    paths = build_paths(snapshot)
+    detector = Detector(Baseline.default(), state)       # state: DetectionState you keep
+    findings = detector.detect(paths, now=time.time())
+    print(build_trace(snapshot, findings[0].pid).to_text())
+
+Functions take rows exactly as the shipped packs return them (string values) and return
+dataclasses; nothing here reads a database, so the storage layer decides where rows and
+``DetectionState`` live.
+
+Exceptions: ``BaselineError`` (a baseline file that cannot be read; a ``ValueError``).
+"""
+
+from fleetctl.detection.snapshot import HostSnapshot
+
+__all__ = [
+    "HostSnapshot",
+]
