@@ -13,8 +13,24 @@ dataclasses; nothing here reads a database, so the storage layer decides where r
 Exceptions: ``BaselineError`` (a baseline file that cannot be read; a ``ValueError``).
 """
 
+from fleetctl.detection.paths import (
+    Channel,
+    ExecutionPath,
+    Feed,
+    Partner,
+    ProcessRef,
+    build_paths,
+    container_hint,
+)
 from fleetctl.detection.snapshot import HostSnapshot
 
 __all__ = [
+    "Channel",
+    "ExecutionPath",
+    "Feed",
     "HostSnapshot",
+    "Partner",
+    "ProcessRef",
+    "build_paths",
+    "container_hint",
 ]
