@@ -13,6 +13,16 @@ dataclasses; nothing here reads a database, so the storage layer decides where r
 Exceptions: ``BaselineError`` (a baseline file that cannot be read; a ``ValueError``).
 """
 
+from fleetctl.detection.baseline import (
+    Baseline,
+    BaselineError,
+    FifoAccessRule,
+    LearnedKeys,
+    ParentChildRule,
+    PipeNamePatterns,
+    PipeNameRule,
+    SocketPathRule,
+)
 from fleetctl.detection.paths import (
     Channel,
     ExecutionPath,
@@ -25,12 +35,20 @@ from fleetctl.detection.paths import (
 from fleetctl.detection.snapshot import HostSnapshot
 
 __all__ = [
+    "Baseline",
+    "BaselineError",
     "Channel",
     "ExecutionPath",
     "Feed",
+    "FifoAccessRule",
     "HostSnapshot",
+    "LearnedKeys",
+    "ParentChildRule",
     "Partner",
+    "PipeNamePatterns",
+    "PipeNameRule",
     "ProcessRef",
+    "SocketPathRule",
     "build_paths",
     "container_hint",
 ]
