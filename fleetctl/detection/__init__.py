@@ -32,9 +32,20 @@ from fleetctl.detection.paths import (
     build_paths,
     container_hint,
 )
+from fleetctl.detection.scoring import (
+    SEVERITIES,
+    WEIGHTS,
+    Prevalence,
+    Reason,
+    Score,
+    score_path,
+    severity_for,
+)
 from fleetctl.detection.snapshot import HostSnapshot
 
 __all__ = [
+    "SEVERITIES",
+    "WEIGHTS",
     "Baseline",
     "BaselineError",
     "Channel",
@@ -47,8 +58,13 @@ __all__ = [
     "Partner",
     "PipeNamePatterns",
     "PipeNameRule",
+    "Prevalence",
     "ProcessRef",
+    "Reason",
+    "Score",
     "SocketPathRule",
     "build_paths",
     "container_hint",
+    "score_path",
+    "severity_for",
 ]
