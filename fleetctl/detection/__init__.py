@@ -23,6 +23,8 @@ from fleetctl.detection.baseline import (
     PipeNameRule,
     SocketPathRule,
 )
+from fleetctl.detection.detector import DEFAULT_LEARNING_WINDOW, Detector, Finding, finding_id
+from fleetctl.detection.evidence import Evidence
 from fleetctl.detection.paths import (
     Channel,
     ExecutionPath,
@@ -42,16 +44,22 @@ from fleetctl.detection.scoring import (
     severity_for,
 )
 from fleetctl.detection.snapshot import HostSnapshot
+from fleetctl.detection.state import DetectionState
 
 __all__ = [
+    "DEFAULT_LEARNING_WINDOW",
     "SEVERITIES",
     "WEIGHTS",
     "Baseline",
     "BaselineError",
     "Channel",
+    "DetectionState",
+    "Detector",
+    "Evidence",
     "ExecutionPath",
     "Feed",
     "FifoAccessRule",
+    "Finding",
     "HostSnapshot",
     "LearnedKeys",
     "ParentChildRule",
@@ -65,6 +73,7 @@ __all__ = [
     "SocketPathRule",
     "build_paths",
     "container_hint",
+    "finding_id",
     "score_path",
     "severity_for",
 ]

@@ -1,0 +1,122 @@
+"""Differential detection: learning windows, host vs fleet newness, dedup, state."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+from fleetctl.detection import (
+    Baseline,
+    DetectionState,
+    Detector,
+    ExecutionPath,
+    build_paths,
+    finding_id,
+)
+from tests.detection.rows import BASE, BASE_STDIO, Row, proc, snapshot, stdio
+
+DAY = 86400.0
+
+
+def host_paths(host: str, extra: Sequence[Row] = (),
+               channels: Sequence[Row] = ()) -> list[ExecutionPath]:
+    return build_paths(snapshot(BASE + list(extra), BASE_STDIO + list(channels), host=host))
+
+
+REVERSE_SHELL = [proc(2000, 700, "/usr/bin/dash", "/bin/sh -i", uid=33),
+                 proc(2001, 700, "/usr/bin/dash", "/bin/sh -i", uid=33)]
+TCP = [stdio(pid, fd, "tcp", "10.0.0.5:4000->203.0.113.9:4444", mode="rw")
+       for pid in (2000, 2001) for fd in (0, 1, 2)]
+
+
+def test_learning_window_then_new_paths_alert() -> None:
+    detector = Detector(Baseline.default(), learning_window=DAY)
+    assert detector.detect(host_paths("web-1"), now=0.0) == []
+    # Still inside the window: even a reverse shell only teaches.
+    assert detector.detect(host_paths("web-1", REVERSE_SHELL[:1], TCP), now=DAY / 2) == []
+    detector = Detector(Baseline.default(), learning_window=DAY)
+    detector.detect(host_paths("web-1"), now=0.0)
+    (finding,) = detector.detect(host_paths("web-1", REVERSE_SHELL, TCP), now=2 * DAY)
+    assert finding.key == "dash|33|python3.11|systemd|tcp"
+    assert finding.pids == (2000, 2001)  # two processes, one finding
+    assert finding.severity in ("high", "critical")
+    assert finding.new_on_host and finding.new_on_fleet
+    assert finding.id == finding_id("web-1", finding.key)
+    assert [r.pid for r in finding.evidence.lineage] == [2000, 700, 1]
+    assert finding.evidence.channels[0].target == "10.0.0.5:4000->203.0.113.9:4444"
+
+
+def test_explicit_learning_skips_the_window_and_known_paths_stay_quiet() -> None:
+    detector = Detector(learning_window=30 * DAY)
+    detector.learn(host_paths("web-1"), now=0.0)
+    assert detector.detect(host_paths("web-1"), now=1.0) == []
+    found = detector.detect(host_paths("web-1", REVERSE_SHELL, TCP), now=2.0)
+    assert [f.child for f in found] == ["dash"]
+
+
+def test_again_seen_findings_keep_their_id_and_first_seen() -> None:
+    detector = Detector(learning_window=0)
+    (first,) = detector.detect(host_paths("web-1", REVERSE_SHELL, TCP), now=10.0)
+    (again,) = detector.detect(host_paths("web-1", REVERSE_SHELL, TCP), now=70.0)
+    assert (again.id, again.first_seen, again.last_seen) == (first.id, 10.0, 70.0)
+    assert first.is_new and not again.is_new
+    assert detector.state.findings[first.id].last_seen == 70.0
+
+
+def test_new_on_host_but_known_on_fleet_and_prevalence() -> None:
+    detector = Detector(learning_window=0)
+    for host in ("a", "b", "c"):
+        detector.learn(host_paths(host), now=0.0)
+    (on_a,) = detector.detect(host_paths("a", REVERSE_SHELL, TCP), now=1.0)
+    assert on_a.new_on_fleet and on_a.prevalence.hosts_with_key == 1
+    assert on_a.prevalence.hosts_total == 3
+    (on_b,) = detector.detect(host_paths("b", REVERSE_SHELL, TCP), now=2.0)
+    assert on_b.new_on_host and not on_b.new_on_fleet
+    assert on_b.prevalence.hosts_with_key == 2
+    assert on_a.score > on_b.score  # rarer ranks higher
+
+
+def test_baseline_learned_keys_count_as_known() -> None:
+    baseline = Baseline.default()
+    baseline.learned.fleet.add("dash|33|python3.11|systemd|tcp")
+    detector = Detector(baseline, learning_window=0)
+    assert detector.detect(host_paths("web-1", REVERSE_SHELL, TCP), now=1.0) == []
+
+
+def test_min_severity_filters_but_still_learns() -> None:
+    detector = Detector(learning_window=0, min_severity="high")
+    low = [proc(2100, 700, "/usr/bin/uname", "uname -a", uid=33)]
+    assert detector.detect(host_paths("web-1", low), now=1.0) == []
+    assert "uname|33|python3.11|systemd|-" in detector.state.hosts["web-1"].keys
+
+
+def test_parent_history_feeds_the_never_started_signal() -> None:
+    detector = Detector(learning_window=0)
+    worker = [proc(2200, 700, "/usr/bin/convert", "convert a.png b.jpg", uid=33)]
+    detector.learn(host_paths("web-1", worker), now=0.0)
+    (finding,) = detector.detect(host_paths("web-1", REVERSE_SHELL[:1]), now=1.0)
+    assert "parent_new_child_class" in {r.code for r in finding.reasons}
+
+
+def test_state_round_trips_through_json() -> None:
+    detector = Detector(learning_window=0)
+    detector.learn(host_paths("a"), now=0.0)
+    detector.detect(host_paths("a", REVERSE_SHELL, TCP), now=5.0)
+    data = json.loads(json.dumps(detector.state.to_dict()))
+    restored = DetectionState.from_dict(data)
+    assert restored == detector.state
+    again = Detector(learning_window=0, state=restored)
+    (finding,) = again.detect(host_paths("a", REVERSE_SHELL, TCP), now=9.0)
+    assert not finding.is_new and finding.first_seen == 5.0
+    assert restored.learned_keys().hosts["a"] >= {"dash|33|python3.11|systemd|tcp"}
+
+
+def test_finding_to_dict_is_json_ready() -> None:
+    detector = Detector(learning_window=0)
+    (finding,) = detector.detect(host_paths("a", REVERSE_SHELL, TCP), now=5.0)
+    data = json.loads(json.dumps(finding.to_dict()))
+    assert data["evidence"]["lineage"][0]["cmdline"] == "/bin/sh -i"
+    assert data["evidence"]["cmdlines"][:2] == ["/bin/sh -i", "python3 app.py"]
+    assert {r["code"] for r in data["reasons"]} >= {"child_shell", "feed_tcp"}
+    lines = finding.evidence.lines()
+    assert lines[0] == "lineage:" and any(line.startswith("fd 0: tcp") for line in lines)
