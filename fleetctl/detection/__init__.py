@@ -45,6 +45,7 @@ from fleetctl.detection.scoring import (
 )
 from fleetctl.detection.snapshot import HostSnapshot
 from fleetctl.detection.state import DetectionState
+from fleetctl.detection.trace import ProcessTrace, TraceEdge, TraceNode, build_trace
 
 __all__ = [
     "DEFAULT_LEARNING_WINDOW",
@@ -68,10 +69,14 @@ __all__ = [
     "PipeNameRule",
     "Prevalence",
     "ProcessRef",
+    "ProcessTrace",
     "Reason",
     "Score",
     "SocketPathRule",
+    "TraceEdge",
+    "TraceNode",
     "build_paths",
+    "build_trace",
     "container_hint",
     "finding_id",
     "score_path",
