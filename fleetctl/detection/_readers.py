@@ -146,6 +146,10 @@ def read_process_stdio(snap: HostSnapshot, rows: Sequence[Row]) -> None:
             continue
         first = group[0]
         kind = text(first, "kind") or "other"
+        if kind == "other" and text(first, "target").startswith("socket:["):
+            # A socket in no unix or inet table (a TCP connection the peer already closed,
+            # netlink, vsock): what the stock stdio query calls ``socket``.
+            kind = "socket"
         snap.set_stdio(pid, StdioEnd(
             fd=fd, kind=kind, target=_target(text(first, "target")),
             inode=to_int(first.get("inode")) or None, mode=text(first, "mode"),

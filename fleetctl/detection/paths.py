@@ -110,6 +110,7 @@ class Channel:
     target: str
     mode: str
     partners: tuple[Partner, ...] = ()
+    inode: int | None = None
 
 
 KIND_WORDS = {"fifo": "FIFO", "unix": "unix socket", "tcp": "TCP socket", "udp": "UDP socket",
@@ -268,12 +269,22 @@ class PathBuilder:
         for fd, end in sorted(self.snap.stdio.get(pid, {}).items()):
             others = self.partner_pids(pid, end.kind, end.target, end.partners)
             out.append(Channel(fd=fd, kind=end.kind, target=end.target, mode=end.mode,
-                               partners=tuple(self.partner(pid, o) for o in others)))
+                               partners=tuple(self.partner(pid, o) for o in others),
+                               inode=end.inode))
         return tuple(out)
 
-    def feeds(self, channels: Iterable[Channel]) -> tuple[Feed, ...]:
+    def inherited(self, pid: int) -> set[int]:
+        """Inodes on the stdio of ``pid``'s ancestors: a child holding one inherited it,
+        and the IPC it carries reached the ancestor, not the child."""
+        return {end.inode for a in self.snap.ancestors(pid)
+                for end in self.snap.stdio.get(a.pid, {}).values() if end.inode}
+
+    def feeds(self, pid: int, channels: Iterable[Channel]) -> tuple[Feed, ...]:
         out: list[Feed] = []
+        inherited = self.inherited(pid)
         for ch in channels:
+            if ch.inode and ch.inode in inherited:
+                continue
             outside = [p for p in ch.partners if p.relation not in LOCAL_RELATIONS]
             direction = "in" if _reads(ch) else "out"
             if ch.kind in IPC_KINDS:
@@ -308,8 +319,8 @@ class PathBuilder:
         return ExecutionPath(
             host=snap.host, platform=snap.platform, observed_at=snap.observed_at,
             child=lineage[0], parent=parent, grandparent=grandparent, lineage=lineage,
-            channels=channels, feeds=self.feeds(channels),
-            parent_feeds=self.feeds(parent_channels),
+            channels=channels, feeds=self.feeds(proc.pid, channels),
+            parent_feeds=self.feeds(parent.pid, parent_channels) if parent is not None else (),
             parent_listeners=self.parent_listeners(proc),
             child_listeners=snap.listening(proc.pid),
             tty=tty, session=self.session(chain, tty, proc), cgroup=proc.cgroup,

@@ -21,11 +21,14 @@ def proc(pid: int, parent: int, path: str, cmdline: str, *, uid: int = 1000,
 
 
 def stdio(pid: int, fd: int, kind: str, target: str = "", *, mode: str = "",
-          partner: int = -1, start: int = 1000) -> dict[str, str]:
-    """A ``process_stdio`` row of the extension pack."""
+          partner: int = -1, start: int = 1000, inode: int | None = None) -> dict[str, str]:
+    """A ``process_stdio`` row of the extension pack (inode unique per pid and fd unless
+    given: pass the parent's to model an inherited descriptor)."""
+    if inode is None:
+        inode = pid * 10 + fd if kind in ("pipe", "fifo", "unix", "tcp") else 0
     return {"pid": str(pid), "start_time": str(start), "name": "", "path": "", "cmdline": "",
             "parent": "", "uid": "", "euid": "", "fd": str(fd), "kind": kind,
-            "target": target, "inode": "7" if kind in ("pipe", "fifo", "unix", "tcp") else "0",
+            "target": target, "inode": str(inode),
             "mode": mode or ("r" if fd == 0 else "w"), "partner_pid": str(partner),
             "partner_fd": "-1" if partner < 0 else "1", "partner_name": "", "partner_path": "",
             "partner_start_time": ""}

@@ -103,3 +103,16 @@ def test_parent_listeners_include_the_forking_server() -> None:
                   "cmdline": "", "uid": "0", "path": "/tmp/s", "fd": "5", "socket": "0"}]
     path = by_pid(build_paths(snapshot(procs, unix_listeners=listeners)))[962]
     assert path.parent_listeners == ("unix:/tmp/s",)
+
+
+def test_descriptor_inherited_from_an_ancestor_is_not_the_childs_feed() -> None:
+    procs = [*BASE, proc(970, 601, "/usr/bin/bash", "bash -i"),
+             proc(971, 970, "/usr/bin/sleep", "sleep 60")]
+    channels = [*(stdio(970, fd, "tcp", "10.0.0.5:4000->10.0.0.9:4444", mode="rw", inode=55)
+                  for fd in (0, 1, 2)),
+                *(stdio(971, fd, "tcp", "10.0.0.5:4000->10.0.0.9:4444", mode="rw", inode=55)
+                  for fd in (0, 1))]
+    paths = by_pid(build_paths(snapshot(procs, channels)))
+    assert [f.kind for f in paths[970].feeds] == ["tcp"] * 3
+    assert paths[971].feeds == ()
+    assert [f.kind for f in paths[971].parent_feeds] == ["tcp"] * 3

@@ -84,6 +84,18 @@ def test_extension_stdio_wins_over_stock_rows() -> None:
         assert snap.processes[20].basename == "socat"
 
 
+def test_extension_socket_of_unknown_family_is_a_socket() -> None:
+    """A TCP connection closed by the peer leaves no row in /proc/net/tcp: ``other``."""
+    row = {"pid": "10", "start_time": "5", "name": "sh", "path": "/bin/sh", "cmdline": "sh",
+           "parent": "1", "uid": "65534", "euid": "65534", "fd": "0", "kind": "other",
+           "target": "socket:[741868]", "inode": "741868", "mode": "rw", "partner_pid": "-1",
+           "partner_fd": "-1", "partner_name": "", "partner_path": "", "partner_start_time": ""}
+    device = dict(row, fd="1", target="/dev/kmsg", inode="0")
+    snap = HostSnapshot.from_results("h", {"process_stdio": [row, device]})
+    assert (snap.stdio[10][0].kind, snap.stdio[10][0].target) == ("socket", "")
+    assert snap.stdio[10][1].kind == "other"
+
+
 def test_fifo_stdio_from_stock_union_rows() -> None:
     """stdio_channels gives a FIFO twice: the pipe row (partner) and the path row (path)."""
     base = {"pid": "10", "start_time": "5", "name": "sh", "path": "/bin/sh", "parent": "1",
