@@ -10,7 +10,9 @@ declares them on Linux (read from the shipped schema JSON), the columns whose
 Generators take the pushed-down constraints and a ``Scan`` (the per-query cache of
 /proc reads) and return plain dicts with typed Python values; a column missing from a
 row, or set to None, is SQL NULL. The embedded engine (``fleetctl.engine``) and the
-osquery extension (``fleetctl.extension``) both serve these specs.
+osquery extension (``fleetctl.extension``) both serve these specs. The Linux evented
+tables are declared but empty: this engine has no event publisher
+(``fleetctl.tables.events``).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Any
 
 from fleetctl.tables import (
     accounts,
+    events,
     files,
     interfaces,
     osquery_state,
@@ -106,6 +109,9 @@ TABLES: dict[str, TableSpec] = {
         _table("osquery_schedule", osquery_state.generate_schedule),
         _table("osquery_registry", osquery_state.generate_registry),
         _table("osquery_events", osquery_state.generate_events),
+        _table("osquery_extensions", osquery_state.generate_extensions),
+        _table("osquery_packs", osquery_state.generate_packs),
+        *(_table(name, events.generate_nothing) for name in events.SUBSCRIBERS),
     )
 }
 

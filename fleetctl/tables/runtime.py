@@ -4,7 +4,9 @@ osqueryd answers ``osquery_info``, ``osquery_flags``, ``osquery_schedule`` and f
 from its own state. This engine is not osqueryd, so it says so: the version is this
 project's, ``build_distro`` names the Python it runs on, and the schedule, flags and
 registry are whatever the embedding agent hands in. Left alone, an ``AgentRuntime``
-describes a bare engine: no schedule, no flags, the built-in tables as registry items.
+describes a bare engine: no schedule, no flags, no packs, the built-in tables as registry
+items, the core and this project's table provider as extensions, and the event publishers
+and subscribers behind the evented tables, none of them running.
 """
 
 from __future__ import annotations
@@ -78,13 +80,48 @@ class EventSource:
     active: bool = False
 
 
+@dataclass(frozen=True)
+class ExtensionInfo:
+    """One row of osquery_extensions; ``uuid`` 0 is the core (``type`` ``core``)."""
+
+    uuid: int
+    name: str
+    version: str
+    sdk_version: str = ""
+    path: str = ""
+    type: str = "extension"
+
+
+@dataclass(frozen=True)
+class PackInfo:
+    """One row of osquery_packs: a pack of the config and whether it runs on this host.
+
+    ``query_count`` is not an osquery_packs column (osquery's spec has none); it is kept
+    for callers that summarise the config. The discovery counters are None (SQL NULL)
+    when the agent does not count discovery runs.
+    """
+
+    name: str
+    platform: str = ""
+    query_count: int = 0
+    version: str = ""
+    shard: int = 0
+    active: bool = False
+    discovery_cache_hits: int | None = None
+    discovery_executions: int | None = None
+
+
 def _build_distro() -> str:
     return f"python{platform.python_version()}"
 
 
 @dataclass
 class AgentRuntime:
-    """Runtime facts of the process serving the tables; the agent replaces the defaults."""
+    """Runtime facts of the process serving the tables; the agent replaces the defaults.
+
+    ``registry``, ``events`` and ``extension_list`` left at None are derived from the
+    tables this package serves (``fleetctl.tables.osquery_state``).
+    """
 
     version: str = __version__
     pid: int = field(default_factory=os.getpid)
@@ -101,4 +138,6 @@ class AgentRuntime:
     flags: dict[str, FlagInfo] = field(default_factory=dict)
     schedule: list[ScheduledQueryStats] = field(default_factory=list)
     registry: list[RegistryItem] | None = None
-    events: list[EventSource] = field(default_factory=list)
+    events: list[EventSource] | None = None
+    extension_list: list[ExtensionInfo] | None = None
+    packs: list[PackInfo] = field(default_factory=list)
