@@ -24,11 +24,13 @@ from fleetctl.agent import differ
 from fleetctl.agent.buffer import LogBuffer, LogForwarder
 from fleetctl.agent.client import RemoteClient
 from fleetctl.agent.config import (
+    MAIN_PACK,
     AgentConfig,
     ConfigError,
     Discovery,
     HostFacts,
     ScheduledQuery,
+    _included,
     machine_shard,
     parse_config,
     scheduled_queries,
@@ -44,7 +46,7 @@ from fleetctl.agent.scheduled import QueryRunner
 from fleetctl.agent.state import StateDB
 from fleetctl.agent.statuslog import StatusLog
 from fleetctl.agent.transport import Transport
-from fleetctl.tables.runtime import FlagInfo
+from fleetctl.tables.runtime import FlagInfo, PackInfo
 
 log = logging.getLogger("fleetctl.agent")
 
@@ -183,6 +185,13 @@ class Agent:
             for name, value in self.flags.values().items()
         }
         runtime.schedule = list(self.runner.stats.values())
+        facts, refresh = self.facts(), self.flags.get_int("pack_refresh_interval")
+        runtime.packs = [  # osquery lists "main" only when the config has a schedule
+            PackInfo(p.name, p.platform, len(p.queries), p.version, p.shard,
+                     active=(_included(p.platform, p.version, p.shard, facts)
+                             and self.discovery.active(p, refresh)))
+            for p in self.config.packs if p.queries or p.name != MAIN_PACK
+        ]
 
     def launch(self, query: ScheduledQuery) -> None:
         try:
