@@ -28,7 +28,6 @@ from fleetctl.detection.records import (
     StdioEnd,
     UnixPeer,
     process_from_row,
-    same_start,
 )
 
 if TYPE_CHECKING:
@@ -62,11 +61,8 @@ def _add(snap: HostSnapshot, row: Row, rank: int, **columns: str) -> bool:
     proc = process_from_row(source, rank)
     if proc is None:
         return False
-    stored = snap.add_process(proc)
-    if stored is not proc and not same_start(stored.start_time, proc.start_time):
-        snap.stale_rows += 1
-        return False
-    return True
+    snap.add_process(proc)
+    return snap.is_current(proc.pid, proc.start_time)
 
 
 def _add_joined(snap: HostSnapshot, pid: int | None, row: Row, prefix: str,

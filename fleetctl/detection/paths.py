@@ -304,11 +304,8 @@ class PathBuilder:
         snap = self.snap
         chain = [proc, *snap.ancestors(proc.pid)]
         lineage = tuple(self.refs[p.pid] for p in chain)
-        parent = self.refs.get(proc.parent) if proc.parent is not None else None
+        parent = lineage[1] if len(lineage) > 1 else None
         grandparent = lineage[2] if len(lineage) > 2 else None
-        if parent is not None and grandparent is None:
-            gp_pid = snap.processes[parent.pid].parent
-            grandparent = self.refs.get(gp_pid) if gp_pid else None
         channels = self.channels(proc.pid)
         parent_channels = self.channels(parent.pid) if parent is not None else ()
         tty = next((short_tty(c.target) for c in channels
