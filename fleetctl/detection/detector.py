@@ -20,6 +20,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from fleetctl.detection.baseline import Baseline
+from fleetctl.detection.catalog import INTERPRETER, classify
 from fleetctl.detection.evidence import Evidence
 from fleetctl.detection.paths import ExecutionPath
 from fleetctl.detection.scoring import (
@@ -79,7 +80,27 @@ def finding_id(host: str, key: str) -> str:
 
 
 def _parent_name(path: ExecutionPath) -> str | None:
-    return path.parent.basename if path.parent else None
+    """The parent as the "app" whose children are remembered: an interpreter is named
+    with what it runs (``python3.11 http.server``, ``python3.11 pytest``), so one python
+    app starting shells does not make every python app's shells expected."""
+    if path.parent is None:
+        return None
+    return app_name(path.parent.basename, path.parent.names, path.parent.cmdline,
+                    path.platform or "posix")
+
+
+def app_name(basename: str, names: tuple[str, ...], cmdline: str, platform: str) -> str:
+    if classify(names, platform) != INTERPRETER:
+        return basename
+    args = cmdline.split()[1:]
+    for i, arg in enumerate(args):
+        if arg == "-m" and i + 1 < len(args):
+            return f"{basename} {args[i + 1]}"
+        if arg in ("-c", "-e", "-E", "--eval"):
+            return f"{basename} {arg}"
+        if not arg.startswith("-"):
+            return f"{basename} {arg.rsplit('/', 1)[-1]}"
+    return basename
 
 
 class Detector:

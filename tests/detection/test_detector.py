@@ -120,3 +120,16 @@ def test_finding_to_dict_is_json_ready() -> None:
     assert {r["code"] for r in data["reasons"]} >= {"child_shell", "feed_tcp"}
     lines = finding.evidence.lines()
     assert lines[0] == "lineage:" and any(line.startswith("fd 0: tcp") for line in lines)
+
+
+def test_interpreter_parents_are_remembered_per_app() -> None:
+    """pytest starting shells must not make a python web server's shell expected."""
+    from fleetctl.detection.detector import app_name
+
+    names = ("python3.11",)
+    assert app_name("python3.11", names, "python3 -m http.server --cgi", "linux") == (
+        "python3.11 http.server")
+    assert app_name("python3.11", names, "/usr/bin/python3 /opt/app/manage.py run",
+                    "linux") == "python3.11 manage.py"
+    assert app_name("python3.11", names, "python3 -c print(1)", "linux") == "python3.11 -c"
+    assert app_name("sshd", ("sshd",), "sshd: root@pts/0", "linux") == "sshd"
