@@ -26,6 +26,18 @@ from storage.migrate import upgrade
 
 PG_ADMIN_URL = os.environ.get("FLEETCTL_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 
+# Tests that judge every process of this host (scenario runs, live detection) see each
+# other's processes; under xdist they share one worker so they never run at once.
+HOST_WIDE = ("tests/e2e/", "tests/detection/test_live_")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        path = item.nodeid.replace("\\", "/")
+        if path.startswith(HOST_WIDE):
+            item.add_marker(pytest.mark.this_host)
+            item.add_marker(pytest.mark.xdist_group("this_host"))
+
 
 def _pg_available() -> str | None:
     try:

@@ -1,6 +1,6 @@
 """Detection end to end: real server, shipped packs, a real agent on this host, real
 processes. After an explicit baseline, an IPC-fed shell becomes a finding with its
-evidence; a benign build-style process tree does not."""
+evidence (benign look-alikes are covered scenario by scenario in test_scenarios)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import contextlib
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +21,6 @@ from fleetctl.local import shipped_pack_payload
 from tests.conftest import RunningServer
 
 pytestmark = pytest.mark.slow
-SH = os.path.basename(os.path.realpath("/bin/sh"))  # dash on Debian
 
 
 @pytest.fixture
@@ -46,8 +44,8 @@ def fleet(server: RunningServer, tmp_path: Path) -> Iterator[tuple[RunningServer
     agent.stop()
 
 
-def collect_and_wait(agent: Agent, admin: Any, child: str, timeout: float = 20) -> list[Any]:
-    """Collect until a medium+ finding whose child is ``child`` shows up (or time out)."""
+def collect_and_wait(agent: Agent, admin: Any, pid: int, timeout: float = 20) -> list[Any]:
+    """Collect until a medium+ finding for process ``pid`` shows up (or time out)."""
     deadline = time.monotonic() + timeout
     while True:
         assert agent.run_once(timeout=30)
@@ -57,7 +55,7 @@ def collect_and_wait(agent: Agent, admin: Any, child: str, timeout: float = 20) 
             for f in admin.get("/api/v1/admin/findings", params={"min_severity": "medium"}).json()[
                 "findings"
             ]
-            if f["child"] == child
+            if f["pid"] == pid
         ]
         if found or time.monotonic() > deadline:
             return found
@@ -84,7 +82,7 @@ def test_fifo_command_channel_becomes_a_finding(
             channel.write("sleep 30\n")
             channel.flush()
         time.sleep(0.5)
-        findings = collect_and_wait(agent, admin, SH)
+        findings = collect_and_wait(agent, admin, shell.pid)
         assert findings, "no finding for the FIFO-fed shell"
         finding = findings[0]
         assert finding["pid"] == shell.pid
@@ -95,40 +93,3 @@ def test_fifo_command_channel_becomes_a_finding(
         assert shown["document"]["evidence"]["lineage"][0]["pid"] == shell.pid
     finally:
         kill_group(shell)
-
-
-def test_a_build_style_tree_stays_quiet(
-    fleet: tuple[RunningServer, Agent, Any], tmp_path: Path
-) -> None:
-    """A make-like parent running shell recipes over pipes is not a finding."""
-    _, agent, admin = fleet
-    makefile = tmp_path / "Makefile"
-    makefile.write_text("all:\n\tsh -c 'sleep 30 | cat > /dev/null'\n")
-    make = (
-        "make" if subprocess.run(["which", "make"], capture_output=True).returncode == 0 else None
-    )
-    argv = (
-        [make, "-C", str(tmp_path)]
-        if make
-        else [
-            sys.executable,
-            "-c",
-            "import subprocess; subprocess.run(['sh', '-c', 'sleep 30 | cat > /dev/null'])",
-        ]
-    )
-    build = subprocess.Popen(
-        argv, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-    )
-    try:
-        time.sleep(0.8)
-        assert agent.run_once(timeout=30)
-        time.sleep(0.8)
-        loud = [
-            f
-            for f in admin.get("/api/v1/admin/findings", params={"min_severity": "medium"}).json()[
-                "findings"
-            ]
-        ]
-        assert loud == [], loud
-    finally:
-        kill_group(build)
