@@ -48,6 +48,20 @@ def _pg_available() -> str | None:
 
 
 @pytest.fixture(scope="session")
+def world() -> Iterator[Any]:
+    """One set of real IPC processes (pipes, FIFOs, sockets) per test session, shared by
+    the table, engine and extension accuracy tests."""
+    from tests.tables.ipc_world import start_world
+
+    running, tmp = start_world()
+    try:
+        yield running
+    finally:
+        running.stop()
+        tmp.cleanup()
+
+
+@pytest.fixture(scope="session")
 def pg_database() -> Iterator[str]:
     """A fresh, migrated PostgreSQL database for this test session."""
     problem = _pg_available()

@@ -10,7 +10,7 @@ import json
 import platform
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -121,14 +121,25 @@ def load_valid_packs(ctx: click.Context, paths: tuple[Path, ...], fmt: str) -> l
     return found
 
 
-def _call(ctx: click.Context, fmt: str, send: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-    """Run an admin call; show the server's per-pack errors as a table on refusal."""
+def _send_packs(
+    ctx: click.Context,
+    endpoint: str,
+    paths: tuple[Path, ...],
+    labels: tuple[str, ...],
+    fmt: str,
+    connection: tuple[str, str, str],
+) -> dict[str, Any]:
+    """Validate the local packs, then send them to ``endpoint``; on refusal show the
+    server's per-pack errors as a table before failing."""
+    found = load_valid_packs(ctx, paths, fmt)
+    client = open_client(ctx, *connection)
     try:
-        return send()
+        answer: dict[str, Any] = client.post(endpoint, apply_request(found, labels))
     except ClientError as exc:
         if exc.details:
             render(exc.details, ERROR_COLUMNS, fmt, title="pack errors", out=sys.stderr)
         raise
+    return answer
 
 
 @packs.command("apply")
@@ -156,9 +167,7 @@ def apply_command(
     Every pack is validated first; if any is wrong nothing is applied and hosts keep
     the previous versions. Hosts receive the change on their next config refresh.
     """
-    found = load_valid_packs(ctx, paths, fmt)
-    client = open_client(ctx, server, token, ca)
-    answer = _call(ctx, fmt, lambda: client.post("/packs/apply", apply_request(found, labels)))
+    answer = _send_packs(ctx, "/packs/apply", paths, labels, fmt, (server, token, ca))
     render(
         answer["applied"], ("pack", "action", "version", "queries", "labels"), fmt, title="applied"
     )
@@ -180,9 +189,7 @@ def diff_command(
     fmt: str,
 ) -> None:
     """Show what applying would change: per query, and how many hosts gain or lose it."""
-    found = load_valid_packs(ctx, paths, fmt)
-    client = open_client(ctx, server, token, ca)
-    answer = _call(ctx, fmt, lambda: client.post("/packs/diff", apply_request(found, labels)))
+    answer = _send_packs(ctx, "/packs/diff", paths, labels, fmt, (server, token, ca))
     rows = (
         [r for r in answer["diff"] if r["change"] != "unchanged"]
         if fmt == "table"
