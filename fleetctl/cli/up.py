@@ -81,11 +81,13 @@ def up(
             fleet.start()
         assert fleet.client is not None and fleet.agent is not None
         console.print(
-            f"server {settings.context_path.parent} {fleet.client.context.server} "
-            f"(store {settings.db_url}); {len(fleet.applied)} packs applied"
+            f"server {fleet.client.context.server} (store {settings.db_url}); "
+            f"{len(fleet.applied)} packs applied",
+            soft_wrap=True,
         )
         console.print(
-            f"agent engine: {fleet.agent.engine.name}; state in {settings.home / 'agent'}"
+            f"agent engine: {fleet.agent.engine.name}; state in {settings.home / 'agent'}",
+            soft_wrap=True,
         )
         if once:
             started = time.monotonic()
