@@ -1,0 +1,154 @@
+"""Hunting views: typed, documented SQL over the temporal store for ``fleetctl sql``.
+
+Each view reads the rows one pack query collected (by the query's name inside its pack,
+so a renamed pack keeps working) and exposes their columns with SQL types plus the
+row's lifetime, ``first_seen`` and ``removed_at`` (unix seconds; ``removed_at`` is NULL
+while the row still exists). "As of T" is ``first_seen <= T AND (removed_at IS NULL OR
+removed_at > T)``. Migrations create them by version (``create_statements(..., 1)``).
+"""
+
+from __future__ import annotations
+
+VERSION = 1
+
+# view -> (pack query names, [(column, SQL type)])  (columns are the query's own names)
+ROW_VIEWS: dict[str, tuple[tuple[str, ...], tuple[tuple[str, str], ...]]] = {
+    "hunt_processes": (
+        ("process_lineage", "process_lineage_darwin"),
+        (
+            ("pid", "BIGINT"),
+            ("parent", "BIGINT"),
+            ("start_time", "BIGINT"),
+            ("name", "TEXT"),
+            ("path", "TEXT"),
+            ("cmdline", "TEXT"),
+            ("uid", "BIGINT"),
+            ("euid", "BIGINT"),
+            ("cwd", "TEXT"),
+            ("cgroup_path", "TEXT"),
+            ("parent_name", "TEXT"),
+            ("parent_path", "TEXT"),
+            ("parent_cmdline", "TEXT"),
+            ("grandparent_pid", "BIGINT"),
+            ("grandparent_name", "TEXT"),
+            ("grandparent_cmdline", "TEXT"),
+        ),
+    ),
+    "hunt_pipes": (
+        ("pipe_partners",),
+        (
+            ("pid", "BIGINT"),
+            ("name", "TEXT"),
+            ("path", "TEXT"),
+            ("fd", "BIGINT"),
+            ("mode", "TEXT"),
+            ("inode", "BIGINT"),
+            ("type", "TEXT"),
+            ("partner_pid", "BIGINT"),
+            ("partner_name", "TEXT"),
+            ("partner_path", "TEXT"),
+            ("partner_fd", "BIGINT"),
+            ("partner_mode", "TEXT"),
+        ),
+    ),
+    "hunt_unix_sockets": (
+        ("unix_sockets",),
+        (
+            ("pid", "BIGINT"),
+            ("name", "TEXT"),
+            ("process_path", "TEXT"),
+            ("cmdline", "TEXT"),
+            ("uid", "BIGINT"),
+            ("path", "TEXT"),
+            ("state", "TEXT"),
+        ),
+    ),
+    "hunt_unix_peers": (
+        ("unix_socket_peers",),
+        (
+            ("pid", "BIGINT"),
+            ("name", "TEXT"),
+            ("process_path", "TEXT"),
+            ("path", "TEXT"),
+            ("type", "TEXT"),
+            ("state", "TEXT"),
+            ("peer_pid", "BIGINT"),
+            ("peer_name", "TEXT"),
+            ("peer_process_path", "TEXT"),
+            ("peer_path", "TEXT"),
+        ),
+    ),
+    "hunt_stdio": (
+        ("process_stdio",),
+        (
+            ("pid", "BIGINT"),
+            ("name", "TEXT"),
+            ("path", "TEXT"),
+            ("cmdline", "TEXT"),
+            ("parent", "BIGINT"),
+            ("uid", "BIGINT"),
+            ("euid", "BIGINT"),
+            ("fd", "BIGINT"),
+            ("kind", "TEXT"),
+            ("target", "TEXT"),
+            ("inode", "BIGINT"),
+            ("mode", "TEXT"),
+            ("partner_pid", "BIGINT"),
+            ("partner_name", "TEXT"),
+            ("partner_path", "TEXT"),
+        ),
+    ),
+}
+
+PLAIN_VIEWS: dict[str, str] = {
+    "hunt_hosts": """SELECT h.id AS host_id, h.host_identifier AS host, h.hostname, h.uuid,
+        h.platform, h.os_name, h.os_version, h.osquery_version, h.enrolled_at, h.last_seen
+        FROM hosts h""",
+    "hunt_execution_paths": """SELECT s.host_id, h.host_identifier AS host, s.path_key,
+        s.first_seen, s.last_seen FROM path_sightings s JOIN hosts h ON h.id = s.host_id""",
+    "hunt_parent_children": """SELECT c.host_id, h.host_identifier AS host, c.parent, c.child,
+        c.first_seen FROM parent_children c JOIN hosts h ON h.id = c.host_id""",
+    "hunt_findings": """SELECT f.id, f.host_id, h.host_identifier AS host, f.severity,
+        f.score, f.status, f.pid, f.parent, f.child, f.path_key, f.new_on_host,
+        f.new_on_fleet, f.first_seen, f.last_seen FROM findings f
+        JOIN hosts h ON h.id = f.host_id""",
+}
+
+
+def _value(column: str, sql_type: str, dialect: str) -> str:
+    raw = (
+        f"NULLIF(r.columns ->> '{column}', '')"
+        if dialect == "postgresql"
+        else f"NULLIF(json_extract(r.columns, '$.{column}'), '')"
+    )
+    if sql_type == "TEXT":
+        return f"{raw} AS {column}"
+    return f"CAST({raw} AS {'BIGINT' if dialect == 'postgresql' else 'INTEGER'}) AS {column}"
+
+
+def row_view_sql(name: str, dialect: str) -> str:
+    queries, columns = ROW_VIEWS[name]
+    listed = ", ".join(f"'{q}'" for q in queries)
+    values = ",\n        ".join(_value(c, t, dialect) for c, t in columns)
+    return (
+        f"CREATE VIEW {name} AS SELECT r.host_id, h.host_identifier AS host,\n"
+        f"        {values},\n        r.first_seen, r.removed_at\n"
+        f"    FROM result_rows r\n"
+        f"    JOIN query_states q ON q.host_id = r.host_id AND q.name = r.name\n"
+        f"    JOIN hosts h ON h.id = r.host_id\n"
+        f"    WHERE q.query IN ({listed})"
+    )
+
+
+def create_statements(dialect: str, version: int = VERSION) -> list[str]:
+    """CREATE VIEW statements of ``version`` (a later version keeps the earlier specs so
+    the migration that created them still replays)."""
+    if version != 1:
+        raise ValueError(f"unknown hunting views version {version}")
+    return [row_view_sql(name, dialect) for name in ROW_VIEWS] + [
+        f"CREATE VIEW {name} AS {sql}" for name, sql in PLAIN_VIEWS.items()
+    ]
+
+
+def drop_statements() -> list[str]:
+    return [f"DROP VIEW IF EXISTS {name}" for name in [*ROW_VIEWS, *PLAIN_VIEWS]]
