@@ -363,3 +363,37 @@ class BaselineVersion(Base):
     body: Mapped[json_doc]
     note: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[unix_ts]
+
+
+class Campaign(Base):
+    """A distributed query sent to a set of hosts: a live query or one run of a hunt."""
+
+    __tablename__ = "campaigns"
+
+    id: Mapped[bigid_pk]
+    kind: Mapped[str] = mapped_column(String(16))  # live | hunt
+    name: Mapped[str] = mapped_column(String(255), default="")
+    sql: Mapped[str] = mapped_column(Text)
+    targets: Mapped[str] = mapped_column(String(512))
+    created_at: Mapped[unix_ts]
+    expires_at: Mapped[unix_ts]
+
+
+class CampaignTarget(Base):
+    """One host of a campaign: queued, sent, done or failed (with osquery's message)."""
+
+    __tablename__ = "campaign_targets"
+
+    campaign_id: Mapped[int] = mapped_column(
+        BigID, ForeignKey("campaigns.id", ondelete="CASCADE"), primary_key=True
+    )
+    host_id: Mapped[int] = mapped_column(
+        BigID, ForeignKey("hosts.id", ondelete="CASCADE"), primary_key=True
+    )
+    state: Mapped[str] = mapped_column(String(16))
+    sent_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    done_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    message: Mapped[str] = mapped_column(Text, default="")
+    rows: Mapped[json_doc | None] = mapped_column(nullable=True)
+
+    __table_args__ = (Index("ix_campaign_targets_state", "state", "host_id"),)

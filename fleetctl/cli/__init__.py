@@ -16,6 +16,7 @@ from fleetctl.cli.detect import baseline, detect, findings, trace
 from fleetctl.cli.hosts import carves, data_loss, hosts, results, status_logs
 from fleetctl.cli.labels import labels
 from fleetctl.cli.packs import packs
+from fleetctl.cli.query import query
 from fleetctl.cli.serve import serve
 from fleetctl.cli.shell import shell
 from fleetctl.cli.sql import sql
@@ -44,6 +45,7 @@ main.add_command(packs)
 main.add_command(agent)
 main.add_command(labels)
 main.add_command(sql)
+main.add_command(query)
 main.add_command(findings)
 main.add_command(baseline)
 main.add_command(trace)

@@ -12,11 +12,17 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from fleetctl.server import admin_api, admin_detection, admin_packs, osquery_api
+from fleetctl.server import (
+    admin_api,
+    admin_detection,
+    admin_packs,
+    admin_queries,
+    osquery_api,
+)
 from fleetctl.server.responses import json_response
 from fleetctl.server.state import ServerState
 
-CHECKIN_FLUSH_SECONDS = 2.0
+CHECKIN_FLUSH_SECONDS = 1.0
 
 
 async def health(request: Request) -> Response:
@@ -37,10 +43,13 @@ def build_app(state: ServerState) -> Starlette:
                 if state.labels.stale():
                     await run_in_threadpool(state.reload_labels)
                 await run_in_threadpool(state.reload_packs)
+                if state.campaigns.stale():
+                    await run_in_threadpool(state.reload_campaigns)
 
         await run_in_threadpool(state.reload_node_keys)
         await run_in_threadpool(state.reload_labels)
         await run_in_threadpool(state.reload_packs)
+        await run_in_threadpool(state.reload_campaigns)
         if state.detection is not None:
             state.detection.start()
         task = asyncio.create_task(housekeeping())
@@ -57,6 +66,7 @@ def build_app(state: ServerState) -> Starlette:
             *admin_api.routes,
             *admin_packs.routes,
             *admin_detection.routes,
+            *admin_queries.routes,
         ],
         lifespan=lifespan,
     )

@@ -24,8 +24,10 @@ from fleetctl.ingest import (
     parse_result_lines,
     parse_status_lines,
 )
+from fleetctl.server.campaign_queue import parse_campaign_query_id
 from fleetctl.server.label_queue import parse_label_query_id
 from fleetctl.server.osquery_config import PACK_DELIMITER
+from storage import campaigns as campaign_store
 from storage import hosts as host_store
 from storage import labels as label_store
 from storage import packs as pack_store
@@ -191,6 +193,10 @@ def distributed_write(
         if not isinstance(message, str):
             raise BadRequest(f"messages[{qid!r}] must be a string")
         rows = _as_str_rows(queries.get(qid, []), qid)
+        campaign_id = parse_campaign_query_id(qid)
+        if campaign_id is not None:
+            campaign_store.record_answer(session, campaign_id, host_id, status, message, rows, now)
+            continue
         label_id = parse_label_query_id(qid)
         if label_id is not None:
             label_store.record_evaluation(

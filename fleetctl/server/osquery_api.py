@@ -22,11 +22,13 @@ from fleetctl.errors import BadRequest, NodeInvalid
 from fleetctl.server import node_service
 from fleetctl.server.auth import CachedNode, digest, fingerprint, matches_any, new_secret
 from fleetctl.server.body import read_json_object
+from fleetctl.server.campaign_queue import campaign_query_id
 from fleetctl.server.detection_service import relevant
 from fleetctl.server.osquery_config import config_for
 from fleetctl.server.responses import node_error, node_invalid, node_ok
 from fleetctl.server.state import ServerState
 from fleetctl.targeting import host_family
+from storage import campaigns as campaign_store
 from storage import hosts as host_store
 from storage.engine import session_scope
 
@@ -180,7 +182,18 @@ async def distributed_read(request: Request) -> Response:
     state = _state(request)
     body = await read_json_object(request, state.settings.max_body)
     node = await authenticate(request, body)
-    return node_ok({"queries": state.labels.due(node.host_id, node.family, int(time.time()))})
+    now = int(time.time())
+    queries = state.labels.due(node.host_id, node.family, now)
+    campaigns = state.campaigns.take(node.host_id, now)
+    if campaigns:
+
+        def sent() -> None:
+            with session_scope(state.sessions) as session:
+                campaign_store.mark_sent(session, node.host_id, list(campaigns), now)
+
+        await run_in_threadpool(sent)
+        queries.update({campaign_query_id(cid): sql for cid, sql in campaigns.items()})
+    return node_ok({"queries": queries})
 
 
 @osquery_endpoint

@@ -14,10 +14,12 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from fleetctl.server.auth import FailureThrottle, NodeKeyCache
+from fleetctl.server.campaign_queue import CampaignQueue
 from fleetctl.server.detection_service import DetectionService
 from fleetctl.server.label_queue import LabelQueue
 from fleetctl.server.node_service import PackIndex
 from fleetctl.settings import Settings
+from storage import campaigns as campaign_store
 from storage import hosts as host_store
 from storage import labels as label_store
 from storage.engine import make_engine, make_sessionmaker, session_scope
@@ -58,6 +60,7 @@ class ServerState:
     throttle: FailureThrottle = field(default_factory=FailureThrottle)
     checkins: CheckIns = field(default_factory=CheckIns)
     labels: LabelQueue = field(default_factory=LabelQueue)
+    campaigns: CampaignQueue = field(default_factory=CampaignQueue)
     detection: DetectionService | None = None
     packs: PackIndex = field(default_factory=PackIndex)
     _packs_loaded: float = 0.0
@@ -107,6 +110,14 @@ class ServerState:
         with session_scope(self.readonly_sessions) as session:
             self.packs = PackIndex.of(session)
         self._packs_loaded = time.monotonic()
+
+    def reload_campaigns(self) -> None:
+        """Queued campaign targets into memory; expire campaigns past their time."""
+        now = int(time.time())
+        with session_scope(self.sessions) as session:
+            campaign_store.expire(session, now)
+            pending = campaign_store.pending(session, now)
+        self.campaigns.load(pending)
 
     def reload_labels(self) -> None:
         with session_scope(self.readonly_sessions) as session:

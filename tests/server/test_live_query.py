@@ -1,0 +1,102 @@
+"""Live queries: a real agent answers over distributed read/write; ``fleetctl query``
+returns once every online target answered; errors per host are shown; an offline host
+gets the query when it checks in before the expiry."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import update
+
+from fleetctl.agent import Agent, AgentOptions
+from fleetctl.agent.engines import EmbeddedEngine
+from fleetctl.cli import main
+from storage.engine import make_engine, make_sessionmaker, session_scope
+from storage.models import Host
+from tests.conftest import RunningServer
+
+
+@pytest.fixture
+def agent(server: RunningServer, tmp_path: Path) -> Iterator[Agent]:
+    running = Agent(AgentOptions(
+        server=server.url, enroll_secret_path=server.settings.home / "enroll_secret",
+        state_dir=tmp_path / "agent", ca=server.ca,
+        flags={"host_identifier": "hostname", "distributed_interval": 1,
+               "logger_tls_period": 1}), EmbeddedEngine())
+    running.start()
+    yield running
+    running.stop()
+
+
+def make_offline(server: RunningServer, identifier: str) -> None:
+    engine = make_engine(server.settings.db_url)
+    with session_scope(make_sessionmaker(engine)) as session:
+        session.execute(update(Host).where(Host.host_identifier == identifier)
+                        .values(last_seen=int(time.time()) - 3600))
+    engine.dispose()
+
+
+def test_live_query_returns_when_online_hosts_answered(
+    server: RunningServer, agent: Agent
+) -> None:
+    sleeper = server.node("sleeper", "u-sleeper")
+    sleeper.enroll()
+    server.thread.state.flush_checkins()
+    make_offline(server, "sleeper")
+    started = time.monotonic()
+    result = CliRunner().invoke(main, ["query", "SELECT pid, name FROM processes WHERE pid = 1",
+                                       "--timeout", "30s", "--format", "json"])
+    elapsed = time.monotonic() - started
+    assert result.exit_code == 0, result.output
+    lines = result.output.strip().splitlines()
+    assert lines[0].startswith("query ") and "2 targeted, 1 online" in lines[0]
+    assert "answered 1 / online 1 / targeted 2" in result.output
+    rows = json.loads("\n".join(line for line in lines if line.startswith(("[", " ", "{"))))
+    assert len(rows) == 1 and rows[0]["pid"] == "1" and rows[0]["host"] != "sleeper"
+    assert elapsed < 15, "must not wait for the timeout"
+
+    # The offline host checks in later, before the expiry, and gets the query.
+    server.thread.state.reload_campaigns()
+    queries = sleeper.call("/distributed/read")["queries"]
+    [(qid, sql)] = queries.items()
+    assert sql == "SELECT pid, name FROM processes WHERE pid = 1"
+    sleeper.call("/distributed/write", {"queries": {qid: [{"pid": "1", "name": "init"}]},
+                                        "statuses": {qid: 0}, "messages": {qid: ""}})
+    status = server.admin().get(f"/api/v1/admin/queries/{qid.rsplit('_', 1)[1]}").json()
+    assert status["answered"] == 2
+    assert {h["host"]: h["state"] for h in status["hosts"]}["sleeper"] == "done"
+
+
+def test_errors_per_host_are_shown(server: RunningServer, agent: Agent) -> None:
+    result = CliRunner().invoke(main, [
+        "query", "SELECT abs(-9223372036854775807 - 1) AS boom FROM processes LIMIT 1",
+        "--timeout", "20s"])
+    assert result.exit_code == 1
+    assert "error: integer overflow" in result.output
+
+
+def test_bad_sql_and_targets_are_refused(server: RunningServer) -> None:
+    bad = CliRunner().invoke(main, ["query", "SELECT nope FROM processes"])
+    assert bad.exit_code == 1 and "does not validate" in bad.output
+    unknown = CliRunner().invoke(main, ["query", "SELECT 1", "--targets", "label:none"])
+    assert unknown.exit_code == 1 and "no label 'none'" in unknown.output
+
+
+def test_expired_campaigns_are_not_sent(server: RunningServer) -> None:
+    node = server.node("late", "u-late")
+    node.enroll()
+    admin: Any = server.admin()
+    started = admin.post("/api/v1/admin/queries",
+                         json={"sql": "SELECT 1 AS one", "targets": "host:late", "timeout": 1})
+    assert started.status_code == 200
+    time.sleep(1.5)
+    server.thread.state.reload_campaigns()
+    assert node.call("/distributed/read")["queries"] == {}
+    status = admin.get(f"/api/v1/admin/queries/{started.json()['id']}").json()
+    assert [h["state"] for h in status["hosts"]] == ["expired"] and status["expired"]
