@@ -11,12 +11,16 @@ from __future__ import annotations
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    Column,
+    Float,
     ForeignKey,
     Index,
     Integer,
     LargeBinary,
     String,
+    Table,
     Text,
+    Unicode,
     text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
@@ -397,3 +401,41 @@ class CampaignTarget(Base):
     rows: Mapped[json_doc | None] = mapped_column(nullable=True)
 
     __table_args__ = (Index("ix_campaign_targets_state", "state", "host_id"),)
+
+
+class Hunt(Base):
+    """A scheduled fleet hunt: each firing is a run, a campaign to the targets."""
+
+    __tablename__ = "hunts"
+
+    id: Mapped[bigid_pk]
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    sql: Mapped[str] = mapped_column(Text)
+    targets: Mapped[str] = mapped_column(String(512))
+    schedule_kind: Mapped[str] = mapped_column(String(16))  # cron | every | once
+    schedule: Mapped[str] = mapped_column(String(255), default="")
+    expires: Mapped[int] = mapped_column(Integer)  # seconds a run stays open
+    state: Mapped[str] = mapped_column(String(16), default="active")
+    created_at: Mapped[unix_ts]
+
+
+class HuntRun(Base):
+    __tablename__ = "hunt_runs"
+
+    hunt_id: Mapped[int] = mapped_column(
+        BigID, ForeignKey("hunts.id", ondelete="CASCADE"), primary_key=True
+    )
+    run: Mapped[int] = mapped_column(Integer, primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(BigID, ForeignKey("campaigns.id"))
+    fired_at: Mapped[unix_ts]
+
+
+# APScheduler's SQLAlchemy job store, declared here so Alembic creates it (the job store
+# then finds it and creates nothing): the same columns as apscheduler's own definition.
+apscheduler_jobs = Table(
+    "apscheduler_jobs",
+    Base.metadata,
+    Column("id", Unicode(191), primary_key=True),
+    Column("next_run_time", Float(25), index=True),
+    Column("job_state", LargeBinary, nullable=False),
+)

@@ -14,6 +14,7 @@ from fleetctl.cli.agent import agent
 from fleetctl.cli.db import db
 from fleetctl.cli.detect import baseline, detect, findings, trace
 from fleetctl.cli.hosts import carves, data_loss, hosts, results, status_logs
+from fleetctl.cli.hunts import hunt
 from fleetctl.cli.labels import labels
 from fleetctl.cli.packs import packs
 from fleetctl.cli.query import query
@@ -46,6 +47,7 @@ main.add_command(agent)
 main.add_command(labels)
 main.add_command(sql)
 main.add_command(query)
+main.add_command(hunt)
 main.add_command(findings)
 main.add_command(baseline)
 main.add_command(trace)

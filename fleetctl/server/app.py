@@ -15,6 +15,7 @@ from starlette.routing import Route
 from fleetctl.server import (
     admin_api,
     admin_detection,
+    admin_hunts,
     admin_packs,
     admin_queries,
     osquery_api,
@@ -50,6 +51,7 @@ def build_app(state: ServerState) -> Starlette:
         await run_in_threadpool(state.reload_labels)
         await run_in_threadpool(state.reload_packs)
         await run_in_threadpool(state.reload_campaigns)
+        await run_in_threadpool(state.start_hunts)
         if state.detection is not None:
             state.detection.start()
         task = asyncio.create_task(housekeeping())
@@ -67,6 +69,7 @@ def build_app(state: ServerState) -> Starlette:
             *admin_packs.routes,
             *admin_detection.routes,
             *admin_queries.routes,
+            *admin_hunts.routes,
         ],
         lifespan=lifespan,
     )

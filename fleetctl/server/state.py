@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from fleetctl.server.auth import FailureThrottle, NodeKeyCache
 from fleetctl.server.campaign_queue import CampaignQueue
 from fleetctl.server.detection_service import DetectionService
+from fleetctl.server.hunts import HuntService
 from fleetctl.server.label_queue import LabelQueue
 from fleetctl.server.node_service import PackIndex
 from fleetctl.settings import Settings
@@ -63,6 +64,7 @@ class ServerState:
     campaigns: CampaignQueue = field(default_factory=CampaignQueue)
     detection: DetectionService | None = None
     packs: PackIndex = field(default_factory=PackIndex)
+    hunts: HuntService | None = None
     _packs_loaded: float = 0.0
     _secret_digests: tuple[float, list[str]] = (0.0, [])
     _token_digests: tuple[float, list[str]] = (0.0, [])
@@ -129,7 +131,13 @@ class ServerState:
             with session_scope(self.sessions) as session:
                 host_store.touch_hosts(session, pending)
 
+    def start_hunts(self) -> None:
+        self.hunts = HuntService(self.engine, self.sessions, self.campaigns)
+        self.hunts.start()
+
     def close(self) -> None:
+        if self.hunts is not None:
+            self.hunts.stop()
         if self.detection is not None:
             self.detection.stop()
         self.flush_checkins()

@@ -1,0 +1,157 @@
+"""``fleetctl hunt create|list|show|pause|resume|cancel|results``: scheduled fleet hunts."""
+
+from __future__ import annotations
+
+import click
+
+from fleetctl.client import client_options, open_client
+from fleetctl.output import output_options, render
+from fleetctl.timeutil import parse_duration
+
+
+@click.group()
+def hunt() -> None:
+    """Scheduled hunts: each firing queues a query for every target, offline ones too."""
+
+
+@hunt.command("create")
+@click.argument("name")
+@click.option("--sql", default=None, help="The SQL to run.")
+@click.option("--query", "pack_query", default=None, help="Or a pack query: PACK/QUERY.")
+@click.option(
+    "--targets",
+    default="all",
+    show_default=True,
+    help="all, platform:P, label:L, host:H (comma-separated).",
+)
+@click.option("--cron", default=None, help="Crontab expression (UTC), e.g. '0 * * * *'.")
+@click.option("--every", default=None, help="Interval, e.g. 15m, 6h.")
+@click.option("--once", is_flag=True, help="Fire once, now.")
+@click.option(
+    "--expires",
+    default=None,
+    help="How long each run waits for offline hosts (default: the interval, or 24h).",
+)
+@client_options
+@click.pass_context
+def create(
+    ctx: click.Context,
+    name: str,
+    sql: str | None,
+    pack_query: str | None,
+    targets: str,
+    cron: str | None,
+    every: str | None,
+    once: bool,
+    expires: str | None,
+    server: str,
+    token: str,
+    ca: str,
+) -> None:
+    """Create hunt NAME (exactly one of --sql/--query and of --cron/--every/--once)."""
+    if sum(x is not None and x is not False for x in (cron, every, once or None)) != 1:
+        raise click.UsageError("give exactly one of --cron, --every and --once")
+    body: dict[str, object] = {"name": name, "targets": targets}
+    if sql is not None:
+        body["sql"] = sql
+    if pack_query is not None:
+        body["query"] = pack_query
+    try:
+        if every is not None:
+            body["every"] = parse_duration(every)
+        if expires is not None:
+            body["expires"] = parse_duration(expires)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from exc
+    if cron is not None:
+        body["cron"] = cron
+    if once:
+        body["once"] = True
+    answer = open_client(ctx, server, token, ca).post("/hunts", body)
+    click.echo(
+        f"hunt {answer['hunt']['name']}: {answer['hunt']['schedule']}, "
+        f"targets {answer['hunt']['targets']}"
+    )
+
+
+@hunt.command("list")
+@client_options
+@output_options
+@click.pass_context
+def list_hunts(ctx: click.Context, server: str, token: str, ca: str, fmt: str) -> None:
+    """Hunts with their schedule, state and runs."""
+    answer = open_client(ctx, server, token, ca).get("/hunts")
+    render(
+        answer["hunts"],
+        ("name", "state", "schedule", "targets", "runs", "last_run"),
+        fmt,
+        title="hunts",
+    )
+
+
+@hunt.command("show")
+@click.argument("name")
+@client_options
+@output_options
+@click.pass_context
+def show(ctx: click.Context, name: str, server: str, token: str, ca: str, fmt: str) -> None:
+    """A hunt and its runs with per-host states (queued, sent, done, failed, expired)."""
+    answer = open_client(ctx, server, token, ca).get(f"/hunts/{name}")
+    if fmt == "json":
+        render([answer], fmt=fmt)
+        return
+    render([answer["hunt"]], fmt=fmt, title="hunt")
+    render(
+        answer["runs"],
+        ("run", "fired", "queued", "sent", "done", "failed", "expired"),
+        fmt,
+        title="runs",
+    )
+
+
+def _state_command(action: str) -> click.Command:
+    @click.command(action)
+    @click.argument("name")
+    @client_options
+    @click.pass_context
+    def command(ctx: click.Context, name: str, server: str, token: str, ca: str) -> None:
+        answer = open_client(ctx, server, token, ca).post(f"/hunts/{name}/{action}", {})
+        click.echo(f"hunt {answer['hunt']['name']}: {answer['hunt']['state']}")
+
+    command.help = f"{action.capitalize()} a hunt."
+    return command
+
+
+for _action in ("pause", "resume", "cancel"):
+    hunt.add_command(_state_command(_action))
+
+
+@hunt.command("results")
+@click.argument("name")
+@click.option("--run", "run", type=int, default=None, help="Run number (default: latest).")
+@click.option("--diff", is_flag=True, help="Only rows new on each host since its last run.")
+@click.option("--offset", default=0, show_default=True)
+@click.option("--limit", default=1000, show_default=True)
+@client_options
+@output_options
+@click.pass_context
+def results(
+    ctx: click.Context,
+    name: str,
+    run: int | None,
+    diff: bool,
+    offset: int,
+    limit: int,
+    server: str,
+    token: str,
+    ca: str,
+    fmt: str,
+) -> None:
+    """Rows of a hunt run, one line per row with its host."""
+    answer = open_client(ctx, server, token, ca).get(
+        f"/hunts/{name}/results", run=run, diff="1" if diff else None, offset=offset, limit=limit
+    )
+    render(answer["rows"], fmt=fmt, title=f"{name} run {answer['run']}")
+    shown = offset + len(answer["rows"])
+    if shown < answer["total"]:
+        click.echo(f"({shown} of {answer['total']} rows; --offset {shown} for more)", err=True)

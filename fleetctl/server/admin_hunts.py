@@ -1,0 +1,229 @@
+"""Admin API for hunts: create, list, show, pause, resume, cancel, results (with --diff)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import orjson
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+from starlette.requests import Request
+from starlette.routing import Route
+
+from fleetctl.errors import NotFound
+from fleetctl.server.admin_api import admin_endpoint, admin_write_endpoint
+from fleetctl.server.admin_queries import MAX_TIMEOUT, check_query_sql
+from fleetctl.server.hunts import trigger_for
+from fleetctl.server.state import ServerState
+from fleetctl.timeutil import iso
+from storage import campaigns as campaign_store
+from storage import packs as pack_store
+from storage.campaigns import TargetError
+from storage.models import Campaign, Hunt, HuntRun
+
+PREFIX = "/api/v1/admin"
+
+
+def _service(request: Request) -> Any:
+    state: ServerState = request.app.state.fleet
+    if state.hunts is None:
+        raise ValueError("the hunt scheduler is not running")
+    return state.hunts
+
+
+def _hunt(session: Session, name: str) -> Hunt:
+    hunt = session.scalars(select(Hunt).where(Hunt.name == name)).first()
+    if hunt is None:
+        raise NotFound(f"no hunt {name!r}")
+    return hunt
+
+
+def _sql_from(session: Session, body: dict[str, Any]) -> str:
+    if (body.get("sql") is None) == (body.get("query") is None):
+        raise ValueError("give exactly one of 'sql' and 'query' (PACK/QUERY)")
+    if body.get("sql") is not None:
+        return check_query_sql(body["sql"])
+    pack_name, _, query_name = str(body["query"]).partition("/")
+    stored = pack_store.get_pack(session, pack_name)
+    if stored is None or stored.body is None:
+        raise NotFound(f"no pack {pack_name!r}")
+    try:
+        return stored.targeted().pack.query(query_name).query
+    except KeyError as exc:
+        raise NotFound(f"pack {pack_name!r} has no query {query_name!r}") from exc
+
+
+@admin_write_endpoint
+def create_hunt(request: Request, session: Session, body: dict[str, Any]) -> dict[str, Any]:
+    name = body.get("name")
+    if not isinstance(name, str) or not name:
+        raise ValueError("'name' must be a non-empty string")
+    if session.scalars(select(Hunt).where(Hunt.name == name)).first() is not None:
+        raise ValueError(f"a hunt named {name!r} exists")
+    sql = _sql_from(session, body)
+    schedules = [(k, body[k]) for k in ("cron", "every", "once") if body.get(k) is not None]
+    if len(schedules) != 1:
+        raise ValueError("give exactly one of 'cron', 'every' (seconds) and 'once'")
+    kind, value = schedules[0]
+    value = "" if kind == "once" else str(value)
+    trigger_for(kind, value, time.time())  # refuses a bad cron expression now
+    targets = str(body.get("targets", "all"))
+    try:
+        campaign_store.resolve_targets(session, targets)
+    except TargetError as exc:
+        raise NotFound(str(exc)) from exc
+    default_expiry = int(value) if kind == "every" else 86400
+    expires = body.get("expires", default_expiry)
+    if isinstance(expires, bool) or not isinstance(expires, int) or not 0 < expires <= MAX_TIMEOUT:
+        raise ValueError(f"'expires' must be seconds from 1 to {MAX_TIMEOUT}")
+    hunt = Hunt(
+        name=name,
+        sql=sql,
+        targets=targets,
+        schedule_kind=kind,
+        schedule=value,
+        expires=expires,
+        state="active",
+        created_at=int(time.time()),
+    )
+    session.add(hunt)
+    session.commit()  # the scheduler may fire at once and must find the hunt
+    _service(request).schedule(hunt)
+    return {"hunt": _hunt_json(session, hunt)}
+
+
+def _hunt_json(session: Session, hunt: Hunt) -> dict[str, Any]:
+    runs = session.scalars(
+        select(HuntRun).where(HuntRun.hunt_id == hunt.id).order_by(HuntRun.run)
+    ).all()
+    return {
+        "name": hunt.name,
+        "state": hunt.state,
+        "schedule": f"{hunt.schedule_kind} {hunt.schedule}".strip(),
+        "targets": hunt.targets,
+        "expires": hunt.expires,
+        "sql": hunt.sql,
+        "runs": len(runs),
+        "last_run": iso(runs[-1].fired_at) if runs else None,
+    }
+
+
+@admin_endpoint
+def list_hunts(request: Request, session: Session) -> dict[str, Any]:
+    return {
+        "hunts": [_hunt_json(session, h) for h in session.scalars(select(Hunt).order_by(Hunt.name))]
+    }
+
+
+@admin_endpoint
+def show_hunt(request: Request, session: Session) -> dict[str, Any]:
+    hunt = _hunt(session, request.path_params["name"])
+    runs = []
+    for run in session.scalars(
+        select(HuntRun).where(HuntRun.hunt_id == hunt.id).order_by(HuntRun.run)
+    ):
+        counts = campaign_store.progress(session, run.campaign_id)
+        runs.append(
+            {
+                "run": run.run,
+                "fired": iso(run.fired_at),
+                **{s: counts.get(s, 0) for s in ("queued", "sent", "done", "failed", "expired")},
+            }
+        )
+    return {"hunt": _hunt_json(session, hunt), "runs": runs}
+
+
+def _state_change(request: Request, session: Session, new_state: str) -> dict[str, Any]:
+    hunt = _hunt(session, request.path_params["name"])
+    if hunt.state == "cancelled":
+        raise ValueError(f"hunt {hunt.name!r} is cancelled")
+    hunt.state = new_state
+    if new_state == "cancelled":
+        now = int(time.time())
+        for (campaign_id,) in session.execute(
+            select(HuntRun.campaign_id).where(HuntRun.hunt_id == hunt.id)
+        ):
+            campaign = session.get(Campaign, campaign_id)
+            if campaign is not None and campaign.expires_at > now:
+                campaign.expires_at = now
+        campaign_store.expire(session, now)
+    # Commit before touching the job store: on SQLite it takes the write lock itself.
+    session.commit()
+    service = _service(request)
+    {"paused": service.pause, "active": service.resume, "cancelled": service.cancel}[new_state](
+        hunt
+    )
+    return {"hunt": _hunt_json(session, hunt)}
+
+
+@admin_write_endpoint
+def pause_hunt(request: Request, session: Session, body: dict[str, Any]) -> dict[str, Any]:
+    return _state_change(request, session, "paused")
+
+
+@admin_write_endpoint
+def resume_hunt(request: Request, session: Session, body: dict[str, Any]) -> dict[str, Any]:
+    return _state_change(request, session, "active")
+
+
+@admin_write_endpoint
+def cancel_hunt(request: Request, session: Session, body: dict[str, Any]) -> dict[str, Any]:
+    return _state_change(request, session, "cancelled")
+
+
+def _rows_by_host(session: Session, campaign_id: int) -> dict[str, tuple[str, list[Any]]]:
+    return {
+        ident: (t.state, t.rows or []) for t, ident in campaign_store.answers(session, campaign_id)
+    }
+
+
+@admin_endpoint
+def hunt_results(request: Request, session: Session) -> dict[str, Any]:
+    """Rows of one run (default: the latest), optionally only rows new on each host
+    since its previous run; paginated with offset/limit."""
+    hunt = _hunt(session, request.path_params["name"])
+    params = request.query_params
+    runs = {r.run: r for r in session.scalars(select(HuntRun).where(HuntRun.hunt_id == hunt.id))}
+    if not runs:
+        return {"run": None, "rows": [], "total": 0, "hosts": []}
+    number = int(params["run"]) if params.get("run") else max(runs)
+    if number not in runs:
+        raise NotFound(f"hunt {hunt.name!r} has no run {number}")
+    current = _rows_by_host(session, runs[number].campaign_id)
+    previous = (
+        _rows_by_host(session, runs[number - 1].campaign_id)
+        if params.get("diff") and number - 1 in runs
+        else None
+    )
+    rows: list[dict[str, Any]] = []
+    for host, (_, host_rows) in sorted(current.items()):
+        seen = (
+            {orjson.dumps(r, option=orjson.OPT_SORT_KEYS) for r in previous[host][1]}
+            if previous is not None and host in previous
+            else set()
+        )
+        rows.extend(
+            {"host": host, **r}
+            for r in host_rows
+            if orjson.dumps(r, option=orjson.OPT_SORT_KEYS) not in seen
+        )
+    offset, limit = int(params.get("offset", "0")), int(params.get("limit", "1000"))
+    return {
+        "run": number,
+        "total": len(rows),
+        "offset": offset,
+        "rows": rows[offset : offset + limit],
+        "hosts": [{"host": h, "state": s} for h, (s, _) in sorted(current.items())],
+    }
+
+
+routes = [
+    Route(f"{PREFIX}/hunts", list_hunts, methods=["GET"]),
+    Route(f"{PREFIX}/hunts", create_hunt, methods=["POST"]),
+    Route(f"{PREFIX}/hunts/{{name}}", show_hunt, methods=["GET"]),
+    Route(f"{PREFIX}/hunts/{{name}}/pause", pause_hunt, methods=["POST"]),
+    Route(f"{PREFIX}/hunts/{{name}}/resume", resume_hunt, methods=["POST"]),
+    Route(f"{PREFIX}/hunts/{{name}}/cancel", cancel_hunt, methods=["POST"]),
+    Route(f"{PREFIX}/hunts/{{name}}/results", hunt_results, methods=["GET"]),
+]

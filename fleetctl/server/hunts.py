@@ -1,0 +1,184 @@
+"""Scheduled hunts: APScheduler (3.x) fires runs; each run is a campaign to the targets.
+
+Jobs live in APScheduler's SQLAlchemy job store in the fleet database (its table comes
+from migration 0006), so hunts survive restarts. Every replica runs a scheduler, paused;
+only the replica holding the leader lock (a PostgreSQL advisory lock on its own
+connection; SQLite has one process) resumes it and fires jobs. A firing is refused when
+the hunt already ran within half its period, so a leader that takes over after another
+died mid-firing does not run a job twice.
+
+APScheduler stores a job as a reference to a module-level function, so ``fire`` finds
+the running service through ``_SERVICE``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.base import BaseTrigger
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.date import DateTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+from sqlalchemy import Engine, select, text
+from sqlalchemy.orm import Session, sessionmaker
+
+from fleetctl.server.campaign_queue import CampaignQueue
+from storage import campaigns as campaign_store
+from storage.campaigns import Pending
+from storage.engine import session_scope
+from storage.models import Hunt, HuntRun
+
+log = logging.getLogger("fleetctl.hunts")
+LEADER_LOCK = 0x46_4C_45_45  # "FLEE"
+_SERVICE: HuntService | None = None
+
+
+def fire(hunt_id: int) -> None:
+    """The APScheduler job: one run of hunt ``hunt_id``."""
+    if _SERVICE is not None:
+        _SERVICE.fire(hunt_id)
+
+
+def trigger_for(kind: str, value: str, now: float) -> BaseTrigger:
+    if kind == "cron":
+        return CronTrigger.from_crontab(value, timezone="UTC")
+    if kind == "every":
+        return IntervalTrigger(seconds=int(value), timezone="UTC")
+    if kind == "once":
+        return DateTrigger(run_date=_utc(now), timezone="UTC")
+    raise ValueError(f"unknown schedule {kind!r}")
+
+
+def _utc(ts: float) -> Any:
+    import datetime as dt
+
+    return dt.datetime.fromtimestamp(ts, dt.UTC)
+
+
+def period_of(hunt: Hunt) -> float:
+    """Seconds between firings (a cron hunt fires at most once a minute)."""
+    return float(hunt.schedule) if hunt.schedule_kind == "every" else 60.0
+
+
+@dataclass
+class HuntService:
+    engine: Engine
+    sessions: sessionmaker[Session]
+    campaigns: CampaignQueue
+    scheduler: BackgroundScheduler = field(init=False)
+    leader: bool = False
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _lock_conn: Any = None
+
+    def start(self) -> None:
+        global _SERVICE
+        _SERVICE = self
+        self.scheduler = BackgroundScheduler(
+            jobstores={"default": SQLAlchemyJobStore(engine=self.engine)},
+            timezone="UTC",
+            job_defaults={"coalesce": True, "misfire_grace_time": 3600, "max_instances": 1},
+        )
+        self.scheduler.start(paused=True)
+        threading.Thread(target=self._lead, name="hunt-leader", daemon=True).start()
+
+    def _lead(self) -> None:
+        """Become the firing replica when the leader lock is free."""
+        while not self._stop.is_set():
+            if self._try_lock():
+                self.leader = True
+                self.scheduler.resume()
+                log.info("this replica fires scheduled hunts")
+                return
+            self._stop.wait(2.0)
+
+    def _try_lock(self) -> bool:
+        if self.engine.dialect.name != "postgresql":
+            return True
+        conn = self.engine.connect()
+        got = bool(
+            conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": LEADER_LOCK}).scalar()
+        )
+        conn.commit()
+        if got:
+            self._lock_conn = conn  # held open: the lock lives as long as this connection
+        else:
+            conn.close()
+        return got
+
+    def stop(self) -> None:
+        global _SERVICE
+        self._stop.set()
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=False)
+        if self._lock_conn is not None:
+            # Invalidate, not close: a pooled connection would keep the session, and with
+            # it the advisory lock, alive.
+            self._lock_conn.invalidate()
+            self._lock_conn.close()
+        if _SERVICE is self:
+            _SERVICE = None
+
+    # -- jobs ---------------------------------------------------------------------------
+
+    def schedule(self, hunt: Hunt) -> None:
+        self.scheduler.add_job(
+            fire,
+            trigger_for(hunt.schedule_kind, hunt.schedule, time.time()),
+            args=[hunt.id],
+            id=f"hunt-{hunt.id}",
+            replace_existing=True,
+            name=hunt.name,
+        )
+
+    def pause(self, hunt: Hunt) -> None:
+        if self.scheduler.get_job(f"hunt-{hunt.id}") is not None:
+            self.scheduler.pause_job(f"hunt-{hunt.id}")
+
+    def resume(self, hunt: Hunt) -> None:
+        if self.scheduler.get_job(f"hunt-{hunt.id}") is not None:
+            self.scheduler.resume_job(f"hunt-{hunt.id}")
+
+    def cancel(self, hunt: Hunt) -> None:
+        if self.scheduler.get_job(f"hunt-{hunt.id}") is not None:
+            self.scheduler.remove_job(f"hunt-{hunt.id}")
+
+    def fire(self, hunt_id: int, now: int | None = None) -> int | None:
+        """Start the next run of the hunt; its run number, or None when refused."""
+        now = int(time.time()) if now is None else now
+        with session_scope(self.sessions) as session:
+            hunt = session.scalars(select(Hunt).where(Hunt.id == hunt_id).with_for_update()).first()
+            if hunt is None or hunt.state != "active":
+                return None
+            last = session.scalars(
+                select(HuntRun)
+                .where(HuntRun.hunt_id == hunt_id)
+                .order_by(HuntRun.run.desc())
+                .limit(1)
+            ).first()
+            if last is not None and (
+                hunt.schedule_kind == "once" or now - last.fired_at < period_of(hunt) / 2
+            ):
+                return None  # already fired for this slot (e.g. by a replica that died)
+            host_ids = campaign_store.resolve_targets(session, hunt.targets)
+            run = (last.run if last else 0) + 1
+            campaign = campaign_store.create_campaign(
+                session,
+                kind="hunt",
+                name=f"{hunt.name}#{run}",
+                sql=hunt.sql,
+                targets=hunt.targets,
+                host_ids=host_ids,
+                now=now,
+                expires_at=now + hunt.expires,
+            )
+            session.add(HuntRun(hunt_id=hunt_id, run=run, campaign_id=campaign.id, fired_at=now))
+            pending = [Pending(campaign.id, h, hunt.sql, campaign.expires_at) for h in host_ids]
+        self.campaigns.add(pending)
+        log.info("hunt %s run %s sent to %s hosts", hunt_id, run, len(pending))
+        return run

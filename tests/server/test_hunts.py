@@ -1,0 +1,215 @@
+"""Scheduled hunts on SQLite and PostgreSQL: offline hosts, expiry, --diff, restarts,
+two replicas, cron triggers on a controlled clock, pause/resume/cancel."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from click.testing import CliRunner
+from sqlalchemy import select
+
+from fleetctl.cli import main
+from fleetctl.server.hunts import HuntService, trigger_for
+from storage.engine import make_engine, make_sessionmaker, session_scope
+from storage.models import Hunt, HuntRun
+from tests.conftest import RunningServer
+
+
+def run(*args: str, code: int = 0) -> str:
+    result = CliRunner().invoke(main, list(args))
+    assert result.exit_code == code, result.output
+    return result.output
+
+
+def hunt_id(server: RunningServer, name: str) -> int:
+    engine = make_engine(server.settings.db_url)
+    with session_scope(make_sessionmaker(engine)) as session:
+        found = session.scalars(select(Hunt.id).where(Hunt.name == name)).one()
+    engine.dispose()
+    return int(found)
+
+
+def show(name: str) -> dict[str, Any]:
+    shown: dict[str, Any] = json.loads(run("hunt", "show", name, "--format", "json"))[0]
+    return shown
+
+
+def answer_all(node: Any, rows: list[dict[str, str]]) -> list[str]:
+    queries = node.call("/distributed/read")["queries"]
+    for qid in queries:
+        node.call(
+            "/distributed/write",
+            {"queries": {qid: rows}, "statuses": {qid: 0}, "messages": {qid: ""}},
+        )
+    return list(queries)
+
+
+def test_a_hunt_created_while_a_host_is_offline_reaches_it_later(
+    server: RunningServer,
+) -> None:
+    node = server.node("laptop", "u-laptop")
+    node.enroll()
+    run(
+        "hunt",
+        "create",
+        "socat-hunt",
+        "--sql",
+        "SELECT pid FROM processes WHERE name = 'socat'",
+        "--targets",
+        "host:laptop",
+        "--every",
+        "2s",
+        "--expires",
+        "10m",
+    )
+    deadline = time.monotonic() + 15
+    while not show("socat-hunt")["runs"]:  # the scheduler fires the first run
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    assert show("socat-hunt")["runs"][0]["queued"] == 1
+    server.thread.state.reload_campaigns()
+    assert answer_all(node, [{"pid": "4242"}])  # the host checks in later and answers
+    assert show("socat-hunt")["runs"][0]["done"] == 1
+    run("hunt", "cancel", "socat-hunt")
+    assert "cancelled" in run("hunt", "list")
+
+
+def test_diff_runs_and_one_firing_per_slot(server: RunningServer) -> None:
+    node = server.node("db-1", "u-db-1")
+    node.enroll()
+    run(
+        "hunt",
+        "create",
+        "listeners",
+        "--sql",
+        "SELECT pid, port FROM listening_ports",
+        "--targets",
+        "all",
+        "--every",
+        "1h",
+    )
+    service = server.thread.state.hunts
+    assert service is not None
+    hid = hunt_id(server, "listeners")
+    t0 = int(time.time())
+    assert service.fire(hid, now=t0) == 1
+    assert service.fire(hid, now=t0 + 10) is None  # same slot: refused
+    answer_all(node, [{"pid": "1", "port": "22"}])
+    assert service.fire(hid, now=t0 + 3600) == 2
+    answer_all(node, [{"pid": "1", "port": "22"}, {"pid": "7", "port": "4444"}])
+
+    def ports(*extra: str) -> list[str]:
+        out = run("hunt", "results", "listeners", "--format", "json", *extra)
+        rows = json.loads(out.split("\n(")[0])
+        return sorted(r["port"] for r in rows)
+
+    assert ports() == ["22", "4444"]
+    assert ports("--diff") == ["4444"]
+    assert ports("--run", "1") == ["22"]
+    page = run("hunt", "results", "listeners", "--limit", "1", "--format", "json")
+    assert "(1 of 2 rows; --offset 1 for more)" in page
+
+
+def test_runs_expire(server: RunningServer) -> None:
+    node = server.node("gone", "u-gone")
+    node.enroll()
+    run(
+        "hunt",
+        "create",
+        "short",
+        "--sql",
+        "SELECT 1 AS one",
+        "--targets",
+        "host:gone",
+        "--every",
+        "1h",
+        "--expires",
+        "1s",
+    )
+    service = server.thread.state.hunts
+    assert service is not None
+    service.fire(hunt_id(server, "short"))
+    time.sleep(1.5)
+    server.thread.state.reload_campaigns()
+    assert node.call("/distributed/read")["queries"] == {}
+    assert show("short")["runs"][0]["expired"] == 1
+
+
+def test_hunts_survive_a_restart(db_url: str, tmp_path: Path, monkeypatch: Any) -> None:
+    home = tmp_path / "home"
+    monkeypatch.setenv("FLEETCTL_HOME", str(home))
+    first = RunningServer(home, db_url)
+    run("hunt", "create", "nightly", "--sql", "SELECT 1 AS one", "--cron", "0 3 * * *")
+    assert first.thread.state.hunts is not None
+    before = first.thread.state.hunts.scheduler.get_job(f"hunt-{hunt_id(first, 'nightly')}")
+    assert before is not None
+    planned = before.next_run_time
+    first.stop()
+    second = RunningServer(home, db_url)
+    try:
+        assert second.thread.state.hunts is not None
+        job = second.thread.state.hunts.scheduler.get_job(f"hunt-{hunt_id(second, 'nightly')}")
+        assert job is not None and job.next_run_time == planned
+        assert planned.hour == 3 and planned.minute == 0
+    finally:
+        second.stop()
+
+
+def test_two_replicas_fire_a_slot_once(server: RunningServer) -> None:
+    run("hunt", "create", "twice", "--sql", "SELECT 1 AS one", "--every", "1h")
+    hid = hunt_id(server, "twice")
+    other_engine = make_engine(server.settings.db_url)
+    replicas = [
+        server.thread.state.hunts,
+        HuntService(other_engine, make_sessionmaker(other_engine), server.thread.state.campaigns),
+    ]
+    now = int(time.time())
+    results: list[int | None] = []
+    threads = [
+        threading.Thread(target=lambda r=r: results.append(r.fire(hid, now=now)))
+        for r in replicas
+        if r is not None
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(results, key=str) == [1, None]
+    with session_scope(make_sessionmaker(other_engine)) as session:
+        assert len(session.scalars(select(HuntRun).where(HuntRun.hunt_id == hid)).all()) == 1
+    other_engine.dispose()
+
+
+def test_cron_trigger_on_a_controlled_clock() -> None:
+    trigger = trigger_for("cron", "*/15 * * * *", 0)
+    start = dt.datetime(2026, 11, 28, 10, 7, tzinfo=dt.UTC)
+    first = trigger.get_next_fire_time(None, start)
+    assert first == dt.datetime(2026, 11, 28, 10, 15, tzinfo=dt.UTC)
+    assert trigger.get_next_fire_time(first, first + dt.timedelta(seconds=1)) == (
+        dt.datetime(2026, 11, 28, 10, 30, tzinfo=dt.UTC)
+    )
+    interval = trigger_for("every", "600", 0)
+    later = dt.datetime(2030, 1, 1, tzinfo=dt.UTC)
+    one = interval.get_next_fire_time(None, later)
+    two = interval.get_next_fire_time(one, one + dt.timedelta(seconds=1))
+    assert one is not None and two is not None and two - one == dt.timedelta(seconds=600)
+
+
+def test_bad_hunts_are_refused(server: RunningServer) -> None:
+    assert "give exactly one of --cron" in run("hunt", "create", "x", "--sql", "SELECT 1", code=2)
+    bad_cron = run("hunt", "create", "x", "--sql", "SELECT 1", "--cron", "nope", code=1)
+    assert "Wrong number of fields" in bad_cron or "cron" in bad_cron.lower()
+    assert "does not validate" in run(
+        "hunt", "create", "x", "--sql", "SELECT nope FROM x", "--once", code=1
+    )
+    run("hunt", "create", "paused-one", "--sql", "SELECT 1 AS one", "--every", "1h")
+    assert "paused" in run("hunt", "pause", "paused-one")
+    service = server.thread.state.hunts
+    assert service is not None
+    assert service.fire(hunt_id(server, "paused-one")) is None  # paused hunts do not fire
+    assert "active" in run("hunt", "resume", "paused-one")
