@@ -121,6 +121,8 @@ class HuntService:
             # it the advisory lock, alive.
             self._lock_conn.invalidate()
             self._lock_conn.close()
+            self._lock_conn = None
+        self.leader = False
         if _SERVICE is self:
             _SERVICE = None
 

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from click.testing import CliRunner
 from sqlalchemy import select
 
@@ -213,3 +214,35 @@ def test_bad_hunts_are_refused(server: RunningServer) -> None:
     assert service is not None
     assert service.fire(hunt_id(server, "paused-one")) is None  # paused hunts do not fire
     assert "active" in run("hunt", "resume", "paused-one")
+
+
+def test_one_leader_fires_and_another_takes_over(db_url: str) -> None:
+    """Only the replica holding the lock resumes its scheduler; when it stops, another
+    replica becomes the leader."""
+    if not db_url.startswith("postgresql"):
+        pytest.skip("SQLite has a single server process: it is always the leader")
+    from fleetctl.server.campaign_queue import CampaignQueue
+
+    engines = [make_engine(db_url), make_engine(db_url)]
+    replicas = [HuntService(e, make_sessionmaker(e), CampaignQueue()) for e in engines]
+    try:
+        for replica in replicas:
+            replica.start()
+        deadline = time.monotonic() + 10
+        while not any(r.leader for r in replicas):
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        time.sleep(2.5)  # the other replica has retried at least once by now
+        assert sum(r.leader for r in replicas) == 1
+        leader = next(r for r in replicas if r.leader)
+        follower = next(r for r in replicas if not r.leader)
+        leader.stop()
+        deadline = time.monotonic() + 10
+        while not follower.leader:
+            assert time.monotonic() < deadline, "no replica took over"
+            time.sleep(0.1)
+    finally:
+        for replica in replicas:
+            replica.stop()
+        for engine in engines:
+            engine.dispose()
