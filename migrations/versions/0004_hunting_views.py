@@ -16,6 +16,7 @@ down_revision: str | None = "0003"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
+
 def upgrade() -> None:
     for statement in views.create_statements(op.get_bind().dialect.name, version=1):
         op.execute(statement)
