@@ -151,3 +151,25 @@ def answers(session: Session, campaign_id: int) -> list[tuple[CampaignTarget, st
             .order_by(CampaignTarget.done_at, CampaignTarget.host_id)
         )
     ]
+
+
+def join_open_hunts(session: Session, host_id: int, now: int) -> list[Pending]:
+    """Add a newly enrolled host to every open hunt run whose targets include it, so a
+    hunt reaches hosts that enroll after it fired (until the run expires)."""
+    joined = []
+    open_runs = session.scalars(
+        select(Campaign).where(Campaign.kind == "hunt", Campaign.expires_at > now)
+    )
+    for campaign in open_runs:
+        if session.get(CampaignTarget, (campaign.id, host_id)) is not None:
+            continue
+        try:
+            targeted = host_id in resolve_targets(session, campaign.targets)
+        except TargetError:
+            continue  # a label deleted since the run fired
+        if targeted:
+            session.add(
+                CampaignTarget(campaign_id=campaign.id, host_id=host_id, state="queued", message="")
+            )
+            joined.append(Pending(campaign.id, host_id, campaign.sql, campaign.expires_at))
+    return joined

@@ -30,6 +30,7 @@ from fleetctl.server.state import ServerState
 from fleetctl.targeting import host_family
 from storage import campaigns as campaign_store
 from storage import hosts as host_store
+from storage.campaigns import Pending
 from storage.engine import session_scope
 
 log = logging.getLogger("fleetctl.server")
@@ -125,19 +126,22 @@ async def enroll(request: Request) -> Response:
         platform_type = str(platform_type)
     node_key = new_secret()
 
-    def write() -> tuple[int, bool, str]:
+    def write() -> tuple[int, bool, str, list[Pending]]:
         with session_scope(state.sessions) as session:
+            now = int(time.time())
             host, created = host_store.enroll_host(
                 session,
                 host_identifier=identifier,
                 platform_type=platform_type,
                 host_details=details,
                 node_key_hash=digest(node_key),
-                now=int(time.time()),
+                now=now,
             )
-            return host.id, created, host_family(host.platform, host.platform_type)
+            joined = campaign_store.join_open_hunts(session, host.id, now)
+            return host.id, created, host_family(host.platform, host.platform_type), joined
 
-    host_id, created, family = await run_in_threadpool(write)
+    host_id, created, family, joined = await run_in_threadpool(write)
+    state.campaigns.add(joined)
     state.node_keys.forget_host(host_id)
     state.node_keys.put(digest(node_key), host_id, identifier, family)
     log.info("%s host %s (%s)", "enrolled" if created else "re-enrolled", identifier, host_id)

@@ -246,3 +246,19 @@ def test_one_leader_fires_and_another_takes_over(db_url: str) -> None:
             replica.stop()
         for engine in engines:
             engine.dispose()
+
+
+def test_a_hunt_reaches_a_host_that_enrolls_after_it_fired(server: RunningServer) -> None:
+    first = server.node("early", "u-early")
+    first.enroll()
+    run("hunt", "create", "all-hosts", "--sql", "SELECT 1 AS one", "--targets", "all",
+        "--every", "1h", "--expires", "10m")
+    service = server.thread.state.hunts
+    assert service is not None
+    assert service.fire(hunt_id(server, "all-hosts")) == 1
+    late = server.node("late-comer", "u-late-comer")
+    late.enroll()  # enrolls after the run fired: it joins the open run
+    assert answer_all(late, [{"one": "1"}])
+    rows = json.loads(run("hunt", "results", "all-hosts", "--format", "json"))
+    assert rows == [{"host": "late-comer", "one": "1"}]
+    assert show("all-hosts")["runs"][0]["queued"] + show("all-hosts")["runs"][0]["sent"] == 1
