@@ -11,7 +11,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from sqlalchemy import func, select
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -21,21 +20,15 @@ from fleetctl.readonly_sql import run_readonly
 from fleetctl.server.auth import matches_any
 from fleetctl.server.body import read_json_object
 from fleetctl.server.responses import json_response
-from fleetctl.server.state import ServerState
+from fleetctl.server.state import in_session, server_state
 from fleetctl.timeutil import iso, parse_time
 from storage import hosts as host_store
 from storage import results as result_store
-from storage.engine import session_scope
 from storage.models import Carve, DataLoss, Host, ResultRow, StatusLog
 
 PREFIX = "/api/v1/admin"
 
 Handler = Callable[[Request], Awaitable[Response]]
-
-
-def _state(request: Request) -> ServerState:
-    state: ServerState = request.app.state.fleet
-    return state
 
 
 class Invalid(ValueError):
@@ -66,7 +59,7 @@ def _endpoint(func: Callable[..., Any], *, write: bool, with_body: bool | None =
     with_body = write if with_body is None else with_body
 
     async def wrapper(request: Request) -> Response:
-        state = _state(request)
+        state = server_state(request)
         header = request.headers.get("authorization", "")
         token = header[7:].strip() if header.lower().startswith("bearer ") else ""
         if not token or not matches_any(token, state.token_digests()):
@@ -80,12 +73,11 @@ def _endpoint(func: Callable[..., Any], *, write: bool, with_body: bool | None =
                     else await read_json_object(request, state.settings.max_body)
                 )
 
-            def run() -> Any:
-                factory = state.sessions if write else state.readonly_sessions
-                with session_scope(factory) as session:
-                    return func(request, session, body) if with_body else func(request, session)
+            def work(session: Any) -> Any:
+                return func(request, session, body) if with_body else func(request, session)
 
-            return json_response(await run_in_threadpool(run))
+            factory = state.sessions if write else state.readonly_sessions
+            return json_response(await in_session(factory, work))
         except NotFound as exc:
             return json_response({"error": str(exc)}, 404)
         except Invalid as exc:

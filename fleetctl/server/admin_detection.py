@@ -20,18 +20,13 @@ from fleetctl.server.admin_api import (
     admin_write_endpoint,
     find_host_or_404,
 )
-from fleetctl.server.state import ServerState
+from fleetctl.server.state import server_state
 from fleetctl.timeutil import iso, parse_time
 from storage import detection as detection_store
 from storage.models import FindingRecordRow, ResultRow
 
 PREFIX = "/api/v1/admin"
 BASELINE_TEMPLATE = "version: 1\nextends: default\n"
-
-
-def _state(request: Request) -> ServerState:
-    state: ServerState = request.app.state.fleet
-    return state
 
 
 def _lineage_path(doc: dict[str, Any], index: int) -> str | None:
@@ -188,7 +183,7 @@ def trace(request: Request, session: Session) -> dict[str, Any]:
     host = find_host_or_404(session, params.get("host", ""))
     pid = int(params.get("pid", "0"))
     at = parse_time(params["at"]) if params.get("at") else int(time.time())
-    service = _state(request).detection
+    service = server_state(request).detection
     assert service is not None
     snapshot = service.snapshot(session, host.id, at)
     if pid not in snapshot.processes:
@@ -207,7 +202,7 @@ def trace(request: Request, session: Session) -> dict[str, Any]:
 @admin_read_body_endpoint
 def detect(request: Request, session: Session, body: dict[str, Any]) -> dict[str, Any]:
     """Judge hosts now, or replay history since a time, or learn the current paths."""
-    service = _state(request).detection
+    service = server_state(request).detection
     assert service is not None
     ref = body.get("host")
     host_ids = (

@@ -15,7 +15,7 @@ from fleetctl.errors import NotFound
 from fleetctl.server.admin_api import admin_endpoint, admin_write_endpoint
 from fleetctl.server.admin_queries import MAX_TIMEOUT, check_query_sql
 from fleetctl.server.hunts import trigger_for
-from fleetctl.server.state import ServerState
+from fleetctl.server.state import server_state
 from fleetctl.timeutil import iso
 from storage import campaigns as campaign_store
 from storage import packs as pack_store
@@ -26,7 +26,7 @@ PREFIX = "/api/v1/admin"
 
 
 def _service(request: Request) -> Any:
-    state: ServerState = request.app.state.fleet
+    state = server_state(request)
     if state.hunts is None:
         raise ValueError("the hunt scheduler is not running")
     return state.hunts

@@ -21,7 +21,7 @@ from starlette.routing import Route
 from fleetctl.errors import NotFound
 from fleetctl.packs.validate import validate_text
 from fleetctl.server.admin_api import Invalid, admin_endpoint, admin_write_endpoint
-from fleetctl.server.state import ServerState
+from fleetctl.server.state import server_state
 from fleetctl.timeutil import iso
 from storage import campaigns as campaign_store
 from storage.campaigns import Pending, TargetError
@@ -30,11 +30,6 @@ from storage.models import Campaign, Host
 PREFIX = "/api/v1/admin"
 ONLINE_WINDOW = 90
 MAX_TIMEOUT = 7 * 86400
-
-
-def _state(request: Request) -> ServerState:
-    state: ServerState = request.app.state.fleet
-    return state
 
 
 def check_query_sql(sql: Any) -> str:
@@ -85,7 +80,7 @@ def start_query(request: Request, session: Session, body: dict[str, Any]) -> dic
         expires_at=now + timeout,
     )
     session.flush()
-    _state(request).campaigns.add(
+    server_state(request).campaigns.add(
         [Pending(campaign.id, h, sql, campaign.expires_at) for h in host_ids]
     )
     return {

@@ -13,7 +13,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from starlette.concurrency import run_in_threadpool
+from sqlalchemy.orm import Session
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -26,23 +26,17 @@ from fleetctl.server.campaign_queue import campaign_query_id
 from fleetctl.server.detection_service import relevant
 from fleetctl.server.osquery_config import config_for
 from fleetctl.server.responses import node_error, node_invalid, node_ok
-from fleetctl.server.state import ServerState
+from fleetctl.server.state import in_session, server_state
 from fleetctl.targeting import host_family
 from storage import campaigns as campaign_store
 from storage import hosts as host_store
 from storage.campaigns import Pending
-from storage.engine import session_scope
 
 log = logging.getLogger("fleetctl.server")
 
 PREFIX = "/api/v1/osquery"
 
 Handler = Callable[[Request], Awaitable[Response]]
-
-
-def _state(request: Request) -> ServerState:
-    state: ServerState = request.app.state.fleet
-    return state
 
 
 def osquery_endpoint(func: Handler) -> Handler:
@@ -77,19 +71,18 @@ def _node_key(request: Request, body: dict[str, Any]) -> str:
 
 async def authenticate(request: Request, body: dict[str, Any]) -> CachedNode:
     """Node key -> host, from memory when recently verified (no database round trip)."""
-    state = _state(request)
+    state = server_state(request)
     key_digest = digest(_node_key(request, body))
     cached = state.node_keys.get(key_digest)
     if cached is None:
 
-        def lookup() -> tuple[int, str, str] | None:
-            with session_scope(state.readonly_sessions) as session:
-                host = host_store.host_by_node_key(session, key_digest)
-                if host is None:
-                    return None
-                return host.id, host.host_identifier, host_family(host.platform, host.platform_type)
+        def lookup(session: Session) -> tuple[int, str, str] | None:
+            host = host_store.host_by_node_key(session, key_digest)
+            if host is None:
+                return None
+            return host.id, host.host_identifier, host_family(host.platform, host.platform_type)
 
-        found = await run_in_threadpool(lookup)
+        found = await in_session(state.readonly_sessions, lookup)
         if found is None:
             log.info("unknown node key %s", key_digest[:8])
             raise NodeInvalid("unknown node key; enroll again")
@@ -100,7 +93,7 @@ async def authenticate(request: Request, body: dict[str, Any]) -> CachedNode:
 
 @osquery_endpoint
 async def enroll(request: Request) -> Response:
-    state = _state(request)
+    state = server_state(request)
     body = await read_json_object(request, state.settings.max_body)
     address = request.client.host if request.client else "?"
     secret = body.get("enroll_secret")
@@ -126,21 +119,20 @@ async def enroll(request: Request) -> Response:
         platform_type = str(platform_type)
     node_key = new_secret()
 
-    def write() -> tuple[int, bool, str, list[Pending]]:
-        with session_scope(state.sessions) as session:
-            now = int(time.time())
-            host, created = host_store.enroll_host(
-                session,
-                host_identifier=identifier,
-                platform_type=platform_type,
-                host_details=details,
-                node_key_hash=digest(node_key),
-                now=now,
-            )
-            joined = campaign_store.join_open_hunts(session, host.id, now)
-            return host.id, created, host_family(host.platform, host.platform_type), joined
+    def write(session: Session) -> tuple[int, bool, str, list[Pending]]:
+        now = int(time.time())
+        host, created = host_store.enroll_host(
+            session,
+            host_identifier=identifier,
+            platform_type=platform_type,
+            host_details=details,
+            node_key_hash=digest(node_key),
+            now=now,
+        )
+        joined = campaign_store.join_open_hunts(session, host.id, now)
+        return host.id, created, host_family(host.platform, host.platform_type), joined
 
-    host_id, created, family, joined = await run_in_threadpool(write)
+    host_id, created, family, joined = await in_session(state.sessions, write)
     state.campaigns.add(joined)
     state.node_keys.forget_host(host_id)
     state.node_keys.put(digest(node_key), host_id, identifier, family)
@@ -150,32 +142,32 @@ async def enroll(request: Request) -> Response:
 
 @osquery_endpoint
 async def config(request: Request) -> Response:
-    state = _state(request)
+    state = server_state(request)
     body = await read_json_object(request, state.settings.max_body)
     node = await authenticate(request, body)
 
-    def build() -> dict[str, Any]:
-        with session_scope(state.readonly_sessions) as session:
-            return config_for(session, node.host_id, node.family, state.settings)
-
-    return node_ok(await run_in_threadpool(build))
+    return node_ok(
+        await in_session(
+            state.readonly_sessions,
+            lambda session: config_for(session, node.host_id, node.family, state.settings),
+        )
+    )
 
 
 @osquery_endpoint
 async def log_(request: Request) -> Response:
-    state = _state(request)
+    state = server_state(request)
     body = await read_json_object(request, state.settings.max_body)
     node = await authenticate(request, body)
     now = int(time.time())
 
-    def write() -> set[str]:
-        with session_scope(state.sessions) as session:
-            stats = node_service.ingest_log(
-                session, node.host_id, body.get("log_type"), body.get("data"), now, state.packs
-            )
-            return stats.names
-
-    names = await run_in_threadpool(write)  # committed before osqueryd hears "ok"
+    stats = await in_session(
+        state.sessions,
+        lambda session: node_service.ingest_log(
+            session, node.host_id, body.get("log_type"), body.get("data"), now, state.packs
+        ),
+    )
+    names = stats.names
     if state.detection is not None and any(relevant(n, []) for n in names):
         state.detection.mark(node.host_id)
     return node_ok()
@@ -183,63 +175,59 @@ async def log_(request: Request) -> Response:
 
 @osquery_endpoint
 async def distributed_read(request: Request) -> Response:
-    state = _state(request)
+    state = server_state(request)
     body = await read_json_object(request, state.settings.max_body)
     node = await authenticate(request, body)
     now = int(time.time())
     queries = state.labels.due(node.host_id, node.family, now)
     campaigns = state.campaigns.take(node.host_id, now)
     if campaigns:
-
-        def sent() -> None:
-            with session_scope(state.sessions) as session:
-                campaign_store.mark_sent(session, node.host_id, list(campaigns), now)
-
-        await run_in_threadpool(sent)
+        await in_session(
+            state.sessions,
+            lambda session: campaign_store.mark_sent(session, node.host_id, list(campaigns), now),
+        )
         queries.update({campaign_query_id(cid): sql for cid, sql in campaigns.items()})
     return node_ok({"queries": queries})
 
 
 @osquery_endpoint
 async def distributed_write(request: Request) -> Response:
-    state = _state(request)
+    state = server_state(request)
     body = await read_json_object(request, state.settings.max_body)
     node = await authenticate(request, body)
 
     now = int(time.time())
 
-    def write() -> list[int]:
-        with session_scope(state.sessions) as session:
-            return node_service.distributed_write(session, node.host_id, body, now)
-
-    for label_id in await run_in_threadpool(write):
+    answered = await in_session(
+        state.sessions,
+        lambda session: node_service.distributed_write(session, node.host_id, body, now),
+    )
+    for label_id in answered:
         state.labels.answered(node.host_id, label_id, now)
     return node_ok()
 
 
 @osquery_endpoint
 async def carve_begin(request: Request) -> Response:
-    state = _state(request)
+    state = server_state(request)
     body = await read_json_object(request, state.settings.max_body)
     node = await authenticate(request, body)
 
-    def write() -> str:
-        with session_scope(state.sessions) as session:
-            return node_service.carve_begin(session, node.host_id, body, int(time.time()))
-
-    return node_ok({"session_id": await run_in_threadpool(write)})
+    session_id = await in_session(
+        state.sessions,
+        lambda session: node_service.carve_begin(session, node.host_id, body, int(time.time())),
+    )
+    return node_ok({"session_id": session_id})
 
 
 @osquery_endpoint
 async def carve_block(request: Request) -> Response:
-    state = _state(request)
+    state = server_state(request)
     body = await read_json_object(request, state.settings.max_body)
 
-    def write() -> None:
-        with session_scope(state.sessions) as session:
-            node_service.carve_block(session, body, int(time.time()))
-
-    await run_in_threadpool(write)
+    await in_session(
+        state.sessions, lambda session: node_service.carve_block(session, body, int(time.time()))
+    )
     return node_ok()
 
 

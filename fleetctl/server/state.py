@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
 
 from fleetctl.server.auth import FailureThrottle, NodeKeyCache
 from fleetctl.server.campaign_queue import CampaignQueue
@@ -24,6 +28,8 @@ from storage import campaigns as campaign_store
 from storage import hosts as host_store
 from storage import labels as label_store
 from storage.engine import make_engine, make_sessionmaker, session_scope
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -143,3 +149,20 @@ class ServerState:
         self.flush_checkins()
         self.engine.dispose()
         self.readonly_engine.dispose()
+
+
+def server_state(request: Request) -> ServerState:
+    """The ``ServerState`` an app built by ``build_app`` carries."""
+    state: ServerState = request.app.state.fleet
+    return state
+
+
+async def in_session(factory: sessionmaker[Session], work: Callable[[Session], T]) -> T:
+    """Run ``work(session)`` as one transaction in a worker thread: committed before the
+    handler answers, rolled back on any error."""
+
+    def run() -> T:
+        with session_scope(factory) as session:
+            return work(session)
+
+    return await run_in_threadpool(run)
