@@ -121,12 +121,14 @@ def load_state(
 def save_state(
     session: Session,
     host_id: int,
+    host_name: str,
     state: DetectionState,
     loaded: dict[str, tuple[int, int]],
     pairs: set[tuple[str, str]],
 ) -> int:
-    """Write the host's new keys, moved last-seen times and new parent/child pairs."""
-    me = state.hosts[detection_names(session)[host_id]]
+    """Write the host's new keys, moved last-seen times and new parent/child pairs
+    (``host_name`` is the host's name in ``state``, as ``detection_names`` gives it)."""
+    me = state.hosts[host_name]
     new_rows = []
     for key, seen in me.keys.items():
         first, last = int(seen.first_seen), int(seen.last_seen)

@@ -153,8 +153,8 @@ class DetectionService:
             if learn:
                 detector.learn(paths, stamp)
                 detection_store.mark_baselined(session, host_id, now)
-                detection_store.save_state(session, host_id, state, loaded, pairs)
+                detection_store.save_state(session, host_id, snap.host, state, loaded, pairs)
                 return []
             findings = detector.detect(paths, stamp)
-            detection_store.save_state(session, host_id, state, loaded, pairs)
+            detection_store.save_state(session, host_id, snap.host, state, loaded, pairs)
             return detection_store.save_findings(session, host_id, findings)
