@@ -14,15 +14,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import hashlib
+import multiprocessing
+import os
 import sqlite3
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-
-import httpx
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -47,51 +48,77 @@ def seed_hosts(db: Path, n: int) -> list[str]:
     return keys
 
 
-async def poller(client: httpx.AsyncClient, key: str, interval: float, stop: asyncio.Event,
-                 offset: float) -> None:
-    await asyncio.sleep(offset)
-    while not stop.is_set():
-        read = (await client.post("/api/v1/osquery/distributed/read",
-                                  json={"node_key": key})).json()
-        queries = read.get("queries", {})
-        if queries:
-            await client.post("/api/v1/osquery/distributed/write", json={
-                "node_key": key, "queries": {q: [{"one": "1"}] for q in queries},
-                "statuses": dict.fromkeys(queries, 0), "messages": dict.fromkeys(queries, "")})
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), interval)
+def simulate_hosts(url: str, ca: str, keys: list[str], interval: float, ready: Any,
+                   stop: Any) -> None:
+    """Child process: every key is one osqueryd polling ``distributed/read`` every
+    ``interval`` seconds (evenly staggered) and answering each query it is given with one
+    row, as osqueryd's distributed loop does. Runs in its own process, with aiohttp, so the
+    load generator does not compete with the server for one interpreter."""
+    import aiohttp
+
+    async def run() -> None:
+        connector = aiohttp.TCPConnector(limit=0, ssl=ssl_context(ca))
+        async with aiohttp.ClientSession(base_url=url, connector=connector) as session:
+
+            async def post(path: str, body: dict[str, Any]) -> dict[str, Any]:
+                async with session.post(path, json=body) as response:
+                    return dict(await response.json())
+
+            async def host(key: str, offset: float) -> None:
+                await asyncio.sleep(offset)
+                while not stop.is_set():
+                    read = await post("/api/v1/osquery/distributed/read", {"node_key": key})
+                    queries = read.get("queries", {})
+                    if queries:
+                        await post("/api/v1/osquery/distributed/write", {
+                            "node_key": key, "queries": {q: [{"one": "1"}] for q in queries},
+                            "statuses": dict.fromkeys(queries, 0),
+                            "messages": dict.fromkeys(queries, "")})
+                    await asyncio.sleep(interval)
+
+            tasks = [asyncio.create_task(host(k, i * interval / len(keys)))
+                     for i, k in enumerate(keys)]
+            await asyncio.sleep(interval)
+            ready.set()  # every host has checked in at least once
+            while not stop.is_set():
+                await asyncio.sleep(0.2)
+            await asyncio.gather(*tasks)
+
+    asyncio.run(run())
 
 
-async def fan_out(server: RunningServer, keys: list[str], interval: float,
-                  limit: float = 60.0) -> tuple[dict[float, float], int]:
-    """Seconds until 50 %, 99 % and 100 % of hosts answered (those reached before
-    ``limit``), and how many answered."""
-    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
-    async with httpx.AsyncClient(base_url=server.url, verify=ssl_context(server.ca),
-                                 limits=limits, timeout=60) as client:
-        stop = asyncio.Event()
-        tasks = [asyncio.create_task(poller(client, k, interval, stop, i * interval / len(keys)))
-                 for i, k in enumerate(keys)]
-        try:
-            await asyncio.sleep(interval + 1)  # every host has checked in at least once
-            admin = {"Authorization": f"Bearer {server.token}"}
-            started = time.perf_counter()
-            created = (await client.post("/api/v1/admin/queries", headers=admin,
-                                         json={"sql": "SELECT 1 AS one", "timeout": 300})).json()
-            reached: dict[float, float] = {}
-            while True:
-                status = (await client.get(f"/api/v1/admin/queries/{created['id']}",
-                                           headers=admin)).json()
-                elapsed = time.perf_counter() - started
-                for share in (0.5, 0.99, 1.0):
-                    if share not in reached and status["answered"] >= share * len(keys):
-                        reached[share] = elapsed
-                if status["answered"] >= len(keys) or elapsed > limit:
-                    return reached, int(status["answered"])
-                await asyncio.sleep(0.1)
-        finally:
-            stop.set()
-            await asyncio.gather(*tasks, return_exceptions=True)
+def fan_out(server: RunningServer, keys: list[str], interval: float,
+            timeout: int = 120) -> tuple[float, str]:
+    """Seconds from starting ``fleetctl query`` (a real process) to its exit, and its
+    progress line, while the simulated hosts poll."""
+    ctx = multiprocessing.get_context("spawn")
+    ready, stop = ctx.Event(), ctx.Event()
+    hosts = ctx.Process(target=simulate_hosts,
+                        args=(server.url, server.ca, keys, interval, ready, stop))
+    hosts.start()
+    try:
+        if not ready.wait(interval + 60):
+            raise SystemExit("the simulated hosts did not start")
+        env = {**os.environ, "FLEETCTL_SERVER": server.url, "FLEETCTL_TOKEN": server.token,
+               "FLEETCTL_CA": server.ca}
+        started = time.perf_counter()
+        done = subprocess.run(
+            [str(ROOT / ".venv" / "bin" / "fleetctl"), "query", "SELECT 1 AS one",
+             "--targets", "all", "--timeout", f"{timeout}s", "--format", "ndjson"],
+            env=env, capture_output=True, text=True, check=False)
+        elapsed = time.perf_counter() - started
+        if done.returncode != 0:
+            raise SystemExit(f"fleetctl query failed: {done.stderr}")
+        rows = sum(1 for line in done.stdout.splitlines() if line.strip())
+        conn = sqlite3.connect(server.settings.db_url.removeprefix("sqlite:///"))
+        stored = conn.execute("SELECT max(t.done_at) - min(c.created_at) FROM campaign_targets t"
+                              " JOIN campaigns c ON c.id = t.campaign_id").fetchone()[0]
+        conn.close()
+        return elapsed, (f"{done.stderr.strip().splitlines()[-1]}; {rows} rows printed; "
+                         f"last answer stored {stored} s after the query was created")
+    finally:
+        stop.set()
+        hosts.join(30)
 
 
 def dispatch(server: RunningServer, n: int) -> tuple[float, float]:
@@ -139,11 +166,10 @@ def main() -> None:
     try:
         keys = seed_hosts(home / "fleet.db", args.hosts)
         server.thread.state.reload_node_keys()
-        reached, answered = asyncio.run(fan_out(server, keys, args.interval))
-        shares = ", ".join(f"{int(k * 100)} % in {v:.2f} s ({v / args.interval:.2f} x interval)"
-                           for k, v in sorted(reached.items()))
+        elapsed, progress = fan_out(server, keys, args.interval)
         print(f"live query to {args.hosts} hosts polling every {args.interval:g} s: "
-              f"{answered} answered; {shares}")
+              f"fleetctl query returned in {elapsed:.2f} s = {elapsed / args.interval:.2f} x "
+              f"the polling interval ({progress})")
     finally:
         server.stop()
 

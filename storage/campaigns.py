@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Table, bindparam, case, func, select, update
 from sqlalchemy.orm import Session
 
 from fleetctl.targeting import host_family
@@ -89,15 +90,23 @@ def pending(session: Session, now: int) -> list[Pending]:
     return [Pending(*r) for r in rows]
 
 
-def mark_sent(session: Session, host_id: int, campaign_ids: list[int], now: int) -> None:
-    session.execute(
-        update(CampaignTarget)
-        .where(
-            CampaignTarget.host_id == host_id,
-            CampaignTarget.campaign_id.in_(campaign_ids),
-            CampaignTarget.state == "queued",
-        )
-        .values(state="sent", sent_at=now)
+def mark_sent(session: Session, sent: dict[tuple[int, int], int]) -> None:
+    """Record hand-outs, (campaign id, host id) -> time, in one statement batch.
+
+    A target already answered keeps its state (the answer may be written first) but
+    still gets its ``sent_at``.
+    """
+    if not sent:
+        return
+    target = cast(Table, CampaignTarget.__table__)
+    session.connection().execute(
+        update(target)
+        .where(target.c.campaign_id == bindparam("cid"), target.c.host_id == bindparam("hid"))
+        .values(
+            state=case((target.c.state == "queued", "sent"), else_=target.c.state),
+            sent_at=func.coalesce(target.c.sent_at, bindparam("at")),
+        ),
+        [{"cid": cid, "hid": hid, "at": at} for (cid, hid), at in sent.items()],
     )
 
 

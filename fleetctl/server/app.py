@@ -39,6 +39,7 @@ def build_app(state: ServerState) -> Starlette:
             while True:
                 await asyncio.sleep(CHECKIN_FLUSH_SECONDS)
                 await run_in_threadpool(state.flush_checkins)
+                await run_in_threadpool(state.flush_sent)
                 if state.node_keys.stale():
                     await run_in_threadpool(state.reload_node_keys)
                 if state.labels.stale():
@@ -60,6 +61,7 @@ def build_app(state: ServerState) -> Starlette:
         finally:
             task.cancel()
             await run_in_threadpool(state.flush_checkins)
+            await run_in_threadpool(state.flush_sent)
 
     app = Starlette(
         routes=[

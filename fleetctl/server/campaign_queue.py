@@ -5,6 +5,11 @@ a campaign is created on this replica, and reloaded from the database every few 
 so campaigns created on another replica (or before a restart) reach their hosts too. A
 host that is offline when a campaign starts gets the query whenever it next checks in,
 until the campaign expires.
+
+Handing a query to a host is recorded in memory too (``sent``) and written in one batch
+by the server's housekeeping, not one transaction per check-in. If the server dies in
+between, the target is still ``queued`` in the database and the host gets the query
+again after the restart: delivery is at least once, and an answer overwrites the last.
 """
 
 from __future__ import annotations
@@ -33,12 +38,19 @@ def parse_campaign_query_id(query_id: str) -> int | None:
 class CampaignQueue:
     reload_every: float = 3.0
     _by_host: dict[int, dict[int, Pending]] = field(default_factory=dict)
+    _sent: dict[tuple[int, int], int] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     loaded_at: float = 0.0
 
     def load(self, pending: list[Pending]) -> None:
+        """Replace the queue with the database's queued targets, except those handed
+        out since (their ``sent`` is not written yet)."""
         by_host: dict[int, dict[int, Pending]] = {}
+        with self._lock:
+            sent = set(self._sent)
         for item in pending:
+            if (item.campaign_id, item.host_id) in sent:
+                continue
             by_host.setdefault(item.host_id, {})[item.campaign_id] = item
         with self._lock:
             self._by_host = by_host
@@ -58,4 +70,19 @@ class CampaignQueue:
             return {}
         with self._lock:
             items = self._by_host.pop(host_id, {})
-        return {cid: p.sql for cid, p in items.items() if p.expires_at > now}
+            taken = {cid: p.sql for cid, p in items.items() if p.expires_at > now}
+            for cid in taken:
+                self._sent[(cid, host_id)] = now
+        return taken
+
+    def sent(self) -> dict[tuple[int, int], int]:
+        """(campaign id, host id) -> when it was handed out, not yet written."""
+        with self._lock:
+            return dict(self._sent)
+
+    def written(self, items: dict[tuple[int, int], int]) -> None:
+        """Forget hand-outs now stored (``items`` as returned by :meth:`sent`)."""
+        with self._lock:
+            for key, at in items.items():
+                if self._sent.get(key) == at:
+                    del self._sent[key]

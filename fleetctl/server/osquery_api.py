@@ -182,10 +182,6 @@ async def distributed_read(request: Request) -> Response:
     queries = state.labels.due(node.host_id, node.family, now)
     campaigns = state.campaigns.take(node.host_id, now)
     if campaigns:
-        await in_session(
-            state.sessions,
-            lambda session: campaign_store.mark_sent(session, node.host_id, list(campaigns), now),
-        )
         queries.update({campaign_query_id(cid): sql for cid, sql in campaigns.items()})
     return node_ok({"queries": queries})
 

@@ -119,9 +119,18 @@ class ServerState:
             self.packs = PackIndex.of(session)
         self._packs_loaded = time.monotonic()
 
+    def flush_sent(self) -> None:
+        """Write the campaign queries handed to hosts since the last flush."""
+        sent = self.campaigns.sent()
+        if sent:
+            with session_scope(self.sessions) as session:
+                campaign_store.mark_sent(session, sent)
+            self.campaigns.written(sent)
+
     def reload_campaigns(self) -> None:
         """Queued campaign targets into memory; expire campaigns past their time."""
         now = int(time.time())
+        self.flush_sent()
         with session_scope(self.sessions) as session:
             campaign_store.expire(session, now)
             pending = campaign_store.pending(session, now)
@@ -147,6 +156,7 @@ class ServerState:
         if self.detection is not None:
             self.detection.stop()
         self.flush_checkins()
+        self.flush_sent()
         self.engine.dispose()
         self.readonly_engine.dispose()
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from fleetctl.agent import Agent, AgentOptions
 from fleetctl.agent.engines import EmbeddedEngine
@@ -100,3 +100,53 @@ def test_expired_campaigns_are_not_sent(server: RunningServer) -> None:
     assert node.call("/distributed/read")["queries"] == {}
     status = admin.get(f"/api/v1/admin/queries/{started.json()['id']}").json()
     assert [h["state"] for h in status["hosts"]] == ["expired"] and status["expired"]
+
+
+def _target_state(server: RunningServer, campaign_id: int) -> tuple[str, int | None]:
+    from storage.models import CampaignTarget
+
+    engine = make_engine(server.settings.db_url)
+    with session_scope(make_sessionmaker(engine)) as session:
+        [target] = session.scalars(
+            select(CampaignTarget).where(CampaignTarget.campaign_id == campaign_id))
+        found = target.state, target.sent_at
+    engine.dispose()
+    return found
+
+
+def test_a_query_is_handed_out_once_and_recorded_in_a_batch(server: RunningServer) -> None:
+    from storage import campaigns as campaign_store
+
+    node = server.node("busy", "u-busy")
+    node.enroll()
+    state = server.thread.state
+    admin: Any = server.admin()
+    cid = admin.post("/api/v1/admin/queries",
+                     json={"sql": "SELECT 1 AS one", "targets": "host:busy"}).json()["id"]
+    assert list(node.call("/distributed/read")["queries"]) == [f"fleetctl_campaign_{cid}"]
+
+    # A reload that read the database before the hand-out was written (the server's own
+    # housekeeping may have written it already) must not queue it again.
+    with session_scope(state.sessions) as session:
+        state.campaigns.load(campaign_store.pending(session, int(time.time())))
+    assert node.call("/distributed/read")["queries"] == {}
+
+    state.flush_sent()
+    sent, sent_at = _target_state(server, cid)
+    assert sent == "sent" and sent_at is not None
+    state.reload_campaigns()
+    assert node.call("/distributed/read")["queries"] == {}
+
+
+def test_an_answer_written_before_its_hand_out_stays_done(server: RunningServer) -> None:
+    node = server.node("quick", "u-quick")
+    node.enroll()
+    admin: Any = server.admin()
+    cid = admin.post("/api/v1/admin/queries",
+                     json={"sql": "SELECT 1 AS one", "targets": "host:quick"}).json()["id"]
+    [qid] = node.call("/distributed/read")["queries"]
+    node.call("/distributed/write", {"queries": {qid: [{"one": "1"}]}, "statuses": {qid: 0},
+                                     "messages": {qid: ""}})
+    server.thread.state.flush_sent()
+    done, sent_at = _target_state(server, cid)
+    assert done == "done" and sent_at is not None
