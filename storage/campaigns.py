@@ -141,6 +141,9 @@ def expire(session: Session, now: int) -> int:
     return result.rowcount or 0  # type: ignore[attr-defined]
 
 
+FINISHED = ("done", "failed")
+
+
 def progress(session: Session, campaign_id: int) -> dict[str, int]:
     rows = session.execute(
         select(CampaignTarget.state, func.count())
@@ -150,16 +153,36 @@ def progress(session: Session, campaign_id: int) -> dict[str, int]:
     return {state: int(n) for state, n in rows}
 
 
-def answers(session: Session, campaign_id: int) -> list[tuple[CampaignTarget, str]]:
-    return [
-        (t, ident)
-        for t, ident in session.execute(
-            select(CampaignTarget, Host.host_identifier)
-            .join(Host, Host.id == CampaignTarget.host_id)
-            .where(CampaignTarget.campaign_id == campaign_id)
-            .order_by(CampaignTarget.done_at, CampaignTarget.host_id)
-        )
-    ]
+def online_progress(session: Session, campaign_id: int, online_since: int) -> tuple[int, int]:
+    """(targets seen since ``online_since``, how many of those answered)."""
+    online, answered = session.execute(
+        select(func.count(), func.count().filter(CampaignTarget.state.in_(FINISHED)))
+        .join(Host, Host.id == CampaignTarget.host_id)
+        .where(CampaignTarget.campaign_id == campaign_id, Host.last_seen >= online_since)
+    ).one()
+    return int(online), int(answered)
+
+
+def last_answer_at(session: Session, campaign_id: int) -> int | None:
+    return session.scalar(
+        select(func.max(CampaignTarget.done_at)).where(CampaignTarget.campaign_id == campaign_id)
+    )
+
+
+def answers(
+    session: Session, campaign_id: int, since: int | None = None
+) -> list[tuple[CampaignTarget, str]]:
+    """Every target with its host identifier; with ``since``, only the answers (done or
+    failed) stored at or after that time, so a follower fetches each answer about once."""
+    query = (
+        select(CampaignTarget, Host.host_identifier)
+        .join(Host, Host.id == CampaignTarget.host_id)
+        .where(CampaignTarget.campaign_id == campaign_id)
+        .order_by(CampaignTarget.done_at, CampaignTarget.host_id)
+    )
+    if since is not None:
+        query = query.where(CampaignTarget.state.in_(FINISHED), CampaignTarget.done_at >= since)
+    return [(t, ident) for t, ident in session.execute(query)]
 
 
 def join_open_hunts(session: Session, host_id: int, now: int) -> list[Pending]:

@@ -13,7 +13,6 @@ import json
 import time
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.requests import Request
 from starlette.routing import Route
@@ -25,7 +24,7 @@ from fleetctl.server.state import server_state
 from fleetctl.timeutil import iso
 from storage import campaigns as campaign_store
 from storage.campaigns import Pending, TargetError
-from storage.models import Campaign, Host
+from storage.models import Campaign
 
 PREFIX = "/api/v1/admin"
 ONLINE_WINDOW = 90
@@ -43,16 +42,6 @@ def check_query_sql(sql: Any) -> str:
             "the query does not validate against osquery's tables", [e.as_row() for e in errors]
         )
     return sql
-
-
-def _online(session: Session, host_ids: list[int], now: int) -> set[int]:
-    if not host_ids:
-        return set()
-    return set(
-        session.scalars(
-            select(Host.id).where(Host.id.in_(host_ids), Host.last_seen >= now - ONLINE_WINDOW)
-        )
-    )
 
 
 @admin_write_endpoint
@@ -86,40 +75,51 @@ def start_query(request: Request, session: Session, body: dict[str, Any]) -> dic
     return {
         "id": campaign.id,
         "targeted": len(host_ids),
-        "online": len(_online(session, host_ids, now)),
+        "online": campaign_store.online_progress(session, campaign.id, now - ONLINE_WINDOW)[0],
         "expires": iso(campaign.expires_at),
     }
 
 
 @admin_endpoint
 def show_query(request: Request, session: Session) -> dict[str, Any]:
+    """Progress and answers. ``?since=T`` lists only answers stored at or after T (a
+    unix time; ``cursor`` is the latest answer's), so following a query over thousands of
+    hosts costs each answer once, not once per poll; without it every target is listed
+    with its state."""
     campaign = session.get(Campaign, int(request.path_params["id"]))
     if campaign is None:
         raise NotFound(f"no query {request.path_params['id']}")
+    since_text = request.query_params.get("since")
+    try:
+        since = int(since_text) if since_text is not None else None
+    except ValueError:
+        raise ValueError("'since' must be a unix time in seconds") from None
     now = int(time.time())
-    answers = campaign_store.answers(session, campaign.id)
-    online = _online(session, [t.host_id for t, _ in answers], now)
-    finished = {"done", "failed"}
+    counts = campaign_store.progress(session, campaign.id)
+    online, online_answered = campaign_store.online_progress(
+        session, campaign.id, now - ONLINE_WINDOW
+    )
     return {
         "id": campaign.id,
         "sql": campaign.sql,
         "targets": campaign.targets,
         "expired": campaign.expires_at <= now,
-        "targeted": len(answers),
-        "online": len(online),
-        "answered": sum(1 for t, _ in answers if t.state in finished),
-        "online_answered": sum(
-            1 for t, _ in answers if t.state in finished and t.host_id in online
-        ),
+        "targeted": sum(counts.values()),
+        "online": online,
+        "answered": sum(counts.get(s, 0) for s in campaign_store.FINISHED),
+        "online_answered": online_answered,
+        "states": counts,
+        "cursor": campaign_store.last_answer_at(session, campaign.id),
         "hosts": [
             {
+                "host_id": t.host_id,
                 "host": ident,
                 "state": t.state,
                 "message": t.message,
                 "rows": t.rows or [],
                 "answered": iso(t.done_at),
             }
-            for t, ident in answers
+            for t, ident in campaign_store.answers(session, campaign.id, since)
         ],
     }
 

@@ -150,3 +150,51 @@ def test_an_answer_written_before_its_hand_out_stays_done(server: RunningServer)
     server.thread.state.flush_sent()
     done, sent_at = _target_state(server, cid)
     assert done == "done" and sent_at is not None
+
+
+def test_following_a_query_fetches_answers_since_a_cursor(server: RunningServer) -> None:
+    from fleetctl.cli.query import _next_since
+    from storage.models import CampaignTarget
+
+    early, late = server.node("early", "u-early"), server.node("late", "u-late")
+    for node in (early, late):
+        node.enroll()
+    admin: Any = server.admin()
+    cid = admin.post("/api/v1/admin/queries", json={"sql": "SELECT 1 AS one"}).json()["id"]
+
+    def answer(node: Any) -> None:
+        [qid] = node.call("/distributed/read")["queries"]
+        node.call("/distributed/write", {"queries": {qid: [{"one": "1"}]},
+                                         "statuses": {qid: 0}, "messages": {qid: ""}})
+
+    def follow(since: int) -> dict[str, Any]:
+        response = admin.get(f"/api/v1/admin/queries/{cid}", params={"since": since})
+        assert response.status_code == 200, response.text
+        return dict(response.json())
+
+    answer(early)
+    first = follow(0)
+    assert [h["host"] for h in first["hosts"]] == ["early"] and first["answered"] == 1
+    assert first["states"] == {"done": 1, "queued": 1}
+    assert _next_since(first, shown=1) == first["cursor"] - 1
+
+    # The late answer is stamped before the cursor (a slow commit): the window misses it,
+    # fewer answers are shown than answered, so the follower starts again from zero.
+    answer(late)
+    engine = make_engine(server.settings.db_url)
+    with session_scope(make_sessionmaker(engine)) as session:
+        session.execute(update(CampaignTarget).where(CampaignTarget.campaign_id == cid,
+                                                     CampaignTarget.state == "done")
+                        .values(done_at=CampaignTarget.done_at - 60))
+        session.execute(update(CampaignTarget).where(CampaignTarget.campaign_id == cid)
+                        .where(CampaignTarget.host_id == first["hosts"][0]["host_id"])
+                        .values(done_at=int(time.time())))
+    engine.dispose()
+    windowed = follow(first["cursor"] - 1)
+    assert [h["host"] for h in windowed["hosts"]] == ["early"] and windowed["answered"] == 2
+    assert _next_since(windowed, shown=1) == 0
+    assert {h["host"] for h in follow(0)["hosts"]} == {"early", "late"}
+
+    assert admin.get(f"/api/v1/admin/queries/{cid}", params={"since": "x"}).status_code == 400
+    everything = admin.get(f"/api/v1/admin/queries/{cid}").json()
+    assert {h["state"] for h in everything["hosts"]} == {"done"} and len(everything["hosts"]) == 2
