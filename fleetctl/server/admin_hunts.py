@@ -123,7 +123,7 @@ def show_hunt(request: Request, session: Session) -> dict[str, Any]:
     for run in session.scalars(
         select(HuntRun).where(HuntRun.hunt_id == hunt.id).order_by(HuntRun.run)
     ):
-        counts = campaign_store.progress(session, run.campaign_id)
+        counts = campaign_store.counts(session, run.campaign_id, online_since=0).states
         runs.append(
             {
                 "run": run.run,

@@ -68,16 +68,21 @@ def start_query(request: Request, session: Session, body: dict[str, Any]) -> dic
         now=now,
         expires_at=now + timeout,
     )
-    session.flush()
+    answer = {
+        "id": campaign.id,
+        "targeted": len(host_ids),
+        "online": sum(
+            campaign_store.counts(session, campaign.id, now - ONLINE_WINDOW).online.values()
+        ),
+        "expires": iso(campaign.expires_at),
+    }
+    # Hosts may get the query the moment it is queued: its targets must be committed
+    # first, or a quick answer finds no target row to update.
+    session.commit()
     server_state(request).campaigns.add(
         [Pending(campaign.id, h, sql, campaign.expires_at) for h in host_ids]
     )
-    return {
-        "id": campaign.id,
-        "targeted": len(host_ids),
-        "online": campaign_store.online_progress(session, campaign.id, now - ONLINE_WINDOW)[0],
-        "expires": iso(campaign.expires_at),
-    }
+    return answer
 
 
 @admin_endpoint
@@ -95,20 +100,17 @@ def show_query(request: Request, session: Session) -> dict[str, Any]:
     except ValueError:
         raise ValueError("'since' must be a unix time in seconds") from None
     now = int(time.time())
-    counts = campaign_store.progress(session, campaign.id)
-    online, online_answered = campaign_store.online_progress(
-        session, campaign.id, now - ONLINE_WINDOW
-    )
+    counts = campaign_store.counts(session, campaign.id, now - ONLINE_WINDOW)
     return {
         "id": campaign.id,
         "sql": campaign.sql,
         "targets": campaign.targets,
         "expired": campaign.expires_at <= now,
-        "targeted": sum(counts.values()),
-        "online": online,
-        "answered": sum(counts.get(s, 0) for s in campaign_store.FINISHED),
-        "online_answered": online_answered,
-        "states": counts,
+        "targeted": sum(counts.states.values()),
+        "online": sum(counts.online.values()),
+        "answered": counts.answered,
+        "online_answered": counts.online_answered,
+        "states": counts.states,
         "cursor": campaign_store.last_answer_at(session, campaign.id),
         "hosts": [
             {

@@ -39,30 +39,53 @@ class CampaignQueue:
     reload_every: float = 3.0
     _by_host: dict[int, dict[int, Pending]] = field(default_factory=dict)
     _sent: dict[tuple[int, int], int] = field(default_factory=dict)
+    _adds: int = 0
+    _added: dict[int, int] = field(default_factory=dict)  # campaign id -> its add's number
     _lock: threading.Lock = field(default_factory=threading.Lock)
     loaded_at: float = 0.0
 
-    def load(self, pending: list[Pending]) -> None:
-        """Replace the queue with the database's queued targets, except those handed
-        out since (their ``sent`` is not written yet)."""
-        by_host: dict[int, dict[int, Pending]] = {}
+    def mark(self) -> int:
+        """Call before reading the database for :meth:`load`."""
         with self._lock:
-            sent = set(self._sent)
-        for item in pending:
-            if (item.campaign_id, item.host_id) in sent:
-                continue
-            by_host.setdefault(item.host_id, {})[item.campaign_id] = item
+            return self._adds
+
+    def load(self, pending: list[Pending], mark: int) -> None:
+        """Replace the queue with the database's queued targets, read after ``mark``.
+
+        Targets handed out since the read are left out (their ``sent`` is not written
+        yet), and campaigns added after ``mark`` keep what this queue holds for them (the
+        read may predate their commit). All under the lock, so no hand-out slips in
+        between.
+        """
         with self._lock:
+            fresh = {cid for cid, number in self._added.items() if number > mark}
+            by_host: dict[int, dict[int, Pending]] = {}
+            for item in pending:
+                if (item.campaign_id, item.host_id) not in self._sent:
+                    by_host.setdefault(item.host_id, {})[item.campaign_id] = item
+            for host_id, items in self._by_host.items():
+                for cid, item in items.items():
+                    if cid in fresh:
+                        by_host.setdefault(host_id, {})[cid] = item
             self._by_host = by_host
+            self._added = {cid: n for cid, n in self._added.items() if n > mark}
             self.loaded_at = time.monotonic()
+
+    def __len__(self) -> int:
+        """Queued (campaign, host) pairs not yet handed out."""
+        with self._lock:
+            return sum(len(items) for items in self._by_host.values())
 
     def stale(self) -> bool:
         return time.monotonic() - self.loaded_at > self.reload_every
 
     def add(self, items: list[Pending]) -> None:
+        """Queue committed targets (a new campaign, or a host joining open hunts)."""
         with self._lock:
+            self._adds += 1
             for item in items:
                 self._by_host.setdefault(item.host_id, {})[item.campaign_id] = item
+                self._added[item.campaign_id] = self._adds
 
     def take(self, host_id: int, now: int) -> dict[int, str]:
         """campaign id -> SQL for this host (removed from the queue: it is being sent)."""

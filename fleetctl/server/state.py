@@ -131,10 +131,11 @@ class ServerState:
         """Queued campaign targets into memory; expire campaigns past their time."""
         now = int(time.time())
         self.flush_sent()
+        mark = self.campaigns.mark()
         with session_scope(self.sessions) as session:
             campaign_store.expire(session, now)
             pending = campaign_store.pending(session, now)
-        self.campaigns.load(pending)
+        self.campaigns.load(pending, mark)
 
     def reload_labels(self) -> None:
         with session_scope(self.readonly_sessions) as session:

@@ -127,8 +127,9 @@ def test_a_query_is_handed_out_once_and_recorded_in_a_batch(server: RunningServe
 
     # A reload that read the database before the hand-out was written (the server's own
     # housekeeping may have written it already) must not queue it again.
+    mark = state.campaigns.mark()
     with session_scope(state.sessions) as session:
-        state.campaigns.load(campaign_store.pending(session, int(time.time())))
+        state.campaigns.load(campaign_store.pending(session, int(time.time())), mark)
     assert node.call("/distributed/read")["queries"] == {}
 
     state.flush_sent()
@@ -198,3 +199,43 @@ def test_following_a_query_fetches_answers_since_a_cursor(server: RunningServer)
     assert admin.get(f"/api/v1/admin/queries/{cid}", params={"since": "x"}).status_code == 400
     everything = admin.get(f"/api/v1/admin/queries/{cid}").json()
     assert {h["state"] for h in everything["hosts"]} == {"done"} and len(everything["hosts"]) == 2
+
+
+def test_targets_are_committed_before_hosts_can_be_handed_the_query(
+    server: RunningServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A host polling the instant a query is queued answers at once; the answer must
+    find its target row, so the queue is filled only after the commit."""
+    from storage.campaigns import Pending
+    from storage.models import CampaignTarget
+
+    node = server.node("eager", "u-eager")
+    node.enroll()
+    queue = server.thread.state.campaigns
+    add = queue.add
+    visible: list[int] = []
+
+    def add_when_committed(items: list[Pending]) -> None:
+        engine = make_engine(server.settings.db_url)
+        with session_scope(make_sessionmaker(engine)) as session:
+            visible.append(len(session.scalars(select(CampaignTarget).where(
+                CampaignTarget.campaign_id.in_({i.campaign_id for i in items}))).all()))
+        engine.dispose()
+        add(items)
+
+    monkeypatch.setattr(queue, "add", add_when_committed)
+    started = server.admin().post("/api/v1/admin/queries",
+                                  json={"sql": "SELECT 1 AS one", "targets": "host:eager"})
+    assert started.status_code == 200, started.text
+    assert visible == [1]
+
+
+def test_an_answer_to_a_query_never_sent_is_dropped_and_logged(
+    server: RunningServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    node = server.node("stray", "u-stray")
+    node.enroll()
+    with caplog.at_level("WARNING", logger="fleetctl.server"):
+        node.call("/distributed/write", {"queries": {"fleetctl_campaign_999": [{"one": "1"}]},
+                                         "statuses": {"fleetctl_campaign_999": 0}})
+    assert "answered fleetctl_campaign_999, which it was not sent" in caplog.text
