@@ -85,6 +85,16 @@ def members(session: Session, label_id: int) -> list[tuple[Host, int]]:
     return [(host, evaluated) for host, evaluated in rows]
 
 
+def member_ids(session: Session, label_id: int) -> list[int]:
+    return list(
+        session.scalars(
+            select(LabelMembership.host_id).where(
+                LabelMembership.label_id == label_id, LabelMembership.member.is_(True)
+            )
+        )
+    )
+
+
 def host_label_names(session: Session, host_id: int) -> set[str]:
     return set(
         session.scalars(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import logging
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -33,6 +34,8 @@ from storage import labels as label_store
 from storage import packs as pack_store
 from storage.models import Carve, CarveBlock, Delivery, DistributedResult, Host, StatusLog
 from storage.results import ApplyStats, apply_runs
+
+log = logging.getLogger("fleetctl.server")
 
 MAX_CARVE_BYTES = 512 * 1024 * 1024
 
@@ -182,8 +185,11 @@ def distributed_write(
     ):
         if not isinstance(value, dict):
             raise BadRequest(f"{key!r} must be an object keyed by query id")
-    lock_host(session, host_id)
     ids = set(queries) | set(statuses)
+    if any(parse_campaign_query_id(qid) is None for qid in ids):
+        # Label and other answers replace per-host rows; a campaign answer is a single
+        # keyed update and needs no lock (most of a fleet answering a live query).
+        lock_host(session, host_id)
     labels_answered: list[int] = []
     for qid in sorted(ids):
         status = statuses.get(qid, 0)
@@ -195,7 +201,10 @@ def distributed_write(
         rows = _as_str_rows(queries.get(qid, []), qid)
         campaign_id = parse_campaign_query_id(qid)
         if campaign_id is not None:
-            campaign_store.record_answer(session, campaign_id, host_id, status, message, rows, now)
+            if not campaign_store.record_answer(
+                session, campaign_id, host_id, status, message, rows, now
+            ):
+                log.warning("host %s answered %s, which it was not sent; dropped", host_id, qid)
             continue
         label_id = parse_label_query_id(qid)
         if label_id is not None:
