@@ -4,12 +4,13 @@ Each view reads the rows one pack query collected (by the query's name inside it
 so a renamed pack keeps working) and exposes their columns with SQL types plus the
 row's lifetime, ``first_seen`` and ``removed_at`` (unix seconds; ``removed_at`` is NULL
 while the row still exists). "As of T" is ``first_seen <= T AND (removed_at IS NULL OR
-removed_at > T)``. Migrations create them by version (``create_statements(..., 1)``).
+removed_at > T)``. Migrations create them by version: version 1 (migration 0004) the
+views over collected rows, findings and hosts; version 2 (0007) ``hunt_results``.
 """
 
 from __future__ import annotations
 
-VERSION = 1
+VERSION = 2
 
 # view -> (pack query names, [(column, SQL type)])  (columns are the query's own names)
 ROW_VIEWS: dict[str, tuple[tuple[str, ...], tuple[tuple[str, str], ...]]] = {
@@ -140,15 +141,45 @@ def row_view_sql(name: str, dialect: str) -> str:
     )
 
 
+def hunt_results_sql(dialect: str) -> str:
+    """One row per result row of every hunt run a host answered. ``columns`` is the row
+    as JSON (``columns ->> 'pid'`` on both databases). A host's answer is current from
+    when it was stored (``first_seen``) until its next answer to the same hunt
+    (``removed_at``), so "as of T" picks each host's latest answer before T."""
+    rows = (
+        "CROSS JOIN LATERAL jsonb_array_elements(a.rows) AS e(value)"
+        if dialect == "postgresql"
+        else "JOIN json_each(a.rows) AS e"
+    )
+    return f"""CREATE VIEW hunt_results AS
+    WITH answers AS (
+        SELECT u.name AS hunt, r.run, t.host_id, t.rows, t.done_at,
+            LEAD(t.done_at) OVER (PARTITION BY r.hunt_id, t.host_id ORDER BY r.run) AS next_at
+        FROM hunt_runs r
+        JOIN hunts u ON u.id = r.hunt_id
+        JOIN campaign_targets t ON t.campaign_id = r.campaign_id
+        WHERE t.state = 'done'
+    )
+    SELECT a.hunt, a.run, a.host_id, h.host_identifier AS host, e.value AS columns,
+        a.done_at AS first_seen, a.next_at AS removed_at
+    FROM answers a
+    JOIN hosts h ON h.id = a.host_id
+    {rows}"""
+
+
 def create_statements(dialect: str, version: int = VERSION) -> list[str]:
-    """CREATE VIEW statements of ``version`` (a later version keeps the earlier specs so
-    the migration that created them still replays)."""
-    if version != 1:
-        raise ValueError(f"unknown hunting views version {version}")
-    return [row_view_sql(name, dialect) for name in ROW_VIEWS] + [
-        f"CREATE VIEW {name} AS {sql}" for name, sql in PLAIN_VIEWS.items()
-    ]
+    """CREATE VIEW statements that ``version`` adds (a later version keeps the earlier
+    specs so the migrations that created them still replay)."""
+    if version == 1:
+        return [row_view_sql(name, dialect) for name in ROW_VIEWS] + [
+            f"CREATE VIEW {name} AS {sql}" for name, sql in PLAIN_VIEWS.items()
+        ]
+    if version == 2:
+        return [hunt_results_sql(dialect)]
+    raise ValueError(f"unknown hunting views version {version}")
 
 
-def drop_statements() -> list[str]:
-    return [f"DROP VIEW IF EXISTS {name}" for name in [*ROW_VIEWS, *PLAIN_VIEWS]]
+def drop_statements(version: int = VERSION) -> list[str]:
+    """DROP VIEW statements of the views that ``version`` added."""
+    names = [*ROW_VIEWS, *PLAIN_VIEWS] if version == 1 else ["hunt_results"]
+    return [f"DROP VIEW IF EXISTS {name}" for name in names]

@@ -20,7 +20,7 @@ from fleetctl.timeutil import iso
 from storage import campaigns as campaign_store
 from storage import packs as pack_store
 from storage.campaigns import TargetError
-from storage.models import Campaign, Hunt, HuntRun
+from storage.models import Campaign, CampaignTarget, Hunt, HuntRun
 
 PREFIX = "/api/v1/admin"
 
@@ -172,16 +172,28 @@ def cancel_hunt(request: Request, session: Session, body: dict[str, Any]) -> dic
     return _state_change(request, session, "cancelled")
 
 
-def _rows_by_host(session: Session, campaign_id: int) -> dict[str, tuple[str, list[Any]]]:
-    return {
-        ident: (t.state, t.rows or []) for t, ident in campaign_store.answers(session, campaign_id)
-    }
+def _previous_answers(session: Session, hunt_id: int, before_run: int) -> dict[int, list[Any]]:
+    """host id -> rows of its latest answered run before ``before_run``: a host that
+    missed a run is compared with the last run it did answer."""
+    latest: dict[int, list[Any]] = {}
+    for host_id, rows in session.execute(
+        select(CampaignTarget.host_id, CampaignTarget.rows)
+        .join(HuntRun, HuntRun.campaign_id == CampaignTarget.campaign_id)
+        .where(HuntRun.hunt_id == hunt_id, HuntRun.run < before_run, CampaignTarget.state == "done")
+        .order_by(HuntRun.run.desc())
+    ):
+        latest.setdefault(host_id, rows or [])
+    return latest
+
+
+def _row_key(row: Any) -> bytes:
+    return orjson.dumps(row, option=orjson.OPT_SORT_KEYS)
 
 
 @admin_endpoint
 def hunt_results(request: Request, session: Session) -> dict[str, Any]:
     """Rows of one run (default: the latest), optionally only rows new on each host
-    since its previous run; paginated with offset/limit."""
+    since its previous answered run; paginated with offset/limit."""
     hunt = _hunt(session, request.path_params["name"])
     params = request.query_params
     runs = {r.run: r for r in session.scalars(select(HuntRun).where(HuntRun.hunt_id == hunt.id))}
@@ -190,31 +202,23 @@ def hunt_results(request: Request, session: Session) -> dict[str, Any]:
     number = int(params["run"]) if params.get("run") else max(runs)
     if number not in runs:
         raise NotFound(f"hunt {hunt.name!r} has no run {number}")
-    current = _rows_by_host(session, runs[number].campaign_id)
-    previous = (
-        _rows_by_host(session, runs[number - 1].campaign_id)
-        if params.get("diff") and number - 1 in runs
-        else None
-    )
-    rows: list[dict[str, Any]] = []
-    for host, (_, host_rows) in sorted(current.items()):
-        seen = (
-            {orjson.dumps(r, option=orjson.OPT_SORT_KEYS) for r in previous[host][1]}
-            if previous is not None and host in previous
-            else set()
-        )
-        rows.extend(
-            {"host": host, **r}
-            for r in host_rows
-            if orjson.dumps(r, option=orjson.OPT_SORT_KEYS) not in seen
-        )
     offset, limit = int(params.get("offset", "0")), int(params.get("limit", "1000"))
+    if offset < 0 or not 0 < limit <= 100_000:
+        raise ValueError("'offset' must be >= 0 and 'limit' from 1 to 100000")
+    answers = campaign_store.answers(session, runs[number].campaign_id)
+    previous = _previous_answers(session, hunt.id, number) if params.get("diff") else {}
+    rows: list[dict[str, Any]] = []
+    for target, host in sorted(answers, key=lambda a: (a[1], a[0].host_id)):
+        seen = {_row_key(r) for r in previous.get(target.host_id, [])}
+        rows.extend({"host": host, **r} for r in target.rows or [] if _row_key(r) not in seen)
     return {
         "run": number,
         "total": len(rows),
         "offset": offset,
         "rows": rows[offset : offset + limit],
-        "hosts": [{"host": h, "state": s} for h, (s, _) in sorted(current.items())],
+        "hosts": [
+            {"host": host, "state": t.state} for t, host in sorted(answers, key=lambda a: a[1])
+        ],
     }
 
 

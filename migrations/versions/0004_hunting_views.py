@@ -23,5 +23,5 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for statement in views.drop_statements():
+    for statement in views.drop_statements(version=1):
         op.execute(statement)

@@ -115,6 +115,30 @@ def test_diff_runs_and_one_firing_per_slot(server: RunningServer) -> None:
     page = run("hunt", "results", "listeners", "--limit", "1", "--format", "json")
     assert "(1 of 2 rows; --offset 1 for more)" in page
 
+    # Run 3 fails on the host; run 4 is compared with run 2, the last one it answered.
+    assert service.fire(hid, now=t0 + 7200) == 3
+    [failed] = node.call("/distributed/read")["queries"]
+    node.call("/distributed/write", {"queries": {failed: []}, "statuses": {failed: 1},
+                                     "messages": {failed: "no such table"}})
+    assert service.fire(hid, now=t0 + 10800) == 4
+    answer_all(node, [{"pid": "1", "port": "22"}, {"pid": "7", "port": "4444"},
+                      {"pid": "9", "port": "8080"}])
+    assert ports("--diff") == ["8080"]
+
+    # The same history through the hunt_results view: each answer is current until the
+    # host's next answer to the hunt.
+    answer = server.admin().post("/api/v1/admin/sql", json={"sql": """
+        SELECT run, columns ->> 'port' AS port, first_seen, removed_at FROM hunt_results
+        WHERE hunt = 'listeners' ORDER BY run, port"""})
+    assert answer.status_code == 200, answer.text
+    rows = answer.json()["rows"]
+    assert [(r["run"], r["port"]) for r in rows] == [
+        (1, "22"), (2, "22"), (2, "4444"), (4, "22"), (4, "4444"), (4, "8080")]
+    by_run = {r["run"]: r for r in rows}
+    assert by_run[1]["removed_at"] == by_run[2]["first_seen"]
+    assert by_run[2]["removed_at"] == by_run[4]["first_seen"]
+    assert by_run[4]["removed_at"] is None
+
 
 def test_runs_expire(server: RunningServer) -> None:
     node = server.node("gone", "u-gone")
