@@ -17,6 +17,14 @@ def parse_duration(text: str) -> int:
     return int(m.group(1)) * _UNITS[m.group(2) or "s"]
 
 
+def format_duration(seconds: int) -> str:
+    """Seconds -> the largest exact unit, as ``parse_duration`` reads it: 3600 -> ``1h``."""
+    for unit, size in sorted(_UNITS.items(), key=lambda item: -item[1]):
+        if seconds and seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
 def parse_time(text: str) -> int:
     """Unix seconds or ISO 8601 (naive means UTC) -> unix seconds."""
     text = text.strip()

@@ -25,7 +25,7 @@ def hunt() -> None:
     help="all, platform:P, label:L, host:H (comma-separated).",
 )
 @click.option("--cron", default=None, help="Crontab expression (UTC), e.g. '0 * * * *'.")
-@click.option("--every", default=None, help="Interval, e.g. 15m, 6h.")
+@click.option("--every", default=None, help="Run now, then at this interval, e.g. 15m, 6h.")
 @click.option("--once", is_flag=True, help="Fire once, now.")
 @click.option(
     "--expires",
@@ -83,7 +83,7 @@ def list_hunts(ctx: click.Context, server: str, token: str, ca: str, fmt: str) -
     answer = open_client(ctx, server, token, ca).get("/hunts")
     render(
         answer["hunts"],
-        ("name", "state", "schedule", "targets", "runs", "last_run"),
+        ("name", "state", "schedule", "targets", "runs", "last_run", "next_run"),
         fmt,
         title="hunts",
     )
@@ -151,6 +151,8 @@ def results(
     answer = open_client(ctx, server, token, ca).get(
         f"/hunts/{name}/results", run=run, diff="1" if diff else None, offset=offset, limit=limit
     )
+    if answer["run"] is None:
+        raise click.ClickException(f"hunt {name} has not run yet (see `fleetctl hunt show {name}`)")
     render(answer["rows"], fmt=fmt, title=f"{name} run {answer['run']}")
     shown = offset + len(answer["rows"])
     if shown < answer["total"]:

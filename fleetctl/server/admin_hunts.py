@@ -14,9 +14,9 @@ from starlette.routing import Route
 from fleetctl.errors import NotFound
 from fleetctl.server.admin_api import admin_endpoint, admin_write_endpoint
 from fleetctl.server.admin_queries import MAX_TIMEOUT, check_query_sql
-from fleetctl.server.hunts import trigger_for
+from fleetctl.server.hunts import next_run, trigger_for
 from fleetctl.server.state import server_state
-from fleetctl.timeutil import iso
+from fleetctl.timeutil import format_duration, iso
 from storage import campaigns as campaign_store
 from storage import packs as pack_store
 from storage.campaigns import TargetError
@@ -93,6 +93,12 @@ def create_hunt(request: Request, session: Session, body: dict[str, Any]) -> dic
     return {"hunt": _hunt_json(session, hunt)}
 
 
+def schedule_text(hunt: Hunt) -> str:
+    if hunt.schedule_kind == "every":
+        return f"every {format_duration(int(hunt.schedule))}"
+    return f"{hunt.schedule_kind} {hunt.schedule}".strip()
+
+
 def _hunt_json(session: Session, hunt: Hunt) -> dict[str, Any]:
     runs = session.scalars(
         select(HuntRun).where(HuntRun.hunt_id == hunt.id).order_by(HuntRun.run)
@@ -100,12 +106,13 @@ def _hunt_json(session: Session, hunt: Hunt) -> dict[str, Any]:
     return {
         "name": hunt.name,
         "state": hunt.state,
-        "schedule": f"{hunt.schedule_kind} {hunt.schedule}".strip(),
+        "schedule": schedule_text(hunt),
         "targets": hunt.targets,
-        "expires": hunt.expires,
+        "expires": format_duration(hunt.expires),
         "sql": hunt.sql,
         "runs": len(runs),
         "last_run": iso(runs[-1].fired_at) if runs else None,
+        "next_run": iso(next_run(hunt, bool(runs), time.time())),
     }
 
 

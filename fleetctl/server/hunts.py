@@ -49,10 +49,23 @@ def trigger_for(kind: str, value: str, now: float) -> BaseTrigger:
     if kind == "cron":
         return CronTrigger.from_crontab(value, timezone="UTC")
     if kind == "every":
-        return IntervalTrigger(seconds=int(value), timezone="UTC")
+        return IntervalTrigger(seconds=int(value), start_date=_utc(now), timezone="UTC")
     if kind == "once":
         return DateTrigger(run_date=_utc(now), timezone="UTC")
     raise ValueError(f"unknown schedule {kind!r}")
+
+
+def next_run(hunt: Hunt, has_run: bool, now: float) -> int | None:
+    """When the hunt fires next, from its own row (the scheduler computes the same from
+    the same trigger, to the second), so no admin call waits on the scheduler's lock."""
+    if hunt.state != "active" or (hunt.schedule_kind == "once" and has_run):
+        return None
+    if hunt.schedule_kind == "every" and not has_run:
+        return int(now)  # the first run is due at creation
+    when = trigger_for(hunt.schedule_kind, hunt.schedule, hunt.created_at).get_next_fire_time(
+        None, _utc(now)
+    )
+    return int(when.timestamp()) if when is not None else None
 
 
 def _utc(ts: float) -> Any:
@@ -129,13 +142,19 @@ class HuntService:
     # -- jobs ---------------------------------------------------------------------------
 
     def schedule(self, hunt: Hunt) -> None:
+        """Add the hunt's job. An interval hunt runs at once, then every interval (as a
+        cron hunt waits for its first slot)."""
+        first: dict[str, Any] = {}
+        if hunt.schedule_kind == "every":
+            first["next_run_time"] = _utc(time.time())
         self.scheduler.add_job(
             fire,
-            trigger_for(hunt.schedule_kind, hunt.schedule, time.time()),
+            trigger_for(hunt.schedule_kind, hunt.schedule, hunt.created_at),
             args=[hunt.id],
             id=f"hunt-{hunt.id}",
             replace_existing=True,
             name=hunt.name,
+            **first,
         )
 
     def pause(self, hunt: Hunt) -> None:

@@ -20,6 +20,9 @@ from storage.engine import make_engine, make_sessionmaker, session_scope
 from storage.models import Hunt, HuntRun
 from tests.conftest import RunningServer
 
+# The schedule of hunts a test fires by hand: the scheduler's own slot is months away.
+YEARLY = "0 0 1 1 *"
+
 
 def run(*args: str, code: int = 0) -> str:
     result = CliRunner().invoke(main, list(args))
@@ -91,8 +94,8 @@ def test_diff_runs_and_one_firing_per_slot(server: RunningServer) -> None:
         "SELECT pid, port FROM listening_ports",
         "--targets",
         "all",
-        "--every",
-        "1h",
+        "--cron",
+        YEARLY,
     )
     service = server.thread.state.hunts
     assert service is not None
@@ -186,7 +189,7 @@ def test_hunts_survive_a_restart(db_url: str, tmp_path: Path, monkeypatch: Any) 
 
 
 def test_two_replicas_fire_a_slot_once(server: RunningServer) -> None:
-    run("hunt", "create", "twice", "--sql", "SELECT 1 AS one", "--every", "1h")
+    run("hunt", "create", "twice", "--sql", "SELECT 1 AS one", "--cron", YEARLY)
     hid = hunt_id(server, "twice")
     other_engine = make_engine(server.settings.db_url)
     replicas = [
@@ -240,6 +243,29 @@ def test_bad_hunts_are_refused(server: RunningServer) -> None:
     assert "active" in run("hunt", "resume", "paused-one")
 
 
+def test_an_interval_hunt_runs_at_once_then_every_interval(server: RunningServer) -> None:
+    run("hunt", "create", "hourly", "--sql", "SELECT 1 AS one", "--every", "1h")
+    deadline = time.monotonic() + 10
+    while not show("hourly")["runs"]:  # not an hour from now
+        assert time.monotonic() < deadline, "an interval hunt's first run is at creation"
+        time.sleep(0.2)
+    [listed] = json.loads(run("hunt", "list", "--format", "json"))
+    assert listed["schedule"] == "every 1h" and listed["runs"] == 1
+    first = dt.datetime.fromisoformat(listed["last_run"].replace("Z", "+00:00"))
+    following = dt.datetime.fromisoformat(listed["next_run"].replace("Z", "+00:00"))
+    assert dt.timedelta(minutes=59) <= following - first <= dt.timedelta(minutes=61)
+    run("hunt", "pause", "hourly")
+    assert json.loads(run("hunt", "list", "--format", "json"))[0]["next_run"] is None
+
+
+def test_results_of_a_hunt_that_has_not_run_say_so(server: RunningServer) -> None:
+    run("hunt", "create", "nightly", "--sql", "SELECT 1 AS one", "--cron", "0 3 * * *")
+    assert "hunt nightly has not run yet" in run("hunt", "results", "nightly", code=1)
+    [listed] = json.loads(run("hunt", "list", "--format", "json"))
+    assert listed["next_run"].endswith("T03:00:00Z") and listed["last_run"] is None
+    assert "no hunt 'nope'" in run("hunt", "results", "nope", code=1)
+
+
 def test_one_leader_fires_and_another_takes_over(db_url: str) -> None:
     """Only the replica holding the lock resumes its scheduler; when it stops, another
     replica becomes the leader."""
@@ -276,7 +302,7 @@ def test_a_hunt_reaches_a_host_that_enrolls_after_it_fired(server: RunningServer
     first = server.node("early", "u-early")
     first.enroll()
     run("hunt", "create", "all-hosts", "--sql", "SELECT 1 AS one", "--targets", "all",
-        "--every", "1h", "--expires", "10m")
+        "--cron", YEARLY, "--expires", "10m")
     service = server.thread.state.hunts
     assert service is not None
     assert service.fire(hunt_id(server, "all-hosts")) == 1
