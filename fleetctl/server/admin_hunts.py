@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import orjson
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.requests import Request
@@ -18,9 +17,10 @@ from fleetctl.server.hunts import next_run, trigger_for
 from fleetctl.server.state import server_state
 from fleetctl.timeutil import format_duration, iso
 from storage import campaigns as campaign_store
+from storage import hunt_results as hunt_result_store
 from storage import packs as pack_store
 from storage.campaigns import TargetError
-from storage.models import Campaign, CampaignTarget, Hunt, HuntRun
+from storage.models import Campaign, Hunt, HuntRun
 
 PREFIX = "/api/v1/admin"
 
@@ -179,54 +179,31 @@ def cancel_hunt(request: Request, session: Session, body: dict[str, Any]) -> dic
     return _state_change(request, session, "cancelled")
 
 
-def _previous_answers(session: Session, hunt_id: int, before_run: int) -> dict[int, list[Any]]:
-    """host id -> rows of its latest answered run before ``before_run``: a host that
-    missed a run is compared with the last run it did answer."""
-    latest: dict[int, list[Any]] = {}
-    for host_id, rows in session.execute(
-        select(CampaignTarget.host_id, CampaignTarget.rows)
-        .join(HuntRun, HuntRun.campaign_id == CampaignTarget.campaign_id)
-        .where(HuntRun.hunt_id == hunt_id, HuntRun.run < before_run, CampaignTarget.state == "done")
-        .order_by(HuntRun.run.desc())
-    ):
-        latest.setdefault(host_id, rows or [])
-    return latest
-
-
-def _row_key(row: Any) -> bytes:
-    return orjson.dumps(row, option=orjson.OPT_SORT_KEYS)
-
-
 @admin_endpoint
 def hunt_results(request: Request, session: Session) -> dict[str, Any]:
-    """Rows of one run (default: the latest), optionally only rows new on each host
-    since its previous answered run; paginated with offset/limit."""
+    """One page of a run's rows (default: the latest run), optionally only rows new on
+    each host since its previous answered run."""
     hunt = _hunt(session, request.path_params["name"])
     params = request.query_params
     runs = {r.run: r for r in session.scalars(select(HuntRun).where(HuntRun.hunt_id == hunt.id))}
     if not runs:
-        return {"run": None, "rows": [], "total": 0, "hosts": []}
+        return {"run": None, "rows": [], "total": 0, "offset": 0}
     number = int(params["run"]) if params.get("run") else max(runs)
     if number not in runs:
         raise NotFound(f"hunt {hunt.name!r} has no run {number}")
     offset, limit = int(params.get("offset", "0")), int(params.get("limit", "1000"))
     if offset < 0 or not 0 < limit <= 100_000:
         raise ValueError("'offset' must be >= 0 and 'limit' from 1 to 100000")
-    answers = campaign_store.answers(session, runs[number].campaign_id)
-    previous = _previous_answers(session, hunt.id, number) if params.get("diff") else {}
-    rows: list[dict[str, Any]] = []
-    for target, host in sorted(answers, key=lambda a: (a[1], a[0].host_id)):
-        seen = {_row_key(r) for r in previous.get(target.host_id, [])}
-        rows.extend({"host": host, **r} for r in target.rows or [] if _row_key(r) not in seen)
-    return {
-        "run": number,
-        "total": len(rows),
-        "offset": offset,
-        "rows": rows[offset : offset + limit],
-        "hosts": [
-            {"host": host, "state": t.state} for t, host in sorted(answers, key=lambda a: a[1])
-        ],
-    }
+    page = hunt_result_store.run_rows(
+        session,
+        hunt_id=hunt.id,
+        run=number,
+        campaign_id=runs[number].campaign_id,
+        diff=bool(params.get("diff")),
+        offset=offset,
+        limit=limit,
+    )
+    return {"run": number, "total": page.total, "offset": offset, "rows": page.rows}
 
 
 routes = [

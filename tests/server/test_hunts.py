@@ -143,6 +143,35 @@ def test_diff_runs_and_one_firing_per_slot(server: RunningServer) -> None:
     assert by_run[4]["removed_at"] is None
 
 
+def test_pages_of_results_cover_every_row_once(server: RunningServer) -> None:
+    nodes = [server.node(f"page-{i}", f"u-page-{i}") for i in range(3)]
+    for node in nodes:
+        node.enroll()
+    run("hunt", "create", "paged", "--sql", "SELECT 1 AS one", "--cron", YEARLY)
+    service = server.thread.state.hunts
+    assert service is not None
+    assert service.fire(hunt_id(server, "paged")) == 1
+    for i, node in enumerate(reversed(nodes)):
+        answer_all(node, [{"n": f"{i}-{k}"} for k in range(3)])
+    admin = server.admin()
+
+    def page(offset: int, limit: int) -> dict[str, Any]:
+        got = admin.get("/api/v1/admin/hunts/paged/results",
+                        params={"offset": offset, "limit": limit})
+        assert got.status_code == 200, got.text
+        return dict(got.json())
+
+    everything = page(0, 100)
+    assert everything["total"] == 9
+    assert [r["host"] for r in everything["rows"]] == sorted(f"page-{i}" for i in range(3)
+                                                             for _ in range(3))
+    assert [r["n"] for r in everything["rows"][:3]] == ["2-0", "2-1", "2-2"]  # as answered
+    pages = [page(offset, 2) for offset in range(0, 9, 2)]
+    assert [r for p in pages for r in p["rows"]] == everything["rows"]
+    assert admin.get("/api/v1/admin/hunts/paged/results",
+                     params={"limit": 0}).status_code == 400
+
+
 def test_runs_expire(server: RunningServer) -> None:
     node = server.node("gone", "u-gone")
     node.enroll()
