@@ -341,3 +341,54 @@ def test_a_hunt_reaches_a_host_that_enrolls_after_it_fired(server: RunningServer
     rows = json.loads(run("hunt", "results", "all-hosts", "--format", "json"))
     assert rows == [{"host": "late-comer", "one": "1"}]
     assert show("all-hosts")["runs"][0]["queued"] + show("all-hosts")["runs"][0]["sent"] == 1
+
+
+def test_replicas_share_hunts_and_live_queries(
+    server: RunningServer, db_url: str, tmp_path: Path
+) -> None:
+    """Two servers on one PostgreSQL: a host enrolled through one checks in at the other
+    and gets the hunt run and the live query started through the first; its answers are
+    seen through the first, and the hunt fired once."""
+    if not db_url.startswith("postgresql"):
+        pytest.skip("replicas share a PostgreSQL store")
+    from tests.osquery_node import OsqueryNode
+
+    (tmp_path / "replica").mkdir()
+    # A second home on the same store: the store holds the enroll secret already.
+    (tmp_path / "replica" / "enroll_secret").write_text(server.secret + "\n")
+    replica = RunningServer(tmp_path / "replica", db_url)
+    try:
+        node = server.node("roamer", "u-roamer")
+        node.enroll()
+        at_replica = OsqueryNode(replica.url, replica.ca, replica.secret, "roamer", "u-roamer")
+        at_replica.node_key = node.node_key
+
+        def read_at_replica() -> list[str]:
+            deadline = time.monotonic() + 15  # the replica reloads its queue every few seconds
+            while not (queries := at_replica.call("/distributed/read")["queries"]):
+                assert time.monotonic() < deadline, "the replica never handed out the query"
+                time.sleep(0.3)
+            return list(queries)
+
+        run("hunt", "create", "shared", "--sql", "SELECT 1 AS one", "--every", "1h")
+        [qid] = read_at_replica()
+        at_replica.call("/distributed/write", {"queries": {qid: [{"one": "1"}]},
+                                               "statuses": {qid: 0}, "messages": {qid: ""}})
+        assert json.loads(run("hunt", "results", "shared", "--format", "json")) == [
+            {"host": "roamer", "one": "1"}]
+        time.sleep(3)  # both schedulers have had their chance; only the leader fires
+        assert show("shared")["runs"] == [
+            {"run": 1, "fired": show("shared")["runs"][0]["fired"], "queued": 0, "sent": 0,
+             "done": 1, "failed": 0, "expired": 0}]
+
+        cid = server.admin().post("/api/v1/admin/queries",
+                                  json={"sql": "SELECT 2 AS two"}).json()["id"]
+        [qid] = read_at_replica()
+        assert qid == f"fleetctl_campaign_{cid}"
+        at_replica.call("/distributed/write", {"queries": {qid: [{"two": "2"}]},
+                                               "statuses": {qid: 0}, "messages": {qid: ""}})
+        status = server.admin().get(f"/api/v1/admin/queries/{cid}").json()
+        assert status["answered"] == 1 and status["hosts"][0]["rows"] == [{"two": "2"}]
+        at_replica.close()
+    finally:
+        replica.stop()
