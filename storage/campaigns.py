@@ -5,13 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import cast
 
-from sqlalchemy import Table, bindparam, case, func, insert, select, update
+from sqlalchemy import Table, bindparam, case, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from fleetctl.targeting import host_family
 from storage import hosts as host_store
 from storage import labels as label_store
-from storage.models import Campaign, CampaignTarget, Host
+from storage.models import Campaign, CampaignTarget, Host, HuntRun
 
 
 class TargetError(ValueError):
@@ -229,3 +229,27 @@ def join_open_hunts(session: Session, host_id: int, now: int) -> list[Pending]:
             )
             joined.append(Pending(campaign.id, host_id, campaign.sql, campaign.expires_at))
     return joined
+
+
+def prune(session: Session, older_than: int) -> int:
+    """Delete live queries, and hunt runs other than each hunt's latest (the baseline
+    of its next ``--diff``), that expired before ``older_than``; how many went."""
+    latest = (
+        select(HuntRun.hunt_id, func.max(HuntRun.run).label("run"))
+        .group_by(HuntRun.hunt_id)
+        .subquery()
+    )
+    kept = select(HuntRun.campaign_id).join(
+        latest, (latest.c.hunt_id == HuntRun.hunt_id) & (latest.c.run == HuntRun.run)
+    )
+    doomed = list(
+        session.scalars(
+            select(Campaign.id).where(Campaign.expires_at < older_than, Campaign.id.not_in(kept))
+        )
+    )
+    for start in range(0, len(doomed), 500):
+        chunk = doomed[start : start + 500]
+        session.execute(delete(HuntRun).where(HuntRun.campaign_id.in_(chunk)))
+        session.execute(delete(CampaignTarget).where(CampaignTarget.campaign_id.in_(chunk)))
+        session.execute(delete(Campaign).where(Campaign.id.in_(chunk)))
+    return len(doomed)

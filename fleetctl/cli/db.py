@@ -8,6 +8,7 @@ import click
 
 from fleetctl.settings import Settings
 from fleetctl.timeutil import parse_duration
+from storage import campaigns as campaign_store
 from storage import results as result_store
 from storage.engine import make_engine, make_sessionmaker, session_scope
 from storage.migrate import current_revision, head_revision, upgrade
@@ -59,13 +60,20 @@ def db_current(db: str | None) -> None:
 @click.option("--older-than", "older_than", required=True, help="Retention age, e.g. 90d.")
 @db_option
 def db_prune(older_than: str, db: str | None) -> None:
-    """Delete result rows closed before the retention age (open rows are kept)."""
+    """Delete what is older than the retention age: result rows closed before it (open
+    rows are kept), and live queries and hunt runs that expired before it (each hunt's
+    latest run is kept as the baseline of its next --diff)."""
     try:
         age = parse_duration(older_than)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--older-than") from exc
     engine = make_engine(_url(db))
     with session_scope(make_sessionmaker(engine)) as session:
-        removed = result_store.prune(session, int(time.time()) - age)
+        cutoff = int(time.time()) - age
+        removed = result_store.prune(session, cutoff)
+        campaigns = campaign_store.prune(session, cutoff)
     engine.dispose()
-    click.echo(f"pruned {removed} closed rows older than {older_than}")
+    click.echo(
+        f"pruned {removed} closed rows and {campaigns} live queries and hunt runs"
+        f" older than {older_than}"
+    )
