@@ -127,8 +127,8 @@ class _Progress:
             self._status.stop()
 
 
-# An answer is stamped when its request starts and visible when it commits, so the next
-# poll asks again for a few seconds before the latest stamp seen.
+# An answer is stamped (whole seconds) when its request starts and is visible once it
+# commits, so the next poll starts this many seconds before the latest stamp seen.
 ANSWER_COMMIT_SLACK = 1
 
 
