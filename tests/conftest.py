@@ -31,12 +31,27 @@ PG_ADMIN_URL = os.environ.get("FLEETCTL_TEST_PG", "postgresql://postgres@127.0.0
 HOST_WIDE = ("tests/e2e/", "tests/detection/test_live_")
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups from the markers
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         path = item.nodeid.replace("\\", "/")
         if path.startswith(HOST_WIDE):
             item.add_marker(pytest.mark.this_host)
             item.add_marker(pytest.mark.xdist_group("this_host"))
+
+
+@pytest.fixture(autouse=True)
+def _host_wide_tests_share_a_worker(request: pytest.FixtureRequest) -> None:
+    """Fail loudly if xdist stopped grouping (as with pytest 9.2, pytest-xdist#1386)
+    instead of letting host-wide tests race each other."""
+    grouped = (
+        request.config.getvalue("loadgroup") if os.environ.get("PYTEST_XDIST_WORKER") else None
+    )
+    if grouped and request.node.get_closest_marker("this_host"):
+        assert request.node.nodeid.endswith("@this_host"), (
+            "xdist did not put the host-wide tests on one worker; see the pytest pin in "
+            "pyproject.toml"
+        )
 
 
 def _pg_available() -> str | None:
