@@ -1,9 +1,10 @@
-"""Build the ASGI app: osquery's API, the admin API, and the periodic check-in flush."""
+"""Build the ASGI app: osquery's API, the admin API, and the periodic housekeeping."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
@@ -24,6 +25,7 @@ from fleetctl.server.responses import json_response
 from fleetctl.server.state import ServerState
 
 CHECKIN_FLUSH_SECONDS = 1.0
+log = logging.getLogger("fleetctl.server")
 
 
 async def health(request: Request) -> Response:
@@ -38,15 +40,12 @@ def build_app(state: ServerState) -> Starlette:
         async def housekeeping() -> None:
             while True:
                 await asyncio.sleep(CHECKIN_FLUSH_SECONDS)
-                await run_in_threadpool(state.flush_checkins)
-                await run_in_threadpool(state.flush_sent)
-                if state.node_keys.stale():
-                    await run_in_threadpool(state.reload_node_keys)
-                if state.labels.stale():
-                    await run_in_threadpool(state.reload_labels)
-                await run_in_threadpool(state.reload_packs)
-                if state.campaigns.stale():
-                    await run_in_threadpool(state.reload_campaigns)
+                try:
+                    await run_in_threadpool(state.housekeep)
+                except Exception:
+                    # A database restart must not end check-in flushes and reloads for
+                    # the life of the process: log, and try again next round.
+                    log.exception("housekeeping failed; retrying in %s s", CHECKIN_FLUSH_SECONDS)
 
         await run_in_threadpool(state.reload_node_keys)
         await run_in_threadpool(state.reload_labels)

@@ -119,6 +119,19 @@ class ServerState:
             self.packs = PackIndex.of(session)
         self._packs_loaded = time.monotonic()
 
+    def housekeep(self) -> None:
+        """One round of the periodic work: write buffered check-ins and hand-outs, and
+        reload what other replicas (or the admin API) may have changed."""
+        self.flush_checkins()
+        self.flush_sent()
+        if self.node_keys.stale():
+            self.reload_node_keys()
+        if self.labels.stale():
+            self.reload_labels()
+        self.reload_packs()
+        if self.campaigns.stale():
+            self.reload_campaigns()
+
     def flush_sent(self) -> None:
         """Write the campaign queries handed to hosts since the last flush."""
         sent = self.campaigns.sent()
