@@ -18,22 +18,13 @@ import orjson
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from storage.views import json_array_rows
+
 
 @dataclass(frozen=True)
 class Page:
     total: int
     rows: list[dict[str, Any]]
-
-
-def _expand(dialect: str, alias: str, column: str) -> str:
-    """A join that turns ``column`` (a JSON array) into rows ``alias.value`` with their
-    position ``alias.key``."""
-    if dialect == "postgresql":
-        return (
-            f"CROSS JOIN LATERAL jsonb_array_elements({column}) WITH ORDINALITY"
-            f" AS {alias}(value, key)"
-        )
-    return f"JOIN json_each({column}) AS {alias}"
 
 
 def _query(dialect: str, diff: bool, columns: str) -> str:
@@ -43,7 +34,7 @@ def _query(dialect: str, diff: bool, columns: str) -> str:
         return f"""SELECT {columns}
         FROM campaign_targets t
         JOIN hosts h ON h.id = t.host_id
-        {_expand(dialect, "e", "t.rows")}
+        {json_array_rows(dialect, "e", "t.rows")}
         WHERE t.campaign_id = :campaign_id AND t.state = 'done'"""
     return f"""WITH previous_run AS (
             SELECT t2.host_id, max(r2.run) AS run
@@ -55,11 +46,11 @@ def _query(dialect: str, diff: bool, columns: str) -> str:
             FROM previous_run pr
             JOIN hunt_runs r3 ON r3.hunt_id = :hunt_id AND r3.run = pr.run
             JOIN campaign_targets p ON p.campaign_id = r3.campaign_id AND p.host_id = pr.host_id
-            {_expand(dialect, "pe", "p.rows")})
+            {json_array_rows(dialect, "pe", "p.rows")})
         SELECT {columns}
         FROM campaign_targets t
         JOIN hosts h ON h.id = t.host_id
-        {_expand(dialect, "e", "t.rows")}
+        {json_array_rows(dialect, "e", "t.rows")}
         WHERE t.campaign_id = :campaign_id AND t.state = 'done'
           AND NOT EXISTS (
             SELECT 1 FROM previous_rows x WHERE x.host_id = t.host_id AND x.value = e.value)"""

@@ -5,7 +5,8 @@ so a renamed pack keeps working) and exposes their columns with SQL types plus t
 row's lifetime, ``first_seen`` and ``removed_at`` (unix seconds; ``removed_at`` is NULL
 while the row still exists). "As of T" is ``first_seen <= T AND (removed_at IS NULL OR
 removed_at > T)``. Migrations create them by version: version 1 (migration 0004) the
-views over collected rows, findings and hosts; version 2 (0007) ``hunt_results``.
+views over collected rows, findings and hosts; version 2 (0007) ``hunt_results`` and
+``hunt_live_results``.
 """
 
 from __future__ import annotations
@@ -141,16 +142,22 @@ def row_view_sql(name: str, dialect: str) -> str:
     )
 
 
+def json_array_rows(dialect: str, alias: str, column: str) -> str:
+    """A join turning ``column`` (a JSON array) into rows ``alias.value`` with their
+    position ``alias.key``, on either database."""
+    if dialect == "postgresql":
+        return (
+            f"CROSS JOIN LATERAL jsonb_array_elements({column}) WITH ORDINALITY"
+            f" AS {alias}(value, key)"
+        )
+    return f"JOIN json_each({column}) AS {alias}"
+
+
 def hunt_results_sql(dialect: str) -> str:
     """One row per result row of every hunt run a host answered. ``columns`` is the row
     as JSON (``columns ->> 'pid'`` on both databases). A host's answer is current from
     when it was stored (``first_seen``) until its next answer to the same hunt
     (``removed_at``), so "as of T" picks each host's latest answer before T."""
-    rows = (
-        "CROSS JOIN LATERAL jsonb_array_elements(a.rows) AS e(value)"
-        if dialect == "postgresql"
-        else "JOIN json_each(a.rows) AS e"
-    )
     return f"""CREATE VIEW hunt_results AS
     WITH answers AS (
         SELECT u.name AS hunt, r.run, t.host_id, t.rows, t.done_at,
@@ -164,7 +171,20 @@ def hunt_results_sql(dialect: str) -> str:
         a.done_at AS first_seen, a.next_at AS removed_at
     FROM answers a
     JOIN hosts h ON h.id = a.host_id
-    {rows}"""
+    {json_array_rows(dialect, "e", "a.rows")}"""
+
+
+def live_results_sql(dialect: str) -> str:
+    """One row per result row of every live query a host answered: a point observation
+    at ``answered_at`` (a live query has no next run to end it)."""
+    return f"""CREATE VIEW hunt_live_results AS
+    SELECT c.id AS query_id, c.sql, t.host_id, h.host_identifier AS host,
+        e.value AS columns, t.done_at AS answered_at
+    FROM campaigns c
+    JOIN campaign_targets t ON t.campaign_id = c.id
+    JOIN hosts h ON h.id = t.host_id
+    {json_array_rows(dialect, "e", "t.rows")}
+    WHERE c.kind = 'live' AND t.state = 'done'"""
 
 
 def create_statements(dialect: str, version: int = VERSION) -> list[str]:
@@ -175,11 +195,11 @@ def create_statements(dialect: str, version: int = VERSION) -> list[str]:
             f"CREATE VIEW {name} AS {sql}" for name, sql in PLAIN_VIEWS.items()
         ]
     if version == 2:
-        return [hunt_results_sql(dialect)]
+        return [hunt_results_sql(dialect), live_results_sql(dialect)]
     raise ValueError(f"unknown hunting views version {version}")
 
 
 def drop_statements(version: int = VERSION) -> list[str]:
     """DROP VIEW statements of the views that ``version`` added."""
-    names = [*ROW_VIEWS, *PLAIN_VIEWS] if version == 1 else ["hunt_results"]
+    names = [*ROW_VIEWS, *PLAIN_VIEWS] if version == 1 else ["hunt_results", "hunt_live_results"]
     return [f"DROP VIEW IF EXISTS {name}" for name in names]

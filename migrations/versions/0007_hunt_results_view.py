@@ -1,4 +1,6 @@
-"""hunt_results: every hunt run's rows as a hunting view (storage.views VERSION 2)
+"""hunt_results and hunt_live_results: hunt and live-query rows as hunting views
+
+(storage.views VERSION 2)
 
 Revision ID: 0007
 Revises: 0006

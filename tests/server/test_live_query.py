@@ -239,3 +239,21 @@ def test_an_answer_to_a_query_never_sent_is_dropped_and_logged(
         node.call("/distributed/write", {"queries": {"fleetctl_campaign_999": [{"one": "1"}]},
                                          "statuses": {"fleetctl_campaign_999": 0}})
     assert "answered fleetctl_campaign_999, which it was not sent" in caplog.text
+
+
+def test_live_query_rows_aggregate_in_sql(server: RunningServer) -> None:
+    nodes = [server.node(f"agg-{i}", f"u-agg-{i}") for i in range(2)]
+    admin: Any = server.admin()
+    for node in nodes:
+        node.enroll()
+    cid = admin.post("/api/v1/admin/queries", json={"sql": "SELECT 1 AS one"}).json()["id"]
+    for i, node in enumerate(nodes):
+        [qid] = node.call("/distributed/read")["queries"]
+        node.call("/distributed/write", {"queries": {qid: [{"port": "22"}, {"port": str(i)}]},
+                                         "statuses": {qid: 0}, "messages": {qid: ""}})
+    answer = admin.post("/api/v1/admin/sql", json={"sql": f"""
+        SELECT columns ->> 'port' AS port, count(DISTINCT host_id) AS hosts
+        FROM hunt_live_results WHERE query_id = {cid} GROUP BY port ORDER BY port"""})
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["rows"] == [{"port": "0", "hosts": 1}, {"port": "1", "hosts": 1},
+                                     {"port": "22", "hosts": 2}]
