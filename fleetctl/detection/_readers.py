@@ -29,6 +29,7 @@ from fleetctl.detection.records import (
     UnixPeer,
     process_from_row,
 )
+from fleetctl.stdio_kinds import device_kind
 
 if TYPE_CHECKING:
     from fleetctl.detection.snapshot import HostSnapshot
@@ -126,13 +127,7 @@ def _target(target: str) -> str:
 
 def path_kind(target: str) -> str:
     """Kind of a stdio fd that ``process_open_files`` showed as a path."""
-    if target == "/dev/null":
-        return "null"
-    if target.startswith("/dev/pts/") or target == "/dev/ptmx":
-        return "pty"
-    if target == "/dev/console" or target.startswith("/dev/tty"):
-        return "tty"
-    return "file"
+    return device_kind(target) or "file"
 
 
 def read_process_stdio(snap: HostSnapshot, rows: Sequence[Row]) -> None:

@@ -21,6 +21,7 @@ import socket
 import stat
 from typing import Any
 
+from fleetctl.stdio_kinds import device_kind
 from fleetctl.tables import _proc, pipes
 from fleetctl.tables.scan import Constraints, Scan
 from fleetctl.tables.sockets import inet_by_inode, net_namespace, socket_holders
@@ -34,16 +35,6 @@ def _endpoint(address: str, port: int, family: int) -> str:
     if family == socket.AF_INET6:
         return f"[{address}]:{port}"
     return f"{address}:{port}"
-
-
-def _device_kind(target: str) -> str | None:
-    if target == "/dev/null":
-        return "null"
-    if target.startswith("/dev/pts/") or target == "/dev/ptmx":
-        return "pty"
-    if target == "/dev/console" or target.startswith("/dev/tty"):
-        return "tty"
-    return None
 
 
 class _Row:
@@ -97,7 +88,7 @@ def classify(scan: Scan, pid: int, fd: int, target: str | None) -> _Row:
         return _Row("other", target)
     if not target.startswith("/"):
         return _Row("other", target)
-    kind = _device_kind(target)
+    kind = device_kind(target)
     if kind is not None:
         return _Row(kind, target)
     st = scan.target_stat(pid, fd)
