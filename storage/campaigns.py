@@ -158,10 +158,12 @@ FINISHED = ("done", "failed")
 
 @dataclass(frozen=True)
 class Counts:
-    """Targets per state, and of those the hosts seen recently (online), per state."""
+    """Targets per state, and of those the hosts seen recently (online), per state; and
+    when the latest answer was stored (a follower's cursor)."""
 
     states: dict[str, int]
     online: dict[str, int]
+    last_answer_at: int | None
 
     @property
     def answered(self) -> int:
@@ -179,17 +181,17 @@ def counts(session: Session, campaign_id: int, online_since: int) -> Counts:
             CampaignTarget.state,
             func.count(),
             func.count().filter(Host.last_seen >= online_since),
+            func.max(CampaignTarget.done_at),
         )
         .join(Host, Host.id == CampaignTarget.host_id)
         .where(CampaignTarget.campaign_id == campaign_id)
         .group_by(CampaignTarget.state)
     ).all()
-    return Counts({s: int(n) for s, n, _ in rows}, {s: int(n) for s, _, n in rows})
-
-
-def last_answer_at(session: Session, campaign_id: int) -> int | None:
-    return session.scalar(
-        select(func.max(CampaignTarget.done_at)).where(CampaignTarget.campaign_id == campaign_id)
+    answered_at = [at for _, _, _, at in rows if at is not None]
+    return Counts(
+        {s: int(n) for s, n, _, _ in rows},
+        {s: int(n) for s, _, n, _ in rows},
+        max(answered_at) if answered_at else None,
     )
 
 

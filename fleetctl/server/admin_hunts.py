@@ -93,7 +93,7 @@ def create_hunt(request: Request, session: Session, body: dict[str, Any]) -> dic
     return {"hunt": _hunt_json(session, hunt)}
 
 
-def schedule_text(hunt: Hunt) -> str:
+def _schedule_text(hunt: Hunt) -> str:
     if hunt.schedule_kind == "every":
         return f"every {format_duration(int(hunt.schedule))}"
     return f"{hunt.schedule_kind} {hunt.schedule}".strip()
@@ -106,7 +106,7 @@ def _hunt_json(session: Session, hunt: Hunt) -> dict[str, Any]:
     return {
         "name": hunt.name,
         "state": hunt.state,
-        "schedule": schedule_text(hunt),
+        "schedule": _schedule_text(hunt),
         "targets": hunt.targets,
         "expires": format_duration(hunt.expires),
         "sql": hunt.sql,

@@ -111,7 +111,7 @@ def show_query(request: Request, session: Session) -> dict[str, Any]:
         "answered": counts.answered,
         "online_answered": counts.online_answered,
         "states": counts.states,
-        "cursor": campaign_store.last_answer_at(session, campaign.id),
+        "cursor": counts.last_answer_at,
         "hosts": [
             {
                 "host_id": t.host_id,
