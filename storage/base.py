@@ -7,7 +7,8 @@ large tables on them. JSON columns are JSONB on PostgreSQL and JSON text on SQLi
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from collections.abc import Iterator, Sequence
+from typing import Annotated, Any, TypeVar
 
 from sqlalchemy import JSON, BigInteger, Integer, MetaData
 from sqlalchemy.dialects.postgresql import JSONB
@@ -30,6 +31,17 @@ JSONType = JSON().with_variant(JSONB(), "postgresql")
 bigid_pk = Annotated[int, mapped_column(BigID, primary_key=True, autoincrement=True)]
 unix_ts = Annotated[int, mapped_column(BigInteger)]
 json_doc = Annotated[Any, mapped_column(JSONType)]
+
+# Ids or keys per ``IN (...)`` list: far below SQLite's bound-parameter limit, and short
+# enough statements for PostgreSQL's planner.
+IN_CHUNK = 500
+T = TypeVar("T")
+
+
+def in_chunks(items: Sequence[T], size: int = IN_CHUNK) -> Iterator[Sequence[T]]:
+    """``items`` in slices of ``size``, one ``IN`` list each."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
 
 
 class Base(DeclarativeBase):

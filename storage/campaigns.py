@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from fleetctl.targeting import host_family
 from storage import hosts as host_store
 from storage import labels as label_store
+from storage.base import in_chunks
 from storage.models import Campaign, CampaignTarget, Host, HuntRun
 
 
@@ -249,8 +250,7 @@ def prune(session: Session, older_than: int) -> int:
             select(Campaign.id).where(Campaign.expires_at < older_than, Campaign.id.not_in(kept))
         )
     )
-    for start in range(0, len(doomed), 500):
-        chunk = doomed[start : start + 500]
+    for chunk in in_chunks(doomed):
         session.execute(delete(HuntRun).where(HuntRun.campaign_id.in_(chunk)))
         session.execute(delete(CampaignTarget).where(CampaignTarget.campaign_id.in_(chunk)))
         session.execute(delete(Campaign).where(Campaign.id.in_(chunk)))

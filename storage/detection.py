@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from fleetctl.detection import DetectionState, Finding
 from fleetctl.detection.state import FindingRecord, FleetKey, HostState, Sighting
+from storage.base import in_chunks
 from storage.models import (
     BaselineVersion,
     DetectionHost,
@@ -26,14 +27,8 @@ from storage.models import (
     PathSighting,
 )
 
-_IN_CHUNK = 500
 # A sighting's last_seen is rewritten at most this often: enough for "seen this week".
 LAST_SEEN_PRECISION = 3600
-
-
-def _chunks(items: list[str]) -> Iterable[list[str]]:
-    for i in range(0, len(items), _IN_CHUNK):
-        yield items[i : i + _IN_CHUNK]
 
 
 def detection_names(session: Session) -> dict[int, str]:
@@ -92,7 +87,7 @@ def load_state(
             f.score,
         )
         keys.add(f.path_key)
-    for chunk in _chunks(sorted(keys - set(me.keys))):
+    for chunk in in_chunks(sorted(keys - set(me.keys))):
         for key, hid, first, last in session.execute(
             select(
                 PathSighting.path_key,
@@ -108,7 +103,7 @@ def load_state(
     for key, seen in me.keys.items():  # the host's own keys are on the fleet too
         entry = state.fleet.setdefault(key, FleetKey(seen.first_seen, seen.last_seen))
         entry.hosts.add(names[host_id])
-    for chunk in _chunks(sorted(parents)):
+    for chunk in in_chunks(sorted(parents)):
         for parent, child in session.execute(
             select(ParentChild.parent, ParentChild.child)
             .where(ParentChild.parent.in_(chunk))

@@ -9,6 +9,7 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from fleetctl.targeting import host_family
+from storage.base import IN_CHUNK, in_chunks
 from storage.models import ApiToken, EnrollSecret, Host
 
 PLATFORM_TYPES = {"9": "linux", "21": "darwin", "2": "windows"}
@@ -102,7 +103,7 @@ def other_host_with_identifier(session: Session, host_id: int, identifiers: set[
     return found
 
 
-def touch_hosts(session: Session, last_seen: Mapping[int, int], chunk: int = 500) -> None:
+def touch_hosts(session: Session, last_seen: Mapping[int, int], chunk: int = IN_CHUNK) -> None:
     """Record check-in times (flushed periodically). A flush holds a few distinct
     seconds for thousands of hosts, so hosts are updated per second with an id list:
     a few statements instead of one parameter set per host."""
@@ -110,10 +111,10 @@ def touch_hosts(session: Session, last_seen: Mapping[int, int], chunk: int = 500
     for host_id, ts in last_seen.items():
         by_time.setdefault(ts, []).append(host_id)
     for ts, host_ids in by_time.items():
-        for start in range(0, len(host_ids), chunk):
+        for ids in in_chunks(host_ids, chunk):
             session.execute(
                 update(Host)
-                .where(Host.id.in_(host_ids[start : start + chunk]))
+                .where(Host.id.in_(ids))
                 .values(last_seen=ts)
                 .execution_options(synchronize_session=False)
             )

@@ -17,9 +17,9 @@ import orjson
 from sqlalchemy import Table, bindparam, or_, select, text, update
 from sqlalchemy.orm import Session
 
+from storage.base import in_chunks
 from storage.models import ResultRow
 
-_IN_CHUNK = 500
 _COLUMNS = (
     "host_id",
     "name",
@@ -88,13 +88,13 @@ def load_rows(
     else:
         results = []
         t = _TABLE.c
-        for i in range(0, len(hash_list), _IN_CHUNK):
+        for chunk in in_chunks(hash_list):
             results.extend(
                 session.execute(
                     select(t.id, t.row_hash, t.copies, t.first_seen, t.removed_at, t.seen_at).where(
                         t.host_id == host_id,
                         t.name == name,
-                        t.row_hash.in_(hash_list[i : i + _IN_CHUNK]),
+                        t.row_hash.in_(chunk),
                         or_(t.removed_at.is_(None), t.removed_at >= since),
                     )
                 )
