@@ -181,6 +181,37 @@ class StatusLog(Base):
     __table_args__ = (Index("ix_status_logs_host_time", "host_id", "unix_time"),)
 
 
+class RejectedLine(Base):
+    """A log line the store could not hold as sent, kept verbatim with the reason.
+
+    The rest of its batch is stored and acknowledged, so one odd line never blocks a
+    host's stream; ``line`` is the line as JSON text with every non-ASCII character
+    escaped, so NUL bytes and lone surrogates survive on either database.
+    """
+
+    __tablename__ = "rejected_lines"
+
+    id: Mapped[bigid_pk]
+    host_id: Mapped[int] = mapped_column(BigID, ForeignKey("hosts.id", ondelete="CASCADE"))
+    log_type: Mapped[str] = mapped_column(String(16))
+    name: Mapped[str] = mapped_column(String(512), default="")  # the query name, if readable
+    reason: Mapped[str] = mapped_column(Text)
+    line: Mapped[str] = mapped_column(Text)
+    received_at: Mapped[unix_ts]
+
+    __table_args__ = (Index("ix_rejected_lines_host_time", "host_id", "received_at"),)
+
+
+class StoreSecret(Base):
+    """Secrets the servers of one store share (the analyst role's password)."""
+
+    __tablename__ = "store_secrets"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[unix_ts]
+
+
 class DistributedResult(Base):
     """One host's answer to one distributed query id."""
 
@@ -218,6 +249,11 @@ class Carve(Base):
     archive: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
     created_at: Mapped[unix_ts]
     completed_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    # Bytes of block data stored so far, never more than ``carve_size``; the time of the
+    # last block (a carve whose blocks stop coming is expired, its blocks deleted).
+    bytes_received: Mapped[int] = mapped_column(BigInteger, default=0)
+    updated_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    expired_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
 
 class CarveBlock(Base):

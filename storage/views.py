@@ -6,12 +6,12 @@ row's lifetime, ``first_seen`` and ``removed_at`` (unix seconds; ``removed_at`` 
 while the row still exists). "As of T" is ``first_seen <= T AND (removed_at IS NULL OR
 removed_at > T)``. Migrations create them by version: version 1 (migration 0004) the
 views over collected rows, findings and hosts; version 2 (0007) ``hunt_results`` and
-``hunt_live_results``.
+``hunt_live_results``; version 3 (0008) ``hunt_rejected``.
 """
 
 from __future__ import annotations
 
-VERSION = 2
+VERSION = 3
 
 # view -> (pack query names, [(column, SQL type)])  (columns are the query's own names)
 ROW_VIEWS: dict[str, tuple[tuple[str, ...], tuple[tuple[str, str], ...]]] = {
@@ -187,6 +187,22 @@ def live_results_sql(dialect: str) -> str:
     WHERE c.kind = 'live' AND t.state = 'done'"""
 
 
+REJECTED_SQL = """SELECT x.id, x.host_id, h.host_identifier AS host, x.log_type, x.name,
+        x.reason, x.line, x.received_at FROM rejected_lines x JOIN hosts h ON h.id = x.host_id"""
+
+# The views each version adds, in order.
+_ADDED: dict[int, tuple[str, ...]] = {
+    1: (*ROW_VIEWS, *PLAIN_VIEWS),
+    2: ("hunt_results", "hunt_live_results"),
+    3: ("hunt_rejected",),
+}
+
+
+def hunting_views() -> tuple[str, ...]:
+    """Every hunting view of the current version: all an analyst's SQL may read."""
+    return tuple(name for version in sorted(_ADDED) for name in _ADDED[version])
+
+
 def create_statements(dialect: str, version: int = VERSION) -> list[str]:
     """CREATE VIEW statements that ``version`` adds (a later version keeps the earlier
     specs so the migrations that created them still replay)."""
@@ -196,10 +212,13 @@ def create_statements(dialect: str, version: int = VERSION) -> list[str]:
         ]
     if version == 2:
         return [hunt_results_sql(dialect), live_results_sql(dialect)]
+    if version == 3:
+        return [f"CREATE VIEW hunt_rejected AS {REJECTED_SQL}"]
     raise ValueError(f"unknown hunting views version {version}")
 
 
 def drop_statements(version: int = VERSION) -> list[str]:
     """DROP VIEW statements of the views that ``version`` added."""
-    names = [*ROW_VIEWS, *PLAIN_VIEWS] if version == 1 else ["hunt_results", "hunt_live_results"]
-    return [f"DROP VIEW IF EXISTS {name}" for name in names]
+    if version not in _ADDED:
+        raise ValueError(f"unknown hunting views version {version}")
+    return [f"DROP VIEW IF EXISTS {name}" for name in _ADDED[version]]
