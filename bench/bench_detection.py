@@ -31,8 +31,7 @@ from fleetctl.detection import Baseline, DetectionState, Detector, HostSnapshot,
 from fleetctl.engine import Engine, string_rows  # noqa: E402
 from fleetctl.packs.loader import load_file, shipped_packs_dir  # noqa: E402
 
-QUERIES = ("process_lineage", "stdio_channels", "pipe_partners", "unix_sockets",
-           "unix_listeners")
+QUERIES = ("process_lineage", "stdio_channels", "pipe_partners", "unix_sockets", "unix_listeners")
 PROCS = 500
 
 
@@ -100,24 +99,65 @@ def seed_history(db: Path, hosts: int, procs: int) -> None:
             "INSERT INTO hosts (uuid, host_identifier, hostname, platform, platform_type, os_name,"
             " os_version, osquery_version, node_key_hash, host_details, enrolled_at,"
             " last_enrolled_at, last_seen, enroll_count) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            [(f"hist-{i}", f"hist-{i}", f"hist-{i}", "ubuntu", "9", "", "", "5.23.0",
-              f"{i:064d}", "{}", 1, 1, 1, 1) for i in range(hosts)])
+            [
+                (
+                    f"hist-{i}",
+                    f"hist-{i}",
+                    f"hist-{i}",
+                    "ubuntu",
+                    "9",
+                    "",
+                    "",
+                    "5.23.0",
+                    f"{i:064d}",
+                    "{}",
+                    1,
+                    1,
+                    1,
+                    1,
+                )
+                for i in range(hosts)
+            ],
+        )
         ids = [r[0] for r in conn.execute("SELECT id FROM hosts WHERE uuid LIKE 'hist-%'")]
         rows = []
         sightings = []
         for hid in ids:
             for p in range(procs):
-                cols = json.dumps({"pid": str(p + 2), "parent": "1", "name": f"svc{p % 40}",
-                                   "path": f"/usr/sbin/svc{p % 40}", "cmdline": f"svc{p}"})
-                rows.append((hid, "pack_ipc-telemetry_process_lineage", f"{hid:016x}{p:016x}",
-                             cols, 1, 1000, 2000, 1000))
-            sightings.extend((hid, f"svc{k}|0|systemd|?|null+null+null", 1000, 2000)
-                             for k in range(40))
+                cols = json.dumps(
+                    {
+                        "pid": str(p + 2),
+                        "parent": "1",
+                        "name": f"svc{p % 40}",
+                        "path": f"/usr/sbin/svc{p % 40}",
+                        "cmdline": f"svc{p}",
+                    }
+                )
+                rows.append(
+                    (
+                        hid,
+                        "pack_ipc-telemetry_process_lineage",
+                        f"{hid:016x}{p:016x}",
+                        cols,
+                        1,
+                        1000,
+                        2000,
+                        1000,
+                    )
+                )
+            sightings.extend(
+                (hid, f"svc{k}|0|systemd|?|null+null+null", 1000, 2000) for k in range(40)
+            )
         conn.executemany(
             "INSERT INTO result_rows (host_id, name, row_hash, columns, copies, first_seen,"
-            " removed_at, seen_at) VALUES (?,?,?,?,?,?,?,?)", rows)
-        conn.executemany("INSERT INTO path_sightings (host_id, path_key, first_seen, last_seen)"
-                         " VALUES (?,?,?,?)", sightings)
+            " removed_at, seen_at) VALUES (?,?,?,?,?,?,?,?)",
+            rows,
+        )
+        conn.executemany(
+            "INSERT INTO path_sightings (host_id, path_key, first_seen, last_seen)"
+            " VALUES (?,?,?,?)",
+            sightings,
+        )
     conn.close()
 
 
@@ -132,15 +172,36 @@ def latency(history_hosts: int, rows: dict[str, list[dict[str, str]]]) -> float:
     try:
         node = OsqueryNode(server.url, server.ca, server.secret, "target", "u-target")
         node.enroll()
-        admin = httpx.Client(base_url=server.url, verify=ssl_context(server.ca),
-                             headers={"Authorization": f"Bearer {server.token}"})
-        admin.post("/api/v1/admin/packs/apply", json={"packs": [{"name": "ipc-telemetry",
-                   "pack": load_file(shipped_packs_dir() / "ipc-telemetry.json")[0].to_osquery()}]})
+        admin = httpx.Client(
+            base_url=server.url,
+            verify=ssl_context(server.ca),
+            headers={"Authorization": f"Bearer {server.token}"},
+        )
+        admin.post(
+            "/api/v1/admin/packs/apply",
+            json={
+                "packs": [
+                    {
+                        "name": "ipc-telemetry",
+                        "pack": load_file(shipped_packs_dir() / "ipc-telemetry.json")[
+                            0
+                        ].to_osquery(),
+                    }
+                ]
+            },
+        )
 
         def snapshot(name: str, items: list[dict[str, str]], t: int) -> dict[str, Any]:
-            return {"name": f"pack_ipc-telemetry_{name}", "hostIdentifier": "target",
-                    "unixTime": t, "epoch": 0, "counter": 0, "numerics": False,
-                    "action": "snapshot", "snapshot": items}
+            return {
+                "name": f"pack_ipc-telemetry_{name}",
+                "hostIdentifier": "target",
+                "unixTime": t,
+                "epoch": 0,
+                "counter": 0,
+                "numerics": False,
+                "action": "snapshot",
+                "snapshot": items,
+            }
 
         t0 = int(time.time()) - 10
         node.log("result", [snapshot(n, r, t0) for n, r in rows.items()])
@@ -148,18 +209,42 @@ def latency(history_hosts: int, rows: dict[str, list[dict[str, str]]]) -> float:
         admin.post("/api/v1/admin/detect", json={"host": "target", "learn": True})
         # A new shell fed by a FIFO under /dev/shm appears under an existing service.
         parent = rows["process_lineage"][0]
-        evil = dict(parent, pid="999999", parent=parent["pid"], name="sh", path="/usr/bin/dash",
-                    cmdline="sh", parent_name=parent["name"], parent_path=parent["path"])
+        evil = dict(
+            parent,
+            pid="999999",
+            parent=parent["pid"],
+            name="sh",
+            path="/usr/bin/dash",
+            cmdline="sh",
+            parent_name=parent["name"],
+            parent_path=parent["path"],
+        )
         lineage = [*rows["process_lineage"], evil]
-        stdio = [*rows["stdio_channels"],
-                 {"pid": "999999", "start_time": evil.get("start_time", ""), "name": "sh",
-                  "path": "/usr/bin/dash", "parent": parent["pid"], "fd": "0", "kind": "fifo",
-                  "target": "", "inode": "4242", "mode": "rw", "partner_pid": "",
-                  "partner_fd": "", "partner_name": "", "partner_path": ""}]
+        stdio = [
+            *rows["stdio_channels"],
+            {
+                "pid": "999999",
+                "start_time": evil.get("start_time", ""),
+                "name": "sh",
+                "path": "/usr/bin/dash",
+                "parent": parent["pid"],
+                "fd": "0",
+                "kind": "fifo",
+                "target": "",
+                "inode": "4242",
+                "mode": "rw",
+                "partner_pid": "",
+                "partner_fd": "",
+                "partner_name": "",
+                "partner_path": "",
+            },
+        ]
         t1 = t0 + 5
         started = time.perf_counter()
-        node.log("result", [snapshot("process_lineage", lineage, t1),
-                            snapshot("stdio_channels", stdio, t1)])
+        node.log(
+            "result",
+            [snapshot("process_lineage", lineage, t1), snapshot("stdio_channels", stdio, t1)],
+        )
         while True:
             found = admin.get("/api/v1/admin/findings", params={"host": "target"}).json()
             if any(f["pid"] == 999999 for f in found["findings"]):
@@ -180,12 +265,16 @@ def main() -> None:
     count = sum(len(v) for v in rows.values())
     print(f"host of {len(rows['process_lineage'])} processes, {count} rows per collection")
     ours, raw = throughput(rows)
-    print(f"throughput: {ours:,.0f} rows/s through snapshot+paths+baseline vs "
-          f"{raw:,.0f} rows/s minimal index build (ratio {ours / raw:.2f})")
+    print(
+        f"throughput: {ours:,.0f} rows/s through snapshot+paths+baseline vs "
+        f"{raw:,.0f} rows/s minimal index build (ratio {ours / raw:.2f})"
+    )
     small = latency(10, rows)
     big = latency(1000, rows)
-    print(f"latency log POST -> stored finding: {small:.2f} s with 10 hosts of history, "
-          f"{big:.2f} s with 1,000 hosts x {PROCS} processes (ratio {big / small:.2f})")
+    print(
+        f"latency log POST -> stored finding: {small:.2f} s with 10 hosts of history, "
+        f"{big:.2f} s with 1,000 hosts x {PROCS} processes (ratio {big / small:.2f})"
+    )
 
 
 if __name__ == "__main__":

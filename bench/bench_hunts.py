@@ -37,8 +37,9 @@ from fleetctl.client import ssl_context  # noqa: E402
 from storage.engine import make_engine  # noqa: E402
 
 
-def simulate_hosts(url: str, ca: str, keys: list[str], interval: float, ready: Any,
-                   stop: Any) -> None:
+def simulate_hosts(
+    url: str, ca: str, keys: list[str], interval: float, ready: Any, stop: Any
+) -> None:
     """Child process: every key is one osqueryd polling ``distributed/read`` every
     ``interval`` seconds (evenly staggered) and answering each query with one row."""
     import aiohttp
@@ -57,14 +58,20 @@ def simulate_hosts(url: str, ca: str, keys: list[str], interval: float, ready: A
                     read = await post("/api/v1/osquery/distributed/read", {"node_key": key})
                     queries = read.get("queries", {})
                     if queries:
-                        await post("/api/v1/osquery/distributed/write", {
-                            "node_key": key, "queries": {q: [{"one": "1"}] for q in queries},
-                            "statuses": dict.fromkeys(queries, 0),
-                            "messages": dict.fromkeys(queries, "")})
+                        await post(
+                            "/api/v1/osquery/distributed/write",
+                            {
+                                "node_key": key,
+                                "queries": {q: [{"one": "1"}] for q in queries},
+                                "statuses": dict.fromkeys(queries, 0),
+                                "messages": dict.fromkeys(queries, ""),
+                            },
+                        )
                     await asyncio.sleep(interval)
 
-            tasks = [asyncio.create_task(host(k, i * interval / len(keys)))
-                     for i, k in enumerate(keys)]
+            tasks = [
+                asyncio.create_task(host(k, i * interval / len(keys))) for i, k in enumerate(keys)
+            ]
             await asyncio.sleep(interval + 2)
             ready.set()  # every host has checked in, and the check-ins are written
             while not stop.is_set():
@@ -83,18 +90,31 @@ def fan_out(backend: str, hosts: int, interval: float) -> str:
         ca = str(server.home / "tls" / "ca.pem")
         ctx = multiprocessing.get_context("spawn")
         ready, stop = ctx.Event(), ctx.Event()
-        load = ctx.Process(target=simulate_hosts,
-                           args=(server.url, ca, keys, interval, ready, stop))
+        load = ctx.Process(
+            target=simulate_hosts, args=(server.url, ca, keys, interval, ready, stop)
+        )
         load.start()
         try:
             if not ready.wait(interval + 60):
                 raise SystemExit("the simulated hosts did not start")
             started = time.perf_counter()
             done = subprocess.run(
-                [FLEETCTL, "query", "SELECT 1 AS one", "--targets", "all", "--timeout", "120s",
-                 "--format", "ndjson"],
+                [
+                    FLEETCTL,
+                    "query",
+                    "SELECT 1 AS one",
+                    "--targets",
+                    "all",
+                    "--timeout",
+                    "120s",
+                    "--format",
+                    "ndjson",
+                ],
                 env={**os.environ, "FLEETCTL_HOME": str(server.home)},
-                capture_output=True, text=True, check=False)
+                capture_output=True,
+                text=True,
+                check=False,
+            )
             elapsed = time.perf_counter() - started
         finally:
             stop.set()
@@ -104,13 +124,18 @@ def fan_out(backend: str, hosts: int, interval: float) -> str:
         printed = sum(1 for line in done.stdout.splitlines() if line.strip())
         engine = make_engine(url)
         with engine.connect() as conn:
-            stored = conn.execute(text(
-                "SELECT max(t.done_at) - min(c.created_at) FROM campaign_targets t"
-                " JOIN campaigns c ON c.id = t.campaign_id")).scalar()
+            stored = conn.execute(
+                text(
+                    "SELECT max(t.done_at) - min(c.created_at) FROM campaign_targets t"
+                    " JOIN campaigns c ON c.id = t.campaign_id"
+                )
+            ).scalar()
         engine.dispose()
-        return (f"{backend:<11}{elapsed:>9.2f} s{elapsed / interval:>8.2f}   "
-                f"{done.stderr.strip().splitlines()[-1]}; {printed} rows printed; last answer "
-                f"stored {stored} s after the query was created")
+        return (
+            f"{backend:<11}{elapsed:>9.2f} s{elapsed / interval:>8.2f}   "
+            f"{done.stderr.strip().splitlines()[-1]}; {printed} rows printed; last answer "
+            f"stored {stored} s after the query was created"
+        )
     finally:
         if server is not None:
             server.stop()
@@ -131,8 +156,16 @@ def dispatch(backend: str, n: int) -> str:
         seed_hosts(url, n)
         sessions = make_sessionmaker(engine)
         with session_scope(sessions) as session:
-            hunt = Hunt(name="bench", sql="SELECT 1 AS one", targets="all", schedule_kind="every",
-                        schedule="3600", expires=3600, state="active", created_at=0)
+            hunt = Hunt(
+                name="bench",
+                sql="SELECT 1 AS one",
+                targets="all",
+                schedule_kind="every",
+                schedule="3600",
+                expires=3600,
+                state="active",
+                created_at=0,
+            )
             session.add(hunt)
             session.flush()
             hunt_id = hunt.id
@@ -152,22 +185,30 @@ def dispatch(backend: str, n: int) -> str:
 def raw_insert(engine: Any, n: int) -> float:
     """Seconds to insert ``n`` target rows with the driver's fastest bulk path."""
     with engine.begin() as conn:
-        conn.execute(text("INSERT INTO campaigns (id, kind, name, sql, targets, created_at,"
-                          " expires_at) VALUES (999999, 'hunt', 'raw', 'SELECT 1', 'all', 0, 0)"))
+        conn.execute(
+            text(
+                "INSERT INTO campaigns (id, kind, name, sql, targets, created_at,"
+                " expires_at) VALUES (999999, 'hunt', 'raw', 'SELECT 1', 'all', 0, 0)"
+            )
+        )
     raw = engine.raw_connection()
     try:
         cursor = raw.cursor()
         rows = [(999_999, h, "queued", "") for h in range(1, n + 1)]
         started = time.perf_counter()
         if engine.dialect.name == "postgresql":
-            with cursor.copy("COPY campaign_targets (campaign_id, host_id, state, message)"
-                             " FROM STDIN") as copy:
+            with cursor.copy(
+                "COPY campaign_targets (campaign_id, host_id, state, message) FROM STDIN"
+            ) as copy:
                 for row in rows:
                     copy.write_row(row)
         else:
             cursor.execute("BEGIN")  # the store's connections start in autocommit
-            cursor.executemany("INSERT INTO campaign_targets (campaign_id, host_id, state,"
-                               " message) VALUES (?,?,?,?)", rows)
+            cursor.executemany(
+                "INSERT INTO campaign_targets (campaign_id, host_id, state,"
+                " message) VALUES (?,?,?,?)",
+                rows,
+            )
         raw.commit()
         return time.perf_counter() - started
     finally:
@@ -184,14 +225,18 @@ def main() -> None:
     backends = [b for b in args.backends.split(",") if b]
     print(f"cores: {os.cpu_count()}  python: {sys.version.split()[0]}")
 
-    print(f"\nlive query: `fleetctl query` to {args.hosts:,} hosts polling every "
-          f"{args.interval:g} s, until it exits with every answer")
+    print(
+        f"\nlive query: `fleetctl query` to {args.hosts:,} hosts polling every "
+        f"{args.interval:g} s, until it exits with every answer"
+    )
     print(f"{'backend':<11}{'returned':>11}{'ratio':>8}   (ratio = seconds / polling interval)")
     for backend in backends:
         print(fan_out(backend, args.hosts, args.interval), flush=True)
 
-    print(f"\nhunt dispatch: one run to {args.dispatch_hosts:,} targets vs raw bulk insert of the"
-          " target rows")
+    print(
+        f"\nhunt dispatch: one run to {args.dispatch_hosts:,} targets vs raw bulk insert of the"
+        " target rows"
+    )
     print(f"{'backend':<11}{'targets':>8}{'fire':>12}{'raw':>12}{'ratio':>8}")
     for backend in backends:
         print(dispatch(backend, args.dispatch_hosts), flush=True)

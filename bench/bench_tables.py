@@ -48,8 +48,15 @@ TARGET_RATIO = 3.0
 TABLE_NAMES = ("processes", "process_open_pipes", "process_open_sockets", "process_stdio")
 PID_FILES = ("stat", "status", "cmdline", "io", "cgroup")
 PID_LINKS = ("exe", "cwd", "root")
-NET_FILES = (*(f"{stem}{suffix}" for stem in ("icmp", "tcp", "udp", "udplite", "raw")
-               for suffix in ("", "6")), "unix", "packet")
+NET_FILES = (
+    *(
+        f"{stem}{suffix}"
+        for stem in ("icmp", "tcp", "udp", "udplite", "raw")
+        for suffix in ("", "6")
+    ),
+    "unix",
+    "packet",
+)
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 
 
@@ -223,8 +230,14 @@ def compare(name: str, table: Callable[[], int], raw: Callable[[], int], repeat:
     for _ in range(repeat):
         raw_times.append(_timed(raw))
         table_times.append(_timed(table))
-    return Line(name, rows, statistics.median(table_times), statistics.median(raw_times),
-                _peak(table), _peak(raw))
+    return Line(
+        name,
+        rows,
+        statistics.median(table_times),
+        statistics.median(raw_times),
+        _peak(table),
+        _peak(raw),
+    )
 
 
 def run_round(repeat: int) -> list[Line]:
@@ -248,8 +261,7 @@ class SleepingPairs:
         self.sleep = shutil.which("sleep") or "/bin/sleep"
 
     def _spawn(self, actions: list[tuple[object, ...]]) -> None:
-        pid = os.posix_spawn(self.sleep, ["sleep", "600"], os.environ,
-                             file_actions=actions)
+        pid = os.posix_spawn(self.sleep, ["sleep", "600"], os.environ, file_actions=actions)
         self.pids.append(pid)
 
     def start(self) -> None:
@@ -258,18 +270,22 @@ class SleepingPairs:
             r, w = os.pipe()
             a, b = socket.socketpair()
             try:
-                self._spawn([
-                    (os.POSIX_SPAWN_OPEN, 0, "/dev/null", null, 0),
-                    (os.POSIX_SPAWN_DUP2, w, 1),
-                    (os.POSIX_SPAWN_OPEN, 2, "/dev/null", null, 0),
-                    (os.POSIX_SPAWN_DUP2, a.fileno(), 3),
-                ])
-                self._spawn([
-                    (os.POSIX_SPAWN_DUP2, r, 0),
-                    (os.POSIX_SPAWN_OPEN, 1, "/dev/null", null, 0),
-                    (os.POSIX_SPAWN_OPEN, 2, "/dev/null", null, 0),
-                    (os.POSIX_SPAWN_DUP2, b.fileno(), 3),
-                ])
+                self._spawn(
+                    [
+                        (os.POSIX_SPAWN_OPEN, 0, "/dev/null", null, 0),
+                        (os.POSIX_SPAWN_DUP2, w, 1),
+                        (os.POSIX_SPAWN_OPEN, 2, "/dev/null", null, 0),
+                        (os.POSIX_SPAWN_DUP2, a.fileno(), 3),
+                    ]
+                )
+                self._spawn(
+                    [
+                        (os.POSIX_SPAWN_DUP2, r, 0),
+                        (os.POSIX_SPAWN_OPEN, 1, "/dev/null", null, 0),
+                        (os.POSIX_SPAWN_OPEN, 2, "/dev/null", null, 0),
+                        (os.POSIX_SPAWN_DUP2, b.fileno(), 3),
+                    ]
+                )
             finally:
                 os.close(r)
                 os.close(w)
@@ -291,25 +307,30 @@ class SleepingPairs:
 
 def report(title: str, process_count: int, lines: list[Line]) -> bool:
     print(f"\n{title}: {process_count} processes")
-    header = (f"{'':22} {'rows':>7} {'table ms':>9} {'raw ms':>8} {'ratio':>6} "
-              f"{'table peak KiB':>15} {'raw peak KiB':>13}  target")
+    header = (
+        f"{'':22} {'rows':>7} {'table ms':>9} {'raw ms':>8} {'ratio':>6} "
+        f"{'table peak KiB':>15} {'raw peak KiB':>13}  target"
+    )
     print(header)
     print("-" * len(header))
     ok = True
     for line in lines:
         passed = line.ratio <= TARGET_RATIO
         ok = ok and passed
-        print(f"{line.name:22} {line.rows:7d} {line.table_seconds * 1000:9.1f} "
-              f"{line.raw_seconds * 1000:8.1f} {line.ratio:6.2f} "
-              f"{line.table_peak / 1024:15.0f} {line.raw_peak / 1024:13.0f}  "
-              f"{'ok' if passed else 'OVER'} (<= {TARGET_RATIO:g}x)")
+        print(
+            f"{line.name:22} {line.rows:7d} {line.table_seconds * 1000:9.1f} "
+            f"{line.raw_seconds * 1000:8.1f} {line.ratio:6.2f} "
+            f"{line.table_peak / 1024:15.0f} {line.raw_peak / 1024:13.0f}  "
+            f"{'ok' if passed else 'OVER'} (<= {TARGET_RATIO:g}x)"
+        )
     return ok
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--extra", type=int, default=2000,
-                        help="sleeping processes to add for the second round")
+    parser.add_argument(
+        "--extra", type=int, default=2000, help="sleeping processes to add for the second round"
+    )
     parser.add_argument("--repeat", type=int, default=5, help="timed runs per measurement")
     args = parser.parse_args()
 
@@ -323,8 +344,14 @@ def main() -> int:
         load.start()
         spawn_seconds = time.perf_counter() - started
         print(f"\nspawned {len(load.pids)} sleeping processes in {spawn_seconds:.1f}s")
-        ok = report(f"With {len(load.pids)} extra processes", len(_proc.list_pids()),
-                    run_round(args.repeat)) and ok
+        ok = (
+            report(
+                f"With {len(load.pids)} extra processes",
+                len(_proc.list_pids()),
+                run_round(args.repeat),
+            )
+            and ok
+        )
     finally:
         load.stop()
         signal.signal(signal.SIGTERM, previous)

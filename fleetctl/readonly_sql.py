@@ -21,8 +21,9 @@ from sqlalchemy.orm import Session
 
 from fleetctl.errors import BadRequest
 
-_QUERY_START = re.compile(r"^\s*(?:--[^\n]*\n\s*|/\*.*?\*/\s*)*(select|with|values)\b",
-                          re.IGNORECASE | re.DOTALL)
+_QUERY_START = re.compile(
+    r"^\s*(?:--[^\n]*\n\s*|/\*.*?\*/\s*)*(select|with|values)\b", re.IGNORECASE | re.DOTALL
+)
 
 
 @dataclass(frozen=True)
@@ -57,8 +58,9 @@ def _statement_count(sql: str) -> int:
     return count
 
 
-def run_readonly(session: Session, sql: str, *, limit: int = 10_000,
-                 timeout_s: float = 10.0) -> SQLResult:
+def run_readonly(
+    session: Session, sql: str, *, limit: int = 10_000, timeout_s: float = 10.0
+) -> SQLResult:
     """Run ``sql`` on a read-only session; at most ``limit`` rows come back."""
     statement = check_sql(sql)
     dialect = session.get_bind().dialect.name

@@ -42,8 +42,9 @@ def append_lines(
     """Buffer ``lines`` in the caller's transaction; return how many were too long."""
     encoded = [orjson.dumps(line) for line in lines]
     kept = [line for line in encoded if max_size <= 0 or len(line) <= max_size]
-    conn.executemany("INSERT INTO log_buffer (log_type, line) VALUES (?, ?)",
-                     [(log_type, line) for line in kept])
+    conn.executemany(
+        "INSERT INTO log_buffer (log_type, line) VALUES (?, ?)", [(log_type, line) for line in kept]
+    )
     return len(encoded) - len(kept)
 
 
@@ -69,8 +70,9 @@ class LogBuffer:
             if log_type is None:
                 row = conn.execute("SELECT count(*) FROM log_buffer").fetchone()
             else:
-                row = conn.execute("SELECT count(*) FROM log_buffer WHERE log_type = ?",
-                                   (log_type,)).fetchone()
+                row = conn.execute(
+                    "SELECT count(*) FROM log_buffer WHERE log_type = ?", (log_type,)
+                ).fetchone()
         return int(row[0])
 
     def purge(self, max_lines: int) -> int:
@@ -80,7 +82,9 @@ class LogBuffer:
         with self._state.transaction() as conn:
             cursor = conn.execute(
                 "DELETE FROM log_buffer WHERE id IN (SELECT id FROM log_buffer "
-                "ORDER BY id DESC LIMIT -1 OFFSET ?)", (max_lines,))
+                "ORDER BY id DESC LIMIT -1 OFFSET ?)",
+                (max_lines,),
+            )
             return cursor.rowcount
 
 
@@ -105,8 +109,13 @@ class Backoff:
 class LogForwarder:
     """The logger loop of one agent."""
 
-    def __init__(self, buffer: LogBuffer, client: RemoteClient, flags: Flags,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        buffer: LogBuffer,
+        client: RemoteClient,
+        flags: Flags,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.buffer = buffer
         self._client = client
         self._flags = flags
@@ -137,10 +146,14 @@ class LogForwarder:
         try:
             self._client.log(log_type, [line for _, line in batch])
         except RequestFailed as exc:
-            self.backoff[log_type].failed(self._clock(), self._flags.get_int("logger_tls_period"),
-                                          self._flags.get_int("logger_tls_backoff_max"))
-            log.info("could not send %d %s lines (%s); they stay buffered", len(batch),
-                     log_type, exc)
+            self.backoff[log_type].failed(
+                self._clock(),
+                self._flags.get_int("logger_tls_period"),
+                self._flags.get_int("logger_tls_backoff_max"),
+            )
+            log.info(
+                "could not send %d %s lines (%s); they stay buffered", len(batch), log_type, exc
+            )
             return False
         self.buffer.delete([i for i, _ in batch])
         self.backoff[log_type].succeeded()

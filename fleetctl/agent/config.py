@@ -118,8 +118,9 @@ def _int(value: Any) -> int | None:
     return None
 
 
-def _query(name: str, obj: Any, default_interval: int, warn: Callable[[str], None]
-           ) -> QueryDef | None:
+def _query(
+    name: str, obj: Any, default_interval: int, warn: Callable[[str], None]
+) -> QueryDef | None:
     if not isinstance(obj, Mapping) or not isinstance(obj.get("query"), str):
         warn(f"The query {name} has no 'query' string: skipped")
         return None
@@ -145,8 +146,9 @@ def _query(name: str, obj: Any, default_interval: int, warn: Callable[[str], Non
     )
 
 
-def _pack(name: str, obj: Any, default_interval: int, warn: Callable[[str], None]
-          ) -> PackDef | None:
+def _pack(
+    name: str, obj: Any, default_interval: int, warn: Callable[[str], None]
+) -> PackDef | None:
     if not isinstance(obj, Mapping):
         warn(f"The pack {name} is a resource reference, which the TLS config cannot load")
         return None
@@ -181,14 +183,15 @@ def _decorators(obj: Any, warn: Callable[[str], None]) -> Decorators:
         return Decorators()
     intervals: list[tuple[int, tuple[str, ...]]] = []
     raw = obj.get("interval") or {}
-    for key, queries in (raw.items() if isinstance(raw, Mapping) else ()):
+    for key, queries in raw.items() if isinstance(raw, Mapping) else ():
         seconds = _int(key)
         if seconds is None or seconds <= 0 or seconds % 60:
             warn(f"Decorator interval {key} is not a multiple of 60 seconds: skipped")
             continue
         intervals.append((seconds, _sql_list(queries)))
-    return Decorators(_sql_list(obj.get("load")), _sql_list(obj.get("always")),
-                      tuple(sorted(intervals)))
+    return Decorators(
+        _sql_list(obj.get("load")), _sql_list(obj.get("always")), tuple(sorted(intervals))
+    )
 
 
 def parse_config(doc: Mapping[str, Any], default_interval: int = 3600) -> AgentConfig:

@@ -58,8 +58,10 @@ def normalise(row: Mapping[str, Any]) -> Row:
 
 def row_key(row: Mapping[str, Any]) -> bytes:
     """Identity of a row: its string form with sorted keys (numerics do not matter)."""
-    return orjson.dumps({k: v if isinstance(v, str) else str(v) for k, v in row.items()},
-                        option=orjson.OPT_SORT_KEYS)
+    return orjson.dumps(
+        {k: v if isinstance(v, str) else str(v) for k, v in row.items()},
+        option=orjson.OPT_SORT_KEYS,
+    )
 
 
 def diff(previous: list[Row], current: list[Row]) -> tuple[list[Row], list[Row]]:
@@ -100,8 +102,7 @@ def apply(
     ).fetchone()
     events = is_event_query(sql)
     if stored is None or stored[1] != epoch:
-        outcome = DiffOutcome(added=current, counter=1 if events and current else 0,
-                              new_epoch=True)
+        outcome = DiffOutcome(added=current, counter=1 if events and current else 0, new_epoch=True)
         _store(conn, name, sql, epoch, outcome.counter, [] if events else current, now)
         return outcome
     previous_sql, _, counter, blob = stored
@@ -117,8 +118,15 @@ def apply(
     return DiffOutcome(added=added, removed=removed, counter=counter)
 
 
-def _store(conn: sqlite3.Connection, name: str, sql: str, epoch: int, counter: int,
-           rows: list[Row], now: int) -> None:
+def _store(
+    conn: sqlite3.Connection,
+    name: str,
+    sql: str,
+    epoch: int,
+    counter: int,
+    rows: list[Row],
+    now: int,
+) -> None:
     conn.execute(
         "INSERT OR REPLACE INTO query_state (name, query, epoch, counter, rows, scheduled_at) "
         "VALUES (?, ?, ?, ?, ?, ?)",
@@ -128,8 +136,8 @@ def _store(conn: sqlite3.Connection, name: str, sql: str, epoch: int, counter: i
 
 def mark_scheduled(conn: sqlite3.Connection, names: Iterable[str], now: int) -> int:
     """Note which names the config still schedules; purge the ones gone for too long."""
-    conn.executemany("UPDATE query_state SET scheduled_at = ? WHERE name = ?",
-                     [(now, n) for n in names])
-    cursor = conn.execute("DELETE FROM query_state WHERE scheduled_at < ?",
-                          (now - PURGE_SECONDS,))
+    conn.executemany(
+        "UPDATE query_state SET scheduled_at = ? WHERE name = ?", [(now, n) for n in names]
+    )
+    cursor = conn.execute("DELETE FROM query_state WHERE scheduled_at < ?", (now - PURGE_SECONDS,))
     return cursor.rowcount

@@ -68,8 +68,12 @@ class Results:
         self.stats.update(other.stats)
 
     def payload(self) -> dict[str, Any]:
-        return {"queries": self.queries, "statuses": self.statuses,
-                "messages": self.messages, "stats": self.stats}
+        return {
+            "queries": self.queries,
+            "statuses": self.statuses,
+            "messages": self.messages,
+            "stats": self.stats,
+        }
 
     def __bool__(self) -> bool:
         return bool(self.statuses)
@@ -116,8 +120,9 @@ def _usage() -> tuple[float, int, int, int]:
 
 
 class DistributedRunner:
-    def __init__(self, engine: QueryEngine, client: RemoteClient, state: StateDB,
-                 flags: Flags) -> None:
+    def __init__(
+        self, engine: QueryEngine, client: RemoteClient, state: StateDB, flags: Flags
+    ) -> None:
         self._engine = engine
         self._client = client
         self._state = state
@@ -132,15 +137,15 @@ class DistributedRunner:
         digest = hashlib.sha256(sql.encode()).hexdigest()
         now = int(time.time())
         with self._state.transaction() as conn:
-            row = conn.execute("SELECT started_at FROM distributed_running WHERE digest = ?",
-                               (digest,)).fetchone()
+            row = conn.execute(
+                "SELECT started_at FROM distributed_running WHERE digest = ?", (digest,)
+            ).fetchone()
             denylist = self._flags.get_int("distributed_denylist_duration")
             if row is not None and now - row[0] < denylist:
                 into.queries[qid], into.statuses[qid], into.messages[qid] = [], 1, DENYLISTED
                 into.stats[qid] = {}
                 return
-            conn.execute("INSERT OR REPLACE INTO distributed_running VALUES (?, ?)",
-                         (digest, now))
+            conn.execute("INSERT OR REPLACE INTO distributed_running VALUES (?, ?)", (digest, now))
         before = _usage()
         try:
             result = self._engine.query(sql)

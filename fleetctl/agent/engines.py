@@ -32,8 +32,7 @@ from fleetctl.tables import AgentRuntime
 EMULATED_OSQUERY_VERSION = "5.23.0"
 
 DEFAULT_SOCKET = "/var/osquery/osquery.em"
-OSQUERYD_CANDIDATES = ("/usr/bin/osqueryd", "/opt/osquery/bin/osqueryd",
-                       "/usr/local/bin/osqueryd")
+OSQUERYD_CANDIDATES = ("/usr/bin/osqueryd", "/opt/osquery/bin/osqueryd", "/usr/local/bin/osqueryd")
 THRIFT_TIMEOUT_MS = 60_000
 
 
@@ -86,8 +85,9 @@ class OsqueryEngine:
 
     name = "osquery"
 
-    def __init__(self, socket: str | None = None, osqueryd: str | None = None,
-                 timeout: float = 5.0) -> None:
+    def __init__(
+        self, socket: str | None = None, osqueryd: str | None = None, timeout: float = 5.0
+    ) -> None:
         import osquery  # imported here: the embedded engine never needs Thrift
 
         self._lock = threading.Lock()

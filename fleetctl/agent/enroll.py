@@ -144,8 +144,9 @@ class NodeKeys:
             try:
                 return self._enroll_once()
             except RequestFailed as exc:
-                log.warning("Failed enrollment request to %s (%s) retrying...",
-                            self._transport.server, exc)
+                log.warning(
+                    "Failed enrollment request to %s (%s) retrying...", self._transport.server, exc
+                )
                 if attempts and step >= attempts:
                     raise EnrollFailed(f"enrollment failed after {step} attempts: {exc}") from exc
             pause = min(step * step, self._flags.get_int("tls_enroll_max_interval"))

@@ -26,18 +26,15 @@ class Flag:
 FLAGS: tuple[Flag, ...] = (
     # Where and how to reach the server: command line only, as in osqueryd.
     Flag("config_refresh", 0, "Seconds between config fetches (0: once).", cli_only=True),
-    Flag("config_accelerated_refresh", 300, "Refresh period after a failed fetch.",
-         cli_only=True),
+    Flag("config_accelerated_refresh", 300, "Refresh period after a failed fetch.", cli_only=True),
     Flag("config_tls_max_attempts", 3, "Attempts per config fetch.", cli_only=True),
-    Flag("tls_enroll_max_attempts", 12, "Enroll attempts per request (0: forever).",
-         cli_only=True),
-    Flag("tls_enroll_max_interval", 600, "Longest sleep between enroll attempts.",
-         cli_only=True),
+    Flag("tls_enroll_max_attempts", 12, "Enroll attempts per request (0: forever).", cli_only=True),
+    Flag("tls_enroll_max_interval", 600, "Longest sleep between enroll attempts.", cli_only=True),
     Flag("disable_reenrollment", False, "Keep a key the server calls invalid.", cli_only=True),
-    Flag("host_identifier", "hostname", "hostname|uuid|instance|ephemeral|specified.",
-         cli_only=True),
-    Flag("specified_identifier", "", "Identifier when host_identifier=specified.",
-         cli_only=True),
+    Flag(
+        "host_identifier", "hostname", "hostname|uuid|instance|ephemeral|specified.", cli_only=True
+    ),
+    Flag("specified_identifier", "", "Identifier when host_identifier=specified.", cli_only=True),
     # Settable from the config's options.
     Flag("schedule_epoch", 0, "Epoch of scheduled query results."),
     Flag("schedule_splay_percent", 10, "Percent of random splay on query intervals."),
@@ -65,9 +62,16 @@ FLAGS: tuple[Flag, ...] = (
 BY_NAME: dict[str, Flag] = {flag.name: flag for flag in FLAGS}
 
 # osqueryd flags that config options cannot set (warned about and ignored).
-CLI_ONLY_PREFIXES = ("tls_hostname", "enroll_", "config_tls_endpoint", "config_refresh",
-                     "config_tls_refresh", "config_tls_max_attempts", "disable_carver",
-                     "carver_")
+CLI_ONLY_PREFIXES = (
+    "tls_hostname",
+    "enroll_",
+    "config_tls_endpoint",
+    "config_refresh",
+    "config_tls_refresh",
+    "config_tls_max_attempts",
+    "disable_carver",
+    "carver_",
+)
 
 
 class FlagError(ValueError):

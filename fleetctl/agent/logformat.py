@@ -51,8 +51,9 @@ class Header:
         return _decorate(out, self.decorations, self.decorations_top_level)
 
 
-def _decorate(line: dict[str, Any], decorations: Mapping[str, str], top_level: bool
-              ) -> dict[str, Any]:
+def _decorate(
+    line: dict[str, Any], decorations: Mapping[str, str], top_level: bool
+) -> dict[str, Any]:
     if decorations:
         if top_level:
             line.update(decorations)
@@ -71,34 +72,46 @@ def columns(row: Mapping[str, Any], numerics: bool) -> dict[str, Any]:
     return out
 
 
-def diff_lines(header: Header, added: Sequence[Mapping[str, Any]],
-               removed: Sequence[Mapping[str, Any]], event_format: bool,
-               baseline: bool = False) -> list[dict[str, Any]]:
+def diff_lines(
+    header: Header,
+    added: Sequence[Mapping[str, Any]],
+    removed: Sequence[Mapping[str, Any]],
+    event_format: bool,
+    baseline: bool = False,
+) -> list[dict[str, Any]]:
     """The lines of one differential run: nothing when nothing changed, except that the
     batch format logs a counter-0 ``baseline`` even when it has no rows."""
     if not added and not removed and (event_format or not baseline):
         return []
     common = header.fields()
     if not event_format:
-        return [common | {"diffResults": {
-            "removed": [columns(r, header.numerics) for r in removed],
-            "added": [columns(r, header.numerics) for r in added],
-        }}]
-    lines = [common | {"columns": columns(r, header.numerics), "action": "removed"}
-             for r in removed]
-    lines += [common | {"columns": columns(r, header.numerics), "action": "added"}
-              for r in added]
+        return [
+            common
+            | {
+                "diffResults": {
+                    "removed": [columns(r, header.numerics) for r in removed],
+                    "added": [columns(r, header.numerics) for r in added],
+                }
+            }
+        ]
+    lines = [
+        common | {"columns": columns(r, header.numerics), "action": "removed"} for r in removed
+    ]
+    lines += [common | {"columns": columns(r, header.numerics), "action": "added"} for r in added]
     return lines
 
 
-def snapshot_lines(header: Header, rows: Sequence[Mapping[str, Any]], event_format: bool
-                   ) -> list[dict[str, Any]]:
+def snapshot_lines(
+    header: Header, rows: Sequence[Mapping[str, Any]], event_format: bool
+) -> list[dict[str, Any]]:
     common = header.fields()
     if event_format:
-        return [common | {"columns": columns(r, header.numerics), "action": "snapshot"}
-                for r in rows]
-    return [{"snapshot": [columns(r, header.numerics) for r in rows], "action": "snapshot"}
-            | common]
+        return [
+            common | {"columns": columns(r, header.numerics), "action": "snapshot"} for r in rows
+        ]
+    return [
+        {"snapshot": [columns(r, header.numerics) for r in rows], "action": "snapshot"} | common
+    ]
 
 
 def status_line(

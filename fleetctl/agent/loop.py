@@ -73,22 +73,31 @@ class Agent:
         self.flags = Flags(options.flags)
         self.state = StateDB(options.state_dir)
         self.engine: QueryEngine = engine if engine is not None else EmbeddedEngine()
-        self.identity = HostIdentity(self.engine, self.flags.get_str("host_identifier"),
-                                     self.flags.get_str("specified_identifier"))
-        self.transport = Transport(options.server, ca=options.ca,
-                                   transport=options.http_transport)
+        self.identity = HostIdentity(
+            self.engine,
+            self.flags.get_str("host_identifier"),
+            self.flags.get_str("specified_identifier"),
+        )
+        self.transport = Transport(options.server, ca=options.ca, transport=options.http_transport)
         self.keys = NodeKeys(
-            self.state, self.transport, endpoints=options.endpoints, flags=self.flags,
-            secret_path=options.enroll_secret_path, identity=self.identity,
-            details=lambda: host_details(self.engine), stop=self.stop_event,
+            self.state,
+            self.transport,
+            endpoints=options.endpoints,
+            flags=self.flags,
+            secret_path=options.enroll_secret_path,
+            identity=self.identity,
+            details=lambda: host_details(self.engine),
+            stop=self.stop_event,
         )
         self.client = RemoteClient(self.transport, self.keys, options.endpoints, self.flags)
         self.decorators = DecoratorRunner(self.engine, self.flags)
         self._version: str | None = None
-        self.status = StatusLog(self.state, self.flags, self.identity, self.version,
-                                self.decorators.current)
-        self.runner = QueryRunner(self.engine, self.state, self.flags, self.decorators,
-                                  self.status, self.identity)
+        self.status = StatusLog(
+            self.state, self.flags, self.identity, self.version, self.decorators.current
+        )
+        self.runner = QueryRunner(
+            self.engine, self.state, self.flags, self.decorators, self.status, self.identity
+        )
         self.buffer = LogBuffer(self.state)
         self.forwarder = LogForwarder(self.buffer, self.client, self.flags)
         self.distributed = DistributedRunner(self.engine, self.client, self.state, self.flags)
@@ -157,7 +166,9 @@ class Agent:
         with self._config_lock:
             config = self.config
         queries = scheduled_queries(
-            config, self.facts(), self.discovery,
+            config,
+            self.facts(),
+            self.discovery,
             delimiter=self.flags.get_str("pack_delimiter"),
             refresh=self.flags.get_int("pack_refresh_interval"),
         )
@@ -180,17 +191,31 @@ class Agent:
         runtime.config_hash = self.config.hash
         runtime.config_valid = self.config_ok or bool(self.config.hash)
         runtime.flags = {
-            name: FlagInfo(name, str(value), str(BY_NAME[name].default),
-                           type(BY_NAME[name].default).__name__, BY_NAME[name].help)
+            name: FlagInfo(
+                name,
+                str(value),
+                str(BY_NAME[name].default),
+                type(BY_NAME[name].default).__name__,
+                BY_NAME[name].help,
+            )
             for name, value in self.flags.values().items()
         }
         runtime.schedule = list(self.runner.stats.values())
         facts, refresh = self.facts(), self.flags.get_int("pack_refresh_interval")
         runtime.packs = [  # osquery lists "main" only when the config has a schedule
-            PackInfo(p.name, p.platform, len(p.queries), p.version, p.shard,
-                     active=(_included(p.platform, p.version, p.shard, facts)
-                             and self.discovery.active(p, refresh)))
-            for p in self.config.packs if p.queries or p.name != MAIN_PACK
+            PackInfo(
+                p.name,
+                p.platform,
+                len(p.queries),
+                p.version,
+                p.shard,
+                active=(
+                    _included(p.platform, p.version, p.shard, facts)
+                    and self.discovery.active(p, refresh)
+                ),
+            )
+            for p in self.config.packs
+            if p.queries or p.name != MAIN_PACK
         ]
 
     def launch(self, query: ScheduledQuery) -> None:
@@ -203,15 +228,17 @@ class Agent:
     # -- lifetime
 
     def _thread(self, name: str, target: Any) -> None:
-        thread = threading.Thread(target=target, args=(self.stop_event,), name=name,
-                                  daemon=True)
+        thread = threading.Thread(target=target, args=(self.stop_event,), name=name, daemon=True)
         thread.start()
         self._threads.append(thread)
 
     def _refresh_loop(self, stop: threading.Event) -> None:
         while True:
-            period = (self.flags.get_int("config_refresh") if self.config_ok
-                      else self.flags.get_int("config_accelerated_refresh"))
+            period = (
+                self.flags.get_int("config_refresh")
+                if self.config_ok
+                else self.flags.get_int("config_accelerated_refresh")
+            )
             if stop.wait(max(1, period)):
                 return
             try:
@@ -237,8 +264,7 @@ class Agent:
         """
         self.fetch_config()
         queries = [q for q, _ in self.schedule()]
-        for query in startup_order(queries) + [q for q in queries
-                                               if q.startup_priority is None]:
+        for query in startup_order(queries) + [q for q in queries if q.startup_priority is None]:
             self.launch(query)
         if self.options.distributed:
             self.distributed.cycle(self.stop_event)

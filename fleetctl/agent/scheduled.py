@@ -65,34 +65,40 @@ class QueryRunner:
                 counter = 0
                 header = self._header(query.name, now, epoch, counter)
                 rows = [differ.normalise(r) for r in result.rows]
-                lines = snapshot_lines(header, rows,
-                                       self.flags.get_bool("logger_snapshot_event_type"))
+                lines = snapshot_lines(
+                    header, rows, self.flags.get_bool("logger_snapshot_event_type")
+                )
             else:
-                previous = conn.execute("SELECT query FROM query_state WHERE name = ?",
-                                        (query.name,)).fetchone()
+                previous = conn.execute(
+                    "SELECT query FROM query_state WHERE name = ?", (query.name,)
+                ).fetchone()
                 outcome = differ.apply(conn, query.name, query.query, epoch, result.rows, now)
                 counter = outcome.counter
                 if previous is None:
-                    notes.append(f"Storing initial results for new scheduled query: "
-                                 f"{query.name}")
+                    notes.append(f"Storing initial results for new scheduled query: {query.name}")
                 elif outcome.new_epoch:
                     notes.append(f"New Epoch {epoch} for scheduled query {query.name}")
                 elif previous[0] != query.query:
                     notes.append(f"Scheduled query has been updated: {query.name}")
                 removed = outcome.removed if query.removed else []
                 header = self._header(query.name, now, epoch, counter)
-                lines = diff_lines(header, outcome.added, removed, event_format,
-                                   baseline=outcome.new_epoch)
-            dropped = append_lines(conn, "result", lines,
-                                   self.flags.get_int("logger_tls_max_linesize"))
+                lines = diff_lines(
+                    header, outcome.added, removed, event_format, baseline=outcome.new_epoch
+                )
+            dropped = append_lines(
+                conn, "result", lines, self.flags.get_int("logger_tls_max_linesize")
+            )
         for note in notes:
             self.status.info(note)
         if dropped:
-            self.status.warning(f"Dropped {dropped} result lines of {query.name} longer than "
-                                f"logger_tls_max_linesize")
+            self.status.warning(
+                f"Dropped {dropped} result lines of {query.name} longer than "
+                f"logger_tls_max_linesize"
+            )
         self._record(query, started, sum(len(str(r)) for r in result.rows))
-        return RunReport(query.name, ok=True, lines=len(lines) - dropped, counter=counter,
-                         rows=len(result.rows))
+        return RunReport(
+            query.name, ok=True, lines=len(lines) - dropped, counter=counter, rows=len(result.rows)
+        )
 
     def _header(self, name: str, now: int, epoch: int, counter: int) -> Header:
         return Header(

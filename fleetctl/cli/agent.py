@@ -50,27 +50,52 @@ def _first_file(*paths: str | Path | None) -> Path | None:
 
 
 @click.command("agent")
-@click.option("--server", help="Server URL, e.g. https://127.0.0.1:8443 "
-              "(default: the flag file's --tls_hostname, else context.json).")
-@click.option("--enroll-secret-path", type=click.Path(dir_okay=False),
-              help="File holding the enroll secret (default: $FLEETCTL_HOME/enroll_secret).")
+@click.option(
+    "--server",
+    help="Server URL, e.g. https://127.0.0.1:8443 "
+    "(default: the flag file's --tls_hostname, else context.json).",
+)
+@click.option(
+    "--enroll-secret-path",
+    type=click.Path(dir_okay=False),
+    help="File holding the enroll secret (default: $FLEETCTL_HOME/enroll_secret).",
+)
 @click.option("--tls-server-certs", help="CA bundle the server certificate must chain to.")
-@click.option("--engine", type=click.Choice(["auto", "embedded", "osquery"]), default="auto",
-              show_default=True, help="Where queries run; auto uses osqueryd when present.")
+@click.option(
+    "--engine",
+    type=click.Choice(["auto", "embedded", "osquery"]),
+    default="auto",
+    show_default=True,
+    help="Where queries run; auto uses osqueryd when present.",
+)
 @click.option("--osquery-socket", help="A running osqueryd's extensions socket.")
 @click.option("--osqueryd", help="osqueryd binary to spawn for queries.")
-@click.option("--state-dir", type=click.Path(file_okay=False),
-              help="Node key, previous results and the log buffer "
-              "(default: $FLEETCTL_HOME/agent).")
-@click.option("--host-identifier", default=None,
-              help=f"{'|'.join(IDENTIFIER_MODES[:4])}, or a name of your choice.")
-@click.option("--interval", type=click.IntRange(min=1),
-              help="Run every scheduled query at this interval (seconds) instead of its own.")
-@click.option("--config-refresh", type=click.IntRange(min=0),
-              help="Seconds between config fetches (default: the flag file's, else 0: once).")
+@click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False),
+    help="Node key, previous results and the log buffer (default: $FLEETCTL_HOME/agent).",
+)
+@click.option(
+    "--host-identifier",
+    default=None,
+    help=f"{'|'.join(IDENTIFIER_MODES[:4])}, or a name of your choice.",
+)
+@click.option(
+    "--interval",
+    type=click.IntRange(min=1),
+    help="Run every scheduled query at this interval (seconds) instead of its own.",
+)
+@click.option(
+    "--config-refresh",
+    type=click.IntRange(min=0),
+    help="Seconds between config fetches (default: the flag file's, else 0: once).",
+)
 @click.option("--flagfile", help="osqueryd flags file (default: $FLEETCTL_HOME/osquery.flags).")
-@click.option("--once", is_flag=True,
-              help="Run every scheduled query once, answer distributed queries, flush, exit.")
+@click.option(
+    "--once",
+    is_flag=True,
+    help="Run every scheduled query once, answer distributed queries, flush, exit.",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Log what the agent does to stderr.")
 def agent(
     server: str | None,
@@ -88,8 +113,10 @@ def agent(
     verbose: bool,
 ) -> None:
     """Enroll with a fleet server and run its schedule like osqueryd with the TLS plugins."""
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(message)s",
+    )
     home = default_home()
     flags_file = _flagfile(flagfile, home)
     context = _context(home)
@@ -97,9 +124,9 @@ def agent(
     if not url:
         raise click.ClickException(
             "no server: pass --server, or run `fleetctl serve` first (it writes "
-            f"{home / 'osquery.flags'} and {home / 'context.json'})")
-    secret = _first_file(enroll_secret_path, flags_file.enroll_secret_path,
-                         home / "enroll_secret")
+            f"{home / 'osquery.flags'} and {home / 'context.json'})"
+        )
+    secret = _first_file(enroll_secret_path, flags_file.enroll_secret_path, home / "enroll_secret")
     if secret is None:
         raise click.ClickException("no enroll secret: pass --enroll-secret-path FILE")
     flags: dict[str, Any] = dict(flags_file.flags)
@@ -130,8 +157,11 @@ def agent(
         remaining = runner.buffer.count()
         runner.stop()
         if not delivered:
-            click.echo(f"{remaining} log lines stay buffered in "
-                       f"{options.state_dir}; they are sent on the next run", err=True)
+            click.echo(
+                f"{remaining} log lines stay buffered in "
+                f"{options.state_dir}; they are sent on the next run",
+                err=True,
+            )
             sys.exit(1)
         return
     _run_until_signalled(runner)
@@ -146,8 +176,11 @@ def _run_until_signalled(runner: Agent) -> None:
     signal.signal(signal.SIGTERM, handle)
     signal.signal(signal.SIGINT, handle)
     runner.start()
-    click.echo(f"agent running against {runner.options.server} "
-               f"(engine {runner.engine.name}); stop with Ctrl-C", err=True)
+    click.echo(
+        f"agent running against {runner.options.server} "
+        f"(engine {runner.engine.name}); stop with Ctrl-C",
+        err=True,
+    )
     while not stopped.wait(1.0):
         pass
     runner.stop()

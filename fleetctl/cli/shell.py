@@ -73,8 +73,10 @@ def _meta(engine: Engine, line: str, out: TextIO) -> bool:
             except QueryError as error:
                 click.echo(f"Error: {error.message}", err=True)
     else:
-        click.echo(f'Error: unknown command or invalid arguments: "{command[1:]}". '
-                   'Enter ".help" for help', err=True)
+        click.echo(
+            f'Error: unknown command or invalid arguments: "{command[1:]}". Enter ".help" for help',
+            err=True,
+        )
     out.flush()
     return True
 
@@ -104,8 +106,9 @@ def interact(engine: Engine, as_json: bool, stdin: TextIO, out: TextIO) -> None:
 
 @click.command("shell")
 @click.argument("sql", required=False)
-@click.option("--json", "as_json", is_flag=True,
-              help="Print results exactly as `osqueryi --json` does.")
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print results exactly as `osqueryi --json` does."
+)
 @click.pass_context
 def shell(ctx: click.Context, sql: str | None, as_json: bool) -> None:
     """Run osquery SQL on this host: one query from SQL, else an interactive prompt."""

@@ -36,22 +36,54 @@ if TYPE_CHECKING:
 
 Reader = Callable[["HostSnapshot", Sequence[Row]], None]
 
-KNOWN_PACKS = ("ipc-telemetry", "ipc-telemetry-extension", "ipc-telemetry-windows",
-               "ipc-telemetry-macos", "t1559-hunts", "telemetry-health")
+KNOWN_PACKS = (
+    "ipc-telemetry",
+    "ipc-telemetry-extension",
+    "ipc-telemetry-windows",
+    "ipc-telemetry-macos",
+    "t1559-hunts",
+    "telemetry-health",
+)
 
 # Queries whose rows are processes (lineage snapshots, exec events, hunt views).
-PROCESS_QUERIES = frozenset({
-    "process_lineage", "process_lineage_darwin", "process_exec_events",
-    "office_lolbin_children", "office_lolbin_starts", "dcom_launched_processes",
-    "es_exec_lineage", "es_xpc_spawned", "es_office_osascript_children",
-    "socat_ncat_children", "dbus_daemon_children", "dbus_daemon_exec_events",
-    "office_interpreter_chains", "office_interpreter_chains_macos",
-})
-WINDOWS_QUERIES = frozenset({"named_pipes", "named_pipes_snapshot", "known_tool_pipes",
-                             "office_lolbin_children", "office_lolbin_starts",
-                             "dcom_launched_processes", "office_interpreter_chains"})
-DARWIN_QUERIES = frozenset({"process_lineage_darwin", "es_exec_lineage", "es_xpc_spawned",
-                            "es_office_osascript_children", "office_interpreter_chains_macos"})
+PROCESS_QUERIES = frozenset(
+    {
+        "process_lineage",
+        "process_lineage_darwin",
+        "process_exec_events",
+        "office_lolbin_children",
+        "office_lolbin_starts",
+        "dcom_launched_processes",
+        "es_exec_lineage",
+        "es_xpc_spawned",
+        "es_office_osascript_children",
+        "socat_ncat_children",
+        "dbus_daemon_children",
+        "dbus_daemon_exec_events",
+        "office_interpreter_chains",
+        "office_interpreter_chains_macos",
+    }
+)
+WINDOWS_QUERIES = frozenset(
+    {
+        "named_pipes",
+        "named_pipes_snapshot",
+        "known_tool_pipes",
+        "office_lolbin_children",
+        "office_lolbin_starts",
+        "dcom_launched_processes",
+        "office_interpreter_chains",
+    }
+)
+DARWIN_QUERIES = frozenset(
+    {
+        "process_lineage_darwin",
+        "es_exec_lineage",
+        "es_xpc_spawned",
+        "es_office_osascript_children",
+        "office_interpreter_chains_macos",
+    }
+)
 _EVENT_COLUMNS = ("syscall", "event_type", "datetime", "pidversion")
 _PARENT_COLUMNS = ("parent", "ppid", "parent_pid")
 
@@ -66,22 +98,28 @@ def _add(snap: HostSnapshot, row: Row, rank: int, **columns: str) -> bool:
     return snap.is_current(proc.pid, proc.start_time)
 
 
-def _add_joined(snap: HostSnapshot, pid: int | None, row: Row, prefix: str,
-                parent: int | None = None) -> None:
+def _add_joined(
+    snap: HostSnapshot, pid: int | None, row: Row, prefix: str, parent: int | None = None
+) -> None:
     """A process record from the ``<prefix>name/path/cmdline/start_time`` columns."""
     if pid is None or pid <= 0:
         return
-    proc = Process(pid=pid, parent=parent, rank=JOINED,
-                   name=text(row, f"{prefix}name"),
-                   path=text(row, f"{prefix}path", f"{prefix}process_path"),
-                   cmdline=text(row, f"{prefix}cmdline"),
-                   start_time=to_int(row.get(f"{prefix}start_time")))
+    proc = Process(
+        pid=pid,
+        parent=parent,
+        rank=JOINED,
+        name=text(row, f"{prefix}name"),
+        path=text(row, f"{prefix}path", f"{prefix}process_path"),
+        cmdline=text(row, f"{prefix}cmdline"),
+        start_time=to_int(row.get(f"{prefix}start_time")),
+    )
     if proc.name or proc.path or proc.cmdline:
         snap.add_process(proc)
 
 
 def read_processes(snap: HostSnapshot, rows: Sequence[Row]) -> None:
     """Lineage snapshots, exec events (audit, ES, ETW) and hunt views of processes."""
+
     def when(row: Row) -> int:
         return to_int(row.get("time")) or 0
 
@@ -141,11 +179,18 @@ def read_process_stdio(snap: HostSnapshot, rows: Sequence[Row]) -> None:
             # A socket in no unix or inet table (a TCP connection the peer already closed,
             # netlink, vsock): what the stock stdio query calls ``socket``.
             kind = "socket"
-        snap.set_stdio(pid, StdioEnd(
-            fd=fd, kind=kind, target=_target(text(first, "target")),
-            inode=to_int(first.get("inode")) or None, mode=text(first, "mode"),
-            partners=tuple(sorted(_partners(snap, group, "partner_pid", "partner_") - {pid})),
-            source="extension"))
+        snap.set_stdio(
+            pid,
+            StdioEnd(
+                fd=fd,
+                kind=kind,
+                target=_target(text(first, "target")),
+                inode=to_int(first.get("inode")) or None,
+                mode=text(first, "mode"),
+                partners=tuple(sorted(_partners(snap, group, "partner_pid", "partner_") - {pid})),
+                source="extension",
+            ),
+        )
 
 
 def read_stdio_channels(snap: HostSnapshot, rows: Sequence[Row]) -> None:
@@ -162,16 +207,25 @@ def read_stdio_channels(snap: HostSnapshot, rows: Sequence[Row]) -> None:
         if pipe_rows:
             kind = "fifo" if "fifo" in kinds else "pipe"
             partners = _partners(snap, pipe_rows, "partner_pid", "partner_") - {pid}
-            end = StdioEnd(fd=fd, kind=kind, target=paths[0] if kind == "fifo" and paths else "",
-                           inode=to_int(pipe_rows[0].get("inode")),
-                           mode=text(pipe_rows[0], "mode"), partners=tuple(sorted(partners)))
+            end = StdioEnd(
+                fd=fd,
+                kind=kind,
+                target=paths[0] if kind == "fifo" and paths else "",
+                inode=to_int(pipe_rows[0].get("inode")),
+                mode=text(pipe_rows[0], "mode"),
+                partners=tuple(sorted(partners)),
+            )
         elif paths:
             end = StdioEnd(fd=fd, kind=path_kind(paths[0]), target=paths[0])
         else:
             first = group[0]
             kind = text(first, "kind") or "other"
-            end = StdioEnd(fd=fd, kind=kind, target=_target(text(first, "target")),
-                           inode=to_int(first.get("inode")))
+            end = StdioEnd(
+                fd=fd,
+                kind=kind,
+                target=_target(text(first, "target")),
+                inode=to_int(first.get("inode")),
+            )
         snap.set_stdio(pid, end)
 
 
@@ -184,45 +238,81 @@ def read_pipe_partners(snap: HostSnapshot, rows: Sequence[Row]) -> None:
         _add_joined(snap, partner, row, "partner_")
         if partner is not None and not snap.is_current(partner, row.get("partner_start_time")):
             continue
-        snap.pipes.setdefault(pid, []).append(PipeEnd(
-            pid=pid, fd=to_int(row.get("fd")) or 0, inode=to_int(row.get("inode")),
-            type=text(row, "type"), mode=text(row, "mode"), partner_pid=partner,
-            partner_fd=to_int(row.get("partner_fd"))))
+        snap.pipes.setdefault(pid, []).append(
+            PipeEnd(
+                pid=pid,
+                fd=to_int(row.get("fd")) or 0,
+                inode=to_int(row.get("inode")),
+                type=text(row, "type"),
+                mode=text(row, "mode"),
+                partner_pid=partner,
+                partner_fd=to_int(row.get("partner_fd")),
+            )
+        )
 
 
 def read_named_fifos(snap: HostSnapshot, rows: Sequence[Row]) -> None:
     for row in rows:
         pid = to_int(row.get("pid"))
-        if pid is None or not _add(snap, row, JOINED, pid="pid", name="name",
-                                   path="process_path", cmdline="cmdline", uid="uid"):
+        if pid is None or not _add(
+            snap,
+            row,
+            JOINED,
+            pid="pid",
+            name="name",
+            path="process_path",
+            cmdline="cmdline",
+            uid="uid",
+        ):
             continue
         partner = to_int(row.get("partner_pid"))
         _add_joined(snap, partner, row, "partner_")
-        snap.fifos.setdefault(pid, []).append(Fifo(
-            pid=pid, path=text(row, "path"), fd=to_int(row.get("fd")), mode=text(row, "mode"),
-            partner_pid=partner))
+        snap.fifos.setdefault(pid, []).append(
+            Fifo(
+                pid=pid,
+                path=text(row, "path"),
+                fd=to_int(row.get("fd")),
+                mode=text(row, "mode"),
+                partner_pid=partner,
+            )
+        )
 
 
 def read_unix_peers(snap: HostSnapshot, rows: Sequence[Row]) -> None:
     for row in rows:
         pid = to_int(row.get("pid"))
-        if pid is None or not _add(snap, row, JOINED, pid="pid", name="name",
-                                   path="process_path", start_time="start_time"):
+        if pid is None or not _add(
+            snap, row, JOINED, pid="pid", name="name", path="process_path", start_time="start_time"
+        ):
             continue
         peer = to_int(row.get("peer_pid"))
         _add_joined(snap, peer, row, "peer_")
-        snap.unix_peers.setdefault(pid, []).append(UnixPeer(
-            pid=pid, path=text(row, "path"), type=text(row, "type"), state=text(row, "state"),
-            peer_pid=peer if peer is not None and peer > 0 else None,
-            peer_path=text(row, "peer_path")))
+        snap.unix_peers.setdefault(pid, []).append(
+            UnixPeer(
+                pid=pid,
+                path=text(row, "path"),
+                type=text(row, "type"),
+                state=text(row, "state"),
+                peer_pid=peer if peer is not None and peer > 0 else None,
+                peer_path=text(row, "peer_path"),
+            )
+        )
 
 
 def read_unix_sockets(snap: HostSnapshot, rows: Sequence[Row]) -> None:
     for row in rows:
         pid = to_int(row.get("pid"))
-        if pid is None or not _add(snap, row, JOINED, pid="pid", name="name",
-                                   path="process_path", cmdline="cmdline", uid="uid",
-                                   start_time="start_time"):
+        if pid is None or not _add(
+            snap,
+            row,
+            JOINED,
+            pid="pid",
+            name="name",
+            path="process_path",
+            cmdline="cmdline",
+            uid="uid",
+            start_time="start_time",
+        ):
             continue
         if text(row, "path"):
             snap.unix_paths.setdefault(pid, set()).add(text(row, "path"))
@@ -234,21 +324,41 @@ def read_listeners(snap: HostSnapshot, rows: Sequence[Row]) -> None:
         pid = to_int(row.get("pid"))
         if pid is None or pid <= 0:
             continue
-        _add(snap, row, JOINED, pid="pid", name="name", path="process_path",
-             cmdline="cmdline", uid="uid")
+        _add(
+            snap,
+            row,
+            JOINED,
+            pid="pid",
+            name="name",
+            path="process_path",
+            cmdline="cmdline",
+            uid="uid",
+        )
         port = to_int(row.get("port"))
-        snap.listeners.setdefault(pid, []).append(Listener(
-            pid=pid, path=text(row, "path"), port=port if port else None,
-            address=text(row, "address"), protocol=to_int(row.get("protocol"))))
+        snap.listeners.setdefault(pid, []).append(
+            Listener(
+                pid=pid,
+                path=text(row, "path"),
+                port=port if port else None,
+                address=text(row, "address"),
+                protocol=to_int(row.get("protocol")),
+            )
+        )
 
 
 def read_sessions(snap: HostSnapshot, rows: Sequence[Row]) -> None:
     for row in rows:
         if not text(row, "user"):
             continue
-        snap.sessions.append(Session(user=text(row, "user"), tty=text(row, "tty"),
-                                     host=text(row, "host"), pid=to_int(row.get("pid")),
-                                     type=text(row, "type")))
+        snap.sessions.append(
+            Session(
+                user=text(row, "user"),
+                tty=text(row, "tty"),
+                host=text(row, "host"),
+                pid=to_int(row.get("pid")),
+                type=text(row, "type"),
+            )
+        )
 
 
 def read_named_pipes(snap: HostSnapshot, rows: Sequence[Row]) -> None:
@@ -257,8 +367,16 @@ def read_named_pipes(snap: HostSnapshot, rows: Sequence[Row]) -> None:
         pid = to_int(row.get("pid"))
         server = pid if pid is not None and pid > 0 else None
         if server is not None:
-            _add(snap, row, JOINED, pid="pid", name="process_name", path="process_path",
-                 cmdline="process_cmdline", parent="parent")
+            _add(
+                snap,
+                row,
+                JOINED,
+                pid="pid",
+                name="process_name",
+                path="process_path",
+                cmdline="process_cmdline",
+                parent="parent",
+            )
         snap.named_pipes.append(NamedPipe(name=text(row, "name"), pid=server))
 
 
@@ -283,8 +401,11 @@ def looks_like_processes(rows: Sequence[Row]) -> bool:
     if not rows:
         return False
     first: Mapping[str, object] = rows[0]
-    return ("pid" in first and any(c in first for c in _PARENT_COLUMNS)
-            and any(c in first for c in ("name", "path", "cmdline")))
+    return (
+        "pid" in first
+        and any(c in first for c in _PARENT_COLUMNS)
+        and any(c in first for c in ("name", "path", "cmdline"))
+    )
 
 
 def is_process_query(name: str, rows: Sequence[Row]) -> bool:

@@ -74,7 +74,8 @@ class FifoAccessRule:
 
     def matches(self, path: str, process_names: Iterable[str]) -> bool:
         return fnmatchcase(path, self.path) and (
-            not self.processes or _globs(self.processes, process_names))
+            not self.processes or _globs(self.processes, process_names)
+        )
 
 
 @dataclass(frozen=True)
@@ -104,17 +105,21 @@ class ParentChildRule:
         if self.platform and self.platform != path.platform:
             return False
         parent_names = path.parent.names if path.parent else ("?",)
-        if not (_globs(self.parent, parent_names, fold=fold)
-                and _globs(self.child, path.child.names, fold=fold)):
+        if not (
+            _globs(self.parent, parent_names, fold=fold)
+            and _globs(self.child, path.child.names, fold=fold)
+        ):
             return False
-        if self.grandparent and not (path.grandparent and _globs(
-                self.grandparent, path.grandparent.names, fold=fold)):
+        if self.grandparent and not (
+            path.grandparent and _globs(self.grandparent, path.grandparent.names, fold=fold)
+        ):
             return False
         above = [n for ref in path.lineage[2:] for n in ref.names]
         if self.ancestor and not _globs(self.ancestor, above, fold=fold):
             return False
-        if self.parent_cmdline and not (path.parent and _globs(
-                self.parent_cmdline, [path.parent.shape])):
+        if self.parent_cmdline and not (
+            path.parent and _globs(self.parent_cmdline, [path.parent.shape])
+        ):
             return False
         if self.child_cmdline and not _globs(self.child_cmdline, [path.child.shape]):
             return False
@@ -144,7 +149,8 @@ class PipeNamePatterns:
         servers = tuple(server_names)
         for rule in self.suspicious:
             if _globs([rule.pattern], [name], fold=True) and not (
-                    servers and _globs(rule.except_servers, servers, fold=True)):
+                servers and _globs(rule.except_servers, servers, fold=True)
+            ):
                 return rule
         return None
 
@@ -177,8 +183,9 @@ class Baseline:
 
     # -- matching --------------------------------------------------------------------
 
-    def expected_socket(self, path: str,
-                        server_names: Iterable[str] | None = None) -> SocketPathRule | None:
+    def expected_socket(
+        self, path: str, server_names: Iterable[str] | None = None
+    ) -> SocketPathRule | None:
         names = None if server_names is None else tuple(server_names)
         return next((r for r in self.socket_paths if r.matches(path, names)), None)
 
@@ -210,8 +217,19 @@ class Baseline:
             raise BaselineError(f"not valid YAML: {error}") from error
         if not isinstance(doc, dict):
             raise BaselineError("a baseline is a mapping of sections")
-        _only(doc, {"version", "extends", "socket_paths", "fifo_access", "parent_child",
-                    "pipe_names", "learned"}, "baseline")
+        _only(
+            doc,
+            {
+                "version",
+                "extends",
+                "socket_paths",
+                "fifo_access",
+                "parent_child",
+                "pipe_names",
+                "learned",
+            },
+            "baseline",
+        )
         if doc.get("version", FORMAT_VERSION) != FORMAT_VERSION:
             raise BaselineError(f"unsupported version {doc.get('version')!r}")
         pipes = doc.get("pipe_names") or {}
@@ -219,21 +237,33 @@ class Baseline:
         learned = doc.get("learned") or {}
         _only(learned, {"fleet", "hosts"}, "learned")
         base = cls(
-            socket_paths=tuple(_rule(SocketPathRule, e, "socket_paths")
-                               for e in _list(doc, "socket_paths")),
-            fifo_access=tuple(_rule(FifoAccessRule, e, "fifo_access")
-                              for e in _list(doc, "fifo_access")),
-            parent_child=tuple(_rule(ParentChildRule, e, "parent_child")
-                               for e in _list(doc, "parent_child")),
+            socket_paths=tuple(
+                _rule(SocketPathRule, e, "socket_paths") for e in _list(doc, "socket_paths")
+            ),
+            fifo_access=tuple(
+                _rule(FifoAccessRule, e, "fifo_access") for e in _list(doc, "fifo_access")
+            ),
+            parent_child=tuple(
+                _rule(ParentChildRule, e, "parent_child") for e in _list(doc, "parent_child")
+            ),
             pipe_names=PipeNamePatterns(
-                suspicious=tuple(_rule(PipeNameRule, {"pattern": e} if isinstance(e, str)
-                                       else e, "pipe_names.suspicious")
-                                 for e in _list(pipes, "suspicious")),
-                allowed=tuple(str(e) for e in _list(pipes, "allowed"))),
+                suspicious=tuple(
+                    _rule(
+                        PipeNameRule,
+                        {"pattern": e} if isinstance(e, str) else e,
+                        "pipe_names.suspicious",
+                    )
+                    for e in _list(pipes, "suspicious")
+                ),
+                allowed=tuple(str(e) for e in _list(pipes, "allowed")),
+            ),
             learned=LearnedKeys(
                 fleet={str(k) for k in _list(learned, "fleet")},
-                hosts={str(h): {str(k) for k in keys or []}
-                       for h, keys in (learned.get("hosts") or {}).items()}),
+                hosts={
+                    str(h): {str(k) for k in keys or []}
+                    for h, keys in (learned.get("hosts") or {}).items()
+                },
+            ),
         )
         extends = doc.get("extends")
         if extends is None:
@@ -253,8 +283,10 @@ class Baseline:
             parent_child=self.parent_child + other.parent_child,
             pipe_names=PipeNamePatterns(
                 self.pipe_names.suspicious + other.pipe_names.suspicious,
-                self.pipe_names.allowed + other.pipe_names.allowed),
-            learned=learned)
+                self.pipe_names.allowed + other.pipe_names.allowed,
+            ),
+            learned=learned,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -263,8 +295,10 @@ class Baseline:
             "fifo_access": [_plain(r) for r in self.fifo_access],
             "parent_child": [_plain(r) for r in self.parent_child],
             "pipe_names": {
-                "suspicious": [r.pattern if not (r.except_servers or r.note) else _plain(r)
-                               for r in self.pipe_names.suspicious],
+                "suspicious": [
+                    r.pattern if not (r.except_servers or r.note) else _plain(r)
+                    for r in self.pipe_names.suspicious
+                ],
                 "allowed": list(self.pipe_names.allowed),
             },
             "learned": {
@@ -274,8 +308,9 @@ class Baseline:
         }
 
     def dumps(self) -> str:
-        return yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None,
-                              width=100, allow_unicode=True)
+        return yaml.safe_dump(
+            self.to_dict(), sort_keys=False, default_flow_style=None, width=100, allow_unicode=True
+        )
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(self.dumps(), encoding="utf-8")

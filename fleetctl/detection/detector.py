@@ -59,17 +59,26 @@ class Finding:
 
     def to_dict(self) -> dict[str, object]:
         return {
-            "id": self.id, "host": self.host, "key": self.key, "pid": self.pid,
-            "pids": list(self.pids), "parent": self.parent, "child": self.child,
-            "severity": self.severity, "score": self.score,
-            "reasons": [{"code": r.code, "points": r.points, "text": r.text}
-                        for r in self.reasons],
-            "evidence": self.evidence.to_dict(), "first_seen": self.first_seen,
-            "last_seen": self.last_seen, "new_on_host": self.new_on_host,
+            "id": self.id,
+            "host": self.host,
+            "key": self.key,
+            "pid": self.pid,
+            "pids": list(self.pids),
+            "parent": self.parent,
+            "child": self.child,
+            "severity": self.severity,
+            "score": self.score,
+            "reasons": [{"code": r.code, "points": r.points, "text": r.text} for r in self.reasons],
+            "evidence": self.evidence.to_dict(),
+            "first_seen": self.first_seen,
+            "last_seen": self.last_seen,
+            "new_on_host": self.new_on_host,
             "new_on_fleet": self.new_on_fleet,
-            "prevalence": {"hosts_with_key": self.prevalence.hosts_with_key,
-                           "hosts_total": self.prevalence.hosts_total,
-                           "rarity": round(self.prevalence.rarity, 4)},
+            "prevalence": {
+                "hosts_with_key": self.prevalence.hosts_with_key,
+                "hosts_total": self.prevalence.hosts_total,
+                "rarity": round(self.prevalence.rarity, 4),
+            },
             "is_new": self.is_new,
         }
 
@@ -85,8 +94,9 @@ def _parent_name(path: ExecutionPath) -> str | None:
     app starting shells does not make every python app's shells expected."""
     if path.parent is None:
         return None
-    return app_name(path.parent.basename, path.parent.names, path.parent.cmdline,
-                    path.platform or "posix")
+    return app_name(
+        path.parent.basename, path.parent.names, path.parent.cmdline, path.platform or "posix"
+    )
 
 
 def app_name(basename: str, names: tuple[str, ...], cmdline: str, platform: str) -> str:
@@ -106,9 +116,14 @@ def app_name(basename: str, names: tuple[str, ...], cmdline: str, platform: str)
 class Detector:
     """New-path detection over a caller-owned ``DetectionState``."""
 
-    def __init__(self, baseline: Baseline | None = None, state: DetectionState | None = None,
-                 *, learning_window: float = DEFAULT_LEARNING_WINDOW,
-                 min_severity: str = "low") -> None:
+    def __init__(
+        self,
+        baseline: Baseline | None = None,
+        state: DetectionState | None = None,
+        *,
+        learning_window: float = DEFAULT_LEARNING_WINDOW,
+        min_severity: str = "low",
+    ) -> None:
         self.baseline = baseline if baseline is not None else Baseline.default()
         self.state = state if state is not None else DetectionState()
         self.learning_window = learning_window
@@ -135,43 +150,77 @@ class Detector:
             groups.setdefault((path.host, path.path_key()), []).append(path)
         for host in {h for h, _ in groups}:
             self._host(host, now)
-        findings = [f for (host, key), group in groups.items()
-                    if (f := self._judge(host, key, group, now)) is not None]
+        findings = [
+            f
+            for (host, key), group in groups.items()
+            if (f := self._judge(host, key, group, now)) is not None
+        ]
         for (_, key), group in groups.items():
             for path in group:
                 self._record(path, key, now)
         findings.sort(key=lambda f: (-f.score, -f.prevalence.rarity, f.host, f.key))
         return findings
 
-    def _judge(self, host: str, key: str, group: list[ExecutionPath],
-               now: float) -> Finding | None:
+    def _judge(self, host: str, key: str, group: list[ExecutionPath], now: float) -> Finding | None:
         state, learned = self.state, self.baseline.learned
         host_state = state.hosts[host]
         fid = finding_id(host, key)
         earlier = state.findings.get(fid)
         new_on_host = key not in host_state.keys and not learned.knows(host, key)
-        new_on_fleet = key not in state.fleet and key not in learned.fleet and not any(
-            key in keys for keys in learned.hosts.values())
-        host_ready = (host_state.baselined or host in learned.hosts
-                      or now - host_state.first_seen >= self.learning_window)
-        fleet_ready = (state.fleet_baselined or bool(learned.fleet)
-                       or now - (state.started_at or now) >= self.learning_window)
-        if not ((new_on_host and host_ready) or (new_on_fleet and fleet_ready)) \
-                and earlier is None:
+        new_on_fleet = (
+            key not in state.fleet
+            and key not in learned.fleet
+            and not any(key in keys for keys in learned.hosts.values())
+        )
+        host_ready = (
+            host_state.baselined
+            or host in learned.hosts
+            or now - host_state.first_seen >= self.learning_window
+        )
+        fleet_ready = (
+            state.fleet_baselined
+            or bool(learned.fleet)
+            or now - (state.started_at or now) >= self.learning_window
+        )
+        if not ((new_on_host and host_ready) or (new_on_fleet and fleet_ready)) and earlier is None:
             return None
         with_key = state.fleet[key].hosts | {host} if key in state.fleet else {host}
         prevalence = Prevalence(len(with_key), len(state.hosts))
-        scored = [(score_path(p, self.baseline, prevalence=prevalence,
-                              parent_history=self._history(p)), p) for p in group]
+        scored = [
+            (
+                score_path(
+                    p, self.baseline, prevalence=prevalence, parent_history=self._history(p)
+                ),
+                p,
+            )
+            for p in group
+        ]
         best, path = max(scored, key=lambda item: item[0].score)
         if earlier is None and severity_rank(best.severity) < self.min_rank:
             return None
         first_seen = earlier.first_seen if earlier else now
         state.findings[fid] = FindingRecord(
-            id=fid, host=host, key=key, first_seen=first_seen, last_seen=now,
-            severity=best.severity, score=best.score)
-        return _finding(fid, key, path, group, best, prevalence, first_seen, now,
-                        new_on_host, new_on_fleet, is_new=earlier is None)
+            id=fid,
+            host=host,
+            key=key,
+            first_seen=first_seen,
+            last_seen=now,
+            severity=best.severity,
+            score=best.score,
+        )
+        return _finding(
+            fid,
+            key,
+            path,
+            group,
+            best,
+            prevalence,
+            first_seen,
+            now,
+            new_on_host,
+            new_on_fleet,
+            is_new=earlier is None,
+        )
 
     # -- state -----------------------------------------------------------------------
 
@@ -192,14 +241,36 @@ class Detector:
             self.state.hosts[path.host].parents.setdefault(name, set()).add(path.child.basename)
 
 
-def _finding(fid: str, key: str, path: ExecutionPath, group: list[ExecutionPath],
-             score: Score, prevalence: Prevalence, first_seen: float, now: float,
-             new_on_host: bool, new_on_fleet: bool, *, is_new: bool) -> Finding:
+def _finding(
+    fid: str,
+    key: str,
+    path: ExecutionPath,
+    group: list[ExecutionPath],
+    score: Score,
+    prevalence: Prevalence,
+    first_seen: float,
+    now: float,
+    new_on_host: bool,
+    new_on_fleet: bool,
+    *,
+    is_new: bool,
+) -> Finding:
     return Finding(
-        id=fid, host=path.host, key=key, pid=path.child.pid,
+        id=fid,
+        host=path.host,
+        key=key,
+        pid=path.child.pid,
         pids=tuple(sorted({p.child.pid for p in group})),
-        parent=path.parent.basename if path.parent else "?", child=path.child.basename,
-        severity=score.severity, score=score.score, reasons=score.reasons,
-        evidence=Evidence.of(path), first_seen=first_seen, last_seen=now,
-        new_on_host=new_on_host, new_on_fleet=new_on_fleet, prevalence=prevalence,
-        is_new=is_new)
+        parent=path.parent.basename if path.parent else "?",
+        child=path.child.basename,
+        severity=score.severity,
+        score=score.score,
+        reasons=score.reasons,
+        evidence=Evidence.of(path),
+        first_seen=first_seen,
+        last_seen=now,
+        new_on_host=new_on_host,
+        new_on_fleet=new_on_fleet,
+        prevalence=prevalence,
+        is_new=is_new,
+    )

@@ -33,11 +33,20 @@ class Evidence:
 
     @classmethod
     def of(cls, path: ExecutionPath) -> Evidence:
-        return cls(lineage=path.lineage, channels=path.channels, feeds=path.feeds,
-                   parent_feeds=path.parent_feeds, parent_listeners=path.parent_listeners,
-                   child_listeners=path.child_listeners, user=path.child.user, tty=path.tty,
-                   session=path.session, cgroup=path.cgroup, container=path.container,
-                   responsible=path.responsible)
+        return cls(
+            lineage=path.lineage,
+            channels=path.channels,
+            feeds=path.feeds,
+            parent_feeds=path.parent_feeds,
+            parent_listeners=path.parent_listeners,
+            child_listeners=path.child_listeners,
+            user=path.child.user,
+            tty=path.tty,
+            session=path.session,
+            cgroup=path.cgroup,
+            container=path.container,
+            responsible=path.responsible,
+        )
 
     @property
     def cmdlines(self) -> tuple[str, ...]:
@@ -54,8 +63,11 @@ class Evidence:
         out = ["lineage:"]
         for depth, ref in enumerate(self.lineage):
             user = f" ({ref.user})" if ref.user else ""
-            cmdline = ref.cmdline if len(ref.cmdline) <= LINE_CMDLINE else \
-                ref.cmdline[:LINE_CMDLINE] + "…"
+            cmdline = (
+                ref.cmdline
+                if len(ref.cmdline) <= LINE_CMDLINE
+                else ref.cmdline[:LINE_CMDLINE] + "…"
+            )
             out.append(f"  {'  ' * depth}{ref.label}{user} {cmdline}".rstrip())
         for ch in self.channels:
             ends = ", ".join(f"{p.label} [{p.relation}]" for p in ch.partners)
@@ -65,9 +77,16 @@ class Evidence:
         out += [f"parent feed: {f.describe()}" for f in self.parent_feeds]
         if self.parent_listeners:
             out.append("parent listens on: " + ", ".join(self.parent_listeners))
-        context = [f"{k} {v}" for k, v in (("user", self.user), ("tty", self.tty),
-                                             ("session", self.session),
-                                             ("container", self.container)) if v]
+        context = [
+            f"{k} {v}"
+            for k, v in (
+                ("user", self.user),
+                ("tty", self.tty),
+                ("session", self.session),
+                ("container", self.container),
+            )
+            if v
+        ]
         if context:
             out.append(", ".join(context))
         return out

@@ -17,14 +17,15 @@ _WINDOWS_PATH = re.compile(r"^(?:[A-Za-z]:\\|\\\\|\\\?\?\\)")
 
 # Order matters: the most specific shapes first, plain digits last.
 _CMDLINE_RULES: tuple[tuple[re.Pattern[str], str], ...] = (
-    (re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"),
-     "<uuid>"),
+    (
+        re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"),
+        "<uuid>",
+    ),
     # mktemp (tmp.XXXXXXXXXX), Python tempfile (tmpk3j_x9a1, pytest-of-user/pytest-12).
     (re.compile(r"\btmp\.[A-Za-z0-9]{6,}"), "tmp.<rand>"),
     (re.compile(r"\btmp[a-z0-9_]{8}\b"), "tmp<rand>"),
     (re.compile(r"(?<=[-_.])[A-Za-z0-9]{6,}(?=\.(?:sock|fifo|pipe)\b)"), "<rand>"),
-    (re.compile(r"\b(?:0x)?(?=[0-9a-fA-F]*[a-fA-F])(?=[0-9a-fA-F]*\d)[0-9a-fA-F]{8,}\b"),
-     "<hex>"),
+    (re.compile(r"\b(?:0x)?(?=[0-9a-fA-F]*[a-fA-F])(?=[0-9a-fA-F]*\d)[0-9a-fA-F]{8,}\b"), "<hex>"),
     (re.compile(r"\d+"), "<n>"),
 )
 _SPACES = re.compile(r"\s+")
@@ -73,7 +74,7 @@ def basename(path: str) -> str:
         path = path[: -len(_DELETED)]
     windows = is_windows_path(path) or ("\\" in path and "/" not in path)
     cut = max(path.rfind("/"), path.rfind("\\")) if windows else path.rfind("/")
-    name = path[cut + 1:]
+    name = path[cut + 1 :]
     return name.lower() if windows else name
 
 
@@ -104,4 +105,4 @@ def normalize_cmdline(cmdline: str) -> str:
 
 def short_tty(target: str) -> str:
     """``/dev/pts/3`` -> ``pts/3`` as ``logged_in_users.tty`` spells it."""
-    return target[len("/dev/"):] if target.startswith("/dev/") else target
+    return target[len("/dev/") :] if target.startswith("/dev/") else target

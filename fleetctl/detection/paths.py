@@ -63,10 +63,19 @@ class ProcessRef:
         if platform == "windows":  # case-insensitive names, matched in lower case
             names = tuple(n.lower() for n in names)
             basename = basename.lower()
-        return cls(pid=proc.pid, start_time=proc.start_time, name=proc.name,
-                   basename=basename, path=proc.path, cmdline=proc.cmdline,
-                   shape=normalize_cmdline(proc.cmdline), uid=proc.uid, euid=proc.euid,
-                   username=proc.username, names=names)
+        return cls(
+            pid=proc.pid,
+            start_time=proc.start_time,
+            name=proc.name,
+            basename=basename,
+            path=proc.path,
+            cmdline=proc.cmdline,
+            shape=normalize_cmdline(proc.cmdline),
+            uid=proc.uid,
+            euid=proc.euid,
+            username=proc.username,
+            names=names,
+        )
 
     @property
     def user(self) -> str:
@@ -113,8 +122,15 @@ class Channel:
     inode: int | None = None
 
 
-KIND_WORDS = {"fifo": "FIFO", "unix": "unix socket", "tcp": "TCP socket", "udp": "UDP socket",
-              "socket": "socket", "download": "download", "pipe": "pipe"}
+KIND_WORDS = {
+    "fifo": "FIFO",
+    "unix": "unix socket",
+    "tcp": "TCP socket",
+    "udp": "UDP socket",
+    "socket": "socket",
+    "download": "download",
+    "pipe": "pipe",
+}
 
 
 @dataclass(frozen=True)
@@ -177,8 +193,11 @@ class ExecutionPath:
         (a forking server's worker). It was not *started* by the parent in the sense that
         matters here, so parent/child signals do not apply."""
         parent = self.parent
-        return parent is not None and bool(self.child.path) and (
-            self.child.path, self.child.cmdline) == (parent.path, parent.cmdline)
+        return (
+            parent is not None
+            and bool(self.child.path)
+            and (self.child.path, self.child.cmdline) == (parent.path, parent.cmdline)
+        )
 
     @property
     def euid_bucket(self) -> str:
@@ -197,9 +216,13 @@ class ExecutionPath:
         ``?`` is an unknown process, ``-`` no grandparent or no collected stdio.
         """
         kinds = "+".join(self.stdio_kinds()) or NO_STDIO
-        fields = (self.child.basename or "?", self.euid_bucket,
-                  self.parent.basename if self.parent else "?",
-                  self.grandparent.basename if self.grandparent else NO_STDIO, kinds)
+        fields = (
+            self.child.basename or "?",
+            self.euid_bucket,
+            self.parent.basename if self.parent else "?",
+            self.grandparent.basename if self.grandparent else NO_STDIO,
+            kinds,
+        )
         return "|".join(f.replace("%", "%25").replace("|", "%7C") for f in fields)
 
 
@@ -244,10 +267,15 @@ class PathBuilder:
 
     def partner(self, pid: int, other: int) -> Partner:
         snap = self.snap
-        return Partner(pid=other, process=self.refs.get(other),
-                       relation=self.relation(pid, other), fifos=snap.fifo_paths(other),
-                       sockets=snap.socket_paths(other), network=snap.network_endpoints(other),
-                       listening=snap.listening(other))
+        return Partner(
+            pid=other,
+            process=self.refs.get(other),
+            relation=self.relation(pid, other),
+            fifos=snap.fifo_paths(other),
+            sockets=snap.socket_paths(other),
+            network=snap.network_endpoints(other),
+            listening=snap.listening(other),
+        )
 
     def partner_pids(self, pid: int, kind: str, target: str, listed: tuple[int, ...]) -> list[int]:
         """Partners from the rows, else the loopback TCP twin or the only unix peer."""
@@ -257,9 +285,14 @@ class PathBuilder:
             local, remote = target.split("->", 1)
             return sorted(self.tcp_ends.get(f"{remote}->{local}", set()) - {pid})
         if kind == "unix":
-            peers = {p.peer_pid for p in self.snap.unix_peers.get(pid, [])
-                     if p.peer_pid and p.peer_pid != pid and p.state != "listen"
-                     and (not target or target in (p.path, p.peer_path))}
+            peers = {
+                p.peer_pid
+                for p in self.snap.unix_peers.get(pid, [])
+                if p.peer_pid
+                and p.peer_pid != pid
+                and p.state != "listen"
+                and (not target or target in (p.path, p.peer_path))
+            }
             if len(peers) == 1:
                 return list(peers)
         return []
@@ -268,16 +301,27 @@ class PathBuilder:
         out = []
         for fd, end in sorted(self.snap.stdio.get(pid, {}).items()):
             others = self.partner_pids(pid, end.kind, end.target, end.partners)
-            out.append(Channel(fd=fd, kind=end.kind, target=end.target, mode=end.mode,
-                               partners=tuple(self.partner(pid, o) for o in others),
-                               inode=end.inode))
+            out.append(
+                Channel(
+                    fd=fd,
+                    kind=end.kind,
+                    target=end.target,
+                    mode=end.mode,
+                    partners=tuple(self.partner(pid, o) for o in others),
+                    inode=end.inode,
+                )
+            )
         return tuple(out)
 
     def inherited(self, pid: int) -> set[int]:
         """Inodes on the stdio of ``pid``'s ancestors: a child holding one inherited it,
         and the IPC it carries reached the ancestor, not the child."""
-        return {end.inode for a in self.snap.ancestors(pid)
-                for end in self.snap.stdio.get(a.pid, {}).values() if end.inode}
+        return {
+            end.inode
+            for a in self.snap.ancestors(pid)
+            for end in self.snap.stdio.get(a.pid, {}).values()
+            if end.inode
+        }
 
     def feeds(self, pid: int, channels: Iterable[Channel]) -> tuple[Feed, ...]:
         out: list[Feed] = []
@@ -290,14 +334,20 @@ class PathBuilder:
             if ch.kind in IPC_KINDS:
                 # Children holding the same FIFO or socket inherited it and say nothing
                 # about who feeds it; an ancestor at the other end is plumbing.
-                if not outside and any(p.relation in ("parent", "ancestor")
-                                       for p in ch.partners):
+                if not outside and any(p.relation in ("parent", "ancestor") for p in ch.partners):
                     continue
-                out.append(Feed(ch.fd, ch.kind, "direct", (ch.target,) if ch.target else (),
-                                outside[0] if outside else None, direction))
+                out.append(
+                    Feed(
+                        ch.fd,
+                        ch.kind,
+                        "direct",
+                        (ch.target,) if ch.target else (),
+                        outside[0] if outside else None,
+                        direction,
+                    )
+                )
             elif ch.kind == "pipe":
-                out.extend(f for p in outside
-                           if (f := _relayed(ch.fd, p, direction)) is not None)
+                out.extend(f for p in outside if (f := _relayed(ch.fd, p, direction)) is not None)
         return tuple(out)
 
     def path(self, proc: Process) -> ExecutionPath:
@@ -308,20 +358,36 @@ class PathBuilder:
         grandparent = lineage[2] if len(lineage) > 2 else None
         channels = self.channels(proc.pid)
         parent_channels = self.channels(parent.pid) if parent is not None else ()
-        tty = next((short_tty(c.target) for c in channels
-                    if c.kind in ("tty", "pty") and c.target != "/dev/ptmx"), "")
+        tty = next(
+            (
+                short_tty(c.target)
+                for c in channels
+                if c.kind in ("tty", "pty") and c.target != "/dev/ptmx"
+            ),
+            "",
+        )
         responsible = None
         if proc.responsible_pid not in (None, proc.pid, proc.parent):
             responsible = self.refs.get(proc.responsible_pid or 0)
         return ExecutionPath(
-            host=snap.host, platform=snap.platform, observed_at=snap.observed_at,
-            child=lineage[0], parent=parent, grandparent=grandparent, lineage=lineage,
-            channels=channels, feeds=self.feeds(proc.pid, channels),
+            host=snap.host,
+            platform=snap.platform,
+            observed_at=snap.observed_at,
+            child=lineage[0],
+            parent=parent,
+            grandparent=grandparent,
+            lineage=lineage,
+            channels=channels,
+            feeds=self.feeds(proc.pid, channels),
             parent_feeds=self.feeds(parent.pid, parent_channels) if parent is not None else (),
             parent_listeners=self.parent_listeners(proc),
             child_listeners=snap.listening(proc.pid),
-            tty=tty, session=self.session(chain, tty, proc), cgroup=proc.cgroup,
-            container=container_hint(proc.cgroup), responsible=responsible)
+            tty=tty,
+            session=self.session(chain, tty, proc),
+            cgroup=proc.cgroup,
+            container=container_hint(proc.cgroup),
+            responsible=responsible,
+        )
 
     def parent_listeners(self, proc: Process) -> tuple[str, ...]:
         """The parent's listening sockets and pipes; a forked worker's are its server's."""
@@ -353,8 +419,9 @@ def _reads(ch: Channel) -> bool:
 
 def _relayed(fd: int, partner: Partner, direction: str) -> Feed | None:
     """What an anonymous pipe to an outside process carries, judged by that process."""
-    if partner.relation == "sibling" and not (partner.fifos or partner.network or partner.sockets
-                                               or _is_downloader(partner)):
+    if partner.relation == "sibling" and not (
+        partner.fifos or partner.network or partner.sockets or _is_downloader(partner)
+    ):
         return None  # an ordinary shell pipeline: cat file | sh
     if partner.fifos:
         return Feed(fd, "fifo", "relay", partner.fifos, partner, direction)
@@ -378,6 +445,10 @@ def _is_kernel_thread(proc: Process, platform: str) -> bool:
 def build_paths(snapshot: HostSnapshot) -> list[ExecutionPath]:
     """Every execution path of a snapshot, one per process that has a parent, by pid."""
     builder = PathBuilder(snapshot)
-    return [builder.path(proc) for _, proc in sorted(snapshot.processes.items())
-            if proc.parent is not None and proc.parent > 0
-            and not _is_kernel_thread(proc, snapshot.platform)]
+    return [
+        builder.path(proc)
+        for _, proc in sorted(snapshot.processes.items())
+        if proc.parent is not None
+        and proc.parent > 0
+        and not _is_kernel_thread(proc, snapshot.platform)
+    ]

@@ -176,8 +176,6 @@ class NamedPipe:
     pid: int | None
 
 
-
-
 def process_from_row(row: Row, rank: int = LINEAGE) -> Process | None:
     """A ``Process`` from any row with the processes table's column names."""
     pid = to_int(row.get("pid"))
@@ -207,5 +205,3 @@ def process_from_row(row: Row, rank: int = LINEAGE) -> Process | None:
         exec_time=to_int(row.get("time")),
         rank=rank,
     )
-
-

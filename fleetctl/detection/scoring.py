@@ -70,8 +70,9 @@ WEIGHTS: dict[str, int] = {
 }
 # Signals about a third process (the app an XPC job works for, an Office grandparent, a
 # pipe the process serves): an allowed parent/child pair does not vouch for those.
-BEYOND_THE_PAIR = frozenset({"tool_pipe", "xpc_responsible", "macos_office_responsible",
-                             "office_grandparent"})
+BEYOND_THE_PAIR = frozenset(
+    {"tool_pipe", "xpc_responsible", "macos_office_responsible", "office_grandparent"}
+)
 _INTERACTIVE = re.compile(r"^-[A-Za-z]*i[A-Za-z]*$")
 
 
@@ -123,8 +124,9 @@ class _Signals:
 
     def add(self, code: str, text: str, points: int | None = None) -> None:
         if code not in self.reasons:
-            self.reasons[code] = Reason(code, WEIGHTS.get(code, 0) if points is None else points,
-                                        text)
+            self.reasons[code] = Reason(
+                code, WEIGHTS.get(code, 0) if points is None else points, text
+            )
 
     @property
     def total(self) -> int:
@@ -148,8 +150,9 @@ def _is_expected(feed: Feed, path: ExecutionPath, baseline: Baseline) -> bool:
     return all(baseline.expected_fifo(p, holder) for p in feed.paths)
 
 
-def unexpected_feeds(feeds: Collection[Feed], path: ExecutionPath,
-                     baseline: Baseline) -> list[Feed]:
+def unexpected_feeds(
+    feeds: Collection[Feed], path: ExecutionPath, baseline: Baseline
+) -> list[Feed]:
     return [f for f in feeds if not _is_expected(f, path, baseline)]
 
 
@@ -164,14 +167,18 @@ def _feed_signals(out: _Signals, feeds: list[Feed], child_class: str | None) -> 
         what = KIND_WORDS.get(feed.kind, feed.kind)
         if feed.direction == "out":
             if child_class:
-                out.add("output_relay", f"output of the {child_class} leaves through "
-                                        f"another process: {feed.describe()}")
+                out.add(
+                    "output_relay",
+                    f"output of the {child_class} leaves through "
+                    f"another process: {feed.describe()}",
+                )
         elif feed.route == "direct":
-            out.add(f"feed_{feed.kind}", f"stdio is {_article(what)} reaching outside "
-                                         f"its lineage: {feed.describe()}")
+            out.add(
+                f"feed_{feed.kind}",
+                f"stdio is {_article(what)} reaching outside its lineage: {feed.describe()}",
+            )
         elif feed.route == "relay":
-            out.add(f"relay_{feed.kind}", f"stdin relayed from {_article(what)}: "
-                                          f"{feed.describe()}")
+            out.add(f"relay_{feed.kind}", f"stdin relayed from {_article(what)}: {feed.describe()}")
         else:
             out.add("foreign_pipe", f"stdio piped from an unrelated process: {feed.describe()}")
 
@@ -184,27 +191,44 @@ def _interactive_without_tty(path: ExecutionPath) -> bool:
             break
         flags.append(word)
     interactive = any(_INTERACTIVE.match(f) for f in flags) or "--login" in flags
-    return interactive and bool(path.channels) and not any(
-        c.kind in ("tty", "pty") for c in path.channels)
+    return (
+        interactive
+        and bool(path.channels)
+        and not any(c.kind in ("tty", "pty") for c in path.channels)
+    )
 
 
-def _lineage_signals(out: _Signals, path: ExecutionPath, child_class: str,
-                     parent_feeds: list[Feed], history: Collection[str] | None) -> None:
+def _lineage_signals(
+    out: _Signals,
+    path: ExecutionPath,
+    child_class: str,
+    parent_feeds: list[Feed],
+    history: Collection[str] | None,
+) -> None:
     parent = path.parent
     if parent is None:
         return
-    listeners = [x for x in path.parent_listeners if not x.startswith("pipe:")
-                 or path.platform == "windows"]
+    listeners = [
+        x for x in path.parent_listeners if not x.startswith("pipe:") or path.platform == "windows"
+    ]
     if listeners:
-        out.add("parent_ipc_server", f"parent {parent.label} is an IPC server "
-                                     f"({', '.join(listeners[:3])}) and started "
-                                     f"{_article(child_class)}")
+        out.add(
+            "parent_ipc_server",
+            f"parent {parent.label} is an IPC server "
+            f"({', '.join(listeners[:3])}) and started "
+            f"{_article(child_class)}",
+        )
     if catalog.matches_any(parent.names, catalog.RELAY_TOOLS):
-        out.add("parent_relay_tool", f"parent {parent.label} is a socket relay tool "
-                                     f"and started {_article(child_class)}")
+        out.add(
+            "parent_relay_tool",
+            f"parent {parent.label} is a socket relay tool and started {_article(child_class)}",
+        )
     if parent_feeds:
-        out.add("parent_fed_by_ipc", f"parent {parent.label} is itself fed by IPC: "
-                + "; ".join(f.describe() for f in parent_feeds[:2]))
+        out.add(
+            "parent_fed_by_ipc",
+            f"parent {parent.label} is itself fed by IPC: "
+            + "; ".join(f.describe() for f in parent_feeds[:2]),
+        )
     # A shell starting a shell (or a tool) is the most ordinary thing there is; the signal
     # is for services and applications that turn out to start one.
     parent_is_shell = catalog.classify(parent.names, path.platform) == catalog.SHELL
@@ -212,23 +236,40 @@ def _lineage_signals(out: _Signals, path: ExecutionPath, child_class: str,
         same = [n for n in history if catalog.classify([n], path.platform) == child_class]
         if not same:
             seen = ", ".join(sorted(history)[:5]) or "nothing"
-            out.add("parent_new_child_class", f"{parent.basename} never started "
-                                              f"{_article(child_class)} before (seen: {seen})")
+            out.add(
+                "parent_new_child_class",
+                f"{parent.basename} never started {_article(child_class)} before (seen: {seen})",
+            )
 
 
 def _platform_signals(out: _Signals, path: ExecutionPath, child_class: str | None) -> None:
     parent, child = path.parent, path.child
     if path.platform == "windows":
-        if parent and catalog.matches_any(parent.names, catalog.OFFICE_PARENTS) and \
-                catalog.matches_any(child.names, catalog.OFFICE_LOLBINS):
-            out.add("office_chain", f"Office application {parent.label} started "
-                                    f"{child.label} (DDE/OLE execution chain)")
-        elif path.grandparent and child_class and catalog.matches_any(
-                path.grandparent.names, catalog.OFFICE_PARENTS):
-            out.add("office_grandparent", f"{child.label} runs under Office application "
-                                          f"{path.grandparent.label}")
-        if parent and child_class and "svchost.exe" in parent.names and \
-                "dcomlaunch" in parent.cmdline.lower():
+        if (
+            parent
+            and catalog.matches_any(parent.names, catalog.OFFICE_PARENTS)
+            and catalog.matches_any(child.names, catalog.OFFICE_LOLBINS)
+        ):
+            out.add(
+                "office_chain",
+                f"Office application {parent.label} started "
+                f"{child.label} (DDE/OLE execution chain)",
+            )
+        elif (
+            path.grandparent
+            and child_class
+            and catalog.matches_any(path.grandparent.names, catalog.OFFICE_PARENTS)
+        ):
+            out.add(
+                "office_grandparent",
+                f"{child.label} runs under Office application {path.grandparent.label}",
+            )
+        if (
+            parent
+            and child_class
+            and "svchost.exe" in parent.names
+            and "dcomlaunch" in parent.cmdline.lower()
+        ):
             out.add("dcom_chain", f"{child.label} was started by the DCOM launcher")
         elif child_class and re.search(r"[-/]embedding\b", child.cmdline.lower()):
             out.add("dcom_chain", f"{child.label} was activated as a COM server (-Embedding)")
@@ -236,14 +277,20 @@ def _platform_signals(out: _Signals, path: ExecutionPath, child_class: str | Non
             out.add("wmi_chain", f"WMI provider host started {child.label}")
     if path.platform == "darwin":
         if catalog.matches_any(child.names, catalog.MACOS_OFFICE_CHILDREN):
-            for code, ref in (("macos_office_chain", parent),
-                              ("macos_office_responsible", path.responsible)):
-                if ref is not None and (catalog.matches_any([ref.path], catalog.MACOS_OFFICE_PATHS)
-                                        or "osascript" in ref.names):
+            for code, ref in (
+                ("macos_office_chain", parent),
+                ("macos_office_responsible", path.responsible),
+            ):
+                if ref is not None and (
+                    catalog.matches_any([ref.path], catalog.MACOS_OFFICE_PATHS)
+                    or "osascript" in ref.names
+                ):
                     out.add(code, f"{ref.label} (Office or AppleScript) led to {child.label}")
         if path.responsible is not None and child_class:
-            out.add("xpc_responsible", f"{child.label} ran on behalf of "
-                                       f"{path.responsible.label} (XPC or launchd)")
+            out.add(
+                "xpc_responsible",
+                f"{child.label} ran on behalf of {path.responsible.label} (XPC or launchd)",
+            )
 
 
 def _pipe_signals(out: _Signals, path: ExecutionPath, baseline: Baseline) -> None:
@@ -255,35 +302,62 @@ def _pipe_signals(out: _Signals, path: ExecutionPath, baseline: Baseline) -> Non
             rule = baseline.pipe_names.verdict(item[5:], ref.names if ref else ())
             if rule is not None:
                 note = f": {rule.note}" if rule.note else ""
-                out.add("tool_pipe", f"{who} serves named pipe {item[5:]!r}, a known tooling "
-                                     f"pattern ({rule.pattern}{note})")
+                out.add(
+                    "tool_pipe",
+                    f"{who} serves named pipe {item[5:]!r}, a known tooling "
+                    f"pattern ({rule.pattern}{note})",
+                )
 
 
-def _location_signals(out: _Signals, path: ExecutionPath, baseline: Baseline,
-                      child_class: str | None, feeds: list[Feed],
-                      parent_feeds: list[Feed]) -> None:
+def _location_signals(
+    out: _Signals,
+    path: ExecutionPath,
+    baseline: Baseline,
+    child_class: str | None,
+    feeds: list[Feed],
+    parent_feeds: list[Feed],
+) -> None:
     """Unexpected FIFOs and sockets in /tmp, /dev/shm, /var/tmp: where anyone can put one."""
-    temp_servers = [] if path.forked else [
-        x for x in path.child_listeners if x.startswith("unix:") and _in_temp(x[5:])
-        and baseline.expected_socket(x[5:], path.child.names) is None]
+    temp_servers = (
+        []
+        if path.forked
+        else [
+            x
+            for x in path.child_listeners
+            if x.startswith("unix:")
+            and _in_temp(x[5:])
+            and baseline.expected_socket(x[5:], path.child.names) is None
+        ]
+    )
     if temp_servers:
-        out.add("child_temp_server", f"child serves a unix socket in a shared temp "
-                                     f"directory: {', '.join(temp_servers[:3])}")
+        out.add(
+            "child_temp_server",
+            f"child serves a unix socket in a shared temp directory: {', '.join(temp_servers[:3])}",
+        )
     places = [p for f in feeds if f.direction == "in" or child_class for p in f.paths]
     if child_class:
         places += [p for f in parent_feeds for p in f.paths]
         server = path.parent.names if path.parent else None
-        places += [x[5:] for x in path.parent_listeners if x.startswith("unix:")
-                   and baseline.expected_socket(x[5:], server) is None]
+        places += [
+            x[5:]
+            for x in path.parent_listeners
+            if x.startswith("unix:") and baseline.expected_socket(x[5:], server) is None
+        ]
     temp = [p for p in places if _in_temp(p)]
     if temp:
-        out.add("temp_location", f"FIFO or socket in a shared temp directory: "
-                                 f"{', '.join(dict.fromkeys(temp))}")
+        out.add(
+            "temp_location",
+            f"FIFO or socket in a shared temp directory: {', '.join(dict.fromkeys(temp))}",
+        )
 
 
-def score_path(path: ExecutionPath, baseline: Baseline, *,
-               prevalence: Prevalence | None = None,
-               parent_history: Collection[str] | None = None) -> Score:
+def score_path(
+    path: ExecutionPath,
+    baseline: Baseline,
+    *,
+    prevalence: Prevalence | None = None,
+    parent_history: Collection[str] | None = None,
+) -> Score:
     """Score a new path.
 
     ``parent_history`` is the set of child basenames seen before under this parent's
@@ -296,8 +370,9 @@ def score_path(path: ExecutionPath, baseline: Baseline, *,
         code = "child_" + child_class.replace(" ", "_")
         out.add(code, f"child {path.child.label} is {_article(child_class)}")
     feeds = unexpected_feeds(path.feeds, path, baseline)
-    parent_feeds = [f for f in unexpected_feeds(path.parent_feeds, path, baseline)
-                    if f.direction == "in"]
+    parent_feeds = [
+        f for f in unexpected_feeds(path.parent_feeds, path, baseline) if f.direction == "in"
+    ]
     _feed_signals(out, feeds, child_class)
     if child_class:
         _lineage_signals(out, path, child_class, parent_feeds, parent_history)
@@ -316,16 +391,28 @@ def score_path(path: ExecutionPath, baseline: Baseline, *,
     if out.total >= 40 and prevalence is not None and prevalence.hosts_total > 1:
         points = round(WEIGHTS["rarity"] * prevalence.rarity)
         if points:
-            out.add("rarity", f"seen on {prevalence.hosts_with_key} of "
-                              f"{prevalence.hosts_total} hosts", points)
+            out.add(
+                "rarity",
+                f"seen on {prevalence.hosts_with_key} of {prevalence.hosts_total} hosts",
+                points,
+            )
     score = min(100, out.total)
-    return Score(score=score, severity=severity_for(score), reasons=tuple(out.reasons.values()),
-                 child_class=child_class, allowed_by=allowed_by)
+    return Score(
+        score=score,
+        severity=severity_for(score),
+        reasons=tuple(out.reasons.values()),
+        child_class=child_class,
+        allowed_by=allowed_by,
+    )
 
 
 def _rule_covers(feeders: Collection[str], feeds: list[Feed]) -> bool:
     """True if every remaining feed is a download or plain pipe from an allowed feeder."""
     return all(
-        f.route in ("relay", "foreign") and f.kind in ("download", "pipe") and f.partner
-        and f.partner.process and catalog.matches_any(f.partner.process.names, feeders)
-        for f in feeds)
+        f.route in ("relay", "foreign")
+        and f.kind in ("download", "pipe")
+        and f.partner
+        and f.partner.process
+        and catalog.matches_any(f.partner.process.names, feeders)
+        for f in feeds
+    )

@@ -65,9 +65,14 @@ class HostSnapshot:
     # -- building ------------------------------------------------------------------------
 
     @classmethod
-    def from_results(cls, host: str, results: Mapping[str, Iterable[Row]], *,
-                     platform: str | None = None,
-                     observed_at: float | None = None) -> HostSnapshot:
+    def from_results(
+        cls,
+        host: str,
+        results: Mapping[str, Iterable[Row]],
+        *,
+        platform: str | None = None,
+        observed_at: float | None = None,
+    ) -> HostSnapshot:
         """A snapshot from ``{query name: rows}``.
 
         Names are the packs' query names (``process_lineage``) or the names osqueryd logs
@@ -130,19 +135,24 @@ class HostSnapshot:
                     continue
                 fifo_path = next((f.path for f in self.fifos.get(pid, []) if f.fd == fd), "")
                 known[fd] = StdioEnd(
-                    fd=fd, kind="fifo" if mine[0].type == "named" else "pipe",
-                    target=fifo_path, inode=mine[0].inode, mode=mine[0].mode,
-                    partners=tuple(sorted({e.partner_pid for e in mine
-                                           if e.partner_pid and e.partner_pid > 0})))
+                    fd=fd,
+                    kind="fifo" if mine[0].type == "named" else "pipe",
+                    target=fifo_path,
+                    inode=mine[0].inode,
+                    mode=mine[0].mode,
+                    partners=tuple(
+                        sorted({e.partner_pid for e in mine if e.partner_pid and e.partner_pid > 0})
+                    ),
+                )
         self.stdio = {pid: ends for pid, ends in self.stdio.items() if ends}
 
     def guess_platform(self, results: Mapping[str, Iterable[Row]]) -> str:
         names = {_query_name(n) for n in results}
-        if names & WINDOWS_QUERIES or any(
-                is_windows_path(p.path) for p in self.processes.values()):
+        if names & WINDOWS_QUERIES or any(is_windows_path(p.path) for p in self.processes.values()):
             return "windows"
         if names & DARWIN_QUERIES or any(
-                p.pidversion is not None or p.signing_id for p in self.processes.values()):
+            p.pidversion is not None or p.signing_id for p in self.processes.values()
+        ):
             return "darwin"
         return "linux"
 
@@ -189,8 +199,9 @@ class HostSnapshot:
     def fifo_paths(self, pid: int) -> tuple[str, ...]:
         """Named FIFOs a process holds open, from ``named_fifos`` and its stdio."""
         paths = [f.path for f in self.fifos.get(pid, []) if f.path]
-        paths += [e.target for e in self.stdio.get(pid, {}).values()
-                  if e.kind == "fifo" and e.target]
+        paths += [
+            e.target for e in self.stdio.get(pid, {}).values() if e.kind == "fifo" and e.target
+        ]
         return tuple(dict.fromkeys(paths))
 
     def socket_paths(self, pid: int) -> tuple[str, ...]:
@@ -198,27 +209,37 @@ class HostSnapshot:
         paths = list(self.unix_paths.get(pid, ()))
         for peer in self.unix_peers.get(pid, []):
             paths += [p for p in (peer.path, peer.peer_path) if p]
-        paths += [e.target for e in self.stdio.get(pid, {}).values()
-                  if e.kind == "unix" and e.target.startswith(("/", "@"))]
+        paths += [
+            e.target
+            for e in self.stdio.get(pid, {}).values()
+            if e.kind == "unix" and e.target.startswith(("/", "@"))
+        ]
         return tuple(dict.fromkeys(paths))
 
     def network_endpoints(self, pid: int) -> tuple[str, ...]:
         """TCP/UDP connections on a process's stdio (``local->remote``)."""
-        return tuple(dict.fromkeys(e.target for e in self.stdio.get(pid, {}).values()
-                                   if e.kind in ("tcp", "udp")))
+        return tuple(
+            dict.fromkeys(
+                e.target for e in self.stdio.get(pid, {}).values() if e.kind in ("tcp", "udp")
+            )
+        )
 
     def listening(self, pid: int) -> tuple[str, ...]:
         found = [lst.describe() for lst in self.listeners.get(pid, [])]
-        found += [f"unix:{p.path}" for p in self.unix_peers.get(pid, [])
-                  if p.state == "listen" and p.path]
+        found += [
+            f"unix:{p.path}" for p in self.unix_peers.get(pid, []) if p.state == "listen" and p.path
+        ]
         found += [f"pipe:{p.name}" for p in self.named_pipes if p.pid == pid]
         return tuple(dict.fromkeys(found))
 
     def sessions_for(self, pids: Iterable[int], tty: str) -> list[Session]:
         """Logins whose tty is ``tty`` or whose session leader is one of ``pids``."""
         wanted = set(pids)
-        return [s for s in self.sessions
-                if (tty and s.tty == tty) or (s.pid is not None and s.pid in wanted)]
+        return [
+            s
+            for s in self.sessions
+            if (tty and s.tty == tty) or (s.pid is not None and s.pid in wanted)
+        ]
 
 
 def _query_name(name: str) -> str:
@@ -227,5 +248,14 @@ def _query_name(name: str) -> str:
     return name
 
 
-__all__ = ["Fifo", "HostSnapshot", "Listener", "NamedPipe", "PipeEnd", "Process", "Session",
-           "StdioEnd", "UnixPeer"]
+__all__ = [
+    "Fifo",
+    "HostSnapshot",
+    "Listener",
+    "NamedPipe",
+    "PipeEnd",
+    "Process",
+    "Session",
+    "StdioEnd",
+    "UnixPeer",
+]

@@ -84,12 +84,18 @@ class DetectionState:
             "started_at": self.started_at,
             "fleet_baselined": self.fleet_baselined,
             "hosts": {
-                name: {"first_seen": h.first_seen, "baselined": h.baselined,
-                       "keys": {k: [s.first_seen, s.last_seen] for k, s in h.keys.items()},
-                       "parents": {p: sorted(c) for p, c in h.parents.items()}}
-                for name, h in self.hosts.items()},
-            "fleet": {k: {"first_seen": f.first_seen, "last_seen": f.last_seen,
-                          "hosts": sorted(f.hosts)} for k, f in self.fleet.items()},
+                name: {
+                    "first_seen": h.first_seen,
+                    "baselined": h.baselined,
+                    "keys": {k: [s.first_seen, s.last_seen] for k, s in h.keys.items()},
+                    "parents": {p: sorted(c) for p, c in h.parents.items()},
+                }
+                for name, h in self.hosts.items()
+            },
+            "fleet": {
+                k: {"first_seen": f.first_seen, "last_seen": f.last_seen, "hosts": sorted(f.hosts)}
+                for k, f in self.fleet.items()
+            },
             "parents": {p: sorted(c) for p, c in self.parents.items()},
             "findings": {i: vars(r).copy() for i, r in self.findings.items()},
         }
@@ -101,12 +107,19 @@ class DetectionState:
         return cls(
             started_at=data.get("started_at"),
             fleet_baselined=bool(data.get("fleet_baselined")),
-            hosts={name: HostState(first_seen=h["first_seen"], baselined=h["baselined"],
-                                   keys={k: Sighting(*v) for k, v in h["keys"].items()},
-                                   parents={p: set(c) for p, c in h["parents"].items()})
-                   for name, h in data.get("hosts", {}).items()},
-            fleet={k: FleetKey(f["first_seen"], f["last_seen"], set(f["hosts"]))
-                   for k, f in data.get("fleet", {}).items()},
+            hosts={
+                name: HostState(
+                    first_seen=h["first_seen"],
+                    baselined=h["baselined"],
+                    keys={k: Sighting(*v) for k, v in h["keys"].items()},
+                    parents={p: set(c) for p, c in h["parents"].items()},
+                )
+                for name, h in data.get("hosts", {}).items()
+            },
+            fleet={
+                k: FleetKey(f["first_seen"], f["last_seen"], set(f["hosts"]))
+                for k, f in data.get("fleet", {}).items()
+            },
             parents={p: set(c) for p, c in data.get("parents", {}).items()},
             findings={i: FindingRecord(**r) for i, r in data.get("findings", {}).items()},
         )

@@ -48,8 +48,12 @@ class ProcessTrace:
         return next((n for n in self.nodes if n.pid == pid), None)
 
     def to_dict(self) -> dict[str, object]:
-        return {"host": self.host, "focus": self.focus,
-                "nodes": [asdict(n) for n in self.nodes], "edges": [asdict(e) for e in self.edges]}
+        return {
+            "host": self.host,
+            "focus": self.focus,
+            "nodes": [asdict(n) for n in self.nodes],
+            "edges": [asdict(e) for e in self.edges],
+        }
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
@@ -98,7 +102,7 @@ class ProcessTrace:
         out = ["digraph trace {", "  rankdir=TB;", '  node [shape=box, fontname="monospace"];']
         for n in self.nodes:
             label = _dot_escape(f"{n.name}[{n.pid}]\n{n.cmdline[:60]}")
-            style = {"focus": ', style=bold, color=red', "peer": ", style=dashed"}.get(n.role, "")
+            style = {"focus": ", style=bold, color=red", "peer": ", style=dashed"}.get(n.role, "")
             out.append(f'  p{n.pid} [label="{label}"{style}];')
         for e in self.edges:
             if e.kind == "spawn":
@@ -135,15 +139,15 @@ def build_trace(snapshot: HostSnapshot, pid: int, *, descendants: bool = True) -
                 if partner.relation == "self":
                     continue
                 label = f"fd{ch.fd} {ch.target}".strip()
-                src, dst = ((partner.pid, member) if ch.mode in _READS
-                            else (member, partner.pid))
+                src, dst = (partner.pid, member) if ch.mode in _READS else (member, partner.pid)
                 ipc[(src, dst, ch.kind, label)] = None
         for peer in snapshot.unix_peers.get(member, []):
             if peer.peer_pid and peer.peer_pid != member:
                 where = peer.path or peer.peer_path
                 low, high = sorted((member, peer.peer_pid))
-                if not any(k[:3] == (low, high, "unix") or k[:3] == (high, low, "unix")
-                           for k in ipc):
+                if not any(
+                    k[:3] == (low, high, "unix") or k[:3] == (high, low, "unix") for k in ipc
+                ):
                     ipc[(peer.peer_pid, member, "unix", where)] = None
     for src, dst, kind, label in ipc:
         for end in (src, dst):
@@ -155,9 +159,16 @@ def build_trace(snapshot: HostSnapshot, pid: int, *, descendants: bool = True) -
         user = ""
         if proc is not None:
             user = proc.username or ("" if proc.uid is None else f"uid={proc.uid}")
-        nodes.append(TraceNode(
-            pid=node_pid, parent=proc.parent if proc else None,
-            name=proc.basename if proc else "?", path=proc.path if proc else "",
-            cmdline=proc.cmdline if proc else "", user=user, role=role))
+        nodes.append(
+            TraceNode(
+                pid=node_pid,
+                parent=proc.parent if proc else None,
+                name=proc.basename if proc else "?",
+                path=proc.path if proc else "",
+                cmdline=proc.cmdline if proc else "",
+                user=user,
+                role=role,
+            )
+        )
     nodes.sort(key=lambda n: n.pid)
     return ProcessTrace(host=snapshot.host, focus=pid, nodes=tuple(nodes), edges=tuple(edges))

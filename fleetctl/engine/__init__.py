@@ -11,5 +11,4 @@ from fleetctl.engine.core import Engine, QueryResult
 from fleetctl.engine.errors import QueryError
 from fleetctl.engine.strings import osquery_string, osqueryi_json, string_rows
 
-__all__ = ["Engine", "QueryError", "QueryResult", "osquery_string", "osqueryi_json",
-           "string_rows"]
+__all__ = ["Engine", "QueryError", "QueryResult", "osquery_string", "osqueryi_json", "string_rows"]

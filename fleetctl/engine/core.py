@@ -73,9 +73,9 @@ class Engine:
         functions.register(self._db)
         for name, spec in self.tables.items():
             module: Any = TableModule(spec, self._rows)  # duck-typed apsw.VTModule
-            self._db.create_module(name, module,
-                                   use_bestindex_object=True, eponymous_only=True,
-                                   read_only=True)
+            self._db.create_module(
+                name, module, use_bestindex_object=True, eponymous_only=True, read_only=True
+            )
 
     # -- public API
 
@@ -97,8 +97,9 @@ class Engine:
                     seen.setdefault(name, None)
                 return True
 
-            self._scope = _QueryScope(Scan(self._proc_root, runtime=self.runtime,
-                                           **self._scan_args))
+            self._scope = _QueryScope(
+                Scan(self._proc_root, runtime=self.runtime, **self._scan_args)
+            )
             try:
                 cursor = self._db.cursor()
                 cursor.exec_trace = trace
@@ -144,8 +145,9 @@ class Engine:
     def _rows(self, spec: TableSpec, constraints: dict[str, set[Any]]) -> list[Row]:
         scope = self._scope
         if scope is None:  # a cursor used outside query(): still answer, uncached
-            return spec.generate(constraints, Scan(self._proc_root, runtime=self.runtime,
-                                                   **self._scan_args))
+            return spec.generate(
+                constraints, Scan(self._proc_root, runtime=self.runtime, **self._scan_args)
+            )
         return scope.rows(spec, constraints)
 
     @staticmethod
@@ -158,5 +160,5 @@ def _message(error: apsw.Error) -> str:
     text = str(error)
     name = type(error).__name__
     if text.startswith(name + ": "):
-        text = text[len(name) + 2:]
+        text = text[len(name) + 2 :]
     return text

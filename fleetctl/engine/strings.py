@@ -31,8 +31,9 @@ def string_row(row: Mapping[str, Any], columns: Sequence[str] | None = None) -> 
     return {key: osquery_string(row.get(key)) for key in keys}
 
 
-def string_rows(rows: Iterable[Mapping[str, Any]],
-                columns: Sequence[str] | None = None) -> list[dict[str, str]]:
+def string_rows(
+    rows: Iterable[Mapping[str, Any]], columns: Sequence[str] | None = None
+) -> list[dict[str, str]]:
     """Rows with every value a string, in ``columns`` order (default: each row's keys)."""
     return [string_row(row, columns) for row in rows]
 
@@ -40,8 +41,13 @@ def string_rows(rows: Iterable[Mapping[str, Any]],
 def osqueryi_json(rows: Iterable[Mapping[str, Any]]) -> str:
     """Exactly what ``osqueryi --json`` prints for these rows (trailing newline included)."""
     lines = [
-        "  " + json.dumps({k: osquery_string(v) for k, v in row.items()}, sort_keys=True,
-                          separators=(",", ":"), ensure_ascii=False)
+        "  "
+        + json.dumps(
+            {k: osquery_string(v) for k, v in row.items()},
+            sort_keys=True,
+            separators=(",", ":"),
+            ensure_ascii=False,
+        )
         for row in rows
     ]
     return "[\n" + ",\n".join(lines) + "\n]\n"

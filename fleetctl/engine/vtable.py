@@ -88,8 +88,14 @@ class TableModule:
         self.source = source
         self.schema = create_table_sql(spec)
 
-    def Connect(self, connection: apsw.Connection, modulename: str, databasename: str,
-                tablename: str, *args: Any) -> tuple[str, VirtualTable]:
+    def Connect(
+        self,
+        connection: apsw.Connection,
+        modulename: str,
+        databasename: str,
+        tablename: str,
+        *args: Any,
+    ) -> tuple[str, VirtualTable]:
         return self.schema, VirtualTable(self.spec, self.source)
 
     Create = Connect
@@ -144,8 +150,9 @@ class Cursor:
         self._keys = [c.alias_of or c.name for c in table.columns]
         self._coerce = [_COERCE[c.type] for c in table.columns]
 
-    def Filter(self, indexnum: int, indexname: str | None, constraintargs: tuple[Any, ...] | None
-               ) -> None:
+    def Filter(
+        self, indexnum: int, indexname: str | None, constraintargs: tuple[Any, ...] | None
+    ) -> None:
         constraints: dict[str, set[Any]] = {}
         names = indexname.split(",") if indexname else []
         for name, value in zip(names, constraintargs or (), strict=False):

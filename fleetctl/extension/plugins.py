@@ -30,8 +30,11 @@ def constraints_from_context(spec: TableSpec, context: dict[str, Any]) -> dict[s
         name = entry.get("name")
         if name not in spec.pushdown:
             continue
-        values = {item.get("expr") for item in entry.get("list") or ()
-                  if int(item.get("op", 0)) == _EQUALS}
+        values = {
+            item.get("expr")
+            for item in entry.get("list") or ()
+            if int(item.get("op", 0)) == _EQUALS
+        }
         if values:
             constraints[name] = constraints[name] & values if name in constraints else values
     return constraints
@@ -39,8 +42,10 @@ def constraints_from_context(spec: TableSpec, context: dict[str, Any]) -> dict[s
 
 def string_rows(spec: TableSpec, rows: list[dict[str, Any]]) -> list[dict[str, str]]:
     names = spec.column_names
-    return [{name: osquery_string(row[name]) for name in names if row.get(name) is not None}
-            for row in rows]
+    return [
+        {name: osquery_string(row[name]) for name in names if row.get(name) is not None}
+        for row in rows
+    ]
 
 
 class SpecTablePlugin(osquery.TablePlugin):
@@ -56,19 +61,30 @@ class SpecTablePlugin(osquery.TablePlugin):
         return self.table
 
     def columns(self) -> list[osquery.TableColumn]:
-        return [osquery.TableColumn(name=c.name, type=EXTENSION_TYPES[c.type])
-                for c in self.spec.columns]
+        return [
+            osquery.TableColumn(name=c.name, type=EXTENSION_TYPES[c.type])
+            for c in self.spec.columns
+        ]
 
     def routes(self) -> list[dict[str, str]]:
         """Column routes with osquery's option bits (index, hidden, ...), which the
         stock TablePlugin always sends as 0."""
         routes = []
         for column in self.spec.columns:
-            options = ((_INDEX if column.index else 0) | (_REQUIRED if column.required else 0)
-                       | (_ADDITIONAL if column.additional else 0)
-                       | (_HIDDEN if column.hidden else 0))
-            routes.append({"id": "column", "name": column.name,
-                           "type": EXTENSION_TYPES[column.type], "op": str(options)})
+            options = (
+                (_INDEX if column.index else 0)
+                | (_REQUIRED if column.required else 0)
+                | (_ADDITIONAL if column.additional else 0)
+                | (_HIDDEN if column.hidden else 0)
+            )
+            routes.append(
+                {
+                    "id": "column",
+                    "name": column.name,
+                    "type": EXTENSION_TYPES[column.type],
+                    "op": str(options),
+                }
+            )
         return routes
 
     def generate(self, context: dict[str, Any]) -> list[dict[str, str]]:
@@ -96,4 +112,3 @@ def register_plugins() -> None:
     """
     for plugin in PLUGINS:
         osquery.register_plugin(plugin)
-

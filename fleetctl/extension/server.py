@@ -103,8 +103,12 @@ def register(socket_path: str, timeout: float) -> tuple[ExtensionClient, int]:
     plugins.register_plugins()
     manager = ExtensionManager()
     status = client.extension_manager_client().registerExtension(
-        info=InternalExtensionInfo(name=EXTENSION_NAME, version=__version__,
-                                   sdk_version=SDK_VERSION, min_sdk_version=MIN_SDK_VERSION),
+        info=InternalExtensionInfo(
+            name=EXTENSION_NAME,
+            version=__version__,
+            sdk_version=SDK_VERSION,
+            min_sdk_version=MIN_SDK_VERSION,
+        ),
         registry=manager.registry(),
     )
     if status.code != 0:
@@ -118,6 +122,5 @@ def serve(socket_path: str, timeout: float = 1, interval: float = 1) -> None:
     client, uuid = register(socket_path, timeout)
     watcher = threading.Thread(target=start_watcher, args=(client, interval), daemon=True)
     watcher.start()
-    log.info("serving %s on %s.%s", ", ".join(p.table for p in plugins.PLUGINS),
-             socket_path, uuid)
+    log.info("serving %s on %s.%s", ", ".join(p.table for p in plugins.PLUGINS), socket_path, uuid)
     build_server(f"{socket_path}.{uuid}").serve()

@@ -83,8 +83,16 @@ UTMP_SIZE = _UTMP.size
 
 #: ut_type values -> osquery's logged_in_users.type names.
 LOGIN_TYPES = {
-    0: "empty", 1: "runlevel", 2: "boot_time", 3: "new_time", 4: "old_time",
-    5: "init", 6: "login", 7: "user", 8: "dead", 9: "accounting",
+    0: "empty",
+    1: "runlevel",
+    2: "boot_time",
+    3: "new_time",
+    4: "old_time",
+    5: "init",
+    6: "login",
+    7: "user",
+    8: "dead",
+    9: "accounting",
 }
 
 
@@ -115,6 +123,17 @@ def parse_utmp(data: bytes) -> list[UtmpRecord]:
 def pack_utmp(record: UtmpRecord) -> bytes:
     """One binary utmp record (what login(3) writes); used to build test files."""
     return _UTMP.pack(
-        record.type, record.pid, record.line.encode(), b"", record.user.encode(),
-        record.host.encode(), 0, 0, 0, record.time, 0, b"", b"",
+        record.type,
+        record.pid,
+        record.line.encode(),
+        b"",
+        record.user.encode(),
+        record.host.encode(),
+        0,
+        0,
+        0,
+        record.time,
+        0,
+        b"",
+        b"",
     )

@@ -152,7 +152,7 @@ def open_mode(st_mode: int) -> str:
 def link_inode(target: str, prefix: str) -> int | None:
     """Inode out of an anonymous link target such as ``pipe:[1234]`` (prefix ``pipe:[``)."""
     if target.startswith(prefix) and target.endswith("]"):
-        digits = target[len(prefix):-1]
+        digits = target[len(prefix) : -1]
         if digits.isdigit():
             return int(digits)
     return None
@@ -192,7 +192,7 @@ def parse_stat(text: str) -> ProcStat | None:
     end = text.rfind(")")
     if end < 0:
         return None
-    fields = text[end + 2:].split()
+    fields = text[end + 2 :].split()
     if len(fields) <= 19:
         return None
     try:
@@ -231,7 +231,7 @@ def _status_field(text: str, key: str) -> str | None:
         return None
     start += len(key)
     end = text.find("\n", start)
-    return text[start:end if end >= 0 else None].strip()
+    return text[start : end if end >= 0 else None].strip()
 
 
 def parse_status(text: str) -> ProcStatus:
@@ -244,8 +244,12 @@ def parse_status(text: str) -> ProcStatus:
     gids = _id_triplet(_status_field(text, "Gid:"))
     return ProcStatus(
         name=_status_field(text, "Name:") or "",
-        uid=uids[0], euid=uids[1], suid=uids[2],
-        gid=gids[0], egid=gids[1], sgid=gids[2],
+        uid=uids[0],
+        euid=uids[1],
+        suid=uids[2],
+        gid=gids[0],
+        egid=gids[1],
+        sgid=gids[2],
         resident_size=_kb_times_1000(_status_field(text, "VmRSS:")),
         total_size=_kb_times_1000(_status_field(text, "VmSize:")),
     )
@@ -276,14 +280,14 @@ class ProcIo(NamedTuple):
     cancelled_write_bytes: int | None
 
 
-_IO_FIELDS = re.compile(r"^(read_bytes|write_bytes|cancelled_write_bytes): (\d+)$",
-                        re.MULTILINE)
+_IO_FIELDS = re.compile(r"^(read_bytes|write_bytes|cancelled_write_bytes): (\d+)$", re.MULTILINE)
 
 
 def parse_io(text: str) -> ProcIo:
     values = {key: int(value) for key, value in _IO_FIELDS.findall(text)}
-    return ProcIo(values.get("read_bytes"), values.get("write_bytes"),
-                  values.get("cancelled_write_bytes"))
+    return ProcIo(
+        values.get("read_bytes"), values.get("write_bytes"), values.get("cancelled_write_bytes")
+    )
 
 
 def parse_cgroup(text: str) -> str:
@@ -347,8 +351,18 @@ class PacketSocket(NamedTuple):
 
 
 TCP_STATES = (
-    "UNKNOWN", "ESTABLISHED", "SYN_SENT", "SYN_RECV", "FIN_WAIT1", "FIN_WAIT2",
-    "TIME_WAIT", "CLOSED", "CLOSE_WAIT", "LAST_ACK", "LISTEN", "CLOSING",
+    "UNKNOWN",
+    "ESTABLISHED",
+    "SYN_SENT",
+    "SYN_RECV",
+    "FIN_WAIT1",
+    "FIN_WAIT2",
+    "TIME_WAIT",
+    "CLOSED",
+    "CLOSE_WAIT",
+    "LAST_ACK",
+    "LISTEN",
+    "CLOSING",
 )
 
 #: (protocol number, file stem) in the order osquery reads them (its std::map order).
@@ -367,7 +381,7 @@ def decode_inet_address(encoded: str, family: int) -> str:
         if family == socket.AF_INET and len(encoded) == 8:
             return socket.inet_ntop(socket.AF_INET, struct.pack("=I", int(encoded, 16)))
         if family == socket.AF_INET6 and len(encoded) == 32:
-            words = [int(encoded[i:i + 8], 16) for i in range(0, 32, 8)]
+            words = [int(encoded[i : i + 8], 16) for i in range(0, 32, 8)]
             return socket.inet_ntop(socket.AF_INET6, struct.pack("=4I", *words))
     except ValueError:
         pass
@@ -400,16 +414,18 @@ def parse_net_inet(text: str, family: int, protocol: int) -> list[InetSocket]:
             state = TCP_STATES[number] if 0 < number < len(TCP_STATES) else "UNKNOWN"
         if not fields[9].isdigit():
             continue
-        result.append(InetSocket(
-            inode=int(fields[9]),
-            family=family,
-            protocol=protocol,
-            local_address=decode_inet_address(local_addr, family),
-            local_port=_hex_port(local_port),
-            remote_address=decode_inet_address(remote_addr, family),
-            remote_port=_hex_port(remote_port),
-            state=state,
-        ))
+        result.append(
+            InetSocket(
+                inode=int(fields[9]),
+                family=family,
+                protocol=protocol,
+                local_address=decode_inet_address(local_addr, family),
+                local_port=_hex_port(local_port),
+                remote_address=decode_inet_address(remote_addr, family),
+                remote_port=_hex_port(remote_port),
+                state=state,
+            )
+        )
     return result
 
 
@@ -437,14 +453,16 @@ def parse_net_unix(text: str) -> list[UnixSocketEntry]:
             protocol = int(fields[2], 16)
         except ValueError:
             continue
-        result.append(UnixSocketEntry(
-            inode=int(fields[6]),
-            protocol=protocol,
-            type=sock_type,
-            listening=bool(flags & SO_ACCEPTCON),
-            st=st,
-            path=fields[7].strip() if len(fields) > 7 else "",
-        ))
+        result.append(
+            UnixSocketEntry(
+                inode=int(fields[6]),
+                protocol=protocol,
+                type=sock_type,
+                listening=bool(flags & SO_ACCEPTCON),
+                st=st,
+                path=fields[7].strip() if len(fields) > 7 else "",
+            )
+        )
     return result
 
 

@@ -99,8 +99,14 @@ def linux_columns(name: str) -> tuple[Column, ...]:
         columns.append(col)
         for alias in raw.get("aliases") or ():
             aliases.append(
-                Column(name=alias, type=col.type, description=f"Alias of {col.name}",
-                       hidden=True, collate=col.collate, alias_of=col.name)
+                Column(
+                    name=alias,
+                    type=col.type,
+                    description=f"Alias of {col.name}",
+                    hidden=True,
+                    collate=col.collate,
+                    alias_of=col.name,
+                )
             )
     return tuple(columns + aliases)
 

@@ -113,7 +113,7 @@ def _parse(data: bytes, into: dict[int, UnixSocket]) -> bool:
                     break
                 start = pos + _RTATTR.size
                 if rta_type == UNIX_DIAG_NAME:
-                    name = data[start:pos + rta_len]
+                    name = data[start : pos + rta_len]
                 elif rta_type == UNIX_DIAG_PEER:
                     (peer,) = _U32.unpack_from(data, start)
                 elif rta_type == UNIX_DIAG_SHUTDOWN:

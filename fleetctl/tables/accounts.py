@@ -23,18 +23,20 @@ def generate_users(constraints: Constraints, scan: Scan) -> list[dict[str, Any]]
             continue
         if names is not None and entry.username not in names:
             continue
-        rows.append({
-            "uid": entry.uid,
-            "gid": entry.gid,
-            "uid_signed": _etc.signed32(entry.uid),
-            "gid_signed": _etc.signed32(entry.gid),
-            "username": entry.username,
-            "description": entry.gecos,
-            "directory": entry.directory,
-            "shell": entry.shell,
-            "uuid": None,
-            "pid_with_namespace": 0,
-        })
+        rows.append(
+            {
+                "uid": entry.uid,
+                "gid": entry.gid,
+                "uid_signed": _etc.signed32(entry.uid),
+                "gid_signed": _etc.signed32(entry.gid),
+                "username": entry.username,
+                "description": entry.gecos,
+                "directory": entry.directory,
+                "shell": entry.shell,
+                "uuid": None,
+                "pid_with_namespace": 0,
+            }
+        )
     return rows
 
 
@@ -47,12 +49,14 @@ def generate_groups(constraints: Constraints, scan: Scan) -> list[dict[str, Any]
         if entry.gid in seen or (gids is not None and entry.gid not in gids):
             continue
         seen.add(entry.gid)
-        rows.append({
-            "gid": entry.gid,
-            "gid_signed": _etc.signed32(entry.gid),
-            "groupname": entry.groupname,
-            "pid_with_namespace": 0,
-        })
+        rows.append(
+            {
+                "gid": entry.gid,
+                "gid_signed": _etc.signed32(entry.gid),
+                "groupname": entry.groupname,
+                "pid_with_namespace": 0,
+            }
+        )
     return rows
 
 
@@ -64,12 +68,14 @@ def generate_logged_in_users(constraints: Constraints, scan: Scan) -> list[dict[
     for record in _etc.parse_utmp(data):
         if record.pid == 1:
             continue
-        rows.append({
-            "type": _etc.LOGIN_TYPES.get(record.type, "unknown"),
-            "user": record.user,
-            "tty": record.line,
-            "host": record.host,
-            "time": record.time,
-            "pid": record.pid,
-        })
+        rows.append(
+            {
+                "type": _etc.LOGIN_TYPES.get(record.type, "unknown"),
+                "user": record.user,
+                "tty": record.line,
+                "host": record.host,
+                "time": record.time,
+                "pid": record.pid,
+            }
+        )
     return rows

@@ -37,8 +37,9 @@ def _scoped(address: str, family: int, ifname: str) -> str:
 def generate(constraints: Constraints, scan: Scan) -> list[dict[str, Any]]:
     rows = []
     with IPRoute() as ipr:
-        links = {link["index"]: (link.get_attr("IFLA_IFNAME"), link["flags"])
-                 for link in ipr.get_links()}
+        links = {
+            link["index"]: (link.get_attr("IFLA_IFNAME"), link["flags"]) for link in ipr.get_links()
+        }
         for msg in ipr.get_addr():
             family = msg["family"]
             if family not in (socket.AF_INET, socket.AF_INET6):

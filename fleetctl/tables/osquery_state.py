@@ -47,27 +47,34 @@ EMBEDDED_EXTENSION_UUID = 1
 
 def generate_info(constraints: Constraints, scan: Scan) -> list[dict[str, Any]]:
     rt = scan.runtime
-    return [{
-        "pid": rt.pid,
-        "uuid": rt.host_uuid or host_uuid(scan.etc_root),
-        "instance_id": rt.instance_id,
-        "version": rt.version,
-        "config_hash": rt.config_hash,
-        "config_valid": int(rt.config_valid),
-        "extensions": rt.extensions,
-        "build_platform": rt.build_platform,
-        "build_distro": rt.build_distro,
-        "start_time": rt.start_time,
-        "watcher": rt.watcher,
-        "platform_mask": rt.platform_mask,
-    }]
+    return [
+        {
+            "pid": rt.pid,
+            "uuid": rt.host_uuid or host_uuid(scan.etc_root),
+            "instance_id": rt.instance_id,
+            "version": rt.version,
+            "config_hash": rt.config_hash,
+            "config_valid": int(rt.config_valid),
+            "extensions": rt.extensions,
+            "build_platform": rt.build_platform,
+            "build_distro": rt.build_distro,
+            "start_time": rt.start_time,
+            "watcher": rt.watcher,
+            "platform_mask": rt.platform_mask,
+        }
+    ]
 
 
 def generate_flags(constraints: Constraints, scan: Scan) -> list[dict[str, Any]]:
     return [
-        {"name": name, "type": flag.type, "description": flag.description,
-         "default_value": flag.default_value, "value": flag.value,
-         "shell_only": int(flag.shell_only)}
+        {
+            "name": name,
+            "type": flag.type,
+            "description": flag.description,
+            "default_value": flag.default_value,
+            "value": flag.value,
+            "shell_only": int(flag.shell_only),
+        }
         for name, flag in sorted(scan.runtime.flags.items())
         if len(name) > 2  # osquery skips single-character flags
     ]
@@ -76,13 +83,21 @@ def generate_flags(constraints: Constraints, scan: Scan) -> list[dict[str, Any]]
 def generate_schedule(constraints: Constraints, scan: Scan) -> list[dict[str, Any]]:
     return [
         {
-            "name": q.name, "query": q.query, "interval": q.interval,
-            "executions": q.executions, "last_executed": q.last_executed,
-            "denylisted": int(q.denylisted), "output_size": q.output_size,
-            "wall_time": q.wall_time_ms // 1000, "wall_time_ms": q.wall_time_ms,
-            "last_wall_time_ms": q.last_wall_time_ms, "user_time": q.user_time,
-            "last_user_time": q.last_user_time, "system_time": q.system_time,
-            "last_system_time": q.last_system_time, "average_memory": q.average_memory,
+            "name": q.name,
+            "query": q.query,
+            "interval": q.interval,
+            "executions": q.executions,
+            "last_executed": q.last_executed,
+            "denylisted": int(q.denylisted),
+            "output_size": q.output_size,
+            "wall_time": q.wall_time_ms // 1000,
+            "wall_time_ms": q.wall_time_ms,
+            "last_wall_time_ms": q.last_wall_time_ms,
+            "user_time": q.user_time,
+            "last_user_time": q.last_user_time,
+            "system_time": q.system_time,
+            "last_system_time": q.last_system_time,
+            "average_memory": q.average_memory,
             "last_memory": q.last_memory,
         }
         for q in scan.runtime.schedule
@@ -98,8 +113,9 @@ def _served() -> Mapping[str, TableSpec]:
 def default_extensions(runtime: AgentRuntime) -> list[ExtensionInfo]:
     """The core, then this project's tables as the ``fleetctl`` extension if served."""
     socket = runtime.flags.get("extensions_socket")
-    rows = [ExtensionInfo(0, "core", runtime.version, path=socket.value if socket else "",
-                          type="core")]
+    rows = [
+        ExtensionInfo(0, "core", runtime.version, path=socket.value if socket else "", type="core")
+    ]
     if any(spec.extension for spec in _served().values()):
         rows.append(ExtensionInfo(EMBEDDED_EXTENSION_UUID, EXTENSION_NAME, __version__))
     return rows
@@ -127,13 +143,20 @@ def _utility(name: str) -> bool:
 def default_registry(runtime: AgentRuntime) -> list[RegistryItem]:
     """Event publishers and subscribers, then every served table; the
     project's own tables are owned by the ``fleetctl`` extension row when it is listed."""
-    owner = next((e.uuid for e in extension_list(runtime)
-                  if e.name == EXTENSION_NAME and e.uuid != 0), 0)
+    owner = next(
+        (e.uuid for e in extension_list(runtime) if e.name == EXTENSION_NAME and e.uuid != 0), 0
+    )
     sources = event_list(runtime)
-    items = [RegistryItem("event_publisher", e.name, active=e.active)
-             for e in sources if e.type == "publisher"]
-    items += [RegistryItem("event_subscriber", e.name, active=e.active)
-              for e in sources if e.type == "subscriber"]
+    items = [
+        RegistryItem("event_publisher", e.name, active=e.active)
+        for e in sources
+        if e.type == "publisher"
+    ]
+    items += [
+        RegistryItem("event_subscriber", e.name, active=e.active)
+        for e in sources
+        if e.type == "subscriber"
+    ]
     for name, spec in sorted(_served().items()):
         if spec.extension and owner:
             items.append(RegistryItem("table", name, owner_uuid=owner))
@@ -147,33 +170,56 @@ def generate_registry(constraints: Constraints, scan: Scan) -> list[dict[str, An
     if items is None:
         items = default_registry(scan.runtime)
     return [
-        {"registry": item.registry, "name": item.name, "owner_uuid": item.owner_uuid,
-         "internal": int(item.internal), "active": int(item.active)}
+        {
+            "registry": item.registry,
+            "name": item.name,
+            "owner_uuid": item.owner_uuid,
+            "internal": int(item.internal),
+            "active": int(item.active),
+        }
         for item in items
     ]
 
 
 def generate_events(constraints: Constraints, scan: Scan) -> list[dict[str, Any]]:
     return [
-        {"name": e.name, "publisher": e.publisher, "type": e.type,
-         "subscriptions": e.subscriptions, "events": e.events, "refreshes": e.refreshes,
-         "active": int(e.active)}
+        {
+            "name": e.name,
+            "publisher": e.publisher,
+            "type": e.type,
+            "subscriptions": e.subscriptions,
+            "events": e.events,
+            "refreshes": e.refreshes,
+            "active": int(e.active),
+        }
         for e in event_list(scan.runtime)
     ]
 
 
 def generate_extensions(constraints: Constraints, scan: Scan) -> list[dict[str, Any]]:
     return [
-        {"uuid": e.uuid, "name": e.name, "version": e.version, "sdk_version": e.sdk_version,
-         "path": e.path, "type": e.type}
+        {
+            "uuid": e.uuid,
+            "name": e.name,
+            "version": e.version,
+            "sdk_version": e.sdk_version,
+            "path": e.path,
+            "type": e.type,
+        }
         for e in extension_list(scan.runtime)
     ]
 
 
 def generate_packs(constraints: Constraints, scan: Scan) -> list[dict[str, Any]]:
     return [
-        {"name": p.name, "platform": p.platform, "version": p.version, "shard": p.shard,
-         "discovery_cache_hits": p.discovery_cache_hits,
-         "discovery_executions": p.discovery_executions, "active": int(p.active)}
+        {
+            "name": p.name,
+            "platform": p.platform,
+            "version": p.version,
+            "shard": p.shard,
+            "discovery_cache_hits": p.discovery_cache_hits,
+            "discovery_executions": p.discovery_executions,
+            "active": int(p.active),
+        }
         for p in scan.runtime.packs
     ]

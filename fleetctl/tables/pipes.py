@@ -74,8 +74,9 @@ class PipeIndex:
     one pipe (a make jobserver, a log pipe inherited by every child of a service).
     """
 
-    def __init__(self, scan: Scan, holders: dict[PipeKey, list[Holder]],
-                 ends: dict[int, list[PipeEnd]]) -> None:
+    def __init__(
+        self, scan: Scan, holders: dict[PipeKey, list[Holder]], ends: dict[int, list[PipeEnd]]
+    ) -> None:
         self.scan = scan
         self.holders = holders
         self.ends = ends  # pid -> its pipe ends, in fd order
@@ -144,13 +145,18 @@ def generate(constraints: Constraints, scan: Scan) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     for end in own:
         mode = scan.mode(end.pid, end.fd)
-        base = {"pid": end.pid, "fd": end.fd, "mode": mode, "inode": end.inode,
-                "type": end.type}
+        base = {"pid": end.pid, "fd": end.fd, "mode": mode, "inode": end.inode, "type": end.type}
         found = index.partners(end, mode)
         if found is None:
             rows.append({**base, "partner_pid": None, "partner_fd": None, "partner_mode": None})
             continue
         for partner_pid, partner_fd, partner_mode in found:
-            rows.append({**base, "partner_pid": partner_pid, "partner_fd": partner_fd,
-                         "partner_mode": partner_mode})
+            rows.append(
+                {
+                    **base,
+                    "partner_pid": partner_pid,
+                    "partner_fd": partner_fd,
+                    "partner_mode": partner_mode,
+                }
+            )
     return rows

@@ -97,8 +97,7 @@ class Scan:
         if self._pids is not None:
             present = set(self._pids)
             return sorted(pid for pid in wanted if pid in present)
-        return sorted(pid for pid in wanted if pid > 0
-                      and os.path.isdir(f"{self.proc_root}/{pid}"))
+        return sorted(pid for pid in wanted if pid > 0 and os.path.isdir(f"{self.proc_root}/{pid}"))
 
     # -- descriptors
 

@@ -19,7 +19,11 @@ from fleetctl.tables.scan import Constraints, Scan, int_values
 
 # Plain ints: the socket module's IntEnum members would leak into rows as enums.
 AF_UNIX, AF_INET, AF_INET6, AF_PACKET = (
-    int(socket.AF_UNIX), int(socket.AF_INET), int(socket.AF_INET6), int(socket.AF_PACKET))
+    int(socket.AF_UNIX),
+    int(socket.AF_INET),
+    int(socket.AF_INET6),
+    int(socket.AF_PACKET),
+)
 
 
 class NamespaceSockets(NamedTuple):
@@ -30,8 +34,7 @@ class NamespaceSockets(NamedTuple):
 
 def net_namespace(scan: Scan, pid: int) -> int:
     """Network namespace inode of a process (0 when unknown, as osquery uses)."""
-    return scan.memo(("netns", pid),
-                     lambda: _proc.namespace_inode(pid, "net", scan.proc_root) or 0)
+    return scan.memo(("netns", pid), lambda: _proc.namespace_inode(pid, "net", scan.proc_root) or 0)
 
 
 def namespace_sockets(scan: Scan, ns: int, pid: int) -> NamespaceSockets:
@@ -57,8 +60,9 @@ def namespace_sockets(scan: Scan, ns: int, pid: int) -> NamespaceSockets:
 
 
 def inet_by_inode(scan: Scan, ns: int, pid: int) -> dict[int, _proc.InetSocket]:
-    return scan.memo(("inet_by_inode", ns),
-                     lambda: {s.inode: s for s in namespace_sockets(scan, ns, pid).inet})
+    return scan.memo(
+        ("inet_by_inode", ns), lambda: {s.inode: s for s in namespace_sockets(scan, ns, pid).inet}
+    )
 
 
 def socket_holders(scan: Scan) -> dict[int, list[tuple[int, int]]]:
@@ -112,30 +116,57 @@ def socket_rows(constraints: Constraints, scan: Scan) -> list[dict[str, Any]]:
             if pid_filter:
                 return
             owner = (-1, -1)
-        rows.append({"pid": owner[0], "fd": owner[1], "socket": inode, **fields,
-                     "net_namespace": str(ns)})
+        rows.append(
+            {"pid": owner[0], "fd": owner[1], "socket": inode, **fields, "net_namespace": str(ns)}
+        )
 
     for ns, pid in namespaces.items():
         found = namespace_sockets(scan, ns, pid)
         for s in found.inet:
-            emit(s.inode, ns, {
-                "family": s.family, "protocol": s.protocol,
-                "local_address": s.local_address, "remote_address": s.remote_address,
-                "local_port": s.local_port, "remote_port": s.remote_port,
-                "path": "", "state": s.state,
-            })
+            emit(
+                s.inode,
+                ns,
+                {
+                    "family": s.family,
+                    "protocol": s.protocol,
+                    "local_address": s.local_address,
+                    "remote_address": s.remote_address,
+                    "local_port": s.local_port,
+                    "remote_port": s.remote_port,
+                    "path": "",
+                    "state": s.state,
+                },
+            )
         for u in found.unix:
-            emit(u.inode, ns, {
-                "family": AF_UNIX, "protocol": u.protocol,
-                "local_address": "", "remote_address": "", "local_port": 0,
-                "remote_port": 0, "path": u.path, "state": "",
-            })
+            emit(
+                u.inode,
+                ns,
+                {
+                    "family": AF_UNIX,
+                    "protocol": u.protocol,
+                    "local_address": "",
+                    "remote_address": "",
+                    "local_port": 0,
+                    "remote_port": 0,
+                    "path": u.path,
+                    "state": "",
+                },
+            )
         for p in found.packet:
-            emit(p.inode, ns, {
-                "family": AF_PACKET, "protocol": p.protocol,
-                "local_address": "", "remote_address": "", "local_port": 0,
-                "remote_port": 0, "path": "", "state": "NONE",
-            })
+            emit(
+                p.inode,
+                ns,
+                {
+                    "family": AF_PACKET,
+                    "protocol": p.protocol,
+                    "local_address": "",
+                    "remote_address": "",
+                    "local_port": 0,
+                    "remote_port": 0,
+                    "path": "",
+                    "state": "NONE",
+                },
+            )
     return rows
 
 
@@ -153,9 +184,15 @@ def generate_listening_ports(constraints: Constraints, scan: Scan) -> list[dict[
             continue
         if family in (AF_INET, AF_INET6) and s["remote_port"] != 0:
             continue
-        row: dict[str, Any] = {"pid": s["pid"], "protocol": s["protocol"], "family": family,
-                               "fd": s["fd"], "net_namespace": s["net_namespace"],
-                               "address": None, "path": None}
+        row: dict[str, Any] = {
+            "pid": s["pid"],
+            "protocol": s["protocol"],
+            "family": family,
+            "fd": s["fd"],
+            "net_namespace": s["net_namespace"],
+            "address": None,
+            "path": None,
+        }
         if family == AF_UNIX:
             row.update(port=0, path=s["path"], socket=0)
         else:

@@ -42,8 +42,9 @@ class _Row:
 
     __slots__ = ("inode", "kind", "partners", "target")
 
-    def __init__(self, kind: str, target: str, inode: int = 0,
-                 partners: list[tuple[int, int]] | None = None) -> None:
+    def __init__(
+        self, kind: str, target: str, inode: int = 0, partners: list[tuple[int, int]] | None = None
+    ) -> None:
         self.kind = kind
         self.target = target
         self.inode = inode
@@ -53,8 +54,7 @@ class _Row:
 def _pipe_row(scan: Scan, end: pipes.PipeEnd, kind: str, target: str) -> _Row:
     index = pipes.holder_index(scan, named=end.type == "named")
     found = index.partners(end, scan.mode(end.pid, end.fd)) or []
-    return _Row(kind, target, end.inode,
-                [(pid, fd) for pid, fd, _mode in found if pid != end.pid])
+    return _Row(kind, target, end.inode, [(pid, fd) for pid, fd, _mode in found if pid != end.pid])
 
 
 def _socket_row(scan: Scan, pid: int, inode: int, target: str) -> _Row:
@@ -66,8 +66,11 @@ def _socket_row(scan: Scan, pid: int, inode: int, target: str) -> _Row:
         return _Row("unix", shown, inode, [(p, f) for p, f in holders if p != pid])
     inet = inet_by_inode(scan, net_namespace(scan, pid), pid).get(inode)
     if inet is not None:
-        shown = (_endpoint(inet.local_address, inet.local_port, inet.family) + "->"
-                 + _endpoint(inet.remote_address, inet.remote_port, inet.family))
+        shown = (
+            _endpoint(inet.local_address, inet.local_port, inet.family)
+            + "->"
+            + _endpoint(inet.remote_address, inet.remote_port, inet.family)
+        )
         return _Row(_INET_KINDS.get(inet.protocol, "other"), shown, inode)
     return _Row("other", target, inode)
 
@@ -112,9 +115,14 @@ def generate(constraints: Constraints, scan: Scan) -> list[dict[str, Any]]:
         for fd in STDIO_FDS:
             target = links.get(fd)
             found = classify(scan, pid, fd, target)
-            base = {"pid": pid, "fd": fd, "kind": found.kind, "target": found.target,
-                    "inode": found.inode,
-                    "mode": scan.mode(pid, fd) if target is not None else ""}
+            base = {
+                "pid": pid,
+                "fd": fd,
+                "kind": found.kind,
+                "target": found.target,
+                "inode": found.inode,
+                "mode": scan.mode(pid, fd) if target is not None else "",
+            }
             if not found.partners:
                 rows.append({**base, "partner_pid": -1, "partner_fd": -1})
             for partner_pid, partner_fd in found.partners:

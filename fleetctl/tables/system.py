@@ -85,10 +85,14 @@ def generate_system_info(constraints: Constraints, scan: Scan) -> list[dict[str,
         "local_hostname": hostname,
     }
     fields = {
-        "hardware_vendor": "sys_vendor", "hardware_model": "product_name",
-        "hardware_version": "product_version", "hardware_serial": "product_serial",
-        "board_vendor": "board_vendor", "board_model": "board_name",
-        "board_version": "board_version", "board_serial": "board_serial",
+        "hardware_vendor": "sys_vendor",
+        "hardware_model": "product_name",
+        "hardware_version": "product_version",
+        "hardware_serial": "product_serial",
+        "board_vendor": "board_vendor",
+        "board_model": "board_name",
+        "board_version": "board_version",
+        "board_serial": "board_serial",
     }
     for column, name in fields.items():
         row[column] = _dmi(name)
@@ -98,14 +102,24 @@ def generate_system_info(constraints: Constraints, scan: Scan) -> list[dict[str,
 
 
 _OS_RELEASE_COLUMNS = {
-    "NAME": "name", "VERSION": "version", "BUILD_ID": "build", "ID": "platform",
-    "ID_LIKE": "platform_like", "VERSION_CODENAME": "codename",
+    "NAME": "name",
+    "VERSION": "version",
+    "BUILD_ID": "build",
+    "ID": "platform",
+    "ID_LIKE": "platform_like",
+    "VERSION_CODENAME": "codename",
 }
 
 
 def generate_os_version(constraints: Constraints, scan: Scan) -> list[dict[str, Any]]:
-    row: dict[str, Any] = {"name": "Unknown", "major": 0, "minor": 0, "patch": 0,
-                           "platform": "posix", "pid_with_namespace": 0}
+    row: dict[str, Any] = {
+        "name": "Unknown",
+        "major": 0,
+        "minor": 0,
+        "patch": 0,
+        "platform": "posix",
+        "pid_with_namespace": 0,
+    }
     text = _proc.read_text(f"{scan.etc_root}/os-release")
     if text:
         for key, value in _etc.parse_os_release(text).items():
@@ -127,8 +141,12 @@ def generate_os_version(constraints: Constraints, scan: Scan) -> list[dict[str, 
         row["platform"] = row["platform_like"] = platform
         match = re.search(r"([\w+\s]+) .* ([0-9]+)\.([0-9]+)\.?(\w+)?", content)
         if match:
-            row.update(name=match.group(1), major=match.group(2), minor=match.group(3),
-                       patch=match.group(4) or "0")
+            row.update(
+                name=match.group(1),
+                major=match.group(2),
+                minor=match.group(3),
+                patch=match.group(4) or "0",
+            )
         row["version"] = content
         row["build"] = ""
         break
@@ -142,9 +160,9 @@ def generate_kernel_info(constraints: Constraints, scan: Scan) -> list[dict[str,
         extra = []
         for argument in cmdline.split():
             if argument.startswith("BOOT_IMAGE="):
-                row["path"] = argument[len("BOOT_IMAGE="):]
+                row["path"] = argument[len("BOOT_IMAGE=") :]
             elif argument.startswith("root="):
-                row["device"] = argument[len("root="):]
+                row["device"] = argument[len("root=") :]
             else:
                 extra.append(argument)
         row["arguments"] = " ".join(extra)
@@ -161,13 +179,15 @@ def generate_uptime(constraints: Constraints, scan: Scan) -> list[dict[str, Any]
     if uptime is None:
         return []
     total = int(uptime)
-    return [{
-        "days": total // 86400,
-        "hours": total % 86400 // 3600,
-        "minutes": total % 3600 // 60,
-        "seconds": total % 60,
-        "total_seconds": total,
-    }]
+    return [
+        {
+            "days": total // 86400,
+            "hours": total % 86400 // 3600,
+            "minutes": total % 3600 // 60,
+            "seconds": total % 60,
+            "total_seconds": total,
+        }
+    ]
 
 
 def ascii_time(moment: time.struct_time) -> str:
@@ -181,18 +201,20 @@ def generate_time(constraints: Constraints, scan: Scan) -> list[dict[str, Any]]:
     gmt = time.gmtime(now)
     local_zone = time.strftime("%Z", time.localtime(now))[:4] or "UTC"
     iso = time.strftime("%Y-%m-%dT%H:%M:%SZ", gmt)
-    return [{
-        "weekday": time.strftime("%A", gmt),
-        "year": gmt.tm_year,
-        "month": gmt.tm_mon,
-        "day": gmt.tm_mday,
-        "hour": gmt.tm_hour,
-        "minutes": gmt.tm_min,
-        "seconds": gmt.tm_sec,
-        "timezone": "UTC",
-        "local_timezone": local_zone,
-        "unix_time": now,
-        "timestamp": ascii_time(gmt),
-        "datetime": iso,
-        "iso_8601": iso,
-    }]
+    return [
+        {
+            "weekday": time.strftime("%A", gmt),
+            "year": gmt.tm_year,
+            "month": gmt.tm_mon,
+            "day": gmt.tm_mday,
+            "hour": gmt.tm_hour,
+            "minutes": gmt.tm_min,
+            "seconds": gmt.tm_sec,
+            "timezone": "UTC",
+            "local_timezone": local_zone,
+            "unix_time": now,
+            "timestamp": ascii_time(gmt),
+            "datetime": iso,
+            "iso_8601": iso,
+        }
+    ]

@@ -23,8 +23,9 @@ _PROC_STATES = {1: "unconnected", 2: "connecting", 3: "established", 4: "disconn
 
 def _from_proc(entry: _proc.UnixSocketEntry) -> UnixSocket:
     state = "listen" if entry.listening else _PROC_STATES.get(entry.st, "unconnected")
-    return UnixSocket(entry.inode, _sockdiag.SOCK_TYPES.get(entry.type, str(entry.type)),
-                      state, entry.path, 0)
+    return UnixSocket(
+        entry.inode, _sockdiag.SOCK_TYPES.get(entry.type, str(entry.type)), state, entry.path, 0
+    )
 
 
 def unix_index(scan: Scan) -> dict[int, UnixSocket]:
@@ -68,8 +69,13 @@ def generate(constraints: Constraints, scan: Scan) -> list[dict[str, Any]]:
                 continue
             peer = index.get(sock.peer) if sock.peer else None
             base = {
-                "pid": pid, "fd": fd, "inode": sock.inode, "path": sock.path,
-                "type": sock.type, "state": sock.state, "peer_inode": sock.peer,
+                "pid": pid,
+                "fd": fd,
+                "inode": sock.inode,
+                "path": sock.path,
+                "type": sock.type,
+                "state": sock.state,
+                "peer_inode": sock.peer,
                 "peer_path": peer.path if peer is not None else "",
             }
             peer_holders = holders.get(sock.peer, []) if sock.peer else []

@@ -56,8 +56,11 @@ class RecordingTransport(httpx.HTTPTransport):
         return httpx.Response(response.status_code, headers=response.headers, content=content)
 
     def logs(self, log_type: str = "result") -> list[Exchange]:
-        return [e for e in self.exchanges
-                if e.path.endswith("/log") and e.body.get("log_type") == log_type]
+        return [
+            e
+            for e in self.exchanges
+            if e.path.endswith("/log") and e.body.get("log_type") == log_type
+        ]
 
 
 class FleetServer:
@@ -84,9 +87,12 @@ class FleetServer:
 
     def admin_get(self, path: str, **params: Any) -> Any:
         if self._admin is None:
-            self._admin = httpx.Client(base_url=self.url, verify=ssl_context(self.ca),
-                                       timeout=30,
-                                       headers={"Authorization": f"Bearer {self.token}"})
+            self._admin = httpx.Client(
+                base_url=self.url,
+                verify=ssl_context(self.ca),
+                timeout=30,
+                headers={"Authorization": f"Bearer {self.token}"},
+            )
         response = self._admin.get(f"/api/v1/admin{path}", params=params)
         return response.json()
 
@@ -107,8 +113,9 @@ class FleetServer:
         engine = make_engine(self.db)
         try:
             with session_scope(make_sessionmaker(engine)) as session:
-                session.execute(update(Host).where(Host.host_identifier == host)
-                                .values(node_key_hash="0" * 64))
+                session.execute(
+                    update(Host).where(Host.host_identifier == host).values(node_key_hash="0" * 64)
+                )
         finally:
             engine.dispose()
         self.thread.state.reload_node_keys()
@@ -135,8 +142,9 @@ def sqlite_url(tmp_path: Path, sqlite_template: Path) -> str:
 
 
 @pytest.fixture
-def fleet(sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-          ) -> Iterator[FleetServer]:
+def fleet(
+    sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[FleetServer]:
     home = tmp_path / "home"
     monkeypatch.setenv("FLEETCTL_HOME", str(home))
     servers = [FleetServer(home, sqlite_url)]
@@ -145,8 +153,9 @@ def fleet(sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 
 
 @pytest.fixture
-def any_fleet(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-              ) -> Iterator[FleetServer]:
+def any_fleet(
+    db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[FleetServer]:
     """A FleetServer on SQLite, then on PostgreSQL."""
     home = tmp_path / "home"
     monkeypatch.setenv("FLEETCTL_HOME", str(home))
@@ -159,9 +168,13 @@ def any_fleet(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 def served_config(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     """The config document every host gets; tests fill in schedule and packs."""
     config: dict[str, Any] = {
-        "options": {"pack_delimiter": "_", "logger_tls_period": 1,
-                    "logger_tls_backoff_max": 2, "distributed_interval": 1,
-                    "schedule_epoch": 0},
+        "options": {
+            "pack_delimiter": "_",
+            "logger_tls_period": 1,
+            "logger_tls_backoff_max": 2,
+            "distributed_interval": 1,
+            "schedule_epoch": 0,
+        },
         "decorators": {"load": ["SELECT hostname AS hostname FROM system_info;"]},
         "schedule": {},
         "packs": {},
@@ -182,13 +195,23 @@ def make_agent(tmp_path: Path) -> Iterator[AgentFactory]:
     """Agents against a FleetServer; every one still running is stopped afterwards."""
     started: list[Agent] = []
 
-    def make(server: FleetServer, state: str = "state", engine: Any = None, **kw: Any
-             ) -> Agent:
-        flags = {"host_identifier": "specified", "specified_identifier": HOST,
-                 "config_refresh": 1, "tls_enroll_max_attempts": 3,
-                 "tls_enroll_max_interval": 1, **kw.pop("flags", {})}
-        options = AgentOptions(server=server.url, enroll_secret_path=server.secret_path,
-                               state_dir=tmp_path / state, ca=server.ca, flags=flags, **kw)
+    def make(server: FleetServer, state: str = "state", engine: Any = None, **kw: Any) -> Agent:
+        flags = {
+            "host_identifier": "specified",
+            "specified_identifier": HOST,
+            "config_refresh": 1,
+            "tls_enroll_max_attempts": 3,
+            "tls_enroll_max_interval": 1,
+            **kw.pop("flags", {}),
+        }
+        options = AgentOptions(
+            server=server.url,
+            enroll_secret_path=server.secret_path,
+            state_dir=tmp_path / state,
+            ca=server.ca,
+            flags=flags,
+            **kw,
+        )
         agent = Agent(options, engine)
         started.append(agent)
         return agent

@@ -21,29 +21,38 @@ def ipc_config(config: dict[str, Any]) -> None:
     me = os.getpid()
     config["schedule"] = {
         "children": {"query": children_sql(), "interval": 1},
-        "children_kept": {"query": children_sql("pid, cmdline"), "interval": 1,
-                          "removed": False},
-        "me": {"query": f"SELECT pid, name FROM processes WHERE pid = {me}", "interval": 1,
-               "snapshot": True},
+        "children_kept": {"query": children_sql("pid, cmdline"), "interval": 1, "removed": False},
+        "me": {
+            "query": f"SELECT pid, name FROM processes WHERE pid = {me}",
+            "interval": 1,
+            "snapshot": True,
+        },
     }
     config["packs"] = {
         "ipc": {
             "platform": "linux",
             "discovery": ["SELECT 1 FROM system_info"],
             "queries": {
-                "pipes": {"query": "SELECT pid, fd, mode, partner_pid FROM process_open_pipes "
-                          f"WHERE pid IN ({children_sql('pid')}) AND partner_pid = {me}",
-                          "interval": 2},
-                "darwin_only": {"query": "SELECT 1 AS one", "interval": 1,
-                                "platform": "darwin"},
+                "pipes": {
+                    "query": "SELECT pid, fd, mode, partner_pid FROM process_open_pipes "
+                    f"WHERE pid IN ({children_sql('pid')}) AND partner_pid = {me}",
+                    "interval": 2,
+                },
+                "darwin_only": {"query": "SELECT 1 AS one", "interval": 1, "platform": "darwin"},
             },
         },
-        "never": {"discovery": ["SELECT 1 FROM processes WHERE pid = -1"],
-                  "queries": {"one": {"query": "SELECT 1 AS one", "interval": 1}}},
-        "broken": {"discovery": ["SELECT * FROM no_such_table"],
-                   "queries": {"one": {"query": "SELECT 1 AS one", "interval": 1}}},
-        "mac": {"platform": "darwin",
-                "queries": {"one": {"query": "SELECT 1 AS one", "interval": 1}}},
+        "never": {
+            "discovery": ["SELECT 1 FROM processes WHERE pid = -1"],
+            "queries": {"one": {"query": "SELECT 1 AS one", "interval": 1}},
+        },
+        "broken": {
+            "discovery": ["SELECT * FROM no_such_table"],
+            "queries": {"one": {"query": "SELECT 1 AS one", "interval": 1}},
+        },
+        "mac": {
+            "platform": "darwin",
+            "queries": {"one": {"query": "SELECT 1 AS one", "interval": 1}},
+        },
     }
 
 
@@ -68,14 +77,15 @@ def test_schedule_diffs_snapshots_and_packs_reach_the_server(
 
         # The stored row is what the engine sees for the child.
         seen = string_rows(Engine().query(children_sql()).rows)
-        assert [{k: r[k] for k in ("pid", "parent", "cmdline")}
-                for r in fleet.rows("children")] == seen
-        assert seen == [{"pid": str(first.pid), "parent": str(os.getpid()),
-                         "cmdline": "sleep 300"}]
+        assert [
+            {k: r[k] for k in ("pid", "parent", "cmdline")} for r in fleet.rows("children")
+        ] == seen
+        assert seen == [{"pid": str(first.pid), "parent": str(os.getpid()), "cmdline": "sleep 300"}]
 
         second = spawn_sleep()
-        wait_for(lambda: pids(fleet.rows("children")) == {first.pid, second.pid},
-                 what="added child")
+        wait_for(
+            lambda: pids(fleet.rows("children")) == {first.pid, second.pid}, what="added child"
+        )
         assert fleet.queries()["children"]["counter"] == 1
         first.kill()
         first.wait()
@@ -83,8 +93,10 @@ def test_schedule_diffs_snapshots_and_packs_reach_the_server(
         assert fleet.queries()["children"]["counter"] == 2
 
         # removed: false never reports the removal, so the server still has the row.
-        wait_for(lambda: pids(fleet.rows("children_kept")) == {first.pid, second.pid},
-                 what="removed:false keeps rows")
+        wait_for(
+            lambda: pids(fleet.rows("children_kept")) == {first.pid, second.pid},
+            what="removed:false keeps rows",
+        )
 
         # A snapshot carries the whole state every run.
         snap = wait_for(lambda: fleet.rows("me"), what="snapshot")
@@ -99,8 +111,12 @@ def test_schedule_diffs_snapshots_and_packs_reach_the_server(
         wait_for(lambda: pipe_ends() == expected, what="pipes")
 
         names = set(fleet.queries())
-        assert not names & {"pack_ipc_darwin_only", "pack_never_one", "pack_broken_one",
-                            "pack_mac_one"}
+        assert not names & {
+            "pack_ipc_darwin_only",
+            "pack_never_one",
+            "pack_broken_one",
+            "pack_mac_one",
+        }
         # Only removed:false can leave a counter gap (a run of removals logs no line).
         assert [m for m in fleet.data_loss() if m["query"] != "children_kept"] == []
     finally:

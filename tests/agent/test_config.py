@@ -22,8 +22,9 @@ from fleetctl.agent.transport import parse_answer
 FACTS = HostFacts(osquery_version="5.23.0", shard=40)
 
 
-def names(doc: dict[str, object], rows: dict[str, int] | None = None,
-          delimiter: str = "_") -> list[str]:
+def names(
+    doc: dict[str, object], rows: dict[str, int] | None = None, delimiter: str = "_"
+) -> list[str]:
     answers = rows or {}
 
     def run(sql: str) -> int:
@@ -32,52 +33,84 @@ def names(doc: dict[str, object], rows: dict[str, int] | None = None,
         return answers[sql]
 
     config = parse_config(doc)
-    return [q.name for q in scheduled_queries(config, FACTS, Discovery(run),
-                                              delimiter=delimiter)]
+    return [q.name for q in scheduled_queries(config, FACTS, Discovery(run), delimiter=delimiter)]
 
 
 def test_schedule_and_pack_names_and_defaults() -> None:
-    doc = {"schedule": {"a": {"query": "SELECT 1"}},
-           "packs": {"p": {"queries": {"b": {"query": "SELECT 2", "interval": "60",
-                                              "snapshot": "true", "removed": False}}}}}
+    doc = {
+        "schedule": {"a": {"query": "SELECT 1"}},
+        "packs": {
+            "p": {
+                "queries": {
+                    "b": {
+                        "query": "SELECT 2",
+                        "interval": "60",
+                        "snapshot": "true",
+                        "removed": False,
+                    }
+                }
+            }
+        },
+    }
     config = parse_config(doc)
     queries = scheduled_queries(config, FACTS, Discovery(lambda sql: 1))
     assert [(q.name, q.interval, q.snapshot, q.removed, q.pack) for q in queries] == [
-        ("a", 3600, False, True, None), ("pack_p_b", 60, True, False, "p")]
+        ("a", 3600, False, True, None),
+        ("pack_p_b", 60, True, False, "p"),
+    ]
     assert names(doc, delimiter="/") == ["a", "pack/p/b"]
 
 
 def test_invalid_queries_are_skipped_with_a_warning() -> None:
-    config = parse_config({"schedule": {
-        "no_sql": {"interval": 10}, "zero": {"query": "SELECT 1", "interval": 0},
-        "week_plus": {"query": "SELECT 1", "interval": 604801},
-        "x_counter": {"query": "SELECT 1"}, "ok": {"query": "SELECT 1", "interval": 5}},
-        "packs": {"remote": "/etc/osquery/packs/x.conf"}})
+    config = parse_config(
+        {
+            "schedule": {
+                "no_sql": {"interval": 10},
+                "zero": {"query": "SELECT 1", "interval": 0},
+                "week_plus": {"query": "SELECT 1", "interval": 604801},
+                "x_counter": {"query": "SELECT 1"},
+                "ok": {"query": "SELECT 1", "interval": 5},
+            },
+            "packs": {"remote": "/etc/osquery/packs/x.conf"},
+        }
+    )
     assert [q.name for q in config.packs[0].queries] == ["ok"]
     assert len(config.warnings) == 5
 
 
 def test_platform_version_shard_and_discovery_filters() -> None:
-    doc = {"packs": {
-        "linux": {"platform": "linux", "queries": {"q": {"query": "SELECT 1"}}},
-        "posix": {"platform": "posix", "queries": {"q": {"query": "SELECT 1"}}},
-        "ubuntu": {"platform": "ubuntu", "queries": {"q": {"query": "SELECT 1"}}},
-        "darwin": {"platform": "darwin", "queries": {"q": {"query": "SELECT 1"}}},
-        "windows": {"platform": "windows,darwin", "queries": {"q": {"query": "SELECT 1"}}},
-        "new": {"version": "9.0.0", "queries": {"q": {"query": "SELECT 1"}}},
-        "old": {"version": "4.9", "queries": {"q": {"query": "SELECT 1"}}},
-        "few": {"shard": 10, "queries": {"q": {"query": "SELECT 1"}}},
-        "many": {"shard": 90, "queries": {"q": {"query": "SELECT 1"}}},
-        "found": {"discovery": ["yes", "yes too"], "queries": {"q": {"query": "SELECT 1"}}},
-        "absent": {"discovery": ["yes", "no"], "queries": {"q": {"query": "SELECT 1"}}},
-        "broken": {"discovery": ["broken"], "queries": {"q": {"query": "SELECT 1"}}},
-        "mixed": {"queries": {"mac": {"query": "SELECT 1", "platform": "darwin"},
-                              "any": {"query": "SELECT 1", "platform": "any"},
-                              "v": {"query": "SELECT 1", "version": "6.0"}}},
-    }}
+    doc = {
+        "packs": {
+            "linux": {"platform": "linux", "queries": {"q": {"query": "SELECT 1"}}},
+            "posix": {"platform": "posix", "queries": {"q": {"query": "SELECT 1"}}},
+            "ubuntu": {"platform": "ubuntu", "queries": {"q": {"query": "SELECT 1"}}},
+            "darwin": {"platform": "darwin", "queries": {"q": {"query": "SELECT 1"}}},
+            "windows": {"platform": "windows,darwin", "queries": {"q": {"query": "SELECT 1"}}},
+            "new": {"version": "9.0.0", "queries": {"q": {"query": "SELECT 1"}}},
+            "old": {"version": "4.9", "queries": {"q": {"query": "SELECT 1"}}},
+            "few": {"shard": 10, "queries": {"q": {"query": "SELECT 1"}}},
+            "many": {"shard": 90, "queries": {"q": {"query": "SELECT 1"}}},
+            "found": {"discovery": ["yes", "yes too"], "queries": {"q": {"query": "SELECT 1"}}},
+            "absent": {"discovery": ["yes", "no"], "queries": {"q": {"query": "SELECT 1"}}},
+            "broken": {"discovery": ["broken"], "queries": {"q": {"query": "SELECT 1"}}},
+            "mixed": {
+                "queries": {
+                    "mac": {"query": "SELECT 1", "platform": "darwin"},
+                    "any": {"query": "SELECT 1", "platform": "any"},
+                    "v": {"query": "SELECT 1", "version": "6.0"},
+                }
+            },
+        }
+    }
     assert names(doc, {"yes": 1, "yes too": 3, "no": 0}) == [
-        "pack_linux_q", "pack_posix_q", "pack_ubuntu_q", "pack_old_q", "pack_many_q",
-        "pack_found_q", "pack_mixed_any"]
+        "pack_linux_q",
+        "pack_posix_q",
+        "pack_ubuntu_q",
+        "pack_old_q",
+        "pack_many_q",
+        "pack_found_q",
+        "pack_mixed_any",
+    ]
 
 
 def test_filter_helpers() -> None:
@@ -95,8 +128,9 @@ def test_discovery_is_cached_for_the_refresh_interval() -> None:
         calls.append(sql)
         return 1
 
-    config = parse_config({"packs": {"p": {"discovery": ["d"], "queries": {
-        "q": {"query": "SELECT 1"}}}}})
+    config = parse_config(
+        {"packs": {"p": {"discovery": ["d"], "queries": {"q": {"query": "SELECT 1"}}}}}
+    )
     discovery = Discovery(run)
     for _ in range(3):
         scheduled_queries(config, FACTS, discovery, refresh=3600)
@@ -107,10 +141,17 @@ def test_discovery_is_cached_for_the_refresh_interval() -> None:
 
 def test_options_set_flags_except_command_line_ones() -> None:
     flags = Flags({"logger_tls_period": 4})
-    warnings = flags.apply_options({"logger_tls_period": "1", "schedule_epoch": 3,
-                                    "logger_event_type": "false", "config_refresh": 5,
-                                    "enroll_secret_path": "/x", "custom_thing": 1,
-                                    "made_up": 1})
+    warnings = flags.apply_options(
+        {
+            "logger_tls_period": "1",
+            "schedule_epoch": 3,
+            "logger_event_type": "false",
+            "config_refresh": 5,
+            "enroll_secret_path": "/x",
+            "custom_thing": 1,
+            "made_up": 1,
+        }
+    )
     assert flags.get_int("logger_tls_period") == 1 and flags.get_int("schedule_epoch") == 3
     assert flags.get_bool("logger_event_type") is False
     assert flags.get_int("config_refresh") == 0
@@ -147,28 +188,45 @@ def test_answers_follow_osqueryd_rules() -> None:
     for bad in (b"<html>", b"[]", b'{"error": "nope"}'):
         with pytest.raises(RequestFailed):
             parse_answer(bad)
-    assert parse_answer(b'{"node_invalid": true, "node_key": "k"}',
-                        check_node_invalid=False)["node_key"] == "k"
+    assert (
+        parse_answer(b'{"node_invalid": true, "node_key": "k"}', check_node_invalid=False)[
+            "node_key"
+        ]
+        == "k"
+    )
 
 
 def test_interval_override_and_the_osquery_tables_of_the_agent(tmp_path: Path) -> None:
     from fleetctl.agent import Agent, AgentOptions
 
-    agent = Agent(AgentOptions(server="https://127.0.0.1:9", enroll_secret_path=tmp_path / "s",
-                               state_dir=tmp_path / "state", interval=5))
+    agent = Agent(
+        AgentOptions(
+            server="https://127.0.0.1:9",
+            enroll_secret_path=tmp_path / "s",
+            state_dir=tmp_path / "state",
+            interval=5,
+        )
+    )
     try:
-        agent.apply_config({"schedule": {"a": {"query": "SELECT 1 AS one", "interval": 3600}},
-                            "options": {"schedule_epoch": 4}})
+        agent.apply_config(
+            {
+                "schedule": {"a": {"query": "SELECT 1 AS one", "interval": 3600}},
+                "options": {"schedule_epoch": 4},
+            }
+        )
         ((query, splayed),) = agent.schedule()
         assert (query.name, splayed) == ("a", 5)  # 10% of 5 s rounds to no splay
         agent.launch(query)
         engine = agent.engine
         assert engine.query("SELECT name, executions FROM osquery_schedule").rows == [
-            {"name": "a", "executions": 1}]
+            {"name": "a", "executions": 1}
+        ]
         assert engine.query("SELECT config_hash FROM osquery_info").rows == [
-            {"config_hash": agent.config.hash}]
-        assert engine.query("SELECT value FROM osquery_flags WHERE name = 'schedule_epoch'"
-                            ).rows == [{"value": "4"}]
+            {"config_hash": agent.config.hash}
+        ]
+        assert engine.query(
+            "SELECT value FROM osquery_flags WHERE name = 'schedule_epoch'"
+        ).rows == [{"value": "4"}]
         assert agent.buffer.count("result") == 1  # the counter-0 baseline line
     finally:
         agent.stop()

@@ -16,8 +16,14 @@ def state(tmp_path: Path) -> StateDB:
     return StateDB(tmp_path)
 
 
-def run(state: StateDB, rows: list[dict[str, object]], *, name: str = "q", sql: str = "SELECT",
-        epoch: int = 0) -> differ.DiffOutcome:
+def run(
+    state: StateDB,
+    rows: list[dict[str, object]],
+    *,
+    name: str = "q",
+    sql: str = "SELECT",
+    epoch: int = 0,
+) -> differ.DiffOutcome:
     with state.transaction() as conn:
         return differ.apply(conn, name, sql, epoch, rows, now=1000)
 
@@ -25,7 +31,11 @@ def run(state: StateDB, rows: list[dict[str, object]], *, name: str = "q", sql: 
 def test_counter_zero_baseline_then_one_per_changing_run(state: StateDB) -> None:
     first = run(state, [{"a": 1}, {"a": 2}])
     assert (first.counter, first.new_epoch, first.added, first.removed) == (
-        0, True, [{"a": 1}, {"a": 2}], [])
+        0,
+        True,
+        [{"a": 1}, {"a": 2}],
+        [],
+    )
     same = run(state, [{"a": 2}, {"a": 1}])
     assert (same.counter, same.added, same.removed) == (0, [], [])
     changed = run(state, [{"a": 2}, {"a": 3}])
@@ -87,15 +97,24 @@ def test_event_format_lines_removed_first_with_common_keys() -> None:
     lines = diff_lines(header, [{"b": 2, "a": None}], [{"a": "x", "b": 1}], True)
     assert [line["action"] for line in lines] == ["removed", "added"]
     assert lines[1] == {
-        "name": "q", "hostIdentifier": "host", "calendarTime": "Mon Sep 22 17:37:30 2014 UTC",
-        "unixTime": 1411407450, "epoch": 3, "counter": 5, "numerics": False,
-        "decorations": {"hostname": "h"}, "columns": {"a": "", "b": "2"}, "action": "added"}
+        "name": "q",
+        "hostIdentifier": "host",
+        "calendarTime": "Mon Sep 22 17:37:30 2014 UTC",
+        "unixTime": 1411407450,
+        "epoch": 3,
+        "counter": 5,
+        "numerics": False,
+        "decorations": {"hostname": "h"},
+        "columns": {"a": "", "b": "2"},
+        "action": "added",
+    }
     assert diff_lines(header, [], [], True) == []
 
 
 def test_batch_snapshot_numerics_and_top_level_decorations() -> None:
-    header = Header("q", "host", 0, 0, 0, numerics=True, decorations={"d": "1"},
-                    decorations_top_level=True)
+    header = Header(
+        "q", "host", 0, 0, 0, numerics=True, decorations={"d": "1"}, decorations_top_level=True
+    )
     (batch,) = diff_lines(header, [{"n": 1}], [], False)
     assert batch["diffResults"] == {"removed": [], "added": [{"n": 1}]} and batch["d"] == "1"
     (empty,) = diff_lines(header, [], [], False, baseline=True)  # an empty batch baseline

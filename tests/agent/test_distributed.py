@@ -50,8 +50,9 @@ def read_queue(monkeypatch: pytest.MonkeyPatch) -> Queue:
 
 
 @pytest.fixture
-def live_fleet(read_queue: Queue, sqlite_url: str, tmp_path: Path,
-               monkeypatch: pytest.MonkeyPatch) -> Iterator[FleetServer]:
+def live_fleet(
+    read_queue: Queue, sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[FleetServer]:
     monkeypatch.setenv("FLEETCTL_HOME", str(tmp_path / "home"))
     server = FleetServer(tmp_path / "home", sqlite_url)
     yield server
@@ -70,24 +71,30 @@ def stored(server: FleetServer) -> dict[str, DistributedResult]:
 
 
 def test_queued_queries_are_answered_with_rows_statuses_and_messages(
-    live_fleet: FleetServer, read_queue: Queue, served_config: dict[str, Any],
+    live_fleet: FleetServer,
+    read_queue: Queue,
+    served_config: dict[str, Any],
     make_agent: AgentFactory,
 ) -> None:
     child = spawn_sleep()
     sql = f"SELECT pid, parent, cmdline FROM processes WHERE pid = {child.pid}"
-    read_queue.append({
-        "queries": {
-            "procs": sql,
-            "missing": "SELECT * FROM no_such_table",
-            "skipped": "SELECT 1 AS one",
-            "wanted": "SELECT 2 AS two",
-        },
-        "discovery": {"skipped": "SELECT 1 WHERE 0", "wanted": "SELECT 1"},
-    })
-    read_queue.append({  # a failing discovery rejects the whole answer
-        "queries": {"never_a": "SELECT 1 AS one", "never_b": "SELECT 1 AS one"},
-        "discovery": {"never_b": "SELECT * FROM nowhere"},
-    })
+    read_queue.append(
+        {
+            "queries": {
+                "procs": sql,
+                "missing": "SELECT * FROM no_such_table",
+                "skipped": "SELECT 1 AS one",
+                "wanted": "SELECT 2 AS two",
+            },
+            "discovery": {"skipped": "SELECT 1 WHERE 0", "wanted": "SELECT 1"},
+        }
+    )
+    read_queue.append(
+        {  # a failing discovery rejects the whole answer
+            "queries": {"never_a": "SELECT 1 AS one", "never_b": "SELECT 1 AS one"},
+            "discovery": {"never_b": "SELECT * FROM nowhere"},
+        }
+    )
     agent = make_agent(live_fleet)
     try:
         agent.start()
@@ -101,13 +108,18 @@ def test_queued_queries_are_answered_with_rows_statuses_and_messages(
     assert set(results) == {"procs", "missing", "wanted"}
     assert results["procs"].status == 0 and results["procs"].message == ""
     assert results["procs"].rows == [
-        {"pid": str(child.pid), "parent": str(os.getpid()), "cmdline": "sleep 300"}]
+        {"pid": str(child.pid), "parent": str(os.getpid()), "cmdline": "sleep 300"}
+    ]
     assert results["missing"].status == 1
     assert results["missing"].message == "no such table: no_such_table"
     assert results["missing"].rows == []
     assert results["wanted"].rows == [{"two": "2"}]
-    assert set(results["procs"].stats or {}) == {"wall_time_ms", "user_time", "system_time",
-                                                 "memory"}
+    assert set(results["procs"].stats or {}) == {
+        "wall_time_ms",
+        "user_time",
+        "system_time",
+        "memory",
+    }
 
 
 def test_parse_read_follows_osquery_rules() -> None:
@@ -116,15 +128,14 @@ def test_parse_read_follows_osquery_rules() -> None:
     def count(sql: str) -> int:
         return len(engine.query(sql).rows)
 
-    work = parse_read({"queries": {"a": "SELECT 1", "b": "", "c": "SELECT 3"},
-                       "accelerate": 60}, count)
+    work = parse_read(
+        {"queries": {"a": "SELECT 1", "b": "", "c": "SELECT 3"}, "accelerate": 60}, count
+    )
     assert work.queries == {"a": "SELECT 1"}  # parsing stops at the empty query
     assert work.accelerate == 60
-    assert parse_read({"queries": {"a": "SELECT 1"}, "accelerate": "60"}, count).accelerate \
-        is None
+    assert parse_read({"queries": {"a": "SELECT 1"}, "accelerate": "60"}, count).accelerate is None
     with pytest.raises(RejectedRead):
-        parse_read({"queries": {"a": "SELECT 1"}, "discovery": {"a": "SELECT * FROM x"}},
-                   count)
+        parse_read({"queries": {"a": "SELECT 1"}, "discovery": {"a": "SELECT * FROM x"}}, count)
 
 
 def test_rows_keep_sql_column_order_as_strings() -> None:

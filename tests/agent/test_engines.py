@@ -39,23 +39,31 @@ class CoreHandler:
         try:
             result = self.engine.query(sql)
         except QueryError as exc:
-            return ExtensionResponse(status=ExtensionStatus(code=1, message=exc.message),
-                                     response=[])
-        return ExtensionResponse(status=ExtensionStatus(code=0, message="OK"),
-                                 response=string_rows(result.rows, result.columns))
+            return ExtensionResponse(
+                status=ExtensionStatus(code=1, message=exc.message), response=[]
+            )
+        return ExtensionResponse(
+            status=ExtensionStatus(code=0, message="OK"),
+            response=string_rows(result.rows, result.columns),
+        )
 
     def getQueryColumns(self, sql: str) -> ExtensionResponse:
         columns = self.engine.columns(sql)
-        return ExtensionResponse(status=ExtensionStatus(code=0, message="OK"),
-                                 response=[{name: decl or "TEXT"} for name, decl in columns])
+        return ExtensionResponse(
+            status=ExtensionStatus(code=0, message="OK"),
+            response=[{name: decl or "TEXT"} for name, decl in columns],
+        )
 
 
 @pytest.fixture
 def core_socket(tmp_path: Path) -> Iterator[str]:
     path = str(tmp_path / "osquery.em")
-    server = ExtensionServer(Processor(CoreHandler()), TSocket.TServerSocket(unix_socket=path),
-                             TTransport.TBufferedTransportFactory(),
-                             TBinaryProtocol.TBinaryProtocolFactory())
+    server = ExtensionServer(
+        Processor(CoreHandler()),
+        TSocket.TServerSocket(unix_socket=path),
+        TTransport.TBufferedTransportFactory(),
+        TBinaryProtocol.TBinaryProtocolFactory(),
+    )
     thread = threading.Thread(target=server.serve, daemon=True)
     thread.start()
     wait_for(lambda: Path(path).exists(), what="core socket")
@@ -70,8 +78,9 @@ def test_osquery_engine_returns_string_rows_in_sql_order(core_socket: str) -> No
         me = os.getpid()
         result = engine.query(f"SELECT pid, parent, name FROM processes WHERE pid = {me}")
         assert result.columns == ["pid", "parent", "name"]
-        assert result.rows == [{"pid": str(me), "parent": str(os.getppid()),
-                                "name": result.rows[0]["name"]}]
+        assert result.rows == [
+            {"pid": str(me), "parent": str(os.getppid()), "name": result.rows[0]["name"]}
+        ]
         with pytest.raises(EngineError, match="no such table: nope"):
             engine.query("SELECT * FROM nope")
         assert engine.osquery_version()  # from osquery_info, as osqueryd reports it
@@ -98,12 +107,15 @@ def test_auto_falls_back_to_the_embedded_engine(monkeypatch: pytest.MonkeyPatch)
 
 
 def test_agent_on_osqueryd_enrolls_with_its_details_and_logs_its_rows(
-    core_socket: str, fleet: FleetServer, served_config: dict[str, Any],
+    core_socket: str,
+    fleet: FleetServer,
+    served_config: dict[str, Any],
     make_agent: AgentFactory,
 ) -> None:
     me = os.getpid()
     served_config["schedule"] = {
-        "me": {"query": f"SELECT pid, name FROM processes WHERE pid = {me}", "interval": 1}}
+        "me": {"query": f"SELECT pid, name FROM processes WHERE pid = {me}", "interval": 1}
+    }
     agent = make_agent(fleet, engine=OsqueryEngine(socket=core_socket))
     assert agent.run_once(timeout=20)
     agent.stop()

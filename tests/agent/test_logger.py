@@ -8,8 +8,10 @@ from fleetctl.agent.buffer import Backoff
 from tests.agent.conftest import AgentFactory, FleetServer, RecordingTransport, wait_for
 
 ROWS = 2500
-COUNT_SQL = (f"WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < {ROWS}) "
-             "SELECT x FROM n")
+COUNT_SQL = (
+    f"WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < {ROWS}) "
+    "SELECT x FROM n"
+)
 
 
 def test_a_large_baseline_goes_out_in_batches_of_at_most_1024_lines(
@@ -28,13 +30,24 @@ def test_a_large_baseline_goes_out_in_batches_of_at_most_1024_lines(
     for exchange in wire.logs("result") + wire.logs("status"):
         assert len(exchange.body["data"]) <= 1024
     line = results[0].body["data"][0]
-    assert set(line) == {"name", "hostIdentifier", "calendarTime", "unixTime", "epoch",
-                         "counter", "numerics", "decorations", "columns", "action"}
+    assert set(line) == {
+        "name",
+        "hostIdentifier",
+        "calendarTime",
+        "unixTime",
+        "epoch",
+        "counter",
+        "numerics",
+        "decorations",
+        "columns",
+        "action",
+    }
     assert line["counter"] == 0 and line["numerics"] is False and line["action"] == "added"
     assert line["calendarTime"].endswith(" UTC") and isinstance(line["unixTime"], int)
     statuses = [line for e in wire.logs("status") for line in e.body["data"]]
-    assert any("Storing initial results for new scheduled query: numbers" in s["message"]
-               for s in statuses)
+    assert any(
+        "Storing initial results for new scheduled query: numbers" in s["message"] for s in statuses
+    )
 
 
 def test_backoff_grows_with_the_square_of_failures_up_to_the_cap() -> None:

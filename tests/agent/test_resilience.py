@@ -26,9 +26,11 @@ def history(server: FleetServer, name: str) -> list[tuple[str, int | None, int |
     engine = make_engine(server.db)
     try:
         with session_scope(make_sessionmaker(engine)) as session:
-            rows = session.execute(select(ResultRow.columns, ResultRow.first_seen,
-                                          ResultRow.removed_at)
-                                   .where(ResultRow.name == name)).all()
+            rows = session.execute(
+                select(ResultRow.columns, ResultRow.first_seen, ResultRow.removed_at).where(
+                    ResultRow.name == name
+                )
+            ).all()
     finally:
         engine.dispose()
     return [(r[0]["pid"], r[1], r[2]) for r in rows]
@@ -79,8 +81,7 @@ def test_outage_then_agent_restart_deliver_everything_exactly_once(
         assert server.queries()["children"]["counter"] == 3
         assert server.data_loss() == []
         stored = history(server, "children")
-        assert Counter(pid for pid, _, _ in stored) == {str(a.pid): 1, str(b.pid): 1,
-                                                        str(c.pid): 1}
+        assert Counter(pid for pid, _, _ in stored) == {str(a.pid): 1, str(b.pid): 1, str(c.pid): 1}
         closed = {pid for pid, _, removed_at in stored if removed_at is not None}
         assert closed == {str(a.pid)}
         assert server.admin_get(f"/hosts/{HOST}")["host"]["enroll_count"] == 1
@@ -104,13 +105,17 @@ def test_lost_answers_are_resent_and_stored_once(
         wait_for(lambda: pids(fleet.rows("children")) == {a.pid}, what="baseline")
         b = spawn_sleep()
         wait_for(lambda: pids(fleet.rows("children")) == {a.pid, b.pid}, what="diff")
-        wait_for(lambda: wire.lose_log_answers == 0 and agent.buffer.count() == 0,
-                 what="every answer lost once, then delivered")
+        wait_for(
+            lambda: wire.lose_log_answers == 0 and agent.buffer.count() == 0,
+            what="every answer lost once, then delivered",
+        )
         lost = [e for e in wire.exchanges if e.path.endswith("/log") and e.answer is None]
         assert len(lost) == 3
         assert fleet.data_loss() == []
         assert Counter(pid for pid, _, _ in history(fleet, "children")) == {
-            str(a.pid): 1, str(b.pid): 1}
+            str(a.pid): 1,
+            str(b.pid): 1,
+        }
         b.kill()
         b.wait()
     finally:
@@ -124,8 +129,7 @@ def test_node_invalid_reenrolls_and_sends_the_buffered_lines_under_the_new_key(
     served_config["schedule"] = {"children": {"query": children_sql(), "interval": 1}}
     a = spawn_sleep()
     wire = RecordingTransport(fleet.ca)
-    agent = make_agent(fleet, http_transport=wire, distributed=False,
-                       flags={"config_refresh": 0})
+    agent = make_agent(fleet, http_transport=wire, distributed=False, flags={"config_refresh": 0})
     b = None
     try:
         agent.start()
@@ -136,15 +140,27 @@ def test_node_invalid_reenrolls_and_sends_the_buffered_lines_under_the_new_key(
         wait_for(lambda: pids(fleet.rows("children")) == {a.pid, b.pid}, what="re-enrolled")
         assert agent.keys.enrollments == 2
         assert agent.keys.current() not in (None, old_key)
-        paths = [(e.path.rsplit("/", 1)[-1], e.body.get("node_key"),
-                  (e.answer or {}).get("node_invalid")) for e in wire.exchanges]
-        refused = next(i for i, (p, key, invalid) in enumerate(paths)
-                       if p == "log" and key == old_key and invalid)
+        paths = [
+            (
+                e.path.rsplit("/", 1)[-1],
+                e.body.get("node_key"),
+                (e.answer or {}).get("node_invalid"),
+            )
+            for e in wire.exchanges
+        ]
+        refused = next(
+            i
+            for i, (p, key, invalid) in enumerate(paths)
+            if p == "log" and key == old_key and invalid
+        )
         enrolled = next(i for i, (p, _, _) in enumerate(paths) if i > refused and p == "enroll")
-        accepted = [e for e in wire.exchanges[enrolled:] if e.path.endswith("/log")
-                    and e.body["node_key"] == agent.keys.current()
-                    and any(line.get("columns", {}).get("pid") == str(b.pid)
-                            for line in e.body["data"])]
+        accepted = [
+            e
+            for e in wire.exchanges[enrolled:]
+            if e.path.endswith("/log")
+            and e.body["node_key"] == agent.keys.current()
+            and any(line.get("columns", {}).get("pid") == str(b.pid) for line in e.body["data"])
+        ]
         assert accepted and accepted[0].answer == {"node_invalid": False}
         assert fleet.admin_get(f"/hosts/{HOST}")["host"]["enroll_count"] == 2
         assert fleet.data_loss() == []

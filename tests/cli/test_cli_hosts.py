@@ -16,9 +16,16 @@ from tests.conftest import RunningServer
 
 
 def ev(action: str, pid: str, t: int, counter: int) -> dict[str, Any]:
-    return {"name": "pack_ipc_processes", "hostIdentifier": "jumpvm", "unixTime": t,
-            "epoch": 0, "counter": counter, "numerics": False,
-            "columns": {"pid": pid, "name": f"p{pid}"}, "action": action}
+    return {
+        "name": "pack_ipc_processes",
+        "hostIdentifier": "jumpvm",
+        "unixTime": t,
+        "epoch": 0,
+        "counter": counter,
+        "numerics": False,
+        "columns": {"pid": pid, "name": f"p{pid}"},
+        "action": action,
+    }
 
 
 @pytest.fixture
@@ -28,8 +35,19 @@ def fed(server: RunningServer) -> RunningServer:
     node.log("result", [ev("added", "1", 1000, 0), ev("added", "2", 1000, 0)])
     node.log("result", [ev("removed", "1", 2000, 1), ev("added", "3", 2000, 1)])
     node.log("result", [ev("added", "9", 4000, 3)])  # counter 2 never arrives
-    node.log("status", [{"unixTime": 1000, "severity": 2, "filename": "tls.cpp", "line": 7,
-                         "message": "TLS request failed", "version": "5.8.2"}])
+    node.log(
+        "status",
+        [
+            {
+                "unixTime": 1000,
+                "severity": 2,
+                "filename": "tls.cpp",
+                "line": 7,
+                "message": "TLS request failed",
+                "version": "5.8.2",
+            }
+        ],
+    )
     return server
 
 
@@ -42,27 +60,53 @@ def run(*args: str) -> Any:
 def test_hosts_list_json(fed: RunningServer) -> None:
     hosts = json.loads(run("hosts", "list", "--format", "json"))
     assert [(h["id"], h["host_identifier"], h["uuid"], h["platform"]) for h in hosts] == [
-        (1, "jumpvm", "uuid-jumpvm", "rhel")]
+        (1, "jumpvm", "uuid-jumpvm", "rhel")
+    ]
 
 
 def test_results_as_of_a_time_in_every_format(fed: RunningServer) -> None:
-    rows = json.loads(run("results", "--host", "jumpvm", "--query", "pack_ipc_processes",
-                          "--at", "1500", "--format", "json"))
+    rows = json.loads(
+        run(
+            "results",
+            "--host",
+            "jumpvm",
+            "--query",
+            "pack_ipc_processes",
+            "--at",
+            "1500",
+            "--format",
+            "json",
+        )
+    )
     assert rows == [
-        {"pid": "1", "name": "p1", "first_seen": "1970-01-01T00:16:40Z",
-         "removed_at": "1970-01-01T00:33:20Z"},
+        {
+            "pid": "1",
+            "name": "p1",
+            "first_seen": "1970-01-01T00:16:40Z",
+            "removed_at": "1970-01-01T00:33:20Z",
+        },
         {"pid": "2", "name": "p2", "first_seen": "1970-01-01T00:16:40Z", "removed_at": None},
     ]
-    now = run("results", "--host", "uuid-jumpvm", "--query", "pack_ipc_processes",
-              "--format", "csv")
+    now = run(
+        "results", "--host", "uuid-jumpvm", "--query", "pack_ipc_processes", "--format", "csv"
+    )
     assert list(csv.reader(io.StringIO(now))) == [
         ["pid", "name", "first_seen", "removed_at"],
         ["2", "p2", "1970-01-01T00:16:40Z", ""],
         ["3", "p3", "1970-01-01T00:33:20Z", ""],
         ["9", "p9", "1970-01-01T01:06:40Z", ""],
     ]
-    iso = run("results", "--host", "1", "--query", "pack_ipc_processes",
-              "--at", "1970-01-01T00:40:00Z", "--format", "ndjson")
+    iso = run(
+        "results",
+        "--host",
+        "1",
+        "--query",
+        "pack_ipc_processes",
+        "--at",
+        "1970-01-01T00:40:00Z",
+        "--format",
+        "ndjson",
+    )
     assert [json.loads(x)["pid"] for x in iso.splitlines()] == ["2", "3"]
 
 
@@ -81,17 +125,27 @@ def test_unknown_host_is_a_clear_error(fed: RunningServer) -> None:
 def test_status_logs_and_data_loss(fed: RunningServer) -> None:
     logs = json.loads(run("status-logs", "--host", "jumpvm", "--format", "json"))
     assert [(s["severity"], s["location"], s["message"]) for s in logs] == [
-        (2, "tls.cpp:7", "TLS request failed")]
+        (2, "tls.cpp:7", "TLS request failed")
+    ]
     markers = json.loads(run("data-loss", "--format", "json"))
     assert [(m["host"], m["query"], m["kind"], m["missing"]) for m in markers] == [
-        ("jumpvm", "pack_ipc_processes", "counter_gap", "2")]
+        ("jumpvm", "pack_ipc_processes", "counter_gap", "2")
+    ]
 
 
 def test_hosts_show_lists_queries(fed: RunningServer) -> None:
     shown = json.loads(run("hosts", "show", "jumpvm", "--format", "json"))[0]
-    assert shown["queries"] == [{
-        "name": "pack_ipc_processes", "pack": "ipc", "query": "processes", "epoch": 0,
-        "counter": 3, "last_result": "1970-01-01T01:06:40Z", "open_rows": 3}]
+    assert shown["queries"] == [
+        {
+            "name": "pack_ipc_processes",
+            "pack": "ipc",
+            "query": "processes",
+            "epoch": 0,
+            "counter": 3,
+            "last_result": "1970-01-01T01:06:40Z",
+            "open_rows": 3,
+        }
+    ]
 
 
 def test_db_upgrade_current_and_prune(db_url: str) -> None:

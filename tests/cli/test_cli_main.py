@@ -33,6 +33,7 @@ def test_client_commands_do_not_load_the_server() -> None:
         "main.get_command(None, 'query'); main.get_command(None, 'sql'); "
         "print(sorted(m for m in ('sqlalchemy', 'uvicorn', 'apsw', 'alembic') if m in sys.modules))"
     )
-    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            check=True).stdout.strip()
+    loaded = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.strip()
     assert loaded == "[]"

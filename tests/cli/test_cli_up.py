@@ -21,8 +21,13 @@ def test_up_once_collects_this_host_and_reports_it(tmp_path: Path) -> None:
     port = free_port()
     env = {**os.environ, "FLEETCTL_HOME": str(home), "COLUMNS": "200"}
     fleetctl = str(Path(sys.executable).with_name("fleetctl"))
-    done = subprocess.run([fleetctl, "up", "--once", "--listen", f"127.0.0.1:{port}"],
-                          env=env, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [fleetctl, "up", "--once", "--listen", f"127.0.0.1:{port}"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr + done.stdout
     assert "6 packs applied" in done.stderr.replace("\n", " ")
     assert "first collection cycle delivered" in done.stderr
@@ -32,15 +37,23 @@ def test_up_once_collects_this_host_and_reports_it(tmp_path: Path) -> None:
     context = json.loads((home / "context.json").read_text())
     assert context["server"] == f"https://127.0.0.1:{port}"
     # A second run reuses the home: same certificate, same enrolled host.
-    again = subprocess.run([fleetctl, "up", "--once", "--listen", f"127.0.0.1:{port}"],
-                           env=env, capture_output=True, text=True, timeout=120)
+    again = subprocess.run(
+        [fleetctl, "up", "--once", "--listen", f"127.0.0.1:{port}"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert again.returncode == 0, again.stderr
     engine = make_engine(f"sqlite:///{home / 'fleet.db'}")
     with engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM hosts")).scalar() == 1
         assert conn.execute(text("SELECT enroll_count FROM hosts")).scalar() == 1
-        lineage = conn.execute(text(
-            "SELECT count(*) FROM result_rows WHERE name = 'pack_ipc-telemetry_process_lineage'"
-            " AND removed_at IS NULL")).scalar()
+        lineage = conn.execute(
+            text(
+                "SELECT count(*) FROM result_rows WHERE name = 'pack_ipc-telemetry_process_lineage'"
+                " AND removed_at IS NULL"
+            )
+        ).scalar()
     engine.dispose()
     assert lineage and lineage > 1

@@ -53,8 +53,9 @@ def collect(engine: Engine, *, extension: bool = True) -> dict[str, list[dict[st
 
 
 def snapshot(engine: Engine, *, host: str = "testhost", extension: bool = True) -> HostSnapshot:
-    return HostSnapshot.from_results(host, collect(engine, extension=extension),
-                                     platform="linux", observed_at=time.time())
+    return HostSnapshot.from_results(
+        host, collect(engine, extension=extension), platform="linux", observed_at=time.time()
+    )
 
 
 def path_for(snap: HostSnapshot, pid: int) -> ExecutionPath:
@@ -62,9 +63,11 @@ def path_for(snap: HostSnapshot, pid: int) -> ExecutionPath:
     for path in build_paths(snap):
         if path.child.pid == pid:
             return path
-    raise AssertionError(f"no path for pid {pid}: process {snap.processes.get(pid)}, "
-                         f"stdio {snap.stdio.get(pid)}, stale rows {snap.stale_rows}, "
-                         f"comm now {comm(pid)!r}")
+    raise AssertionError(
+        f"no path for pid {pid}: process {snap.processes.get(pid)}, "
+        f"stdio {snap.stdio.get(pid)}, stale rows {snap.stale_rows}, "
+        f"comm now {comm(pid)!r}"
+    )
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float = 30.0, what: str = "") -> None:
@@ -84,7 +87,7 @@ def parents() -> dict[int, int]:
             continue
         with contextlib.suppress(OSError, ValueError, IndexError):
             stat = Path(f"/proc/{entry}/stat").read_text()
-            found[int(entry)] = int(stat[stat.rindex(")") + 2:].split()[1])
+            found[int(entry)] = int(stat[stat.rindex(")") + 2 :].split()[1])
     return found
 
 
@@ -111,7 +114,7 @@ def started(pid: int) -> int:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return -1
-    return int(stat[stat.rindex(")") + 2:].split()[19])
+    return int(stat[stat.rindex(")") + 2 :].split()[19])
 
 
 def comm(pid: int) -> str:
@@ -152,8 +155,14 @@ class Procs:
 
     def stop(self) -> None:
         for command in self.stop_commands:
-            subprocess.run(command, check=False, stdin=subprocess.DEVNULL,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=10)
+            subprocess.run(
+                command,
+                check=False,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                timeout=10,
+            )
         # A daemon pid is only ours while it has the start time we recorded.
         alive = [pid for pid, start in self.adopted if started(pid) == start]
         recorded = [d for pid in alive for d in descendants(pid)] + alive

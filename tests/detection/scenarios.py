@@ -61,8 +61,11 @@ def find(root: int, name: str, contains: str = "") -> int:
     found: list[int] = []
 
     def look() -> bool:
-        found[:] = [p for p in reversed(descendants(root))  # parents before children
-                    if comm(p) == name and contains in cmdline(p)]
+        found[:] = [
+            p
+            for p in reversed(descendants(root))  # parents before children
+            if comm(p) == name and contains in cmdline(p)
+        ]
         return bool(found)
 
     wait_until(look, what=f"{name} {contains!r} under {root}")
@@ -87,8 +90,12 @@ def fifo_reverse_shell(procs: Procs, tmp: Path) -> Scene:
     cat = find(outer.pid, "cat")
     wait_until(lambda: fd_target(cat, 3) == str(fifo), what="cat reading the FIFO")
     wait_until(lambda: fd_target(listener.pid, 0).startswith("socket:"), what="accept")
-    return Scene(target=shell, parent=outer.pid, extra={"cat": cat, "listener": listener.pid},
-                 paths={"fifo": str(fifo)})
+    return Scene(
+        target=shell,
+        parent=outer.pid,
+        extra={"cat": cat, "listener": listener.pid},
+        paths={"fifo": str(fifo)},
+    )
 
 
 def dev_tcp_shell(procs: Procs) -> Scene:
@@ -110,15 +117,24 @@ def socat_unix_exec(procs: Procs, tmp: Path) -> Scene:
     client = procs.spawn(["socat", "-", f"UNIX-CONNECT:{sock}"], stdin=feeder.stdout)
     shell = find(server.pid, "sh")
     handler = int(Path(f"/proc/{shell}/stat").read_text().rsplit(")", 1)[1].split()[1])
-    return Scene(target=shell, parent=handler,
-                 extra={"server": server.pid, "client": client.pid}, paths={"socket": str(sock)})
+    return Scene(
+        target=shell,
+        parent=handler,
+        extra={"server": server.pid, "client": client.pid},
+        paths={"socket": str(sock)},
+    )
 
 
 def socat_tcp_pty(procs: Procs) -> Scene:
     """5: socat TCP-LISTEN EXEC:'bash -li',pty,stderr,setsid,sigint,sane plus a client."""
     port = free_port()
-    server = procs.spawn(["socat", f"TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork",
-                          "EXEC:bash -li,pty,stderr,setsid,sigint,sane"])
+    server = procs.spawn(
+        [
+            "socat",
+            f"TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork",
+            "EXEC:bash -li,pty,stderr,setsid,sigint,sane",
+        ]
+    )
     wait_until(lambda: listening(port), what="socat listening")
     feeder = procs.spawn(["sleep", "120"], stdout=subprocess.PIPE)
     procs.spawn(["socat", "-", f"TCP:127.0.0.1:{port}"], stdin=feeder.stdout)
@@ -174,8 +190,9 @@ def python_pty_over_unix(procs: Procs, tmp: Path) -> Scene:
     python = procs.spawn([sys.executable, "-c", PTY_SHELL.format(path=str(sock))])
     shell = find(python.pid, "sh")
     wait_until(lambda: fd_target(python.pid, 0).startswith("socket:"), what="python on socket")
-    return Scene(target=python.pid, extra={"shell": shell, "server": server.pid},
-                 paths={"socket": str(sock)})
+    return Scene(
+        target=python.pid, extra={"shell": shell, "server": server.pid}, paths={"socket": str(sock)}
+    )
 
 
 def cgi_web_server(procs: Procs, tmp: Path) -> Scene:
@@ -186,8 +203,9 @@ def cgi_web_server(procs: Procs, tmp: Path) -> Scene:
     script.write_text("#!/bin/sh\necho 'Content-Type: text/plain'\necho\nwhoami\nsleep 120\n")
     script.chmod(0o755)
     port = free_port()
-    server = procs.spawn([sys.executable, "-m", "http.server", "--cgi", "--bind", "127.0.0.1",
-                          str(port)], cwd=tmp)
+    server = procs.spawn(
+        [sys.executable, "-m", "http.server", "--cgi", "--bind", "127.0.0.1", str(port)], cwd=tmp
+    )
     wait_until(lambda: listening(port), what="web server listening")
     procs.spawn(["curl", "-s", "-m", "120", f"http://127.0.0.1:{port}/cgi-bin/t.sh"])
     shell = find(server.pid, "t.sh")
@@ -196,11 +214,11 @@ def cgi_web_server(procs: Procs, tmp: Path) -> Scene:
 
 # -- benign look-alikes ------------------------------------------------------------------
 
+
 def make_recipe(procs: Procs, tmp: Path) -> Scene:
     """make running a recipe through /bin/sh, output on pipes to its caller."""
     (tmp / "Makefile").write_text("all:\n\tsleep 120; true\n")
-    make = procs.spawn(["make", "-C", str(tmp)], stdout=subprocess.PIPE,
-                       stderr=subprocess.PIPE)
+    make = procs.spawn(["make", "-C", str(tmp)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     shell = find(make.pid, "sh")
     return Scene(target=shell, parent=make.pid)
 
@@ -218,8 +236,12 @@ def cat_file_into_shell(procs: Procs, tmp: Path) -> Scene:
 
 def language_server(procs: Procs) -> Scene:
     """An interpreter child speaking over stdin/stdout pipes to its parent (an LSP)."""
-    child = procs.spawn([sys.executable, "-c", "import sys; sys.stdin.read()"],
-                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    child = procs.spawn(
+        [sys.executable, "-c", "import sys; sys.stdin.read()"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     wait_until(lambda: fd_target(child.pid, 0).startswith("pipe:"), what="stdin pipe")
     return Scene(target=child.pid, parent=os.getpid())
 
@@ -227,11 +249,19 @@ def language_server(procs: Procs) -> Scene:
 def tmux_session(procs: Procs) -> Scene:
     """A tmux server on its own socket name running a shell."""
     name = f"fleetctl-test-{os.getpid()}"
-    subprocess.run(["tmux", "-L", name, "new-session", "-d", "sh"], check=True,
-                   stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                   stderr=subprocess.DEVNULL)
-    shown = subprocess.run(["tmux", "-L", name, "display", "-p", "#{pid} #{pane_pid}"],
-                           check=True, capture_output=True, text=True).stdout.split()
+    subprocess.run(
+        ["tmux", "-L", name, "new-session", "-d", "sh"],
+        check=True,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    shown = subprocess.run(
+        ["tmux", "-L", name, "display", "-p", "#{pid} #{pane_pid}"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.split()
     server, shell = int(shown[0]), int(shown[1])
     procs.adopt([shell, server], stop_command=["tmux", "-L", name, "kill-server"])
     return Scene(target=shell, parent=server)

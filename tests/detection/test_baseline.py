@@ -12,9 +12,19 @@ from fleetctl.detection.baseline import DEFAULT_PATH
 
 def test_shipped_defaults_cover_the_benign_look_alikes(baseline: Baseline) -> None:
     names = {rule.name for rule in baseline.parent_child}
-    assert {"terminal-multiplexers", "ssh-sessions", "service-managers", "cron",
-            "dbus-helpers", "package-managers", "container-shims", "build-tools",
-            "ci-pipe-to-shell", "editors-language-servers", "gpg-agent"} <= names
+    assert {
+        "terminal-multiplexers",
+        "ssh-sessions",
+        "service-managers",
+        "cron",
+        "dbus-helpers",
+        "package-managers",
+        "container-shims",
+        "build-tools",
+        "ci-pipe-to-shell",
+        "editors-language-servers",
+        "gpg-agent",
+    } <= names
     assert baseline.expected_socket("/run/systemd/journal/stdout", ["systemd-journald"])
     assert baseline.expected_socket("/run/systemd/journal/stdout", ["socat"]) is None
     assert baseline.expected_socket("/tmp/tmux-1000/default", ["tmux: server", "tmux"])
@@ -53,15 +63,18 @@ learned:
     assert mine.learned.knows("any-host", "sh|0|myapp|systemd|null")
 
 
-@pytest.mark.parametrize(("text", "message"), [
-    ("socket_path: []", "unknown key(s) socket_path"),
-    ("parent_child:\n  - {name: x, parnet: [a]}", "unknown key(s) parnet"),
-    ("version: 2", "unsupported version"),
-    ("extends: other.yaml", "only 'default'"),
-    ("fifo_access: {path: /tmp/x}", "expected a list"),
-    ("[1, 2]", "mapping of sections"),
-    ("socket_paths: [", "not valid YAML"),
-])
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("socket_path: []", "unknown key(s) socket_path"),
+        ("parent_child:\n  - {name: x, parnet: [a]}", "unknown key(s) parnet"),
+        ("version: 2", "unsupported version"),
+        ("extends: other.yaml", "only 'default'"),
+        ("fifo_access: {path: /tmp/x}", "expected a list"),
+        ("[1, 2]", "mapping of sections"),
+        ("socket_paths: [", "not valid YAML"),
+    ],
+)
 def test_mistakes_are_errors_not_silence(text: str, message: str) -> None:
     with pytest.raises(BaselineError, match=message.replace("(", r"\(").replace(")", r"\)")):
         Baseline.loads(text)

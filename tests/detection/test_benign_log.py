@@ -18,8 +18,14 @@ import pytest
 from fleetctl.detection import Baseline, Detector, HostSnapshot, build_paths, score_path
 from fleetctl.detection.scoring import severity_rank
 
-LOG = (Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "osquery-logs"
-       / "microsoft_msticpy" / "osqueryd.results.log")
+LOG = (
+    Path(__file__).resolve().parents[3]
+    / "shared"
+    / "fixtures"
+    / "osquery-logs"
+    / "microsoft_msticpy"
+    / "osqueryd.results.log"
+)
 QUERY = "pack_osquery-custom-pack_processes"
 
 
@@ -49,12 +55,13 @@ def states() -> Iterator[tuple[int, list[dict[str, str]]]]:
 def runs() -> list[tuple[int, HostSnapshot]]:
     if not LOG.is_file():
         pytest.skip(f"{LOG} is not available")
-    return [(when, HostSnapshot.from_results("jumpvm", {QUERY: rows}, observed_at=when))
-            for when, rows in states()]
+    return [
+        (when, HostSnapshot.from_results("jumpvm", {QUERY: rows}, observed_at=when))
+        for when, rows in states()
+    ]
 
 
-def test_log_rows_become_paths(runs: list[tuple[int, HostSnapshot]],
-                               baseline: Baseline) -> None:
+def test_log_rows_become_paths(runs: list[tuple[int, HostSnapshot]], baseline: Baseline) -> None:
     assert len(runs) == 2
     first = runs[0][1]
     assert first.platform == "linux" and first.skipped == []
@@ -82,5 +89,6 @@ def test_nothing_medium_even_without_learning(runs: list[tuple[int, HostSnapshot
     """The shipped baseline alone (cron, service managers) keeps this host quiet."""
     detector = Detector(learning_window=0)
     findings = [f for when, snap in runs for f in detector.detect(build_paths(snap), now=when)]
-    assert all(severity_rank(f.severity) < severity_rank("medium") for f in findings), \
-        [(f.key, f.severity) for f in findings]
+    assert all(severity_rank(f.severity) < severity_rank("medium") for f in findings), [
+        (f.key, f.severity) for f in findings
+    ]

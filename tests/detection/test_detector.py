@@ -18,15 +18,21 @@ from tests.detection.rows import BASE, BASE_STDIO, Row, proc, snapshot, stdio
 DAY = 86400.0
 
 
-def host_paths(host: str, extra: Sequence[Row] = (),
-               channels: Sequence[Row] = ()) -> list[ExecutionPath]:
+def host_paths(
+    host: str, extra: Sequence[Row] = (), channels: Sequence[Row] = ()
+) -> list[ExecutionPath]:
     return build_paths(snapshot(BASE + list(extra), BASE_STDIO + list(channels), host=host))
 
 
-REVERSE_SHELL = [proc(2000, 700, "/usr/bin/dash", "/bin/sh -i", uid=33),
-                 proc(2001, 700, "/usr/bin/dash", "/bin/sh -i", uid=33)]
-TCP = [stdio(pid, fd, "tcp", "10.0.0.5:4000->203.0.113.9:4444", mode="rw")
-       for pid in (2000, 2001) for fd in (0, 1, 2)]
+REVERSE_SHELL = [
+    proc(2000, 700, "/usr/bin/dash", "/bin/sh -i", uid=33),
+    proc(2001, 700, "/usr/bin/dash", "/bin/sh -i", uid=33),
+]
+TCP = [
+    stdio(pid, fd, "tcp", "10.0.0.5:4000->203.0.113.9:4444", mode="rw")
+    for pid in (2000, 2001)
+    for fd in (0, 1, 2)
+]
 
 
 def test_learning_window_then_new_paths_alert() -> None:
@@ -128,8 +134,11 @@ def test_interpreter_parents_are_remembered_per_app() -> None:
 
     names = ("python3.11",)
     assert app_name("python3.11", names, "python3 -m http.server --cgi", "linux") == (
-        "python3.11 http.server")
-    assert app_name("python3.11", names, "/usr/bin/python3 /opt/app/manage.py run",
-                    "linux") == "python3.11 manage.py"
+        "python3.11 http.server"
+    )
+    assert (
+        app_name("python3.11", names, "/usr/bin/python3 /opt/app/manage.py run", "linux")
+        == "python3.11 manage.py"
+    )
     assert app_name("python3.11", names, "python3 -c print(1)", "linux") == "python3.11 -c"
     assert app_name("sshd", ("sshd",), "sshd: root@pts/0", "linux") == "sshd"

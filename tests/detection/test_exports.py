@@ -11,7 +11,10 @@ def test_all_names_exist_and_are_sorted() -> None:
 
 
 def test_every_public_class_and_function_is_exported() -> None:
-    public = {name for name, value in vars(detection).items()
-              if not name.startswith("_") and getattr(value, "__module__", "").startswith(
-                  "fleetctl.detection.")}
+    public = {
+        name
+        for name, value in vars(detection).items()
+        if not name.startswith("_")
+        and getattr(value, "__module__", "").startswith("fleetctl.detection.")
+    }
     assert public == {n for n in detection.__all__ if not n.isupper()}

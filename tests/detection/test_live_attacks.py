@@ -24,8 +24,9 @@ MEDIUM = severity_rank("medium")
 BOTH = pytest.mark.parametrize("extension", [True, False], ids=["extension", "stock"])
 
 
-def scored(engine: Engine, baseline: Baseline, pid: int, *,
-           extension: bool = True) -> tuple[ExecutionPath, Score]:
+def scored(
+    engine: Engine, baseline: Baseline, pid: int, *, extension: bool = True
+) -> tuple[ExecutionPath, Score]:
     path = live.path_for(live.snapshot(engine, extension=extension), pid)
     return path, score_path(path, baseline)
 
@@ -36,13 +37,15 @@ def codes(score: Score) -> set[str]:
 
 def assert_alerts(score: Score, floor: str = "medium") -> None:
     reasons = "\n".join(f"  {r.points:3} {r.text}" for r in score.reasons)
-    assert severity_rank(score.severity) >= severity_rank(floor), \
+    assert severity_rank(score.severity) >= severity_rank(floor), (
         f"{score.severity} ({score.score}):\n{reasons}"
+    )
 
 
 @BOTH
-def test_fifo_reverse_shell(engine: Engine, baseline: Baseline, procs: Procs, tmp_dir: Path,
-                            extension: bool) -> None:
+def test_fifo_reverse_shell(
+    engine: Engine, baseline: Baseline, procs: Procs, tmp_dir: Path, extension: bool
+) -> None:
     scene = scenarios.fifo_reverse_shell(procs, tmp_dir)
     path, score = scored(engine, baseline, scene.target, extension=extension)
     assert_alerts(score, "high")
@@ -67,8 +70,9 @@ def test_dev_tcp_shell(engine: Engine, baseline: Baseline, procs: Procs) -> None
 
 
 @BOTH
-def test_socat_unix_exec_shell(engine: Engine, baseline: Baseline, procs: Procs,
-                               tmp_dir: Path, extension: bool) -> None:
+def test_socat_unix_exec_shell(
+    engine: Engine, baseline: Baseline, procs: Procs, tmp_dir: Path, extension: bool
+) -> None:
     scene = scenarios.socat_unix_exec(procs, tmp_dir)
     path, score = scored(engine, baseline, scene.target, extension=extension)
     assert_alerts(score, "high")
@@ -91,9 +95,14 @@ def test_socat_tcp_pty_shell(engine: Engine, baseline: Baseline, procs: Procs) -
 
 @BOTH
 @pytest.mark.parametrize("where", ["shm", "tmp"])
-def test_fifo_command_channel(engine: Engine, baseline: Baseline, procs: Procs,
-                              request: pytest.FixtureRequest, where: str,
-                              extension: bool) -> None:
+def test_fifo_command_channel(
+    engine: Engine,
+    baseline: Baseline,
+    procs: Procs,
+    request: pytest.FixtureRequest,
+    where: str,
+    extension: bool,
+) -> None:
     directory = request.getfixturevalue(f"{where}_dir")
     scene = scenarios.fifo_command_channel(procs, directory)
     path, score = scored(engine, baseline, scene.target, extension=extension)
@@ -108,7 +117,8 @@ def test_fifo_command_channel(engine: Engine, baseline: Baseline, procs: Procs,
 
 @pytest.mark.parametrize("scenario", ["dev_tcp_shell", "cgi_web_server"])
 def test_stock_tables_show_a_shared_socket_on_one_fd_at_most(
-        engine: Engine, baseline: Baseline, procs: Procs, tmp_dir: Path, scenario: str) -> None:
+    engine: Engine, baseline: Baseline, procs: Procs, tmp_dir: Path, scenario: str
+) -> None:
     """osquery's process_open_sockets keeps one (pid, fd) per socket inode: bash also holds
     its /dev/tcp socket on fd 255 and the web server still holds the CGI's connection, so
     the stock stdio query shows the socket on one of fds 0-2 at best (which one, if any,
@@ -123,8 +133,9 @@ def test_stock_tables_show_a_shared_socket_on_one_fd_at_most(
     assert sum(c.kind == "tcp" for c in full.channels) >= 2
 
 
-def test_python_pty_over_unix_socket(engine: Engine, baseline: Baseline, procs: Procs,
-                                     tmp_dir: Path) -> None:
+def test_python_pty_over_unix_socket(
+    engine: Engine, baseline: Baseline, procs: Procs, tmp_dir: Path
+) -> None:
     scene = scenarios.python_pty_over_unix(procs, tmp_dir)
     snap = live.snapshot(engine)
     python, shell = live.path_for(snap, scene.target), live.path_for(snap, scene.extra["shell"])
@@ -143,8 +154,9 @@ def test_python_pty_over_unix_socket(engine: Engine, baseline: Baseline, procs: 
     assert "temp_location" in codes(python_score)
 
 
-def test_cgi_shell_under_python_web_server(engine: Engine, baseline: Baseline, procs: Procs,
-                                           tmp_dir: Path) -> None:
+def test_cgi_shell_under_python_web_server(
+    engine: Engine, baseline: Baseline, procs: Procs, tmp_dir: Path
+) -> None:
     if shutil.which("curl") is None:
         pytest.skip("curl is not installed")
     scene = scenarios.cgi_web_server(procs, tmp_dir)

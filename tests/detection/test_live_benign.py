@@ -23,8 +23,9 @@ def path_of(engine: Engine, pid: int) -> ExecutionPath:
     return live.path_for(live.snapshot(engine), pid)
 
 
-def test_make_runs_recipe_shell(engine: Engine, baseline: Baseline, procs: Procs,
-                                tmp_dir: Path) -> None:
+def test_make_runs_recipe_shell(
+    engine: Engine, baseline: Baseline, procs: Procs, tmp_dir: Path
+) -> None:
     if shutil.which("make") is None:
         pytest.skip("make is not installed")
     scene = scenarios.make_recipe(procs, tmp_dir)
@@ -35,8 +36,9 @@ def test_make_runs_recipe_shell(engine: Engine, baseline: Baseline, procs: Procs
     assert score.severity == "info"
 
 
-def test_cat_local_file_into_shell(engine: Engine, baseline: Baseline, procs: Procs,
-                                   tmp_dir: Path) -> None:
+def test_cat_local_file_into_shell(
+    engine: Engine, baseline: Baseline, procs: Procs, tmp_dir: Path
+) -> None:
     scene = scenarios.cat_file_into_shell(procs, tmp_dir)
     path = path_of(engine, scene.target)
     score = score_path(path, baseline)
@@ -47,8 +49,9 @@ def test_cat_local_file_into_shell(engine: Engine, baseline: Baseline, procs: Pr
     assert severity_rank(score.severity) < MEDIUM, score
 
 
-def test_interpreter_on_stdio_pipes_like_a_language_server(engine: Engine, baseline: Baseline,
-                                                           procs: Procs) -> None:
+def test_interpreter_on_stdio_pipes_like_a_language_server(
+    engine: Engine, baseline: Baseline, procs: Procs
+) -> None:
     scene = scenarios.language_server(procs)
     path = path_of(engine, scene.target)
     score = score_path(path, baseline)
@@ -78,24 +81,32 @@ def _not_test_processes(path: ExecutionPath) -> bool:
     return not any(ref.pid in session for ref in path.lineage)
 
 
-@pytest.mark.parametrize("scenario", ["make_recipe", "cat_file_into_shell", "language_server",
-                                      "tmux_session"])
+@pytest.mark.parametrize(
+    "scenario", ["make_recipe", "cat_file_into_shell", "language_server", "tmux_session"]
+)
 def test_detector_after_learning_this_host_stays_quiet(
-        engine: Engine, procs: Procs, tmp_dir: Path, scenario: str) -> None:
+    engine: Engine, procs: Procs, tmp_dir: Path, scenario: str
+) -> None:
     needs = {"make_recipe": "make", "tmux_session": "tmux"}.get(scenario)
     if needs and shutil.which(needs) is None:
         pytest.skip(f"{needs} is not installed")
     detector = Detector(learning_window=0)
-    detector.learn([p for p in build_paths(live.snapshot(engine)) if _not_test_processes(p)],
-                   now=1000.0)
+    detector.learn(
+        [p for p in build_paths(live.snapshot(engine)) if _not_test_processes(p)], now=1000.0
+    )
     start = getattr(scenarios, scenario)
-    scene = start(procs, tmp_dir) if scenario in ("make_recipe", "cat_file_into_shell") \
+    scene = (
+        start(procs, tmp_dir)
+        if scenario in ("make_recipe", "cat_file_into_shell")
         else start(procs)
+    )
     # The look-alike is the target's path and what it started; how the test itself
     # launched the scene (pytest's python -> sh -c) is not part of it.
     ours = {scene.target, *descendants(scene.target)}
     paths = [p for p in build_paths(live.snapshot(engine)) if p.child.pid in ours]
     assert paths
     loud = [f for f in detector.detect(paths, now=2000.0) if severity_rank(f.severity) >= MEDIUM]
-    assert loud == [], "\n".join([r.text for f in loud for r in f.reasons]
-                                  + [line for f in loud for line in f.evidence.lines()])
+    assert loud == [], "\n".join(
+        [r.text for f in loud for r in f.reasons]
+        + [line for f in loud for line in f.evidence.lines()]
+    )

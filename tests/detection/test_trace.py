@@ -13,17 +13,29 @@ from tests.detection import live, scenarios
 from tests.detection.live import Procs
 from tests.detection.rows import BASE, BASE_STDIO, proc, snapshot, stdio
 
-PIPELINE = [*BASE, proc(800, 601, "/usr/bin/dash", "sh -c cat /tmp/f | sh -i"),
-            proc(801, 800, "/usr/bin/cat", "cat /tmp/f"), proc(802, 800, "/usr/bin/dash", "sh -i"),
-            proc(803, 802, "/usr/bin/id", "id")]
+PIPELINE = [
+    *BASE,
+    proc(800, 601, "/usr/bin/dash", "sh -c cat /tmp/f | sh -i"),
+    proc(801, 800, "/usr/bin/cat", "cat /tmp/f"),
+    proc(802, 800, "/usr/bin/dash", "sh -i"),
+    proc(803, 802, "/usr/bin/id", "id"),
+]
 CHANNELS = [*BASE_STDIO, stdio(802, 0, "pipe", partner=801), stdio(801, 1, "pipe", partner=802)]
 
 
 def test_trace_has_ancestry_descendants_and_ipc_edges() -> None:
     trace = build_trace(snapshot(PIPELINE, CHANNELS), 802)
     roles = {n.pid: n.role for n in trace.nodes}
-    assert roles == {1: "ancestor", 500: "ancestor", 600: "ancestor", 601: "ancestor",
-                     800: "ancestor", 802: "focus", 803: "descendant", 801: "peer"}
+    assert roles == {
+        1: "ancestor",
+        500: "ancestor",
+        600: "ancestor",
+        601: "ancestor",
+        800: "ancestor",
+        802: "focus",
+        803: "descendant",
+        801: "peer",
+    }
     kinds = {(e.source, e.target, e.kind) for e in trace.edges}
     assert (800, 802, "spawn") in kinds and (802, 803, "spawn") in kinds
     assert (801, 802, "pipe") in kinds  # cat feeds sh -i
@@ -51,6 +63,7 @@ def test_trace_of_a_live_socat_shell(engine: Engine, procs: Procs, tmp_dir: Path
     assert (scene.parent, scene.target, "unix") in kinds
     assert (scene.extra["server"], scene.parent, "spawn") in kinds
     # The client's connection to the forked handler brings the client in as a peer.
-    assert any(e.kind == "unix" and scene.extra["client"] in (e.source, e.target)
-               for e in trace.edges)
+    assert any(
+        e.kind == "unix" and scene.extra["client"] in (e.source, e.target) for e in trace.edges
+    )
     assert f"[{scene.target}] *" in trace.to_text()

@@ -25,8 +25,9 @@ class Spy:
             self.calls.append((spec.name, {k: set(v) for k, v in constraints.items()}))
             return spec.generate(constraints, scan)
 
-        return TableSpec(spec.name, spec.columns, generate, spec.pushdown, spec.description,
-                         spec.extension)
+        return TableSpec(
+            spec.name, spec.columns, generate, spec.pushdown, spec.description, spec.extension
+        )
 
     def tables(self, name: str) -> list[dict[str, set[Any]]]:
         return [c for n, c in self.calls if n == name]
@@ -43,12 +44,12 @@ def engine(spy: Spy) -> Engine:
 
 
 def test_typed_values_and_column_order(engine: Engine) -> None:
-    result = engine.query(f"SELECT name, pid, parent, on_disk FROM processes "
-                          f"WHERE pid = {os.getpid()}")
+    result = engine.query(
+        f"SELECT name, pid, parent, on_disk FROM processes WHERE pid = {os.getpid()}"
+    )
     assert result.columns == ["name", "pid", "parent", "on_disk"]
     comm = Path(f"/proc/{os.getpid()}/comm").read_text().strip()
-    assert result.rows == [{"name": comm, "pid": os.getpid(), "parent": os.getppid(),
-                            "on_disk": 1}]
+    assert result.rows == [{"name": comm, "pid": os.getpid(), "parent": os.getppid(), "on_disk": 1}]
 
 
 def test_select_star_omits_hidden_columns_but_they_can_be_named(engine: Engine) -> None:
@@ -75,20 +76,23 @@ def test_pid_equality_and_in_are_pushed_down(engine: Engine, spy: Spy) -> None:
     assert spy.tables("process_stdio") == [{"pid": {1, 2}}]
 
 
-def test_join_pushes_partner_pids_and_caches_per_query(world: IpcWorld, engine: Engine,
-                                                       spy: Spy) -> None:
+def test_join_pushes_partner_pids_and_caches_per_query(
+    world: IpcWorld, engine: Engine, spy: Spy
+) -> None:
     reader = world.pid("pipe_reader")
     result = engine.query(
         "SELECT p.pid, p.fd, w.name AS partner_name, p.partner_fd "
         "FROM process_open_pipes p JOIN processes w ON w.pid = p.partner_pid "
-        f"WHERE p.pid = {reader}")
+        f"WHERE p.pid = {reader}"
+    )
     assert result.rows == [{"pid": reader, "fd": 0, "partner_name": "sleep", "partner_fd": 1}]
     assert spy.tables("process_open_pipes") == [{"pid": {reader}}]
     assert spy.tables("processes") == [{"pid": {world.pid("pipe_writer")}}]
 
 
-def test_each_fd_directory_is_read_once_per_query(world: IpcWorld, engine: Engine,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_each_fd_directory_is_read_once_per_query(
+    world: IpcWorld, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
     reads: list[int] = []
     original = _proc.read_fd_links
 
@@ -102,7 +106,8 @@ def test_each_fd_directory_is_read_once_per_query(world: IpcWorld, engine: Engin
         "FROM process_stdio s "
         "LEFT JOIN process_open_pipes p ON p.pid = s.pid AND p.fd = s.fd "
         "LEFT JOIN unix_socket_peers u ON u.pid = s.pid AND u.fd = s.fd "
-        "LEFT JOIN process_open_sockets o ON o.pid = s.pid AND o.fd = s.fd")
+        "LEFT JOIN process_open_sockets o ON o.pid = s.pid AND o.fd = s.fd"
+    )
     assert reads, "the query must have read descriptors"
     assert len(reads) == len(set(reads))
 
@@ -113,26 +118,35 @@ def test_unix_client_to_server_join_in_sql(world: IpcWorld, engine: Engine) -> N
     result = engine.query(
         "SELECT s.pid, s.kind, s.target, srv.pid AS server_pid, srv.cmdline "
         "FROM process_stdio s JOIN processes srv ON srv.pid = s.partner_pid "
-        f"WHERE s.pid = {client} AND s.fd = 0")
+        f"WHERE s.pid = {client} AND s.fd = 0"
+    )
     [row] = result.rows
     assert (row["kind"], row["target"], row["server_pid"]) == (
-        "unix", str(world.unix_path), world.pid("unix_server"))
+        "unix",
+        str(world.unix_path),
+        world.pid("unix_server"),
+    )
 
 
 def test_null_partner_columns_are_sql_null(world: IpcWorld, engine: Engine) -> None:
     pid = world.pid("fifo_rw")
-    rows = engine.query(f"SELECT partner_pid, partner_pid IS NULL AS unpartnered "
-                        f"FROM process_open_pipes WHERE pid = {pid}").rows
+    rows = engine.query(
+        f"SELECT partner_pid, partner_pid IS NULL AS unpartnered "
+        f"FROM process_open_pipes WHERE pid = {pid}"
+    ).rows
     assert rows == [{"partner_pid": None, "unpartnered": 1}]
 
 
-@pytest.mark.parametrize(("sql", "message"), [
-    ("SELECT * FROM nosuch", "no such table: nosuch"),
-    ("SELECT nocol FROM processes", "no such column: nocol"),
-    ("SELEC 1", 'near "SELEC": syntax error'),
-    ("SELECT * FROM processes WHERE", "incomplete input"),
-    ("ATTACH DATABASE '/tmp/x.db' AS x", "not authorized"),
-])
+@pytest.mark.parametrize(
+    ("sql", "message"),
+    [
+        ("SELECT * FROM nosuch", "no such table: nosuch"),
+        ("SELECT nocol FROM processes", "no such column: nocol"),
+        ("SELEC 1", 'near "SELEC": syntax error'),
+        ("SELECT * FROM processes WHERE", "incomplete input"),
+        ("ATTACH DATABASE '/tmp/x.db' AS x", "not authorized"),
+    ],
+)
 def test_errors_read_like_osquery(engine: Engine, sql: str, message: str) -> None:
     with pytest.raises(QueryError) as raised:
         engine.query(sql)
@@ -168,16 +182,28 @@ def test_osquery_functions_and_version_collation(engine: Engine) -> None:
         "SELECT split('a,b,,c', ',', 2) AS s, regex_match('sh -c id', '-c (\\w+)', 1) AS r, "
         "regex_split('a1b22c', '[0-9]+', 1) AS rs, to_base64('hi') AS b, "
         "from_base64('aGk=') AS f, conditional_to_base64('ok') AS c, sha1('abc') AS h, "
-        "'5.10.0' > '5.9.2' COLLATE version AS newer").rows[0]
-    assert row == {"s": "c", "r": "id", "rs": "b", "b": "aGk=", "f": "hi", "c": "ok",
-                   "h": "a9993e364706816aba3e25717850c26c9cd0d89d", "newer": 1}
+        "'5.10.0' > '5.9.2' COLLATE version AS newer"
+    ).rows[0]
+    assert row == {
+        "s": "c",
+        "r": "id",
+        "rs": "b",
+        "b": "aGk=",
+        "f": "hi",
+        "c": "ok",
+        "h": "a9993e364706816aba3e25717850c26c9cd0d89d",
+        "newer": 1,
+    }
     assert engine.query(
-        "SELECT count(*) AS n FROM osquery_info WHERE version >= '0.0.10'").rows == [{"n": 1}]
+        "SELECT count(*) AS n FROM osquery_info WHERE version >= '0.0.10'"
+    ).rows == [{"n": 1}]
 
 
 def test_columns_and_schema(engine: Engine, spy: Spy) -> None:
     assert engine.columns("SELECT pid, name FROM processes") == [
-        ("pid", "INTEGER"), ("name", "TEXT")]
+        ("pid", "INTEGER"),
+        ("name", "TEXT"),
+    ]
     assert spy.calls == []  # describing a query generates nothing
     assert engine.schema("process_stdio").startswith('CREATE TABLE "process_stdio"("pid" INTEGER')
     with pytest.raises(QueryError, match="no such table: x"):

@@ -44,31 +44,37 @@ def test_error_goes_to_stderr_with_status_1() -> None:
 
 def test_table_output(world: IpcWorld) -> None:
     pid = world.pid("pipe_reader")
-    code, out, _ = run(f"SELECT pid, kind, partner_fd FROM process_stdio WHERE pid = {pid} "
-                       "AND fd = 0")
+    code, out, _ = run(
+        f"SELECT pid, kind, partner_fd FROM process_stdio WHERE pid = {pid} AND fd = 0"
+    )
     assert code == 0
     assert "kind" in out and "pipe" in out and str(pid) in out
 
 
 def test_interactive_statements_and_dot_commands() -> None:
-    stdin = ("SELECT 1 AS one;\n"
-             ".tables process_open\n"
-             ".schema uptime\n"
-             "SELECT\n  'two' AS two\n;\n"
-             ".bogus\n"
-             "SELECT * FROM nosuch;\n"
-             ".exit\n"
-             "SELECT 'never' AS x;\n")
+    stdin = (
+        "SELECT 1 AS one;\n"
+        ".tables process_open\n"
+        ".schema uptime\n"
+        "SELECT\n  'two' AS two\n;\n"
+        ".bogus\n"
+        "SELECT * FROM nosuch;\n"
+        ".exit\n"
+        "SELECT 'never' AS x;\n"
+    )
     code, out, err = run("--json", stdin=stdin)
     assert code == 0
     assert out.split("CREATE")[0] == (
         '[\n  {"one":"1"}\n]\n'
-        "  => process_open_files\n  => process_open_pipes\n  => process_open_sockets\n")
+        "  => process_open_files\n  => process_open_pipes\n  => process_open_sockets\n"
+    )
     assert 'CREATE TABLE "uptime"("days" INTEGER' in out
     assert '[\n  {"two":"two"}\n]\n' in out
     assert "never" not in out
-    assert err == ('Error: unknown command or invalid arguments: "bogus". Enter ".help" for '
-                   "help\nError: no such table: nosuch\n")
+    assert err == (
+        'Error: unknown command or invalid arguments: "bogus". Enter ".help" for '
+        "help\nError: no such table: nosuch\n"
+    )
 
 
 def test_string_helpers() -> None:

@@ -15,8 +15,7 @@ pytestmark = pytest.mark.skipif(platform.system() != "Linux", reason="Linux tabl
 
 
 def test_every_shipped_linux_pack_query_runs_without_error() -> None:
-    result = CliRunner().invoke(
-        main, ["packs", "test", "--engine", "embedded", "--format", "json"])
+    result = CliRunner().invoke(main, ["packs", "test", "--engine", "embedded", "--format", "json"])
     rows = json.loads(result.output)
     errors = [(r["pack"], r["query"], r["error"]) for r in rows if r["status"] == "error"]
     assert errors == []
@@ -28,5 +27,4 @@ def test_every_shipped_linux_pack_query_runs_without_error() -> None:
     assert ran[("ipc-telemetry", "process_exec_events")]["rows"] == 0
     assert ran[("t1559-hunts", "dbus_daemon_exec_events")]["rows"] == 0
     assert ran[("telemetry-health", "extension_tables")]["rows"] >= 1
-    assert all(r["status"] == "ok" or r["status"].startswith(("skipped", "inactive"))
-               for r in rows)
+    assert all(r["status"] == "ok" or r["status"].startswith(("skipped", "inactive")) for r in rows)

@@ -121,22 +121,37 @@ def test_diff_runs_and_one_firing_per_slot(server: RunningServer) -> None:
     # Run 3 fails on the host; run 4 is compared with run 2, the last one it answered.
     assert service.fire(hid, now=t0 + 7200) == 3
     [failed] = node.call("/distributed/read")["queries"]
-    node.call("/distributed/write", {"queries": {failed: []}, "statuses": {failed: 1},
-                                     "messages": {failed: "no such table"}})
+    node.call(
+        "/distributed/write",
+        {"queries": {failed: []}, "statuses": {failed: 1}, "messages": {failed: "no such table"}},
+    )
     assert service.fire(hid, now=t0 + 10800) == 4
-    answer_all(node, [{"pid": "1", "port": "22"}, {"pid": "7", "port": "4444"},
-                      {"pid": "9", "port": "8080"}])
+    answer_all(
+        node,
+        [{"pid": "1", "port": "22"}, {"pid": "7", "port": "4444"}, {"pid": "9", "port": "8080"}],
+    )
     assert ports("--diff") == ["8080"]
 
     # The same history through the hunt_results view: each answer is current until the
     # host's next answer to the hunt.
-    answer = server.admin().post("/api/v1/admin/sql", json={"sql": """
+    answer = server.admin().post(
+        "/api/v1/admin/sql",
+        json={
+            "sql": """
         SELECT run, columns ->> 'port' AS port, first_seen, removed_at FROM hunt_results
-        WHERE hunt = 'listeners' ORDER BY run, port"""})
+        WHERE hunt = 'listeners' ORDER BY run, port"""
+        },
+    )
     assert answer.status_code == 200, answer.text
     rows = answer.json()["rows"]
     assert [(r["run"], r["port"]) for r in rows] == [
-        (1, "22"), (2, "22"), (2, "4444"), (4, "22"), (4, "4444"), (4, "8080")]
+        (1, "22"),
+        (2, "22"),
+        (2, "4444"),
+        (4, "22"),
+        (4, "4444"),
+        (4, "8080"),
+    ]
     by_run = {r["run"]: r for r in rows}
     assert by_run[1]["removed_at"] == by_run[2]["first_seen"]
     assert by_run[2]["removed_at"] == by_run[4]["first_seen"]
@@ -156,20 +171,21 @@ def test_pages_of_results_cover_every_row_once(server: RunningServer) -> None:
     admin = server.admin()
 
     def page(offset: int, limit: int) -> dict[str, Any]:
-        got = admin.get("/api/v1/admin/hunts/paged/results",
-                        params={"offset": offset, "limit": limit})
+        got = admin.get(
+            "/api/v1/admin/hunts/paged/results", params={"offset": offset, "limit": limit}
+        )
         assert got.status_code == 200, got.text
         return dict(got.json())
 
     everything = page(0, 100)
     assert everything["total"] == 9
-    assert [r["host"] for r in everything["rows"]] == sorted(f"page-{i}" for i in range(3)
-                                                             for _ in range(3))
+    assert [r["host"] for r in everything["rows"]] == sorted(
+        f"page-{i}" for i in range(3) for _ in range(3)
+    )
     assert [r["n"] for r in everything["rows"][:3]] == ["2-0", "2-1", "2-2"]  # as answered
     pages = [page(offset, 2) for offset in range(0, 9, 2)]
     assert [r for p in pages for r in p["rows"]] == everything["rows"]
-    assert admin.get("/api/v1/admin/hunts/paged/results",
-                     params={"limit": 0}).status_code == 400
+    assert admin.get("/api/v1/admin/hunts/paged/results", params={"limit": 0}).status_code == 400
 
 
 def test_runs_expire(server: RunningServer) -> None:
@@ -330,8 +346,19 @@ def test_one_leader_fires_and_another_takes_over(db_url: str) -> None:
 def test_a_hunt_reaches_a_host_that_enrolls_after_it_fired(server: RunningServer) -> None:
     first = server.node("early", "u-early")
     first.enroll()
-    run("hunt", "create", "all-hosts", "--sql", "SELECT 1 AS one", "--targets", "all",
-        "--cron", YEARLY, "--expires", "10m")
+    run(
+        "hunt",
+        "create",
+        "all-hosts",
+        "--sql",
+        "SELECT 1 AS one",
+        "--targets",
+        "all",
+        "--cron",
+        YEARLY,
+        "--expires",
+        "10m",
+    )
     service = server.thread.state.hunts
     assert service is not None
     assert service.fire(hunt_id(server, "all-hosts")) == 1
@@ -372,21 +399,37 @@ def test_replicas_share_hunts_and_live_queries(
 
         run("hunt", "create", "shared", "--sql", "SELECT 1 AS one", "--every", "1h")
         [qid] = read_at_replica()
-        at_replica.call("/distributed/write", {"queries": {qid: [{"one": "1"}]},
-                                               "statuses": {qid: 0}, "messages": {qid: ""}})
+        at_replica.call(
+            "/distributed/write",
+            {"queries": {qid: [{"one": "1"}]}, "statuses": {qid: 0}, "messages": {qid: ""}},
+        )
         assert json.loads(run("hunt", "results", "shared", "--format", "json")) == [
-            {"host": "roamer", "one": "1"}]
+            {"host": "roamer", "one": "1"}
+        ]
         time.sleep(3)  # both schedulers have had their chance; only the leader fires
         assert show("shared")["runs"] == [
-            {"run": 1, "fired": show("shared")["runs"][0]["fired"], "queued": 0, "sent": 0,
-             "done": 1, "failed": 0, "expired": 0}]
+            {
+                "run": 1,
+                "fired": show("shared")["runs"][0]["fired"],
+                "queued": 0,
+                "sent": 0,
+                "done": 1,
+                "failed": 0,
+                "expired": 0,
+            }
+        ]
 
-        cid = server.admin().post("/api/v1/admin/queries",
-                                  json={"sql": "SELECT 2 AS two"}).json()["id"]
+        cid = (
+            server.admin()
+            .post("/api/v1/admin/queries", json={"sql": "SELECT 2 AS two"})
+            .json()["id"]
+        )
         [qid] = read_at_replica()
         assert qid == f"fleetctl_campaign_{cid}"
-        at_replica.call("/distributed/write", {"queries": {qid: [{"two": "2"}]},
-                                               "statuses": {qid: 0}, "messages": {qid: ""}})
+        at_replica.call(
+            "/distributed/write",
+            {"queries": {qid: [{"two": "2"}]}, "statuses": {qid: 0}, "messages": {qid: ""}},
+        )
         status = server.admin().get(f"/api/v1/admin/queries/{cid}").json()
         assert status["answered"] == 1 and status["hosts"][0]["rows"] == [{"two": "2"}]
         at_replica.close()

@@ -24,11 +24,20 @@ from tests.conftest import RunningServer
 
 @pytest.fixture
 def agent(server: RunningServer, tmp_path: Path) -> Iterator[Agent]:
-    running = Agent(AgentOptions(
-        server=server.url, enroll_secret_path=server.settings.home / "enroll_secret",
-        state_dir=tmp_path / "agent", ca=server.ca,
-        flags={"host_identifier": "hostname", "distributed_interval": 1,
-               "logger_tls_period": 1}), EmbeddedEngine())
+    running = Agent(
+        AgentOptions(
+            server=server.url,
+            enroll_secret_path=server.settings.home / "enroll_secret",
+            state_dir=tmp_path / "agent",
+            ca=server.ca,
+            flags={
+                "host_identifier": "hostname",
+                "distributed_interval": 1,
+                "logger_tls_period": 1,
+            },
+        ),
+        EmbeddedEngine(),
+    )
     running.start()
     yield running
     running.stop()
@@ -37,21 +46,31 @@ def agent(server: RunningServer, tmp_path: Path) -> Iterator[Agent]:
 def make_offline(server: RunningServer, identifier: str) -> None:
     engine = make_engine(server.settings.db_url)
     with session_scope(make_sessionmaker(engine)) as session:
-        session.execute(update(Host).where(Host.host_identifier == identifier)
-                        .values(last_seen=int(time.time()) - 3600))
+        session.execute(
+            update(Host)
+            .where(Host.host_identifier == identifier)
+            .values(last_seen=int(time.time()) - 3600)
+        )
     engine.dispose()
 
 
-def test_live_query_returns_when_online_hosts_answered(
-    server: RunningServer, agent: Agent
-) -> None:
+def test_live_query_returns_when_online_hosts_answered(server: RunningServer, agent: Agent) -> None:
     sleeper = server.node("sleeper", "u-sleeper")
     sleeper.enroll()
     server.thread.state.flush_checkins()
     make_offline(server, "sleeper")
     started = time.monotonic()
-    result = CliRunner().invoke(main, ["query", "SELECT pid, name FROM processes WHERE pid = 1",
-                                       "--timeout", "30s", "--format", "json"])
+    result = CliRunner().invoke(
+        main,
+        [
+            "query",
+            "SELECT pid, name FROM processes WHERE pid = 1",
+            "--timeout",
+            "30s",
+            "--format",
+            "json",
+        ],
+    )
     elapsed = time.monotonic() - started
     assert result.exit_code == 0, result.output
     lines = result.output.strip().splitlines()
@@ -66,17 +85,29 @@ def test_live_query_returns_when_online_hosts_answered(
     queries = sleeper.call("/distributed/read")["queries"]
     [(qid, sql)] = queries.items()
     assert sql == "SELECT pid, name FROM processes WHERE pid = 1"
-    sleeper.call("/distributed/write", {"queries": {qid: [{"pid": "1", "name": "init"}]},
-                                        "statuses": {qid: 0}, "messages": {qid: ""}})
+    sleeper.call(
+        "/distributed/write",
+        {
+            "queries": {qid: [{"pid": "1", "name": "init"}]},
+            "statuses": {qid: 0},
+            "messages": {qid: ""},
+        },
+    )
     status = server.admin().get(f"/api/v1/admin/queries/{qid.rsplit('_', 1)[1]}").json()
     assert status["answered"] == 2
     assert {h["host"]: h["state"] for h in status["hosts"]}["sleeper"] == "done"
 
 
 def test_errors_per_host_are_shown(server: RunningServer, agent: Agent) -> None:
-    result = CliRunner().invoke(main, [
-        "query", "SELECT abs(-9223372036854775807 - 1) AS boom FROM processes LIMIT 1",
-        "--timeout", "20s"])
+    result = CliRunner().invoke(
+        main,
+        [
+            "query",
+            "SELECT abs(-9223372036854775807 - 1) AS boom FROM processes LIMIT 1",
+            "--timeout",
+            "20s",
+        ],
+    )
     assert result.exit_code == 1
     assert "error: integer overflow" in result.output
 
@@ -92,8 +123,10 @@ def test_expired_campaigns_are_not_sent(server: RunningServer) -> None:
     node = server.node("late", "u-late")
     node.enroll()
     admin: Any = server.admin()
-    started = admin.post("/api/v1/admin/queries",
-                         json={"sql": "SELECT 1 AS one", "targets": "host:late", "timeout": 1})
+    started = admin.post(
+        "/api/v1/admin/queries",
+        json={"sql": "SELECT 1 AS one", "targets": "host:late", "timeout": 1},
+    )
     assert started.status_code == 200
     time.sleep(1.5)
     server.thread.state.reload_campaigns()
@@ -108,7 +141,8 @@ def _target_state(server: RunningServer, campaign_id: int) -> tuple[str, int | N
     engine = make_engine(server.settings.db_url)
     with session_scope(make_sessionmaker(engine)) as session:
         [target] = session.scalars(
-            select(CampaignTarget).where(CampaignTarget.campaign_id == campaign_id))
+            select(CampaignTarget).where(CampaignTarget.campaign_id == campaign_id)
+        )
         found = target.state, target.sent_at
     engine.dispose()
     return found
@@ -121,8 +155,9 @@ def test_a_query_is_handed_out_once_and_recorded_in_a_batch(server: RunningServe
     node.enroll()
     state = server.thread.state
     admin: Any = server.admin()
-    cid = admin.post("/api/v1/admin/queries",
-                     json={"sql": "SELECT 1 AS one", "targets": "host:busy"}).json()["id"]
+    cid = admin.post(
+        "/api/v1/admin/queries", json={"sql": "SELECT 1 AS one", "targets": "host:busy"}
+    ).json()["id"]
     assert list(node.call("/distributed/read")["queries"]) == [f"fleetctl_campaign_{cid}"]
 
     # A reload that read the database before the hand-out was written (the server's own
@@ -143,11 +178,14 @@ def test_an_answer_written_before_its_hand_out_stays_done(server: RunningServer)
     node = server.node("quick", "u-quick")
     node.enroll()
     admin: Any = server.admin()
-    cid = admin.post("/api/v1/admin/queries",
-                     json={"sql": "SELECT 1 AS one", "targets": "host:quick"}).json()["id"]
+    cid = admin.post(
+        "/api/v1/admin/queries", json={"sql": "SELECT 1 AS one", "targets": "host:quick"}
+    ).json()["id"]
     [qid] = node.call("/distributed/read")["queries"]
-    node.call("/distributed/write", {"queries": {qid: [{"one": "1"}]}, "statuses": {qid: 0},
-                                     "messages": {qid: ""}})
+    node.call(
+        "/distributed/write",
+        {"queries": {qid: [{"one": "1"}]}, "statuses": {qid: 0}, "messages": {qid: ""}},
+    )
     server.thread.state.flush_sent()
     done, sent_at = _target_state(server, cid)
     assert done == "done" and sent_at is not None
@@ -165,8 +203,10 @@ def test_following_a_query_fetches_answers_since_a_cursor(server: RunningServer)
 
     def answer(node: Any) -> None:
         [qid] = node.call("/distributed/read")["queries"]
-        node.call("/distributed/write", {"queries": {qid: [{"one": "1"}]},
-                                         "statuses": {qid: 0}, "messages": {qid: ""}})
+        node.call(
+            "/distributed/write",
+            {"queries": {qid: [{"one": "1"}]}, "statuses": {qid: 0}, "messages": {qid: ""}},
+        )
 
     def follow(since: int) -> dict[str, Any]:
         response = admin.get(f"/api/v1/admin/queries/{cid}", params={"since": since})
@@ -184,12 +224,17 @@ def test_following_a_query_fetches_answers_since_a_cursor(server: RunningServer)
     answer(late)
     engine = make_engine(server.settings.db_url)
     with session_scope(make_sessionmaker(engine)) as session:
-        session.execute(update(CampaignTarget).where(CampaignTarget.campaign_id == cid,
-                                                     CampaignTarget.state == "done")
-                        .values(done_at=CampaignTarget.done_at - 60))
-        session.execute(update(CampaignTarget).where(CampaignTarget.campaign_id == cid)
-                        .where(CampaignTarget.host_id == first["hosts"][0]["host_id"])
-                        .values(done_at=int(time.time())))
+        session.execute(
+            update(CampaignTarget)
+            .where(CampaignTarget.campaign_id == cid, CampaignTarget.state == "done")
+            .values(done_at=CampaignTarget.done_at - 60)
+        )
+        session.execute(
+            update(CampaignTarget)
+            .where(CampaignTarget.campaign_id == cid)
+            .where(CampaignTarget.host_id == first["hosts"][0]["host_id"])
+            .values(done_at=int(time.time()))
+        )
     engine.dispose()
     windowed = follow(first["cursor"] - 1)
     assert [h["host"] for h in windowed["hosts"]] == ["early"] and windowed["answered"] == 2
@@ -218,14 +263,22 @@ def test_targets_are_committed_before_hosts_can_be_handed_the_query(
     def add_when_committed(items: list[Pending]) -> None:
         engine = make_engine(server.settings.db_url)
         with session_scope(make_sessionmaker(engine)) as session:
-            visible.append(len(session.scalars(select(CampaignTarget).where(
-                CampaignTarget.campaign_id.in_({i.campaign_id for i in items}))).all()))
+            visible.append(
+                len(
+                    session.scalars(
+                        select(CampaignTarget).where(
+                            CampaignTarget.campaign_id.in_({i.campaign_id for i in items})
+                        )
+                    ).all()
+                )
+            )
         engine.dispose()
         add(items)
 
     monkeypatch.setattr(queue, "add", add_when_committed)
-    started = server.admin().post("/api/v1/admin/queries",
-                                  json={"sql": "SELECT 1 AS one", "targets": "host:eager"})
+    started = server.admin().post(
+        "/api/v1/admin/queries", json={"sql": "SELECT 1 AS one", "targets": "host:eager"}
+    )
     assert started.status_code == 200, started.text
     assert visible == [1]
 
@@ -236,8 +289,13 @@ def test_an_answer_to_a_query_never_sent_is_dropped_and_logged(
     node = server.node("stray", "u-stray")
     node.enroll()
     with caplog.at_level("WARNING", logger="fleetctl.server"):
-        node.call("/distributed/write", {"queries": {"fleetctl_campaign_999": [{"one": "1"}]},
-                                         "statuses": {"fleetctl_campaign_999": 0}})
+        node.call(
+            "/distributed/write",
+            {
+                "queries": {"fleetctl_campaign_999": [{"one": "1"}]},
+                "statuses": {"fleetctl_campaign_999": 0},
+            },
+        )
     assert "answered fleetctl_campaign_999, which it was not sent" in caplog.text
 
 
@@ -249,11 +307,25 @@ def test_live_query_rows_aggregate_in_sql(server: RunningServer) -> None:
     cid = admin.post("/api/v1/admin/queries", json={"sql": "SELECT 1 AS one"}).json()["id"]
     for i, node in enumerate(nodes):
         [qid] = node.call("/distributed/read")["queries"]
-        node.call("/distributed/write", {"queries": {qid: [{"port": "22"}, {"port": str(i)}]},
-                                         "statuses": {qid: 0}, "messages": {qid: ""}})
-    answer = admin.post("/api/v1/admin/sql", json={"sql": f"""
+        node.call(
+            "/distributed/write",
+            {
+                "queries": {qid: [{"port": "22"}, {"port": str(i)}]},
+                "statuses": {qid: 0},
+                "messages": {qid: ""},
+            },
+        )
+    answer = admin.post(
+        "/api/v1/admin/sql",
+        json={
+            "sql": f"""
         SELECT columns ->> 'port' AS port, count(DISTINCT host_id) AS hosts
-        FROM hunt_live_results WHERE query_id = {cid} GROUP BY port ORDER BY port"""})
+        FROM hunt_live_results WHERE query_id = {cid} GROUP BY port ORDER BY port"""
+        },
+    )
     assert answer.status_code == 200, answer.text
-    assert answer.json()["rows"] == [{"port": "0", "hosts": 1}, {"port": "1", "hosts": 1},
-                                     {"port": "22", "hosts": 2}]
+    assert answer.json()["rows"] == [
+        {"port": "0", "hosts": 1},
+        {"port": "1", "hosts": 1},
+        {"port": "22", "hosts": 2},
+    ]

@@ -18,8 +18,19 @@ from tests.conftest import RunningServer
 def admin(server: RunningServer) -> Any:
     node = server.node()
     node.enroll()
-    node.log("result", [{"name": "q", "unixTime": 100, "counter": 0, "epoch": 0,
-                         "columns": {"pid": "42", "name": "sh"}, "action": "added"}])
+    node.log(
+        "result",
+        [
+            {
+                "name": "q",
+                "unixTime": 100,
+                "counter": 0,
+                "epoch": 0,
+                "columns": {"pid": "42", "name": "sh"},
+                "action": "added",
+            }
+        ],
+    )
     return server.admin()
 
 
@@ -30,9 +41,11 @@ def sql(admin: Any, query: str) -> Any:
 def test_select_over_the_store(admin: Any) -> None:
     answer = sql(admin, "SELECT host_identifier, hostname FROM hosts ORDER BY id;")
     assert answer.status_code == 200
-    assert answer.json() == {"columns": ["host_identifier", "hostname"],
-                             "rows": [{"host_identifier": "jumpvm", "hostname": "jumpvm"}],
-                             "truncated": False}
+    assert answer.json() == {
+        "columns": ["host_identifier", "hostname"],
+        "rows": [{"host_identifier": "jumpvm", "hostname": "jumpvm"}],
+        "truncated": False,
+    }
 
 
 @pytest.mark.parametrize(
@@ -59,12 +72,12 @@ def test_writes_are_refused_before_running(admin: Any, query: str) -> None:
     assert sql(admin, "SELECT count(*) AS n FROM hosts").json()["rows"] == [{"n": 1}]
 
 
-def test_a_write_hidden_in_a_cte_is_refused_by_the_database(
-    admin: Any, db_url: str
-) -> None:
+def test_a_write_hidden_in_a_cte_is_refused_by_the_database(admin: Any, db_url: str) -> None:
     if db_url.startswith("sqlite"):
-        query = ("WITH x AS (SELECT 1) INSERT INTO enroll_secrets (secret_hash, created_at) "
-                 "SELECT 'h', 1 FROM x")
+        query = (
+            "WITH x AS (SELECT 1) INSERT INTO enroll_secrets (secret_hash, created_at) "
+            "SELECT 'h', 1 FROM x"
+        )
     else:
         query = "WITH gone AS (DELETE FROM hosts RETURNING id) SELECT count(*) FROM gone"
     answer = sql(admin, query)
@@ -79,8 +92,9 @@ def test_bad_sql_is_a_clear_error(admin: Any) -> None:
 
 
 def test_cli_formats(admin: Any) -> None:
-    result = CliRunner().invoke(main, ["sql", "SELECT id, host_identifier FROM hosts",
-                                       "--format", "json"])
+    result = CliRunner().invoke(
+        main, ["sql", "SELECT id, host_identifier FROM hosts", "--format", "json"]
+    )
     assert result.exit_code == 0, result.output
     assert json.loads(result.output) == [{"id": 1, "host_identifier": "jumpvm"}]
     refused = CliRunner().invoke(main, ["sql", "DELETE FROM hosts"])

@@ -14,23 +14,46 @@ def test_prune_keeps_open_campaigns_and_each_hunts_latest_run(db_url: str) -> No
     engine = make_engine(db_url)
     sessions = make_sessionmaker(engine)
     with session_scope(sessions) as session:
-        host, _ = host_store.enroll_host(session, host_identifier="h1", platform_type="9",
-                                         host_details={}, node_key_hash="k" * 64, now=1)
+        host, _ = host_store.enroll_host(
+            session,
+            host_identifier="h1",
+            platform_type="9",
+            host_details={},
+            node_key_hash="k" * 64,
+            now=1,
+        )
 
         def campaign(kind: str, expires_at: int) -> int:
             made = campaign_store.create_campaign(
-                session, kind=kind, name="", sql="SELECT 1", targets="all",
-                host_ids=[host.id], now=1, expires_at=expires_at)
+                session,
+                kind=kind,
+                name="",
+                sql="SELECT 1",
+                targets="all",
+                host_ids=[host.id],
+                now=1,
+                expires_at=expires_at,
+            )
             return made.id
 
         old_live, open_live = campaign("live", 100), campaign("live", 10_000)
-        hunt = Hunt(name="h", sql="SELECT 1", targets="all", schedule_kind="every",
-                    schedule="60", expires=60, state="active", created_at=1)
+        hunt = Hunt(
+            name="h",
+            sql="SELECT 1",
+            targets="all",
+            schedule_kind="every",
+            schedule="60",
+            expires=60,
+            state="active",
+            created_at=1,
+        )
         session.add(hunt)
         session.flush()
         runs = [campaign("hunt", 100), campaign("hunt", 200)]
-        session.add_all(HuntRun(hunt_id=hunt.id, run=n, campaign_id=cid, fired_at=n)
-                        for n, cid in enumerate(runs, start=1))
+        session.add_all(
+            HuntRun(hunt_id=hunt.id, run=n, campaign_id=cid, fired_at=n)
+            for n, cid in enumerate(runs, start=1)
+        )
 
     with session_scope(sessions) as session:
         assert campaign_store.prune(session, older_than=50) == 0

@@ -14,9 +14,14 @@ def test_touch_hosts_writes_each_hosts_own_time_across_chunks(db_url: str) -> No
     sessions = make_sessionmaker(engine)
     with session_scope(sessions) as session:
         ids = [
-            host_store.enroll_host(session, host_identifier=f"h{i}", platform_type="9",
-                                   host_details={"system_info": {"uuid": f"u{i}"}},
-                                   node_key_hash=f"{i:064d}", now=1)[0].id
+            host_store.enroll_host(
+                session,
+                host_identifier=f"h{i}",
+                platform_type="9",
+                host_details={"system_info": {"uuid": f"u{i}"}},
+                node_key_hash=f"{i:064d}",
+                now=1,
+            )[0].id
             for i in range(7)
         ]
     seen = {host_id: 100 + (n % 2) for n, host_id in enumerate(ids[:6])}  # h6 not seen

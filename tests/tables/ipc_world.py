@@ -164,8 +164,11 @@ class IpcWorld:
         listener.bind(("127.0.0.1", 0))
         listener.listen(4)
         self.tcp_port = listener.getsockname()[1]
-        self.spawn("tcp_server", [sys.executable, "-c", TCP_SERVER, str(listener.fileno())],
-                   pass_fds=(listener.fileno(),))
+        self.spawn(
+            "tcp_server",
+            [sys.executable, "-c", TCP_SERVER, str(listener.fileno())],
+            pass_fds=(listener.fileno(),),
+        )
         listener.close()
         self.spawn("tcp_client", [sys.executable, "-c", TCP_CLIENT, str(self.tcp_port)])
 
@@ -189,15 +192,18 @@ class IpcWorld:
             "fifo writer": lambda: fd_target(self.pid("fifo_writer"), 1) == str(self.fifo),
             "fifo reader": lambda: fd_target(self.pid("fifo_reader"), 0) == str(self.fifo),
             "fifo rw": lambda: fd_target(self.pid("fifo_rw"), 0) == str(self.fifo_rw),
-            "self pipe": lambda: fd_target(self.pid("self_pipe"), 21) is not None
-            and fd_target(self.pid("self_pipe"), 3) is None,
+            "self pipe": lambda: (
+                fd_target(self.pid("self_pipe"), 21) is not None
+                and fd_target(self.pid("self_pipe"), 3) is None
+            ),
             "unix server": lambda: is_socket("unix_server", 11),
             "unix client": lambda: is_socket("unix_client", 0),
             "tcp server": lambda: is_socket("tcp_server", 11),
             "tcp client": lambda: is_socket("tcp_client", 1),
             "closed stderr": lambda: execed_sleep("closed_stderr"),
-            "fifo sleeps": lambda: all(execed_sleep(n) for n in
-                                       ("fifo_writer", "fifo_reader", "fifo_rw")),
+            "fifo sleeps": lambda: all(
+                execed_sleep(n) for n in ("fifo_writer", "fifo_reader", "fifo_rw")
+            ),
         }
         for what, check in checks.items():
             wait_until(check, what=what)

@@ -29,7 +29,12 @@ def test_users_match_getpwall() -> None:
     for entry in pwd.getpwall():
         row = rows[entry.pw_name]
         assert (row["uid"], row["gid"], row["description"], row["directory"], row["shell"]) == (
-            entry.pw_uid, entry.pw_gid, entry.pw_gecos, entry.pw_dir, entry.pw_shell)
+            entry.pw_uid,
+            entry.pw_gid,
+            entry.pw_gecos,
+            entry.pw_dir,
+            entry.pw_shell,
+        )
         assert row["uid_signed"] == signed32(entry.pw_uid)
     assert TABLES["users"].rows({"uid": {0}})[0]["username"] == pwd.getpwuid(0).pw_name
     assert [r["uid"] for r in TABLES["users"].rows({"username": {"root"}})] == [0]
@@ -45,21 +50,37 @@ def test_groups_match_getgrall() -> None:
 
 def test_logged_in_users_from_utmp(tmp_path: Path) -> None:
     utmp = tmp_path / "utmp"
-    utmp.write_bytes(b"".join(pack_utmp(r) for r in (
-        UtmpRecord(2, 0, "~", "reboot", "6.1.0", 1700000000),       # boot_time
-        UtmpRecord(7, 4242, "pts/0", "alice", "10.0.0.5", 1700000100),  # user
-        UtmpRecord(8, 4243, "pts/1", "", "", 1700000200),           # dead
-        UtmpRecord(1, 1, "~", "runlevel", "", 1700000000),          # pid 1: skipped
-        UtmpRecord(42, 9, "x", "y", "", 1),                         # unknown type
-    )))
+    utmp.write_bytes(
+        b"".join(
+            pack_utmp(r)
+            for r in (
+                UtmpRecord(2, 0, "~", "reboot", "6.1.0", 1700000000),  # boot_time
+                UtmpRecord(7, 4242, "pts/0", "alice", "10.0.0.5", 1700000100),  # user
+                UtmpRecord(8, 4243, "pts/1", "", "", 1700000200),  # dead
+                UtmpRecord(1, 1, "~", "runlevel", "", 1700000000),  # pid 1: skipped
+                UtmpRecord(42, 9, "x", "y", "", 1),  # unknown type
+            )
+        )
+    )
     rows = TABLES["logged_in_users"].rows({}, Scan(utmp_path=str(utmp)))
     assert rows == [
-        {"type": "boot_time", "user": "reboot", "tty": "~", "host": "6.1.0",
-         "time": 1700000000, "pid": 0},
-        {"type": "user", "user": "alice", "tty": "pts/0", "host": "10.0.0.5",
-         "time": 1700000100, "pid": 4242},
-        {"type": "dead", "user": "", "tty": "pts/1", "host": "", "time": 1700000200,
-         "pid": 4243},
+        {
+            "type": "boot_time",
+            "user": "reboot",
+            "tty": "~",
+            "host": "6.1.0",
+            "time": 1700000000,
+            "pid": 0,
+        },
+        {
+            "type": "user",
+            "user": "alice",
+            "tty": "pts/0",
+            "host": "10.0.0.5",
+            "time": 1700000100,
+            "pid": 4242,
+        },
+        {"type": "dead", "user": "", "tty": "pts/1", "host": "", "time": 1700000200, "pid": 4243},
         {"type": "unknown", "user": "y", "tty": "x", "host": "", "time": 1, "pid": 9},
     ]
     assert TABLES["logged_in_users"].rows({}, Scan(utmp_path=str(tmp_path / "none"))) == []
@@ -90,8 +111,10 @@ def test_uptime_and_time() -> None:
     [up] = TABLES["uptime"].rows()
     proc_uptime = float(Path("/proc/uptime").read_text().split()[0])
     assert abs(up["total_seconds"] - proc_uptime) <= 2
-    assert up["days"] * 86400 + up["hours"] * 3600 + up["minutes"] * 60 + up["seconds"] == (
-        up["total_seconds"])
+    assert (
+        up["days"] * 86400 + up["hours"] * 3600 + up["minutes"] * 60 + up["seconds"]
+        == (up["total_seconds"])
+    )
     [now] = TABLES["time"].rows()
     assert abs(now["unix_time"] - time.time()) <= 2
     gmt = time.gmtime(now["unix_time"])
@@ -122,11 +145,16 @@ def test_interface_addresses_match_ip_addr() -> None:
 def test_osquery_tables_report_the_runtime() -> None:
     runtime = AgentRuntime(
         host_uuid="11111111-2222-3333-4444-555555555555",
-        config_hash="abc", config_valid=True, extensions="active",
-        flags={"distributed_interval": FlagInfo("distributed_interval", "60", "60", "int32"),
-               "x": FlagInfo("x", "1")},
-        schedule=[ScheduledQueryStats("pack_ipc_stdio", "SELECT 1", 300, executions=2,
-                                      wall_time_ms=2500)],
+        config_hash="abc",
+        config_valid=True,
+        extensions="active",
+        flags={
+            "distributed_interval": FlagInfo("distributed_interval", "60", "60", "int32"),
+            "x": FlagInfo("x", "1"),
+        },
+        schedule=[
+            ScheduledQueryStats("pack_ipc_stdio", "SELECT 1", 300, executions=2, wall_time_ms=2500)
+        ],
         registry=[RegistryItem("table", "process_stdio", owner_uuid=7)],
         events=[EventSource("inotify", "inotify", "publisher", active=True)],
     )
@@ -134,16 +162,25 @@ def test_osquery_tables_report_the_runtime() -> None:
     [info] = TABLES["osquery_info"].rows({}, scan)
     assert info["version"] == "0.1.0"
     assert (info["uuid"], info["config_hash"], info["config_valid"], info["extensions"]) == (
-        "11111111-2222-3333-4444-555555555555", "abc", 1, "active")
+        "11111111-2222-3333-4444-555555555555",
+        "abc",
+        1,
+        "active",
+    )
     assert info["platform_mask"] == 9 and info["pid"] == os.getpid()
-    assert [f["name"] for f in TABLES["osquery_flags"].rows({}, scan)] == [
-        "distributed_interval"]
+    assert [f["name"] for f in TABLES["osquery_flags"].rows({}, scan)] == ["distributed_interval"]
     [sched] = TABLES["osquery_schedule"].rows({}, scan)
-    assert (sched["name"], sched["interval"], sched["executions"], sched["wall_time"],
-            sched["wall_time_ms"], sched["denylisted"]) == ("pack_ipc_stdio", 300, 2, 2, 2500, 0)
+    assert (
+        sched["name"],
+        sched["interval"],
+        sched["executions"],
+        sched["wall_time"],
+        sched["wall_time_ms"],
+        sched["denylisted"],
+    ) == ("pack_ipc_stdio", 300, 2, 2, 2500, 0)
     assert TABLES["osquery_registry"].rows({}, scan) == [
-        {"registry": "table", "name": "process_stdio", "owner_uuid": 7, "internal": 0,
-         "active": 1}]
+        {"registry": "table", "name": "process_stdio", "owner_uuid": 7, "internal": 0, "active": 1}
+    ]
     assert TABLES["osquery_events"].rows({}, scan)[0]["active"] == 1
     default = TABLES["osquery_registry"].rows()
     assert {r["name"] for r in default if r["registry"] == "table"} == set(TABLES)

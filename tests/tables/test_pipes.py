@@ -61,8 +61,11 @@ def test_pid_constraint_still_finds_partners_in_other_processes(world: IpcWorld)
 def test_full_scan_matches_the_constrained_rows(world: IpcWorld) -> None:
     names = ("pipe_writer", "pipe_reader", "fifo_writer", "fifo_reader", "fifo_rw", "self_pipe")
     pids = {world.pid(n) for n in names}
-    full = {tuple(r[c] for c in COLUMNS) for r in TABLES["process_open_pipes"].rows()
-            if r["pid"] in pids}
+    full = {
+        tuple(r[c] for c in COLUMNS)
+        for r in TABLES["process_open_pipes"].rows()
+        if r["pid"] in pids
+    }
     assert full == rows_for(world, *names)
 
 

@@ -25,7 +25,14 @@ def test_stat_with_parenthesis_in_comm() -> None:
     st = _proc.parse_stat(text)
     assert st is not None
     assert (st.state, st.ppid, st.utime, st.stime, st.nice, st.threads, st.starttime) == (
-        "S", 1, 7, 3, 0, 1, 5000)
+        "S",
+        1,
+        7,
+        3,
+        0,
+        1,
+        5000,
+    )
     assert _proc.parse_stat("garbage") is None
 
 
@@ -65,8 +72,13 @@ def test_net_tcp_parser_matches_a_live_listener() -> None:
         inode = os.fstat(sock.fileno()).st_ino
         rows = _proc.parse_net_inet(Path("/proc/net/tcp").read_text(), 2, 6)
         row = next(r for r in rows if r.inode == inode)
-        assert (row.local_address, row.local_port, row.remote_address, row.remote_port,
-                row.state) == ("127.0.0.1", sock.getsockname()[1], "0.0.0.0", 0, "LISTEN")
+        assert (
+            row.local_address,
+            row.local_port,
+            row.remote_address,
+            row.remote_port,
+            row.state,
+        ) == ("127.0.0.1", sock.getsockname()[1], "0.0.0.0", 0, "LISTEN")
     finally:
         sock.close()
     assert _proc.parse_net_inet("not a header\n", 2, 6) == []
@@ -79,8 +91,9 @@ def test_net_unix_parser_keeps_paths_with_spaces(tmp_path: Path) -> None:
     sock.listen(1)
     try:
         inode = os.fstat(sock.fileno()).st_ino
-        entry = next(e for e in _proc.parse_net_unix(Path("/proc/net/unix").read_text())
-                     if e.inode == inode)
+        entry = next(
+            e for e in _proc.parse_net_unix(Path("/proc/net/unix").read_text()) if e.inode == inode
+        )
         assert (entry.path, entry.listening, entry.type) == (str(path), True, 1)
     finally:
         sock.close()
@@ -91,7 +104,9 @@ def test_etc_parsers() -> None:
     assert users == [_etc.PasswdEntry("root", 0, 0, "root", "/root", "/bin/bash")]
     assert _etc.parse_group("wheel:x:10:a,b\n") == [_etc.GroupEntry("wheel", 10)]
     assert _etc.parse_os_release('NAME="Debian GNU/Linux"\nID=debian\n# c\n') == {
-        "NAME": "Debian GNU/Linux", "ID": "debian"}
+        "NAME": "Debian GNU/Linux",
+        "ID": "debian",
+    }
     record = _etc.UtmpRecord(7, 10, "pts/3", "bob", "host", 123)
     assert _etc.parse_utmp(_etc.pack_utmp(record) + b"\0" * 10) == [record]
     assert _etc.UTMP_SIZE == 384

@@ -17,8 +17,9 @@ from tests.tables.ipc_world import IpcWorld, wait_until
 
 
 def ps(pid: int, field: str) -> str:
-    return subprocess.run(["ps", "-o", f"{field}=", "-p", str(pid)], capture_output=True,
-                          text=True, check=True).stdout.strip()
+    return subprocess.run(
+        ["ps", "-o", f"{field}=", "-p", str(pid)], capture_output=True, text=True, check=True
+    ).stdout.strip()
 
 
 def test_sleep_process_row(world: IpcWorld) -> None:
@@ -33,8 +34,12 @@ def test_sleep_process_row(world: IpcWorld) -> None:
         "state": "S",
         "cwd": os.getcwd(),
         "root": "/",
-        "uid": os.getuid(), "euid": os.geteuid(), "suid": os.getuid(),
-        "gid": os.getgid(), "egid": os.getegid(), "sgid": os.getgid(),
+        "uid": os.getuid(),
+        "euid": os.geteuid(),
+        "suid": os.getuid(),
+        "gid": os.getgid(),
+        "egid": os.getegid(),
+        "sgid": os.getgid(),
         "on_disk": 1,
         "wired_size": 0,
         "parent": os.getpid(),
@@ -54,8 +59,9 @@ def test_sleep_process_row(world: IpcWorld) -> None:
 
 def test_every_live_process_matches_ps_parent_and_name() -> None:
     rows = {r["pid"]: r for r in TABLES["processes"].rows()}
-    out = subprocess.run(["ps", "-e", "-o", "pid=,ppid=,pgid="], capture_output=True,
-                         text=True, check=True).stdout
+    out = subprocess.run(
+        ["ps", "-e", "-o", "pid=,ppid=,pgid="], capture_output=True, text=True, check=True
+    ).stdout
     checked = 0
     for line in out.splitlines():
         pid, ppid, pgid = (int(x) for x in line.split())
@@ -71,13 +77,21 @@ def test_odd_command_name_cmdline_and_pushdown(tmp_path: Path) -> None:
     shutil.copy(shutil.which("sleep") or "/bin/sleep", binary)
     proc = subprocess.Popen(["my prog", "30", "1"], executable=binary)
     try:
-        wait_until(lambda: Path(f"/proc/{proc.pid}/cmdline").read_bytes().startswith(b"my")
-                   and ") S " in Path(f"/proc/{proc.pid}/stat").read_text())
+        wait_until(
+            lambda: (
+                Path(f"/proc/{proc.pid}/cmdline").read_bytes().startswith(b"my")
+                and ") S " in Path(f"/proc/{proc.pid}/stat").read_text()
+            )
+        )
         rows = TABLES["processes"].rows({"pid": {proc.pid, 999_999_999, "not-a-pid"}})
         assert [r["pid"] for r in rows] == [proc.pid]
         row = rows[0]
         assert (row["name"], row["cmdline"], row["state"], row["parent"]) == (
-            "odd) name", "my prog 30 1", "S", os.getpid())
+            "odd) name",
+            "my prog 30 1",
+            "S",
+            os.getpid(),
+        )
         assert TABLES["processes"].rows({"pid": {"x"}}) == []
     finally:
         proc.kill()
@@ -107,23 +121,31 @@ def test_process_exiting_mid_scan_is_skipped() -> None:
     rows = processes_table.generate({}, scan)
     assert proc.pid not in {r["pid"] for r in rows}
     assert scan.fds(proc.pid) is None
-    for name in ("process_open_files", "process_open_pipes", "process_stdio",
-                 "unix_socket_peers", "process_open_sockets"):
+    for name in (
+        "process_open_files",
+        "process_open_pipes",
+        "process_stdio",
+        "unix_socket_peers",
+        "process_open_sockets",
+    ):
         TABLES[name].generate({}, scan)  # must not raise
 
 
 def test_open_files_skip_sockets_and_pipes(world: IpcWorld) -> None:
     got = TABLES["process_open_files"].rows(
-        {"pid": {world.pid("fifo_writer"), world.pid("pipe_reader"), world.pid("unix_client")}})
-    assert sorted((r["pid"], r["fd"], r["path"]) for r in got) == sorted([
-        (world.pid("fifo_writer"), 0, "/dev/null"),
-        (world.pid("fifo_writer"), 1, str(world.fifo)),
-        (world.pid("fifo_writer"), 2, "/dev/null"),
-        (world.pid("pipe_reader"), 1, "/dev/null"),
-        (world.pid("pipe_reader"), 2, "/dev/null"),
-        (world.pid("unix_client"), 1, "/dev/null"),
-        (world.pid("unix_client"), 2, "/dev/null"),
-    ])
+        {"pid": {world.pid("fifo_writer"), world.pid("pipe_reader"), world.pid("unix_client")}}
+    )
+    assert sorted((r["pid"], r["fd"], r["path"]) for r in got) == sorted(
+        [
+            (world.pid("fifo_writer"), 0, "/dev/null"),
+            (world.pid("fifo_writer"), 1, str(world.fifo)),
+            (world.pid("fifo_writer"), 2, "/dev/null"),
+            (world.pid("pipe_reader"), 1, "/dev/null"),
+            (world.pid("pipe_reader"), 2, "/dev/null"),
+            (world.pid("unix_client"), 1, "/dev/null"),
+            (world.pid("unix_client"), 2, "/dev/null"),
+        ]
+    )
 
 
 @pytest.mark.parametrize("table", ["processes", "process_open_files", "process_stdio"])

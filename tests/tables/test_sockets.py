@@ -28,31 +28,59 @@ def test_tcp_loopback_server_and_client(world: IpcWorld) -> None:
 
     listening = server_rows[10]
     assert listening == {
-        "pid": server, "fd": 10, "socket": fd_inode(server, 10), "family": 2, "protocol": 6,
-        "local_address": "127.0.0.1", "remote_address": "0.0.0.0", "local_port": world.tcp_port,
-        "remote_port": 0, "path": "", "state": "LISTEN", "net_namespace": ns,
+        "pid": server,
+        "fd": 10,
+        "socket": fd_inode(server, 10),
+        "family": 2,
+        "protocol": 6,
+        "local_address": "127.0.0.1",
+        "remote_address": "0.0.0.0",
+        "local_port": world.tcp_port,
+        "remote_port": 0,
+        "path": "",
+        "state": "LISTEN",
+        "net_namespace": ns,
     }
     outgoing = client_rows[1]
     client_port = outgoing["local_port"]
     assert outgoing == {
-        "pid": client, "fd": 1, "socket": fd_inode(client, 1), "family": 2, "protocol": 6,
-        "local_address": "127.0.0.1", "remote_address": "127.0.0.1", "local_port": client_port,
-        "remote_port": world.tcp_port, "path": "", "state": "ESTABLISHED", "net_namespace": ns,
+        "pid": client,
+        "fd": 1,
+        "socket": fd_inode(client, 1),
+        "family": 2,
+        "protocol": 6,
+        "local_address": "127.0.0.1",
+        "remote_address": "127.0.0.1",
+        "local_port": client_port,
+        "remote_port": world.tcp_port,
+        "path": "",
+        "state": "ESTABLISHED",
+        "net_namespace": ns,
     }
     accepted = server_rows[11]
     assert accepted == {
-        "pid": server, "fd": 11, "socket": fd_inode(server, 11), "family": 2, "protocol": 6,
-        "local_address": "127.0.0.1", "remote_address": "127.0.0.1",
-        "local_port": world.tcp_port, "remote_port": client_port, "path": "",
-        "state": "ESTABLISHED", "net_namespace": ns,
+        "pid": server,
+        "fd": 11,
+        "socket": fd_inode(server, 11),
+        "family": 2,
+        "protocol": 6,
+        "local_address": "127.0.0.1",
+        "remote_address": "127.0.0.1",
+        "local_port": world.tcp_port,
+        "remote_port": client_port,
+        "path": "",
+        "state": "ESTABLISHED",
+        "net_namespace": ns,
     }
 
 
 def test_unix_sockets_report_bound_path_and_inode(world: IpcWorld) -> None:
     server, client = world.pid("unix_server"), world.pid("unix_client")
     rows = TABLES["process_open_sockets"].rows({"pid": {server, client}})
-    got = {(r["pid"], r["fd"]): (r["socket"], r["family"], r["protocol"], r["path"], r["state"])
-           for r in rows}
+    got = {
+        (r["pid"], r["fd"]): (r["socket"], r["family"], r["protocol"], r["path"], r["state"])
+        for r in rows
+    }
     path = str(world.unix_path)
     assert got == {
         (server, 10): (fd_inode(server, 10), 1, 0, path, ""),
@@ -79,12 +107,26 @@ def test_listening_ports(world: IpcWorld) -> None:
     got = {(r["pid"], r["fd"]): r for r in rows}
     assert set(got) == {(tcp, 10), (unix, 10), (unix, 11)}
     assert got[(tcp, 10)] == {
-        "pid": tcp, "port": world.tcp_port, "protocol": 6, "family": 2, "address": "127.0.0.1",
-        "fd": 10, "socket": fd_inode(tcp, 10), "path": None, "net_namespace": netns(tcp),
+        "pid": tcp,
+        "port": world.tcp_port,
+        "protocol": 6,
+        "family": 2,
+        "address": "127.0.0.1",
+        "fd": 10,
+        "socket": fd_inode(tcp, 10),
+        "path": None,
+        "net_namespace": netns(tcp),
     }
     assert got[(unix, 10)] == {
-        "pid": unix, "port": 0, "protocol": 0, "family": 1, "address": None, "fd": 10,
-        "socket": 0, "path": str(world.unix_path), "net_namespace": netns(unix),
+        "pid": unix,
+        "port": 0,
+        "protocol": 0,
+        "family": 1,
+        "address": None,
+        "fd": 10,
+        "socket": 0,
+        "path": str(world.unix_path),
+        "net_namespace": netns(unix),
     }
 
 
@@ -103,7 +145,11 @@ def test_ipv6_loopback_listener_is_decoded() -> None:
         rows = TABLES["process_open_sockets"].rows({"pid": {os.getpid()}})
         row = next(r for r in rows if r["fd"] == sock.fileno())
         assert (row["family"], row["local_address"], row["local_port"], row["state"]) == (
-            10, "::1", port, "LISTEN")
+            10,
+            "::1",
+            port,
+            "LISTEN",
+        )
         assert row["remote_address"] == "::"
     finally:
         sock.close()
@@ -115,7 +161,6 @@ def test_udp_socket_has_no_state() -> None:
         sock.bind(("127.0.0.1", 0))
         rows = TABLES["process_open_sockets"].rows({"pid": {os.getpid()}})
         row = next(r for r in rows if r["fd"] == sock.fileno())
-        assert (row["protocol"], row["local_port"], row["state"]) == (
-            17, sock.getsockname()[1], "")
+        assert (row["protocol"], row["local_port"], row["state"]) == (17, sock.getsockname()[1], "")
     finally:
         sock.close()

@@ -23,26 +23,60 @@ def test_pipeline_ends(world: IpcWorld) -> None:
     inode = fd_inode(writer, 1)
     target = f"pipe:[{inode}]"
     assert stdio(world, "pipe_writer") == [
-        (0, *NULL), (1, "pipe", target, inode, "w", reader, 0), (2, *NULL)]
+        (0, *NULL),
+        (1, "pipe", target, inode, "w", reader, 0),
+        (2, *NULL),
+    ]
     assert stdio(world, "pipe_reader") == [
-        (0, "pipe", target, inode, "r", writer, 1), (1, *NULL), (2, *NULL)]
+        (0, "pipe", target, inode, "r", writer, 1),
+        (1, *NULL),
+        (2, *NULL),
+    ]
 
 
 def test_fifo_ends_and_rw_fifo(world: IpcWorld) -> None:
     inode = os.stat(world.fifo).st_ino
     path = str(world.fifo)
     assert stdio(world, "fifo_reader")[0] == (
-        0, "fifo", path, inode, "r", world.pid("fifo_writer"), 1)
+        0,
+        "fifo",
+        path,
+        inode,
+        "r",
+        world.pid("fifo_writer"),
+        1,
+    )
     assert stdio(world, "fifo_writer")[1] == (
-        1, "fifo", path, inode, "w", world.pid("fifo_reader"), 0)
+        1,
+        "fifo",
+        path,
+        inode,
+        "w",
+        world.pid("fifo_reader"),
+        0,
+    )
     assert stdio(world, "fifo_rw")[0] == (
-        0, "fifo", str(world.fifo_rw), os.stat(world.fifo_rw).st_ino, "rw", -1, -1)
+        0,
+        "fifo",
+        str(world.fifo_rw),
+        os.stat(world.fifo_rw).st_ino,
+        "rw",
+        -1,
+        -1,
+    )
 
 
 def test_unix_client_stdin_names_the_server_path_and_process(world: IpcWorld) -> None:
     server, client = world.pid("unix_server"), world.pid("unix_client")
     assert stdio(world, "unix_client")[0] == (
-        0, "unix", str(world.unix_path), fd_inode(client, 0), "rw", server, 11)
+        0,
+        "unix",
+        str(world.unix_path),
+        fd_inode(client, 0),
+        "rw",
+        server,
+        11,
+    )
 
 
 def test_socketpair_partner(world: IpcWorld) -> None:
@@ -56,8 +90,15 @@ def test_tcp_stdout(world: IpcWorld) -> None:
     row = stdio(world, "tcp_client")[1]
     sockets = TABLES["process_open_sockets"].rows({"pid": {client}})
     local_port = next(s["local_port"] for s in sockets if s["fd"] == 1)
-    assert row == (1, "tcp", f"127.0.0.1:{local_port}->127.0.0.1:{world.tcp_port}",
-                   fd_inode(client, 1), "rw", -1, -1)
+    assert row == (
+        1,
+        "tcp",
+        f"127.0.0.1:{local_port}->127.0.0.1:{world.tcp_port}",
+        fd_inode(client, 1),
+        "rw",
+        -1,
+        -1,
+    )
 
 
 def test_closed_descriptor(world: IpcWorld) -> None:
@@ -91,7 +132,11 @@ def test_regular_file() -> None:
         wait_until(lambda: os.readlink(f"/proc/{pid}/exe").endswith("sleep"))
         row = TABLES["process_stdio"].rows({"pid": {pid}})[0]
         assert (row["fd"], row["kind"], row["target"], row["mode"]) == (
-            0, "file", os.path.realpath(__file__), "r")
+            0,
+            "file",
+            os.path.realpath(__file__),
+            "r",
+        )
     finally:
         os.kill(pid, 9)
         os.waitpid(pid, 0)

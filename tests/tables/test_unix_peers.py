@@ -21,15 +21,42 @@ def test_client_server_connection_both_ways(world: IpcWorld) -> None:
     listen_ino, accepted_ino = fd_inode(server, 10), fd_inode(server, 11)
     client_ino = fd_inode(client, 0)
     assert rows(server, client) == {
-        (server, 10): {"pid": server, "fd": 10, "inode": listen_ino, "path": path,
-                       "type": "stream", "state": "listen", "peer_inode": 0, "peer_pid": -1,
-                       "peer_fd": -1, "peer_path": ""},
-        (server, 11): {"pid": server, "fd": 11, "inode": accepted_ino, "path": path,
-                       "type": "stream", "state": "established", "peer_inode": client_ino,
-                       "peer_pid": client, "peer_fd": 0, "peer_path": ""},
-        (client, 0): {"pid": client, "fd": 0, "inode": client_ino, "path": "",
-                      "type": "stream", "state": "established", "peer_inode": accepted_ino,
-                      "peer_pid": server, "peer_fd": 11, "peer_path": path},
+        (server, 10): {
+            "pid": server,
+            "fd": 10,
+            "inode": listen_ino,
+            "path": path,
+            "type": "stream",
+            "state": "listen",
+            "peer_inode": 0,
+            "peer_pid": -1,
+            "peer_fd": -1,
+            "peer_path": "",
+        },
+        (server, 11): {
+            "pid": server,
+            "fd": 11,
+            "inode": accepted_ino,
+            "path": path,
+            "type": "stream",
+            "state": "established",
+            "peer_inode": client_ino,
+            "peer_pid": client,
+            "peer_fd": 0,
+            "peer_path": "",
+        },
+        (client, 0): {
+            "pid": client,
+            "fd": 0,
+            "inode": client_ino,
+            "path": "",
+            "type": "stream",
+            "state": "established",
+            "peer_inode": accepted_ino,
+            "peer_pid": server,
+            "peer_fd": 11,
+            "peer_path": path,
+        },
     }
 
 
@@ -38,10 +65,16 @@ def test_socketpair_split_between_processes(world: IpcWorld) -> None:
     left_ino, right_ino = fd_inode(left, 0), fd_inode(right, 1)
     got = rows(left, right)
     assert set(got) == {(left, 0), (right, 1)}
-    assert (got[(left, 0)]["peer_inode"], got[(left, 0)]["peer_pid"],
-            got[(left, 0)]["peer_fd"]) == (right_ino, right, 1)
-    assert (got[(right, 1)]["peer_inode"], got[(right, 1)]["peer_pid"],
-            got[(right, 1)]["peer_fd"]) == (left_ino, left, 0)
+    assert (
+        got[(left, 0)]["peer_inode"],
+        got[(left, 0)]["peer_pid"],
+        got[(left, 0)]["peer_fd"],
+    ) == (right_ino, right, 1)
+    assert (
+        got[(right, 1)]["peer_inode"],
+        got[(right, 1)]["peer_pid"],
+        got[(right, 1)]["peer_fd"],
+    ) == (left_ino, left, 0)
     assert got[(left, 0)]["inode"] == left_ino
 
 
@@ -57,8 +90,11 @@ def test_socketpair_in_one_process_and_dgram_and_abstract_names() -> None:
         assert (ra["type"], ra["peer_pid"], ra["peer_fd"]) == ("dgram", pid, b.fileno())
         assert (rb["peer_pid"], rb["peer_fd"]) == (pid, a.fileno())
         bound = got[(pid, abstract.fileno())]
-        assert (bound["type"], bound["state"], bound["path"]) == ("seqpacket", "unconnected",
-                                                                   "@" + name)
+        assert (bound["type"], bound["state"], bound["path"]) == (
+            "seqpacket",
+            "unconnected",
+            "@" + name,
+        )
     finally:
         for s in (a, b, abstract):
             s.close()
