@@ -25,14 +25,10 @@ from fleetctl.ingest import (
     parse_result_lines,
     parse_status_lines,
 )
-from fleetctl.server.campaign_queue import parse_campaign_query_id
-from fleetctl.server.label_queue import parse_label_query_id
 from fleetctl.server.osquery_config import PACK_DELIMITER
-from storage import campaigns as campaign_store
 from storage import hosts as host_store
-from storage import labels as label_store
 from storage import packs as pack_store
-from storage.models import Carve, CarveBlock, Delivery, DistributedResult, Host, StatusLog
+from storage.models import Carve, CarveBlock, Delivery, Host, StatusLog
 from storage.results import ApplyStats, apply_runs
 
 log = logging.getLogger("fleetctl.server")
@@ -157,79 +153,6 @@ def ingest_log(
     if data:
         _remember(session, host_id, log_type, digests, now)
     return stats
-
-
-def _as_str_rows(rows: Any, qid: str) -> list[dict[str, str]]:
-    if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
-        raise BadRequest(f"queries[{qid!r}] must be a list of row objects")
-    return [{str(k): "" if v is None else str(v) for k, v in r.items()} for r in rows]
-
-
-def distributed_write(
-    session: Session, host_id: int, body: Mapping[str, Any], now: int
-) -> list[int]:
-    """Store each query id's rows, status, message and stats.
-
-    Answers to label queries update label membership instead (member = the query ran
-    and returned at least one row); their label ids are returned.
-    """
-    queries = body.get("queries", {})
-    statuses = body.get("statuses", {})
-    messages = body.get("messages", {}) or {}
-    stats = body.get("stats", {}) or {}
-    for key, value in (
-        ("queries", queries),
-        ("statuses", statuses),
-        ("messages", messages),
-        ("stats", stats),
-    ):
-        if not isinstance(value, dict):
-            raise BadRequest(f"{key!r} must be an object keyed by query id")
-    ids = set(queries) | set(statuses)
-    if any(parse_campaign_query_id(qid) is None for qid in ids):
-        # Label and other answers replace per-host rows; a campaign answer is a single
-        # keyed update and needs no lock (most of a fleet answering a live query).
-        lock_host(session, host_id)
-    labels_answered: list[int] = []
-    for qid in sorted(ids):
-        status = statuses.get(qid, 0)
-        if isinstance(status, bool) or not isinstance(status, int):
-            raise BadRequest(f"statuses[{qid!r}] must be an integer")
-        message = messages.get(qid, "")
-        if not isinstance(message, str):
-            raise BadRequest(f"messages[{qid!r}] must be a string")
-        rows = _as_str_rows(queries.get(qid, []), qid)
-        campaign_id = parse_campaign_query_id(qid)
-        if campaign_id is not None:
-            if not campaign_store.record_answer(
-                session, campaign_id, host_id, status, message, rows, now
-            ):
-                log.warning("host %s answered %s, which it was not sent; dropped", host_id, qid)
-            continue
-        label_id = parse_label_query_id(qid)
-        if label_id is not None:
-            label_store.record_evaluation(
-                session, label_id, host_id, status == 0 and bool(rows), now
-            )
-            labels_answered.append(label_id)
-            continue
-        session.execute(
-            delete(DistributedResult).where(
-                DistributedResult.host_id == host_id, DistributedResult.query_id == qid
-            )
-        )
-        session.add(
-            DistributedResult(
-                host_id=host_id,
-                query_id=str(qid),
-                status=status,
-                message=message,
-                rows=rows,
-                stats=stats.get(qid),
-                received_at=now,
-            )
-        )
-    return labels_answered
 
 
 def _positive_int(body: Mapping[str, Any], key: str) -> int:

@@ -2,7 +2,7 @@
 
 Paths follow FleetDM's (``/api/v1/osquery/...``) so existing osqueryd flag files keep
 working. Each handler parses, authenticates, calls one function of ``node_service``
-in a worker thread inside one transaction, and serialises.
+or ``distributed_answers`` in a worker thread inside one transaction, and serialises.
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from fleetctl.errors import BadRequest, NodeInvalid
-from fleetctl.server import node_service
+from fleetctl.server import distributed_answers, node_service
 from fleetctl.server.auth import CachedNode, digest, fingerprint, matches_any, new_secret
 from fleetctl.server.body import read_json_object
-from fleetctl.server.campaign_queue import campaign_query_id
+from fleetctl.server.campaign_queue import campaign_query_id, parse_campaign_query_id
 from fleetctl.server.detection_service import relevant
 from fleetctl.server.osquery_config import config_for
 from fleetctl.server.responses import node_error, node_invalid, node_ok
@@ -191,14 +191,19 @@ async def distributed_write(request: Request) -> Response:
     state = server_state(request)
     body = await read_json_object(request, state.settings.max_body)
     node = await authenticate(request, body)
-
     now = int(time.time())
+    answers = distributed_answers.parse_answers(body)
+    campaign_ids = {parse_campaign_query_id(a.query_id) for a in answers}
+    # Before the transaction reads the store: see CampaignQueue.handed_out.
+    handed = state.campaigns.handed_out(node.host_id, {c for c in campaign_ids if c is not None})
 
-    answered = await in_session(
+    outcome = await in_session(
         state.sessions,
-        lambda session: node_service.distributed_write(session, node.host_id, body, now),
+        lambda session: distributed_answers.store_answers(
+            session, node.host_id, node.family, answers, handed, state.labels, now
+        ),
     )
-    for label_id in answered:
+    for label_id in outcome.labels:
         state.labels.answered(node.host_id, label_id, now)
     return node_ok()
 
