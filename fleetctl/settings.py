@@ -23,6 +23,8 @@ SETTINGS: tuple[tuple[str, object, str], ...] = (
     ("config_refresh", 60, "Seconds between osqueryd config refreshes (printed flags)."),
     ("distributed_interval", 10, "Seconds between distributed reads (printed flags)."),
     ("learning_window", 24 * 3600, "Seconds a new host (and the fleet) only learns paths."),
+    ("max_carve", 512 * MiB, "Largest file carve a host may announce (bytes)."),
+    ("carve_timeout", 3600, "Seconds without a block after which a carve is expired."),
 )
 
 
@@ -50,6 +52,8 @@ class Settings:
     config_refresh: int = 60
     distributed_interval: int = 10
     learning_window: int = 24 * 3600
+    max_carve: int = 512 * MiB
+    carve_timeout: int = 3600
     tls_cert: Path | None = None
     tls_key: Path | None = None
     enroll_secrets: tuple[str, ...] = ()

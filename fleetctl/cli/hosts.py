@@ -98,6 +98,10 @@ def data_loss(
 @output_options
 @click.pass_context
 def carves(ctx: click.Context, server: str, token: str, ca: str, fmt: str) -> None:
-    """File carve sessions and their progress."""
+    """File carve sessions and their progress.
+
+    State: receiving, complete (the archive is stored) or expired (no block came for the
+    server's --carve-timeout; its blocks were deleted).
+    """
     payload = open_client(ctx, server, token, ca).get("/carves")
     render(payload["carves"], fmt=fmt, title="carves")

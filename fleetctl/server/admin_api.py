@@ -22,9 +22,10 @@ from fleetctl.server.body import read_json_object
 from fleetctl.server.responses import json_response
 from fleetctl.server.state import in_session, server_state
 from fleetctl.timeutil import iso, parse_time
+from storage import carves as carve_store
 from storage import hosts as host_store
 from storage import results as result_store
-from storage.models import Carve, DataLoss, Host, ResultRow, StatusLog
+from storage.models import DataLoss, Host, ResultRow, StatusLog
 
 PREFIX = "/api/v1/admin"
 
@@ -230,34 +231,23 @@ def _missing(marker: DataLoss) -> str:
 
 @admin_endpoint
 def carves(request: Request, session: Any) -> dict[str, Any]:
-    rows = session.execute(
-        select(
-            Carve.session_id,
-            Carve.carve_id,
-            Host.host_identifier,
-            Carve.carve_size,
-            Carve.block_count,
-            Carve.blocks_received,
-            Carve.compression,
-            Carve.created_at,
-            Carve.completed_at,
-        )
-        .join(Host, Host.id == Carve.host_id)
-        .order_by(Carve.id)
-    )
     return {
         "carves": [
             {
-                "session_id": r.session_id,
-                "carve_id": r.carve_id,
-                "host": r.host_identifier,
-                "size": r.carve_size,
-                "blocks": f"{r.blocks_received}/{r.block_count}",
-                "compression": r.compression,
-                "started": iso(r.created_at),
-                "completed": iso(r.completed_at),
+                "session_id": c.session_id,
+                "carve_id": c.carve_id,
+                "host": c.host,
+                "state": c.state,
+                "size": c.carve_size,
+                "received": c.bytes_received,
+                "blocks": f"{c.blocks_received}/{c.block_count}",
+                "compression": c.compression,
+                "started": iso(c.created_at),
+                "last_block": iso(c.updated_at),
+                "completed": iso(c.completed_at),
+                "expired": iso(c.expired_at),
             }
-            for r in rows
+            for c in carve_store.list_carves(session)
         ]
     }
 

@@ -7,15 +7,11 @@ whole request back and osqueryd resends it.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import logging
-import secrets
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, text
+from sqlalchemy import func, insert, select, text
 from sqlalchemy.orm import Session
 
 from fleetctl.errors import BadRequest
@@ -28,12 +24,10 @@ from fleetctl.ingest import (
 from fleetctl.server.osquery_config import PACK_DELIMITER
 from storage import hosts as host_store
 from storage import packs as pack_store
-from storage.models import Carve, CarveBlock, Delivery, Host, StatusLog
+from storage.models import Delivery, Host, StatusLog
 from storage.results import ApplyStats, apply_runs
 
 log = logging.getLogger("fleetctl.server")
-
-MAX_CARVE_BYTES = 512 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -153,82 +147,6 @@ def ingest_log(
     if data:
         _remember(session, host_id, log_type, digests, now)
     return stats
-
-
-def _positive_int(body: Mapping[str, Any], key: str) -> int:
-    value = body.get(key)
-    if isinstance(value, str) and value.isdigit():
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise BadRequest(f"{key!r} must be a non-negative integer")
-    return value
-
-
-def carve_begin(session: Session, host_id: int, body: Mapping[str, Any], now: int) -> str:
-    block_count = _positive_int(body, "block_count")
-    block_size = _positive_int(body, "block_size")
-    carve_size = _positive_int(body, "carve_size")
-    if carve_size > MAX_CARVE_BYTES:
-        raise BadRequest(f"carve of {carve_size} bytes exceeds the {MAX_CARVE_BYTES}-byte limit")
-    if block_count == 0 or block_size == 0 or block_count * block_size < carve_size:
-        raise BadRequest("block_count * block_size must cover carve_size")
-    session_id = secrets.token_urlsafe(24)
-    session.add(
-        Carve(
-            host_id=host_id,
-            session_id=session_id,
-            carve_id=str(body.get("carve_id", "")),
-            request_id=str(body.get("request_id", "")),
-            block_count=block_count,
-            block_size=block_size,
-            carve_size=carve_size,
-            blocks_received=0,
-            created_at=now,
-        )
-    )
-    return session_id
-
-
-def carve_block(session: Session, body: Mapping[str, Any], now: int) -> Carve:
-    """Store one block; assemble the archive when the last one arrives."""
-    session_id = body.get("session_id")
-    if not isinstance(session_id, str):
-        raise BadRequest("'session_id' must be a string")
-    carve = session.scalars(
-        select(Carve).where(Carve.session_id == session_id).with_for_update()
-    ).first()
-    if carve is None:
-        raise BadRequest("unknown carve session_id")
-    block_id = _positive_int(body, "block_id")
-    if block_id >= carve.block_count:
-        raise BadRequest(f"block_id {block_id} out of range 0..{carve.block_count - 1}")
-    data = body.get("data")
-    if not isinstance(data, str):
-        raise BadRequest("'data' must be a base64 string")
-    try:
-        raw = base64.b64decode(data, validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise BadRequest(f"'data' is not valid base64: {exc}") from exc
-    if len(raw) > carve.block_size:
-        raise BadRequest("block larger than the announced block_size")
-    already = session.get(CarveBlock, (carve.id, block_id)) is not None
-    if carve.completed_at is not None or already:
-        return carve  # a resent block: already stored
-    session.add(CarveBlock(carve_id=carve.id, block_id=block_id, data=raw))
-    carve.blocks_received += 1
-    if carve.blocks_received == carve.block_count:
-        session.flush()
-        blocks = session.scalars(
-            select(CarveBlock.data)
-            .where(CarveBlock.carve_id == carve.id)
-            .order_by(CarveBlock.block_id)
-        )
-        archive = b"".join(blocks)
-        carve.archive = archive
-        carve.compression = "zstd" if archive[:4] == b"\x28\xb5\x2f\xfd" else "none"
-        carve.completed_at = now
-        session.execute(delete(CarveBlock).where(CarveBlock.carve_id == carve.id))
-    return carve
 
 
 def count_hosts(session: Session) -> int:

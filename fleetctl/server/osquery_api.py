@@ -1,8 +1,9 @@
 """osquery's TLS remote API: enroll, config, log, distributed read/write, carve.
 
 Paths follow FleetDM's (``/api/v1/osquery/...``) so existing osqueryd flag files keep
-working. Each handler parses, authenticates, calls one function of ``node_service``
-or ``distributed_answers`` in a worker thread inside one transaction, and serialises.
+working. Each handler parses, authenticates, calls one function of ``node_service``,
+``distributed_answers`` or ``carves`` in a worker thread inside one transaction, and
+serialises.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from fleetctl.errors import BadRequest, NodeInvalid
-from fleetctl.server import distributed_answers, node_service
+from fleetctl.server import carves, distributed_answers, node_service
 from fleetctl.server.auth import CachedNode, digest, fingerprint, matches_any, new_secret
 from fleetctl.server.body import read_json_object
 from fleetctl.server.campaign_queue import campaign_query_id, parse_campaign_query_id
@@ -216,7 +217,7 @@ async def carve_begin(request: Request) -> Response:
 
     session_id = await in_session(
         state.sessions,
-        lambda session: node_service.carve_begin(session, node.host_id, body, int(time.time())),
+        lambda session: carves.begin(session, node.host_id, body, int(time.time()), state.settings),
     )
     return node_ok({"session_id": session_id})
 
@@ -227,7 +228,7 @@ async def carve_block(request: Request) -> Response:
     body = await read_json_object(request, state.settings.max_body)
 
     await in_session(
-        state.sessions, lambda session: node_service.carve_block(session, body, int(time.time()))
+        state.sessions, lambda session: carves.add_block(session, body, int(time.time()))
     )
     return node_ok()
 
