@@ -32,7 +32,10 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
-SLEEP = "120"
+# The world lives for the whole test session (``stop`` kills it at the end); the sleep is
+# only a bound in case the session dies without cleaning up. A worker may reach the table
+# tests many minutes after it started the world, so the bound is generous.
+SLEEP = "3600"
 
 UNIX_SERVER = """
 import os, socket, sys, time
