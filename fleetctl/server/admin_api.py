@@ -24,6 +24,7 @@ from fleetctl.server.state import in_session, server_state
 from fleetctl.timeutil import iso, parse_time
 from storage import hosts as host_store
 from storage import results as result_store
+from storage.encoding import unescape, unescape_row
 from storage.models import Carve, DataLoss, Host, ResultRow, StatusLog
 
 PREFIX = "/api/v1/admin"
@@ -156,18 +157,18 @@ def results(request: Request, session: Any) -> dict[str, Any]:
     at_text = request.query_params.get("at")
     at = parse_time(at_text) if at_text else int(time.time())
     rows = result_store.rows_at(session, host.id, name, at)
+    sent = [unescape_row(row.columns) for row in rows]  # as the host sent them
     columns: dict[str, None] = {}
-    for row in rows:
-        columns.update(dict.fromkeys(row.columns))
+    for values in sent:
+        columns.update(dict.fromkeys(values))
     return {
         "host": host.host_identifier,
         "query": name,
         "at": iso(at),
         "columns": list(columns),
         "rows": [
-            dict(row.columns)
-            | {"first_seen": iso(row.first_seen), "removed_at": iso(row.removed_at)}
-            for row in rows
+            values | {"first_seen": iso(row.first_seen), "removed_at": iso(row.removed_at)}
+            for row, values in zip(rows, sent, strict=True)
         ],
     }
 
@@ -187,9 +188,9 @@ def status_logs(request: Request, session: Any) -> dict[str, Any]:
             {
                 "time": iso(s.unix_time),
                 "severity": s.severity,
-                "location": f"{s.filename}:{s.line}",
-                "message": s.message,
-                "version": s.version,
+                "location": f"{unescape(s.filename)}:{s.line}",
+                "message": unescape(s.message),
+                "version": unescape(s.version),
             }
             for s in logs
         ]
