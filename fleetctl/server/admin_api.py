@@ -23,6 +23,7 @@ from fleetctl.server.responses import json_response
 from fleetctl.server.state import in_session, server_state
 from fleetctl.timeutil import iso, parse_time
 from storage import hosts as host_store
+from storage import rejected as rejected_store
 from storage import results as result_store
 from storage.encoding import unescape, unescape_row
 from storage.models import Carve, DataLoss, Host, ResultRow, StatusLog
@@ -199,17 +200,20 @@ def status_logs(request: Request, session: Any) -> dict[str, Any]:
 
 @admin_endpoint
 def data_loss(request: Request, session: Any) -> dict[str, Any]:
+    """What the store lacks: gaps and resets in hosts' streams (``data_loss``), and log
+    lines it quarantined instead of storing (``rejected``, each with the line as JSON)."""
     stmt = select(DataLoss, Host.host_identifier).join(Host, Host.id == DataLoss.host_id)
     ref = request.query_params.get("host")
-    if ref:
-        stmt = stmt.where(DataLoss.host_id == find_host_or_404(session, ref).id)
+    host_id = find_host_or_404(session, ref).id if ref else None
+    if host_id is not None:
+        stmt = stmt.where(DataLoss.host_id == host_id)
     out = []
     for marker, ident in session.execute(stmt.order_by(DataLoss.id)):
         out.append(
             {
                 "id": marker.id,
                 "host": ident,
-                "query": marker.name,
+                "query": unescape(marker.name),
                 "kind": marker.kind,
                 "epoch": marker.epoch,
                 "missing": _missing(marker),
@@ -218,7 +222,19 @@ def data_loss(request: Request, session: Any) -> dict[str, Any]:
                 "resolved": iso(marker.resolved_at),
             }
         )
-    return {"data_loss": out}
+    rejected = [
+        {
+            "id": line.id,
+            "host": ident,
+            "log_type": line.log_type,
+            "query": unescape(line.name),
+            "reason": unescape(line.reason),
+            "at": iso(line.received_at),
+            "line": line.line,
+        }
+        for line, ident in rejected_store.rejected_lines(session, host_id)
+    ]
+    return {"data_loss": out, "rejected": rejected}
 
 
 def _missing(marker: DataLoss) -> str:

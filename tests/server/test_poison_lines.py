@@ -9,8 +9,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 from sqlalchemy import func, select, text
 
+from fleetctl.cli import main
 from storage.encoding import unescape_row
 from storage.engine import make_engine, make_sessionmaker, session_scope
 from storage.models import Host, RejectedLine, ResultRow, StatusLog
@@ -270,6 +272,24 @@ def test_resent_batch_quarantines_once(
     assert [r[3]["columns"]["pid"] for r in store.rejected()] == ["2", "5"]
     assert sorted(r["pid"] for r in results(server)) == ["1", "3", "4"]
     assert store.count(ResultRow) == 3
+
+
+def test_admin_api_and_cli_list_quarantined_lines(server: RunningServer, node: Any) -> None:
+    assert post(node, "result", [line("1", epoch=-1)]) == {"node_invalid": False}
+    answer = server.admin().get("/api/v1/admin/data-loss", params={"host": "jumpvm"}).json()
+    [entry] = answer["rejected"]
+    assert (entry["host"], entry["query"], entry["log_type"]) == ("jumpvm", NAME, "result")
+    assert "'epoch' is out of range" in entry["reason"]
+    assert json.loads(entry["line"]) == line("1", epoch=-1)
+
+    listed = CliRunner().invoke(main, ["data-loss", "--format", "json"])
+    assert listed.exit_code == 0, listed.output
+    [loss] = json.loads(listed.output)
+    assert (loss["host"], loss["query"], loss["kind"]) == ("jumpvm", NAME, "rejected")
+    assert loss["detail"].startswith("result line: 'epoch' is out of range")
+    only = CliRunner().invoke(main, ["data-loss", "--rejected", "--format", "json"])
+    assert only.exit_code == 0, only.output
+    assert [json.loads(r["line"]) for r in json.loads(only.output)] == [line("1", epoch=-1)]
 
 
 def test_hunt_rejected_view_shows_quarantined_lines(server: RunningServer, node: Any) -> None:
