@@ -24,7 +24,9 @@ from fleetctl.server.state import in_session, server_state
 from fleetctl.timeutil import iso, parse_time
 from storage import carves as carve_store
 from storage import hosts as host_store
+from storage import rejected as rejected_store
 from storage import results as result_store
+from storage.encoding import unescape, unescape_row
 from storage.models import DataLoss, Host, ResultRow, StatusLog
 
 PREFIX = "/api/v1/admin"
@@ -157,18 +159,18 @@ def results(request: Request, session: Any) -> dict[str, Any]:
     at_text = request.query_params.get("at")
     at = parse_time(at_text) if at_text else int(time.time())
     rows = result_store.rows_at(session, host.id, name, at)
+    sent = [unescape_row(row.columns) for row in rows]  # as the host sent them
     columns: dict[str, None] = {}
-    for row in rows:
-        columns.update(dict.fromkeys(row.columns))
+    for values in sent:
+        columns.update(dict.fromkeys(values))
     return {
         "host": host.host_identifier,
         "query": name,
         "at": iso(at),
         "columns": list(columns),
         "rows": [
-            dict(row.columns)
-            | {"first_seen": iso(row.first_seen), "removed_at": iso(row.removed_at)}
-            for row in rows
+            values | {"first_seen": iso(row.first_seen), "removed_at": iso(row.removed_at)}
+            for row, values in zip(rows, sent, strict=True)
         ],
     }
 
@@ -188,9 +190,9 @@ def status_logs(request: Request, session: Any) -> dict[str, Any]:
             {
                 "time": iso(s.unix_time),
                 "severity": s.severity,
-                "location": f"{s.filename}:{s.line}",
-                "message": s.message,
-                "version": s.version,
+                "location": f"{unescape(s.filename)}:{s.line}",
+                "message": unescape(s.message),
+                "version": unescape(s.version),
             }
             for s in logs
         ]
@@ -199,17 +201,20 @@ def status_logs(request: Request, session: Any) -> dict[str, Any]:
 
 @admin_endpoint
 def data_loss(request: Request, session: Any) -> dict[str, Any]:
+    """What the store lacks: gaps and resets in hosts' streams (``data_loss``), and log
+    lines it quarantined instead of storing (``rejected``, each with the line as JSON)."""
     stmt = select(DataLoss, Host.host_identifier).join(Host, Host.id == DataLoss.host_id)
     ref = request.query_params.get("host")
-    if ref:
-        stmt = stmt.where(DataLoss.host_id == find_host_or_404(session, ref).id)
+    host_id = find_host_or_404(session, ref).id if ref else None
+    if host_id is not None:
+        stmt = stmt.where(DataLoss.host_id == host_id)
     out = []
     for marker, ident in session.execute(stmt.order_by(DataLoss.id)):
         out.append(
             {
                 "id": marker.id,
                 "host": ident,
-                "query": marker.name,
+                "query": unescape(marker.name),
                 "kind": marker.kind,
                 "epoch": marker.epoch,
                 "missing": _missing(marker),
@@ -218,7 +223,19 @@ def data_loss(request: Request, session: Any) -> dict[str, Any]:
                 "resolved": iso(marker.resolved_at),
             }
         )
-    return {"data_loss": out}
+    rejected = [
+        {
+            "id": line.id,
+            "host": ident,
+            "log_type": line.log_type,
+            "query": unescape(line.name),
+            "reason": unescape(line.reason),
+            "at": iso(line.received_at),
+            "line": line.line,
+        }
+        for line, ident in rejected_store.rejected_lines(session, host_id)
+    ]
+    return {"data_loss": out, "rejected": rejected}
 
 
 def _missing(marker: DataLoss) -> str:

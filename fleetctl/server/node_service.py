@@ -2,7 +2,8 @@
 
 Handlers in ``osquery_api`` parse and authenticate; these functions validate the
 payload and write it in the caller's transaction, so a failure anywhere rolls the
-whole request back and osqueryd resends it.
+whole request back and osqueryd resends it. A log line the store cannot hold is the
+exception: it is quarantined (``storage.rejected``) and the rest of its batch stored.
 """
 
 from __future__ import annotations
@@ -16,16 +17,20 @@ from sqlalchemy.orm import Session
 
 from fleetctl.errors import BadRequest
 from fleetctl.ingest import (
-    iter_host_identifiers,
-    line_digest,
+    Run,
+    StatusLine,
+    host_identifiers,
+    line_digests,
     parse_result_lines,
     parse_status_lines,
 )
 from fleetctl.server.osquery_config import PACK_DELIMITER
 from storage import hosts as host_store
 from storage import packs as pack_store
+from storage.encoding import Encoder, encoder_for
 from storage.models import Delivery, Host, StatusLog
-from storage.results import ApplyStats, apply_runs
+from storage.rejected import Rejection, is_data_error, record, refusal
+from storage.results import ApplyStats, apply_runs, apply_runs_one_by_one
 
 log = logging.getLogger("fleetctl.server")
 
@@ -87,15 +92,76 @@ def _remember(
         row.digests, row.updated_at = blob, now
 
 
-def _check_identifiers(session: Session, host: Host, identifiers: set[str]) -> None:
-    foreign = identifiers - {host.host_identifier, host.hostname}
-    if foreign:
-        other = host_store.other_host_with_identifier(session, host.id, foreign)
-        if other is not None:
-            raise BadRequest(
-                f"batch contains lines for host {other!r}, which is another enrolled host; "
-                "each host sends only its own results"
-            )
+def _check_identifiers(session: Session, host: Host, identifiers: set[str]) -> set[str]:
+    """The identifiers among ``identifiers`` that name another enrolled host: each host
+    sends only its own results, so lines naming another are quarantined, not stored as
+    this host's. No query when every line names this host (the usual case), one when no
+    other enrolled host is named, then one per stranger."""
+    strangers = identifiers - {host.host_identifier, host.hostname}
+    if not strangers or host_store.other_host_with_identifier(session, host.id, strangers) is None:
+        return set()
+    return {
+        i
+        for i in strangers
+        if host_store.other_host_with_identifier(session, host.id, {i}) is not None
+    }
+
+
+def _apply_results(
+    session: Session, host: Host, runs: list[Run], now: int, index: PackIndex, one_by_one: bool
+) -> tuple[ApplyStats, list[Rejection]]:
+    """Apply the runs; the host's decorations become those of the last decorated run."""
+    refused: list[Rejection] = []
+    if one_by_one:
+        stats, failed = apply_runs_one_by_one(
+            session, host.id, runs, now, index.pack_names, index.no_removed_names
+        )
+        refused = [Rejection(i, reason, run.name) for run, reason in failed for i in run.lines]
+        dropped = {id(run) for run, _ in failed}
+        runs = [run for run in runs if id(run) not in dropped]
+    else:
+        stats = apply_runs(session, host.id, runs, now, index.pack_names, index.no_removed_names)
+    decorated = next((r.decorations for r in reversed(runs) if r.decorations), None)
+    if decorated is not None:
+        stored = dict(encoder_for(session).row(decorated))
+        if stored != host.decorations:
+            host.decorations = stored
+    return stats, refused
+
+
+def _status_row(host_id: int, line: StatusLine, enc: Encoder) -> dict[str, Any]:
+    return {
+        "host_id": host_id,
+        "unix_time": line.unix_time,
+        "severity": line.severity,
+        "filename": enc.text(line.filename),
+        "line": line.line,
+        "message": enc.text(line.message),
+        "version": enc.text(line.version),
+        "decorations": None if line.decorations is None else dict(enc.row(line.decorations)),
+    }
+
+
+def _insert_statuses(
+    session: Session, host_id: int, lines: list[StatusLine], one_by_one: bool
+) -> list[Rejection]:
+    """Store status lines as osqueryd sent them; ``one_by_one``: each under a savepoint,
+    quarantining those the database refuses with a data error."""
+    enc = encoder_for(session)
+    if not one_by_one:
+        if lines:
+            session.execute(insert(StatusLog), [_status_row(host_id, s, enc) for s in lines])
+        return []
+    refused: list[Rejection] = []
+    for line in lines:
+        try:
+            with session.begin_nested():
+                session.execute(insert(StatusLog), [_status_row(host_id, line, enc)])
+        except Exception as exc:
+            if not is_data_error(exc):
+                raise
+            refused.append(Rejection(line.index, refusal(exc)))
+    return refused
 
 
 def ingest_log(
@@ -105,45 +171,40 @@ def ingest_log(
     data: Any,
     now: int,
     packs: PackIndex | None = None,
+    *,
+    one_by_one: bool = False,
 ) -> ApplyStats:
-    """Validate and apply one ``log`` request for one host."""
+    """Validate and apply one ``log`` request for one host.
+
+    Lines that cannot be stored as sent are quarantined with their reason and the rest
+    applied, so the batch is acknowledged. ``one_by_one`` is the retry after the
+    database refused the batch with a data error: each run (each status line) is
+    applied under its own savepoint and one the database refuses is quarantined too.
+    """
     if log_type not in ("result", "status"):
         raise BadRequest(f"unknown log_type {log_type!r}: expected 'result' or 'status'")
     if not isinstance(data, list):
         raise BadRequest(f"'data' must be a list of log lines, got {type(data).__name__}")
     host = lock_host(session, host_id)
-    digests = [line_digest(line) for line in data]
+    digests, unencodable = line_digests(data)
     skip = _redelivered(session, host_id, log_type, digests)
     lines = data[skip:]
-    stats = ApplyStats(skipped_runs=0)
+    foreign = _check_identifiers(session, host, host_identifiers(lines))
     if log_type == "result":
-        runs = parse_result_lines(lines)
-        _check_identifiers(session, host, set(iter_host_identifiers(runs)))
         index = packs or PackIndex()
-        stats = apply_runs(session, host_id, runs, now, index.pack_names, index.no_removed_names)
-        decorated = next((r.decorations for r in reversed(runs) if r.decorations), None)
-        if decorated is not None and decorated != host.decorations:
-            host.decorations = decorated
+        batch = parse_result_lines(
+            lines, index.pack_names, start=skip, refused=unencodable, foreign=foreign
+        )
+        stats, refused = _apply_results(session, host, batch.runs, now, index, one_by_one)
+        rejected = batch.rejected
     else:
-        statuses = parse_status_lines(lines)
-        _check_identifiers(session, host, set(iter_host_identifiers(statuses)))
-        if statuses:
-            session.execute(
-                insert(StatusLog),
-                [
-                    {
-                        "host_id": host_id,
-                        "unix_time": s.unix_time,
-                        "severity": s.severity,
-                        "filename": s.filename,
-                        "line": s.line,
-                        "message": s.message,
-                        "version": s.version,
-                        "decorations": s.decorations,
-                    }
-                    for s in statuses
-                ],
-            )
+        statuses, rejected = parse_status_lines(
+            lines, start=skip, refused=unencodable, foreign=foreign
+        )
+        stats, refused = ApplyStats(), _insert_statuses(session, host_id, statuses, one_by_one)
+    rejected = sorted([*rejected, *refused], key=lambda r: r.index)
+    record(session, host_id, log_type, data, rejected, now)
+    stats.rejected = len(rejected)
     if data:
         _remember(session, host_id, log_type, digests, now)
     return stats

@@ -20,9 +20,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from fleetctl.errors import BadRequest, NodeInvalid
+from fleetctl.ingest import loads_log_body
 from fleetctl.server import carves, distributed_answers, node_service
 from fleetctl.server.auth import CachedNode, digest, fingerprint, matches_any, new_secret
-from fleetctl.server.body import read_json_object
+from fleetctl.server.body import read_body, read_json_object
 from fleetctl.server.campaign_queue import campaign_query_id, parse_campaign_query_id
 from fleetctl.server.detection_service import relevant
 from fleetctl.server.osquery_config import config_for
@@ -32,6 +33,8 @@ from fleetctl.targeting import host_family
 from storage import campaigns as campaign_store
 from storage import hosts as host_store
 from storage.campaigns import Pending
+from storage.rejected import is_data_error, refusal
+from storage.results import ApplyStats
 
 log = logging.getLogger("fleetctl.server")
 
@@ -158,16 +161,35 @@ async def config(request: Request) -> Response:
 @osquery_endpoint
 async def log_(request: Request) -> Response:
     state = server_state(request)
-    body = await read_json_object(request, state.settings.max_body)
+    body = loads_log_body(await read_body(request, state.settings.max_body))
     node = await authenticate(request, body)
     now = int(time.time())
 
-    stats = await in_session(
-        state.sessions,
-        lambda session: node_service.ingest_log(
-            session, node.host_id, body.get("log_type"), body.get("data"), now, state.packs
-        ),
-    )
+    def ingest(one_by_one: bool) -> Callable[[Session], ApplyStats]:
+        return lambda session: node_service.ingest_log(
+            session,
+            node.host_id,
+            body.get("log_type"),
+            body.get("data"),
+            now,
+            state.packs,
+            one_by_one=one_by_one,
+        )
+
+    try:
+        stats = await in_session(state.sessions, ingest(False))
+    except Exception as exc:
+        if not is_data_error(exc):
+            raise  # the database failed, not the data: osqueryd resends the batch
+        log.warning("host %s: %s; applying the batch run by run", node.host_id, refusal(exc))
+        stats = await in_session(state.sessions, ingest(True))
+    if stats.rejected:
+        log.warning(
+            "host %s: %d %s log line(s) quarantined (fleetctl data-loss)",
+            node.host_id,
+            stats.rejected,
+            body.get("log_type"),
+        )
     names = stats.names
     if state.detection is not None and any(relevant(n, []) for n in names):
         state.detection.mark(node.host_id)
