@@ -25,6 +25,10 @@ SETTINGS: tuple[tuple[str, object, str], ...] = (
     ("learning_window", 24 * 3600, "Seconds a new host (and the fleet) only learns paths."),
     ("max_carve", 512 * MiB, "Largest file carve a host may announce (bytes)."),
     ("carve_timeout", 3600, "Seconds without a block after which a carve is expired."),
+    ("analyst_db", None, "PostgreSQL URL of a hand-made analyst role for `fleetctl sql`."),
+    ("analyst_slots", 4, "Analyst SQL statements run at once (more answer 503 busy)."),
+    ("analyst_timeout", 10.0, "Seconds one analyst SQL statement may run."),
+    ("analyst_max_bytes", 64 * MiB, "Largest analyst SQL answer (bytes); more is truncated."),
 )
 
 
@@ -57,6 +61,10 @@ class Settings:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     enroll_secrets: tuple[str, ...] = ()
+    analyst_db: str | None = None
+    analyst_slots: int = 4
+    analyst_timeout: float = 10.0
+    analyst_max_bytes: int = 64 * MiB
 
     @property
     def db_url(self) -> str:

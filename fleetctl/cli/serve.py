@@ -23,6 +23,14 @@ from fleetctl.timeutil import parse_duration
     default=None,
     help="Database URL (default: sqlite:///<home>/fleet.db).",
 )
+@click.option(
+    "--analyst-db",
+    "analyst_db",
+    envvar="FLEETCTL_ANALYST_DB",
+    default=None,
+    help="PostgreSQL URL of a hand-made analyst role for `fleetctl sql`"
+    " (default: <database>_analyst, made by `fleetctl db upgrade`).",
+)
 @click.option("--listen", default="127.0.0.1:8443", show_default=True, help="HOST:PORT.")
 @click.option(
     "--enroll-secret",
@@ -60,6 +68,7 @@ from fleetctl.timeutil import parse_duration
 @click.option("-v", "--verbose", is_flag=True, help="Log every enrollment and error.")
 def serve(
     db: str | None,
+    analyst_db: str | None,
     listen: str,
     enroll_secrets: tuple[str, ...],
     tls_cert: Path | None,
@@ -96,6 +105,7 @@ def serve(
         home=default_home(),
         listen=listen,
         db=db,
+        analyst_db=analyst_db,
         max_body=max_body,
         tls_cert=tls_cert,
         tls_key=tls_key,

@@ -16,7 +16,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from fleetctl.errors import BadRequest, NotFound
-from fleetctl.readonly_sql import run_readonly
+from fleetctl.server.analyst import AnalystBusy, AnalystUnavailable
 from fleetctl.server.auth import matches_any
 from fleetctl.server.body import read_json_object
 from fleetctl.server.responses import json_response
@@ -269,17 +269,35 @@ def carves(request: Request, session: Any) -> dict[str, Any]:
     }
 
 
-@admin_read_body_endpoint
-def sql(request: Request, session: Any, body: dict[str, Any]) -> dict[str, Any]:
-    """Ad-hoc SQL over the store, read-only and time-limited (``fleetctl sql``)."""
-    query = body.get("sql")
-    if not isinstance(query, str):
-        raise ValueError("'sql' must be a string")
-    limit = body.get("limit", 10_000)
-    if isinstance(limit, bool) or not isinstance(limit, int) or not 0 < limit <= 1_000_000:
-        raise ValueError("'limit' must be an integer from 1 to 1000000")
-    result = run_readonly(session, query, limit=limit)
-    return {"columns": result.columns, "rows": result.rows, "truncated": result.truncated}
+async def sql(request: Request) -> Response:
+    """Ad-hoc analyst SQL (``fleetctl sql``): on analyst SQL's own engine, slots and
+    threads (``fleetctl.server.analyst``), never on the pool that ingest uses."""
+    state = server_state(request)
+    header = request.headers.get("authorization", "")
+    token = header[7:].strip() if header.lower().startswith("bearer ") else ""
+    if not token or not matches_any(token, state.token_digests()):
+        return json_response({"error": "missing or invalid admin token"}, 401)
+    try:
+        body = await read_json_object(request, state.settings.max_body)
+        query = body.get("sql")
+        if not isinstance(query, str):
+            raise BadRequest("'sql' must be a string")
+        limit = body.get("limit", 10_000)
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 0 < limit <= 1_000_000:
+            raise BadRequest("'limit' must be an integer from 1 to 1000000")
+        result = await state.analyst.run(query, limit)
+    except (AnalystBusy, AnalystUnavailable) as exc:
+        return json_response({"error": str(exc)}, 503)
+    except BadRequest as exc:
+        return json_response({"error": str(exc)}, 400)
+    return json_response(
+        {
+            "columns": result.columns,
+            "rows": result.rows,
+            "truncated": result.truncated,
+            "reason": result.reason,
+        }
+    )
 
 
 routes = [

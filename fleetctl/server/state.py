@@ -18,6 +18,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
 from fleetctl.server import carves
+from fleetctl.server.analyst import AnalystSQL
 from fleetctl.server.auth import FailureThrottle, NodeKeyCache
 from fleetctl.server.campaign_queue import CampaignQueue
 from fleetctl.server.detection_service import DetectionService
@@ -67,6 +68,7 @@ class ServerState:
     readonly_engine: Engine
     sessions: sessionmaker[Session]
     readonly_sessions: sessionmaker[Session]
+    analyst: AnalystSQL  # analyst SQL's own engine, slots and threads
     node_keys: NodeKeyCache
     throttle: FailureThrottle = field(default_factory=FailureThrottle)
     checkins: CheckIns = field(default_factory=CheckIns)
@@ -91,6 +93,7 @@ class ServerState:
             readonly_engine=ro,
             sessions=sessions,
             readonly_sessions=make_sessionmaker(ro),
+            analyst=AnalystSQL(settings, engine),
             node_keys=NodeKeyCache(ttl=settings.node_key_ttl),
             detection=DetectionService(sessions, learning_window=settings.learning_window),
         )
@@ -185,6 +188,7 @@ class ServerState:
             self.detection.stop()
         self.flush_checkins()
         self.flush_sent()
+        self.analyst.close()
         self.engine.dispose()
         self.readonly_engine.dispose()
 
