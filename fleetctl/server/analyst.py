@@ -43,6 +43,8 @@ class AnalystUnavailable(FleetError):
 
 
 class AnalystSQL:
+    """One server's analyst SQL: caps, admission, threads and the (lazily made) engine."""
+
     def __init__(self, settings: Settings, store: Engine, wait: float = 1.0) -> None:
         self.settings = settings
         self.store = store
@@ -71,10 +73,9 @@ class AnalystSQL:
             self._admission.release()
 
     def _run(self, sql: str, caps: Caps) -> SQLResult:
-        engine = self.engine()
         try:
-            return analyst_sql.run(engine, sql, caps)
-        except SQLAlchemyError as exc:  # the pool could not connect: the database is away
+            return analyst_sql.run(self.engine(), sql, caps)
+        except SQLAlchemyError as exc:  # no connection could be made: the database is away
             raise AnalystUnavailable(
                 f"analyst SQL cannot reach the database: {_first_line(exc)}"
             ) from exc
