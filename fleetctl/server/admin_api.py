@@ -17,16 +17,27 @@ from starlette.routing import Route
 
 from fleetctl.errors import BadRequest, NotFound
 from fleetctl.readonly_sql import run_readonly
+from fleetctl.server.admin_params import (
+    check_body,
+    check_request_text,
+    column_length,
+    host_ref,
+    int_field,
+    int_param,
+    required_text,
+    time_param,
+)
 from fleetctl.server.auth import matches_any
 from fleetctl.server.body import read_json_object
 from fleetctl.server.responses import json_response
 from fleetctl.server.state import in_session, server_state
-from fleetctl.timeutil import iso, parse_time
+from fleetctl.timeutil import iso, shown
 from storage import hosts as host_store
 from storage import results as result_store
 from storage.models import Carve, DataLoss, Host, ResultRow, StatusLog
 
 PREFIX = "/api/v1/admin"
+STATUS_LOG_PAGE = 100_000
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -56,6 +67,9 @@ def admin_read_body_endpoint(func: Callable[[Request, Any, dict[str, Any]], Any]
 
 
 def _endpoint(func: Callable[..., Any], *, write: bool, with_body: bool | None = None) -> Handler:
+    """Authenticate, refuse NUL bytes and overlong parameters anywhere in the request,
+    then run ``func``; its refusals become 400/404 answers. Anything else (a database
+    error, a bug) goes to the app's exception handlers."""
     with_body = write if with_body is None else with_body
 
     async def wrapper(request: Request) -> Response:
@@ -65,6 +79,7 @@ def _endpoint(func: Callable[..., Any], *, write: bool, with_body: bool | None =
         if not token or not matches_any(token, state.token_digests()):
             return json_response({"error": "missing or invalid admin token"}, 401)
         try:
+            check_request_text(request)
             body: dict[str, Any] | None = None
             if with_body:  # DELETE carries no body
                 body = (
@@ -72,6 +87,7 @@ def _endpoint(func: Callable[..., Any], *, write: bool, with_body: bool | None =
                     if request.method == "DELETE"
                     else await read_json_object(request, state.settings.max_body)
                 )
+                check_body(body)
 
             def work(session: Any) -> Any:
                 return func(request, session, body) if with_body else func(request, session)
@@ -107,9 +123,9 @@ def host_json(host: Host) -> dict[str, Any]:
 def find_host_or_404(session: Any, ref: str | None) -> Host:
     if not ref:
         raise ValueError("the 'host' parameter is required")
-    host = host_store.find_host(session, ref)
+    host = host_store.find_host(session, host_ref(ref))
     if host is None:
-        raise NotFound(f"no host matches {ref!r} (id, host identifier, hostname or uuid)")
+        raise NotFound(f"no host matches {shown(ref)} (id, host identifier, hostname or uuid)")
     return host
 
 
@@ -150,11 +166,8 @@ def show_host(request: Request, session: Any) -> dict[str, Any]:
 @admin_endpoint
 def results(request: Request, session: Any) -> dict[str, Any]:
     host = find_host_or_404(session, request.query_params.get("host"))
-    name = request.query_params.get("query")
-    if not name:
-        raise ValueError("the 'query' parameter is required (the name osquery logs)")
-    at_text = request.query_params.get("at")
-    at = parse_time(at_text) if at_text else int(time.time())
+    name = required_text(request.query_params, "query", max_length=column_length(ResultRow.name))
+    at = time_param(request.query_params, "at", default=int(time.time()))
     rows = result_store.rows_at(session, host.id, name, at)
     columns: dict[str, None] = {}
     for row in rows:
@@ -175,7 +188,7 @@ def results(request: Request, session: Any) -> dict[str, Any]:
 @admin_endpoint
 def status_logs(request: Request, session: Any) -> dict[str, Any]:
     host = find_host_or_404(session, request.query_params.get("host"))
-    limit = int(request.query_params.get("limit", "100"))
+    limit = int_param(request.query_params, "limit", (1, STATUS_LOG_PAGE), default=100)
     logs = session.scalars(
         select(StatusLog)
         .where(StatusLog.host_id == host.id)
@@ -268,9 +281,7 @@ def sql(request: Request, session: Any, body: dict[str, Any]) -> dict[str, Any]:
     query = body.get("sql")
     if not isinstance(query, str):
         raise ValueError("'sql' must be a string")
-    limit = body.get("limit", 10_000)
-    if isinstance(limit, bool) or not isinstance(limit, int) or not 0 < limit <= 1_000_000:
-        raise ValueError("'limit' must be an integer from 1 to 1000000")
+    limit = int_field(body, "limit", (1, 1_000_000), default=10_000)
     result = run_readonly(session, query, limit=limit)
     return {"columns": result.columns, "rows": result.rows, "truncated": result.truncated}
 
