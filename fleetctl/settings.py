@@ -23,6 +23,21 @@ SETTINGS: tuple[tuple[str, object, str], ...] = (
     ("config_refresh", 60, "Seconds between osqueryd config refreshes (printed flags)."),
     ("distributed_interval", 10, "Seconds between distributed reads (printed flags)."),
     ("learning_window", 24 * 3600, "Seconds a new host (and the fleet) only learns paths."),
+    ("handshake_timeout", 10.0, "Seconds a client has to complete the TLS handshake."),
+    (
+        "header_timeout",
+        10.0,
+        "Seconds a client has to send a request's headers, from its first byte "
+        "(from the handshake, for a connection's first request).",
+    ),
+    ("body_timeout", 30.0, "Seconds a request body may go without a byte arriving."),
+    ("keep_alive_timeout", 30, "Seconds an idle keep-alive connection stays open."),
+    (
+        "max_connections_per_address",
+        256,
+        "Concurrent connections from one client address; more are closed at once "
+        "(osqueryd holds one or two; NAT'd hosts share an address).",
+    ),
 )
 
 
@@ -50,6 +65,11 @@ class Settings:
     config_refresh: int = 60
     distributed_interval: int = 10
     learning_window: int = 24 * 3600
+    handshake_timeout: float = 10.0
+    header_timeout: float = 10.0
+    body_timeout: float = 30.0
+    keep_alive_timeout: int = 30
+    max_connections_per_address: int = 256
     tls_cert: Path | None = None
     tls_key: Path | None = None
     enroll_secrets: tuple[str, ...] = ()
