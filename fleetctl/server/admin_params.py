@@ -158,7 +158,7 @@ def required_text(params: Mapping[str, Any], name: str, *, max_length: int | Non
     """Like ``text_param``, and it must be given and not empty."""
     value = text_param(params, name, max_length=max_length)
     if not value:
-        raise BadRequest(f"the '{name}' parameter is required")
+        raise BadRequest(f"'{name}' is required")
     return value
 
 
