@@ -2,7 +2,7 @@
 
 ``IpcWorld.start()`` spawns, and ``stop()`` kills by recorded pid:
 
-* ``sleep 120 | cat``: an anonymous pipe from sleep's fd 1 to cat's fd 0;
+* ``sleep 1800 | cat``: an anonymous pipe from sleep's fd 1 to cat's fd 0;
 * a named FIFO with a writer (fd 1) and a reader (fd 0), and a second FIFO opened
   read-write by a single process (``sleep <> fifo``);
 * a process holding both ends of one pipe (fds 20 and 21);
@@ -32,7 +32,9 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
-SLEEP = "120"
+# Children outlive any test session (``stop()`` kills them): with a shorter life, a long
+# session found them gone when the tables tests ran late.
+SLEEP = "1800"
 
 UNIX_SERVER = """
 import os, socket, sys, time
@@ -43,7 +45,7 @@ fd = s.detach(); os.dup2(fd, 10); os.close(fd)
 listener = socket.socket(fileno=10)
 conn, _ = listener.accept()
 fd = conn.detach(); os.dup2(fd, 11); os.close(fd)
-time.sleep(120)
+time.sleep(1800)
 """
 
 UNIX_CLIENT = """
@@ -51,7 +53,7 @@ import os, socket, sys, time
 s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
 s.connect(sys.argv[1])
 fd = s.detach(); os.dup2(fd, 0); os.close(fd)
-time.sleep(120)
+time.sleep(1800)
 """
 
 TCP_SERVER = """
@@ -60,21 +62,21 @@ fd = int(sys.argv[1]); os.dup2(fd, 10); os.close(fd)
 listener = socket.socket(fileno=10)
 conn, _ = listener.accept()
 fd = conn.detach(); os.dup2(fd, 11); os.close(fd)
-time.sleep(120)
+time.sleep(1800)
 """
 
 TCP_CLIENT = """
 import os, socket, sys, time
 s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
 fd = s.detach(); os.dup2(fd, 1); os.close(fd)
-time.sleep(120)
+time.sleep(1800)
 """
 
 SELF_PIPE = """
 import os, time
 r, w = os.pipe()
 os.dup2(r, 20); os.dup2(w, 21); os.close(r); os.close(w)
-time.sleep(120)
+time.sleep(1800)
 """
 
 
