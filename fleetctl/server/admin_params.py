@@ -236,14 +236,20 @@ def _refuse_nul(text: str, where: str) -> None:
         raise BadRequest(f"{where} contains a NUL byte")
 
 
+# Query-string parameters that name what a host sent (a logged query name): the store
+# keeps NUL in them through its text encoding, so they may hold one.
+HOST_TEXT_PARAMS = frozenset({"query"})
+
+
 def check_request_text(request: Request) -> None:
-    """Query and path parameters: no NUL byte, nothing longer than ``MAX_PARAM_LENGTH``."""
+    """Query and path parameters: no NUL byte (but in ``HOST_TEXT_PARAMS``), nothing
+    longer than ``MAX_PARAM_LENGTH``."""
     for where, items in (
         ("the query string", request.query_params.multi_items()),
         ("the path", list(request.path_params.items())),
     ):
         for key, value in items:
             text = value if isinstance(value, str) else str(value)
-            _refuse_nul(key + text, where)
+            _refuse_nul(key if key in HOST_TEXT_PARAMS else key + text, where)
             if len(text) > MAX_PARAM_LENGTH:
                 raise BadRequest(f"'{key}' is longer than {MAX_PARAM_LENGTH} characters")
