@@ -106,12 +106,14 @@ def make_analyst_engine(
 
 def _guard_sqlite(engine: Engine, value_bytes: int, max_columns: int) -> None:
     @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+    def _on_connect(dbapi_conn: Any, record: Any) -> None:
         dbapi_conn.isolation_level = None
         # Text that is not UTF-8 (CAST(x'ff' AS TEXT)) is an answer, not an error.
         dbapi_conn.text_factory = _lenient_text
         dbapi_conn.execute("PRAGMA busy_timeout=30000")
-        sqlite_guard.guard(dbapi_conn, hunting_views(), value_bytes, max_columns)
+        record.info["refusals"] = sqlite_guard.guard(
+            dbapi_conn, hunting_views(), value_bytes, max_columns
+        )
 
 
 def _lenient_text(raw: bytes) -> str:

@@ -26,6 +26,20 @@ import sqlite3
 from collections.abc import Callable, Iterable
 
 Authorizer = Callable[[int, str | None, str | None, str | None, str | None], int]
+
+
+class Refusals:
+    """What the authorizer refused last, in words, for the analyst's error message
+    (SQLite itself only says "not authorized")."""
+
+    def __init__(self) -> None:
+        self.last = ""
+
+    def refuse(self, what: str) -> int:
+        self.last = what
+        return sqlite3.SQLITE_DENY
+
+
 ViewReads = frozenset[tuple[str, str, str]]
 
 MAX_SQL_BYTES = 100_000
@@ -101,10 +115,19 @@ def view_reads(conn: sqlite3.Connection, views: Iterable[str]) -> ViewReads:
     return frozenset(seen)
 
 
-def analyst_authorizer(views: Iterable[str], reads: ViewReads) -> Authorizer:
-    """The authorizer of an analyst connection (see the module docstring)."""
+def analyst_authorizer(
+    views: Iterable[str],
+    reads: ViewReads,
+    tables: Iterable[str] = (),
+    refusals: Refusals | None = None,
+) -> Authorizer:
+    """The authorizer of an analyst connection (see the module docstring); ``tables``
+    are the store's own tables, whose row counts are not the analyst's to read; each
+    refusal is noted in ``refusals``."""
+    noted = refusals or Refusals()
     readable = frozenset(views) | TABLE_FUNCTIONS
     behind_views = frozenset(table for _, table, _ in reads)
+    counted = frozenset(tables) - behind_views
 
     def authorize(
         action: int, arg1: str | None, arg2: str | None, _db: str | None, ctx: str | None
@@ -112,26 +135,36 @@ def analyst_authorizer(views: Iterable[str], reads: ViewReads) -> Authorizer:
         if action in (sqlite3.SQLITE_SELECT, sqlite3.SQLITE_RECURSIVE):
             return sqlite3.SQLITE_OK
         if action == sqlite3.SQLITE_FUNCTION:
-            allowed = (arg2 or "").lower() in ALLOWED_FUNCTIONS
-            return sqlite3.SQLITE_OK if allowed else sqlite3.SQLITE_DENY
+            if (arg2 or "").lower() in ALLOWED_FUNCTIONS:
+                return sqlite3.SQLITE_OK
+            return noted.refuse(f"the function {arg2}() is not available to analyst SQL")
         if action == sqlite3.SQLITE_READ and arg1 is not None:
             if arg1 in readable or (ctx, arg1, arg2 or "") in reads:
                 return sqlite3.SQLITE_OK
-            # A read of no column (count(*) over a view SQLite flattened) shows no values.
-            if not arg2 and arg1 in behind_views:
+            # A read of no column (count(*) over a view SQLite flattened, or rows of a
+            # CTE whose columns go unused) shows no values; only a table's size, so that
+            # is refused for the tables no view reads.
+            if not arg2 and arg1 not in counted:
                 return sqlite3.SQLITE_OK
-        return sqlite3.SQLITE_DENY
+            return noted.refuse(
+                f"{arg1} is not readable: analyst SQL reads the hunting views (hunt_*) only"
+            )
+        return noted.refuse("analyst SQL runs one SELECT over the hunting views (hunt_*) only")
 
     return authorize
 
 
 def guard(
     conn: sqlite3.Connection, views: Iterable[str], value_bytes: int, max_columns: int
-) -> None:
-    """Make ``conn`` an analyst connection: read-only, limited, and authorized as above."""
+) -> Refusals:
+    """Make ``conn`` an analyst connection: read-only, limited, and authorized as above;
+    the returned ``Refusals`` says what the authorizer refused last."""
     views = tuple(views)
     conn.execute("PRAGMA query_only = ON")
     reads = view_reads(conn, views)
+    tables = [n for (n,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
     for limit, value in limits(value_bytes, max_columns).items():
         conn.setlimit(limit, value)
-    conn.set_authorizer(analyst_authorizer(views, reads))
+    refusals = Refusals()
+    conn.set_authorizer(analyst_authorizer(views, reads, tables, refusals))
+    return refusals

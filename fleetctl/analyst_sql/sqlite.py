@@ -40,13 +40,14 @@ def run(engine: Engine, statement: str, caps: Caps) -> SQLResult:
             cursor.close()
     except sqlite3.Error as exc:
         row = collector.next_row if collector is not None else 1
-        raise BadRequest(_message(exc, row, caps)) from exc
+        refused = pooled.info.get("refusals")
+        raise BadRequest(_message(exc, row, caps, refused.last if refused else "")) from exc
     finally:
         conn.set_progress_handler(None, 0)
         pooled.close()
 
 
-def _message(exc: sqlite3.Error, row: int, caps: Caps) -> str:
+def _message(exc: sqlite3.Error, row: int, caps: Caps, refused: str = "") -> str:
     message = first_line(str(exc)) or type(exc).__name__
     name = getattr(exc, "sqlite_errorname", "")
     if name == "SQLITE_INTERRUPT":
@@ -62,7 +63,7 @@ def _message(exc: sqlite3.Error, row: int, caps: Caps) -> str:
     if "too many SQL variables" in message or "number of bindings" in message:
         return "parameters (?, :name, $name) are not supported: write the values in the SQL"
     if name == "SQLITE_AUTH" or "prohibited" in message or "authoriz" in message:
-        return f"{message}: analyst SQL reads the hunting views (hunt_*) only"
+        return f"{message}: {refused or 'analyst SQL reads the hunting views (hunt_*) only'}"
     if name == "SQLITE_READONLY" or "readonly" in message:
         return f"the store is read-only here: {message}"
     return message

@@ -103,6 +103,16 @@ def test_only_the_hunting_views_can_be_read(admin: Any, query: str) -> None:
     assert answer.json()["error"].endswith("analyst SQL reads the hunting views (hunt_*) only")
 
 
+def test_a_refusal_names_what_was_refused(admin: Any, db_url: str) -> None:
+    table = sql(admin, "SELECT token_hash FROM api_tokens").json()["error"]
+    assert "api_tokens" in table
+    if db_url.startswith("sqlite"):  # SQLite itself says only "not authorized"
+        function = sql(admin, "SELECT load_extension('x')").json()["error"]
+        assert function == (
+            "not authorized: the function load_extension() is not available to analyst SQL"
+        )
+
+
 def test_a_write_hidden_in_a_cte_is_refused_by_the_database(admin: Any, db_url: str) -> None:
     if pg(db_url):
         query = "WITH gone AS (DELETE FROM hosts RETURNING id) SELECT count(*) FROM gone"

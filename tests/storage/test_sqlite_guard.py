@@ -85,6 +85,9 @@ def test_the_authorizer_refuses(guarded: Any, statement: str) -> None:
         "SELECT * FROM hunt_hosts WHERE host_id IN (SELECT host_id FROM hunt_findings)",
         "WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < 3) "
         "SELECT group_concat(i) FROM s",
+        # a CTE whose columns go unused is read with no column
+        "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 3) "
+        "SELECT printf('%.*c', 10, 'y') FROM c",
         "SELECT strftime('%s', 'now') - 7 * 86400, upper('x'), hex(x'00'), round(1.5)",
     ],
 )
