@@ -63,7 +63,7 @@ def _message(exc: sqlite3.Error, row: int, caps: Caps, refused: str = "") -> str
     if "too many SQL variables" in message or "number of bindings" in message:
         return "parameters (?, :name, $name) are not supported: write the values in the SQL"
     if name == "SQLITE_AUTH" or "prohibited" in message or "authoriz" in message:
-        return f"{message}: {refused or 'analyst SQL reads the hunting views (hunt_*) only'}"
+        return refused or f"{message}: analyst SQL reads the hunting views (hunt_*) only"
     if name == "SQLITE_READONLY" or "readonly" in message:
         return f"the store is read-only here: {message}"
     return message
