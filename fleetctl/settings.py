@@ -23,6 +23,12 @@ SETTINGS: tuple[tuple[str, object, str], ...] = (
     ("config_refresh", 60, "Seconds between osqueryd config refreshes (printed flags)."),
     ("distributed_interval", 10, "Seconds between distributed reads (printed flags)."),
     ("learning_window", 24 * 3600, "Seconds a new host (and the fleet) only learns paths."),
+    ("max_carve", 512 * MiB, "Largest file carve a host may announce (bytes)."),
+    ("carve_timeout", 3600, "Seconds without a block after which a carve is expired."),
+    ("analyst_db", None, "PostgreSQL URL of a hand-made analyst role for `fleetctl sql`."),
+    ("analyst_slots", 4, "Analyst SQL statements run at once (more answer 503 busy)."),
+    ("analyst_timeout", 10.0, "Seconds one analyst SQL statement may run."),
+    ("analyst_max_bytes", 64 * MiB, "Largest analyst SQL answer (bytes); more is truncated."),
 )
 
 
@@ -50,9 +56,15 @@ class Settings:
     config_refresh: int = 60
     distributed_interval: int = 10
     learning_window: int = 24 * 3600
+    max_carve: int = 512 * MiB
+    carve_timeout: int = 3600
     tls_cert: Path | None = None
     tls_key: Path | None = None
     enroll_secrets: tuple[str, ...] = ()
+    analyst_db: str | None = None
+    analyst_slots: int = 4
+    analyst_timeout: float = 10.0
+    analyst_max_bytes: int = 64 * MiB
 
     @property
     def db_url(self) -> str:

@@ -121,6 +121,26 @@ def mark_sent(session: Session, sent: dict[tuple[int, int], int]) -> None:
     )
 
 
+def open_targets(
+    session: Session, host_id: int, campaign_ids: list[int], now: int
+) -> dict[int, bool]:
+    """Of ``campaign_ids``, those that target this host and have not expired, each with
+    whether its hand-out is recorded (``sent_at``): what a host's answers are judged by."""
+    found: dict[int, bool] = {}
+    for chunk in in_chunks(sorted(set(campaign_ids))):
+        rows = session.execute(
+            select(CampaignTarget.campaign_id, CampaignTarget.sent_at)
+            .join(Campaign, Campaign.id == CampaignTarget.campaign_id)
+            .where(
+                CampaignTarget.host_id == host_id,
+                CampaignTarget.campaign_id.in_(chunk),
+                Campaign.expires_at > now,
+            )
+        )
+        found.update((cid, sent_at is not None) for cid, sent_at in rows)
+    return found
+
+
 def record_answer(
     session: Session,
     campaign_id: int,

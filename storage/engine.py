@@ -13,6 +13,10 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import PoolResetState, QueuePool
+
+from storage import sqlite_guard
+from storage.views import hunting_views
 
 
 def normalise_url(url: str) -> str:
@@ -67,6 +71,62 @@ def _configure_sqlite(engine: Engine, readonly: bool) -> None:
     def _on_begin(conn: Any) -> None:
         # Readers never block each other in WAL mode; writers queue on the lock up front.
         conn.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
+
+
+def make_analyst_engine(
+    url: str, *, slots: int, wait: float, value_bytes: int, max_columns: int
+) -> Engine:
+    """The engine of analyst SQL: ``slots`` pooled connections and no overflow, so analyst
+    SQL can never take a connection the server needs.
+
+    SQLite: read-only connections guarded by ``storage.sqlite_guard``, in autocommit (no
+    BEGIN, so the authorizer refuses transaction control too). PostgreSQL: ``url`` is the
+    analyst role's; psycopg never prepares on its own (``DISCARD ALL`` would drop what it
+    prepared), and every connection is reset with ``DISCARD ALL`` when it comes back,
+    which also ends session-level advisory locks and settings.
+    """
+    url = normalise_url(url)
+    pool = {"poolclass": QueuePool, "pool_size": slots, "max_overflow": 0, "pool_timeout": wait}
+    if is_sqlite(url):
+        engine = create_engine(
+            url, connect_args={"timeout": 30, "check_same_thread": False}, **pool
+        )
+        _guard_sqlite(engine, value_bytes, max_columns)
+        return engine
+    engine = create_engine(
+        url,
+        pool_pre_ping=True,
+        pool_reset_on_return=None,
+        connect_args={"prepare_threshold": None, "application_name": "fleetctl-analyst"},
+        **pool,
+    )
+    event.listen(engine, "reset", _discard_all)
+    return engine
+
+
+def _guard_sqlite(engine: Engine, value_bytes: int, max_columns: int) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None
+        # Text that is not UTF-8 (CAST(x'ff' AS TEXT)) is an answer, not an error.
+        dbapi_conn.text_factory = _lenient_text
+        dbapi_conn.execute("PRAGMA busy_timeout=30000")
+        sqlite_guard.guard(dbapi_conn, hunting_views(), value_bytes, max_columns)
+
+
+def _lenient_text(raw: bytes) -> str:
+    return raw.decode("utf-8", "replace")
+
+
+def _discard_all(dbapi_conn: Any, _record: Any, state: PoolResetState) -> None:
+    dbapi_conn.rollback()
+    if state.terminate_only:
+        return
+    dbapi_conn.autocommit = True
+    try:
+        dbapi_conn.execute("DISCARD ALL")
+    finally:
+        dbapi_conn.autocommit = False
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:

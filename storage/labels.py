@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
+from storage.base import in_chunks
 from storage.models import Host, Label, LabelMembership
 
 
@@ -118,11 +119,13 @@ def all_memberships(session: Session) -> dict[int, set[str]]:
     return out
 
 
+def _dynamic(label: Label) -> DynamicLabel:
+    return DynamicLabel(label.id, label.name, label.query or "", label.platform, label.updated_at)
+
+
 def dynamic_labels(session: Session) -> list[DynamicLabel]:
     return [
-        DynamicLabel(label.id, label.name, label.query, label.platform, label.updated_at)
-        for label in session.scalars(select(Label).where(Label.query.is_not(None)))
-        if label.query is not None
+        _dynamic(label) for label in session.scalars(select(Label).where(Label.query.is_not(None)))
     ]
 
 
@@ -132,6 +135,25 @@ def evaluations(session: Session) -> dict[tuple[int, int], int]:
         select(LabelMembership.host_id, LabelMembership.label_id, LabelMembership.evaluated_at)
     )
     return {(h, label): t for h, label, t in rows}
+
+
+def dynamic_labels_for(
+    session: Session, host_id: int, label_ids: list[int]
+) -> list[tuple[DynamicLabel, int | None]]:
+    """The dynamic labels among ``label_ids``, each with when this host last answered it
+    (None: never). Manual labels and unknown ids are left out."""
+    found: list[tuple[DynamicLabel, int | None]] = []
+    for chunk in in_chunks(sorted(set(label_ids))):
+        rows = session.execute(
+            select(Label, LabelMembership.evaluated_at)
+            .outerjoin(
+                LabelMembership,
+                (LabelMembership.label_id == Label.id) & (LabelMembership.host_id == host_id),
+            )
+            .where(Label.id.in_(chunk), Label.query.is_not(None))
+        )
+        found.extend((_dynamic(label), evaluated) for label, evaluated in rows)
+    return found
 
 
 def record_evaluation(

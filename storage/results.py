@@ -13,21 +13,26 @@ Rules (``../shared/osquery/protocol.md`` section 2, "Server rule"):
   marker; an epoch change records ``epoch_change``; a baseline after diffs records
   ``rebaseline`` (rows removed in between were never reported).
 
+Names and rows are written in the store's encoding (``storage.encoding``: NUL escaped on
+PostgreSQL); a row's hash is of the row as sent, so it is the same on either database.
+
 Everything for one host happens in the caller's transaction, under the caller's lock.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Collection, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sqlalchemy import and_, delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from fleetctl.ingest import Run, row_hash, split_query_name
+from storage.encoding import Encoder, encoder_for
 from storage.models import DataLoss, QueryState, ResultRow
+from storage.rejected import is_data_error, refusal
 from storage.rowio import Stored, insert_rows, load_rows, update_rows
 
 
@@ -41,6 +46,16 @@ class ApplyStats:
     closed: int = 0
     names: set[str] = field(default_factory=set)
     markers: list[str] = field(default_factory=list)
+    rejected: int = 0  # lines quarantined instead of stored
+
+    def add(self, other: ApplyStats) -> None:
+        self.runs += other.runs
+        self.skipped_runs += other.skipped_runs
+        self.opened += other.opened
+        self.closed += other.closed
+        self.names |= other.names
+        self.markers += other.markers
+        self.rejected += other.rejected
 
 
 def apply_runs(
@@ -58,7 +73,8 @@ def apply_runs(
     their counter is not data loss.
     """
     stats = ApplyStats()
-    names = {run.name for run in runs}
+    enc = encoder_for(session)
+    names = {enc.text(run.name) for run in runs}
     states = {
         s.name: s
         for s in session.scalars(
@@ -66,15 +82,16 @@ def apply_runs(
         )
     }
     packs = list(known_packs)
-    for run in runs:
+    for sent in runs:
+        run = replace(sent, name=enc.text(sent.name))  # the name as stored, for every query
         state = states.get(run.name)
         if state is None:
-            qn = split_query_name(run.name, packs)
+            qn = split_query_name(sent.name, packs)
             state = QueryState(
                 host_id=host_id,
                 name=run.name,
-                pack=qn.pack,
-                query=qn.query,
+                pack=None if qn.pack is None else enc.text(qn.pack),
+                query=enc.text(qn.query),
                 epoch=run.epoch,
                 counter=-1,
                 last_unix_time=0,
@@ -83,12 +100,40 @@ def apply_runs(
             )
             session.add(state)
             states[run.name] = state
-        if _apply_one(session, host_id, state, run, now, stats, run.name in silent_counters):
+        silent = sent.name in silent_counters
+        if _apply_one(session, host_id, state, run, now, stats, enc, silent):
             stats.runs += 1
-            stats.names.add(run.name)
+            stats.names.add(sent.name)
         else:
             stats.skipped_runs += 1
     return stats
+
+
+def apply_runs_one_by_one(
+    session: Session,
+    host_id: int,
+    runs: Sequence[Run],
+    now: int,
+    known_packs: Iterable[str] = (),
+    silent_counters: Collection[str] = (),
+) -> tuple[ApplyStats, list[tuple[Run, str]]]:
+    """Apply each run under its own savepoint: one the database refuses with a data
+    error (``storage.rejected.is_data_error``) is rolled back alone and returned with the
+    database's reason, the others are applied. Any other error propagates.
+    """
+    stats = ApplyStats()
+    refused: list[tuple[Run, str]] = []
+    for run in runs:
+        try:
+            with session.begin_nested():
+                one = apply_runs(session, host_id, [run], now, known_packs, silent_counters)
+        except Exception as exc:
+            if not is_data_error(exc):
+                raise
+            refused.append((run, refusal(exc)))
+            continue
+        stats.add(one)
+    return stats, refused
 
 
 def _apply_one(
@@ -98,6 +143,7 @@ def _apply_one(
     run: Run,
     now: int,
     stats: ApplyStats,
+    enc: Encoder,
     silent_counter: bool = False,
 ) -> bool:
     """Check the run against the stream's counters, then apply it. False = redelivery."""
@@ -152,9 +198,9 @@ def _apply_one(
                     last=run.counter - 1,
                 )
     if full_state:
-        _apply_full_state(session, host_id, run, stats)
+        _apply_full_state(session, host_id, run, stats, enc)
     else:
-        _apply_diff(session, host_id, run, stats)
+        _apply_diff(session, host_id, run, stats, enc)
     state.epoch = run.epoch
     # A baseline restarts the stream at 0; otherwise a late run never moves it back.
     state.counter = 0 if full_state and not run.snapshot else max(state.counter, run.counter)
@@ -233,19 +279,24 @@ def _fill_gap(session: Session, host_id: int, run: Run, now: int) -> bool:
     return True
 
 
-def _hashed(rows: list[dict[str, str]]) -> tuple[Counter[str], dict[str, dict[str, str]]]:
+def _hashed(
+    rows: list[dict[str, str]], enc: Encoder
+) -> tuple[Counter[str], dict[str, Mapping[str, str]]]:
+    """Copies per row hash (of the row as sent), and each row as the store writes it."""
     counts: Counter[str] = Counter()
-    by_hash: dict[str, dict[str, str]] = {}
+    by_hash: dict[str, Mapping[str, str]] = {}
     for row in rows:
         h = row_hash(row)
         counts[h] += 1
-        by_hash[h] = row
+        by_hash[h] = enc.row(row)
     return counts, by_hash
 
 
-def _apply_full_state(session: Session, host_id: int, run: Run, stats: ApplyStats) -> None:
+def _apply_full_state(
+    session: Session, host_id: int, run: Run, stats: ApplyStats, enc: Encoder
+) -> None:
     t = run.unix_time
-    counts, by_hash = _hashed(run.added)
+    counts, by_hash = _hashed(run.added, enc)
     existing = load_rows(session, host_id, run.name, counts, t)
     inserts: list[dict[str, Any]] = []
     touched: list[Stored] = []
@@ -282,10 +333,10 @@ def _apply_full_state(session: Session, host_id: int, run: Run, stats: ApplyStat
     stats.closed += result.rowcount or 0  # type: ignore[attr-defined]
 
 
-def _apply_diff(session: Session, host_id: int, run: Run, stats: ApplyStats) -> None:
+def _apply_diff(session: Session, host_id: int, run: Run, stats: ApplyStats, enc: Encoder) -> None:
     t = run.unix_time
-    removed, removed_rows = _hashed(run.removed)
-    added, added_rows = _hashed(run.added)
+    removed, removed_rows = _hashed(run.removed, enc)
+    added, added_rows = _hashed(run.added, enc)
     existing = load_rows(session, host_id, run.name, set(removed) | set(added), 0)
     inserts: list[dict[str, Any]] = []
     touched: list[Stored] = []
@@ -324,7 +375,7 @@ def _apply_diff(session: Session, host_id: int, run: Run, stats: ApplyStats) -> 
 
 
 def _new_row(
-    host_id: int, name: str, h: str, columns: dict[str, str], copies: int, t: int
+    host_id: int, name: str, h: str, columns: Mapping[str, str], copies: int, t: int
 ) -> dict[str, Any]:
     return {
         "host_id": host_id,
@@ -344,11 +395,13 @@ def _insert(session: Session, rows: list[dict[str, Any]], stats: ApplyStats) -> 
 
 
 def rows_at(session: Session, host_id: int, name: str, at: int) -> list[ResultRow]:
-    """The rows of ``name`` that existed on the host at unix time ``at``.
+    """The rows of ``name`` (as the host logs it) that existed on the host at ``at``.
 
     A row whose ``first_seen`` is NULL was removed before its addition ever reached
     the server (it predates the collected history): it counts as present until removed.
+    Columns are as stored: ``storage.encoding.unescape_row`` gives them as sent.
     """
+    name = encoder_for(session).text(name)
     return list(
         session.scalars(
             select(ResultRow)

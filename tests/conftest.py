@@ -20,6 +20,7 @@ import pytest
 from sqlalchemy import text
 
 from fleetctl.client import ssl_context
+from storage import analyst_role
 from storage.base import metadata
 from storage.engine import make_engine
 from storage.migrate import upgrade
@@ -78,7 +79,9 @@ def world() -> Iterator[Any]:
 
 @pytest.fixture(scope="session")
 def pg_database() -> Iterator[str]:
-    """A fresh, migrated PostgreSQL database for this test session."""
+    """A fresh, migrated PostgreSQL database for this test session, with its analyst role
+    (as ``fleetctl db upgrade`` makes it). Roles outlive databases: the role is dropped
+    after the database."""
     problem = _pg_available()
     if problem:
         if os.environ.get("CI") == "true":
@@ -90,10 +93,13 @@ def pg_database() -> Iterator[str]:
     url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
     engine = make_engine(url)
     upgrade(engine)
+    provisioned = analyst_role.provision(engine)
     engine.dispose()
+    assert not provisioned.pending_sql, provisioned.pending_sql
     yield url
     with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'DROP ROLE IF EXISTS "{provisioned.role}"')
 
 
 @pytest.fixture(scope="session")
@@ -107,8 +113,10 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _truncate_pg(url: str) -> None:
+    """Empty every table but ``store_secrets``, which holds the analyst role's password."""
     engine = make_engine(url)
-    tables = ", ".join(f'"{t.name}"' for t in metadata.sorted_tables)
+    kept = {"store_secrets"}
+    tables = ", ".join(f'"{t.name}"' for t in metadata.sorted_tables if t.name not in kept)
     with engine.begin() as conn:
         conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
     engine.dispose()

@@ -1,4 +1,5 @@
-"""``fleetctl db upgrade|current|prune``: the schema (through Alembic only) and retention."""
+"""``fleetctl db upgrade|current|prune|analyst-role``: the schema (through Alembic only),
+retention, and PostgreSQL's analyst role for ``fleetctl sql``."""
 
 from __future__ import annotations
 
@@ -8,9 +9,10 @@ import click
 
 from fleetctl.settings import Settings
 from fleetctl.timeutil import parse_duration
+from storage import analyst_role
 from storage import campaigns as campaign_store
 from storage import results as result_store
-from storage.engine import make_engine, make_sessionmaker, session_scope
+from storage.engine import is_sqlite, make_engine, make_sessionmaker, session_scope
 from storage.migrate import current_revision, head_revision, upgrade
 
 db_option = click.option(
@@ -34,14 +36,57 @@ def db() -> None:
 @db.command("upgrade")
 @db_option
 def db_upgrade(db: str | None) -> None:
-    """Apply Alembic migrations up to the newest revision."""
+    """Apply Alembic migrations up to the newest revision; on PostgreSQL, then create or
+    update the analyst role as far as this login may (and print what is left)."""
     url = _url(db)
     if url.startswith("sqlite:///"):
         Settings().home.mkdir(parents=True, exist_ok=True)
     engine = make_engine(url)
-    upgrade(engine)
-    click.echo(f"schema at {current_revision(engine)} (head {head_revision()})")
-    engine.dispose()
+    try:
+        upgrade(engine)
+        click.echo(f"schema at {current_revision(engine)} (head {head_revision()})")
+        if not is_sqlite(url):
+            _report(analyst_role.provision(engine))
+    finally:
+        engine.dispose()
+
+
+@db.command("analyst-role")
+@click.option(
+    "--print-sql",
+    is_flag=True,
+    help="Print every statement for review (or for a superuser) instead of running them.",
+)
+@db_option
+def db_analyst_role(print_sql: bool, db: str | None) -> None:
+    """The PostgreSQL login role of `fleetctl sql`: SELECT on the hunting views only.
+
+    Creates the role's password in the store if it has none; the printed SQL sets it as
+    a SCRAM verifier, never in plain text."""
+    url = _url(db)
+    if is_sqlite(url):
+        raise click.ClickException("SQLite needs no analyst role: its connections are guarded")
+    engine = make_engine(url)
+    try:
+        if print_sql:
+            with engine.begin() as conn:
+                click.echo(analyst_role.plan(conn).script(), nl=False)
+        else:
+            _report(analyst_role.provision(engine))
+    finally:
+        engine.dispose()
+
+
+def _report(done: analyst_role.Provisioned) -> None:
+    applied = ", ".join(done.applied) or "nothing"
+    click.echo(f"analyst role {done.role}: applied {applied}")
+    if done.pending_sql:
+        click.echo(
+            "a superuser must still run this SQL on the same database"
+            " (until then `fleetctl sql` refuses to run):",
+            err=True,
+        )
+        click.echo(done.pending_sql, nl=False)
 
 
 @db.command("current")

@@ -82,15 +82,39 @@ def status_logs(
 
 @click.command("data-loss")
 @click.option("--host", "host", default=None, help="Only this host.")
+@click.option(
+    "--rejected", is_flag=True, help="Only quarantined log lines, each with the line as sent."
+)
 @client_options
 @output_options
 @click.pass_context
 def data_loss(
-    ctx: click.Context, host: str | None, server: str, token: str, ca: str, fmt: str
+    ctx: click.Context,
+    host: str | None,
+    rejected: bool,
+    server: str,
+    token: str,
+    ca: str,
+    fmt: str,
 ) -> None:
-    """Counter gaps, epoch changes and rebaselines: where history may be incomplete."""
+    """What the store lacks: counter gaps, epoch changes, rebaselines, and log lines it
+    quarantined instead of storing (kind ``rejected``; ``--rejected`` shows the lines)."""
     payload = open_client(ctx, server, token, ca).get("/data-loss", host=host)
-    render(payload["data_loss"], fmt=fmt, title="data loss markers")
+    if rejected:
+        render(payload["rejected"], fmt=fmt, title="quarantined log lines")
+        return
+    quarantined = [
+        {
+            "id": r["id"],
+            "host": r["host"],
+            "query": r["query"],
+            "kind": "rejected",
+            "detail": f"{r['log_type']} line: {r['reason']}",
+            "at": r["at"],
+        }
+        for r in payload["rejected"]
+    ]
+    render([*payload["data_loss"], *quarantined], fmt=fmt, title="data loss")
 
 
 @click.command()
@@ -98,6 +122,10 @@ def data_loss(
 @output_options
 @click.pass_context
 def carves(ctx: click.Context, server: str, token: str, ca: str, fmt: str) -> None:
-    """File carve sessions and their progress."""
+    """File carve sessions and their progress.
+
+    State: receiving, complete (the archive is stored) or expired (no block came for the
+    server's --carve-timeout; its blocks were deleted).
+    """
     payload = open_client(ctx, server, token, ca).get("/carves")
     render(payload["carves"], fmt=fmt, title="carves")

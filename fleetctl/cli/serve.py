@@ -23,6 +23,14 @@ from fleetctl.timeutil import parse_duration
     default=None,
     help="Database URL (default: sqlite:///<home>/fleet.db).",
 )
+@click.option(
+    "--analyst-db",
+    "analyst_db",
+    envvar="FLEETCTL_ANALYST_DB",
+    default=None,
+    help="PostgreSQL URL of a hand-made analyst role for `fleetctl sql`"
+    " (default: <database>_analyst, made by `fleetctl db upgrade`).",
+)
 @click.option("--listen", default="127.0.0.1:8443", show_default=True, help="HOST:PORT.")
 @click.option(
     "--enroll-secret",
@@ -44,15 +52,31 @@ from fleetctl.timeutil import parse_duration
     show_default=True,
     help="How long a new host (and a new fleet) only learns execution paths.",
 )
+@click.option(
+    "--max-carve",
+    default=512 * 1024 * 1024,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Largest file carve a host may announce, in bytes.",
+)
+@click.option(
+    "--carve-timeout",
+    default="1h",
+    show_default=True,
+    help="Expire a carve (and delete its blocks) when no block came for this long.",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Log every enrollment and error.")
 def serve(
     db: str | None,
+    analyst_db: str | None,
     listen: str,
     enroll_secrets: tuple[str, ...],
     tls_cert: Path | None,
     tls_key: Path | None,
     max_body: int,
     learning_window: str,
+    max_carve: int,
+    carve_timeout: str,
     verbose: bool,
 ) -> None:
     """Serve osquery's TLS remote API and the admin API.
@@ -73,15 +97,22 @@ def serve(
         window = parse_duration(learning_window)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--learning-window") from exc
+    try:
+        stall = parse_duration(carve_timeout)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--carve-timeout") from exc
     settings = Settings(
         home=default_home(),
         listen=listen,
         db=db,
+        analyst_db=analyst_db,
         max_body=max_body,
         tls_cert=tls_cert,
         tls_key=tls_key,
         enroll_secrets=enroll_secrets,
         learning_window=window,
+        max_carve=max_carve,
+        carve_timeout=stall,
     )
     try:
         prepared = prepare(settings)

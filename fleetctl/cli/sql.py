@@ -17,8 +17,9 @@ from fleetctl.output import output_options, render
 def sql(
     ctx: click.Context, query: str, limit: int, server: str, token: str, ca: str, fmt: str
 ) -> None:
-    """Run one read-only SELECT over the store (writes are refused by the database)."""
+    """Run one read query over the hunting views (hunt_*), read-only and time-limited."""
     answer = open_client(ctx, server, token, ca).post("/sql", {"sql": query, "limit": limit})
     render(answer["rows"], answer["columns"], fmt)
     if answer["truncated"]:
-        click.echo(f"(stopped at {limit} rows; use --limit)", err=True)
+        reason = answer.get("reason") or f"stopped at {limit} rows"
+        click.echo(f"(truncated: {reason}; narrow the query or use --limit)", err=True)

@@ -16,15 +16,18 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from fleetctl.errors import BadRequest, NotFound
-from fleetctl.readonly_sql import run_readonly
+from fleetctl.server.analyst import AnalystBusy, AnalystUnavailable
 from fleetctl.server.auth import matches_any
 from fleetctl.server.body import read_json_object
 from fleetctl.server.responses import json_response
 from fleetctl.server.state import in_session, server_state
 from fleetctl.timeutil import iso, parse_time
+from storage import carves as carve_store
 from storage import hosts as host_store
+from storage import rejected as rejected_store
 from storage import results as result_store
-from storage.models import Carve, DataLoss, Host, ResultRow, StatusLog
+from storage.encoding import unescape, unescape_row
+from storage.models import DataLoss, Host, ResultRow, StatusLog
 
 PREFIX = "/api/v1/admin"
 
@@ -156,18 +159,18 @@ def results(request: Request, session: Any) -> dict[str, Any]:
     at_text = request.query_params.get("at")
     at = parse_time(at_text) if at_text else int(time.time())
     rows = result_store.rows_at(session, host.id, name, at)
+    sent = [unescape_row(row.columns) for row in rows]  # as the host sent them
     columns: dict[str, None] = {}
-    for row in rows:
-        columns.update(dict.fromkeys(row.columns))
+    for values in sent:
+        columns.update(dict.fromkeys(values))
     return {
         "host": host.host_identifier,
         "query": name,
         "at": iso(at),
         "columns": list(columns),
         "rows": [
-            dict(row.columns)
-            | {"first_seen": iso(row.first_seen), "removed_at": iso(row.removed_at)}
-            for row in rows
+            values | {"first_seen": iso(row.first_seen), "removed_at": iso(row.removed_at)}
+            for row, values in zip(rows, sent, strict=True)
         ],
     }
 
@@ -187,9 +190,9 @@ def status_logs(request: Request, session: Any) -> dict[str, Any]:
             {
                 "time": iso(s.unix_time),
                 "severity": s.severity,
-                "location": f"{s.filename}:{s.line}",
-                "message": s.message,
-                "version": s.version,
+                "location": f"{unescape(s.filename)}:{s.line}",
+                "message": unescape(s.message),
+                "version": unescape(s.version),
             }
             for s in logs
         ]
@@ -198,17 +201,20 @@ def status_logs(request: Request, session: Any) -> dict[str, Any]:
 
 @admin_endpoint
 def data_loss(request: Request, session: Any) -> dict[str, Any]:
+    """What the store lacks: gaps and resets in hosts' streams (``data_loss``), and log
+    lines it quarantined instead of storing (``rejected``, each with the line as JSON)."""
     stmt = select(DataLoss, Host.host_identifier).join(Host, Host.id == DataLoss.host_id)
     ref = request.query_params.get("host")
-    if ref:
-        stmt = stmt.where(DataLoss.host_id == find_host_or_404(session, ref).id)
+    host_id = find_host_or_404(session, ref).id if ref else None
+    if host_id is not None:
+        stmt = stmt.where(DataLoss.host_id == host_id)
     out = []
     for marker, ident in session.execute(stmt.order_by(DataLoss.id)):
         out.append(
             {
                 "id": marker.id,
                 "host": ident,
-                "query": marker.name,
+                "query": unescape(marker.name),
                 "kind": marker.kind,
                 "epoch": marker.epoch,
                 "missing": _missing(marker),
@@ -217,7 +223,19 @@ def data_loss(request: Request, session: Any) -> dict[str, Any]:
                 "resolved": iso(marker.resolved_at),
             }
         )
-    return {"data_loss": out}
+    rejected = [
+        {
+            "id": line.id,
+            "host": ident,
+            "log_type": line.log_type,
+            "query": unescape(line.name),
+            "reason": unescape(line.reason),
+            "at": iso(line.received_at),
+            "line": line.line,
+        }
+        for line, ident in rejected_store.rejected_lines(session, host_id)
+    ]
+    return {"data_loss": out, "rejected": rejected}
 
 
 def _missing(marker: DataLoss) -> str:
@@ -230,49 +248,56 @@ def _missing(marker: DataLoss) -> str:
 
 @admin_endpoint
 def carves(request: Request, session: Any) -> dict[str, Any]:
-    rows = session.execute(
-        select(
-            Carve.session_id,
-            Carve.carve_id,
-            Host.host_identifier,
-            Carve.carve_size,
-            Carve.block_count,
-            Carve.blocks_received,
-            Carve.compression,
-            Carve.created_at,
-            Carve.completed_at,
-        )
-        .join(Host, Host.id == Carve.host_id)
-        .order_by(Carve.id)
-    )
     return {
         "carves": [
             {
-                "session_id": r.session_id,
-                "carve_id": r.carve_id,
-                "host": r.host_identifier,
-                "size": r.carve_size,
-                "blocks": f"{r.blocks_received}/{r.block_count}",
-                "compression": r.compression,
-                "started": iso(r.created_at),
-                "completed": iso(r.completed_at),
+                "session_id": c.session_id,
+                "carve_id": c.carve_id,
+                "host": c.host,
+                "state": c.state,
+                "size": c.carve_size,
+                "received": c.bytes_received,
+                "blocks": f"{c.blocks_received}/{c.block_count}",
+                "compression": c.compression,
+                "started": iso(c.created_at),
+                "last_block": iso(c.updated_at),
+                "completed": iso(c.completed_at),
+                "expired": iso(c.expired_at),
             }
-            for r in rows
+            for c in carve_store.list_carves(session)
         ]
     }
 
 
-@admin_read_body_endpoint
-def sql(request: Request, session: Any, body: dict[str, Any]) -> dict[str, Any]:
-    """Ad-hoc SQL over the store, read-only and time-limited (``fleetctl sql``)."""
-    query = body.get("sql")
-    if not isinstance(query, str):
-        raise ValueError("'sql' must be a string")
-    limit = body.get("limit", 10_000)
-    if isinstance(limit, bool) or not isinstance(limit, int) or not 0 < limit <= 1_000_000:
-        raise ValueError("'limit' must be an integer from 1 to 1000000")
-    result = run_readonly(session, query, limit=limit)
-    return {"columns": result.columns, "rows": result.rows, "truncated": result.truncated}
+async def sql(request: Request) -> Response:
+    """Ad-hoc analyst SQL (``fleetctl sql``): on analyst SQL's own engine, slots and
+    threads (``fleetctl.server.analyst``), never on the pool that ingest uses."""
+    state = server_state(request)
+    header = request.headers.get("authorization", "")
+    token = header[7:].strip() if header.lower().startswith("bearer ") else ""
+    if not token or not matches_any(token, state.token_digests()):
+        return json_response({"error": "missing or invalid admin token"}, 401)
+    try:
+        body = await read_json_object(request, state.settings.max_body)
+        query = body.get("sql")
+        if not isinstance(query, str):
+            raise BadRequest("'sql' must be a string")
+        limit = body.get("limit", 10_000)
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 0 < limit <= 1_000_000:
+            raise BadRequest("'limit' must be an integer from 1 to 1000000")
+        result = await state.analyst.run(query, limit)
+    except (AnalystBusy, AnalystUnavailable) as exc:
+        return json_response({"error": str(exc)}, 503)
+    except BadRequest as exc:
+        return json_response({"error": str(exc)}, 400)
+    return json_response(
+        {
+            "columns": result.columns,
+            "rows": result.rows,
+            "truncated": result.truncated,
+            "reason": result.reason,
+        }
+    )
 
 
 routes = [

@@ -10,12 +10,15 @@ Handing a query to a host is recorded in memory too (``sent``) and written in on
 by the server's housekeeping, not one transaction per check-in. If the server dies in
 between, the target is still ``queued`` in the database and the host gets the query
 again after the restart: delivery is at least once, and an answer overwrites the last.
+An answer is stored only for a hand-out recorded here or in the database
+(``distributed_answers``).
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from storage.campaigns import Pending
@@ -28,10 +31,13 @@ def campaign_query_id(campaign_id: int) -> str:
 
 
 def parse_campaign_query_id(query_id: str) -> int | None:
-    if not query_id.startswith(CAMPAIGN_PREFIX):
+    """The campaign id in an id as ``campaign_query_id`` writes it, else None: only that exact
+    form, so no id a host makes up (``²``, leading zeros, 30 digits) reaches the store."""
+    rest = query_id.removeprefix(CAMPAIGN_PREFIX)
+    if not (rest.isascii() and rest.isdigit() and len(rest) <= 18):
         return None
-    rest = query_id[len(CAMPAIGN_PREFIX) :]
-    return int(rest) if rest.isdigit() else None
+    value = int(rest)
+    return value if campaign_query_id(value) == query_id else None
 
 
 @dataclass
@@ -97,6 +103,16 @@ class CampaignQueue:
             for cid in taken:
                 self._sent[(cid, host_id)] = now
         return taken
+
+    def handed_out(self, host_id: int, campaign_ids: Iterable[int]) -> set[int]:
+        """Which of ``campaign_ids`` this queue handed to the host and has not yet written
+        as sent: the store does not know of these hand-outs yet.
+
+        Ask before reading the store: a hand-out leaves this record only after its write
+        committed, so one of the two always has it.
+        """
+        with self._lock:
+            return {cid for cid in campaign_ids if (cid, host_id) in self._sent}
 
     def sent(self) -> dict[tuple[int, int], int]:
         """(campaign id, host id) -> when it was handed out, not yet written."""

@@ -24,10 +24,25 @@ def label_query_id(label_id: int) -> str:
 
 
 def parse_label_query_id(query_id: str) -> int | None:
-    if not query_id.startswith(LABEL_QUERY_PREFIX):
+    """The label id in an id as ``label_query_id`` writes it, else None: only that exact
+    form, so no id a host makes up (``²``, leading zeros, 30 digits) reaches the store."""
+    rest = query_id.removeprefix(LABEL_QUERY_PREFIX)
+    if not (rest.isascii() and rest.isdigit() and len(rest) <= 18):
         return None
-    rest = query_id[len(LABEL_QUERY_PREFIX) :]
-    return int(rest) if rest.isdigit() else None
+    value = int(rest)
+    return value if label_query_id(value) == query_id else None
+
+
+def covers(label: DynamicLabel, family: str) -> bool:
+    """Whether the label's platform (none: every platform) includes this host's family."""
+    platforms = parse_platforms(label.platform) if label.platform else None
+    return platforms is None or family in platforms
+
+
+def is_due(label: DynamicLabel, answered: int | None, now: int, refresh: float) -> bool:
+    """Whether a host that last answered the label at ``answered`` should answer again:
+    never answered, the label changed since, or the answer is older than ``refresh``."""
+    return answered is None or answered < label.updated_at or now - answered >= refresh
 
 
 @dataclass
@@ -55,22 +70,29 @@ class LabelQueue:
         out: dict[str, str] = {}
         mono = time.monotonic()
         for label in self.labels:
-            platforms = parse_platforms(label.platform) if label.platform else None
-            if platforms is not None and family not in platforms:
+            if not covers(label, family):
                 continue
             key = (host_id, label.id)
-            answered = self.evaluated.get(key)
-            if (
-                answered is not None
-                and answered >= label.updated_at
-                and (now - answered < self.refresh)
-            ):
+            if not is_due(label, self.evaluated.get(key), now, self.refresh):
                 continue
             if mono - self._sent.get(key, -1e9) < self.resend:
                 continue
             self._sent[key] = mono
             out[label_query_id(label.id)] = label.query
         return out
+
+    def accepts(
+        self, host_id: int, family: str, label: DynamicLabel, answered: int | None, now: int
+    ) -> bool:
+        """Whether this host's answer to ``label`` may change its membership.
+
+        Only for a label whose platform covers the host, and that this replica handed to
+        it, or that was due for it (another replica sharing the store may have handed it
+        out): a host never puts itself into a label it was not asked about.
+        """
+        if not covers(label, family):
+            return False
+        return (host_id, label.id) in self._sent or is_due(label, answered, now, self.refresh)
 
     def answered(self, host_id: int, label_id: int, now: int) -> None:
         self.evaluated[(host_id, label_id)] = now

@@ -1,8 +1,9 @@
 """osquery's TLS remote API: enroll, config, log, distributed read/write, carve.
 
 Paths follow FleetDM's (``/api/v1/osquery/...``) so existing osqueryd flag files keep
-working. Each handler parses, authenticates, calls one function of ``node_service``
-in a worker thread inside one transaction, and serialises.
+working. Each handler parses, authenticates, calls one function of ``node_service``,
+``distributed_answers`` or ``carves`` in a worker thread inside one transaction, and
+serialises.
 """
 
 from __future__ import annotations
@@ -19,10 +20,11 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from fleetctl.errors import BadRequest, NodeInvalid
-from fleetctl.server import node_service
+from fleetctl.ingest import loads_log_body
+from fleetctl.server import carves, distributed_answers, node_service
 from fleetctl.server.auth import CachedNode, digest, fingerprint, matches_any, new_secret
-from fleetctl.server.body import read_json_object
-from fleetctl.server.campaign_queue import campaign_query_id
+from fleetctl.server.body import read_body, read_json_object
+from fleetctl.server.campaign_queue import campaign_query_id, parse_campaign_query_id
 from fleetctl.server.detection_service import relevant
 from fleetctl.server.osquery_config import config_for
 from fleetctl.server.responses import node_error, node_invalid, node_ok
@@ -31,6 +33,8 @@ from fleetctl.targeting import host_family
 from storage import campaigns as campaign_store
 from storage import hosts as host_store
 from storage.campaigns import Pending
+from storage.rejected import is_data_error, refusal
+from storage.results import ApplyStats
 
 log = logging.getLogger("fleetctl.server")
 
@@ -157,16 +161,35 @@ async def config(request: Request) -> Response:
 @osquery_endpoint
 async def log_(request: Request) -> Response:
     state = server_state(request)
-    body = await read_json_object(request, state.settings.max_body)
+    body = loads_log_body(await read_body(request, state.settings.max_body))
     node = await authenticate(request, body)
     now = int(time.time())
 
-    stats = await in_session(
-        state.sessions,
-        lambda session: node_service.ingest_log(
-            session, node.host_id, body.get("log_type"), body.get("data"), now, state.packs
-        ),
-    )
+    def ingest(one_by_one: bool) -> Callable[[Session], ApplyStats]:
+        return lambda session: node_service.ingest_log(
+            session,
+            node.host_id,
+            body.get("log_type"),
+            body.get("data"),
+            now,
+            state.packs,
+            one_by_one=one_by_one,
+        )
+
+    try:
+        stats = await in_session(state.sessions, ingest(False))
+    except Exception as exc:
+        if not is_data_error(exc):
+            raise  # the database failed, not the data: osqueryd resends the batch
+        log.warning("host %s: %s; applying the batch run by run", node.host_id, refusal(exc))
+        stats = await in_session(state.sessions, ingest(True))
+    if stats.rejected:
+        log.warning(
+            "host %s: %d %s log line(s) quarantined (fleetctl data-loss)",
+            node.host_id,
+            stats.rejected,
+            body.get("log_type"),
+        )
     names = stats.names
     if state.detection is not None and any(relevant(n, []) for n in names):
         state.detection.mark(node.host_id)
@@ -191,14 +214,19 @@ async def distributed_write(request: Request) -> Response:
     state = server_state(request)
     body = await read_json_object(request, state.settings.max_body)
     node = await authenticate(request, body)
-
     now = int(time.time())
+    answers = distributed_answers.parse_answers(body)
+    campaign_ids = {parse_campaign_query_id(a.query_id) for a in answers}
+    # Before the transaction reads the store: see CampaignQueue.handed_out.
+    handed = state.campaigns.handed_out(node.host_id, {c for c in campaign_ids if c is not None})
 
-    answered = await in_session(
+    outcome = await in_session(
         state.sessions,
-        lambda session: node_service.distributed_write(session, node.host_id, body, now),
+        lambda session: distributed_answers.store_answers(
+            session, node.host_id, node.family, answers, handed, state.labels, now
+        ),
     )
-    for label_id in answered:
+    for label_id in outcome.labels:
         state.labels.answered(node.host_id, label_id, now)
     return node_ok()
 
@@ -211,7 +239,7 @@ async def carve_begin(request: Request) -> Response:
 
     session_id = await in_session(
         state.sessions,
-        lambda session: node_service.carve_begin(session, node.host_id, body, int(time.time())),
+        lambda session: carves.begin(session, node.host_id, body, int(time.time()), state.settings),
     )
     return node_ok({"session_id": session_id})
 
@@ -222,7 +250,7 @@ async def carve_block(request: Request) -> Response:
     body = await read_json_object(request, state.settings.max_body)
 
     await in_session(
-        state.sessions, lambda session: node_service.carve_block(session, body, int(time.time()))
+        state.sessions, lambda session: carves.add_block(session, body, int(time.time()))
     )
     return node_ok()
 

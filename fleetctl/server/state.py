@@ -17,6 +17,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
+from fleetctl.server import carves
+from fleetctl.server.analyst import AnalystSQL
 from fleetctl.server.auth import FailureThrottle, NodeKeyCache
 from fleetctl.server.campaign_queue import CampaignQueue
 from fleetctl.server.detection_service import DetectionService
@@ -30,6 +32,9 @@ from storage import labels as label_store
 from storage.engine import make_engine, make_sessionmaker, session_scope
 
 T = TypeVar("T")
+
+# Stalled carves are looked for this often (seconds): their timeout is counted in hours.
+CARVE_EXPIRY_EVERY = 60.0
 
 
 @dataclass
@@ -63,6 +68,7 @@ class ServerState:
     readonly_engine: Engine
     sessions: sessionmaker[Session]
     readonly_sessions: sessionmaker[Session]
+    analyst: AnalystSQL  # analyst SQL's own engine, slots and threads
     node_keys: NodeKeyCache
     throttle: FailureThrottle = field(default_factory=FailureThrottle)
     checkins: CheckIns = field(default_factory=CheckIns)
@@ -72,6 +78,7 @@ class ServerState:
     packs: PackIndex = field(default_factory=PackIndex)
     hunts: HuntService | None = None
     _packs_loaded: float = 0.0
+    _carves_checked: float = 0.0
     _secret_digests: tuple[float, list[str]] = (0.0, [])
     _token_digests: tuple[float, list[str]] = (0.0, [])
 
@@ -86,6 +93,7 @@ class ServerState:
             readonly_engine=ro,
             sessions=sessions,
             readonly_sessions=make_sessionmaker(ro),
+            analyst=AnalystSQL(settings, engine),
             node_keys=NodeKeyCache(ttl=settings.node_key_ttl),
             detection=DetectionService(sessions, learning_window=settings.learning_window),
         )
@@ -120,8 +128,9 @@ class ServerState:
         self._packs_loaded = time.monotonic()
 
     def housekeep(self) -> None:
-        """One round of the periodic work: write buffered check-ins and hand-outs, and
-        reload what other replicas (or the admin API) may have changed."""
+        """One round of the periodic work: write buffered check-ins and hand-outs,
+        reload what other replicas (or the admin API) may have changed, and now and
+        then expire stalled carves."""
         self.flush_checkins()
         self.flush_sent()
         if self.node_keys.stale():
@@ -131,6 +140,14 @@ class ServerState:
         self.reload_packs()
         if self.campaigns.stale():
             self.reload_campaigns()
+        if time.monotonic() - self._carves_checked >= CARVE_EXPIRY_EVERY:
+            self.expire_carves(int(time.time()))
+
+    def expire_carves(self, now: int) -> int:
+        """Expire carves whose blocks stopped coming (``Settings.carve_timeout``)."""
+        self._carves_checked = time.monotonic()  # a failing round waits for the next one
+        with session_scope(self.sessions) as session:
+            return carves.expire_stalled(session, now, self.settings.carve_timeout)
 
     def flush_sent(self) -> None:
         """Write the campaign queries handed to hosts since the last flush."""
@@ -171,6 +188,7 @@ class ServerState:
             self.detection.stop()
         self.flush_checkins()
         self.flush_sent()
+        self.analyst.close()
         self.engine.dispose()
         self.readonly_engine.dispose()
 

@@ -1,5 +1,5 @@
 """Distributed queries: a real server whose read hands out queued queries, the agent runs
-them on the engine and the server's real write handler stores the answers."""
+them on the engine and writes the answers; what it wrote is read off the wire."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -17,9 +16,13 @@ from starlette.routing import Route
 from fleetctl.agent.distributed import RejectedRead, parse_read
 from fleetctl.agent.engines import EmbeddedEngine
 from fleetctl.engine import Engine, string_rows
-from storage.engine import make_engine, make_sessionmaker, session_scope
-from storage.models import DistributedResult
-from tests.agent.conftest import AgentFactory, FleetServer, spawn_sleep, wait_for
+from tests.agent.conftest import (
+    AgentFactory,
+    FleetServer,
+    RecordingTransport,
+    spawn_sleep,
+    wait_for,
+)
 
 Queue = list[dict[str, Any]]
 
@@ -59,15 +62,20 @@ def live_fleet(
     server.stop()
 
 
-def stored(server: FleetServer) -> dict[str, DistributedResult]:
-    engine = make_engine(server.db)
-    try:
-        with session_scope(make_sessionmaker(engine)) as session:
-            results = list(session.scalars(select(DistributedResult)))
-            session.expunge_all()
-    finally:
-        engine.dispose()
-    return {r.query_id: r for r in results}
+def written(wire: RecordingTransport) -> dict[str, dict[str, Any]]:
+    """Each query id's answer as the agent's distributed writes sent it."""
+    out: dict[str, dict[str, Any]] = {}
+    for exchange in wire.exchanges:
+        if exchange.path.endswith("/distributed/write"):
+            body = exchange.body
+            for qid in set(body["queries"]) | set(body["statuses"]):
+                out[qid] = {
+                    "status": body["statuses"].get(qid),
+                    "message": body["messages"].get(qid),
+                    "rows": body["queries"].get(qid),
+                    "stats": body["stats"].get(qid),
+                }
+    return out
 
 
 def test_queued_queries_are_answered_with_rows_statuses_and_messages(
@@ -95,26 +103,27 @@ def test_queued_queries_are_answered_with_rows_statuses_and_messages(
             "discovery": {"never_b": "SELECT * FROM nowhere"},
         }
     )
-    agent = make_agent(live_fleet)
+    wire = RecordingTransport(live_fleet.ca)
+    agent = make_agent(live_fleet, http_transport=wire)
     try:
         agent.start()
-        results = wait_for(lambda: stored(live_fleet) or None, what="distributed write")
+        wait_for(lambda: written(wire) or None, what="distributed write")
         wait_for(lambda: not read_queue, what="second read")
         agent.stop()
-        results = stored(live_fleet)
+        results = written(wire)
     finally:
         child.kill()
         child.wait()
     assert set(results) == {"procs", "missing", "wanted"}
-    assert results["procs"].status == 0 and results["procs"].message == ""
-    assert results["procs"].rows == [
+    assert results["procs"]["status"] == 0 and results["procs"]["message"] == ""
+    assert results["procs"]["rows"] == [
         {"pid": str(child.pid), "parent": str(os.getpid()), "cmdline": "sleep 300"}
     ]
-    assert results["missing"].status == 1
-    assert results["missing"].message == "no such table: no_such_table"
-    assert results["missing"].rows == []
-    assert results["wanted"].rows == [{"two": "2"}]
-    assert set(results["procs"].stats or {}) == {
+    assert results["missing"]["status"] == 1
+    assert results["missing"]["message"] == "no such table: no_such_table"
+    assert results["missing"]["rows"] == []
+    assert results["wanted"]["rows"] == [{"two": "2"}]
+    assert set(results["procs"]["stats"] or {}) == {
         "wall_time_ms",
         "user_time",
         "system_time",

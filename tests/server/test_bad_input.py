@@ -1,4 +1,5 @@
-"""Bad input gets a clear JSON error, the server keeps serving, nothing is half-written."""
+"""Bad input gets a clear JSON error, the server keeps serving, nothing is half-written;
+a bad line is quarantined with its reason and the rest of its batch stored."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pytest
 from sqlalchemy import func, select
 
 from storage.engine import make_engine, make_sessionmaker, session_scope
-from storage.models import QueryState, ResultRow, StatusLog
+from storage.models import QueryState, RejectedLine, ResultRow, StatusLog
 from tests.conftest import RunningServer
 
 
@@ -74,6 +75,15 @@ def test_body_must_be_an_object(node: Any) -> None:
     assert body == {"error": "expected a JSON object, got list", "node_invalid": False}
 
 
+def reasons(server: RunningServer) -> list[str]:
+    engine = make_engine(server.settings.db_url)
+    try:
+        with session_scope(make_sessionmaker(engine)) as s:
+            return list(s.scalars(select(RejectedLine.reason).order_by(RejectedLine.id)))
+    finally:
+        engine.dispose()
+
+
 @pytest.mark.parametrize(
     ("payload", "message"),
     [
@@ -82,40 +92,55 @@ def test_body_must_be_an_object(node: Any) -> None:
             {"log_type": "results", "data": []},
             "unknown log_type 'results': expected 'result' or 'status'",
         ),
-        (
-            {"log_type": "result", "data": [{**line("1"), "counter": "abc"}]},
-            "data[0]: 'counter' must be an integer, got str 'abc'",
-        ),
-        (
-            {"log_type": "result", "data": [line("1", unixTime=1.5)]},
-            "data[0]: 'unixTime' must be an integer, got float 1.5",
-        ),
-        (
-            {"log_type": "result", "data": [line("1", columns=[1])]},
-            "data[0]: a row must be an object, got list",
-        ),
-        (
-            {"log_type": "result", "data": [line("1", action="changed")]},
-            "data[0]: 'action' must be added, removed or snapshot",
-        ),
-        (
-            {"log_type": "result", "data": [line("1", columns={"pid": {"x": 1}})]},
-            "column values must be scalars, got dict",
-        ),
-        ({"log_type": "status", "data": [{"message": 5}]}, "data[0]: 'message' must be a string"),
     ],
 )
-def test_wrong_types_are_refused_and_nothing_is_stored(
+def test_wrong_body_is_refused_and_nothing_is_stored(
     server: RunningServer, node: Any, payload: dict[str, Any], message: str
 ) -> None:
     answer = node.call("/log", payload)
     assert answer["node_invalid"] is False
     assert message in answer["error"]
     assert count(server, ResultRow) == 0 and count(server, StatusLog) == 0
+    assert count(server, RejectedLine) == 0
     assert_still_serving(node)
 
 
-def test_failure_in_the_middle_of_a_batch_rolls_back_the_whole_batch(
+@pytest.mark.parametrize(
+    ("payload", "message"),
+    [
+        (
+            {"log_type": "result", "data": [{**line("1"), "counter": "abc"}]},
+            "'counter' must be an integer, got str 'abc'",
+        ),
+        (
+            {"log_type": "result", "data": [line("1", unixTime=1.5)]},
+            "'unixTime' must be an integer, got float 1.5",
+        ),
+        (
+            {"log_type": "result", "data": [line("1", columns=[1])]},
+            "a row must be an object, got list",
+        ),
+        (
+            {"log_type": "result", "data": [line("1", action="changed")]},
+            "'action' must be added, removed or snapshot",
+        ),
+        (
+            {"log_type": "result", "data": [line("1", columns={"pid": {"x": 1}})]},
+            "column 'pid' must be a scalar, got dict",
+        ),
+        ({"log_type": "status", "data": [{"message": 5}]}, "'message' must be a string"),
+    ],
+)
+def test_wrong_types_are_quarantined_and_nothing_is_stored(
+    server: RunningServer, node: Any, payload: dict[str, Any], message: str
+) -> None:
+    assert node.call("/log", payload) == {"node_invalid": False}
+    assert reasons(server) == [message]
+    assert count(server, ResultRow) == 0 and count(server, StatusLog) == 0
+    assert_still_serving(node)
+
+
+def test_bad_line_in_the_middle_of_a_batch_is_quarantined_and_the_rest_stored(
     server: RunningServer, node: Any
 ) -> None:
     good = [line(str(pid), 0) for pid in range(600)]
@@ -124,12 +149,13 @@ def test_failure_in_the_middle_of_a_batch_rolls_back_the_whole_batch(
         {"name": "pack_ipc_processes", "unixTime": 100, "columns": {}, "action": "?"},
         *good,
     ]
-    answer = node.call("/log", {"log_type": "result", "data": bad})
-    assert "data[600]" in answer["error"]
-    assert count(server, ResultRow) == 0 and count(server, QueryState) == 0
-    # osqueryd resends the corrected batch later: all of it lands.
-    assert node.call("/log", {"log_type": "result", "data": good}) == {"node_invalid": False}
-    assert count(server, ResultRow) == 600
+    assert node.call("/log", {"log_type": "result", "data": bad}) == {"node_invalid": False}
+    assert reasons(server) == ["'action' must be added, removed or snapshot"]
+    assert count(server, ResultRow) == 600 and count(server, QueryState) == 1
+    # osqueryd's next batch lands too.
+    nxt = [line("600", 1, action="added")]
+    assert node.call("/log", {"log_type": "result", "data": nxt}) == {"node_invalid": False}
+    assert count(server, ResultRow) == 601
 
 
 def test_oversized_body_is_refused(tmp_path: Any, db_url: str, monkeypatch: Any) -> None:
@@ -167,15 +193,16 @@ def test_corrupt_gzip(node: Any) -> None:
     assert status == 400 and "not valid gzip" in body["error"]
 
 
-def test_batch_naming_another_enrolled_host_is_refused(server: RunningServer, node: Any) -> None:
+def test_line_naming_another_enrolled_host_is_quarantined(server: RunningServer, node: Any) -> None:
     other = server.node("workstation-7", "uuid-ws7")
     other.enroll()
     answer = node.call(
         "/log",
         {"log_type": "result", "data": [line("1"), line("2", hostIdentifier="workstation-7")]},
     )
-    assert "lines for host 'workstation-7'" in answer["error"]
-    assert count(server, ResultRow) == 0
+    assert answer == {"node_invalid": False}
+    assert reasons(server) == ["names host 'workstation-7', another enrolled host"]
+    assert count(server, ResultRow) == 1
 
 
 def test_sql_looking_strings_are_stored_verbatim(server: RunningServer, node: Any) -> None:

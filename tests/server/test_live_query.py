@@ -296,7 +296,10 @@ def test_an_answer_to_a_query_never_sent_is_dropped_and_logged(
                 "statuses": {"fleetctl_campaign_999": 0},
             },
         )
-    assert "answered fleetctl_campaign_999, which it was not sent" in caplog.text
+    assert (
+        "dropped 1 distributed answer(s) to queries this host was not sent: "
+        "'fleetctl_campaign_999'" in caplog.text
+    )
 
 
 def test_live_query_rows_aggregate_in_sql(server: RunningServer) -> None:

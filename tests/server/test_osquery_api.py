@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import base64
 import time
 from typing import Any
 
 from sqlalchemy import select
 
 from storage.engine import make_engine, make_sessionmaker, session_scope
-from storage.models import Carve, DistributedResult, Host, StatusLog
+from storage.models import Host, StatusLog
 from tests.conftest import RunningServer
 
 
@@ -118,67 +117,3 @@ def test_gzip_log_body_and_status_logs(server: RunningServer) -> None:
     assert node.log("status", [status], compress=True) == [{"node_invalid": False}]
     rows = _query(server, select(StatusLog.severity, StatusLog.filename, StatusLog.message))
     assert rows == [(1, "scheduler.cpp", "Executing scheduled query pack_ipc_x")]
-
-
-def test_distributed_write_stores_rows_statuses_and_messages(server: RunningServer) -> None:
-    node = server.node()
-    node.enroll()
-    answer = node.call(
-        "/distributed/write",
-        {
-            "queries": {"q1": [{"pid": "1", "name": "init"}], "q2": []},
-            "statuses": {"q1": 0, "q2": 1},
-            "messages": {"q1": "", "q2": "no such table: nope"},
-            "stats": {"q1": {"wall_time_ms": 3}},
-        },
-    )
-    assert answer == {"node_invalid": False}
-    node.call(
-        "/distributed/write",
-        {"queries": {"q1": [{"pid": "1", "name": "init"}]}, "statuses": {"q1": 0}},
-    )  # a resend replaces, not duplicates
-    rows = _query(
-        server,
-        select(
-            DistributedResult.query_id,
-            DistributedResult.status,
-            DistributedResult.message,
-            DistributedResult.rows,
-        ).order_by(DistributedResult.query_id),
-    )
-    assert rows == [
-        ("q1", 0, "", [{"pid": "1", "name": "init"}]),
-        ("q2", 1, "no such table: nope", []),
-    ]
-
-
-def test_carve_blocks_are_reassembled(server: RunningServer) -> None:
-    node = server.node()
-    node.enroll()
-    payload = b"\x28\xb5\x2f\xfd" + bytes(range(256)) * 70  # zstd magic + 17,924 bytes
-    size = 8192
-    blocks = [payload[i : i + size] for i in range(0, len(payload), size)]
-    begin = node.call(
-        "/carve/begin",
-        {
-            "block_count": len(blocks),
-            "block_size": size,
-            "carve_size": len(payload),
-            "carve_id": "c-1",
-            "request_id": "r-1",
-        },
-    )
-    session_id = begin["session_id"]
-    for i, block in enumerate(blocks):
-        answer = node.post(
-            "/carve/block",
-            {
-                "block_id": i,
-                "session_id": session_id,
-                "request_id": "r-1",
-                "data": base64.b64encode(block).decode(),
-            },
-        )
-        assert answer == {"node_invalid": False}
-    carves = _query(server, select(Carve.archive, Carve.compression, Carve.completed_at))
-    assert carves[0][0] == payload and carves[0][1] == "zstd" and carves[0][2] is not None

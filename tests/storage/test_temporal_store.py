@@ -42,7 +42,7 @@ def store(db_url: str) -> Iterator[Any]:
 
         def apply(self, lines: list[dict[str, Any]], now: int = 10_000) -> Any:
             with session_scope(factory) as session:
-                return apply_runs(session, host_id, parse_result_lines(lines), now)
+                return apply_runs(session, host_id, parse_result_lines(lines).runs, now)
 
         def at(self, t: int, name: str = NAME) -> set[str]:
             with session_scope(factory) as session:
@@ -246,11 +246,11 @@ def test_removed_false_queries_may_skip_counters_without_a_marker(store: Any) ->
     """With ``removed: false`` osqueryd logs nothing for a removal-only run, yet the counter
     moves on: that jump is not data loss."""
     with session_scope(store.factory) as session:
-        apply_runs(session, store.host_id, parse_result_lines([ev("added", 1, 100, 0)]), 1)
+        apply_runs(session, store.host_id, parse_result_lines([ev("added", 1, 100, 0)]).runs, 1)
         apply_runs(
             session,
             store.host_id,
-            parse_result_lines([ev("added", 2, 300, 2)]),
+            parse_result_lines([ev("added", 2, 300, 2)]).runs,
             1,
             silent_counters={NAME},
         )

@@ -2,7 +2,7 @@
 
 ``IpcWorld.start()`` spawns, and ``stop()`` kills by recorded pid:
 
-* ``sleep 120 | cat``: an anonymous pipe from sleep's fd 1 to cat's fd 0;
+* ``sleep 3600 | cat``: an anonymous pipe from sleep's fd 1 to cat's fd 0;
 * a named FIFO with a writer (fd 1) and a reader (fd 0), and a second FIFO opened
   read-write by a single process (``sleep <> fifo``);
 * a process holding both ends of one pipe (fds 20 and 21);
@@ -32,7 +32,10 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
-SLEEP = "120"
+# The world lives for the whole test session (``stop`` kills it at the end); the sleep is
+# only a bound in case the session dies without cleaning up. A worker may reach the table
+# tests many minutes after it started the world, so the bound is generous.
+SLEEP = "3600"
 
 UNIX_SERVER = """
 import os, socket, sys, time
@@ -43,7 +46,7 @@ fd = s.detach(); os.dup2(fd, 10); os.close(fd)
 listener = socket.socket(fileno=10)
 conn, _ = listener.accept()
 fd = conn.detach(); os.dup2(fd, 11); os.close(fd)
-time.sleep(120)
+time.sleep(3600)
 """
 
 UNIX_CLIENT = """
@@ -51,7 +54,7 @@ import os, socket, sys, time
 s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
 s.connect(sys.argv[1])
 fd = s.detach(); os.dup2(fd, 0); os.close(fd)
-time.sleep(120)
+time.sleep(3600)
 """
 
 TCP_SERVER = """
@@ -60,21 +63,21 @@ fd = int(sys.argv[1]); os.dup2(fd, 10); os.close(fd)
 listener = socket.socket(fileno=10)
 conn, _ = listener.accept()
 fd = conn.detach(); os.dup2(fd, 11); os.close(fd)
-time.sleep(120)
+time.sleep(3600)
 """
 
 TCP_CLIENT = """
 import os, socket, sys, time
 s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
 fd = s.detach(); os.dup2(fd, 1); os.close(fd)
-time.sleep(120)
+time.sleep(3600)
 """
 
 SELF_PIPE = """
 import os, time
 r, w = os.pipe()
 os.dup2(r, 20); os.dup2(w, 21); os.close(r); os.close(w)
-time.sleep(120)
+time.sleep(3600)
 """
 
 

@@ -13,7 +13,7 @@ import pytest
 
 from fleetctl.tables import TABLES, Scan
 from fleetctl.tables import processes as processes_table
-from tests.tables.ipc_world import IpcWorld, wait_until
+from tests.tables.ipc_world import SLEEP, IpcWorld, wait_until
 
 
 def ps(pid: int, field: str) -> str:
@@ -30,7 +30,7 @@ def test_sleep_process_row(world: IpcWorld) -> None:
         "pid": pid,
         "name": "sleep",
         "path": os.path.realpath(shutil.which("sleep") or ""),
-        "cmdline": "sleep 120",
+        "cmdline": f"sleep {SLEEP}",
         "state": "S",
         "cwd": os.getcwd(),
         "root": "/",

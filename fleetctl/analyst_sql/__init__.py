@@ -1,0 +1,59 @@
+"""Analyst SQL (``fleetctl sql``): one read query over the hunting views, in a box.
+
+Everything an analyst sends may be hostile, so no guard here depends on reading the
+text: ``check_sql`` only gives an early, friendly answer to the obvious mistakes.
+
+- One statement, by the database itself: PostgreSQL parses the text as one
+  extended-protocol statement (Parse refuses ``;``-chained statements whatever the
+  quoting, ``E'...'`` strings included); Python's sqlite3 refuses a second statement
+  after SQLite's own tokenizer.
+- Least privilege, by the database: a PostgreSQL login role that may read the hunting
+  views only (``storage.analyst_role``), in read-only transactions; on SQLite read-only
+  connections whose authorizer allows reads of the views and nothing else
+  (``storage.sqlite_guard``).
+- Bounded: a time limit, at most ``Caps.rows`` rows and ``Caps.total_bytes`` bytes
+  (``truncated`` with a reason), and no value over ``Caps.value_bytes`` ever reaches this
+  process (SQLite's length limit; on PostgreSQL a wrapper that sizes each value in the
+  database first, see ``postgres``).
+
+Exceptions: ``fleetctl.errors.BadRequest`` for everything the analyst can fix.
+"""
+
+from __future__ import annotations
+
+import re
+
+from sqlalchemy import Engine
+
+from fleetctl.analyst_sql import postgres, sqlite
+from fleetctl.analyst_sql.collect import Caps, SQLResult
+from fleetctl.errors import BadRequest
+from storage.sqlite_guard import MAX_SQL_BYTES
+
+__all__ = ["Caps", "SQLResult", "check_sql", "run"]
+
+_QUERY_START = re.compile(
+    r"^\s*(?:--[^\n]*\n\s*|/\*.*?\*/\s*)*\(*\s*(select|with|values|table)\b",
+    re.IGNORECASE | re.DOTALL,
+)
+
+
+def check_sql(sql: str) -> str:
+    """The text without trailing ``;`` and blanks, if it can be a query; raise
+    ``BadRequest`` early for what plainly is not. Not a guard: the database decides."""
+    statement = sql.strip().rstrip(";").rstrip()
+    if not statement:
+        raise BadRequest("empty SQL")
+    if len(statement.encode()) > MAX_SQL_BYTES:
+        raise BadRequest(f"the SQL is longer than {MAX_SQL_BYTES} bytes")
+    if not _QUERY_START.match(statement):
+        raise BadRequest("only read queries (SELECT, WITH ... SELECT, VALUES) are allowed")
+    return statement
+
+
+def run(engine: Engine, sql: str, caps: Caps) -> SQLResult:
+    """Run ``sql`` on an analyst engine (``storage.engine.make_analyst_engine``)."""
+    statement = check_sql(sql)
+    if engine.dialect.name == "postgresql":
+        return postgres.run(engine, statement, caps)
+    return sqlite.run(engine, statement, caps)
