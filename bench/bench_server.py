@@ -60,8 +60,10 @@ class Server:
         subprocess.run(
             [FLEETCTL, "db", "upgrade", "--db", db_url], env=env, check=True, capture_output=True
         )
+        # Every simulated host connects from 127.0.0.1: lift the per-address limit.
+        serve = ["serve", "--listen", f"127.0.0.1:{self.port}", "--db", db_url]
         self.proc = subprocess.Popen(
-            [FLEETCTL, "serve", "--listen", f"127.0.0.1:{self.port}", "--db", db_url],
+            [FLEETCTL, *serve, "--max-connections-per-address", "1000000"],
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,

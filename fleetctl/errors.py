@@ -5,7 +5,8 @@ FleetError                 base of everything raised on purpose
 │   └── PayloadTooLarge    body over the configured limit (checked while inflating)
 ├── AuthError              bad enroll secret or admin token
 ├── NodeInvalid            unknown node key (-> ``node_invalid: true``)
-└── NotFound               an admin lookup matched nothing
+├── NotFound               an admin lookup matched nothing
+└── Unavailable            the server cannot take this now (-> 503; try again later)
 """
 
 from __future__ import annotations
@@ -33,3 +34,7 @@ class NodeInvalid(FleetError):
 
 class NotFound(FleetError):
     """Nothing matched the lookup."""
+
+
+class Unavailable(FleetError):
+    """The call is refused for now (a resource is busy or not set up); nothing changed."""

@@ -29,6 +29,21 @@ SETTINGS: tuple[tuple[str, object, str], ...] = (
     ("analyst_slots", 4, "Analyst SQL statements run at once (more answer 503 busy)."),
     ("analyst_timeout", 10.0, "Seconds one analyst SQL statement may run."),
     ("analyst_max_bytes", 64 * MiB, "Largest analyst SQL answer (bytes); more is truncated."),
+    ("handshake_timeout", 10.0, "Seconds a client has to complete the TLS handshake."),
+    (
+        "header_timeout",
+        10.0,
+        "Seconds a client has to send a request's headers, from its first byte "
+        "(from the handshake, for a connection's first request).",
+    ),
+    ("body_timeout", 30.0, "Seconds a request body may go without a byte arriving."),
+    ("keep_alive_timeout", 30, "Seconds an idle keep-alive connection stays open."),
+    (
+        "max_connections_per_address",
+        256,
+        "Concurrent connections from one client address; more are closed at once "
+        "(osqueryd holds one or two; NAT'd hosts share an address).",
+    ),
 )
 
 
@@ -58,6 +73,11 @@ class Settings:
     learning_window: int = 24 * 3600
     max_carve: int = 512 * MiB
     carve_timeout: int = 3600
+    handshake_timeout: float = 10.0
+    header_timeout: float = 10.0
+    body_timeout: float = 30.0
+    keep_alive_timeout: int = 30
+    max_connections_per_address: int = 256
     tls_cert: Path | None = None
     tls_key: Path | None = None
     enroll_secrets: tuple[str, ...] = ()

@@ -1,20 +1,40 @@
-"""Parse the times and durations people type: ``1700000000``, ISO 8601, ``90d``, ``15m``."""
+"""Parse the times and durations people type: ``1700000000``, ISO 8601, ``90d``, ``15m``.
+
+Both are bounded to what the store and ``iso`` can hold: times are unix seconds from the
+epoch to the last second of year 9999 (``datetime``'s limit, far inside BIGINT), and a
+duration is never longer than that span. A value outside is refused here, where the
+caller can answer 400, instead of overflowing SQLite's integer binding or PostgreSQL's
+BIGINT deep in a query.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 import re
 
+MAX_TIME = 253_402_300_799  # 9999-12-31T23:59:59Z
+_MAX_DIGITS = len(str(MAX_TIME))
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhdw]?)\s*$")
+_UNIX = re.compile(r"(\d+)(\.\d+)?")
+
+
+def shown(text: str, limit: int = 40) -> str:
+    """``repr`` of user input for an error message, cut short: a 100 KB parameter must
+    not come back as a 100 KB error."""
+    return repr(text) if len(text) <= limit else repr(text[:limit]) + "..."
 
 
 def parse_duration(text: str) -> int:
     """``90d`` -> seconds. A bare number is seconds."""
     m = _DURATION.match(text)
     if not m:
-        raise ValueError(f"not a duration: {text!r} (use e.g. 30s, 15m, 24h, 90d, 2w)")
-    return int(m.group(1)) * _UNITS[m.group(2) or "s"]
+        raise ValueError(f"not a duration: {shown(text)} (use e.g. 30s, 15m, 24h, 90d, 2w)")
+    digits = m.group(1).lstrip("0") or "0"
+    seconds = int(digits) * _UNITS[m.group(2) or "s"] if len(digits) <= _MAX_DIGITS else None
+    if seconds is None or seconds > MAX_TIME:
+        raise ValueError(f"duration out of range: {shown(text)}")
+    return seconds
 
 
 def format_duration(seconds: int) -> str:
@@ -26,14 +46,24 @@ def format_duration(seconds: int) -> str:
 
 
 def parse_time(text: str) -> int:
-    """Unix seconds or ISO 8601 (naive means UTC) -> unix seconds."""
+    """Unix seconds or ISO 8601 (naive means UTC) -> unix seconds, from 0 to ``MAX_TIME``."""
     text = text.strip()
-    if re.fullmatch(r"\d+(\.\d+)?", text):
-        return int(float(text))
+    unix = _UNIX.fullmatch(text)
+    if unix:
+        digits = unix.group(1).lstrip("0") or "0"
+        seconds = int(digits) if len(digits) <= _MAX_DIGITS else MAX_TIME + 1
+    else:
+        seconds = _parse_iso(text)
+    if not 0 <= seconds <= MAX_TIME:
+        raise ValueError(f"time out of range: {shown(text)} (from 1970 to 9999)")
+    return seconds
+
+
+def _parse_iso(text: str) -> int:
     try:
         parsed = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError as exc:
-        raise ValueError(f"not a time: {text!r} (use unix seconds or ISO 8601)") from exc
+        raise ValueError(f"not a time: {shown(text)} (use unix seconds or ISO 8601)") from exc
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=dt.UTC)
     return int(parsed.timestamp())

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -11,8 +13,36 @@ from fleetctl.errors import FleetError
 from fleetctl.server.bootstrap import prepare
 from fleetctl.server.runner import make_server
 from fleetctl.server.state import ServerState
-from fleetctl.settings import Settings, default_home, parse_listen
+from fleetctl.settings import SETTINGS, Settings, default_home, parse_listen
 from fleetctl.timeutil import parse_duration
+
+LISTENER = (
+    "handshake_timeout",
+    "header_timeout",
+    "body_timeout",
+    "keep_alive_timeout",
+    "max_connections_per_address",
+)
+
+
+def setting_option(name: str) -> Callable[[Any], Any]:
+    """A ``--name`` option whose default and help come from ``SETTINGS``: positive seconds
+    for a float setting, a count of at least 1 for an int one."""
+    default, help_text = next((d, h) for n, d, h in SETTINGS if n == name)
+    kind = (
+        click.FloatRange(min=0, min_open=True)
+        if isinstance(default, float)
+        else click.IntRange(min=1)
+    )
+    flag = "--" + name.replace("_", "-")
+    return click.option(flag, name, type=kind, default=default, show_default=True, help=help_text)
+
+
+def listener_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """The listener's timeouts and per-address limit, one option per setting."""
+    for name in reversed(LISTENER):
+        command = setting_option(name)(command)
+    return command
 
 
 @click.command()
@@ -65,6 +95,7 @@ from fleetctl.timeutil import parse_duration
     show_default=True,
     help="Expire a carve (and delete its blocks) when no block came for this long.",
 )
+@listener_options
 @click.option("-v", "--verbose", is_flag=True, help="Log every enrollment and error.")
 def serve(
     db: str | None,
@@ -78,6 +109,7 @@ def serve(
     max_carve: int,
     carve_timeout: str,
     verbose: bool,
+    **listener: Any,
 ) -> None:
     """Serve osquery's TLS remote API and the admin API.
 
@@ -113,6 +145,7 @@ def serve(
         learning_window=window,
         max_carve=max_carve,
         carve_timeout=stall,
+        **listener,
     )
     try:
         prepared = prepare(settings)

@@ -15,13 +15,22 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from fleetctl.errors import BadRequest, NotFound
-from fleetctl.server.analyst import AnalystBusy, AnalystUnavailable
+from fleetctl.errors import BadRequest, NotFound, Unavailable
+from fleetctl.server.admin_params import (
+    check_body,
+    check_request_text,
+    column_length,
+    host_ref,
+    int_field,
+    int_param,
+    required_text,
+    time_param,
+)
 from fleetctl.server.auth import matches_any
 from fleetctl.server.body import read_json_object
 from fleetctl.server.responses import json_response
 from fleetctl.server.state import in_session, server_state
-from fleetctl.timeutil import iso, parse_time
+from fleetctl.timeutil import iso, shown
 from storage import carves as carve_store
 from storage import hosts as host_store
 from storage import rejected as rejected_store
@@ -30,6 +39,7 @@ from storage.encoding import unescape, unescape_row
 from storage.models import DataLoss, Host, ResultRow, StatusLog
 
 PREFIX = "/api/v1/admin"
+STATUS_LOG_PAGE = 100_000
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -58,7 +68,22 @@ def admin_read_body_endpoint(func: Callable[[Request, Any, dict[str, Any]], Any]
     return _endpoint(func, write=False, with_body=True)
 
 
-def _endpoint(func: Callable[..., Any], *, write: bool, with_body: bool | None = None) -> Handler:
+def admin_async_endpoint(func: Callable[[Request, dict[str, Any]], Awaitable[Any]]) -> Handler:
+    """A call that schedules its own work (no session of the admin pools), with the JSON
+    body checked: ``await func(request, body)``."""
+    return _endpoint(func, write=False, with_body=True, own_work=True)
+
+
+def _endpoint(
+    func: Callable[..., Any],
+    *,
+    write: bool,
+    with_body: bool | None = None,
+    own_work: bool = False,
+) -> Handler:
+    """Authenticate, refuse NUL bytes and overlong parameters anywhere in the request,
+    then run ``func``; its refusals become 400/404/503 answers. Anything else (a database
+    error, a bug) goes to the app's exception handlers."""
     with_body = write if with_body is None else with_body
 
     async def wrapper(request: Request) -> Response:
@@ -68,6 +93,7 @@ def _endpoint(func: Callable[..., Any], *, write: bool, with_body: bool | None =
         if not token or not matches_any(token, state.token_digests()):
             return json_response({"error": "missing or invalid admin token"}, 401)
         try:
+            check_request_text(request)
             body: dict[str, Any] | None = None
             if with_body:  # DELETE carries no body
                 body = (
@@ -75,6 +101,9 @@ def _endpoint(func: Callable[..., Any], *, write: bool, with_body: bool | None =
                     if request.method == "DELETE"
                     else await read_json_object(request, state.settings.max_body)
                 )
+                check_body(body)
+            if own_work:
+                return json_response(await func(request, body))
 
             def work(session: Any) -> Any:
                 return func(request, session, body) if with_body else func(request, session)
@@ -87,6 +116,8 @@ def _endpoint(func: Callable[..., Any], *, write: bool, with_body: bool | None =
             return json_response({"error": str(exc), "errors": exc.details}, 400)
         except (ValueError, BadRequest) as exc:
             return json_response({"error": str(exc)}, 400)
+        except Unavailable as exc:
+            return json_response({"error": str(exc)}, 503)
 
     wrapper.__name__ = func.__name__
     return wrapper
@@ -110,9 +141,9 @@ def host_json(host: Host) -> dict[str, Any]:
 def find_host_or_404(session: Any, ref: str | None) -> Host:
     if not ref:
         raise ValueError("the 'host' parameter is required")
-    host = host_store.find_host(session, ref)
+    host = host_store.find_host(session, host_ref(ref))
     if host is None:
-        raise NotFound(f"no host matches {ref!r} (id, host identifier, hostname or uuid)")
+        raise NotFound(f"no host matches {shown(ref)} (id, host identifier, hostname or uuid)")
     return host
 
 
@@ -133,9 +164,9 @@ def show_host(request: Request, session: Any) -> dict[str, Any]:
     )
     queries = [
         {
-            "name": s.name,
-            "pack": s.pack,
-            "query": s.query,
+            "name": unescape(s.name),
+            "pack": None if s.pack is None else unescape(s.pack),
+            "query": unescape(s.query),
             "epoch": s.epoch,
             "counter": s.counter,
             "last_result": iso(s.last_unix_time),
@@ -144,7 +175,8 @@ def show_host(request: Request, session: Any) -> dict[str, Any]:
         for s in result_store.query_names(session, host.id)
     ]
     return {
-        "host": host_json(host) | {"decorations": host.decorations},
+        "host": host_json(host)
+        | {"decorations": None if host.decorations is None else unescape_row(host.decorations)},
         "queries": queries,
         "host_details": host.host_details,
     }
@@ -153,11 +185,8 @@ def show_host(request: Request, session: Any) -> dict[str, Any]:
 @admin_endpoint
 def results(request: Request, session: Any) -> dict[str, Any]:
     host = find_host_or_404(session, request.query_params.get("host"))
-    name = request.query_params.get("query")
-    if not name:
-        raise ValueError("the 'query' parameter is required (the name osquery logs)")
-    at_text = request.query_params.get("at")
-    at = parse_time(at_text) if at_text else int(time.time())
+    name = required_text(request.query_params, "query", max_length=column_length(ResultRow.name))
+    at = time_param(request.query_params, "at", default=int(time.time()))
     rows = result_store.rows_at(session, host.id, name, at)
     sent = [unescape_row(row.columns) for row in rows]  # as the host sent them
     columns: dict[str, None] = {}
@@ -178,7 +207,7 @@ def results(request: Request, session: Any) -> dict[str, Any]:
 @admin_endpoint
 def status_logs(request: Request, session: Any) -> dict[str, Any]:
     host = find_host_or_404(session, request.query_params.get("host"))
-    limit = int(request.query_params.get("limit", "100"))
+    limit = int_param(request.query_params, "limit", (1, STATUS_LOG_PAGE), default=100)
     logs = session.scalars(
         select(StatusLog)
         .where(StatusLog.host_id == host.id)
@@ -269,35 +298,21 @@ def carves(request: Request, session: Any) -> dict[str, Any]:
     }
 
 
-async def sql(request: Request) -> Response:
+@admin_async_endpoint
+async def sql(request: Request, body: dict[str, Any]) -> dict[str, Any]:
     """Ad-hoc analyst SQL (``fleetctl sql``): on analyst SQL's own engine, slots and
     threads (``fleetctl.server.analyst``), never on the pool that ingest uses."""
-    state = server_state(request)
-    header = request.headers.get("authorization", "")
-    token = header[7:].strip() if header.lower().startswith("bearer ") else ""
-    if not token or not matches_any(token, state.token_digests()):
-        return json_response({"error": "missing or invalid admin token"}, 401)
-    try:
-        body = await read_json_object(request, state.settings.max_body)
-        query = body.get("sql")
-        if not isinstance(query, str):
-            raise BadRequest("'sql' must be a string")
-        limit = body.get("limit", 10_000)
-        if isinstance(limit, bool) or not isinstance(limit, int) or not 0 < limit <= 1_000_000:
-            raise BadRequest("'limit' must be an integer from 1 to 1000000")
-        result = await state.analyst.run(query, limit)
-    except (AnalystBusy, AnalystUnavailable) as exc:
-        return json_response({"error": str(exc)}, 503)
-    except BadRequest as exc:
-        return json_response({"error": str(exc)}, 400)
-    return json_response(
-        {
-            "columns": result.columns,
-            "rows": result.rows,
-            "truncated": result.truncated,
-            "reason": result.reason,
-        }
-    )
+    query = body.get("sql")
+    if not isinstance(query, str):
+        raise BadRequest("'sql' must be a string")
+    limit = int_field(body, "limit", (1, 1_000_000), default=10_000)
+    result = await server_state(request).analyst.run(query, limit)
+    return {
+        "columns": result.columns,
+        "rows": result.rows,
+        "truncated": result.truncated,
+        "reason": result.reason,
+    }
 
 
 routes = [

@@ -20,13 +20,23 @@ from fleetctl.server.admin_api import (
     admin_write_endpoint,
     find_host_or_404,
 )
+from fleetctl.server.admin_params import (
+    choice_param,
+    column_range,
+    flag_param,
+    int_field,
+    int_param,
+    text_param,
+    time_param,
+)
 from fleetctl.server.state import server_state
-from fleetctl.timeutil import iso, parse_time
+from fleetctl.timeutil import iso
 from storage import detection as detection_store
-from storage.models import FindingRecordRow, ResultRow
+from storage.models import BaselineVersion, FindingRecordRow, ResultRow
 
 PREFIX = "/api/v1/admin"
 BASELINE_TEMPLATE = "version: 1\nextends: default\n"
+STATUSES = ("open", "acked", "suppressed")
 
 
 def _lineage_path(doc: dict[str, Any], index: int) -> str | None:
@@ -62,14 +72,11 @@ def finding_summary(row: FindingRecordRow, host: str) -> dict[str, Any]:
 @admin_endpoint
 def list_findings(request: Request, session: Session) -> dict[str, Any]:
     params = request.query_params
+    since = time_param(params, "since")
+    min_severity = choice_param(params, "min_severity", SEVERITIES, default="low")
+    status = choice_param(params, "status", STATUSES)
     host_id = find_host_or_404(session, params["host"]).id if params.get("host") else None
-    since = parse_time(params["since"]) if params.get("since") else None
-    min_severity = params.get("min_severity", "low")
-    if min_severity not in SEVERITIES:
-        raise ValueError(f"min_severity must be one of {', '.join(SEVERITIES)}")
-    rows = detection_store.list_findings(
-        session, host_id=host_id, status=params.get("status"), since=since
-    )
+    rows = detection_store.list_findings(session, host_id=host_id, status=status, since=since)
     return {
         "findings": [
             finding_summary(r, h)
@@ -94,8 +101,9 @@ def show_finding(request: Request, session: Session) -> dict[str, Any]:
 
 @admin_write_endpoint
 def ack_finding(request: Request, session: Session, body: dict[str, Any]) -> dict[str, Any]:
+    note = text_param(body, "note")
     row, host = _finding(session, request.path_params["id"])
-    row.status, row.note = "acked", str(body.get("note") or row.note)
+    row.status, row.note = "acked", note or row.note
     return {"finding": finding_summary(row, host)}
 
 
@@ -107,10 +115,9 @@ def _baseline_text(session: Session) -> tuple[int, str]:
 @admin_write_endpoint
 def suppress_finding(request: Request, session: Session, body: dict[str, Any]) -> dict[str, Any]:
     """Turn a finding into a baseline entry (its path key, on its host or the fleet)."""
+    scope = choice_param(body, "scope", ("host", "fleet"), default="host")
+    note = text_param(body, "note")
     row, host = _finding(session, request.path_params["id"])
-    scope = body.get("scope", "host")
-    if scope not in ("host", "fleet"):
-        raise ValueError("scope must be 'host' or 'fleet'")
     version, text = _baseline_text(session)
     doc = yaml.safe_load(text) or {}
     learned = doc.setdefault("learned", {})
@@ -128,7 +135,7 @@ def suppress_finding(request: Request, session: Session, body: dict[str, Any]) -
     new_version = detection_store.save_baseline(
         session, new_text, f"suppress {row.id} ({scope})", int(time.time()), version
     )
-    row.status, row.note = "suppressed", str(body.get("note") or row.note)
+    row.status, row.note = "suppressed", note or row.note
     return {"finding": finding_summary(row, host), "baseline_version": new_version}
 
 
@@ -162,27 +169,22 @@ def put_baseline(request: Request, session: Session, body: dict[str, Any]) -> di
     text = body.get("yaml")
     if not isinstance(text, str):
         raise ValueError("'yaml' must be the baseline file's text")
+    note = text_param(body, "note", default="")
+    expected = int_field(body, "expected_version", column_range(BaselineVersion.version, low=0))
     try:
         Baseline.loads(text)
     except BaselineError as exc:
         raise ValueError(f"baseline refused: {exc}") from exc
-    expected = body.get("expected_version")
-    version = detection_store.save_baseline(
-        session,
-        text,
-        str(body.get("note") or ""),
-        int(time.time()),
-        expected if isinstance(expected, int) else None,
-    )
+    version = detection_store.save_baseline(session, text, note, int(time.time()), expected)
     return {"version": version}
 
 
 @admin_endpoint
 def trace(request: Request, session: Session) -> dict[str, Any]:
     params = request.query_params
+    pid = int_param(params, "pid", column_range(FindingRecordRow.pid, low=0), default=0)
+    at = time_param(params, "at", default=int(time.time()))
     host = find_host_or_404(session, params.get("host", ""))
-    pid = int(params.get("pid", "0"))
-    at = parse_time(params["at"]) if params.get("at") else int(time.time())
     service = server_state(request).detection
     assert service is not None
     snapshot = service.snapshot(session, host.id, at)
@@ -204,14 +206,14 @@ def detect(request: Request, session: Session, body: dict[str, Any]) -> dict[str
     """Judge hosts now, or replay history since a time, or learn the current paths."""
     service = server_state(request).detection
     assert service is not None
-    ref = body.get("host")
+    ref = text_param(body, "host")
+    learn = flag_param(body, "learn")
+    since = time_param(body, "since")
     host_ids = (
-        [find_host_or_404(session, str(ref)).id]
+        [find_host_or_404(session, ref).id]
         if ref
         else [h for (h,) in session.execute(select(detection_store.Host.id))]
     )
-    learn = bool(body.get("learn"))
-    since = parse_time(str(body["since"])) if body.get("since") else None
     now = int(time.time())
     created: list[str] = []
     for host_id in host_ids:

@@ -12,6 +12,17 @@ from starlette.routing import Route
 
 from fleetctl.errors import NotFound
 from fleetctl.server.admin_api import admin_endpoint, admin_write_endpoint
+from fleetctl.server.admin_params import (
+    INT64,
+    check_targets,
+    column_length,
+    column_range,
+    flag_param,
+    int_field,
+    int_param,
+    required_text,
+    text_param,
+)
 from fleetctl.server.admin_queries import MAX_TIMEOUT, check_query_sql
 from fleetctl.server.hunts import next_run, trigger_for
 from fleetctl.server.state import server_state
@@ -23,6 +34,8 @@ from storage.campaigns import TargetError
 from storage.models import Campaign, Hunt, HuntRun
 
 PREFIX = "/api/v1/admin"
+MAX_EVERY = 366 * 86400
+RESULTS_PAGE = 100_000
 
 
 def _service(request: Request) -> Any:
@@ -44,7 +57,7 @@ def _sql_from(session: Session, body: dict[str, Any]) -> str:
         raise ValueError("give exactly one of 'sql' and 'query' (PACK/QUERY)")
     if body.get("sql") is not None:
         return check_query_sql(body["sql"])
-    pack_name, _, query_name = str(body["query"]).partition("/")
+    pack_name, _, query_name = required_text(body, "query").partition("/")
     stored = pack_store.get_pack(session, pack_name)
     if stored is None or stored.body is None:
         raise NotFound(f"no pack {pack_name!r}")
@@ -56,27 +69,25 @@ def _sql_from(session: Session, body: dict[str, Any]) -> str:
 
 @admin_write_endpoint
 def create_hunt(request: Request, session: Session, body: dict[str, Any]) -> dict[str, Any]:
-    name = body.get("name")
-    if not isinstance(name, str) or not name:
-        raise ValueError("'name' must be a non-empty string")
+    name = required_text(body, "name", max_length=column_length(Hunt.name))
     if session.scalars(select(Hunt).where(Hunt.name == name)).first() is not None:
         raise ValueError(f"a hunt named {name!r} exists")
     sql = _sql_from(session, body)
     schedules = [(k, body[k]) for k in ("cron", "every", "once") if body.get(k) is not None]
     if len(schedules) != 1:
         raise ValueError("give exactly one of 'cron', 'every' (seconds) and 'once'")
-    kind, value = schedules[0]
-    value = "" if kind == "once" else str(value)
+    kind = schedules[0][0]
+    value = _schedule_value(body, kind)
     trigger_for(kind, value, time.time())  # refuses a bad cron expression now
-    targets = str(body.get("targets", "all"))
+    targets = check_targets(
+        text_param(body, "targets", max_length=column_length(Hunt.targets), default="all")
+    )
     try:
         campaign_store.resolve_targets(session, targets)
     except TargetError as exc:
         raise NotFound(str(exc)) from exc
-    default_expiry = int(value) if kind == "every" else 86400
-    expires = body.get("expires", default_expiry)
-    if isinstance(expires, bool) or not isinstance(expires, int) or not 0 < expires <= MAX_TIMEOUT:
-        raise ValueError(f"'expires' must be seconds from 1 to {MAX_TIMEOUT}")
+    default_expiry = min(int(value), MAX_TIMEOUT) if kind == "every" else 86400
+    expires = int_field(body, "expires", (1, MAX_TIMEOUT), default=default_expiry)
     hunt = Hunt(
         name=name,
         sql=sql,
@@ -91,6 +102,15 @@ def create_hunt(request: Request, session: Session, body: dict[str, Any]) -> dic
     session.commit()  # the scheduler may fire at once and must find the hunt
     _service(request).schedule(hunt)
     return {"hunt": _hunt_json(session, hunt)}
+
+
+def _schedule_value(body: dict[str, Any], kind: str) -> str:
+    """The stored schedule: a cron expression, seconds between runs, or nothing."""
+    if kind == "cron":
+        return required_text(body, "cron", max_length=column_length(Hunt.schedule))
+    if kind == "every":
+        return str(int_field(body, "every", (1, MAX_EVERY)))
+    return ""
 
 
 def _schedule_text(hunt: Hunt) -> str:
@@ -183,23 +203,24 @@ def cancel_hunt(request: Request, session: Session, body: dict[str, Any]) -> dic
 def hunt_results(request: Request, session: Session) -> dict[str, Any]:
     """One page of a run's rows (default: the latest run), optionally only rows new on
     each host since its previous answered run."""
-    hunt = _hunt(session, request.path_params["name"])
     params = request.query_params
+    wanted = int_param(params, "run", column_range(HuntRun.run, low=1))
+    offset = int_param(params, "offset", (0, INT64[1]), default=0)
+    limit = int_param(params, "limit", (1, RESULTS_PAGE), default=1000)
+    diff = flag_param(params, "diff")
+    hunt = _hunt(session, request.path_params["name"])
     runs = {r.run: r for r in session.scalars(select(HuntRun).where(HuntRun.hunt_id == hunt.id))}
     if not runs:
         return {"run": None, "rows": [], "total": 0, "offset": 0}
-    number = int(params["run"]) if params.get("run") else max(runs)
+    number = max(runs) if wanted is None else wanted
     if number not in runs:
         raise NotFound(f"hunt {hunt.name!r} has no run {number}")
-    offset, limit = int(params.get("offset", "0")), int(params.get("limit", "1000"))
-    if offset < 0 or not 0 < limit <= 100_000:
-        raise ValueError("'offset' must be >= 0 and 'limit' from 1 to 100000")
     page = hunt_result_store.run_rows(
         session,
         hunt_id=hunt.id,
         run=number,
         campaign_id=runs[number].campaign_id,
-        diff=bool(params.get("diff")),
+        diff=diff,
         offset=offset,
         limit=limit,
     )

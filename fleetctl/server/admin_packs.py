@@ -19,14 +19,23 @@ from fleetctl.errors import NotFound
 from fleetctl.packs.loader import pack_from_document
 from fleetctl.packs.validate import validate_text
 from fleetctl.server.admin_api import Invalid, admin_endpoint, admin_write_endpoint, host_json
+from fleetctl.server.admin_params import (
+    column_length,
+    column_range,
+    host_ref,
+    int_param,
+    required_text,
+    text_param,
+)
 from fleetctl.targeting import TargetedPack, host_family, query_hosts
-from fleetctl.timeutil import iso
+from fleetctl.timeutil import iso, shown
 from storage import hosts as host_store
 from storage import labels as label_store
 from storage import packs as pack_store
-from storage.models import Host
+from storage.models import Host, Label, PackRecord, PackVersion
 
 PREFIX = "/api/v1/admin"
+PACK_NAME_LENGTH = column_length(PackRecord.name)
 
 
 def _incoming(
@@ -41,15 +50,19 @@ def _incoming(
     out = []
     seen: set[str] = set()
     for i, item in enumerate(items):
-        name, pack, labels = item.get("name"), item.get("pack"), item.get("labels", [])
+        if not isinstance(item, dict):
+            raise ValueError(f"packs[{i}] must be an object {{name, pack, labels}}")
+        name, pack, labels = item.get("name"), item.get("pack"), item.get("labels") or []
         if not isinstance(name, str) or not name or not isinstance(pack, dict):
             raise ValueError(f"packs[{i}] needs a 'name' string and a 'pack' object")
+        if len(name) > PACK_NAME_LENGTH:
+            raise ValueError(f"packs[{i}].name is longer than {PACK_NAME_LENGTH} characters")
         if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
             raise ValueError(f"packs[{i}].labels must be a list of label names")
         if name in seen:
             raise ValueError(f"pack {name!r} appears twice")
         seen.add(name)
-        source = str(item.get("source") or f"<{name}>")
+        source = text_param(item, "source") or f"<{name}>"
         for error in validate_text(json.dumps(pack), source, name):
             errors.append(error.as_row())
         for label in labels:
@@ -162,8 +175,8 @@ def list_packs(request: Request, session: Session) -> dict[str, Any]:
 @admin_endpoint
 def show_pack(request: Request, session: Session) -> dict[str, Any]:
     name = request.path_params["name"]
-    version = request.query_params.get("version")
-    stored = pack_store.get_pack(session, name, int(version) if version else None)
+    version = int_param(request.query_params, "version", column_range(PackVersion.version, low=1))
+    stored = pack_store.get_pack(session, name, version)
     if stored is None:
         raise NotFound(f"no pack {name!r}" + (f" version {version}" if version else ""))
     history = [
@@ -193,9 +206,10 @@ def delete_pack(request: Request, session: Session, body: dict[str, Any]) -> dic
 
 @admin_write_endpoint
 def apply_label(request: Request, session: Session, body: dict[str, Any]) -> dict[str, Any]:
-    name, query, hosts = body.get("name"), body.get("query"), body.get("hosts")
-    if not isinstance(name, str) or not name:
-        raise ValueError("'name' must be a non-empty string")
+    name = required_text(body, "name", max_length=column_length(Label.name))
+    query, hosts = body.get("query"), body.get("hosts")
+    platform = text_param(body, "platform", max_length=column_length(Label.platform))
+    description = text_param(body, "description", default="")
     if (query is None) == (hosts is None):
         raise ValueError("a label has either a 'query' (dynamic) or a 'hosts' list (manual)")
     host_ids: list[int] | None = None
@@ -204,18 +218,18 @@ def apply_label(request: Request, session: Session, body: dict[str, Any]) -> dic
             raise ValueError("'hosts' must be a list of host references")
         host_ids = []
         for ref in hosts:
-            host = host_store.find_host(session, ref)
+            host = host_store.find_host(session, host_ref(ref))
             if host is None:
-                raise NotFound(f"no host matches {ref!r}")
+                raise NotFound(f"no host matches {shown(ref)}")
             host_ids.append(host.id)
     if query is not None:
-        _check_label_sql(name, query, body.get("platform"))
+        _check_label_sql(name, query, platform)
     action = label_store.upsert_label(
         session,
         name,
         query=query,
-        platform=body.get("platform"),
-        description=str(body.get("description") or ""),
+        platform=platform,
+        description=description,
         host_ids=host_ids,
         now=int(time.time()),
     )

@@ -20,6 +20,15 @@ from starlette.routing import Route
 from fleetctl.errors import NotFound
 from fleetctl.packs.validate import validate_text
 from fleetctl.server.admin_api import Invalid, admin_endpoint, admin_write_endpoint
+from fleetctl.server.admin_params import (
+    check_targets,
+    column_length,
+    column_range,
+    int_field,
+    int_param,
+    text_param,
+    time_param,
+)
 from fleetctl.server.state import server_state
 from fleetctl.timeutil import iso
 from storage import campaigns as campaign_store
@@ -47,12 +56,11 @@ def check_query_sql(sql: Any) -> str:
 @admin_write_endpoint
 def start_query(request: Request, session: Session, body: dict[str, Any]) -> dict[str, Any]:
     sql = check_query_sql(body.get("sql"))
-    targets = body.get("targets", "all")
-    timeout = body.get("timeout", 60)
-    if not isinstance(targets, str):
-        raise ValueError("'targets' must be a string such as all, platform:linux, label:L")
-    if isinstance(timeout, bool) or not isinstance(timeout, int) or not 0 < timeout <= MAX_TIMEOUT:
-        raise ValueError(f"'timeout' must be seconds from 1 to {MAX_TIMEOUT}")
+    targets = check_targets(
+        text_param(body, "targets", max_length=column_length(Campaign.targets), default="all")
+    )
+    timeout = int_field(body, "timeout", (1, MAX_TIMEOUT), default=60)
+    name = text_param(body, "name", max_length=column_length(Campaign.name), default="")
     try:
         host_ids = campaign_store.resolve_targets(session, targets)
     except TargetError as exc:
@@ -61,7 +69,7 @@ def start_query(request: Request, session: Session, body: dict[str, Any]) -> dic
     campaign = campaign_store.create_campaign(
         session,
         kind="live",
-        name=str(body.get("name") or ""),
+        name=name,
         sql=sql,
         targets=targets,
         host_ids=host_ids,
@@ -91,14 +99,11 @@ def show_query(request: Request, session: Session) -> dict[str, Any]:
     unix time; ``cursor`` is the latest answer's), so following a query over thousands of
     hosts costs each answer once, not once per poll; without it every target is listed
     with its state."""
-    campaign = session.get(Campaign, int(request.path_params["id"]))
+    campaign_id = int_param(request.path_params, "id", column_range(Campaign.id, low=1))
+    campaign = session.get(Campaign, campaign_id)
     if campaign is None:
-        raise NotFound(f"no query {request.path_params['id']}")
-    since_text = request.query_params.get("since")
-    try:
-        since = int(since_text) if since_text is not None else None
-    except ValueError:
-        raise ValueError("'since' must be a unix time in seconds") from None
+        raise NotFound(f"no query {campaign_id}")
+    since = time_param(request.query_params, "since")
     now = int(time.time())
     counts = campaign_store.counts(session, campaign.id, now - ONLINE_WINDOW)
     return {

@@ -23,7 +23,7 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from fleetctl import analyst_sql
 from fleetctl.analyst_sql import Caps, SQLResult
-from fleetctl.errors import FleetError
+from fleetctl.errors import Unavailable
 from fleetctl.settings import Settings
 from storage import analyst_role
 from storage.engine import is_sqlite, make_analyst_engine
@@ -34,11 +34,11 @@ HOW_TO = (
 )
 
 
-class AnalystBusy(FleetError):
+class AnalystBusy(Unavailable):
     """Every analyst SQL slot is taken; the caller should try again shortly."""
 
 
-class AnalystUnavailable(FleetError):
+class AnalystUnavailable(Unavailable):
     """PostgreSQL has no usable analyst role; the message says how to create it."""
 
 

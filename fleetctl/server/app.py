@@ -21,7 +21,7 @@ from fleetctl.server import (
     admin_queries,
     osquery_api,
 )
-from fleetctl.server.responses import json_response
+from fleetctl.server.responses import exception_handlers, json_response
 from fleetctl.server.state import ServerState
 
 CHECKIN_FLUSH_SECONDS = 1.0
@@ -71,6 +71,7 @@ def build_app(state: ServerState) -> Starlette:
             *admin_hunts.routes,
         ],
         lifespan=lifespan,
+        exception_handlers=exception_handlers(osquery_api.PREFIX),
     )
     app.state.fleet = state
     return app

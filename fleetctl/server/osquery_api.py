@@ -14,8 +14,9 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
@@ -54,6 +55,8 @@ def osquery_endpoint(func: Handler) -> Handler:
         except BadRequest as exc:
             status = 413 if type(exc).__name__ == "PayloadTooLarge" else 400
             return node_error(str(exc), status)
+        except (SQLAlchemyError, ClientDisconnect):
+            raise  # answered by the app's exception handlers, the same for every route
         except Exception:
             log.exception("%s failed", request.url.path)
             return node_error("internal server error; the request was not stored", 500)

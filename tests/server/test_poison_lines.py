@@ -205,6 +205,9 @@ def test_nul_in_query_name_and_decorations_round_trips(
     data = [line("1", name=name, decorations=decorations)]
     assert post(node, "result", data) == {"node_invalid": False}
     assert [r["pid"] for r in results(server, name)] == ["1"]
+    shown = server.admin().get("/api/v1/admin/hosts/jumpvm").json()
+    assert [q["name"] for q in shown["queries"]] == [name]  # as the host sent it
+    assert shown["host"]["decorations"] == decorations
     with session_scope(store.sessions) as s:
         host = s.scalars(select(Host).where(Host.host_identifier == "jumpvm")).one()
         assert unescape_row(host.decorations) == decorations
