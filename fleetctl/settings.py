@@ -28,7 +28,7 @@ SETTINGS: tuple[tuple[str, object, str], ...] = (
     ("analyst_db", None, "PostgreSQL URL of a hand-made analyst role for `fleetctl sql`."),
     ("analyst_slots", 4, "Analyst SQL statements run at once (more answer 503 busy)."),
     ("analyst_timeout", 10.0, "Seconds one analyst SQL statement may run."),
-    ("analyst_max_bytes", 64 * MiB, "Largest analyst SQL answer (bytes); more is truncated."),
+    ("analyst_max_bytes", 16 * MiB, "Largest analyst SQL answer (bytes); more is truncated."),
     ("handshake_timeout", 10.0, "Seconds a client has to complete the TLS handshake."),
     (
         "header_timeout",
@@ -84,7 +84,7 @@ class Settings:
     analyst_db: str | None = None
     analyst_slots: int = 4
     analyst_timeout: float = 10.0
-    analyst_max_bytes: int = 64 * MiB
+    analyst_max_bytes: int = 16 * MiB
 
     @property
     def db_url(self) -> str:

@@ -28,7 +28,7 @@ class Caps:
 
     rows: int = 10_000
     value_bytes: int = 1 * MiB
-    total_bytes: int = 64 * MiB
+    total_bytes: int = 16 * MiB
     columns: int = 100
     timeout_s: float = 10.0
 
