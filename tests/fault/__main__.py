@@ -15,20 +15,35 @@ import uuid
 
 import psycopg
 
+from storage import analyst_role
 from tests.fault import durability, hostile
 from tests.fault.report import Outcome, print_table
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
 
 
-def _database(backend: str, pg_admin: str) -> str:
-    """A new, empty store: a SQLite file, or a database on the shared PostgreSQL."""
-    if backend == "sqlite":
-        return f"sqlite:///{tempfile.mkdtemp(prefix='fleetctl-fault-db-')}/fleet.db"
-    name = f"fleetctl_fault_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(pg_admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    return pg_admin.rsplit("/", 1)[0] + f"/{name}"
+class Stores:
+    """New, empty stores (a SQLite file, or a database on the shared PostgreSQL), all
+    removed again by ``drop_all``, with the analyst roles ``db upgrade`` made for them."""
+
+    def __init__(self, pg_admin: str) -> None:
+        self.pg_admin = pg_admin
+        self.made: list[str] = []
+
+    def new(self, backend: str) -> str:
+        if backend == "sqlite":
+            return f"sqlite:///{tempfile.mkdtemp(prefix='fleetctl-fault-db-')}/fleet.db"
+        name = f"fleetctl_fault_{uuid.uuid4().hex[:8]}"
+        with psycopg.connect(self.pg_admin, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        self.made.append(name)
+        return self.pg_admin.rsplit("/", 1)[0] + f"/{name}"
+
+    def drop_all(self) -> None:
+        with psycopg.connect(self.pg_admin, autocommit=True) as conn:
+            for name in self.made:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                conn.execute(f'DROP ROLE IF EXISTS "{analyst_role.role_name(name)}"')
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,16 +54,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", default="", help="run the cases whose name contains this")
     args = parser.parse_args(argv)
     backends = args.backends.split(",")
+    stores = Stores(args.pg_admin)
     outcomes: list[Outcome] = []
-    for backend in backends:
-        if args.only in "kill -9 under load":
-            db = _database(backend, args.pg_admin)
-            outcomes.append(durability.kill_nine(backend, db, rounds=3 if args.quick else 5))
-        outcomes.extend(
-            hostile.run_all(backend, lambda b=backend: _database(b, args.pg_admin), args.only)
-        )
-    if "postgresql" in backends and args.only in "PostgreSQL crash-restart under load":
-        outcomes.append(durability.database_restart(rounds=2 if args.quick else 3))
+    try:
+        for backend in backends:
+            if args.only in "kill -9 under load":
+                db = stores.new(backend)
+                outcomes.append(durability.kill_nine(backend, db, rounds=3 if args.quick else 5))
+            outcomes.extend(hostile.run_all(backend, lambda b=backend: stores.new(b), args.only))
+        if "postgresql" in backends and args.only in "PostgreSQL crash-restart under load":
+            outcomes.append(durability.database_restart(rounds=2 if args.quick else 3))
+    finally:
+        stores.drop_all()
     print_table(outcomes)
     return 0 if all(o.passed for o in outcomes) else 1
 

@@ -257,20 +257,16 @@ def sql_slow_queries_do_not_stall_ingest(t: Target) -> str:
 
 
 def sql_huge_values(t: Target) -> str:
+    """A 300-400 MB value is refused before it reaches the server; a 200 MB result is
+    cut at the answer cap; the server's peak memory stays far below either."""
     before = t.server.rss_peak_kib()
-    attack = (
+    huge = (
         "SELECT repeat('x', 300000000) AS big"
         if t.backend == "postgresql"
         else "SELECT randomblob(400000000) AS big"
     )
-    answer = t.sql(attack, timeout=60)
-    grew = (t.server.rss_peak_kib() - before) // 1024
-    expect(
-        is_json_error(answer, range(400, 500))
-        or (answer.status_code == 200 and answer.json().get("truncated")),
-        f"answered {answer.status_code} {answer.text[:200]}",
-    )
-    expect(grew < 100, f"server peak memory grew by {grew} MiB")
+    answer = t.sql(huge, timeout=60)
+    expect(is_json_error(answer, range(400, 500)), f"a huge value answered {answer.status_code}")
     many = t.sql(
         "SELECT repeat('y', 100000) AS v FROM generate_series(1, 2000)"
         if t.backend == "postgresql"
@@ -278,10 +274,15 @@ def sql_huge_values(t: Target) -> str:
         " SELECT printf('%.*c', 100000, 'y') AS v FROM c",
         timeout=60,
     )
+    expect(many.status_code == 200, f"2,000 rows of 100 kB answered {many.status_code}")
+    cut = many.json()
+    expect(cut["truncated"] and len(cut["rows"]) < 2000, "a 200 MB answer was not cut")
     grew = (t.server.rss_peak_kib() - before) // 1024
-    expect(many.status_code in (200, 400), f"2,000 rows of 100 kB answered {many.status_code}")
-    expect(grew < 400, f"server peak memory grew by {grew} MiB for a 200 MB result")
-    return f"a {attack.split('(')[1].split(')')[0]} value refused; peak memory +{grew} MiB"
+    expect(grew < 150, f"server peak memory grew by {grew} MiB")
+    return (
+        f"huge value refused; 200 MB answer cut at {len(cut['rows'])} rows"
+        f" ({cut.get('reason', '')[:50]}); server peak memory +{grew} MiB"
+    )
 
 
 def sql_blob_columns(t: Target) -> str:
@@ -373,7 +374,7 @@ def poison_lines(t: Target) -> str:
             problems.append(f"{rejected} lines quarantined for one")
         if problems:
             failures.append(f"{name}: {', '.join(problems)}")
-    expect(not failures, "; ".join(failures))
+    expect(not failures, f"{len(failures)} of {len(cases)} kinds failed: " + "; ".join(failures))
     return f"{len(cases)} kinds of odd line: each stored or quarantined, the stream flowed on"
 
 
@@ -559,15 +560,15 @@ def _closed_within(sock: ssl.SSLSocket, seconds: float, trickle: bytes = b"") ->
 
 def slow_clients(t: Target) -> str:
     headers = b"POST /api/v1/osquery/log HTTP/1.1\r\nHost: x\r\n" + b"X-Pad: " + b"a" * 200
-    slowloris = _closed_within(_tls_socket(t, "127.0.0.2"), 60, headers)
-    expect(slowloris is not None, "a client sending headers a byte a second stayed open 60 s")
+    slowloris = _closed_within(_tls_socket(t, "127.0.0.2"), 20, headers)
+    expect(slowloris is not None, "a client sending headers a byte a second stayed open 20 s")
     stalled = _tls_socket(t, "127.0.0.2")
     stalled.sendall(
         b"POST /api/v1/osquery/log HTTP/1.1\r\nHost: x\r\nContent-Type: "
         b'application/json\r\nContent-Length: 1000\r\n\r\n{"node_key"'
     )
-    body_stall = _closed_within(stalled, 90)
-    expect(body_stall is not None, "a body that stopped arriving held the connection 90 s")
+    body_stall = _closed_within(stalled, 20)
+    expect(body_stall is not None, "a body that stopped arriving held the connection 20 s")
     return f"slow headers cut after {slowloris:.0f} s, a stalled body after {body_stall:.0f} s"
 
 
@@ -618,12 +619,12 @@ CASES: tuple[tuple[str, Callable[[Target], str]], ...] = (
     ("http: connection flood", connection_flood),
 )
 
-LISTENER_OPTIONS: tuple[str, ...] = ()
-LISTENER_OPTIONS_X = (
+# Small listener limits so the slow-client cases finish in seconds.
+LISTENER_OPTIONS = (
     "--header-timeout",
-    "5",
+    "3",
     "--body-timeout",
-    "5",
+    "3",
     "--max-connections-per-address",
     "64",
 )
