@@ -31,7 +31,6 @@ from typing import Any
 
 import orjson
 
-from fleetctl.errors import BadRequest
 from storage.encoding import (
     BIGINT,
     INTEGER,
@@ -172,30 +171,21 @@ def _not_json(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
-def loads_log_body(raw: bytes) -> dict[str, Any]:
-    """Parse a ``/log`` body so that a bad string costs its line, not the whole body.
+def lenient_loads(raw: bytes) -> Any:
+    """Read JSON that orjson refused for one bad string, so that it costs its line, not
+    the whole ``/log`` body.
 
     orjson refuses a whole body for one lone surrogate escape (``"\\ud800"``), one byte
-    that is not UTF-8 or one number beyond a double. The standard library then reads it,
-    with bytes that are not UTF-8 as lone surrogates (``surrogateescape``) and integers
-    as orjson reads them, and :func:`line_digests` finds the lines holding such values.
+    that is not UTF-8 or one number beyond a double. The standard library reads it, with
+    bytes that are not UTF-8 as lone surrogates (``surrogateescape``) and integers as
+    orjson reads them, and :func:`line_digests` finds the lines holding such values.
+    Raises ``ValueError`` (or ``RecursionError``) for text that is not JSON at all.
     """
-    if not raw.strip():
-        raise BadRequest("empty body: expected a JSON object")
-    try:
-        obj = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        try:
-            obj = json.loads(
-                raw.decode("utf-8", "surrogateescape"),
-                parse_int=_as_orjson_reads,
-                parse_constant=_not_json,
-            )
-        except (ValueError, RecursionError):
-            raise BadRequest(f"malformed JSON: {exc}") from exc
-    if not isinstance(obj, dict):
-        raise BadRequest(f"expected a JSON object, got {type(obj).__name__}")
-    return obj
+    return json.loads(
+        raw.decode("utf-8", "surrogateescape"),
+        parse_int=_as_orjson_reads,
+        parse_constant=_not_json,
+    )
 
 
 def line_digests(lines: Sequence[Any]) -> tuple[list[bytes], dict[int, str]]:

@@ -9,13 +9,14 @@ import pytest
 from fleetctl.errors import BadRequest
 from fleetctl.ingest import (
     Run,
+    lenient_loads,
     line_digests,
-    loads_log_body,
     parse_result_lines,
     parse_status_lines,
     row_hash,
     split_query_name,
 )
+from fleetctl.server.body import parse_json_object
 
 HEAD = {
     "name": "pack_ipc_pipes",
@@ -263,15 +264,15 @@ def _nested(depth: int) -> Any:
 
 
 def test_body_with_a_lone_surrogate_or_bad_bytes_is_read_by_the_standard_library() -> None:
-    body = loads_log_body(b'{"data": ["\\ud800", "ok", 18446744073709551616, 5]}')
+    body = parse_log_body(b'{"data": ["\\ud800", "ok", 18446744073709551616, 5]}')
     assert body["data"] == ["\ud800", "ok", float(2**64), 5]  # integers as orjson reads them
-    assert loads_log_body(b'{"data": ["\xff"]}')["data"] == ["\udcff"]
+    assert parse_log_body(b'{"data": ["\xff"]}')["data"] == ["\udcff"]
     with pytest.raises(BadRequest, match="malformed JSON"):
-        loads_log_body(b'{"data": [NaN, "\\ud800"]}')
+        parse_log_body(b'{"data": [NaN, "\\ud800"]}')
     with pytest.raises(BadRequest, match="malformed JSON"):
-        loads_log_body(b'{"data": [' + b"[" * 5000 + b"]" * 5000 + b"]}")
+        parse_log_body(b'{"data": [' + b"[" * 5000 + b"]" * 5000 + b"]}")
     with pytest.raises(BadRequest, match="expected a JSON object, got list"):
-        loads_log_body(b'["\\ud800"]')
+        parse_log_body(b'["\\ud800"]')
 
 
 def test_status_lines_out_of_range_or_too_long_are_rejected_alone() -> None:
@@ -290,3 +291,8 @@ def test_status_lines_out_of_range_or_too_long_are_rejected_alone() -> None:
     assert [s.index for s in good] == [10, 17]
     assert [r.index for r in rejected] == [11, 12, 13, 14, 15, 16]
     assert "'version' of 65 characters is over the store's 64" in rejected[3].reason
+
+
+def parse_log_body(raw: bytes) -> dict[str, Any]:
+    """A ``/log`` body as the server reads it."""
+    return parse_json_object(raw, lenient_loads)

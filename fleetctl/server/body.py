@@ -8,6 +8,7 @@ decompressed size and is enforced while inflating, so a gzip bomb costs at most
 from __future__ import annotations
 
 import zlib
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -49,14 +50,25 @@ async def read_body(request: Request, limit: int) -> bytes:
     return bytes(out)
 
 
-async def read_json_object(request: Request, limit: int) -> dict[str, Any]:
-    body = await read_body(request, limit)
-    if not body.strip():
+async def read_json_object(
+    request: Request, limit: int, fallback: Callable[[bytes], Any] | None = None
+) -> dict[str, Any]:
+    """The body as a JSON object; ``fallback`` reads what orjson refuses, if it can."""
+    return parse_json_object(await read_body(request, limit), fallback)
+
+
+def parse_json_object(raw: bytes, fallback: Callable[[bytes], Any] | None = None) -> dict[str, Any]:
+    if not raw.strip():
         raise BadRequest("empty body: expected a JSON object")
     try:
-        obj = orjson.loads(body)
+        obj = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        raise BadRequest(f"malformed JSON: {exc}") from exc
+        if fallback is None:
+            raise BadRequest(f"malformed JSON: {exc}") from exc
+        try:
+            obj = fallback(raw)
+        except (ValueError, RecursionError):
+            raise BadRequest(f"malformed JSON: {exc}") from exc
     if not isinstance(obj, dict):
         raise BadRequest(f"expected a JSON object, got {type(obj).__name__}")
     return obj

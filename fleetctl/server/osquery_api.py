@@ -21,10 +21,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from fleetctl.errors import BadRequest, NodeInvalid
-from fleetctl.ingest import loads_log_body
+from fleetctl.ingest import lenient_loads
 from fleetctl.server import carves, distributed_answers, node_service
 from fleetctl.server.auth import CachedNode, digest, fingerprint, matches_any, new_secret
-from fleetctl.server.body import read_body, read_json_object
+from fleetctl.server.body import read_json_object
 from fleetctl.server.campaign_queue import campaign_query_id, parse_campaign_query_id
 from fleetctl.server.detection_service import relevant
 from fleetctl.server.osquery_config import config_for
@@ -164,7 +164,7 @@ async def config(request: Request) -> Response:
 @osquery_endpoint
 async def log_(request: Request) -> Response:
     state = server_state(request)
-    body = loads_log_body(await read_body(request, state.settings.max_body))
+    body = await read_json_object(request, state.settings.max_body, lenient_loads)
     node = await authenticate(request, body)
     now = int(time.time())
 
