@@ -212,25 +212,6 @@ class StoreSecret(Base):
     created_at: Mapped[unix_ts]
 
 
-class DistributedResult(Base):
-    """One host's answer to one distributed query id."""
-
-    __tablename__ = "distributed_results"
-
-    id: Mapped[bigid_pk]
-    host_id: Mapped[int] = mapped_column(BigID, ForeignKey("hosts.id", ondelete="CASCADE"))
-    query_id: Mapped[str] = mapped_column(String(255))
-    status: Mapped[int] = mapped_column(Integer)
-    message: Mapped[str] = mapped_column(Text, default="")
-    rows: Mapped[json_doc]
-    stats: Mapped[json_doc | None] = mapped_column(nullable=True)
-    received_at: Mapped[unix_ts]
-
-    __table_args__ = (
-        Index("uq_distributed_results_host_query", "host_id", "query_id", unique=True),
-    )
-
-
 class Carve(Base):
     """A file carve session; blocks are kept until the archive is complete."""
 
