@@ -39,6 +39,16 @@ def create_carve(
     return carve
 
 
+def unfinished_bytes(session: Session, host_id: int) -> int:
+    """Bytes a host's carves still receiving have announced."""
+    total = session.scalar(
+        select(func.coalesce(func.sum(Carve.carve_size), 0)).where(
+            Carve.host_id == host_id, Carve.completed_at.is_(None), Carve.expired_at.is_(None)
+        )
+    )
+    return int(total or 0)
+
+
 def locked_carve(session: Session, session_id: str) -> Carve | None:
     """The carve of a session, locked for the rest of the transaction, so that blocks of
     one carve (and its expiry) are applied one at a time."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import or_, select, text, update
 from sqlalchemy.orm import Session
 
 from fleetctl.targeting import host_family
@@ -138,3 +138,15 @@ def token_digests(session: Session) -> list[str]:
 
 def add_token(session: Session, name: str, token_hash: str, now: int) -> None:
     session.add(ApiToken(name=name, token_hash=token_hash, created_at=now))
+
+
+def lock_host(session: Session, host_id: int) -> Host | None:
+    """Serialise writes per host for the rest of the transaction; the host, or None if
+    it was deleted.
+
+    PostgreSQL: a transaction-scoped advisory lock, so check-in updates of the host row
+    never wait behind an ingest. SQLite: the write transaction already holds the lock.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": host_id})
+    return session.get(Host, host_id)

@@ -3,8 +3,9 @@
 osqueryd announces an archive of ``carve_size`` bytes in ``block_count`` blocks of
 ``block_size`` bytes (``ceil(carve_size / block_size)`` of them, all full but the last),
 then sends blocks 0..n-1. A host may be an attacker's machine, so the announcement is
-checked against the server's cap (``max_carve``) and the request body limit, and the
-blocks against the announcement: the bytes stored never exceed ``carve_size``. A carve
+checked against the server's cap (``max_carve``, which also bounds what one host's
+unfinished carves announce together) and the request body limit, and the blocks against
+the announcement: the bytes stored never exceed ``carve_size``. A carve
 whose blocks stop coming is expired by the server's housekeeping after
 ``carve_timeout`` seconds, and its blocks are deleted.
 """
@@ -21,6 +22,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from fleetctl.errors import BadRequest
+from fleetctl.server.node_service import lock_host
 from fleetctl.settings import Settings
 from storage import carves as carve_store
 from storage.models import Carve
@@ -69,6 +71,13 @@ def begin(
     if carve_size > settings.max_carve:
         raise BadRequest(
             f"carve of {carve_size} bytes exceeds the server's {settings.max_carve}-byte limit"
+        )
+    lock_host(session, host_id)  # one begin at a time per host: the sum below holds
+    pending = carve_store.unfinished_bytes(session, host_id)
+    if pending + carve_size > settings.max_carve:
+        raise BadRequest(
+            f"this host's unfinished carves already announce {pending} bytes; with this one"
+            f" they would exceed the server's {settings.max_carve}-byte limit"
         )
     largest = min(max_block_size(settings.max_body), INT32_MAX)
     if not 0 < block_size <= largest:

@@ -12,7 +12,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, insert, select, text
+from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
 from fleetctl.errors import BadRequest
@@ -55,14 +55,9 @@ class PackIndex:
 
 
 def lock_host(session: Session, host_id: int) -> Host:
-    """Serialise writes per host for the rest of the transaction.
-
-    PostgreSQL: a transaction-scoped advisory lock, so check-in updates of the host row
-    never wait behind an ingest. SQLite: the write transaction already holds the lock.
-    """
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": host_id})
-    host = session.get(Host, host_id)
+    """The host, its writes serialised for the rest of the transaction; a host deleted
+    meanwhile is a refused request."""
+    host = host_store.lock_host(session, host_id)
     if host is None:
         raise BadRequest("host was deleted")
     return host

@@ -116,6 +116,20 @@ def test_a_carve_beyond_its_limits_is_refused_at_begin(
     assert _query(server, select(func.count()).select_from(Carve)) == [(0,)]
 
 
+def test_a_hosts_unfinished_carves_together_stay_within_the_cap(
+    server: RunningServer, node: Any
+) -> None:
+    cap = server.settings.max_carve
+    first = begin(node, cap // 2, 4 * MiB, -(-(cap // 2) // (4 * MiB)))
+    assert "session_id" in first
+    second = begin(node, cap // 2 + 1, 4 * MiB, -(-(cap // 2 + 1) // (4 * MiB)))
+    assert "unfinished carves already announce" in second["error"]
+    assert begin(node, cap // 2, 4 * MiB, -(-(cap // 2) // (4 * MiB)))["session_id"]
+    other = server.node("other-host", "uuid-other")
+    other.enroll()
+    assert begin(other, cap, 4 * MiB, cap // (4 * MiB))["session_id"]  # per host
+
+
 def test_the_largest_block_fits_the_request_body_limit(server: RunningServer) -> None:
     largest = max_block_size(server.settings.max_body)
     body = json.dumps(
