@@ -218,7 +218,7 @@ def get_finding(session: Session, finding_id: str) -> tuple[FindingRecordRow, st
     found = session.execute(
         select(FindingRecordRow, Host.host_identifier)
         .join(Host, Host.id == FindingRecordRow.host_id)
-        .where(FindingRecordRow.id.startswith(finding_id))
+        .where(FindingRecordRow.id.startswith(finding_id, autoescape=True))
         .limit(2)
     ).all()
     return (found[0][0], found[0][1]) if len(found) == 1 else None

@@ -286,6 +286,9 @@ def make_server(settings: Settings, prepared: Prepared, state: ServerState) -> S
         log_level="warning",
         access_log=False,
         timeout_keep_alive=settings.keep_alive_timeout,
+        # The peer's own address, always: uvicorn would otherwise take X-Forwarded-For
+        # from local clients, and the enroll throttle counts failures per address.
+        proxy_headers=False,
         # TLS keep-alive connections of idle osqueryd clients would otherwise hold
         # shutdown open until the peer answers close_notify.
         timeout_graceful_shutdown=2,

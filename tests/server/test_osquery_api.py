@@ -81,6 +81,20 @@ def test_bad_enroll_secret_is_refused_and_repeated_failures_slow_down(
     assert node.enroll()["node_key"]
 
 
+def test_a_forwarded_for_header_does_not_escape_the_enroll_throttle(
+    server: RunningServer,
+) -> None:
+    node = server.node()
+    node.secret = "wrong"
+    for n in range(6):
+        node.http.headers["X-Forwarded-For"] = f"10.0.0.{n}"
+        node.enroll()
+    node.http.headers["X-Forwarded-For"] = "10.0.0.99"
+    started = time.monotonic()
+    node.enroll()  # still the 7th failure from this client's own address
+    assert time.monotonic() - started >= 0.4
+
+
 def test_reenroll_with_same_uuid_keeps_history_and_invalidates_old_key(
     server: RunningServer,
 ) -> None:
