@@ -163,6 +163,24 @@ class RunningServer:
         self.clients.append(node.http)
         return node
 
+    def query(self, stmt: Any) -> list[Any]:
+        """Rows of a SQLAlchemy statement, read from the server's store directly."""
+        from storage.engine import make_sessionmaker, session_scope
+
+        engine = make_engine(self.settings.db_url)
+        try:
+            with session_scope(make_sessionmaker(engine)) as session:
+                return list(session.execute(stmt).all())
+        finally:
+            engine.dispose()
+
+    def replica(self, home: Path) -> RunningServer:
+        """A second server on the same store, with its own home (PostgreSQL only: the
+        store already holds the enroll secret)."""
+        home.mkdir()
+        (home / "enroll_secret").write_text(self.secret + "\n")
+        return RunningServer(home, self.settings.db_url)
+
     def admin(self) -> httpx.Client:
         """An admin API client with the token from the server's context file."""
         client = httpx.Client(

@@ -13,21 +13,11 @@ from sqlalchemy import func, select
 
 from fleetctl.cli import main
 from fleetctl.server.carves import max_block_size
-from storage.engine import make_engine, make_sessionmaker, session_scope
 from storage.models import Carve, CarveBlock
 from tests.conftest import RunningServer
 
 MiB = 1024 * 1024
 ZSTD = b"\x28\xb5\x2f\xfd"
-
-
-def _query(server: RunningServer, stmt: Any) -> list[Any]:
-    engine = make_engine(server.settings.db_url)
-    try:
-        with session_scope(make_sessionmaker(engine)) as session:
-            return list(session.execute(stmt).all())
-    finally:
-        engine.dispose()
 
 
 @pytest.fixture
@@ -81,11 +71,11 @@ def test_a_complete_carve_is_assembled(server: RunningServer, node: Any) -> None
         assert block(node, session_id, i, data) == {"node_invalid": False}
     assert block(node, session_id, 2, blocks[2]) == {"node_invalid": False}  # a resend
 
-    [(archive, compression, received)] = _query(
-        server, select(Carve.archive, Carve.compression, Carve.bytes_received)
+    [(archive, compression, received)] = server.query(
+        select(Carve.archive, Carve.compression, Carve.bytes_received)
     )
     assert archive == payload and compression == "zstd" and received == len(payload)
-    assert _query(server, select(func.count()).select_from(CarveBlock)) == [(0,)]
+    assert server.query(select(func.count()).select_from(CarveBlock)) == [(0,)]
     [listed] = carves_cli()
     assert listed["state"] == "complete" and listed["blocks"] == "3/3"
     assert listed["received"] == listed["size"] == len(payload)
@@ -113,7 +103,7 @@ def test_a_carve_beyond_its_limits_is_refused_at_begin(
 ) -> None:
     answer = begin(node, carve_size, block_size, block_count)
     assert why in answer["error"] and "session_id" not in answer
-    assert _query(server, select(func.count()).select_from(Carve)) == [(0,)]
+    assert server.query(select(func.count()).select_from(Carve)) == [(0,)]
 
 
 def test_a_hosts_unfinished_carves_together_stay_within_the_cap(
@@ -152,10 +142,10 @@ def test_blocks_beyond_the_declared_size_are_refused(server: RunningServer, node
     assert "past its declared carve_size of 10 bytes" in beyond["error"]
     out_of_range = block(node, session_id, 2, b"C")
     assert "out of range" in out_of_range["error"]
-    assert _query(server, select(Carve.bytes_received, Carve.completed_at)) == [(8, None)]
+    assert server.query(select(Carve.bytes_received, Carve.completed_at)) == [(8, None)]
 
     assert block(node, session_id, 1, b"BB") == {"node_invalid": False}
-    [(archive, received)] = _query(server, select(Carve.archive, Carve.bytes_received))
+    [(archive, received)] = server.query(select(Carve.archive, Carve.bytes_received))
     assert archive == b"A" * 8 + b"BB" and received == 10
 
 
@@ -164,16 +154,16 @@ def test_a_carve_whose_blocks_stop_is_expired_and_its_blocks_deleted(
 ) -> None:
     session_id = begin(node, carve_size=20, block_size=8, block_count=3)["session_id"]
     assert block(node, session_id, 0, b"A" * 8) == {"node_invalid": False}
-    [(last_block,)] = _query(server, select(Carve.updated_at))
+    [(last_block,)] = server.query(select(Carve.updated_at))
     state = server.thread.state
     timeout = server.settings.carve_timeout
 
     assert state.expire_carves(last_block + timeout - 1) == 0
-    assert _query(server, select(func.count()).select_from(CarveBlock)) == [(1,)]
+    assert server.query(select(func.count()).select_from(CarveBlock)) == [(1,)]
     assert state.expire_carves(last_block + timeout) == 1
 
-    assert _query(server, select(func.count()).select_from(CarveBlock)) == [(0,)]
-    assert _query(server, select(Carve.expired_at)) == [(last_block + timeout,)]
+    assert server.query(select(func.count()).select_from(CarveBlock)) == [(0,)]
+    assert server.query(select(Carve.expired_at)) == [(last_block + timeout,)]
     late = block(node, session_id, 1, b"B" * 8)
     assert "carve expired" in late["error"]
     [listed] = carves_cli()

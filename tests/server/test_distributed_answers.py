@@ -30,15 +30,6 @@ LINUX = "9"
 DARWIN = "21"
 
 
-def _query(server: RunningServer, stmt: Any) -> list[Any]:
-    engine = make_engine(server.settings.db_url)
-    try:
-        with session_scope(make_sessionmaker(engine)) as session:
-            return list(session.execute(stmt).all())
-    finally:
-        engine.dispose()
-
-
 def _execute(server: RunningServer, stmt: Any) -> None:
     engine = make_engine(server.settings.db_url)
     try:
@@ -73,7 +64,7 @@ def enrolled(server: RunningServer, name: str, platform: str = "rhel") -> Any:
 
 
 def label_id(server: RunningServer, name: str) -> int:
-    [(found,)] = _query(server, select(Label.id).where(Label.name == name))
+    [(found,)] = server.query(select(Label.id).where(Label.name == name))
     return int(found)
 
 
@@ -142,7 +133,7 @@ def test_a_label_for_another_platform_is_not_answered(server: RunningServer) -> 
     evaluated = select(Host.host_identifier, LabelMembership.member).join(
         Host, Host.id == LabelMembership.host_id
     )
-    assert _query(server, evaluated) == [("mac", False)]
+    assert server.query(evaluated) == [("mac", False)]
     assert len(server_lines(server, "linux")) == 1
     assert server_lines(server, "mac") == []
 
@@ -193,7 +184,7 @@ def test_campaign_answers_are_kept_only_from_hosts_it_was_handed_to(
     assert answer(target_host, {qid: [{"one": "1"}]}) == {"node_invalid": False}
 
     assert target(server, cid, "target")[1] == [{"one": "1"}]
-    assert _query(server, select(func.count()).select_from(CampaignTarget)) == [(1,)]
+    assert server.query(select(func.count()).select_from(CampaignTarget)) == [(1,)]
     [line] = server_lines(server, "bystander")
     assert f"'{qid}'" in line["message"]
     assert server_lines(server, "target") == []
@@ -221,7 +212,7 @@ def test_two_thousand_made_up_ids_store_nothing_but_one_status_line(
     server.admin().post("/api/v1/admin/labels", json={"name": "dyn", "query": "SELECT 1;"})
     answer(node, {f"fleetctl_label_{label_id(server, 'dyn')}": [{"1": "1"}]})  # now not due
     start_query(server, "all")  # queued for the host, never handed out
-    baseline = _query(server, select(LabelMembership.label_id, LabelMembership.member))
+    baseline = server.query(select(LabelMembership.label_id, LabelMembership.member))
     rng = random.Random(1559)
     ids = {
         "fleetctl_campaign_²",
@@ -238,11 +229,9 @@ def test_two_thousand_made_up_ids_store_nothing_but_one_status_line(
 
     assert answer(node, {qid: [{"pid": "1"}] for qid in ids}) == {"node_invalid": False}
 
-    assert _query(server, select(LabelMembership.label_id, LabelMembership.member)) == baseline
-    assert _query(server, select(CampaignTarget.state, CampaignTarget.rows)) == [("queued", None)]
-    assert _query(server, select(StatusLog.filename, StatusLog.severity)) == [
-        ("fleetctl-server", 1)
-    ]
+    assert server.query(select(LabelMembership.label_id, LabelMembership.member)) == baseline
+    assert server.query(select(CampaignTarget.state, CampaignTarget.rows)) == [("queued", None)]
+    assert server.query(select(StatusLog.filename, StatusLog.severity)) == [("fleetctl-server", 1)]
     [line] = server_lines(server, "noisy")
     assert line["message"].startswith(
         "dropped 2000 distributed answer(s) to queries this host was not sent: "
@@ -261,9 +250,7 @@ def test_a_hand_out_another_replica_has_not_written_yet_is_resent(
         pytest.skip("replicas share a PostgreSQL store")
     from tests.osquery_node import OsqueryNode
 
-    (tmp_path / "replica").mkdir()
-    (tmp_path / "replica" / "enroll_secret").write_text(server.secret + "\n")
-    replica = RunningServer(tmp_path / "replica", db_url)
+    replica = server.replica(tmp_path / "replica")
     try:
         node = enrolled(server, "roamer")
         at_replica = OsqueryNode(replica.url, replica.ca, replica.secret, "roamer", "u-roamer")

@@ -380,10 +380,7 @@ def test_replicas_share_hunts_and_live_queries(
         pytest.skip("replicas share a PostgreSQL store")
     from tests.osquery_node import OsqueryNode
 
-    (tmp_path / "replica").mkdir()
-    # A second home on the same store: the store holds the enroll secret already.
-    (tmp_path / "replica" / "enroll_secret").write_text(server.secret + "\n")
-    replica = RunningServer(tmp_path / "replica", db_url)
+    replica = server.replica(tmp_path / "replica")
     try:
         node = server.node("roamer", "u-roamer")
         node.enroll()

@@ -7,18 +7,8 @@ from typing import Any
 
 from sqlalchemy import select
 
-from storage.engine import make_engine, make_sessionmaker, session_scope
 from storage.models import Host, StatusLog
 from tests.conftest import RunningServer
-
-
-def _query(server: RunningServer, stmt: Any) -> list[Any]:
-    engine = make_engine(server.settings.db_url)
-    try:
-        with session_scope(make_sessionmaker(engine)) as s:
-            return list(s.execute(stmt).all())
-    finally:
-        engine.dispose()
 
 
 def ev(name: str, action: str, cols: dict[str, str], t: int, counter: int) -> dict[str, Any]:
@@ -105,7 +95,7 @@ def test_reenroll_with_same_uuid_keeps_history_and_invalidates_old_key(
     node.enroll()
     assert node.node_key != old_key
     node.log("result", [ev("q", "added", {"pid": "2"}, 200, 1)])
-    hosts = _query(server, select(Host.id, Host.enroll_count))
+    hosts = server.query(select(Host.id, Host.enroll_count))
     assert hosts == [(1, 2)]
     rows = (
         server.admin().get("/api/v1/admin/results", params={"host": "jumpvm", "query": "q"}).json()
@@ -129,5 +119,5 @@ def test_gzip_log_body_and_status_logs(server: RunningServer) -> None:
         "version": "5.8.2",
     }
     assert node.log("status", [status], compress=True) == [{"node_invalid": False}]
-    rows = _query(server, select(StatusLog.severity, StatusLog.filename, StatusLog.message))
+    rows = server.query(select(StatusLog.severity, StatusLog.filename, StatusLog.message))
     assert rows == [(1, "scheduler.cpp", "Executing scheduled query pack_ipc_x")]
