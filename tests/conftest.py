@@ -7,8 +7,10 @@ machine's server at 127.0.0.1:5432; each test session gets its own database. Und
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -41,18 +43,32 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.xdist_group("this_host"))
 
 
+# Host-wide tests of every test run on this machine (other checkouts, CI) take turns.
+HOST_WIDE_LOCK = Path(tempfile.gettempdir()) / "fleetctl-host-wide-tests.lock"
+
+
 @pytest.fixture(autouse=True)
-def _host_wide_tests_share_a_worker(request: pytest.FixtureRequest) -> None:
-    """Fail loudly if xdist stopped grouping (as with pytest 9.2, pytest-xdist#1386)
-    instead of letting host-wide tests race each other."""
+def _host_wide_tests_share_a_worker(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Host-wide tests run one at a time on this machine: in one xdist worker (failing
+    loudly if xdist stopped grouping, as with pytest 9.2, pytest-xdist#1386), and under a
+    file lock that test runs of other checkouts take too."""
+    if not request.node.get_closest_marker("this_host"):
+        yield
+        return
     grouped = (
         request.config.getvalue("loadgroup") if os.environ.get("PYTEST_XDIST_WORKER") else None
     )
-    if grouped and request.node.get_closest_marker("this_host"):
+    if grouped:
         assert request.node.nodeid.endswith("@this_host"), (
             "xdist did not put the host-wide tests on one worker; see the pytest pin in "
             "pyproject.toml"
         )
+    with HOST_WIDE_LOCK.open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def _pg_available() -> str | None:
