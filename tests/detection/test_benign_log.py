@@ -18,9 +18,8 @@ import pytest
 from fleetctl.detection import Baseline, Detector, HostSnapshot, build_paths, score_path
 from fleetctl.detection.scoring import severity_rank
 
-LOG = (
-    Path(__file__).resolve().parents[3]
-    / "shared"
+LOG = (  # a copy of a real osqueryd log; see tests/fixtures/osquery-logs/SOURCES.md
+    Path(__file__).resolve().parents[1]
     / "fixtures"
     / "osquery-logs"
     / "microsoft_msticpy"

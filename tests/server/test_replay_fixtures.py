@@ -12,7 +12,7 @@ import pytest
 
 from tests.conftest import RunningServer
 
-FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "osquery-logs"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "osquery-logs"  # see SOURCES.md
 RESULTS = FIXTURES / "microsoft_msticpy" / "osqueryd.results.log"
 SNAPSHOTS = FIXTURES / "microsoft_msticpy" / "osqueryd.snapshots.log"
 ELASTIC = FIXTURES / "elastic_beats" / "test.log"
