@@ -174,3 +174,29 @@ def test_suppress_makes_the_path_a_baseline_entry(
     admin.post(f"{API}/detect", json={}).raise_for_status()
     after = only_finding(admin)
     assert (after["status"], after["occurrences"]) == ("suppressed", 1)
+
+
+def test_occurrences_are_a_hunting_view(judged: tuple[ReportingHost, httpx.Client]) -> None:
+    """Analyst SQL reads them (on PostgreSQL as the analyst role, on SQLite guarded)."""
+    host, admin = judged
+    finding = report_and_wait(host, admin, 1, fifo_shell(2000, 100, "/srv/q/a"))
+
+    def sql(query: str) -> list[dict[str, Any]]:
+        answer = admin.post(f"{API}/sql", json={"sql": query})
+        assert answer.status_code == 200, answer.text
+        rows: list[dict[str, Any]] = answer.json()["rows"]
+        return rows
+
+    assert sql(
+        "SELECT o.finding_id, o.host, o.pid, o.start_time, f.status, f.seen_during_learning"
+        " FROM hunt_finding_occurrences o JOIN hunt_findings f ON f.id = o.finding_id"
+    ) == [
+        {
+            "finding_id": finding["id"],
+            "host": "jumpvm",
+            "pid": 2000,
+            "start_time": 100,
+            "status": "open",
+            "seen_during_learning": False,
+        }
+    ]
