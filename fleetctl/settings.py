@@ -13,6 +13,9 @@ from pathlib import Path
 import platformdirs
 
 MiB = 1024 * 1024
+# How long a new host (and a new fleet) only learns execution paths: the one value the
+# server, the CLI and the detector (``fleetctl.detection``) default to.
+DEFAULT_LEARNING_WINDOW = 24 * 3600
 
 # (name, default, help) — the CLI options of `fleetctl serve` are generated from these.
 SETTINGS: tuple[tuple[str, object, str], ...] = (
@@ -22,7 +25,11 @@ SETTINGS: tuple[tuple[str, object, str], ...] = (
     ("node_key_ttl", 60.0, "Seconds a verified node key is trusted from memory."),
     ("config_refresh", 60, "Seconds between osqueryd config refreshes (printed flags)."),
     ("distributed_interval", 10, "Seconds between distributed reads (printed flags)."),
-    ("learning_window", 24 * 3600, "Seconds a new host (and the fleet) only learns paths."),
+    (
+        "learning_window",
+        DEFAULT_LEARNING_WINDOW,
+        "Seconds a new host (and the fleet) only learns paths.",
+    ),
     ("max_carve", 512 * MiB, "Largest file carve a host may announce (bytes)."),
     ("carve_timeout", 3600, "Seconds without a block after which a carve is expired."),
     ("analyst_db", None, "PostgreSQL URL of a hand-made analyst role for `fleetctl sql`."),
@@ -70,7 +77,7 @@ class Settings:
     node_key_ttl: float = 60.0
     config_refresh: int = 60
     distributed_interval: int = 10
-    learning_window: int = 24 * 3600
+    learning_window: int = DEFAULT_LEARNING_WINDOW
     max_carve: int = 512 * MiB
     carve_timeout: int = 3600
     handshake_timeout: float = 10.0

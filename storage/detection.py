@@ -1,21 +1,22 @@
-"""Detection state, findings and the admin baseline (session passed in).
+"""Detection state, hosts' learning and the admin baseline (session passed in).
 
 The detector (``fleetctl.detection``) works on an in-memory ``DetectionState``. For one
 host's run this module loads only what that run can consult: every host's enrolment
 time (for prevalence), the host's own path keys and parent history, the fleet-wide
 sightings of keys the host has not seen before, the parent history of the parents in
 play, and the host's earlier findings. So a run costs what one host holds, not what the
-fleet has seen over time.
+fleet has seen over time. Findings and their occurrences are ``storage.findings``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
+import yaml
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from fleetctl.detection import DetectionState, Finding
+from fleetctl.detection import Baseline, DetectionState, LearningState, learning_state
 from fleetctl.detection.state import FindingRecord, FleetKey, HostState, Sighting
 from storage.base import in_chunks
 from storage.models import (
@@ -29,6 +30,7 @@ from storage.models import (
 
 # A sighting's last_seen is rewritten at most this often: enough for "seen this week".
 LAST_SEEN_PRECISION = 3600
+BASELINE_TEMPLATE = "version: 1\nextends: default\n"
 
 
 def detection_names(session: Session) -> dict[int, str]:
@@ -147,41 +149,6 @@ def save_state(
     return len(new_rows)
 
 
-def save_findings(session: Session, host_id: int, findings: Iterable[Finding]) -> list[str]:
-    """Insert new findings, refresh seen-again ones; ids of the findings that are new."""
-    created = []
-    for finding in findings:
-        doc = finding.to_dict()
-        row = session.get(FindingRecordRow, finding.id)
-        if row is None:
-            session.add(
-                FindingRecordRow(
-                    id=finding.id,
-                    host_id=host_id,
-                    path_key=finding.key,
-                    pid=finding.pid,
-                    parent=finding.parent,
-                    child=finding.child,
-                    severity=finding.severity,
-                    score=finding.score,
-                    status="open",
-                    new_on_host=finding.new_on_host,
-                    new_on_fleet=finding.new_on_fleet,
-                    first_seen=int(finding.first_seen),
-                    last_seen=int(finding.last_seen),
-                    document=doc,
-                    note="",
-                )
-            )
-            created.append(finding.id)
-        else:
-            # Seen again: the latest occurrence is what an analyst can still act on.
-            row.last_seen, row.pid, row.document = int(finding.last_seen), finding.pid, doc
-            if finding.score > row.score:
-                row.score, row.severity = finding.score, finding.severity
-    return created
-
-
 def mark_baselined(session: Session, host_id: int, now: int) -> None:
     row = session.get(DetectionHost, host_id)
     if row is None:
@@ -190,38 +157,29 @@ def mark_baselined(session: Session, host_id: int, now: int) -> None:
         row.baselined_at = now
 
 
-def list_findings(
-    session: Session,
-    *,
-    host_id: int | None = None,
-    status: str | None = None,
-    since: int | None = None,
-    min_score: int | None = None,
-    limit: int = 1000,
-) -> list[tuple[FindingRecordRow, str]]:
-    stmt = select(FindingRecordRow, Host.host_identifier).join(
-        Host, Host.id == FindingRecordRow.host_id
+def learning_states(
+    session: Session, window: float, now: float, baseline: Baseline
+) -> dict[int, LearningState]:
+    """host id -> learning until when, judging, or on an explicit baseline: as the
+    detector decides it (learned keys for a host in the baseline file count as one)."""
+    names = detection_names(session)
+    baselined = dict(
+        session.execute(
+            select(DetectionHost.host_id, DetectionHost.baselined_at).where(
+                DetectionHost.baselined_at.is_not(None)
+            )
+        ).all()
     )
-    if host_id is not None:
-        stmt = stmt.where(FindingRecordRow.host_id == host_id)
-    if status is not None:
-        stmt = stmt.where(FindingRecordRow.status == status)
-    if since is not None:
-        stmt = stmt.where(FindingRecordRow.last_seen >= since)
-    if min_score is not None:
-        stmt = stmt.where(FindingRecordRow.score >= min_score)
-    stmt = stmt.order_by(FindingRecordRow.score.desc(), FindingRecordRow.first_seen.desc())
-    return [(row, ident) for row, ident in session.execute(stmt.limit(limit))]
-
-
-def get_finding(session: Session, finding_id: str) -> tuple[FindingRecordRow, str] | None:
-    found = session.execute(
-        select(FindingRecordRow, Host.host_identifier)
-        .join(Host, Host.id == FindingRecordRow.host_id)
-        .where(FindingRecordRow.id.startswith(finding_id, autoescape=True))
-        .limit(2)
-    ).all()
-    return (found[0][0], found[0][1]) if len(found) == 1 else None
+    return {
+        hid: learning_state(
+            float(enrolled),
+            window,
+            now,
+            baselined=names[hid] in baseline.learned.hosts,
+            baselined_at=baselined.get(hid),
+        )
+        for hid, enrolled in session.execute(select(Host.id, Host.enrolled_at))
+    }
 
 
 def current_baseline(session: Session) -> tuple[int, str] | None:
@@ -230,6 +188,36 @@ def current_baseline(session: Session) -> tuple[int, str] | None:
         select(BaselineVersion).order_by(BaselineVersion.version.desc()).limit(1)
     ).first()
     return None if row is None else (row.version, str(row.body.get("yaml", "")))
+
+
+def baseline_text(session: Session) -> tuple[int, str]:
+    """(version, YAML) of the admin's baseline; version 0 and a template before any."""
+    stored = current_baseline(session)
+    return stored if stored else (0, BASELINE_TEMPLATE)
+
+
+def add_learned_keys(
+    session: Session,
+    keys: Iterable[tuple[str | None, str]],
+    note: str,
+    now: int,
+) -> int:
+    """Make path keys baseline entries: ``(host name, key)`` under ``learned.hosts``, or
+    ``(None, key)`` under ``learned.fleet``. Returns the new baseline version."""
+    version, text = baseline_text(session)
+    doc = yaml.safe_load(text) or {}
+    learned = doc.setdefault("learned", {})
+    for host, key in keys:
+        listed = (
+            learned.setdefault("fleet", [])
+            if host is None
+            else learned.setdefault("hosts", {}).setdefault(host, [])
+        )
+        if key not in listed:
+            listed.append(key)
+    new_text = yaml.safe_dump(doc, sort_keys=False, width=100)
+    Baseline.loads(new_text)
+    return save_baseline(session, new_text, note, now, version)
 
 
 def save_baseline(
@@ -253,23 +241,16 @@ def fleet_prevalence(session: Session, key: str) -> tuple[int, int]:
     return int(with_key or 0), int(total or 0)
 
 
-def status_counts(session: Session) -> dict[str, int]:
-    rows = session.execute(
-        select(FindingRecordRow.status, func.count()).group_by(FindingRecordRow.status)
-    )
-    return {status: int(n) for status, n in rows}
-
-
 __all__ = [
-    "FindingRecordRow",
+    "BASELINE_TEMPLATE",
+    "add_learned_keys",
+    "baseline_text",
     "current_baseline",
+    "detection_names",
     "fleet_prevalence",
-    "get_finding",
-    "list_findings",
+    "learning_states",
     "load_state",
     "mark_baselined",
     "save_baseline",
-    "save_findings",
     "save_state",
-    "status_counts",
 ]

@@ -349,7 +349,13 @@ class DetectionHost(Base):
 
 
 class FindingRecordRow(Base):
-    """A new IPC-spawned execution path on a host, with its evidence and triage state."""
+    """A path (host, path key) worth an analyst's look, and its triage state.
+
+    Its incidents are ``FindingOccurrence`` rows. ``severity``/``score`` are those of the
+    most severe open occurrence; ``pid`` is the newest occurrence's. Status: ``open``,
+    ``acked`` (handled: ``acked_by``/``acked_at``/``note`` say by whom, when, why),
+    ``reopened`` (an occurrence came after the ack; the ack is kept) or ``suppressed``
+    (the path key became a baseline entry)."""
 
     __tablename__ = "findings"
 
@@ -361,18 +367,66 @@ class FindingRecordRow(Base):
     child: Mapped[str] = mapped_column(String(255))
     severity: Mapped[str] = mapped_column(String(16))
     score: Mapped[int] = mapped_column(Integer)
-    status: Mapped[str] = mapped_column(String(16), default="open")  # open|acked|suppressed
+    status: Mapped[str] = mapped_column(String(16), default="open")
     new_on_host: Mapped[bool] = mapped_column(Boolean)
     new_on_fleet: Mapped[bool] = mapped_column(Boolean)
+    seen_during_learning: Mapped[bool] = mapped_column(Boolean, default=False)
     first_seen: Mapped[unix_ts]
     last_seen: Mapped[unix_ts]
-    document: Mapped[json_doc]
     note: Mapped[str] = mapped_column(Text, default="")
+    acked_by: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    acked_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
     __table_args__ = (
         Index("ix_findings_host", "host_id"),
         Index("ix_findings_last_seen", "last_seen"),
     )
+
+
+class FindingOccurrence(Base):
+    """One process on a finding's path, (pid, start time), with its evidence as first
+    stored. Only ``last_seen`` moves; ``acked_at`` is when an ack covered it (NULL: open)."""
+
+    __tablename__ = "finding_occurrences"
+
+    id: Mapped[bigid_pk]
+    finding_id: Mapped[str] = mapped_column(
+        String(40), ForeignKey("findings.id", ondelete="CASCADE")
+    )
+    pid: Mapped[int] = mapped_column(BigInteger)
+    start_time: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    severity: Mapped[str] = mapped_column(String(16))
+    score: Mapped[int] = mapped_column(Integer)
+    seen_during_learning: Mapped[bool] = mapped_column(Boolean, default=False)
+    first_seen: Mapped[unix_ts]
+    last_seen: Mapped[unix_ts]
+    acked_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    document: Mapped[json_doc]
+
+    __table_args__ = (
+        Index("ix_finding_occurrences_process", "finding_id", "pid"),
+        Index("ix_finding_occurrences_first_seen", "first_seen"),
+    )
+
+
+class FindingChange(Base):
+    """A change of a finding's status or severity: when, from what to what, by whom
+    (an admin token's name, or ``detection``) and the note given."""
+
+    __tablename__ = "finding_history"
+
+    id: Mapped[bigid_pk]
+    finding_id: Mapped[str] = mapped_column(
+        String(40), ForeignKey("findings.id", ondelete="CASCADE")
+    )
+    at: Mapped[unix_ts]
+    field: Mapped[str] = mapped_column(String(16))  # status | severity
+    old: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    new: Mapped[str] = mapped_column(String(16))
+    actor: Mapped[str] = mapped_column(String(128))
+    note: Mapped[str] = mapped_column(Text, default="")
+
+    __table_args__ = (Index("ix_finding_history_finding", "finding_id"),)
 
 
 class BaselineVersion(Base):

@@ -6,12 +6,14 @@ row's lifetime, ``first_seen`` and ``removed_at`` (unix seconds; ``removed_at`` 
 while the row still exists). "As of T" is ``first_seen <= T AND (removed_at IS NULL OR
 removed_at > T)``. Migrations create them by version: version 1 (migration 0004) the
 views over collected rows, findings and hosts; version 2 (0007) ``hunt_results`` and
-``hunt_live_results``; version 3 (0008) ``hunt_rejected``.
+``hunt_live_results``; version 3 (0008) ``hunt_rejected``; version 4 (0010)
+``hunt_findings`` again, with the learning and ack columns, and
+``hunt_finding_occurrences``.
 """
 
 from __future__ import annotations
 
-VERSION = 3
+VERSION = 4
 
 # view -> (pack query names, [(column, SQL type)])  (columns are the query's own names)
 ROW_VIEWS: dict[str, tuple[tuple[str, ...], tuple[tuple[str, str], ...]]] = {
@@ -190,17 +192,32 @@ def live_results_sql(dialect: str) -> str:
 REJECTED_SQL = """SELECT x.id, x.host_id, h.host_identifier AS host, x.log_type, x.name,
         x.reason, x.line, x.received_at FROM rejected_lines x JOIN hosts h ON h.id = x.host_id"""
 
-# The views each version adds, in order.
+# Version 4: a finding's incidents are its occurrences; the finding row keeps the newest
+# occurrence's pid, the most severe open occurrence's severity and the ack.
+FINDING_VIEWS: dict[str, str] = {
+    "hunt_findings": """SELECT f.id, f.host_id, h.host_identifier AS host, f.severity,
+        f.score, f.status, f.pid, f.parent, f.child, f.path_key, f.new_on_host,
+        f.new_on_fleet, f.first_seen, f.last_seen, f.seen_during_learning, f.acked_by,
+        f.acked_at FROM findings f JOIN hosts h ON h.id = f.host_id""",
+    "hunt_finding_occurrences": """SELECT o.id, o.finding_id, f.host_id,
+        h.host_identifier AS host, f.path_key, o.pid, o.start_time, o.severity, o.score,
+        o.seen_during_learning, o.first_seen, o.last_seen, o.acked_at,
+        o.document AS evidence FROM finding_occurrences o
+        JOIN findings f ON f.id = o.finding_id JOIN hosts h ON h.id = f.host_id""",
+}
+
+# The views each version creates, in order (a later version may create one again).
 _ADDED: dict[int, tuple[str, ...]] = {
     1: (*ROW_VIEWS, *PLAIN_VIEWS),
     2: ("hunt_results", "hunt_live_results"),
     3: ("hunt_rejected",),
+    4: tuple(FINDING_VIEWS),
 }
 
 
 def hunting_views() -> tuple[str, ...]:
     """Every hunting view of the current version: all an analyst's SQL may read."""
-    return tuple(name for version in sorted(_ADDED) for name in _ADDED[version])
+    return tuple(dict.fromkeys(name for version in sorted(_ADDED) for name in _ADDED[version]))
 
 
 def create_statements(dialect: str, version: int = VERSION) -> list[str]:
@@ -214,11 +231,23 @@ def create_statements(dialect: str, version: int = VERSION) -> list[str]:
         return [hunt_results_sql(dialect), live_results_sql(dialect)]
     if version == 3:
         return [f"CREATE VIEW hunt_rejected AS {REJECTED_SQL}"]
+    if version == 4:
+        return [f"CREATE VIEW {name} AS {sql}" for name, sql in FINDING_VIEWS.items()]
     raise ValueError(f"unknown hunting views version {version}")
 
 
 def drop_statements(version: int = VERSION) -> list[str]:
-    """DROP VIEW statements of the views that ``version`` added."""
+    """DROP VIEW statements of the views that ``version`` created."""
     if version not in _ADDED:
         raise ValueError(f"unknown hunting views version {version}")
     return [f"DROP VIEW IF EXISTS {name}" for name in _ADDED[version]]
+
+
+def restore_statements(version: int) -> list[str]:
+    """CREATE VIEW statements that bring back, as the version before had them, the views
+    ``version`` created again (for the downgrade of its migration)."""
+    if version == 4:
+        return [f"CREATE VIEW hunt_findings AS {PLAIN_VIEWS['hunt_findings']}"]
+    if version in _ADDED:
+        return []
+    raise ValueError(f"unknown hunting views version {version}")

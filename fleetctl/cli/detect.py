@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import click
 import yaml
@@ -17,24 +19,51 @@ FINDING_COLUMNS = (
     "severity",
     "score",
     "status",
+    "occurrences",
+    "last_occurrence",
     "pid",
     "parent",
     "child",
+    "learning",
     "prevalence",
     "first_seen",
     "last_seen",
     "reasons",
 )
+OCCURRENCE_COLUMNS = (
+    "pid",
+    "start_time",
+    "severity",
+    "score",
+    "status",
+    "first_seen",
+    "last_seen",
+    "learning",
+    "channel",
+)
+HISTORY_COLUMNS = ("at", "field", "from", "to", "by", "note")
+LEARNING = "seen during learning"
+STATUSES = ("open", "reopened", "acked", "suppressed")
+
+
+def _learning(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A table row: ``seen_during_learning`` as a word one can read in a column."""
+    return {**row, "learning": LEARNING if row.get("seen_during_learning") else ""}
 
 
 @click.group()
 def findings() -> None:
-    """New IPC-spawned execution paths, with evidence."""
+    """New IPC-spawned execution paths, each with every incident (occurrence) on it."""
 
 
 @findings.command("list")
 @click.option("--host", default=None, help="Only this host.")
-@click.option("--status", type=click.Choice(["open", "acked", "suppressed"]), default=None)
+@click.option(
+    "--status",
+    type=click.Choice(STATUSES),
+    default=None,
+    help="open includes reopened (an occurrence came after the ack).",
+)
 @click.option("--since", default=None, help="Seen since (unix seconds or ISO 8601).")
 @click.option(
     "--min-severity",
@@ -56,50 +85,93 @@ def findings_list(
     ca: str,
     fmt: str,
 ) -> None:
-    """Findings, most severe first (json: one object per finding)."""
+    """Findings, most severe first, with how many occurrences and the newest one's time
+    and pid (json: one object per finding). With none, says which hosts only learn yet."""
     answer = open_client(ctx, server, token, ca).get(
         "/findings", host=host, status=status, since=since, min_severity=min_severity
     )
-    columns = None if fmt in ("json", "ndjson") else FINDING_COLUMNS
-    render(answer["findings"], columns, fmt, title="findings")
+    if fmt in ("json", "ndjson"):
+        render(answer["findings"], None, fmt)
+        return
+    render([_learning(f) for f in answer["findings"]], FINDING_COLUMNS, fmt, title="findings")
+    learning = answer.get("learning") or {}
+    if not answer["findings"] and learning.get("hosts"):
+        click.echo(
+            f"no findings yet: {learning['hosts']} host(s) still learning, until "
+            f"{learning['until']}; until then only paths that look like an attack on their "
+            "own become findings (`fleetctl detect --learn` ends learning now)",
+            err=True,
+        )
 
 
 @findings.command("show")
 @click.argument("finding_id")
+@click.option(
+    "--limit", default=100, show_default=True, help="Newest N occurrences (each with evidence)."
+)
 @client_options
 @output_options
 @click.pass_context
 def findings_show(
-    ctx: click.Context, finding_id: str, server: str, token: str, ca: str, fmt: str
+    ctx: click.Context, finding_id: str, limit: int, server: str, token: str, ca: str, fmt: str
 ) -> None:
-    """One finding with its evidence: lineage, channels and the process at the other end."""
-    answer = open_client(ctx, server, token, ca).get(f"/findings/{finding_id}")
+    """One finding: its occurrences newest first, each with its evidence (lineage, the
+    channel and the process at its other end), and its history of status and severity."""
+    answer = open_client(ctx, server, token, ca).get(f"/findings/{finding_id}", limit=limit)
     if fmt != "table":
-        render([answer["finding"] | {"evidence": answer["document"]["evidence"]}], fmt=fmt)
+        newest = answer["occurrences"][0]["evidence"] if answer["occurrences"] else {}
+        render(
+            [
+                answer["finding"]
+                | {
+                    "evidence": newest,
+                    "occurrences": answer["occurrences"],
+                    "history": answer["history"],
+                }
+            ],
+            fmt=fmt,
+        )
         return
     summary = answer["finding"]
-    render([{k: v for k, v in summary.items() if k != "reasons"}], fmt=fmt, title="finding")
+    fields = [{"field": k, "value": v} for k, v in summary.items() if k != "reasons"]
+    render(fields, ("field", "value"), fmt, title=f"finding {summary['id']}")
     click.echo("reasons:")
     for reason in summary["reasons"]:
         click.echo(f"  - {reason}")
-    click.echo("evidence:")
-    for line in evidence_lines(answer["document"]["evidence"]):
-        click.echo(f"  {line}")
+    occurrences = answer["occurrences"]
+    rows = [_learning(o) | {"channel": _channel(o["evidence"])} for o in occurrences]
+    render(rows, OCCURRENCE_COLUMNS, fmt, title="occurrences, newest first")
+    for occurrence in occurrences:
+        click.echo(
+            f"occurrence pid {occurrence['pid']} (start time {occurrence['start_time']}), "
+            f"{occurrence['severity']}, first seen {occurrence['first_seen']}:"
+        )
+        for line in evidence_lines(occurrence["evidence"]):
+            click.echo(f"  {line}")
+    render(answer["history"], HISTORY_COLUMNS, fmt, title="history")
 
 
-def evidence_lines(evidence: dict[str, object]) -> list[str]:
+def _channel(evidence: Mapping[str, Any]) -> str:
+    """The first IPC channel of fds 0-2 that has a target, in short (``fd 0 fifo /x``)."""
+    for channel in evidence.get("channels") or []:
+        if channel.get("target"):
+            return f"fd {channel.get('fd')} {channel.get('kind')} {channel['target']}"
+    return ""
+
+
+def evidence_lines(evidence: Mapping[str, Any]) -> list[str]:
     """The evidence document as readable lines (lineage first, then channels)."""
     out = []
-    lineage = evidence.get("lineage") or []
-    assert isinstance(lineage, list)
-    for depth, ref in enumerate(lineage):
+    for depth, ref in enumerate(evidence.get("lineage") or []):
+        user = ref.get("username") or f"uid {ref.get('euid')}"
         out.append(
             f"{'  ' * depth}{ref.get('pid')} {ref.get('basename')} "
-            f"(uid {ref.get('euid')}) {ref.get('cmdline', '')}".rstrip()
+            f"({user}) {ref.get('cmdline', '')}".rstrip()
         )
-    for channel in evidence.get("channels") or []:  # type: ignore[attr-defined]
+    for channel in evidence.get("channels") or []:
         partners = ", ".join(
-            f"{p.get('pid')} {p.get('name', '')} [{p.get('relation', '')}]"
+            f"{p.get('pid')} {(p.get('process') or {}).get('basename', '')} "
+            f"[{p.get('relation', '')}]"
             for p in channel.get("partners") or []
         )
         out.append(
@@ -120,9 +192,10 @@ def evidence_lines(evidence: dict[str, object]) -> list[str]:
 def findings_ack(
     ctx: click.Context, finding_id: str, note: str, server: str, token: str, ca: str
 ) -> None:
-    """Mark a finding as reviewed."""
+    """Mark a finding's incidents so far as handled; a new occurrence reopens it."""
     answer = open_client(ctx, server, token, ca).post(f"/findings/{finding_id}/ack", {"note": note})
-    click.echo(f"finding {answer['finding']['id']}: acked")
+    found = answer["finding"]
+    click.echo(f"finding {found['id']}: acked by {found['acked_by']} at {found['acked_at']}")
 
 
 @findings.command("suppress")
@@ -329,22 +402,79 @@ def trace(
 @click.option("--host", default=None, help="Only this host (default: every host).")
 @click.option("--since", default=None, help="Replay history since this time.")
 @click.option("--learn", is_flag=True, help="Accept the current paths as the baseline.")
+@click.option(
+    "--accept",
+    "accept",
+    multiple=True,
+    metavar="KEY",
+    help="With --learn: learn this refused path key too (repeatable); it becomes a "
+    "baseline entry for its host.",
+)
 @client_options
+@output_options
 @click.pass_context
 def detect(
     ctx: click.Context,
     host: str | None,
     since: str | None,
     learn: bool,
+    accept: tuple[str, ...],
     server: str,
     token: str,
     ca: str,
+    fmt: str,
 ) -> None:
-    """Judge hosts now, replay stored history since a time, or learn a baseline."""
+    """Judge hosts now, replay stored history since a time, or learn a baseline.
+
+    --learn prints what it learned and what it refused: a path that looks like an attack
+    on its own (or already is a finding) is never learned silently; it is a finding
+    marked seen during learning, learned only when named with --accept KEY. (json: one
+    object per path key, ``action`` learned, accepted or refused; or per new finding.)"""
+    if accept and not learn:
+        raise click.UsageError("--accept goes with --learn")
     answer = open_client(ctx, server, token, ca).post(
-        "/detect", {"host": host, "since": since, "learn": learn}
+        "/detect", {"host": host, "since": since, "learn": learn, "accept": list(accept)}
     )
-    if learn:
-        click.echo(f"learned the current paths of {answer['hosts']} host(s) as their baseline")
+    for key in answer.get("not_seen", []):
+        click.echo(f"--accept {key}: no host showed this path key", err=True)
+    if fmt != "table":
+        rows = learn_rows(answer) if learn else [{"finding": f} for f in answer["new_findings"]]
+        render(rows, None, fmt)
+    elif learn:
+        print_learning(answer)
     else:
         click.echo(f"{len(answer['new_findings'])} new finding(s) on {answer['hosts']} host(s)")
+
+
+def learn_rows(answer: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Every path key ``detect --learn`` saw, with what it did with it."""
+    return (
+        [{"action": "learned", **k} for k in answer["learned_keys"]]
+        + [{"action": "accepted", **k} for k in answer["accepted"]]
+        + [{"action": "refused", **r} for r in answer["refused"]]
+    )
+
+
+def print_learning(answer: Mapping[str, Any]) -> None:
+    """What ``detect --learn`` learned, accepted and refused, and why it refused."""
+    learned = answer["learned_keys"]
+    new = [k for k in learned if k["new"]]
+    click.echo(
+        f"learned {len(learned)} path key(s) of {answer['hosts']} host(s) as their "
+        f"baseline: {len(new)} new, {len(learned) - len(new)} known before"
+    )
+    if new:
+        render(new, ("host", "key"), title="learned: new path keys")
+    if answer["accepted"]:
+        render(answer["accepted"], ("host", "key"), title="accepted by --accept: baseline entries")
+    refused = answer["refused"]
+    if refused:
+        render(
+            refused,
+            ("host", "key", "severity", "score", "finding", "pids", "reasons"),
+            title="refused: not learned, each is a finding (seen during learning)",
+        )
+        click.echo(
+            f"refused {len(refused)} path(s); learn one with `fleetctl detect --learn "
+            "--accept KEY`, or review it with `fleetctl findings show ID`"
+        )

@@ -7,6 +7,21 @@ import click
 from fleetctl.client import client_options, open_client
 from fleetctl.output import output_options, render
 
+# The table's columns; ``detection`` is where the host stands: ``learning until T`` (new
+# paths are only learned), ``judging``, or ``baseline T`` (explicit, `detect --learn`).
+HOST_COLUMNS = (
+    "id",
+    "host_identifier",
+    "hostname",
+    "platform",
+    "os_version",
+    "osquery_version",
+    "enrolled_at",
+    "last_seen",
+    "enroll_count",
+    "detection",
+)
+
 
 @click.group()
 def hosts() -> None:
@@ -18,9 +33,11 @@ def hosts() -> None:
 @output_options
 @click.pass_context
 def hosts_list(ctx: click.Context, server: str, token: str, ca: str, fmt: str) -> None:
-    """List enrolled hosts."""
+    """List enrolled hosts, each with its detection state (learning until when, judging,
+    or an explicit baseline)."""
     payload = open_client(ctx, server, token, ca).get("/hosts")
-    render(payload["hosts"], fmt=fmt, title="hosts")
+    columns = HOST_COLUMNS if fmt == "table" else None
+    render(payload["hosts"], columns, fmt=fmt, title="hosts")
 
 
 @hosts.command("show")

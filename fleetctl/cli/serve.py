@@ -13,8 +13,14 @@ from fleetctl.errors import FleetError
 from fleetctl.server.bootstrap import prepare
 from fleetctl.server.runner import make_server
 from fleetctl.server.state import ServerState
-from fleetctl.settings import SETTINGS, Settings, default_home, parse_listen
-from fleetctl.timeutil import parse_duration
+from fleetctl.settings import (
+    DEFAULT_LEARNING_WINDOW,
+    SETTINGS,
+    Settings,
+    default_home,
+    parse_listen,
+)
+from fleetctl.timeutil import format_duration, parse_duration
 
 LISTENER = (
     "handshake_timeout",
@@ -78,7 +84,7 @@ def listener_options(command: Callable[..., Any]) -> Callable[..., Any]:
 )
 @click.option(
     "--learning-window",
-    default="24h",
+    default=format_duration(DEFAULT_LEARNING_WINDOW),
     show_default=True,
     help="How long a new host (and a new fleet) only learns execution paths.",
 )

@@ -3,7 +3,9 @@
 Starts the fleet server on the embedded SQLite store under ``$FLEETCTL_HOME``, applies
 the shipped packs, enrolls an agent for this host over osquery's TLS protocol,
 collects, and shows what the server now knows: hosts, rows per query, and the IPC
-channels feeding processes (stdin/stdout/stderr connected to another process).
+channels feeding processes (stdin/stdout/stderr connected to another process). It says
+when this host's learning window ends: until then new paths are only learned, and only
+paths that look like an attack on their own become findings.
 """
 
 from __future__ import annotations
@@ -18,8 +20,8 @@ from fleetctl.client import AdminClient
 from fleetctl.errors import FleetError
 from fleetctl.local import LocalFleet
 from fleetctl.output import render
-from fleetctl.settings import Settings, default_home, parse_listen
-from fleetctl.timeutil import parse_duration
+from fleetctl.settings import DEFAULT_LEARNING_WINDOW, Settings, default_home, parse_listen
+from fleetctl.timeutil import format_duration, parse_duration
 
 STDIO_QUERY = "pack_ipc-telemetry-extension_process_stdio"
 IPC_KINDS = ("pipe", "fifo", "unix", "tcp", "udp")
@@ -59,7 +61,7 @@ AGENT_FLAGS = {
 )
 @click.option(
     "--learning-window",
-    default="24h",
+    default=format_duration(DEFAULT_LEARNING_WINDOW),
     show_default=True,
     help="How long this host's execution paths are only learned, not judged.",
 )
@@ -97,16 +99,20 @@ def up(
             summarize(fleet.client)
             time.sleep(0.5)  # detection runs right after delivery
             print_new_findings(fleet.client, set())
+            print_learning(fleet.client, console, set())
             return
         fleet.agent.start()
         console.print(
             f"collecting; a summary every {refresh} s, findings as they appear (Ctrl-C to stop)"
         )
         shown: set[str] = set()
+        told: set[int] = set()
         next_summary = time.monotonic() + refresh
         while True:
             time.sleep(1)
             print_new_findings(fleet.client, shown)
+            if not told:  # until the agent has enrolled
+                print_learning(fleet.client, console, told)
             if time.monotonic() >= next_summary:
                 summarize(fleet.client)
                 next_summary = time.monotonic() + refresh
@@ -134,12 +140,38 @@ def print_new_findings(client: AdminClient, shown: set[str]) -> None:
         )
 
 
+def print_learning(client: AdminClient, console: Console, told: set[int]) -> None:
+    """Say, once per host, where it stands with detection and when its learning ends."""
+    for host in client.get("/hosts")["hosts"]:
+        if host["id"] in told:
+            continue
+        told.add(host["id"])
+        if host["learning_until"]:
+            console.print(
+                f"detection on {host['host_identifier']}: learning until "
+                f"{host['learning_until']}; until then its new paths are learned, and only "
+                "those that look like an attack on their own become findings (`fleetctl "
+                "detect --learn` ends learning now)",
+                soft_wrap=True,
+            )
+        else:
+            console.print(f"detection on {host['host_identifier']}: {host['detection']}")
+
+
 def summarize(client: AdminClient) -> None:
     """Print hosts, rows per query and the IPC channels feeding processes."""
     hosts = client.get("/hosts")["hosts"]
     render(
         hosts,
-        ("id", "host_identifier", "platform", "os_version", "osquery_version", "last_seen"),
+        (
+            "id",
+            "host_identifier",
+            "platform",
+            "os_version",
+            "osquery_version",
+            "last_seen",
+            "detection",
+        ),
         title="hosts",
     )
     for host in hosts:

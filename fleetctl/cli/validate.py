@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.console import Console
@@ -61,9 +62,11 @@ def validate(only: tuple[str, ...], wait: float, home_dir: Path | None, fmt: str
                 fleet.client.post("/detect", {"learn": True})
             client = fleet.client
 
-            def findings() -> list[dict[str, object]]:
-                answer = client.get("/findings", status="open", min_severity="medium")
-                found: list[dict[str, object]] = answer["findings"]
+            def findings(since: int) -> list[dict[str, Any]]:
+                answer = client.get(
+                    "/findings", status="open", min_severity="medium", occurred_since=since
+                )
+                found: list[dict[str, Any]] = answer["findings"]
                 return found
 
             with console.status("running scenarios"):

@@ -5,6 +5,8 @@
     detector = Detector(Baseline.default(), state)       # state: DetectionState you keep
     findings = detector.detect(paths, now=time.time())
     print(build_trace(snapshot, findings[0].pid).to_text())
+    for occurrence in findings[0].occurrences:   # one per process on the path
+        print(occurrence.pid, occurrence.start_time, occurrence.severity)
 
 Functions take rows exactly as the shipped packs return them (string values) and return
 dataclasses; nothing here reads a database, so the storage layer decides where rows and
@@ -23,8 +25,9 @@ from fleetctl.detection.baseline import (
     PipeNameRule,
     SocketPathRule,
 )
-from fleetctl.detection.detector import DEFAULT_LEARNING_WINDOW, Detector, Finding, finding_id
+from fleetctl.detection.detector import Detector, Finding, Learned, Occurrence, finding_id
 from fleetctl.detection.evidence import Evidence
+from fleetctl.detection.learning import DEFAULT_LEARNING_WINDOW, LearningState, learning_state
 from fleetctl.detection.paths import (
     Channel,
     ExecutionPath,
@@ -35,6 +38,7 @@ from fleetctl.detection.paths import (
     container_hint,
 )
 from fleetctl.detection.scoring import (
+    NOVELTY_REASONS,
     SEVERITIES,
     WEIGHTS,
     Prevalence,
@@ -49,6 +53,7 @@ from fleetctl.detection.trace import ProcessTrace, TraceEdge, TraceNode, build_t
 
 __all__ = [
     "DEFAULT_LEARNING_WINDOW",
+    "NOVELTY_REASONS",
     "SEVERITIES",
     "WEIGHTS",
     "Baseline",
@@ -62,7 +67,10 @@ __all__ = [
     "FifoAccessRule",
     "Finding",
     "HostSnapshot",
+    "Learned",
     "LearnedKeys",
+    "LearningState",
+    "Occurrence",
     "ParentChildRule",
     "Partner",
     "PipeNamePatterns",
@@ -79,6 +87,7 @@ __all__ = [
     "build_trace",
     "container_hint",
     "finding_id",
+    "learning_state",
     "score_path",
     "severity_for",
 ]

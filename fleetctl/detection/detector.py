@@ -3,11 +3,21 @@
 ``Detector.detect(paths, now)`` compares each path key with what the host and the fleet
 have shown before. A key is *new on the host* when that host never showed it, *new on the
 fleet* when no host did; either counts once the host (or the fleet) is past its learning
-window, or has an explicit baseline (``Detector.learn`` or the baseline file's ``learned``
-keys). New paths are scored (``scoring.score_path``) and those at ``min_severity`` or above
-become findings. Every path seen, alerting or not, becomes known, so a key alerts once;
-later sightings of a key that did alert come back as the same finding (same ``id``,
-``is_new`` False, fresh ``last_seen``) for the caller to update.
+window (``learning.learning_state``), or has an explicit baseline (``Detector.learn`` or
+the baseline file's ``learned`` keys). New paths are scored (``scoring.score_path``) and
+those at ``min_severity`` or above become findings.
+
+Learning cannot be poisoned: a path whose intrinsic points alone (``Score.intrinsic``,
+what holds whatever was seen before) reach medium is never learned silently. Seen while
+its host learns, or during an explicit ``learn``, it becomes a finding marked
+``seen_during_learning``; seen on a key learned earlier, it is a finding all the same.
+Only the baseline's ``learned`` keys (an admin's decision: a suppressed finding, or
+``learn(accept=...)``) quiet it.
+
+Every path seen becomes known, so a key alerts once: later sightings of a key that did
+alert come back as the same finding (same ``id``, ``is_new`` False, fresh ``last_seen``).
+A finding carries one ``Occurrence`` per process on the path, identified by pid and start
+time (pids are reused); which of them are new is for the caller, who keeps them, to tell.
 
 No storage here: all memory is the ``DetectionState`` passed in, which the caller persists
 (``to_dict``/``from_dict`` give JSON-ready data).
@@ -16,28 +26,58 @@ No storage here: all memory is the ``DetectionState`` passed in, which the calle
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from fleetctl.detection.baseline import Baseline
 from fleetctl.detection.catalog import INTERPRETER, classify
 from fleetctl.detection.evidence import Evidence
+from fleetctl.detection.learning import DEFAULT_LEARNING_WINDOW, learning_state
 from fleetctl.detection.paths import ExecutionPath
 from fleetctl.detection.scoring import (
     Prevalence,
     Reason,
-    Score,
     score_path,
     severity_rank,
 )
 from fleetctl.detection.state import DetectionState, FindingRecord, HostState
 
-DEFAULT_LEARNING_WINDOW = 7 * 24 * 3600.0
+# A path whose intrinsic points reach this severity is never learned silently.
+NEVER_LEARNED = severity_rank("medium")
+
+
+@dataclass(frozen=True)
+class Occurrence:
+    """One process on a finding's path: its identity (pid, start time), its own score and
+    the evidence as it was when first seen."""
+
+    pid: int
+    start_time: int | None
+    severity: str
+    score: int
+    reasons: tuple[Reason, ...]
+    evidence: Evidence
+    seen_during_learning: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "pid": self.pid,
+            "start_time": self.start_time,
+            "severity": self.severity,
+            "score": self.score,
+            "reasons": [r.to_dict() for r in self.reasons],
+            "evidence": self.evidence.to_dict(),
+            "seen_during_learning": self.seen_during_learning,
+        }
 
 
 @dataclass(frozen=True)
 class Finding:
-    """A new (or again seen) IPC-spawned execution path worth an analyst's look."""
+    """A new (or again seen) IPC-spawned execution path worth an analyst's look.
+
+    ``pid``, ``score``, ``reasons`` and ``evidence`` are those of the most severe of
+    ``occurrences`` (every process on the path in this run)."""
 
     id: str
     host: str
@@ -56,22 +96,17 @@ class Finding:
     new_on_fleet: bool
     prevalence: Prevalence
     is_new: bool = True
+    occurrences: tuple[Occurrence, ...] = ()
+    seen_during_learning: bool = False
 
-    def to_dict(self) -> dict[str, object]:
+    def context(self) -> dict[str, Any]:
+        """What the path was when judged, shared by its occurrences of this run."""
         return {
             "id": self.id,
             "host": self.host,
             "key": self.key,
-            "pid": self.pid,
-            "pids": list(self.pids),
             "parent": self.parent,
             "child": self.child,
-            "severity": self.severity,
-            "score": self.score,
-            "reasons": [{"code": r.code, "points": r.points, "text": r.text} for r in self.reasons],
-            "evidence": self.evidence.to_dict(),
-            "first_seen": self.first_seen,
-            "last_seen": self.last_seen,
             "new_on_host": self.new_on_host,
             "new_on_fleet": self.new_on_fleet,
             "prevalence": {
@@ -79,8 +114,36 @@ class Finding:
                 "hosts_total": self.prevalence.hosts_total,
                 "rarity": round(self.prevalence.rarity, 4),
             },
-            "is_new": self.is_new,
         }
+
+    def occurrence_document(self, occurrence: Occurrence) -> dict[str, Any]:
+        """One occurrence as it is stored once and never rewritten."""
+        return self.context() | occurrence.to_dict()
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.context() | {
+            "pid": self.pid,
+            "pids": list(self.pids),
+            "severity": self.severity,
+            "score": self.score,
+            "reasons": [r.to_dict() for r in self.reasons],
+            "evidence": self.evidence.to_dict(),
+            "first_seen": self.first_seen,
+            "last_seen": self.last_seen,
+            "is_new": self.is_new,
+            "seen_during_learning": self.seen_during_learning,
+            "occurrences": [o.to_dict() for o in self.occurrences],
+        }
+
+
+@dataclass(frozen=True)
+class Learned:
+    """What ``Detector.learn`` did with each (host, path key) it was shown."""
+
+    keys: tuple[tuple[str, str], ...] = ()  # now known (quietly)
+    new_keys: tuple[tuple[str, str], ...] = ()  # of those, the ones not known before
+    refused: tuple[Finding, ...] = ()  # not learned: each is a finding
+    accepted: tuple[tuple[str, str], ...] = ()  # would be refused, but named in ``accept``
 
 
 def finding_id(host: str, key: str) -> str:
@@ -131,59 +194,86 @@ class Detector:
 
     # -- learning --------------------------------------------------------------------
 
-    def learn(self, paths: Iterable[ExecutionPath], now: float) -> int:
-        """Accept paths as known (an explicit baseline); returns how many keys were new."""
-        before = sum(len(h.keys) for h in self.state.hosts.values())
-        for path in paths:
-            host = self._host(path.host, now)
-            host.baselined = True
+    def learn(
+        self, paths: Iterable[ExecutionPath], now: float, *, accept: Collection[str] = ()
+    ) -> Learned:
+        """Accept paths as known (an explicit baseline for their hosts).
+
+        A path that would be a finding even now (it looks like an attack on its own, or
+        its key already is a finding) is refused: it comes back as a finding marked
+        ``seen_during_learning``, unless its key is in ``accept``; the caller makes an
+        accepted key a baseline entry, or it will be judged again."""
+        groups = _grouped(paths)
+        for host in {h for h, _ in groups}:
+            self._host(host, now).baselined = True
             self.state.fleet_baselined = True
-            self._record(path, path.path_key(), now)
-        return sum(len(h.keys) for h in self.state.hosts.values()) - before
+        keys, new_keys, refused, accepted = [], [], [], []
+        for (host, key), group in groups.items():
+            finding = self._judge(host, key, group, now, learning=True)
+            if finding is None:
+                keys.append((host, key))
+                if key not in self.state.hosts[host].keys:
+                    new_keys.append((host, key))
+            elif key in accept:
+                accepted.append((host, key))
+            else:
+                refused.append(self._remember(finding))
+            for path in group:
+                self._record(path, key, now)
+        return Learned(tuple(keys), tuple(new_keys), tuple(_ranked(refused)), tuple(accepted))
 
     # -- detection -------------------------------------------------------------------
 
     def detect(self, paths: Iterable[ExecutionPath], now: float) -> list[Finding]:
         """Findings for new paths (and again-seen earlier findings), most severe first."""
-        groups: dict[tuple[str, str], list[ExecutionPath]] = {}
-        for path in paths:
-            groups.setdefault((path.host, path.path_key()), []).append(path)
+        groups = _grouped(paths)
         for host in {h for h, _ in groups}:
             self._host(host, now)
         findings = [
-            f
+            self._remember(f)
             for (host, key), group in groups.items()
             if (f := self._judge(host, key, group, now)) is not None
         ]
         for (_, key), group in groups.items():
             for path in group:
                 self._record(path, key, now)
-        findings.sort(key=lambda f: (-f.score, -f.prevalence.rarity, f.host, f.key))
-        return findings
+        return _ranked(findings)
 
-    def _judge(self, host: str, key: str, group: list[ExecutionPath], now: float) -> Finding | None:
+    def _judge(
+        self,
+        host: str,
+        key: str,
+        group: list[ExecutionPath],
+        now: float,
+        *,
+        learning: bool = False,
+    ) -> Finding | None:
+        """The finding for ``key`` on ``host`` now, or None. ``learning``: an explicit
+        learn, where only what may not be learned is a finding."""
         state, learned = self.state, self.baseline.learned
+        if learned.knows(host, key):
+            return None  # the admin accepted this path
         host_state = state.hosts[host]
         fid = finding_id(host, key)
         earlier = state.findings.get(fid)
-        new_on_host = key not in host_state.keys and not learned.knows(host, key)
-        new_on_fleet = (
-            key not in state.fleet
-            and key not in learned.fleet
-            and not any(key in keys for keys in learned.hosts.values())
+        new_on_host = key not in host_state.keys
+        new_on_fleet = key not in state.fleet and not any(
+            key in keys for keys in learned.hosts.values()
         )
-        host_ready = (
-            host_state.baselined
-            or host in learned.hosts
-            or now - host_state.first_seen >= self.learning_window
-        )
+        host_learning = learning_state(
+            host_state.first_seen,
+            self.learning_window,
+            now,
+            baselined=host_state.baselined or host in learned.hosts,
+        ).learning
         fleet_ready = (
             state.fleet_baselined
             or bool(learned.fleet)
             or now - (state.started_at or now) >= self.learning_window
         )
-        if not ((new_on_host and host_ready) or (new_on_fleet and fleet_ready)) and earlier is None:
-            return None
+        novel = not learning and (
+            (new_on_host and not host_learning) or (new_on_fleet and fleet_ready)
+        )
         with_key = state.fleet[key].hosts | {host} if key in state.fleet else {host}
         prevalence = Prevalence(len(with_key), len(state.hosts))
         scored = [
@@ -196,33 +286,59 @@ class Detector:
             for p in group
         ]
         best, path = max(scored, key=lambda item: item[0].score)
-        if earlier is None and severity_rank(best.severity) < self.min_rank:
+        unlearnable = any(severity_rank(s.intrinsic_severity) >= NEVER_LEARNED for s, _ in scored)
+        alerts = novel and severity_rank(best.severity) >= self.min_rank
+        if earlier is None and not unlearnable and not alerts:
             return None
-        first_seen = earlier.first_seen if earlier else now
-        state.findings[fid] = FindingRecord(
+        # What learning would have taken in silently before.
+        during_learning = learning or (host_learning and not novel)
+        occurrences = tuple(
+            Occurrence(
+                pid=p.child.pid,
+                start_time=p.child.start_time,
+                severity=s.severity,
+                score=s.score,
+                reasons=s.reasons,
+                evidence=Evidence.of(p),
+                seen_during_learning=during_learning,
+            )
+            for s, p in scored
+        )
+        return Finding(
             id=fid,
             host=host,
             key=key,
-            first_seen=first_seen,
-            last_seen=now,
+            pid=path.child.pid,
+            pids=tuple(sorted({p.child.pid for p in group})),
+            parent=path.parent.basename if path.parent else "?",
+            child=path.child.basename,
             severity=best.severity,
             score=best.score,
-        )
-        return _finding(
-            fid,
-            key,
-            path,
-            group,
-            best,
-            prevalence,
-            first_seen,
-            now,
-            new_on_host,
-            new_on_fleet,
+            reasons=best.reasons,
+            evidence=Evidence.of(path),
+            first_seen=earlier.first_seen if earlier else now,
+            last_seen=now,
+            new_on_host=new_on_host,
+            new_on_fleet=new_on_fleet,
+            prevalence=prevalence,
             is_new=earlier is None,
+            occurrences=occurrences,
+            seen_during_learning=during_learning if earlier is None else False,
         )
 
     # -- state -----------------------------------------------------------------------
+
+    def _remember(self, finding: Finding) -> Finding:
+        self.state.findings[finding.id] = FindingRecord(
+            id=finding.id,
+            host=finding.host,
+            key=finding.key,
+            first_seen=finding.first_seen,
+            last_seen=finding.last_seen,
+            severity=finding.severity,
+            score=finding.score,
+        )
+        return finding
 
     def _host(self, host: str, now: float) -> HostState:
         if self.state.started_at is None:
@@ -241,36 +357,13 @@ class Detector:
             self.state.hosts[path.host].parents.setdefault(name, set()).add(path.child.basename)
 
 
-def _finding(
-    fid: str,
-    key: str,
-    path: ExecutionPath,
-    group: list[ExecutionPath],
-    score: Score,
-    prevalence: Prevalence,
-    first_seen: float,
-    now: float,
-    new_on_host: bool,
-    new_on_fleet: bool,
-    *,
-    is_new: bool,
-) -> Finding:
-    return Finding(
-        id=fid,
-        host=path.host,
-        key=key,
-        pid=path.child.pid,
-        pids=tuple(sorted({p.child.pid for p in group})),
-        parent=path.parent.basename if path.parent else "?",
-        child=path.child.basename,
-        severity=score.severity,
-        score=score.score,
-        reasons=score.reasons,
-        evidence=Evidence.of(path),
-        first_seen=first_seen,
-        last_seen=now,
-        new_on_host=new_on_host,
-        new_on_fleet=new_on_fleet,
-        prevalence=prevalence,
-        is_new=is_new,
-    )
+def _grouped(paths: Iterable[ExecutionPath]) -> dict[tuple[str, str], list[ExecutionPath]]:
+    """Paths by (host, path key): the processes of one path are judged together."""
+    groups: dict[tuple[str, str], list[ExecutionPath]] = {}
+    for path in paths:
+        groups.setdefault((path.host, path.path_key()), []).append(path)
+    return groups
+
+
+def _ranked(findings: list[Finding]) -> list[Finding]:
+    return sorted(findings, key=lambda f: (-f.score, -f.prevalence.rarity, f.host, f.key))

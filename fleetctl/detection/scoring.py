@@ -20,6 +20,13 @@ A matching ``parent_child`` rule of the baseline silences the pair; it keeps onl
 about a third process (``BEYOND_THE_PAIR``), and it does not apply at all while an
 unexpected IPC feed reaches the child or its parent.
 Severity: critical >= 80, high >= 60, medium >= 40, low >= 20, else info.
+
+Two signals depend on what was seen before (``NOVELTY_REASONS``): a parent that never
+started such a child, and rarity. Everything else is a fact of the path itself, true
+however long the host has been watched; those points are ``Score.intrinsic``. Learning
+trusts only novelty, so a path whose intrinsic points alone reach medium (stdio fed from
+outside its lineage, a FIFO or socket in a temp directory, a relay parent, a tooling
+pipe name, an Office/DDE chain, a shell on a socket) is never learned silently.
 """
 
 from __future__ import annotations
@@ -73,6 +80,9 @@ WEIGHTS: dict[str, int] = {
 BEYOND_THE_PAIR = frozenset(
     {"tool_pipe", "xpc_responsible", "macos_office_responsible", "office_grandparent"}
 )
+# Signals that only exist because of what the host and fleet showed before: whoever is
+# present while a host learns shapes them, so learning must not rest on anything else.
+NOVELTY_REASONS = frozenset({"parent_new_child_class", "rarity"})
 _INTERACTIVE = re.compile(r"^-[A-Za-z]*i[A-Za-z]*$")
 
 
@@ -98,6 +108,19 @@ class Reason:
     points: int
     text: str
 
+    @property
+    def novelty(self) -> bool:
+        """Whether the signal depends on what was seen before (``NOVELTY_REASONS``)."""
+        return self.code in NOVELTY_REASONS
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "code": self.code,
+            "points": self.points,
+            "text": self.text,
+            "novelty": self.novelty,
+        }
+
 
 @dataclass(frozen=True)
 class Score:
@@ -106,6 +129,15 @@ class Score:
     reasons: tuple[Reason, ...]
     child_class: str | None = None
     allowed_by: str | None = None
+
+    @property
+    def intrinsic(self) -> int:
+        """Points of the reasons that hold whatever was seen before (no novelty)."""
+        return min(100, sum(r.points for r in self.reasons if not r.novelty))
+
+    @property
+    def intrinsic_severity(self) -> str:
+        return severity_for(self.intrinsic)
 
 
 def severity_for(score: int) -> str:

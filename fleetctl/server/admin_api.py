@@ -1,7 +1,8 @@
 """The admin JSON API (bearer token): hosts, results as of a time, status logs, data loss.
 
 Read-only for now. Every response is a JSON object so a browser console can consume
-the same surface as the CLI.
+the same surface as the CLI. Each host says where it stands with detection: learning
+until a time, judging, or on an explicit baseline.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from fleetctl.detection import LearningState
 from fleetctl.errors import BadRequest, NotFound, Unavailable
 from fleetctl.server.admin_params import (
     check_body,
@@ -32,6 +34,7 @@ from fleetctl.server.responses import json_response
 from fleetctl.server.state import in_session, server_state
 from fleetctl.timeutil import iso, shown
 from storage import carves as carve_store
+from storage import detection as detection_store
 from storage import hosts as host_store
 from storage import rejected as rejected_store
 from storage import results as result_store
@@ -88,8 +91,7 @@ def _endpoint(
 
     async def wrapper(request: Request) -> Response:
         state = server_state(request)
-        header = request.headers.get("authorization", "")
-        token = header[7:].strip() if header.lower().startswith("bearer ") else ""
+        token = bearer_token(request)
         if not token or not matches_any(token, state.token_digests()):
             return json_response({"error": "missing or invalid admin token"}, 401)
         try:
@@ -123,6 +125,35 @@ def _endpoint(
     return wrapper
 
 
+def bearer_token(request: Request) -> str:
+    """The admin token the request came with ('' without one)."""
+    header = request.headers.get("authorization", "")
+    return header[7:].strip() if header.lower().startswith("bearer ") else ""
+
+
+def learning_states(request: Request, session: Any) -> dict[int, LearningState]:
+    """host id -> where the host stands with detection, as this server judges it."""
+    state = server_state(request)
+    assert state.detection is not None
+    return detection_store.learning_states(
+        session,
+        state.detection.learning_window,
+        time.time(),
+        state.detection.baseline(session),
+    )
+
+
+def detection_json(learning: LearningState) -> dict[str, Any]:
+    """``detection``: ``learning until T``, ``judging`` or ``baseline T`` (explicit)."""
+    until = None if learning.until is None else int(learning.until)
+    since = None if learning.since is None else int(learning.since)
+    text = {
+        "learning": f"learning until {iso(until)}",
+        "baseline": f"baseline {iso(since)}" if since is not None else "baseline (file)",
+    }.get(learning.state, learning.state)
+    return {"detection": text, "learning_until": iso(until), "baselined_at": iso(since)}
+
+
 def host_json(host: Host) -> dict[str, Any]:
     return {
         "id": host.id,
@@ -149,12 +180,18 @@ def find_host_or_404(session: Any, ref: str | None) -> Host:
 
 @admin_endpoint
 def list_hosts(request: Request, session: Any) -> dict[str, Any]:
-    return {"hosts": [host_json(h) for h in host_store.list_hosts(session)]}
+    learning = learning_states(request, session)
+    return {
+        "hosts": [
+            host_json(h) | detection_json(learning[h.id]) for h in host_store.list_hosts(session)
+        ]
+    }
 
 
 @admin_endpoint
 def show_host(request: Request, session: Any) -> dict[str, Any]:
     host = find_host_or_404(session, request.path_params["ref"])
+    learning = learning_states(request, session)[host.id]
     open_counts = dict(
         session.execute(
             select(ResultRow.name, func.count())
@@ -176,6 +213,7 @@ def show_host(request: Request, session: Any) -> dict[str, Any]:
     ]
     return {
         "host": host_json(host)
+        | detection_json(learning)
         | {"decorations": None if host.decorations is None else unescape_row(host.decorations)},
         "queries": queries,
         "host_details": host.host_details,

@@ -1,27 +1,33 @@
-"""Admin API for detection: findings, the baseline, traces and on-demand detection."""
+"""Admin API for detection: findings with their occurrences and history, the baseline,
+traces and on-demand detection (judge, replay, learn).
+
+This is the one JSON surface of findings for the CLI and a web console alike.
+"""
 
 from __future__ import annotations
 
 import time
 from typing import Any
 
-import yaml
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.requests import Request
 from starlette.routing import Route
 
-from fleetctl.detection import Baseline, BaselineError, build_trace
+from fleetctl.detection import Baseline, BaselineError, Finding, LearningState, build_trace
 from fleetctl.detection.scoring import SEVERITIES, severity_rank
-from fleetctl.errors import NotFound
+from fleetctl.errors import BadRequest, NotFound
 from fleetctl.server.admin_api import (
     admin_endpoint,
     admin_read_body_endpoint,
     admin_write_endpoint,
+    bearer_token,
     find_host_or_404,
+    learning_states,
 )
 from fleetctl.server.admin_params import (
     choice_param,
+    column_length,
     column_range,
     flag_param,
     int_field,
@@ -29,14 +35,24 @@ from fleetctl.server.admin_params import (
     text_param,
     time_param,
 )
+from fleetctl.server.auth import digest
 from fleetctl.server.state import server_state
 from fleetctl.timeutil import iso
 from storage import detection as detection_store
-from storage.models import BaselineVersion, FindingRecordRow, ResultRow
+from storage import findings as findings_store
+from storage.findings import Listed
+from storage.models import (
+    ApiToken,
+    BaselineVersion,
+    FindingChange,
+    FindingOccurrence,
+    FindingRecordRow,
+    Host,
+    ResultRow,
+)
 
 PREFIX = "/api/v1/admin"
-BASELINE_TEMPLATE = "version: 1\nextends: default\n"
-STATUSES = ("open", "acked", "suppressed")
+OCCURRENCE_PAGE = 10_000
 
 
 def _lineage_path(doc: dict[str, Any], index: int) -> str | None:
@@ -45,12 +61,20 @@ def _lineage_path(doc: dict[str, Any], index: int) -> str | None:
     return lineage[index].get("path") if len(lineage) > index else None
 
 
-def finding_summary(row: FindingRecordRow, host: str) -> dict[str, Any]:
-    doc = row.document
+def _reasons(doc: dict[str, Any]) -> list[str]:
+    return [r["text"] for r in doc.get("reasons", [])]
+
+
+def finding_summary(listed: Listed) -> dict[str, Any]:
+    """A finding in short: severity, score and reasons are those of its leading
+    occurrence (the most severe open one, else the newest); ``pid`` and
+    ``last_occurrence`` are the newest occurrence's."""
+    row = listed.row
+    doc = listed.lead.document if listed.lead is not None else {}
     prevalence = doc.get("prevalence", {})
-    return {
+    summary = {
         "id": row.id,
-        "host": host,
+        "host": listed.host,
         "severity": row.severity,
         "score": row.score,
         "status": row.status,
@@ -61,33 +85,86 @@ def finding_summary(row: FindingRecordRow, host: str) -> dict[str, Any]:
         "child_path": _lineage_path(doc, 0),
         "new_on_host": row.new_on_host,
         "new_on_fleet": row.new_on_fleet,
+        "seen_during_learning": row.seen_during_learning,
         "prevalence": f"{prevalence.get('hosts_with_key')}/{prevalence.get('hosts_total')}",
+        "occurrences": listed.occurrences,
+        "last_occurrence": iso(listed.last_occurrence),
         "first_seen": iso(row.first_seen),
         "last_seen": iso(row.last_seen),
-        "reasons": [r["text"] for r in doc.get("reasons", [])],
+        "acked_by": row.acked_by,
+        "acked_at": iso(row.acked_at),
+        "reasons": _reasons(doc),
         "key": row.path_key,
     }
+    if listed.since:
+        summary["occurrences_since"] = [_occurrence_brief(o) for o in listed.since]
+    return summary
+
+
+def _occurrence_brief(occurrence: FindingOccurrence) -> dict[str, Any]:
+    return {
+        "id": occurrence.id,
+        "pid": occurrence.pid,
+        "start_time": occurrence.start_time,
+        "severity": occurrence.severity,
+        "score": occurrence.score,
+        "first_seen": iso(occurrence.first_seen),
+        "last_seen": iso(occurrence.last_seen),
+        "status": "open" if occurrence.acked_at is None else "acked",
+        "acked_at": iso(occurrence.acked_at),
+        "seen_during_learning": occurrence.seen_during_learning,
+    }
+
+
+def occurrence_json(occurrence: FindingOccurrence) -> dict[str, Any]:
+    """One occurrence with its reasons and its evidence as first stored."""
+    doc = occurrence.document
+    return _occurrence_brief(occurrence) | {
+        "reasons": _reasons(doc),
+        "evidence": doc.get("evidence", {}),
+    }
+
+
+def change_json(change: FindingChange) -> dict[str, Any]:
+    return {
+        "at": iso(change.at),
+        "field": change.field,
+        "from": change.old,
+        "to": change.new,
+        "by": change.actor,
+        "note": change.note,
+    }
+
+
+def learning_summary(states: dict[int, LearningState]) -> dict[str, Any]:
+    """How many hosts only learn new paths yet, and when the last of them stops."""
+    until = [s.until for s in states.values() if s.learning and s.until is not None]
+    return {"hosts": len(until), "until": iso(int(max(until))) if until else None}
 
 
 @admin_endpoint
 def list_findings(request: Request, session: Session) -> dict[str, Any]:
     params = request.query_params
     since = time_param(params, "since")
+    occurred_since = time_param(params, "occurred_since")
     min_severity = choice_param(params, "min_severity", SEVERITIES, default="low")
-    status = choice_param(params, "status", STATUSES)
+    status = choice_param(params, "status", findings_store.STATUSES)
     host_id = find_host_or_404(session, params["host"]).id if params.get("host") else None
-    rows = detection_store.list_findings(session, host_id=host_id, status=status, since=since)
+    rows = findings_store.list_findings(
+        session, host_id=host_id, status=status, since=since, occurred_since=occurred_since
+    )
     return {
         "findings": [
-            finding_summary(r, h)
-            for r, h in rows
-            if severity_rank(r.severity) >= severity_rank(min_severity)
-        ]
+            finding_summary(r)
+            for r in rows
+            if severity_rank(r.row.severity) >= severity_rank(min_severity)
+        ],
+        "learning": learning_summary(learning_states(request, session)),
     }
 
 
 def _finding(session: Session, finding_id: str) -> tuple[FindingRecordRow, str]:
-    found = detection_store.get_finding(session, finding_id)
+    found = findings_store.get_finding(session, finding_id)
     if found is None:
         raise NotFound(f"no single finding matches {finding_id!r}")
     return found
@@ -95,53 +172,58 @@ def _finding(session: Session, finding_id: str) -> tuple[FindingRecordRow, str]:
 
 @admin_endpoint
 def show_finding(request: Request, session: Session) -> dict[str, Any]:
+    """The finding, its occurrences newest first (``limit``, default 100) and its history.
+    ``document`` is the newest occurrence's stored document."""
+    limit = int_param(request.query_params, "limit", (1, OCCURRENCE_PAGE), default=100)
     row, host = _finding(session, request.path_params["id"])
-    return {"finding": finding_summary(row, host) | {"note": row.note}, "document": row.document}
+    shown = findings_store.occurrences(session, row.id, limit)
+    return {
+        "finding": finding_summary(findings_store.describe(session, row, host))
+        | {"note": row.note},
+        "document": shown[0].document if shown else {},
+        "occurrences": [occurrence_json(o) for o in shown],
+        "history": [change_json(c) for c in findings_store.history(session, row.id)],
+    }
+
+
+def _actor(request: Request, session: Session) -> str:
+    """Who acts: the name of the admin token the request came with."""
+    name = session.scalar(
+        select(ApiToken.name).where(ApiToken.token_hash == digest(bearer_token(request)))
+    )
+    return name or "unknown token"
 
 
 @admin_write_endpoint
 def ack_finding(request: Request, session: Session, body: dict[str, Any]) -> dict[str, Any]:
-    note = text_param(body, "note")
+    """The finding's incidents so far are handled; a later occurrence reopens it."""
+    note = text_param(body, "note", default="")
     row, host = _finding(session, request.path_params["id"])
-    row.status, row.note = "acked", note or row.note
-    return {"finding": finding_summary(row, host)}
-
-
-def _baseline_text(session: Session) -> tuple[int, str]:
-    stored = detection_store.current_baseline(session)
-    return stored if stored else (0, BASELINE_TEMPLATE)
+    findings_store.ack(session, row, _actor(request, session), note, int(time.time()))
+    return {"finding": finding_summary(findings_store.describe(session, row, host))}
 
 
 @admin_write_endpoint
 def suppress_finding(request: Request, session: Session, body: dict[str, Any]) -> dict[str, Any]:
     """Turn a finding into a baseline entry (its path key, on its host or the fleet)."""
     scope = choice_param(body, "scope", ("host", "fleet"), default="host")
-    note = text_param(body, "note")
+    note = text_param(body, "note", default="")
     row, host = _finding(session, request.path_params["id"])
-    version, text = _baseline_text(session)
-    doc = yaml.safe_load(text) or {}
-    learned = doc.setdefault("learned", {})
-    if scope == "fleet":
-        fleet = learned.setdefault("fleet", [])
-        if row.path_key not in fleet:
-            fleet.append(row.path_key)
-    else:
-        name = detection_store.detection_names(session)[row.host_id]
-        keys = learned.setdefault("hosts", {}).setdefault(name, [])
-        if row.path_key not in keys:
-            keys.append(row.path_key)
-    new_text = yaml.safe_dump(doc, sort_keys=False, width=100)
-    Baseline.loads(new_text)
-    new_version = detection_store.save_baseline(
-        session, new_text, f"suppress {row.id} ({scope})", int(time.time()), version
+    name = detection_store.detection_names(session)[row.host_id] if scope == "host" else None
+    now = int(time.time())
+    version = detection_store.add_learned_keys(
+        session, [(name, row.path_key)], f"suppress {row.id} ({scope})", now
     )
-    row.status, row.note = "suppressed", note or row.note
-    return {"finding": finding_summary(row, host), "baseline_version": new_version}
+    findings_store.suppress(session, row, _actor(request, session), note, now)
+    return {
+        "finding": finding_summary(findings_store.describe(session, row, host)),
+        "baseline_version": version,
+    }
 
 
 @admin_endpoint
 def get_baseline(request: Request, session: Session) -> dict[str, Any]:
-    version, text = _baseline_text(session)
+    version, text = detection_store.baseline_text(session)
     effective = Baseline.loads(text)
     return {"version": version, "yaml": text, "entries": baseline_entries(effective)}
 
@@ -203,24 +285,74 @@ def trace(request: Request, session: Session) -> dict[str, Any]:
 
 @admin_read_body_endpoint
 def detect(request: Request, session: Session, body: dict[str, Any]) -> dict[str, Any]:
-    """Judge hosts now, or replay history since a time, or learn the current paths."""
+    """Judge hosts now, or replay history since a time, or learn the current paths.
+
+    Learning reports the keys it learned and those it refused (each now a finding, with
+    the reasons); a refused key listed in ``accept`` is learned: it becomes a baseline
+    entry for its host."""
     service = server_state(request).detection
     assert service is not None
     ref = text_param(body, "host")
     learn = flag_param(body, "learn")
     since = time_param(body, "since")
-    host_ids = (
-        [find_host_or_404(session, ref).id]
+    accept = _keys(body, "accept")
+    if accept and not learn:
+        raise BadRequest("'accept' goes with 'learn'")
+    hosts = (
+        [find_host_or_404(session, ref)]
         if ref
-        else [h for (h,) in session.execute(select(detection_store.Host.id))]
+        else list(session.scalars(select(Host).order_by(Host.id)))
     )
+    actor = _actor(request, session)
     now = int(time.time())
     created: list[str] = []
-    for host_id in host_ids:
-        times = _history_times(session, host_id, since, now) if since is not None else [None]
+    learned: list[dict[str, Any]] = []
+    refused: list[dict[str, Any]] = []
+    accepted: list[dict[str, Any]] = []
+    for host in hosts:
+        times = _history_times(session, host.id, since, now) if since is not None else [None]
         for at in times:
-            created += service.run_host(host_id, now, at=at, learn=learn)
-    return {"hosts": len(host_ids), "learned": learn, "new_findings": created}
+            run = service.run_host(host.id, now, at=at, learn=learn, accept=accept, actor=actor)
+            created += run.created
+            name = host.host_identifier
+            learned += [{"host": name, "key": k, "new": k in run.new_keys} for k in run.learned]
+            refused += [_refusal(name, f) for f in run.refused]
+            accepted += [{"host": name, "key": k} for k in run.accepted]
+    answer: dict[str, Any] = {"hosts": len(hosts), "learned": learn, "new_findings": created}
+    if learn:
+        named = {a["key"] for a in accepted} | {r["key"] for r in learned}
+        answer |= {
+            "learned_keys": learned,
+            "refused": refused,
+            "accepted": accepted,
+            "not_seen": [k for k in accept if k not in named],
+        }
+    return answer
+
+
+def _refusal(host: str, finding: Finding) -> dict[str, Any]:
+    return {
+        "host": host,
+        "key": finding.key,
+        "finding": finding.id,
+        "severity": finding.severity,
+        "score": finding.score,
+        "pids": list(finding.pids),
+        "reasons": [r.text for r in finding.reasons],
+    }
+
+
+def _keys(body: dict[str, Any], name: str) -> list[str]:
+    """A list of path keys (each at most the path key column's length)."""
+    value = body.get(name)
+    if value is None:
+        return []
+    longest = column_length(FindingRecordRow.path_key)
+    if not isinstance(value, list) or not all(
+        isinstance(k, str) and 0 < len(k) <= longest for k in value
+    ):
+        raise BadRequest(f"'{name}' must be a list of path keys")
+    return list(dict.fromkeys(value))
 
 
 def _history_times(session: Session, host_id: int, since: int, now: int) -> list[int | None]:

@@ -6,7 +6,8 @@ stdio, pipes, sockets, named pipes, exec events); the worker waits a moment so t
 queries of one collection cycle arrive together, then builds the host's current
 snapshot from its open rows (event queries: only their recent rows), derives its
 execution paths and judges them against the host's and the fleet's history. The cost of
-a run is the host's current state, never the length of its history.
+a run is the host's current state, never the length of its history. Runs take turns (one
+lock), so a run the admin asks for and the worker's never store one occurrence twice.
 """
 
 from __future__ import annotations
@@ -15,17 +16,25 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from fleetctl.detection import Baseline, Detector, HostSnapshot, build_paths
+from fleetctl.detection import (
+    DEFAULT_LEARNING_WINDOW,
+    Baseline,
+    Detector,
+    Finding,
+    HostSnapshot,
+    build_paths,
+)
 from fleetctl.detection._readers import PROCESS_QUERIES, READERS
 from fleetctl.ingest import split_query_name
 from fleetctl.packs.loader import load_file, pack_files, shipped_packs_dir
 from storage import detection as detection_store
+from storage import findings as findings_store
 from storage.engine import session_scope
 from storage.models import QueryState, ResultRow
 
@@ -33,7 +42,19 @@ log = logging.getLogger("fleetctl.detection")
 
 DETECTION_QUERIES = frozenset(PROCESS_QUERIES | set(READERS))
 EVENT_WINDOW = 600  # seconds of exec events that count as "running now"
-DEFAULT_LEARNING_WINDOW = 24 * 3600
+ACCEPTED = "accepted while learning"
+
+
+@dataclass(frozen=True)
+class HostRun:
+    """What one run on a host did: new findings, and for an explicit learn the keys it
+    learned, the paths it refused (each a finding) and those accepted by name."""
+
+    created: list[str] = field(default_factory=list)
+    learned: list[str] = field(default_factory=list)
+    new_keys: list[str] = field(default_factory=list)
+    refused: list[Finding] = field(default_factory=list)
+    accepted: list[str] = field(default_factory=list)
 
 
 def _event_queries() -> frozenset[str]:
@@ -65,6 +86,7 @@ class DetectionService:
     _thread: threading.Thread | None = None
     _events: frozenset[str] = field(default_factory=_event_queries)
     _baseline: tuple[int | None, Baseline] | None = None
+    _running: threading.Lock = field(default_factory=threading.Lock)
 
     def mark(self, host_id: int) -> None:
         with self._cond:
@@ -97,7 +119,7 @@ class DetectionService:
                 hosts, self._dirty = list(self._dirty), {}
             for host_id in hosts:
                 try:
-                    created = self.run_host(host_id, int(time.time()))
+                    created = self.run_host(host_id, int(time.time())).created
                 except Exception:
                     log.exception("detection failed for host %s", host_id)
                     continue
@@ -136,25 +158,55 @@ class DetectionService:
         return HostSnapshot.from_results(name, results, observed_at=float(at))
 
     def run_host(
-        self, host_id: int, now: int, *, at: int | None = None, learn: bool = False
-    ) -> list[str]:
-        """Judge the host's paths as of ``at`` (default now); ids of new findings.
+        self,
+        host_id: int,
+        now: int,
+        *,
+        at: int | None = None,
+        learn: bool = False,
+        accept: Collection[str] = (),
+        actor: str = findings_store.DETECTION,
+    ) -> HostRun:
+        """Judge the host's paths as of ``at`` (default now).
 
-        ``learn`` accepts the paths as the host's explicit baseline instead.
+        ``learn`` accepts the paths as the host's explicit baseline instead, except those
+        it must refuse (they become findings); a refused key named in ``accept`` becomes
+        a baseline entry for the host (by ``actor``), and its finding is suppressed.
         """
-        with session_scope(self.sessions) as session:
-            snap = self.snapshot(session, host_id, now if at is None else at)
+        stamp = now if at is None else at
+        with self._running, session_scope(self.sessions) as session:
+            snap = self.snapshot(session, host_id, stamp)
             paths = build_paths(snap)
             keys = {p.path_key() for p in paths}
             parents = {p.parent.basename for p in paths if p.parent}
             state, loaded, pairs = detection_store.load_state(session, host_id, keys, parents)
             detector = Detector(self.baseline(session), state, learning_window=self.learning_window)
-            stamp = float(now if at is None else at)
-            if learn:
-                detector.learn(paths, stamp)
-                detection_store.mark_baselined(session, host_id, now)
+            if not learn:
+                findings = detector.detect(paths, float(stamp))
                 detection_store.save_state(session, host_id, snap.host, state, loaded, pairs)
-                return []
-            findings = detector.detect(paths, stamp)
+                return HostRun(findings_store.save_findings(session, host_id, findings))
+            learned = detector.learn(paths, float(stamp), accept=accept)
+            detection_store.mark_baselined(session, host_id, now)
             detection_store.save_state(session, host_id, snap.host, state, loaded, pairs)
-            return detection_store.save_findings(session, host_id, findings)
+            accepted = [key for _, key in learned.accepted]
+            if accepted:
+                self._accept(session, host_id, snap.host, accepted, actor, now)
+            return HostRun(
+                created=findings_store.save_findings(session, host_id, learned.refused),
+                learned=[key for _, key in learned.keys],
+                new_keys=[key for _, key in learned.new_keys],
+                refused=list(learned.refused),
+                accepted=accepted,
+            )
+
+    def _accept(
+        self, session: Session, host_id: int, name: str, keys: list[str], actor: str, now: int
+    ) -> None:
+        """Refused keys the admin named: baseline entries for the host, findings closed."""
+        detection_store.add_learned_keys(
+            session, [(name, key) for key in keys], f"{ACCEPTED} by {actor}", now
+        )
+        for key in keys:
+            row = findings_store.finding_for(session, host_id, key)
+            if row is not None:
+                findings_store.suppress(session, row, actor, ACCEPTED, now)

@@ -1,9 +1,11 @@
 """Run scenarios against a live detection pipeline and judge the outcome.
 
-For each scenario: start it, collect with the agent until a medium-or-worse finding
-names one of the scenario's processes (an attack) or the wait runs out, then clean up by
-recorded pid and path. An attack with such a finding is *detected*, one without is
-*missed*; a benign scenario with such a finding is a *false positive*.
+For each scenario: start it, collect with the agent until a medium-or-worse finding has
+an occurrence first seen after the scenario started whose pid is one of the scenario's
+processes (an attack) or the wait runs out, then clean up by recorded pid and path. An
+attack with such an occurrence is *detected*, one without is *missed*; a benign scenario
+with one is a *false positive*. Occurrences, not findings: the same kind of attack may
+have run (and been found) before, and the scenario's processes are new incidents on it.
 """
 
 from __future__ import annotations
@@ -11,7 +13,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
+from fleetctl.detection.scoring import severity_rank
 from fleetctl.validate.scenarios import Scenario
 
 MEDIUM = "medium"
@@ -24,6 +28,7 @@ class Outcome:
     finding: str = ""
     seconds: float | None = None
     detail: str = ""
+    pid: int | None = None  # the scenario's process the occurrence is
 
     @property
     def ok(self) -> bool:
@@ -41,15 +46,20 @@ class Outcome:
         }
 
 
+Findings = Callable[[int], list[dict[str, Any]]]
+
+
 def run_scenarios(
     scenarios: list[Scenario],
     collect: Callable[[], None],
-    findings: Callable[[], list[dict[str, object]]],
+    findings: Findings,
     *,
     wait: float = 20.0,
     quiet_wait: float = 4.0,
 ) -> list[Outcome]:
-    """``collect`` runs one agent cycle; ``findings`` lists medium+ open findings."""
+    """``collect`` runs one agent cycle; ``findings(t)`` lists medium+ open findings with
+    an occurrence first seen at unix time ``t`` or later, each with those occurrences
+    (``occurrences_since``, as ``GET /findings?occurred_since=t`` answers)."""
     outcomes = []
     for scenario in scenarios:
         reason = scenario.unavailable()
@@ -60,14 +70,29 @@ def run_scenarios(
     return outcomes
 
 
+def _hit(found: list[dict[str, Any]], pids: set[int]) -> tuple[dict[str, Any], Any] | None:
+    """The first medium-or-worse occurrence that is one of ``pids``, with its finding
+    (``found`` holds only occurrences first seen since the scenario started)."""
+    return next(
+        (
+            (finding, occurrence)
+            for finding in found
+            for occurrence in finding.get("occurrences_since", [])
+            if int(occurrence["pid"]) in pids
+            and severity_rank(occurrence["severity"]) >= severity_rank(MEDIUM)
+        ),
+        None,
+    )
+
+
 def _run_one(
     scenario: Scenario,
     collect: Callable[[], None],
-    findings: Callable[[], list[dict[str, object]]],
+    findings: Findings,
     wait: float,
     quiet_wait: float,
 ) -> Outcome:
-    before = {str(f["id"]): str(f["last_seen"]) for f in findings()}
+    since = int(time.time())  # the server stamps occurrences with its (this) clock
     started = time.monotonic()
     try:
         running = scenario.launch()
@@ -79,25 +104,19 @@ def _run_one(
             pids = running.pids()
             collect()
             time.sleep(0.5)  # detection settles after the batch
-            hit = next(
-                (
-                    f
-                    for f in findings()
-                    # new, or an earlier finding of the same path seen again now
-                    if str(f["last_seen"]) > before.get(str(f["id"]), "")
-                    and int(str(f["pid"])) in pids
-                ),
-                None,
-            )
+            hit = _hit(findings(since), pids)
             if hit is not None:
+                finding, occurrence = hit
                 seconds = time.monotonic() - started
                 verdict = "detected" if scenario.attack else "false positive"
                 return Outcome(
                     scenario,
                     verdict,
-                    str(hit["id"]),
+                    str(finding["id"]),
                     seconds,
-                    f"{hit['parent']} -> {hit['child']} ({hit['severity']})",
+                    f"{finding['parent']} -> {finding['child']} pid {occurrence['pid']} "
+                    f"({occurrence['severity']})",
+                    int(occurrence["pid"]),
                 )
             if time.monotonic() > deadline:
                 return Outcome(scenario, "missed" if scenario.attack else "quiet")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -31,6 +32,10 @@ def test_up_once_collects_this_host_and_reports_it(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr + done.stdout
     assert "6 packs applied" in done.stderr.replace("\n", " ")
     assert "first collection cycle delivered" in done.stderr
+    # It says when this host's learning ends, and how to end it now.
+    stderr = " ".join(done.stderr.split())
+    assert re.search(r"detection on \S+: learning until \d{4}-\d\d-\d\dT[\d:]+Z", stderr)
+    assert "`fleetctl detect --learn` ends learning now" in stderr
     out = done.stdout
     assert "rows per query on" in out and "IPC channels feeding processes" in out
     assert "pack_ipc-telemetry_process_lineage" in out

@@ -38,8 +38,9 @@ TCP = [
 def test_learning_window_then_new_paths_alert() -> None:
     detector = Detector(Baseline.default(), learning_window=DAY)
     assert detector.detect(host_paths("web-1"), now=0.0) == []
-    # Still inside the window: even a reverse shell only teaches.
-    assert detector.detect(host_paths("web-1", REVERSE_SHELL[:1], TCP), now=DAY / 2) == []
+    # Still inside the window: an ordinary new path only teaches.
+    uname = [proc(2100, 700, "/usr/bin/uname", "uname -a", uid=33)]
+    assert detector.detect(host_paths("web-1", uname), now=DAY / 2) == []
     detector = Detector(Baseline.default(), learning_window=DAY)
     detector.detect(host_paths("web-1"), now=0.0)
     (finding,) = detector.detect(host_paths("web-1", REVERSE_SHELL, TCP), now=2 * DAY)
@@ -47,9 +48,71 @@ def test_learning_window_then_new_paths_alert() -> None:
     assert finding.pids == (2000, 2001)  # two processes, one finding
     assert finding.severity in ("high", "critical")
     assert finding.new_on_host and finding.new_on_fleet
+    assert not finding.seen_during_learning
     assert finding.id == finding_id("web-1", finding.key)
     assert [r.pid for r in finding.evidence.lineage] == [2000, 700, 1]
     assert finding.evidence.channels[0].target == "10.0.0.5:4000->203.0.113.9:4444"
+
+
+def test_an_attack_during_the_learning_window_is_not_learned() -> None:
+    """A reverse shell present while the host learns is a finding marked as seen during
+    learning, and a later process on the same path is a new occurrence of it."""
+    detector = Detector(learning_window=DAY)
+    detector.detect(host_paths("web-1"), now=0.0)
+    (first,) = detector.detect(host_paths("web-1", REVERSE_SHELL[:1], TCP), now=DAY / 2)
+    assert first.is_new and first.seen_during_learning
+    assert [(o.pid, o.seen_during_learning) for o in first.occurrences] == [(2000, True)]
+    assert first.severity in ("high", "critical")
+    later = [proc(2001, 700, "/usr/bin/dash", "/bin/sh -i", uid=33, start=5000)]
+    socket = [
+        stdio(2001, fd, "tcp", "10.0.0.5:4001->203.0.113.9:4444", start=5000) for fd in (0, 1, 2)
+    ]
+    (again,) = detector.detect(host_paths("web-1", later, socket), now=2 * DAY)
+    assert again.id == first.id and not again.is_new
+    assert [(o.pid, o.start_time, o.seen_during_learning) for o in again.occurrences] == [
+        (2001, 5000, False)
+    ]
+
+
+def test_explicit_learning_refuses_attacks_unless_accepted() -> None:
+    detector = Detector(learning_window=30 * DAY)
+    learned = detector.learn(host_paths("web-1", REVERSE_SHELL, TCP), now=0.0)
+    (refused,) = learned.refused
+    assert refused.key == "dash|33|python3.11|systemd|tcp" and refused.seen_during_learning
+    assert ("web-1", refused.key) not in learned.keys
+    assert ("web-1", "bash|500|sshd|sshd|pty") in learned.new_keys
+    # Seen again after learning: the same finding, not a known path.
+    (again,) = detector.detect(host_paths("web-1", REVERSE_SHELL, TCP), now=1.0)
+    assert again.id == refused.id and not again.is_new
+    accepting = Detector(learning_window=30 * DAY)
+    learned = accepting.learn(
+        host_paths("web-1", REVERSE_SHELL, TCP), now=0.0, accept={refused.key}
+    )
+    assert learned.refused == () and learned.accepted == (("web-1", refused.key),)
+
+
+def test_a_learned_key_does_not_vouch_for_an_attack_on_it() -> None:
+    """The key of a harmless process, learned, stays a finding when an instance of it
+    looks like an attack on its own (here: stdin from a FIFO in /tmp)."""
+    detector = Detector(learning_window=DAY)
+    quiet = [proc(2300, 601, "/usr/bin/dash", "sh")]
+    fifo = [stdio(2300, 0, "fifo", "/home/alice/.cache/q", mode="r")]
+    assert detector.learn(host_paths("web-1", quiet, [*BASE_STDIO, *fifo]), now=0.0).refused
+    assert detector.detect(host_paths("web-1", quiet, [*BASE_STDIO, *fifo]), now=1.0) != []
+
+
+def test_occurrences_keep_each_process_and_its_evidence() -> None:
+    detector = Detector(learning_window=0)
+    (finding,) = detector.detect(host_paths("web-1", REVERSE_SHELL, TCP), now=10.0)
+    assert [(o.pid, o.start_time) for o in finding.occurrences] == [(2000, 1000), (2001, 1000)]
+    assert [o.evidence.lineage[0].pid for o in finding.occurrences] == [2000, 2001]
+    doc = finding.occurrence_document(finding.occurrences[1])
+    assert (doc["pid"], doc["key"], doc["evidence"]["lineage"][0]["pid"]) == (
+        2001,
+        finding.key,
+        2001,
+    )
+    assert {r["code"]: r["novelty"] for r in doc["reasons"]}["child_shell"] is False
 
 
 def test_explicit_learning_skips_the_window_and_known_paths_stay_quiet() -> None:
@@ -83,10 +146,12 @@ def test_new_on_host_but_known_on_fleet_and_prevalence() -> None:
 
 
 def test_baseline_learned_keys_count_as_known() -> None:
+    """An admin's accepted key quiets even a path that looks like an attack."""
     baseline = Baseline.default()
     baseline.learned.fleet.add("dash|33|python3.11|systemd|tcp")
     detector = Detector(baseline, learning_window=0)
     assert detector.detect(host_paths("web-1", REVERSE_SHELL, TCP), now=1.0) == []
+    assert detector.learn(host_paths("web-1", REVERSE_SHELL, TCP), now=2.0).refused == ()
 
 
 def test_min_severity_filters_but_still_learns() -> None:

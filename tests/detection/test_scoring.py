@@ -149,3 +149,24 @@ def test_rarity_ranks_only_what_already_alerts(baseline: Baseline) -> None:
     quiet = path_of(1501, [*BASE, proc(1501, 700, "/usr/bin/uptime", "uptime", uid=33)])
     assert score_path(quiet, baseline, prevalence=Prevalence(1, 5000)).score == 0
     assert Prevalence(1, 5000).rarity == 1 - 1 / 5000 and Prevalence(0, 0).rarity == 0.0
+
+
+def test_intrinsic_points_leave_out_what_depends_on_novelty(baseline: Baseline) -> None:
+    """Learning trusts only novelty, so the points that hold whatever was seen before
+    (``Score.intrinsic``) decide whether a path may be learned."""
+    procs = [*BASE, proc(1600, 700, "/usr/bin/dash", "/bin/sh -c uname -a", uid=33)]
+    fresh = score_path(path_of(1600, procs), baseline, parent_history={"convert"})
+    assert {r.code: r.novelty for r in fresh.reasons} == {
+        "child_shell": False,
+        "parent_new_child_class": True,
+    }
+    assert (fresh.intrinsic, fresh.intrinsic_severity) == (25, "low")
+    assert fresh.score == 40 and fresh.severity == "medium"  # medium only for being new
+    channels = [
+        stdio(1601, fd, "tcp", "10.0.0.5:4000->10.0.0.9:4444", mode="rw") for fd in (0, 1, 2)
+    ]
+    shell = path_of(1601, [*BASE, proc(1601, 601, "/usr/bin/bash", "bash -i")], channels)
+    rare = score_path(shell, baseline, prevalence=Prevalence(1, 50))
+    points = {r.code: r.points for r in rare.reasons}
+    assert points["rarity"] == 10 and rare.intrinsic == rare.score - 10
+    assert rare.intrinsic_severity == "high"  # a shell on a TCP socket, however common

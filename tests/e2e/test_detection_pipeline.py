@@ -44,19 +44,20 @@ def fleet(server: RunningServer, tmp_path: Path) -> Iterator[tuple[RunningServer
     agent.stop()
 
 
-def collect_and_wait(agent: Agent, admin: Any, pid: int, timeout: float = 20) -> list[Any]:
-    """Collect until a medium+ finding for process ``pid`` shows up (or time out)."""
+def collect_and_wait(
+    agent: Agent, admin: Any, pid: int, since: int, timeout: float = 20
+) -> list[Any]:
+    """Collect until a medium+ finding has an occurrence of process ``pid`` first seen
+    at ``since`` or later (or time out); the findings that do."""
     deadline = time.monotonic() + timeout
     while True:
         assert agent.run_once(timeout=30)
         time.sleep(0.6)  # the detection worker settles 0.3 s after the batch
-        found = [
-            f
-            for f in admin.get("/api/v1/admin/findings", params={"min_severity": "medium"}).json()[
-                "findings"
-            ]
-            if f["pid"] == pid
-        ]
+        listed = admin.get(
+            "/api/v1/admin/findings",
+            params={"min_severity": "medium", "occurred_since": since},
+        ).json()["findings"]
+        found = [f for f in listed if any(o["pid"] == pid for o in f["occurrences_since"])]
         if found or time.monotonic() > deadline:
             return found
 
@@ -74,6 +75,7 @@ def test_fifo_command_channel_becomes_a_finding(
     _, agent, admin = fleet
     fifo = tmp_path / ".c"
     os.mkfifo(fifo)
+    since = int(time.time())
     shell = subprocess.Popen(
         ["sh", "-c", f"exec sh <>{fifo} >{tmp_path / 'out'} 2>&1"], start_new_session=True
     )
@@ -82,14 +84,14 @@ def test_fifo_command_channel_becomes_a_finding(
             channel.write("sleep 30\n")
             channel.flush()
         time.sleep(0.5)
-        findings = collect_and_wait(agent, admin, shell.pid)
+        findings = collect_and_wait(agent, admin, shell.pid, since)
         assert findings, "no finding for the FIFO-fed shell"
         finding = findings[0]
-        assert finding["pid"] == shell.pid
         assert any("fifo" in r.lower() or "named pipe" in r.lower() for r in finding["reasons"])
         shown = admin.get(f"/api/v1/admin/findings/{finding['id']}").json()
-        channels = shown["document"]["evidence"]["channels"]
+        (occurrence,) = [o for o in shown["occurrences"] if o["pid"] == shell.pid]
+        channels = occurrence["evidence"]["channels"]
         assert any(c["kind"] == "fifo" and str(fifo) in (c.get("target") or "") for c in channels)
-        assert shown["document"]["evidence"]["lineage"][0]["pid"] == shell.pid
+        assert occurrence["evidence"]["lineage"][0]["pid"] == shell.pid
     finally:
         kill_group(shell)

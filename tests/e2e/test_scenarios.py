@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -45,9 +46,9 @@ def test_scenario(fleet: LocalFleet, scenario: Scenario) -> None:
     client = fleet.client
     assert client is not None
 
-    def findings() -> list[dict[str, object]]:
-        found: list[dict[str, object]] = client.get(
-            "/findings", status="open", min_severity="medium"
+    def findings(since: int) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = client.get(
+            "/findings", status="open", min_severity="medium", occurred_since=since
         )["findings"]
         return found
 
@@ -56,6 +57,6 @@ def test_scenario(fleet: LocalFleet, scenario: Scenario) -> None:
     assert outcome.verdict == expected, outcome.row()
     if scenario.attack:
         shown = client.get(f"/findings/{outcome.finding}")
-        evidence = shown["document"]["evidence"]
-        assert evidence["lineage"], "a finding carries the lineage chain"
-        assert shown["finding"]["reasons"], "a finding says why"
+        occurrence = next(o for o in shown["occurrences"] if o["pid"] == outcome.pid)
+        assert occurrence["evidence"]["lineage"][0]["pid"] == outcome.pid, "with its lineage"
+        assert occurrence["reasons"] and shown["finding"]["reasons"], "a finding says why"

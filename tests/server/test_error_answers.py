@@ -239,7 +239,11 @@ def test_deep_pack_is_refused_before_validation(fleet: Any) -> None:
             {},
             "no host matches '99999999999999999999' (id, host identifier, hostname or uuid)",
         ),
-        ("/findings", {"status": "closed"}, "'status' must be one of open, acked, suppressed"),
+        (
+            "/findings",
+            {"status": "closed"},
+            "'status' must be one of open, reopened, acked, suppressed",
+        ),
         ("/hunts/x/results", {"diff": "maybe"}, "'diff' must be true or false"),
         (
             "/packs/x",

@@ -1,13 +1,26 @@
-"""The schema comes only from Alembic: the migrated database matches the models exactly."""
+"""The schema comes only from Alembic: the migrated database matches the models exactly,
+and migrations keep the data they reshape."""
 
 from __future__ import annotations
 
+import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from sqlalchemy import select, text
 
 from storage.base import metadata
 from storage.engine import make_engine
-from storage.migrate import current_revision, head_revision
+from storage.migrate import alembic_config, current_revision, head_revision, upgrade
+from storage.models import FindingOccurrence, FindingRecordRow
+from tests.conftest import PG_ADMIN_URL
 
 
 def test_models_and_migrations_do_not_drift(db_url: str) -> None:
@@ -17,5 +30,106 @@ def test_models_and_migrations_do_not_drift(db_url: str) -> None:
         with engine.connect() as conn:
             context = MigrationContext.configure(conn, opts={"compare_type": True})
             assert compare_metadata(context, metadata) == []
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def empty_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A store with no schema at all, to migrate step by step."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'fleet.db'}"
+        return
+    request.getfixturevalue("pg_database")  # skips (or fails under CI) without PostgreSQL
+    name = f"fleetctl_mig_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    yield PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def old_document(pid: int, start_time: int, fifo: str) -> dict[str, Any]:
+    """A finding's document as migration 0009's store kept it (the last sighting's)."""
+    return {
+        "id": "f1",
+        "key": "dash|0|bash|sshd|fifo",
+        "pid": pid,
+        "severity": "high",
+        "score": 70,
+        "reasons": [{"code": "feed_fifo", "points": 30, "text": "stdio is a FIFO"}],
+        "evidence": {
+            "lineage": [{"pid": pid, "start_time": start_time, "basename": "dash"}],
+            "channels": [{"fd": 0, "kind": "fifo", "target": fifo, "partners": []}],
+        },
+        "prevalence": {"hosts_with_key": 1, "hosts_total": 1, "rarity": 0.0},
+    }
+
+
+def test_migration_turns_each_finding_into_one_occurrence(empty_url: str) -> None:
+    engine = make_engine(empty_url)
+    try:
+        upgrade(engine, "0009")
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO hosts (id, uuid, host_identifier, hostname, platform,"
+                    " platform_type, os_name, os_version, osquery_version, node_key_hash,"
+                    " host_details, enrolled_at, last_enrolled_at, last_seen, enroll_count)"
+                    " VALUES (1, 'u1', 'web-1', 'web-1', 'ubuntu', '9', '', '', '5.8',"
+                    " 'k1', '{}', 1000, 1000, 1000, 1)"
+                )
+            )
+            insert = text(
+                "INSERT INTO findings (id, host_id, path_key, pid, parent, child, severity,"
+                " score, status, new_on_host, new_on_fleet, first_seen, last_seen, document,"
+                " note) VALUES (:id, 1, 'dash|0|bash|sshd|fifo', :pid, 'bash', 'dash',"
+                " 'high', 70, :status, true, true, 1000, :last, :doc, :note)"
+            )
+            for fid, pid, status, last, fifo in (
+                ("f1", 4242, "open", 2000, "/dev/shm/.c"),
+                ("f2", 4343, "acked", 3000, "/tmp/f"),
+            ):
+                conn.execute(
+                    insert,
+                    {
+                        "id": fid,
+                        "pid": pid,
+                        "status": status,
+                        "last": last,
+                        "doc": json.dumps(old_document(pid, 777, fifo)),
+                        "note": "checked" if status == "acked" else "",
+                    },
+                )
+        upgrade(engine)
+        with engine.connect() as conn:
+            rows = conn.execute(
+                select(FindingOccurrence).order_by(FindingOccurrence.finding_id)
+            ).all()
+            findings = conn.execute(
+                select(
+                    FindingRecordRow.id, FindingRecordRow.status, FindingRecordRow.note
+                ).order_by(FindingRecordRow.id)
+            ).all()
+        assert [
+            (r.finding_id, r.pid, r.start_time, r.severity, r.score, r.first_seen, r.last_seen)
+            for r in rows
+        ] == [
+            ("f1", 4242, 777, "high", 70, 1000, 2000),
+            ("f2", 4343, 777, "high", 70, 1000, 3000),
+        ]
+        assert [r.acked_at for r in rows] == [None, 3000]  # covered by the earlier ack
+        assert rows[0].document == old_document(4242, 777, "/dev/shm/.c")
+        assert [tuple(f) for f in findings] == [("f1", "open", ""), ("f2", "acked", "checked")]
+        with engine.connect() as conn:
+            seen = conn.execute(text("SELECT id, pid FROM hunt_finding_occurrences")).all()
+        assert sorted(tuple(r) for r in seen) == [(rows[0].id, 4242), (rows[1].id, 4343)]
+
+        # Down again: each finding gets its (newest) occurrence's document back.
+        command.downgrade(alembic_config(empty_url), "0009")
+        with engine.connect() as conn:
+            docs = dict(conn.execute(text("SELECT id, document FROM findings")).all())
+        restored = {k: v if isinstance(v, dict) else json.loads(v) for k, v in docs.items()}
+        assert restored["f2"] == old_document(4343, 777, "/tmp/f")
     finally:
         engine.dispose()
