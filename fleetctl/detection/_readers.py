@@ -194,9 +194,26 @@ def read_process_stdio(snap: HostSnapshot, rows: Sequence[Row]) -> None:
 
 
 def read_stdio_channels(snap: HostSnapshot, rows: Sequence[Row]) -> None:
-    """The stock ``stdio_channels`` union: pipe/FIFO rows, path rows and socket rows."""
+    """The stock ``stdio_channels`` union: pipe/FIFO rows, path rows and socket rows.
+
+    Socket rows above fd 2 come only for processes whose fds 0-2 the other rows do not
+    explain; they are kept aside for ``stock_stdio``, which fills those fds once every
+    query has been read (osquery lists a socket once, at its highest fd).
+    """
     for (pid, fd), group in _group(rows).items():
         if not _add(snap, group[0], JOINED):
+            continue
+        snap.stock_scanned.add(pid)
+        if fd > 2:
+            first = group[0]
+            snap.stock_sockets.setdefault(pid, []).append(
+                StdioEnd(
+                    fd=fd,
+                    kind=text(first, "kind") or "socket",
+                    target=_target(text(first, "target")),
+                    inode=to_int(first.get("inode")),
+                )
+            )
             continue
         known = snap.stdio.get(pid, {}).get(fd)
         if known is not None and known.source == "extension":

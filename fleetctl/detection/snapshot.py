@@ -39,6 +39,7 @@ from fleetctl.detection.records import (
     UnixPeer,
     same_start,
 )
+from fleetctl.detection.stock_stdio import complete_stdio
 from fleetctl.ingest import split_query_name
 
 
@@ -58,6 +59,11 @@ class HostSnapshot:
     listeners: dict[int, list[Listener]] = field(default_factory=dict)
     sessions: list[Session] = field(default_factory=list)
     named_pipes: list[NamedPipe] = field(default_factory=list)
+    #: Stock ``stdio_channels``: processes it returned rows for, their sockets above fd 2,
+    #: and how each fd 0-2 no row described was inferred (``stock_stdio``).
+    stock_scanned: set[int] = field(default_factory=set)
+    stock_sockets: dict[int, list[StdioEnd]] = field(default_factory=dict)
+    inferred_stdio: dict[tuple[int, int], str] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)
     stale_rows: int = 0
     _children: dict[int, list[int]] | None = field(default=None, repr=False, compare=False)
@@ -124,7 +130,8 @@ class HostSnapshot:
         self.stdio.setdefault(pid, {})[end.fd] = end
 
     def finish(self) -> None:
-        """Fill stdio that only ``pipe_partners`` saw, once every query has been read."""
+        """Fill stdio that only ``pipe_partners`` saw, then what stock osquery's tables
+        leave out (``stock_stdio``), once every query has been read."""
         for pid, ends in self.pipes.items():
             known = self.stdio.setdefault(pid, {})
             for fd in (0, 1, 2):
@@ -144,6 +151,7 @@ class HostSnapshot:
                         sorted({e.partner_pid for e in mine if e.partner_pid and e.partner_pid > 0})
                     ),
                 )
+        complete_stdio(self)
         self.stdio = {pid: ends for pid, ends in self.stdio.items() if ends}
 
     def guess_platform(self, results: Mapping[str, Iterable[Row]]) -> str:
