@@ -1,8 +1,11 @@
 """Every validation scenario end to end: real server, real agent, real processes.
 
 Attacks must become medium-or-worse findings naming one of their processes; benign
-look-alikes must not. One server and agent serve the whole module (learning this host
-once, as ``fleetctl validate`` does).
+look-alikes must not. Every scenario runs twice: with this project's extension tables,
+and with the agent as a stock osqueryd (``--stock``: osquery's own tables only), where
+every attack must be found too, as the README's table of stock osquery says. One server
+and agent per mode serve the whole module (learning this host once, as ``fleetctl
+validate`` does).
 """
 
 from __future__ import annotations
@@ -21,14 +24,23 @@ from fleetctl.validate.scenarios import free_port
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalFleet]:
-    home: Path = tmp_path_factory.mktemp("validate-home")
-    local = LocalFleet(Settings(home=home, listen=f"127.0.0.1:{free_port()}"), engine="embedded")
+@pytest.fixture(scope="module", params=["extension", "stock"])
+def fleet(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LocalFleet]:
+    stock = request.param == "stock"
+    home: Path = tmp_path_factory.mktemp(f"validate-home-{request.param}")
+    local = LocalFleet(
+        Settings(home=home, listen=f"127.0.0.1:{free_port()}"), engine="embedded", stock=stock
+    )
     local.start()
     assert local.client is not None
     local.collect()
     local.collect()
+    [host] = local.client.get("/hosts")["hosts"]
+    reported = {q["name"] for q in local.client.get(f"/hosts/{host['id']}")["queries"]}
+    assert "pack_ipc-telemetry_stdio_channels" in reported
+    assert ("pack_ipc-telemetry-extension_process_stdio" in reported) is not stock
     local.client.post("/detect", {"learn": True})
     yield local
     local.stop()
