@@ -335,6 +335,41 @@ def read_unix_sockets(snap: HostSnapshot, rows: Sequence[Row]) -> None:
             snap.unix_paths.setdefault(pid, set()).add(text(row, "path"))
 
 
+def read_unix_socket_events(snap: HostSnapshot, rows: Sequence[Row]) -> None:
+    """``socket_events`` on unix sockets (audit, with ``--audit_allow_unix``): a bind is a
+    path the process holds, a connect the path of the server its socket reaches, which
+    no stock table shows for the client end. ``fd`` is the audit record's ``a0``, in
+    hexadecimal; later events win."""
+
+    def when(row: Row) -> int:
+        return to_int(row.get("time")) or 0
+
+    for row in sorted(rows, key=when):
+        pid, path = to_int(row.get("pid")), text(row, "path")
+        if pid is None or not path or text(row, "status") not in ("", "succeeded", "in_progress"):
+            continue
+        if not _add(
+            snap,
+            row,
+            JOINED,
+            pid="pid",
+            name="name",
+            path="process_path",
+            cmdline="cmdline",
+            parent="parent",
+            start_time="start_time",
+        ):
+            continue
+        if text(row, "action") == "bind":
+            snap.unix_paths.setdefault(pid, set()).add(path)
+        elif text(row, "action") == "connect":
+            try:
+                fd = int(text(row, "fd"), 16)
+            except ValueError:
+                fd = -1
+            snap.unix_connects.setdefault(pid, {})[fd] = path
+
+
 def read_listeners(snap: HostSnapshot, rows: Sequence[Row]) -> None:
     """``unix_listeners`` and any ``listening_ports``-shaped rows (TCP/UDP ports too)."""
     for row in rows:
@@ -401,6 +436,7 @@ READERS: dict[str, Reader] = {
     "pipe_partners": read_pipe_partners,
     "unix_sockets": read_unix_sockets,
     "unix_listeners": read_listeners,
+    "unix_socket_events": read_unix_socket_events,
     "listening_ports": read_listeners,
     "named_fifos": read_named_fifos,
     "stdio_channels": read_stdio_channels,

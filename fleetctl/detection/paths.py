@@ -298,6 +298,9 @@ class PathBuilder:
                 and p.state != "listen"
                 and (not target or target in (p.path, p.peer_path))
             }
+            if not peers and target in self.snap.unix_connects.get(pid, {}).values():
+                # A client's end: the peer is the one process serving the path it reached.
+                peers = self.snap.unix_servers(target) - {pid}
             if len(peers) == 1:
                 return list(peers)
         return []

@@ -56,6 +56,8 @@ class HostSnapshot:
     fifos: dict[int, list[Fifo]] = field(default_factory=dict)
     unix_peers: dict[int, list[UnixPeer]] = field(default_factory=dict)
     unix_paths: dict[int, set[str]] = field(default_factory=dict)
+    #: Unix socket paths each process connected to, by fd (``socket_events``).
+    unix_connects: dict[int, dict[int, str]] = field(default_factory=dict)
     listeners: dict[int, list[Listener]] = field(default_factory=dict)
     sessions: list[Session] = field(default_factory=list)
     named_pipes: list[NamedPipe] = field(default_factory=list)
@@ -213,8 +215,10 @@ class HostSnapshot:
         return tuple(dict.fromkeys(paths))
 
     def socket_paths(self, pid: int) -> tuple[str, ...]:
-        """Unix socket paths a process holds: bound paths and the paths of its peers."""
+        """Unix socket paths a process holds: bound paths, the paths of its peers and the
+        paths it connected to."""
         paths = list(self.unix_paths.get(pid, ()))
+        paths += self.unix_connects.get(pid, {}).values()
         for peer in self.unix_peers.get(pid, []):
             paths += [p for p in (peer.path, peer.peer_path) if p]
         paths += [
@@ -231,6 +235,11 @@ class HostSnapshot:
                 e.target for e in self.stdio.get(pid, {}).values() if e.kind in ("tcp", "udp")
             )
         )
+
+    def unix_servers(self, path: str) -> set[int]:
+        """Processes holding a unix socket bound to ``path`` (listeners, accepted ends)."""
+        found = {pid for pid, held in self.listeners.items() if any(x.path == path for x in held)}
+        return found | {pid for pid, held in self.unix_paths.items() if path in held}
 
     def listening(self, pid: int) -> tuple[str, ...]:
         found = [lst.describe() for lst in self.listeners.get(pid, [])]

@@ -28,6 +28,10 @@ leftover pipe end: a socket, the one kind of channel both ways that no table lis
    one kind give the kind alone;
 4. otherwise a socket osquery could not describe (kind ``socket``).
 
+Then a unix socket end without a path gets the path its process connected to, where the
+host records ``socket_events`` for unix sockets (rule 5): the client's end of a unix
+connection has no path in ``/proc/net/unix`` and no table gives its peer.
+
 Rules 1, 3 and 4 complete only processes the query returned rows for (a process started
 after the query ran has none, and nothing is known about it). A process with no row at
 all gets rule 2 alone: that is also how a shell looks whose stdio is all one socket that
@@ -38,6 +42,7 @@ is completed, and a process without rows is only one that started after the scan
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from fleetctl.detection.records import StdioEnd
@@ -84,6 +89,23 @@ def complete_stdio(snap: HostSnapshot) -> None:
             "stdin and stdout in no stock table: a socket osquery does not list",
         )
         _fill(snap, pid, end, why)
+    _connected(snap)
+
+
+def _connected(snap: HostSnapshot) -> None:
+    """Rule 5: a unix socket with no path reached the path its process connected to
+    (``socket_events``): the one on that fd, else the only one it connected to."""
+    for pid, connects in snap.unix_connects.items():
+        for fd, end in list(snap.stdio.get(pid, {}).items()):
+            if end.kind != "unix" or end.target or end.source == "extension":
+                continue
+            paths = {connects[fd]} if fd in connects else set(connects.values())
+            if len(paths) == 1:
+                path = paths.pop()
+                known = snap.inferred_stdio.get((pid, fd))
+                why = f"connected to {path} (socket_events)"
+                snap.set_stdio(pid, replace(end, target=path))
+                snap.inferred_stdio[(pid, fd)] = f"{known}; {why}" if known else why
 
 
 def _still(snap: HostSnapshot, missing: set[tuple[int, int]]) -> set[tuple[int, int]]:

@@ -155,3 +155,74 @@ def test_processes_without_rows_and_extension_rows_are_left_as_they_are() -> Non
     assert set(snap.stdio[301]) == {0, 1}  # fd 2 closed, as the extension saw it
     assert snap.inferred_stdio == {}
     assert 302 not in snap.stdio and 300 not in snap.stdio
+
+
+def event(
+    pid: int, action: str, path: str, fd: str, *, status: str = "succeeded"
+) -> dict[str, str]:
+    """A ``unix_socket_events`` row (socket_events; fd is audit's a0, hexadecimal)."""
+    return {
+        "pid": str(pid),
+        "fd": fd,
+        "action": action,
+        "path": path,
+        "status": status,
+        "time": "1005",
+        "start_time": "1000",
+        "name": "python3",
+        "process_path": "/usr/bin/python3.11",
+        "cmdline": "python3 -c ...",
+        "parent": "1",
+    }
+
+
+def test_a_client_socket_reaches_the_path_socket_events_saw_it_connect_to() -> None:
+    """With audit's unix socket events, the python pty shell's socket gets its path and
+    its peer: the one process serving that path."""
+    processes = [
+        *TREE[:1],
+        proc(400, 1, "/usr/bin/python3.11", "python3 -c import pty ..."),
+        proc(500, 1, "/usr/bin/socat", "socat UNIX-LISTEN:/tmp/p.sock -"),
+    ]
+    rows = [channel(400, 3, "unix", inode=9001), *null(500, 0, 1, 2)]
+    snap = HostSnapshot.from_results(
+        "h",
+        {
+            "process_lineage": processes,
+            "stdio_channels": rows,
+            "unix_listeners": [{"pid": "500", "path": "/tmp/p.sock", "fd": "5", "socket": "0"}],
+            "unix_socket_events": [
+                event(400, "connect", "/tmp/elsewhere.sock", "4", status="failed"),
+                event(400, "connect", "/tmp/p.sock", "3"),
+                event(500, "bind", "/tmp/p.sock", "5"),
+            ],
+        },
+        platform="linux",
+    )
+    assert snap.unix_connects == {400: {3: "/tmp/p.sock"}}
+    assert ends(snap, 400) == {fd: ("unix", "/tmp/p.sock", 9001) for fd in (0, 1, 2)}
+    assert "socket_events" in snap.inferred_stdio[(400, 0)]
+    feed = next(f for f in path_of(snap, 400).feeds if f.fd == 0)
+    assert feed.paths == ("/tmp/p.sock",)
+    assert feed.partner is not None and feed.partner.pid == 500
+    assert feed.partner.relation == "sibling"  # both children of init, not plumbing
+
+
+def test_a_servers_end_is_not_paired_by_its_own_path() -> None:
+    """An accepted connection shows the listening path too; its peer is the client, not
+    whoever listens there, so without a connect event it gets no partner by path."""
+    rows = [*null(301, 2), channel(301, 1, "unix", "/tmp/ipc.sock", inode=5001)]
+    snap = HostSnapshot.from_results(
+        "h",
+        {
+            "process_lineage": TREE,
+            "stdio_channels": [*null(1, 0, 1, 2), *null(300, 0, 1, 2), *rows],
+            "unix_listeners": [{"pid": "300", "path": "/tmp/ipc.sock", "fd": "5", "socket": "0"}],
+        },
+        platform="linux",
+    )
+    feeds = path_of(snap, 301).feeds
+    assert [(f.fd, f.paths, f.partner) for f in feeds] == [
+        (0, ("/tmp/ipc.sock",), None),
+        (1, ("/tmp/ipc.sock",), None),
+    ]

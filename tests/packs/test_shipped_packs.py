@@ -325,6 +325,41 @@ def test_named_fifos_and_stdio_channels(linux: sqlite3.Connection) -> None:
     ]
 
 
+def test_unix_socket_events_keep_binds_and_connects_of_running_processes(
+    linux: sqlite3.Connection,
+) -> None:
+    insert(
+        linux,
+        "processes",
+        [
+            {"pid": 400, "parent": 1, "name": "python3", "path": "/usr/bin/python3",
+             "start_time": 1000},
+            {"pid": 500, "parent": 1, "name": "socat", "path": "/usr/bin/socat",
+             "start_time": 900},
+        ],
+    )  # fmt: skip
+    event = {"family": 1, "status": "succeeded", "time": 1005}
+    insert(
+        linux,
+        "socket_events",
+        [
+            {**event, "pid": 400, "fd": "3", "action": "connect", "socket": "/tmp/p.sock"},
+            {**event, "pid": 500, "fd": "5", "action": "bind", "socket": "/tmp/p.sock"},
+            {**event, "pid": 500, "fd": "6", "action": "accept", "socket": "/tmp/p.sock"},
+            {**event, "pid": 400, "fd": "4", "action": "connect", "family": 2, "socket": ""},
+            {**event, "pid": 400, "fd": "5", "action": "connect", "time": 10, "socket": "/old"},
+        ],
+    )
+    found = [
+        (r["pid"], r["action"], r["path"], r["fd"])
+        for r in rows(linux, "ipc-telemetry", "unix_socket_events")
+    ]
+    assert sorted(found) == [
+        (400, "connect", "/tmp/p.sock", "3"),
+        (500, "bind", "/tmp/p.sock", "5"),
+    ]
+
+
 def test_shell_stdin_socket_on_macos_reads_fd_0(darwin: sqlite3.Connection) -> None:
     """macOS's process_open_sockets has one row per descriptor: fd 0 is there."""
     insert(
