@@ -10,6 +10,7 @@ validate`` does).
 
 from __future__ import annotations
 
+import fcntl
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +21,7 @@ from fleetctl.local import LocalFleet
 from fleetctl.settings import Settings
 from fleetctl.validate import SCENARIOS, Scenario, run_scenarios
 from fleetctl.validate.scenarios import free_port
+from tests.conftest import HOST_WIDE_LOCK
 
 pytestmark = pytest.mark.slow
 
@@ -35,13 +37,21 @@ def fleet(
     )
     local.start()
     assert local.client is not None
-    local.collect()
-    local.collect()
-    [host] = local.client.get("/hosts")["hosts"]
-    reported = {q["name"] for q in local.client.get(f"/hosts/{host['id']}")["queries"]}
-    assert "pack_ipc-telemetry_stdio_channels" in reported
-    assert ("pack_ipc-telemetry-extension_process_stdio" in reported) is not stock
-    local.client.post("/detect", {"learn": True})
+    # Learning this host judges every process on it: it takes its turn with the host-wide
+    # tests of other checkouts, whose attacks would otherwise be learned as normal. (A
+    # module fixture is set up before the per-test turn is taken.)
+    with HOST_WIDE_LOCK.open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            local.collect()
+            local.collect()
+            [host] = local.client.get("/hosts")["hosts"]
+            reported = {q["name"] for q in local.client.get(f"/hosts/{host['id']}")["queries"]}
+            assert "pack_ipc-telemetry_stdio_channels" in reported
+            assert ("pack_ipc-telemetry-extension_process_stdio" in reported) is not stock
+            local.client.post("/detect", {"learn": True})
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
     yield local
     local.stop()
 
