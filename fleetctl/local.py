@@ -44,6 +44,8 @@ class LocalFleet:
     settings: Settings
     engine: str = "auto"
     interval: int | None = None
+    #: The agent as a stock osqueryd without this project's extension tables.
+    stock: bool = False
     prepared: Prepared | None = None
     server: ServerThread | None = None
     client: AdminClient | None = None
@@ -70,7 +72,7 @@ class LocalFleet:
         self.client = AdminClient(Context(self.prepared.server_url, token, ca))
         self.applied = self.client.post("/packs/apply", shipped_pack_payload())["applied"]
         try:
-            query_engine = select_engine(self.engine)
+            query_engine = select_engine(self.engine, stock=self.stock)
         except EngineError as exc:
             raise FleetError(exc.message) from exc
         self.agent = Agent(

@@ -1,6 +1,8 @@
 """Where the agent's SQL runs: the embedded engine, or a real osqueryd over Thrift.
 
-* ``EmbeddedEngine``: ``fleetctl.engine`` over this project's Linux tables, in process.
+* ``EmbeddedEngine``: ``fleetctl.engine`` over this project's Linux tables, in process;
+  with ``stock=True`` over osquery's own tables only, as a stock osqueryd without this
+  project's extension reports them (``fleetctl.tables.STOCK_TABLES``).
 * ``OsqueryEngine``: osquery-python's ``ExtensionClient`` on a running osqueryd's
   extensions socket, or ``SpawnInstance`` starting an osqueryd of its own. osqueryd
   answers ``query`` with every value a string, as it logs them.
@@ -25,7 +27,7 @@ from typing import Any, Protocol
 
 from fleetctl.agent.errors import EngineError
 from fleetctl.engine import Engine, QueryError
-from fleetctl.tables import AgentRuntime
+from fleetctl.tables import EXTENSION_TABLES, STOCK_TABLES, AgentRuntime
 
 #: The osqueryd release whose agent behaviour this project reproduces; packs and
 #: queries with a ``version`` requirement are compared against it on the embedded engine.
@@ -46,6 +48,8 @@ class QueryEngine(Protocol):
     """What the agent needs from an engine."""
 
     name: str
+    #: Whether the engine is known to serve only osquery's own tables.
+    stock: bool
 
     def query(self, sql: str) -> Rows: ...
 
@@ -55,13 +59,23 @@ class QueryEngine(Protocol):
 
 
 class EmbeddedEngine:
-    """``fleetctl.engine.Engine`` with the agent's runtime behind the osquery_* tables."""
+    """``fleetctl.engine.Engine`` with the agent's runtime behind the osquery_* tables.
+
+    ``stock``: serve what a stock osqueryd serves, so that detection is judged on what
+    most fleets actually run: queries naming ``process_stdio`` or ``unix_socket_peers``
+    fail with osqueryd's ``no such table``, the registry lists neither (so the extension
+    pack's discovery keeps it inactive), and the tables return osquery's rows.
+    """
 
     name = "embedded"
 
-    def __init__(self, runtime: AgentRuntime | None = None, **engine_kw: Any) -> None:
+    def __init__(
+        self, runtime: AgentRuntime | None = None, *, stock: bool = False, **engine_kw: Any
+    ) -> None:
         self.runtime = runtime if runtime is not None else AgentRuntime()
-        self._engine = Engine(runtime=self.runtime, **engine_kw)
+        self.stock = stock
+        tables = STOCK_TABLES if stock else None
+        self._engine = Engine(tables, runtime=self.runtime, **engine_kw)
 
     def query(self, sql: str) -> Rows:
         try:
@@ -84,6 +98,7 @@ class OsqueryEngine:
     """
 
     name = "osquery"
+    stock = False
 
     def __init__(
         self, socket: str | None = None, osqueryd: str | None = None, timeout: float = 5.0
@@ -183,20 +198,49 @@ def select_engine(
     socket: str | None = None,
     osqueryd: str | None = None,
     runtime: AgentRuntime | None = None,
+    stock: bool = False,
 ) -> QueryEngine:
-    """``embedded``, ``osquery`` (socket, else spawn) or ``auto`` (osqueryd when present)."""
+    """``embedded``, ``osquery`` (socket, else spawn) or ``auto`` (osqueryd when present).
+
+    ``stock``: the embedded engine serves osquery's own tables only; an osqueryd is
+    stock already, and is refused if it has this project's extension tables loaded.
+    """
     if kind == "embedded":
-        return EmbeddedEngine(runtime)
+        return EmbeddedEngine(runtime, stock=stock)
     if kind not in ("osquery", "auto"):
         raise ValueError(f"unknown engine {kind!r}: use auto, embedded or osquery")
     sock = socket or (DEFAULT_SOCKET if _is_socket(DEFAULT_SOCKET) else None)
     binary = osqueryd or (None if sock else find_osqueryd())
     if kind == "auto" and not sock and not binary:
-        return EmbeddedEngine(runtime)
+        return EmbeddedEngine(runtime, stock=stock)
     if not sock and not binary:
         raise EngineError(
             "no osqueryd found: pass --osquery-socket or --osqueryd, or use --engine embedded"
         )
     if binary and not sock and not Path(binary).exists():
         raise EngineError(f"no osqueryd at {binary}")
-    return OsqueryEngine(socket=sock, osqueryd=binary)
+    engine = OsqueryEngine(socket=sock, osqueryd=binary)
+    if stock:
+        _require_stock(engine)
+        engine.stock = True
+    return engine
+
+
+def describe(engine: QueryEngine) -> str:
+    """``embedded``, ``embedded (stock osquery)`` or ``osquery``, for what the CLI prints."""
+    return f"{engine.name} (stock osquery)" if engine.stock else engine.name
+
+
+def _require_stock(engine: QueryEngine) -> None:
+    """Refuse an osqueryd that serves this project's tables: it is not stock."""
+    names = ", ".join(f"'{name}'" for name in EXTENSION_TABLES)
+    found = engine.query(
+        f"SELECT name FROM osquery_registry WHERE registry = 'table' AND name IN ({names})"
+    ).rows
+    if found:
+        engine.close()
+        loaded = ", ".join(sorted(str(r["name"]) for r in found))
+        raise EngineError(
+            f"osqueryd serves {loaded} (the fleetctl extension is loaded): "
+            "--stock needs an osqueryd without it"
+        )

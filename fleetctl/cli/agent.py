@@ -18,6 +18,7 @@ from typing import Any
 import click
 
 from fleetctl.agent import Agent, AgentOptions, EngineError, select_engine
+from fleetctl.agent.engines import describe
 from fleetctl.agent.enroll import IDENTIFIER_MODES
 from fleetctl.agent.flagfile import FlagFile, read_flagfile
 from fleetctl.settings import default_home
@@ -68,6 +69,12 @@ def _first_file(*paths: str | Path | None) -> Path | None:
     show_default=True,
     help="Where queries run; auto uses osqueryd when present.",
 )
+@click.option(
+    "--stock",
+    is_flag=True,
+    help="Behave as a stock osqueryd: osquery's own tables only, as osquery reports "
+    "them (no process_stdio, no unix_socket_peers).",
+)
 @click.option("--osquery-socket", help="A running osqueryd's extensions socket.")
 @click.option("--osqueryd", help="osqueryd binary to spawn for queries.")
 @click.option(
@@ -102,6 +109,7 @@ def agent(
     enroll_secret_path: str | None,
     tls_server_certs: str | None,
     engine: str,
+    stock: bool,
     osquery_socket: str | None,
     osqueryd: str | None,
     state_dir: str | None,
@@ -148,7 +156,7 @@ def agent(
         distributed=flags_file.distributed is not False,
     )
     try:
-        query_engine = select_engine(engine, socket=osquery_socket, osqueryd=osqueryd)
+        query_engine = select_engine(engine, socket=osquery_socket, osqueryd=osqueryd, stock=stock)
     except EngineError as exc:
         raise click.ClickException(exc.message) from exc
     runner = Agent(options, query_engine)
@@ -178,7 +186,7 @@ def _run_until_signalled(runner: Agent) -> None:
     runner.start()
     click.echo(
         f"agent running against {runner.options.server} "
-        f"(engine {runner.engine.name}); stop with Ctrl-C",
+        f"(engine {describe(runner.engine)}); stop with Ctrl-C",
         err=True,
     )
     while not stopped.wait(1.0):

@@ -16,6 +16,7 @@ from typing import Any
 import click
 from rich.console import Console
 
+from fleetctl.agent.engines import describe
 from fleetctl.client import AdminClient
 from fleetctl.errors import FleetError
 from fleetctl.local import LocalFleet
@@ -24,6 +25,8 @@ from fleetctl.settings import DEFAULT_LEARNING_WINDOW, Settings, default_home, p
 from fleetctl.timeutil import format_duration, parse_duration
 
 STDIO_QUERY = "pack_ipc-telemetry-extension_process_stdio"
+#: The same channels from osquery's own tables, for an agent without the extension.
+STOCK_STDIO_QUERY = "pack_ipc-telemetry_stdio_channels"
 IPC_KINDS = ("pipe", "fifo", "unix", "tcp", "udp")
 AGENT_FLAGS = {
     "config_refresh": 10,
@@ -54,6 +57,12 @@ AGENT_FLAGS = {
     help="Where the agent's queries run.",
 )
 @click.option(
+    "--stock",
+    is_flag=True,
+    help="Run the agent as a stock osqueryd: osquery's own tables only, as osquery "
+    "reports them (no process_stdio, no unix_socket_peers).",
+)
+@click.option(
     "--refresh",
     default=15,
     show_default=True,
@@ -66,7 +75,13 @@ AGENT_FLAGS = {
     help="How long this host's execution paths are only learned, not judged.",
 )
 def up(
-    once: bool, interval: int | None, listen: str, engine: str, refresh: int, learning_window: str
+    once: bool,
+    interval: int | None,
+    listen: str,
+    engine: str,
+    stock: bool,
+    refresh: int,
+    learning_window: str,
 ) -> None:
     """Run server, packs and a local agent on this machine and show what they collect."""
     console = Console(stderr=True)
@@ -77,7 +92,7 @@ def up(
         )
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from exc
-    fleet = LocalFleet(settings, engine=engine, interval=interval)
+    fleet = LocalFleet(settings, engine=engine, interval=interval, stock=stock)
     try:
         with console.status("starting the server and applying the shipped packs"):
             fleet.start()
@@ -88,7 +103,7 @@ def up(
             soft_wrap=True,
         )
         console.print(
-            f"agent engine: {fleet.agent.engine.name}; state in {settings.home / 'agent'}",
+            f"agent engine: {describe(fleet.agent.engine)}; state in {settings.home / 'agent'}",
             soft_wrap=True,
         )
         if once:
@@ -96,7 +111,7 @@ def up(
             with console.status("collecting: every scheduled query once, then delivering"):
                 fleet.collect()
             console.print(f"first collection cycle delivered in {time.monotonic() - started:.1f} s")
-            summarize(fleet.client)
+            summarize(fleet.client, stock)
             time.sleep(0.5)  # detection runs right after delivery
             print_new_findings(fleet.client, set())
             print_learning(fleet.client, console, set())
@@ -114,7 +129,7 @@ def up(
             if not told:  # until the agent has enrolled
                 print_learning(fleet.client, console, told)
             if time.monotonic() >= next_summary:
-                summarize(fleet.client)
+                summarize(fleet.client, stock)
                 next_summary = time.monotonic() + refresh
     except FleetError as exc:
         raise click.ClickException(str(exc)) from exc
@@ -158,8 +173,9 @@ def print_learning(client: AdminClient, console: Console, told: set[int]) -> Non
             console.print(f"detection on {host['host_identifier']}: {host['detection']}")
 
 
-def summarize(client: AdminClient) -> None:
-    """Print hosts, rows per query and the IPC channels feeding processes."""
+def summarize(client: AdminClient, stock: bool = False) -> None:
+    """Print hosts, rows per query and the IPC channels feeding processes (from the
+    extension's process_stdio, or from the stock stdio_channels query with ``stock``)."""
     hosts = client.get("/hosts")["hosts"]
     render(
         hosts,
@@ -182,15 +198,15 @@ def summarize(client: AdminClient) -> None:
             title=f"rows per query on {host['host_identifier']}",
         )
         render(
-            ipc_channels(client, str(host["id"])),
+            ipc_channels(client, str(host["id"]), STOCK_STDIO_QUERY if stock else STDIO_QUERY),
             ("pid", "name", "fd", "kind", "target", "partner_pid", "partner_fd", "partner_name"),
             title=f"IPC channels feeding processes on {host['host_identifier']}",
         )
 
 
-def ipc_channels(client: AdminClient, host: str) -> list[dict[str, Any]]:
+def ipc_channels(client: AdminClient, host: str, query: str = STDIO_QUERY) -> list[dict[str, Any]]:
     """stdio fds connected through a pipe, FIFO or socket to another process."""
-    rows = client.get("/results", host=host, query=STDIO_QUERY)["rows"]
+    rows = client.get("/results", host=host, query=query)["rows"]
     return sorted(
         (
             r

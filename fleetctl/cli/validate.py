@@ -33,8 +33,16 @@ from fleetctl.validate.scenarios import free_port
     default=None,
     help="Server home to use (default: a fresh temporary one, removed afterwards).",
 )
+@click.option(
+    "--stock",
+    is_flag=True,
+    help="Run the agent as a stock osqueryd: osquery's own tables only, as osquery "
+    "reports them (no process_stdio, no unix_socket_peers).",
+)
 @output_options
-def validate(only: tuple[str, ...], wait: float, home_dir: Path | None, fmt: str) -> None:
+def validate(
+    only: tuple[str, ...], wait: float, home_dir: Path | None, stock: bool, fmt: str
+) -> None:
     """Run the IPC-abuse scenarios and benign look-alikes; exit 1 on a miss or a false
     positive.
 
@@ -42,7 +50,8 @@ def validate(only: tuple[str, ...], wait: float, home_dir: Path | None, fmt: str
     execution paths as its baseline, then runs each scenario with real processes
     (socat, ncat, nc, bash, python3, tmux, make, run-parts), waits for a medium-or-worse
     finding naming one of its processes, and cleans up by recorded pid and path. A
-    scenario whose tool is missing is reported as skipped, never as passed.
+    scenario whose tool is missing is reported as skipped, never as passed. With
+    --stock the agent is a stock osqueryd, without this project's extension tables.
     """
     console = Console(stderr=True)
     chosen = [s for s in SCENARIOS if not only or s.number in only]
@@ -51,7 +60,7 @@ def validate(only: tuple[str, ...], wait: float, home_dir: Path | None, fmt: str
     with tempfile.TemporaryDirectory(prefix="fleetctl-validate-home-") as tmp:
         home = home_dir or Path(tmp)
         fleet = LocalFleet(
-            Settings(home=home, listen=f"127.0.0.1:{free_port()}"), engine="embedded"
+            Settings(home=home, listen=f"127.0.0.1:{free_port()}"), engine="embedded", stock=stock
         )
         try:
             with console.status("starting the server and agent, learning this host"):
@@ -79,7 +88,7 @@ def validate(only: tuple[str, ...], wait: float, home_dir: Path | None, fmt: str
         [o.row() for o in outcomes],
         ("scenario", "name", "kind", "result", "finding", "seconds", "detail"),
         fmt,
-        title="detection validation",
+        title="detection validation" + (" (stock osquery)" if stock else ""),
     )
     failed = [o for o in outcomes if not o.ok]
     if failed:

@@ -194,9 +194,26 @@ def read_process_stdio(snap: HostSnapshot, rows: Sequence[Row]) -> None:
 
 
 def read_stdio_channels(snap: HostSnapshot, rows: Sequence[Row]) -> None:
-    """The stock ``stdio_channels`` union: pipe/FIFO rows, path rows and socket rows."""
+    """The stock ``stdio_channels`` union: pipe/FIFO rows, path rows and socket rows.
+
+    Socket rows above fd 2 come only for processes whose fds 0-2 the other rows do not
+    explain; they are kept aside for ``stock_stdio``, which fills those fds once every
+    query has been read (osquery lists a socket once, at its highest fd).
+    """
     for (pid, fd), group in _group(rows).items():
         if not _add(snap, group[0], JOINED):
+            continue
+        snap.stock_scanned.add(pid)
+        if fd > 2:
+            first = group[0]
+            snap.stock_sockets.setdefault(pid, []).append(
+                StdioEnd(
+                    fd=fd,
+                    kind=text(first, "kind") or "socket",
+                    target=_target(text(first, "target")),
+                    inode=to_int(first.get("inode")),
+                )
+            )
             continue
         known = snap.stdio.get(pid, {}).get(fd)
         if known is not None and known.source == "extension":
@@ -318,6 +335,41 @@ def read_unix_sockets(snap: HostSnapshot, rows: Sequence[Row]) -> None:
             snap.unix_paths.setdefault(pid, set()).add(text(row, "path"))
 
 
+def read_unix_socket_events(snap: HostSnapshot, rows: Sequence[Row]) -> None:
+    """``socket_events`` on unix sockets (audit, with ``--audit_allow_unix``): a bind is a
+    path the process holds, a connect the path of the server its socket reaches, which
+    no stock table shows for the client end. ``fd`` is the audit record's ``a0``, in
+    hexadecimal; later events win."""
+
+    def when(row: Row) -> int:
+        return to_int(row.get("time")) or 0
+
+    for row in sorted(rows, key=when):
+        pid, path = to_int(row.get("pid")), text(row, "path")
+        if pid is None or not path or text(row, "status") not in ("", "succeeded", "in_progress"):
+            continue
+        if not _add(
+            snap,
+            row,
+            JOINED,
+            pid="pid",
+            name="name",
+            path="process_path",
+            cmdline="cmdline",
+            parent="parent",
+            start_time="start_time",
+        ):
+            continue
+        if text(row, "action") == "bind":
+            snap.unix_paths.setdefault(pid, set()).add(path)
+        elif text(row, "action") == "connect":
+            try:
+                fd = int(text(row, "fd"), 16)
+            except ValueError:
+                fd = -1
+            snap.unix_connects.setdefault(pid, {})[fd] = path
+
+
 def read_listeners(snap: HostSnapshot, rows: Sequence[Row]) -> None:
     """``unix_listeners`` and any ``listening_ports``-shaped rows (TCP/UDP ports too)."""
     for row in rows:
@@ -384,6 +436,7 @@ READERS: dict[str, Reader] = {
     "pipe_partners": read_pipe_partners,
     "unix_sockets": read_unix_sockets,
     "unix_listeners": read_listeners,
+    "unix_socket_events": read_unix_socket_events,
     "listening_ports": read_listeners,
     "named_fifos": read_named_fifos,
     "stdio_channels": read_stdio_channels,

@@ -112,7 +112,11 @@ class Partner:
 
 @dataclass(frozen=True)
 class Channel:
-    """One of the child's fds 0-2: kind (tty, pty, pipe, fifo, unix, tcp, ...) and ends."""
+    """One of the child's fds 0-2: kind (tty, pty, pipe, fifo, unix, tcp, ...) and ends.
+
+    ``inferred`` says how the channel was worked out when no row of stock osquery's
+    tables described the fd (``fleetctl.detection.stock_stdio``); empty when one did.
+    """
 
     fd: int
     kind: str
@@ -120,6 +124,7 @@ class Channel:
     mode: str
     partners: tuple[Partner, ...] = ()
     inode: int | None = None
+    inferred: str = ""
 
 
 KIND_WORDS = {
@@ -293,6 +298,9 @@ class PathBuilder:
                 and p.state != "listen"
                 and (not target or target in (p.path, p.peer_path))
             }
+            if not peers and target in self.snap.unix_connects.get(pid, {}).values():
+                # A client's end: the peer is the one process serving the path it reached.
+                peers = self.snap.unix_servers(target) - {pid}
             if len(peers) == 1:
                 return list(peers)
         return []
@@ -309,6 +317,7 @@ class PathBuilder:
                     mode=end.mode,
                     partners=tuple(self.partner(pid, o) for o in others),
                     inode=end.inode,
+                    inferred=self.snap.inferred_stdio.get((pid, fd), ""),
                 )
             )
         return tuple(out)

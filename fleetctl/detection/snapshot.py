@@ -39,6 +39,7 @@ from fleetctl.detection.records import (
     UnixPeer,
     same_start,
 )
+from fleetctl.detection.stock_stdio import complete_stdio
 from fleetctl.ingest import split_query_name
 
 
@@ -55,9 +56,16 @@ class HostSnapshot:
     fifos: dict[int, list[Fifo]] = field(default_factory=dict)
     unix_peers: dict[int, list[UnixPeer]] = field(default_factory=dict)
     unix_paths: dict[int, set[str]] = field(default_factory=dict)
+    #: Unix socket paths each process connected to, by fd (``socket_events``).
+    unix_connects: dict[int, dict[int, str]] = field(default_factory=dict)
     listeners: dict[int, list[Listener]] = field(default_factory=dict)
     sessions: list[Session] = field(default_factory=list)
     named_pipes: list[NamedPipe] = field(default_factory=list)
+    #: Stock ``stdio_channels``: processes it returned rows for, their sockets above fd 2,
+    #: and how each fd 0-2 no row described was inferred (``stock_stdio``).
+    stock_scanned: set[int] = field(default_factory=set)
+    stock_sockets: dict[int, list[StdioEnd]] = field(default_factory=dict)
+    inferred_stdio: dict[tuple[int, int], str] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)
     stale_rows: int = 0
     _children: dict[int, list[int]] | None = field(default=None, repr=False, compare=False)
@@ -124,7 +132,8 @@ class HostSnapshot:
         self.stdio.setdefault(pid, {})[end.fd] = end
 
     def finish(self) -> None:
-        """Fill stdio that only ``pipe_partners`` saw, once every query has been read."""
+        """Fill stdio that only ``pipe_partners`` saw, then what stock osquery's tables
+        leave out (``stock_stdio``), once every query has been read."""
         for pid, ends in self.pipes.items():
             known = self.stdio.setdefault(pid, {})
             for fd in (0, 1, 2):
@@ -144,6 +153,7 @@ class HostSnapshot:
                         sorted({e.partner_pid for e in mine if e.partner_pid and e.partner_pid > 0})
                     ),
                 )
+        complete_stdio(self)
         self.stdio = {pid: ends for pid, ends in self.stdio.items() if ends}
 
     def guess_platform(self, results: Mapping[str, Iterable[Row]]) -> str:
@@ -205,8 +215,10 @@ class HostSnapshot:
         return tuple(dict.fromkeys(paths))
 
     def socket_paths(self, pid: int) -> tuple[str, ...]:
-        """Unix socket paths a process holds: bound paths and the paths of its peers."""
+        """Unix socket paths a process holds: bound paths, the paths of its peers and the
+        paths it connected to."""
         paths = list(self.unix_paths.get(pid, ()))
+        paths += self.unix_connects.get(pid, {}).values()
         for peer in self.unix_peers.get(pid, []):
             paths += [p for p in (peer.path, peer.peer_path) if p]
         paths += [
@@ -223,6 +235,11 @@ class HostSnapshot:
                 e.target for e in self.stdio.get(pid, {}).values() if e.kind in ("tcp", "udp")
             )
         )
+
+    def unix_servers(self, path: str) -> set[int]:
+        """Processes holding a unix socket bound to ``path`` (listeners, accepted ends)."""
+        found = {pid for pid, held in self.listeners.items() if any(x.path == path for x in held)}
+        return found | {pid for pid, held in self.unix_paths.items() if path in held}
 
     def listening(self, pid: int) -> tuple[str, ...]:
         found = [lst.describe() for lst in self.listeners.get(pid, [])]

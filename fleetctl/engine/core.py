@@ -64,6 +64,8 @@ class Engine:
     ) -> None:
         self.tables: dict[str, TableSpec] = dict(TABLES if tables is None else tables)
         self.runtime = runtime if runtime is not None else AgentRuntime()
+        # osquery_registry lists what this engine serves, so discovery sees the truth.
+        self.runtime.tables = frozenset(self.tables)
         self._scan_args = {"etc_root": etc_root, "utmp_path": utmp_path}
         self._proc_root = proc_root
         self._lock = threading.RLock()

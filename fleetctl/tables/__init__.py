@@ -18,7 +18,7 @@ tables are declared but empty: this engine has no event publisher
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from fleetctl.tables import (
@@ -41,7 +41,16 @@ from fleetctl.tables.scan import Constraints, Scan
 Row = dict[str, Any]
 Generate = Callable[[Constraints, Scan], list[Row]]
 
-__all__ = ["TABLES", "AgentRuntime", "Column", "Constraints", "Row", "Scan", "TableSpec"]
+__all__ = [
+    "STOCK_TABLES",
+    "TABLES",
+    "AgentRuntime",
+    "Column",
+    "Constraints",
+    "Row",
+    "Scan",
+    "TableSpec",
+]
 
 
 @dataclass(frozen=True)
@@ -116,3 +125,14 @@ TABLES: dict[str, TableSpec] = {
 }
 
 EXTENSION_TABLES = tuple(name for name, spec in TABLES.items() if spec.extension)
+
+#: What a stock osqueryd serves: osquery's own tables only, each generated as osquery's
+#: implementation does where this project's deliberately differs (``process_open_pipes``;
+#: see ``fleetctl.tables.pipes``). The other tables already return osquery's rows,
+#: quirks included: ``process_open_sockets`` keeps one row per socket, at the highest fd
+#: of the last process holding it, as ``procGetSocketInodeToProcessInfoMap`` does.
+STOCK_TABLES: dict[str, TableSpec] = {
+    name: replace(spec, generate=pipes.generate_stock) if name == "process_open_pipes" else spec
+    for name, spec in TABLES.items()
+    if not spec.extension
+}

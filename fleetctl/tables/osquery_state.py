@@ -104,10 +104,13 @@ def generate_schedule(constraints: Constraints, scan: Scan) -> list[dict[str, An
     ]
 
 
-def _served() -> Mapping[str, TableSpec]:
+def _served(runtime: AgentRuntime) -> Mapping[str, TableSpec]:
+    """The tables the runtime's engine serves (all of them unless it names fewer)."""
     from fleetctl.tables import TABLES
 
-    return TABLES
+    if runtime.tables is None:
+        return TABLES
+    return {name: spec for name, spec in TABLES.items() if name in runtime.tables}
 
 
 def default_extensions(runtime: AgentRuntime) -> list[ExtensionInfo]:
@@ -116,7 +119,7 @@ def default_extensions(runtime: AgentRuntime) -> list[ExtensionInfo]:
     rows = [
         ExtensionInfo(0, "core", runtime.version, path=socket.value if socket else "", type="core")
     ]
-    if any(spec.extension for spec in _served().values()):
+    if any(spec.extension for spec in _served(runtime).values()):
         rows.append(ExtensionInfo(EMBEDDED_EXTENSION_UUID, EXTENSION_NAME, __version__))
     return rows
 
@@ -127,12 +130,12 @@ def extension_list(runtime: AgentRuntime) -> list[ExtensionInfo]:
     return default_extensions(runtime)
 
 
-def default_events() -> list[EventSource]:
-    return events.event_sources(frozenset(_served()))
+def default_events(runtime: AgentRuntime) -> list[EventSource]:
+    return events.event_sources(frozenset(_served(runtime)))
 
 
 def event_list(runtime: AgentRuntime) -> list[EventSource]:
-    return runtime.events if runtime.events is not None else default_events()
+    return runtime.events if runtime.events is not None else default_events(runtime)
 
 
 def _utility(name: str) -> bool:
@@ -157,7 +160,7 @@ def default_registry(runtime: AgentRuntime) -> list[RegistryItem]:
         for e in sources
         if e.type == "subscriber"
     ]
-    for name, spec in sorted(_served().items()):
+    for name, spec in sorted(_served(runtime).items()):
         if spec.extension and owner:
             items.append(RegistryItem("table", name, owner_uuid=owner))
         else:

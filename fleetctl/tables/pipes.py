@@ -18,10 +18,17 @@ deleted FIFOs and FIFOs in other mount namespaces are seen), and ends are linked
 pipefs and a disk filesystem. Targets under /dev/ are the exception to the first: they
 are stat()ed once by path, as osquery does for every path, because every process has
 /dev/null and a pty open and a stat per descriptor would double the cost of a scan.
+
+``generate_stock`` drops both differences, for an agent that must report exactly what a
+stock osqueryd reports (``fleetctl agent --stock``): ``getNamedPipeInfo`` stat()s the
+link's text as a path in osqueryd's own mount namespace (a deleted FIFO, ``... (deleted)``,
+is no FIFO), and ``genPipes`` groups ends in a map keyed by the bare inode.
 """
 
 from __future__ import annotations
 
+import os
+import re
 import stat
 from typing import Any, NamedTuple
 
@@ -30,6 +37,7 @@ from fleetctl.tables.scan import Constraints, Scan
 
 PipeKey = tuple[Any, ...]
 Holder = tuple[int, int]
+_DIGITS = re.compile(r"\d+")
 
 
 class PipeEnd(NamedTuple):
@@ -129,6 +137,59 @@ def holder_index(scan: Scan, named: bool) -> PipeIndex:
     return scan.memo(("pipe_index", named), build)
 
 
+def _stock_end(
+    pid: int, fd: int, target: str, stat_path: dict[str, os.stat_result | None]
+) -> PipeEnd | None:
+    """osquery's ``getPipeInfo``: ``pipe:`` anywhere in the text is an anonymous pipe (its
+    inode the first run of digits); any other text but a socket or anon inode is
+    stat()ed as a path and is a named pipe when that is a FIFO."""
+    if "pipe:" in target:
+        digits = _DIGITS.search(target)
+        inode = int(digits.group()) if digits else 0
+        return PipeEnd(pid, fd, inode, "anonymous", (inode,))
+    if "socket:" in target or "anon_inode:" in target:
+        return None
+    if target not in stat_path:
+        try:
+            stat_path[target] = os.stat(target)
+        except (OSError, ValueError):
+            stat_path[target] = None
+    st = stat_path[target]
+    if st is None or not stat.S_ISFIFO(st.st_mode):
+        return None
+    return PipeEnd(pid, fd, st.st_ino, "named", (st.st_ino,))
+
+
+def stock_index(scan: Scan) -> PipeIndex:
+    """The holder index as osquery's ``genPipes`` builds it: every pid in string order,
+    each pid's descriptors in string order (``procDescriptors`` fills a
+    ``std::map<std::string, std::string>``), ends grouped by the bare inode."""
+
+    def build() -> PipeIndex:
+        holders: dict[PipeKey, list[Holder]] = {}
+        ends: dict[int, list[PipeEnd]] = {}
+        stat_path: dict[str, os.stat_result | None] = {}
+        fds = scan.all_fds()
+        for pid in sorted(fds, key=str):
+            for fd in sorted(fds[pid], key=str):
+                end = _stock_end(pid, fd, fds[pid][fd], stat_path)
+                if end is not None:
+                    ends.setdefault(pid, []).append(end)
+                    holders.setdefault(end.key, []).append((pid, fd))
+        return PipeIndex(scan, holders, ends)
+
+    return scan.memo(("pipe_index_stock",), build)
+
+
+def generate_stock(constraints: Constraints, scan: Scan) -> list[dict[str, Any]]:
+    """``process_open_pipes`` exactly as osqueryd generates it (see the module docstring).
+    osquery reads every process whatever the constraints; SQLite applies them after."""
+    index = stock_index(scan)
+    wanted = set(scan.pids_for(constraints))
+    own = [end for pid in sorted(index.ends, key=str) if pid in wanted for end in index.ends[pid]]
+    return _rows(scan, index, own)
+
+
 def generate(constraints: Constraints, scan: Scan) -> list[dict[str, Any]]:
     pids = scan.pids_for(constraints)
     own: list[PipeEnd] = []
@@ -142,6 +203,11 @@ def generate(constraints: Constraints, scan: Scan) -> list[dict[str, Any]]:
             if links:
                 own.extend(ends_of(scan, pid, links))
         index = holder_index(scan, named=any(end.type == "named" for end in own))
+    return _rows(scan, index, own)
+
+
+def _rows(scan: Scan, index: PipeIndex, own: list[PipeEnd]) -> list[dict[str, Any]]:
+    """One row per (end, partner end) by osquery's reader/writer rule."""
     rows: list[dict[str, Any]] = []
     for end in own:
         mode = scan.mode(end.pid, end.fd)

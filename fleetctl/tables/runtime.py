@@ -120,7 +120,10 @@ class AgentRuntime:
     """Runtime facts of the process serving the tables; the agent replaces the defaults.
 
     ``registry``, ``events`` and ``extension_list`` left at None are derived from the
-    tables this package serves (``fleetctl.tables.osquery_state``).
+    tables served (``fleetctl.tables.osquery_state``): ``tables`` names them, None for
+    every table of this package. The engine sets it, so an engine limited to osquery's
+    own tables (stock mode) registers no extension table and no extension owning one,
+    and pack discovery on those tables fails as it does on a stock osqueryd.
     """
 
     version: str = __version__
@@ -141,3 +144,4 @@ class AgentRuntime:
     events: list[EventSource] | None = None
     extension_list: list[ExtensionInfo] | None = None
     packs: list[PackInfo] = field(default_factory=list)
+    tables: frozenset[str] | None = None

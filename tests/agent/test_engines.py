@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -19,18 +19,20 @@ from osquery.extensions.ttypes import ExtensionResponse, ExtensionStatus
 from thrift.protocol import TBinaryProtocol
 from thrift.transport import TSocket, TTransport
 
-from fleetctl.agent.engines import EmbeddedEngine, OsqueryEngine, select_engine
+from fleetctl.agent.engines import EmbeddedEngine, OsqueryEngine, describe, select_engine
 from fleetctl.agent.errors import EngineError
 from fleetctl.engine import Engine, QueryError, string_rows
 from fleetctl.extension.server import ExtensionServer
+from fleetctl.tables import STOCK_TABLES, TableSpec
 from tests.agent.conftest import HOST, AgentFactory, FleetServer, wait_for
 
 
 class CoreHandler:
-    """The ExtensionManager calls an osquery core answers, over the embedded engine."""
+    """The ExtensionManager calls an osquery core answers, over the embedded engine
+    (serving ``tables``: all of this project's by default)."""
 
-    def __init__(self) -> None:
-        self.engine = Engine()
+    def __init__(self, tables: Mapping[str, TableSpec] | None = None) -> None:
+        self.engine = Engine(tables)
 
     def ping(self) -> ExtensionStatus:
         return ExtensionStatus(code=0, message="OK")
@@ -57,9 +59,18 @@ class CoreHandler:
 
 @pytest.fixture
 def core_socket(tmp_path: Path) -> Iterator[str]:
-    path = str(tmp_path / "osquery.em")
+    yield from _serve_core(str(tmp_path / "osquery.em"), CoreHandler())
+
+
+@pytest.fixture
+def stock_core_socket(tmp_path: Path) -> Iterator[str]:
+    """An osquery core without this project's extension tables."""
+    yield from _serve_core(str(tmp_path / "stock.em"), CoreHandler(STOCK_TABLES))
+
+
+def _serve_core(path: str, handler: CoreHandler) -> Iterator[str]:
     server = ExtensionServer(
-        Processor(CoreHandler()),
+        Processor(handler),
         TSocket.TServerSocket(unix_socket=path),
         TTransport.TBufferedTransportFactory(),
         TBinaryProtocol.TBinaryProtocolFactory(),
@@ -96,10 +107,30 @@ def test_auto_takes_osqueryd_when_its_socket_is_there(core_socket: str) -> None:
         chosen.close()
 
 
+def test_stock_refuses_an_osqueryd_that_serves_the_extension_tables(core_socket: str) -> None:
+    with pytest.raises(EngineError, match=r"process_stdio, unix_socket_peers .*--stock"):
+        select_engine("osquery", socket=core_socket, stock=True)
+    plain = select_engine("osquery", socket=core_socket)
+    try:
+        assert not plain.stock
+    finally:
+        plain.close()
+
+
+def test_stock_takes_an_osqueryd_without_them(stock_core_socket: str) -> None:
+    chosen = select_engine("osquery", socket=stock_core_socket, stock=True)
+    try:
+        assert chosen.stock and describe(chosen) == "osquery (stock osquery)"
+    finally:
+        chosen.close()
+
+
 def test_auto_falls_back_to_the_embedded_engine(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("fleetctl.agent.engines.find_osqueryd", lambda: None)
     monkeypatch.setattr("fleetctl.agent.engines.DEFAULT_SOCKET", "/nonexistent/osquery.em")
     assert isinstance(select_engine("auto"), EmbeddedEngine)
+    stock = select_engine("auto", stock=True)
+    assert isinstance(stock, EmbeddedEngine) and stock.stock
     with pytest.raises(EngineError, match="no osqueryd"):
         select_engine("osquery")
     with pytest.raises(EngineError, match="cannot connect"):

@@ -9,6 +9,7 @@ either; both must reach medium or worse, with the channel and its other end in e
 from __future__ import annotations
 
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ import pytest
 from fleetctl.detection import Baseline, ExecutionPath, Score, score_path
 from fleetctl.detection.scoring import severity_rank
 from fleetctl.engine import Engine
+from fleetctl.tables import STOCK_TABLES
 from tests.detection import live, scenarios
 from tests.detection.live import Procs
 
@@ -116,21 +118,40 @@ def test_fifo_command_channel(
 
 
 @pytest.mark.parametrize("scenario", ["dev_tcp_shell", "cgi_web_server"])
-def test_stock_tables_show_a_shared_socket_on_one_fd_at_most(
+def test_stock_tables_list_a_shared_socket_once_and_the_rest_is_inferred(
     engine: Engine, baseline: Baseline, procs: Procs, tmp_dir: Path, scenario: str
 ) -> None:
     """osquery's process_open_sockets keeps one (pid, fd) per socket inode: bash also holds
     its /dev/tcp socket on fd 255 and the web server still holds the CGI's connection, so
-    the stock stdio query shows the socket on one of fds 0-2 at best (which one, if any,
-    depends on descriptor order). The extension's process_stdio sees every fd."""
+    the stock rows show the socket on one of fds 0-2 at best (which one, if any, depends
+    on descriptor and pid order). The extension's process_stdio sees every fd; from the
+    stock rows detection infers the others (``stock_stdio``), and still sees the feed."""
     if scenario == "cgi_web_server" and shutil.which("curl") is None:
         pytest.skip("curl is not installed")
     start = getattr(scenarios, scenario)
     scene = start(procs) if scenario == "dev_tcp_shell" else start(procs, tmp_dir)
-    stock, _ = scored(engine, baseline, scene.target, extension=False)
+    if scenario == "dev_tcp_shell":  # until its startup files have run (pyenv hooks ...)
+        idle_since = [time.monotonic()]
+
+        def idle() -> bool:
+            if live.descendants(scene.target):
+                idle_since[0] = time.monotonic()
+            return time.monotonic() - idle_since[0] > 1.0
+
+        live.wait_until(idle, what="bash idle for a second")
+    stock_engine = Engine(STOCK_TABLES)
+    rows = live.collect(stock_engine, extension=False)["stdio_channels"]
+    listed = [r for r in rows if r["pid"] == str(scene.target) and r["kind"] == "tcp"]
+    assert sum(r["fd"] in ("0", "1", "2") for r in listed) <= 1
+    stock, stock_score = scored(stock_engine, baseline, scene.target, extension=False)
     full, _ = scored(engine, baseline, scene.target, extension=True)
-    assert sum(c.kind == "tcp" for c in stock.channels) <= 1
-    assert sum(c.kind == "tcp" for c in full.channels) >= 2
+    on_tcp = {c.fd for c in full.channels if c.kind == "tcp"}
+    assert len(on_tcp) >= 2
+    sockets = {c.fd: c for c in stock.channels if c.kind in ("tcp", "socket")}
+    assert on_tcp <= set(sockets)
+    assert sum(not sockets[fd].inferred for fd in on_tcp) <= 1
+    assert {f.fd for f in stock.feeds if f.kind in ("tcp", "socket")} >= {0, 1}
+    assert_alerts(stock_score)
 
 
 def test_python_pty_over_unix_socket(

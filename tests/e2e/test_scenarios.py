@@ -1,12 +1,16 @@
 """Every validation scenario end to end: real server, real agent, real processes.
 
 Attacks must become medium-or-worse findings naming one of their processes; benign
-look-alikes must not. One server and agent serve the whole module (learning this host
-once, as ``fleetctl validate`` does).
+look-alikes must not. Every scenario runs twice: with this project's extension tables,
+and with the agent as a stock osqueryd (``--stock``: osquery's own tables only), where
+every attack must be found too, as the README's table of stock osquery says. One server
+and agent per mode serve the whole module (learning this host once, as ``fleetctl
+validate`` does).
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,19 +22,37 @@ from fleetctl.local import LocalFleet
 from fleetctl.settings import Settings
 from fleetctl.validate import SCENARIOS, Scenario, run_scenarios
 from fleetctl.validate.scenarios import free_port
+from tests.conftest import HOST_WIDE_LOCK
 
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalFleet]:
-    home: Path = tmp_path_factory.mktemp("validate-home")
-    local = LocalFleet(Settings(home=home, listen=f"127.0.0.1:{free_port()}"), engine="embedded")
+@pytest.fixture(scope="module", params=["extension", "stock"])
+def fleet(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LocalFleet]:
+    stock = request.param == "stock"
+    home: Path = tmp_path_factory.mktemp(f"validate-home-{request.param}")
+    local = LocalFleet(
+        Settings(home=home, listen=f"127.0.0.1:{free_port()}"), engine="embedded", stock=stock
+    )
     local.start()
     assert local.client is not None
-    local.collect()
-    local.collect()
-    local.client.post("/detect", {"learn": True})
+    # Learning this host judges every process on it: it takes its turn with the host-wide
+    # tests of other checkouts, whose attacks would otherwise be learned as normal. (A
+    # module fixture is set up before the per-test turn is taken.)
+    with HOST_WIDE_LOCK.open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            local.collect()
+            local.collect()
+            [host] = local.client.get("/hosts")["hosts"]
+            reported = {q["name"] for q in local.client.get(f"/hosts/{host['id']}")["queries"]}
+            assert "pack_ipc-telemetry_stdio_channels" in reported
+            assert ("pack_ipc-telemetry-extension_process_stdio" in reported) is not stock
+            local.client.post("/detect", {"learn": True})
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
     yield local
     local.stop()
 

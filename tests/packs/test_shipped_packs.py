@@ -222,7 +222,11 @@ def test_office_lolbin_starts_match_full_paths(windows: sqlite3.Connection) -> N
 
 
 def _linux_host(conn: sqlite3.Connection) -> None:
-    """Scenario 7 (sh on a /dev/shm FIFO), 1 (cat FIFO | sh), 2 (/dev/tcp bash), 3 (socat)."""
+    """Scenario 7 (sh on a /dev/shm FIFO), 1 (cat FIFO | sh), 2 (/dev/tcp bash), 3 (socat).
+
+    Sockets as osquery's process_open_sockets lists them: once, at the highest fd of the
+    holder (bash -i on /dev/tcp holds its socket as fds 0-2 and 255; socat's shell as
+    fds 0 and 1)."""
     insert(
         conn,
         "processes",
@@ -255,8 +259,11 @@ def _linux_host(conn: sqlite3.Connection) -> None:
         conn,
         "process_open_files",
         [
+            {"pid": 50, "fd": 0, "path": "/dev/pts/1"},
             {"pid": 100, "fd": 0, "path": "/dev/shm/.c"},
             {"pid": 110, "fd": 3, "path": "/tmp/f"},
+            *({"pid": 300, "fd": fd, "path": "/dev/null"} for fd in (0, 1, 2)),
+            {"pid": 301, "fd": 2, "path": "/dev/null"},
             {"pid": 401, "fd": 0, "path": "/dev/pts/0"},
         ],
     )
@@ -264,11 +271,9 @@ def _linux_host(conn: sqlite3.Connection) -> None:
         conn,
         "process_open_sockets",
         [
-            {"pid": 200, "fd": 0, "family": 2, "protocol": 6, "remote_address": "127.0.0.1",
+            {"pid": 200, "fd": 255, "family": 2, "protocol": 6, "remote_address": "127.0.0.1",
              "remote_port": 4446, "local_address": "127.0.0.1", "local_port": 51000},
-            {"pid": 200, "fd": 1, "family": 2, "protocol": 6, "remote_address": "127.0.0.1",
-             "remote_port": 4446, "local_address": "127.0.0.1", "local_port": 51000},
-            {"pid": 301, "fd": 0, "family": 1, "protocol": 0, "path": ""},
+            {"pid": 301, "fd": 1, "family": 1, "protocol": 0, "path": ""},
             {"pid": 400, "fd": 0, "family": 2, "protocol": 6, "remote_address": "10.0.0.5",
              "remote_port": 50000, "local_address": "10.0.0.1", "local_port": 22},
             {"pid": 401, "fd": 5, "family": 1, "protocol": 0, "path": ""},
@@ -282,7 +287,9 @@ def test_shell_stdin_hunts(linux: sqlite3.Connection) -> None:
     assert run(linux, "t1559-hunts", "shell_stdin_fifo", "fifo_path") == ["/dev/shm/.c"]
     assert run(linux, "t1559-hunts", "shell_stdin_from_fifo_reader", "pid") == [111]
     assert run(linux, "t1559-hunts", "shell_stdin_from_fifo_reader", "fifo_path") == ["/tmp/f"]
+    # Never fd 0: stdin that no file or pipe row explains, with the socket osquery listed.
     assert run(linux, "t1559-hunts", "shell_stdin_socket", "pid") == [200, 301]
+    assert run(linux, "t1559-hunts", "shell_stdin_socket", "socket_fd") == [1, 255]
     assert run(linux, "t1559-hunts", "socat_ncat_children", "pid") == [301]
 
 
@@ -301,16 +308,79 @@ def test_named_fifos_and_stdio_channels(linux: sqlite3.Connection) -> None:
         for r in cursor.fetchall()
     )
     assert channels == [
+        (50, 0, "path", "/dev/pts/1"),
         (100, 0, "fifo", ""),
         (100, 0, "path", "/dev/shm/.c"),
         (110, 1, "pipe", ""),
         (111, 0, "pipe", ""),
-        (200, 0, "tcp", "127.0.0.1:51000->127.0.0.1:4446"),
-        (200, 1, "tcp", "127.0.0.1:51000->127.0.0.1:4446"),
-        (301, 0, "unix", ""),
+        # its only socket, above fd 2: returned because nothing explains its stdio
+        (200, 255, "tcp", "127.0.0.1:51000->127.0.0.1:4446"),
+        (300, 0, "path", "/dev/null"),
+        (300, 1, "path", "/dev/null"),
+        (300, 2, "path", "/dev/null"),
+        (301, 1, "unix", ""),
+        (301, 2, "path", "/dev/null"),
         (400, 0, "tcp", "10.0.0.1:22->10.0.0.5:50000"),
         (401, 0, "path", "/dev/pts/0"),
     ]
+
+
+def test_unix_socket_events_keep_binds_and_connects_of_running_processes(
+    linux: sqlite3.Connection,
+) -> None:
+    insert(
+        linux,
+        "processes",
+        [
+            {"pid": 400, "parent": 1, "name": "python3", "path": "/usr/bin/python3",
+             "start_time": 1000},
+            {"pid": 500, "parent": 1, "name": "socat", "path": "/usr/bin/socat",
+             "start_time": 900},
+        ],
+    )  # fmt: skip
+    event = {"family": 1, "status": "succeeded", "time": 1005}
+    insert(
+        linux,
+        "socket_events",
+        [
+            {**event, "pid": 400, "fd": "3", "action": "connect", "socket": "/tmp/p.sock"},
+            {**event, "pid": 500, "fd": "5", "action": "bind", "socket": "/tmp/p.sock"},
+            {**event, "pid": 500, "fd": "6", "action": "accept", "socket": "/tmp/p.sock"},
+            {**event, "pid": 400, "fd": "4", "action": "connect", "family": 2, "socket": ""},
+            {**event, "pid": 400, "fd": "5", "action": "connect", "time": 10, "socket": "/old"},
+        ],
+    )
+    found = [
+        (r["pid"], r["action"], r["path"], r["fd"])
+        for r in rows(linux, "ipc-telemetry", "unix_socket_events")
+    ]
+    assert sorted(found) == [
+        (400, "connect", "/tmp/p.sock", "3"),
+        (500, "bind", "/tmp/p.sock", "5"),
+    ]
+
+
+def test_shell_stdin_socket_on_macos_reads_fd_0(darwin: sqlite3.Connection) -> None:
+    """macOS's process_open_sockets has one row per descriptor: fd 0 is there."""
+    insert(
+        darwin,
+        "processes",
+        [
+            {"pid": 1, "parent": 0, "name": "launchd", "path": "/sbin/launchd"},
+            {"pid": 10, "parent": 1, "name": "zsh", "path": "/bin/zsh"},
+            {"pid": 11, "parent": 1, "name": "zsh", "path": "/bin/zsh"},
+        ],
+    )
+    insert(
+        darwin,
+        "process_open_sockets",
+        [
+            {"pid": 10, "fd": 0, "family": 1, "protocol": 0, "path": "/tmp/s"},
+            {"pid": 10, "fd": 1, "family": 1, "protocol": 0, "path": "/tmp/s"},
+            {"pid": 11, "fd": 5, "family": 1, "protocol": 0, "path": "/tmp/s"},
+        ],
+    )
+    assert run(darwin, "t1559-hunts", "shell_stdin_socket_macos", "pid") == [10]
 
 
 def rows(conn: sqlite3.Connection, pack: str, query: str) -> list[dict[str, Any]]:
