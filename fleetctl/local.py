@@ -95,6 +95,32 @@ class LocalFleet:
                 f"{self.agent.buffer.count()} log lines could not be delivered; they stay buffered"
             )
 
+    def judged(self, timeout: float = 60) -> None:
+        """Wait until detection has judged everything delivered so far."""
+        assert self.server is not None
+        detection = self.server.state.detection
+        if detection is not None and not detection.wait_judged(timeout):
+            raise FleetError(f"detection did not catch up within {timeout:g} s")
+
+    def learn(self) -> dict[str, Any]:
+        """Two collection cycles, then this host's paths as its explicit baseline (what
+        looks like an attack on its own is refused, not learned); the ``/detect`` answer."""
+        assert self.client is not None
+        self.collect()
+        self.collect()
+        self.judged()
+        answer: dict[str, Any] = self.client.post("/detect", {"learn": True})
+        return answer
+
+    def findings(self, since: int) -> list[dict[str, Any]]:
+        """Open medium-or-worse findings with an occurrence first seen at ``since`` or
+        later, each listing those occurrences (``occurrences_since``)."""
+        assert self.client is not None
+        found: list[dict[str, Any]] = self.client.get(
+            "/findings", status="open", min_severity="medium", occurred_since=since
+        )["findings"]
+        return found
+
     def stop(self) -> None:
         if self.agent is not None:
             self.agent.stop()

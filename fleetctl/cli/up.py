@@ -112,7 +112,7 @@ def up(
                 fleet.collect()
             console.print(f"first collection cycle delivered in {time.monotonic() - started:.1f} s")
             summarize(fleet.client, stock)
-            time.sleep(0.5)  # detection runs right after delivery
+            fleet.judged()  # detection runs right after delivery
             print_new_findings(fleet.client, set())
             print_learning(fleet.client, console, set())
             return

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import Any
 
 import click
 from rich.console import Console
@@ -13,7 +12,7 @@ from fleetctl.errors import FleetError
 from fleetctl.local import LocalFleet
 from fleetctl.output import output_options, render
 from fleetctl.settings import Settings
-from fleetctl.validate import SCENARIOS, run_scenarios
+from fleetctl.validate import SCENARIOS, cpu_burners, run_scenarios
 from fleetctl.validate.scenarios import free_port
 
 
@@ -25,7 +24,19 @@ from fleetctl.validate.scenarios import free_port
     help="Run only these scenarios (numbers as in the table, e.g. 7 or B3).",
 )
 @click.option(
-    "--wait", default=20.0, show_default=True, help="Seconds to wait for an attack's finding."
+    "--cycles",
+    default=3,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Collection cycles an attack gets to be found (a benign look-alike runs two).",
+)
+@click.option(
+    "--burners",
+    default=0,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Processes that each keep a core busy while the scenarios run (detection on a "
+    "busy machine).",
 )
 @click.option(
     "--home-dir",
@@ -41,15 +52,21 @@ from fleetctl.validate.scenarios import free_port
 )
 @output_options
 def validate(
-    only: tuple[str, ...], wait: float, home_dir: Path | None, stock: bool, fmt: str
+    only: tuple[str, ...],
+    cycles: int,
+    burners: int,
+    home_dir: Path | None,
+    stock: bool,
+    fmt: str,
 ) -> None:
     """Run the IPC-abuse scenarios and benign look-alikes; exit 1 on a miss or a false
     positive.
 
     Starts a server and an agent for this host on loopback, learns this host's current
     execution paths as its baseline, then runs each scenario with real processes
-    (socat, ncat, nc, bash, python3, tmux, make, run-parts), waits for a medium-or-worse
-    finding naming one of its processes, and cleans up by recorded pid and path. A
+    (socat, ncat, nc, bash, python3, tmux, make, run-parts), runs collection cycles until
+    a medium-or-worse finding names one of its processes, and cleans up by recorded pid
+    and path. A
     scenario whose tool is missing is reported as skipped, never as passed. With
     --stock the agent is a stock osqueryd, without this project's extension tables.
     """
@@ -65,28 +82,17 @@ def validate(
         try:
             with console.status("starting the server and agent, learning this host"):
                 fleet.start()
-                assert fleet.client is not None
-                fleet.collect()
-                fleet.collect()
-                fleet.client.post("/detect", {"learn": True})
-            client = fleet.client
-
-            def findings(since: int) -> list[dict[str, Any]]:
-                answer = client.get(
-                    "/findings", status="open", min_severity="medium", occurred_since=since
-                )
-                found: list[dict[str, Any]] = answer["findings"]
-                return found
-
-            with console.status("running scenarios"):
-                outcomes = run_scenarios(chosen, fleet.collect, findings, wait=wait)
+                fleet.learn()
+            busy = f" beside {burners} CPU burners" if burners else ""
+            with console.status(f"running scenarios{busy}"), cpu_burners(burners):
+                outcomes = run_scenarios(chosen, fleet, cycles=cycles)
         except FleetError as exc:
             raise click.ClickException(str(exc)) from exc
         finally:
             fleet.stop()
     render(
         [o.row() for o in outcomes],
-        ("scenario", "name", "kind", "result", "finding", "seconds", "detail"),
+        ("scenario", "name", "kind", "result", "finding", "cycles", "seconds", "detail"),
         fmt,
         title="detection validation" + (" (stock osquery)" if stock else ""),
     )

@@ -87,11 +87,24 @@ class DetectionService:
     _events: frozenset[str] = field(default_factory=_event_queries)
     _baseline: tuple[int | None, Baseline] | None = None
     _running: threading.Lock = field(default_factory=threading.Lock)
+    # Marks counted as they come, and how many of them the worker has judged: a caller
+    # that delivered results can wait until detection has caught up with them.
+    _marked: int = 0
+    _judged: int = 0
 
     def mark(self, host_id: int) -> None:
         with self._cond:
             self._dirty.setdefault(host_id, time.monotonic())
-            self._cond.notify()
+            self._marked += 1
+            self._cond.notify_all()
+
+    def wait_judged(self, timeout: float) -> bool:
+        """Wait until every host marked before this call has been judged (False when
+        ``timeout`` seconds pass first). Results are marked when their ``log`` post is
+        stored, so after an agent's delivery this is "detection has seen it"."""
+        with self._cond:
+            target = self._marked
+            return self._cond.wait_for(lambda: self._judged >= target, timeout)
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="detection", daemon=True)
@@ -100,7 +113,7 @@ class DetectionService:
     def stop(self) -> None:
         with self._cond:
             self._stop = True
-            self._cond.notify()
+            self._cond.notify_all()
         if self._thread is not None:
             self._thread.join(timeout=10)
 
@@ -117,6 +130,7 @@ class DetectionService:
                     self._cond.wait(wait)
                     continue
                 hosts, self._dirty = list(self._dirty), {}
+                taken = self._marked
             for host_id in hosts:
                 try:
                     created = self.run_host(host_id, int(time.time())).created
@@ -125,6 +139,9 @@ class DetectionService:
                     continue
                 if created and self.on_findings is not None:
                     self.on_findings(host_id, created)
+            with self._cond:
+                self._judged = taken
+                self._cond.notify_all()
 
     def baseline(self, session: Session) -> Baseline:
         """The admin's baseline (YAML, may extend the default), re-read when it changes."""

@@ -1,19 +1,24 @@
 """Run scenarios against a live detection pipeline and judge the outcome.
 
-For each scenario: start it, collect with the agent until a medium-or-worse finding has
-an occurrence first seen after the scenario started whose pid is one of the scenario's
-processes (an attack) or the wait runs out, then clean up by recorded pid and path. An
-attack with such an occurrence is *detected*, one without is *missed*; a benign scenario
-with one is a *false positive*. Occurrences, not findings: the same kind of attack may
-have run (and been found) before, and the scenario's processes are new incidents on it.
+For each scenario: start it, then run collection cycles (the agent collects every
+scheduled query once and delivers, and detection judges the delivery) until a
+medium-or-worse finding has an occurrence first seen after the scenario started whose
+pid is one of the scenario's processes, or the cycles run out; then clean up by recorded
+pid and path. An attack with such an occurrence is *detected*, one without is *missed*;
+a benign scenario with one is a *false positive*. Occurrences, not findings: the same
+kind of attack may have run (and been found) before, and the scenario's processes are
+new incidents on it.
+
+The wait is counted in collection cycles, not seconds, so a busy machine makes a run
+slower, never a miss: a scenario a quiet machine finds in one cycle is found in one
+cycle with both cores busy too.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from fleetctl.detection.scoring import severity_rank
 from fleetctl.validate.scenarios import Scenario
@@ -29,6 +34,7 @@ class Outcome:
     seconds: float | None = None
     detail: str = ""
     pid: int | None = None  # the scenario's process the occurrence is
+    cycles: int = 0  # collection cycles run
 
     @property
     def ok(self) -> bool:
@@ -41,36 +47,48 @@ class Outcome:
             "kind": "attack" if self.scenario.attack else "benign",
             "result": self.verdict,
             "finding": self.finding,
+            "cycles": self.cycles,
             "seconds": None if self.seconds is None else round(self.seconds, 1),
             "detail": self.detail,
         }
 
 
-Findings = Callable[[int], list[dict[str, Any]]]
+class Pipeline(Protocol):
+    """The detection pipeline a scenario runs against (``fleetctl.local.LocalFleet``)."""
+
+    def collect(self) -> None:
+        """One collection cycle: every scheduled query once, delivered."""
+
+    def judged(self) -> None:
+        """Return once detection has judged everything delivered."""
+
+    def findings(self, since: int) -> list[dict[str, Any]]:
+        """Open medium+ findings with occurrences first seen at ``since`` or later
+        (``occurrences_since``, as ``GET /findings?occurred_since=`` answers)."""
+        ...
 
 
 def run_scenarios(
     scenarios: list[Scenario],
-    collect: Callable[[], None],
-    findings: Findings,
+    pipeline: Pipeline,
     *,
-    wait: float = 20.0,
-    quiet_wait: float = 4.0,
+    cycles: int = 3,
+    quiet_cycles: int = 2,
 ) -> list[Outcome]:
-    """``collect`` runs one agent cycle; ``findings(t)`` lists medium+ open findings with
-    an occurrence first seen at unix time ``t`` or later, each with those occurrences
-    (``occurrences_since``, as ``GET /findings?occurred_since=t`` answers)."""
+    """Each scenario for at most ``cycles`` collection cycles (an attack) or exactly
+    ``quiet_cycles`` (a benign look-alike)."""
     outcomes = []
     for scenario in scenarios:
         reason = scenario.unavailable()
         if reason:
             outcomes.append(Outcome(scenario, "skipped", detail=reason))
             continue
-        outcomes.append(_run_one(scenario, collect, findings, wait, quiet_wait))
+        budget = cycles if scenario.attack else quiet_cycles
+        outcomes.append(_run_one(scenario, pipeline, budget))
     return outcomes
 
 
-def _hit(found: list[dict[str, Any]], pids: set[int]) -> tuple[dict[str, Any], Any] | None:
+def occurrence_of(found: list[dict[str, Any]], pids: set[int]) -> tuple[dict[str, Any], Any] | None:
     """The first medium-or-worse occurrence that is one of ``pids``, with its finding
     (``found`` holds only occurrences first seen since the scenario started)."""
     return next(
@@ -85,13 +103,7 @@ def _hit(found: list[dict[str, Any]], pids: set[int]) -> tuple[dict[str, Any], A
     )
 
 
-def _run_one(
-    scenario: Scenario,
-    collect: Callable[[], None],
-    findings: Findings,
-    wait: float,
-    quiet_wait: float,
-) -> Outcome:
+def _run_one(scenario: Scenario, pipeline: Pipeline, budget: int) -> Outcome:
     since = int(time.time())  # the server stamps occurrences with its (this) clock
     started = time.monotonic()
     try:
@@ -99,26 +111,32 @@ def _run_one(
     except Exception as exc:  # a scenario that cannot start is reported, not hidden
         return Outcome(scenario, "error", detail=f"could not start: {exc}")
     try:
-        deadline = started + (wait if scenario.attack else quiet_wait)
-        while True:
+        for cycle in range(1, budget + 1):
             pids = running.pids()
-            collect()
-            time.sleep(0.5)  # detection settles after the batch
-            hit = _hit(findings(since), pids)
+            pipeline.collect()
+            pipeline.judged()
+            hit = occurrence_of(pipeline.findings(since), pids)
             if hit is not None:
                 finding, occurrence = hit
-                seconds = time.monotonic() - started
-                verdict = "detected" if scenario.attack else "false positive"
                 return Outcome(
                     scenario,
-                    verdict,
+                    "detected" if scenario.attack else "false positive",
                     str(finding["id"]),
-                    seconds,
+                    time.monotonic() - started,
                     f"{finding['parent']} -> {finding['child']} pid {occurrence['pid']} "
                     f"({occurrence['severity']})",
                     int(occurrence["pid"]),
+                    cycle,
                 )
-            if time.monotonic() > deadline:
-                return Outcome(scenario, "missed" if scenario.attack else "quiet")
+        waited = time.monotonic() - started
+        if not scenario.attack:
+            return Outcome(scenario, "quiet", seconds=waited, cycles=budget)
+        return Outcome(
+            scenario,
+            "missed",
+            seconds=waited,
+            detail=f"no finding on its processes after {budget} collection cycles ({waited:.1f} s)",
+            cycles=budget,
+        )
     finally:
         running.cleanup()

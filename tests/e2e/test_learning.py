@@ -44,13 +44,13 @@ def fleet(tmp_path: Path) -> Iterator[LocalFleet]:
 
 
 def occurrences_since(fleet: LocalFleet, since: int, pid: int) -> list[dict[str, Any]]:
-    """Collect until a medium+ finding has an occurrence of ``pid`` first seen at
-    ``since`` or later; those findings."""
+    """Collection cycles (three at most) until a medium+ finding has an occurrence of
+    ``pid`` first seen at ``since`` or later; those findings."""
     assert fleet.client is not None
-    deadline = time.monotonic() + 30
-    while True:
+    found: list[dict[str, Any]] = []
+    for _ in range(3):
         fleet.collect()
-        time.sleep(0.6)  # detection runs just after the batch
+        fleet.judged()
         found = [
             f
             for f in fleet.client.get("/findings", min_severity="medium", occurred_since=since)[
@@ -58,8 +58,9 @@ def occurrences_since(fleet: LocalFleet, since: int, pid: int) -> list[dict[str,
             ]
             if any(o["pid"] == pid for o in f["occurrences_since"])
         ]
-        if found or time.monotonic() > deadline:
-            return found
+        if found:
+            break
+    return found
 
 
 def shell_of(running: Running) -> int:
@@ -72,9 +73,7 @@ def test_an_attack_running_while_the_host_learns_is_no_baseline(fleet: LocalFlee
     first = FIFO_SHELL.launch()
     try:
         early = shell_of(first)
-        fleet.collect()
-        fleet.collect()
-        learned = fleet.client.post("/detect", {"learn": True})
+        learned = fleet.learn()
         refusals = [r for r in learned["refused"] if early in r["pids"]]
         assert refusals, learned["refused"]
         assert not any(early in r.get("pids", []) for r in learned["learned_keys"])
