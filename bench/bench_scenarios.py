@@ -66,7 +66,11 @@ class Rounds:
 def one_round(fleet: LocalFleet, scenario: Scenario, window: float) -> tuple[bool, int, float]:
     """(found, cycles, latency) of one run of an attack; (quiet, cycles, 0) of a look-alike."""
     since = int(time.time())
-    running = scenario.launch()
+    try:
+        running = scenario.launch()
+    except Exception as exc:  # a scenario that cannot start is a failed round, said
+        print(f"{scenario.number}: could not start: {exc}", file=sys.stderr)
+        return False, 0, 0.0
     try:
         budget = 3 if scenario.attack else 2
         for cycle in range(1, budget + 1):

@@ -329,16 +329,16 @@ def systemd_run_pipe(run: Running) -> None:
 
 
 def tmux_session(run: Running) -> None:
-    name = f"fleetctl-validate-{os.getpid()}-{time.monotonic_ns()}"
+    # A tmux server of its own (-S): the shared default server exits with its last
+    # session, and a session started while it exits fails ("server exited unexpectedly").
+    tmux = ["tmux", "-S", str(run.workdir / "tmux.sock")]
     subprocess.run(
-        ["tmux", "new-session", "-d", "-s", name, f"{SH} -c 'ls >/dev/null; sleep 120'"],
+        [*tmux, "new-session", "-d", "-s", "validate", f"{SH} -c 'ls >/dev/null; sleep 120'"],
         check=True,
         cwd=run.workdir,
     )
     run.cleanups.append(
-        lambda: subprocess.run(
-            ["tmux", "kill-session", "-t", name], capture_output=True, check=False
-        )
+        lambda: subprocess.run([*tmux, "kill-server"], capture_output=True, check=False)
     )
 
 
