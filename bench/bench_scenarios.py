@@ -129,9 +129,11 @@ def main(argv: list[str] | None = None) -> int:
                 run_rounds(fleet, scenario, args.quiet_rounds, args.window, quiet[scenario.number])
                 with cpu_burners(args.burners):
                     run_rounds(fleet, scenario, args.rounds, args.window, busy[scenario.number])
+                q, b = quiet[scenario.number], busy[scenario.number]
                 console.print(
-                    f"{scenario.number} {scenario.name}: quiet {quiet[scenario.number].cell()},"
-                    f" {args.burners} burners {busy[scenario.number].cell()}"
+                    f"{scenario.number} {scenario.name}: quiet {q.cell()} (worst"
+                    f" {_seconds(q.worst())} s), {args.burners} burners {b.cell()} (worst"
+                    f" {_seconds(b.worst())} s, at most {max(b.cycles, default=0)} cycles)"
                 )
         finally:
             fleet.stop()
