@@ -8,12 +8,13 @@ removed_at > T)``. Migrations create them by version: version 1 (migration 0004)
 views over collected rows, findings and hosts; version 2 (0007) ``hunt_results`` and
 ``hunt_live_results``; version 3 (0008) ``hunt_rejected``; version 4 (0010)
 ``hunt_findings`` again, with the learning and ack columns, and
-``hunt_finding_occurrences``.
+``hunt_finding_occurrences``; version 5 (0011) every view again, each unix-seconds
+column with an ISO 8601 UTC twin named ``<column>_iso``.
 """
 
 from __future__ import annotations
 
-VERSION = 4
+VERSION = 5
 
 # view -> (pack query names, [(column, SQL type)])  (columns are the query's own names)
 ROW_VIEWS: dict[str, tuple[tuple[str, ...], tuple[tuple[str, str], ...]]] = {
@@ -130,18 +131,22 @@ def _value(column: str, sql_type: str, dialect: str) -> str:
     return f"CAST({raw} AS {'BIGINT' if dialect == 'postgresql' else 'INTEGER'}) AS {column}"
 
 
-def row_view_sql(name: str, dialect: str) -> str:
+def row_view_select(name: str, dialect: str) -> str:
     queries, columns = ROW_VIEWS[name]
     listed = ", ".join(f"'{q}'" for q in queries)
     values = ",\n        ".join(_value(c, t, dialect) for c, t in columns)
     return (
-        f"CREATE VIEW {name} AS SELECT r.host_id, h.host_identifier AS host,\n"
+        f"SELECT r.host_id, h.host_identifier AS host,\n"
         f"        {values},\n        r.first_seen, r.removed_at\n"
         f"    FROM result_rows r\n"
         f"    JOIN query_states q ON q.host_id = r.host_id AND q.name = r.name\n"
         f"    JOIN hosts h ON h.id = r.host_id\n"
         f"    WHERE q.query IN ({listed})"
     )
+
+
+def row_view_sql(name: str, dialect: str) -> str:
+    return f"CREATE VIEW {name} AS {row_view_select(name, dialect)}"
 
 
 def json_array_rows(dialect: str, alias: str, column: str) -> str:
@@ -160,8 +165,11 @@ def hunt_results_sql(dialect: str) -> str:
     as JSON (``columns ->> 'pid'`` on both databases). A host's answer is current from
     when it was stored (``first_seen``) until its next answer to the same hunt
     (``removed_at``), so "as of T" picks each host's latest answer before T."""
-    return f"""CREATE VIEW hunt_results AS
-    WITH answers AS (
+    return f"CREATE VIEW hunt_results AS {hunt_results_select(dialect)}"
+
+
+def hunt_results_select(dialect: str) -> str:
+    return f"""WITH answers AS (
         SELECT u.name AS hunt, r.run, t.host_id, t.rows, t.done_at,
             LEAD(t.done_at) OVER (PARTITION BY r.hunt_id, t.host_id ORDER BY r.run) AS next_at
         FROM hunt_runs r
@@ -179,8 +187,11 @@ def hunt_results_sql(dialect: str) -> str:
 def live_results_sql(dialect: str) -> str:
     """One row per result row of every live query a host answered: a point observation
     at ``answered_at`` (a live query has no next run to end it)."""
-    return f"""CREATE VIEW hunt_live_results AS
-    SELECT c.id AS query_id, c.sql, t.host_id, h.host_identifier AS host,
+    return f"CREATE VIEW hunt_live_results AS {live_results_select(dialect)}"
+
+
+def live_results_select(dialect: str) -> str:
+    return f"""SELECT c.id AS query_id, c.sql, t.host_id, h.host_identifier AS host,
         e.value AS columns, t.done_at AS answered_at
     FROM campaigns c
     JOIN campaign_targets t ON t.campaign_id = c.id
@@ -206,12 +217,63 @@ FINDING_VIEWS: dict[str, str] = {
         JOIN findings f ON f.id = o.finding_id JOIN hosts h ON h.id = f.host_id""",
 }
 
+# Version 5: each view's unix-seconds columns get an ISO 8601 UTC twin, ``<column>_iso``.
+TIME_COLUMNS: dict[str, tuple[str, ...]] = {
+    **{name: ("first_seen", "removed_at") for name in ROW_VIEWS},
+    "hunt_processes": ("start_time", "first_seen", "removed_at"),
+    "hunt_hosts": ("enrolled_at", "last_seen"),
+    "hunt_execution_paths": ("first_seen", "last_seen"),
+    "hunt_parent_children": ("first_seen",),
+    "hunt_findings": ("first_seen", "last_seen", "acked_at"),
+    "hunt_finding_occurrences": ("start_time", "first_seen", "last_seen", "acked_at"),
+    "hunt_results": ("first_seen", "removed_at"),
+    "hunt_live_results": ("answered_at",),
+    "hunt_rejected": ("received_at",),
+}
+MAX_ISO_TIME = 253_402_300_799  # 9999-12-31T23:59:59Z: a host's start_time may be anything
+
+# PostgreSQL gets SQLite's unixepoch(), so one "the last week" reads the same on both:
+# ``removed_at > unixepoch() - 7*86400``.
+UNIXEPOCH_FUNCTION = """CREATE OR REPLACE FUNCTION unixepoch() RETURNS bigint
+    LANGUAGE sql STABLE PARALLEL SAFE
+    AS 'SELECT floor(extract(epoch FROM now()))::bigint'"""
+
+
+def iso_sql(column: str, dialect: str) -> str:
+    """ISO 8601 UTC text of the unix seconds in ``column``; NULL when out of range."""
+    text = (
+        f"to_char(to_timestamp({column}) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
+        if dialect == "postgresql"
+        else f"strftime('%Y-%m-%dT%H:%M:%SZ', {column}, 'unixepoch')"
+    )
+    return f"CASE WHEN {column} BETWEEN 0 AND {MAX_ISO_TIME} THEN {text} END"
+
+
+def _select_v4(name: str, dialect: str) -> str:
+    """The body of view ``name`` as version 4 left it."""
+    if name in ROW_VIEWS:
+        return row_view_select(name, dialect)
+    if name == "hunt_results":
+        return hunt_results_select(dialect)
+    if name == "hunt_live_results":
+        return live_results_select(dialect)
+    if name == "hunt_rejected":
+        return REJECTED_SQL
+    return FINDING_VIEWS.get(name) or PLAIN_VIEWS[name]
+
+
+def _select_v5(name: str, dialect: str) -> str:
+    twins = "".join(f",\n    {iso_sql(f'b.{c}', dialect)} AS {c}_iso" for c in TIME_COLUMNS[name])
+    return f"SELECT b.*{twins}\nFROM ({_select_v4(name, dialect)}) AS b"
+
+
 # The views each version creates, in order (a later version may create one again).
 _ADDED: dict[int, tuple[str, ...]] = {
     1: (*ROW_VIEWS, *PLAIN_VIEWS),
     2: ("hunt_results", "hunt_live_results"),
     3: ("hunt_rejected",),
     4: tuple(FINDING_VIEWS),
+    5: tuple(TIME_COLUMNS),
 }
 
 
@@ -233,6 +295,8 @@ def create_statements(dialect: str, version: int = VERSION) -> list[str]:
         return [f"CREATE VIEW hunt_rejected AS {REJECTED_SQL}"]
     if version == 4:
         return [f"CREATE VIEW {name} AS {sql}" for name, sql in FINDING_VIEWS.items()]
+    if version == 5:
+        return [f"CREATE VIEW {name} AS {_select_v5(name, dialect)}" for name in TIME_COLUMNS]
     raise ValueError(f"unknown hunting views version {version}")
 
 
@@ -243,9 +307,11 @@ def drop_statements(version: int = VERSION) -> list[str]:
     return [f"DROP VIEW IF EXISTS {name}" for name in _ADDED[version]]
 
 
-def restore_statements(version: int) -> list[str]:
+def restore_statements(version: int, dialect: str = "sqlite") -> list[str]:
     """CREATE VIEW statements that bring back, as the version before had them, the views
     ``version`` created again (for the downgrade of its migration)."""
+    if version == 5:
+        return [f"CREATE VIEW {name} AS {_select_v4(name, dialect)}" for name in TIME_COLUMNS]
     if version == 4:
         return [f"CREATE VIEW hunt_findings AS {PLAIN_VIEWS['hunt_findings']}"]
     if version in _ADDED:
