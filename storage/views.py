@@ -14,6 +14,11 @@ column with an ISO 8601 UTC twin named ``<column>_iso``.
 
 from __future__ import annotations
 
+from typing import Any
+
+from sqlalchemy import inspect
+from sqlalchemy.orm import Session
+
 VERSION = 5
 
 # view -> (pack query names, [(column, SQL type)])  (columns are the query's own names)
@@ -317,3 +322,77 @@ def restore_statements(version: int, dialect: str = "sqlite") -> list[str]:
     if version in _ADDED:
         return []
     raise ValueError(f"unknown hunting views version {version}")
+
+
+# What each view holds, for ``fleetctl sql --schema`` (the README's table says the same).
+DESCRIPTIONS: dict[str, str] = {
+    "hunt_hosts": "enrolled hosts",
+    "hunt_processes": "processes with parent and grandparent (process_lineage)",
+    "hunt_pipes": "pipe and FIFO ends with the process at the other end (pipe_partners)",
+    "hunt_unix_sockets": "unix sockets and the processes holding them (unix_sockets)",
+    "hunt_unix_peers": "connected unix sockets with the peer process (unix_socket_peers)",
+    "hunt_stdio": "what each process's stdin, stdout and stderr are (process_stdio)",
+    "hunt_execution_paths": "execution paths detection has seen on each host",
+    "hunt_parent_children": "parent/child name pairs detection has seen on each host",
+    "hunt_findings": "findings: one per host and execution path",
+    "hunt_finding_occurrences": "each incident of a finding, with its evidence as first stored",
+    "hunt_results": "every row of every hunt run a host answered",
+    "hunt_live_results": "every row of every live query a host answered",
+    "hunt_rejected": "log lines quarantined at ingest, with the reason",
+}
+
+# Columns whose values come from a closed set, and that set.
+CLOSED_VALUES: dict[tuple[str, str], tuple[str, ...]] = {
+    ("hunt_stdio", "kind"): (
+        "fifo", "pipe", "unix", "tcp", "udp", "file", "null", "pty", "tty", "closed", "other",
+    ),
+    ("hunt_stdio", "mode"): ("r", "w", "rw"),
+    ("hunt_pipes", "mode"): ("r", "w", "rw"),
+    ("hunt_pipes", "type"): ("anonymous", "named"),
+    ("hunt_pipes", "partner_mode"): ("r", "w", "rw"),
+    ("hunt_findings", "severity"): ("info", "low", "medium", "high", "critical"),
+    ("hunt_findings", "status"): ("open", "reopened", "acked", "suppressed"),
+    ("hunt_finding_occurrences", "severity"): ("info", "low", "medium", "high", "critical"),
+    ("hunt_rejected", "log_type"): ("result", "status"),
+}  # fmt: skip
+
+
+# Computed columns whose type SQLite cannot report.
+_COMPUTED_TYPES = {
+    ("hunt_results", "columns"): "JSON",
+    ("hunt_results", "removed_at"): "BIGINT",
+    ("hunt_live_results", "columns"): "JSON",
+}
+
+
+def describe(session: Session) -> list[dict[str, Any]]:
+    """Every hunting view with what it holds and its columns (name, type, and the closed
+    set of values where there is one), in the order the database reports them."""
+    inspector = inspect(session.connection())
+    described = []
+    for view in hunting_views():
+        declared = dict(ROW_VIEWS[view][1]) if view in ROW_VIEWS else {}
+        declared.update({c: t for (v, c), t in _COMPUTED_TYPES.items() if v == view})
+        columns = [
+            {
+                "name": column["name"],
+                "type": _type_name(column["name"], declared.get(column["name"]), column["type"]),
+                "values": list(CLOSED_VALUES.get((view, column["name"]), ())),
+            }
+            for column in inspector.get_columns(view)
+        ]
+        described.append({"view": view, "description": DESCRIPTIONS[view], "columns": columns})
+    return described
+
+
+def _type_name(name: str, declared: str | None, reported: Any) -> str:
+    """One word for a column's type on either database: integer, text, boolean, json."""
+    if name.endswith("_iso"):
+        return "text"
+    if declared is not None:
+        return {"BIGINT": "integer", "JSON": "json"}.get(declared, "text")
+    word = str(reported).lower() if reported is not None else ""
+    for kind in ("int", "bool", "json"):
+        if kind in word:
+            return {"int": "integer", "bool": "boolean", "json": "json"}[kind]
+    return "text" if word and word != "null" else "any"

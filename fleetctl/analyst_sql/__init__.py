@@ -37,13 +37,16 @@ _FIRST_WORD = re.compile(
 )
 # Statements that are not queries, answered early with what is allowed. Any other first
 # word goes to the database, whose syntax error names the fault ("SELEC 1").
-_NOT_QUERIES = frozenset(
-    """abort alter analyze attach begin call checkpoint close cluster comment commit copy
-    create deallocate declare delete detach discard do drop end execute explain fetch grant
-    import insert listen load lock merge move notify pragma prepare reassign refresh reindex
-    release replace reset revoke rollback savepoint security set show start truncate unlisten
-    update upsert vacuum""".split()
-)
+# fmt: off
+_NOT_QUERIES = frozenset((
+    "abort", "alter", "analyze", "attach", "begin", "call", "checkpoint", "close", "cluster",
+    "comment", "commit", "copy", "create", "deallocate", "declare", "delete", "detach",
+    "discard", "do", "drop", "end", "execute", "explain", "fetch", "grant", "import", "insert",
+    "listen", "load", "lock", "merge", "move", "notify", "pragma", "prepare", "reassign",
+    "refresh", "reindex", "release", "replace", "reset", "revoke", "rollback", "savepoint",
+    "security", "set", "show", "start", "truncate", "unlisten", "update", "upsert", "vacuum",
+))
+# fmt: on
 
 
 def check_sql(sql: str) -> str:

@@ -71,7 +71,7 @@ def test_times_relative_to_now(text: str, seconds: int) -> None:
 
 
 def test_a_time_error_names_every_accepted_form() -> None:
-    with pytest.raises(ValueError, match="now, a duration ago .*1h30m.*unix seconds or ISO"):
+    with pytest.raises(ValueError, match=r"now, a duration ago .*1h30m.*unix seconds or ISO"):
         parse_time("yesterday")
 
 

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from fleetctl.timeutil import iso
+from storage.views import hunting_views
 from tests.conftest import RunningServer
 
 PROC = "pack_ipc-telemetry_process_lineage"
@@ -199,3 +200,26 @@ def test_the_readme_sql_examples_run_on_both_databases(admin: Any) -> None:
     assert [a.status_code for a in answers] == [200] * len(examples), [a.text for a in answers]
     rarest = answers[1].json()["rows"]
     assert rarest == [{"parent": "python3", "child": "dash", "hosts": 1}]
+
+
+def test_the_schema_lists_every_view_with_columns_and_closed_values(admin: Any) -> None:
+    answer = admin.get("/api/v1/admin/sql/schema")
+    assert answer.status_code == 200, answer.text
+    described = {v["view"]: v for v in answer.json()["views"]}
+    assert set(described) == set(hunting_views())
+    stdio = {c["name"]: c for c in described["hunt_stdio"]["columns"]}
+    assert stdio["pid"]["type"] == "integer" and stdio["first_seen_iso"]["type"] == "text"
+    assert "fifo" in stdio["kind"]["values"] and "unix" in stdio["kind"]["values"]
+    findings = {c["name"]: c for c in described["hunt_findings"]["columns"]}
+    assert findings["severity"]["values"] == ["info", "low", "medium", "high", "critical"]
+    assert {c["name"]: c["type"] for c in described["hunt_results"]["columns"]}["columns"] == "json"
+    # every column the schema lists can be selected through analyst SQL
+    for view, spec in described.items():
+        listed = ", ".join(c["name"] for c in spec["columns"])
+        assert sql(admin, f"SELECT {listed} FROM {view} LIMIT 1") is not None
+
+
+def test_the_readme_lists_every_view() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    listed = set(re.findall(r"^\| `(hunt_\w+)` \|", readme, re.MULTILINE))
+    assert listed == set(hunting_views())
