@@ -10,8 +10,8 @@ from typing import Any
 import click
 import yaml
 
-from fleetctl.client import client_options, open_client
-from fleetctl.output import output_options, render
+from fleetctl.cli.client import client_options, open_client
+from fleetctl.cli.output import output_options, render
 
 FINDING_COLUMNS = (
     "id",

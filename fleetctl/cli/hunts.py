@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from fleetctl.client import client_options, open_client
-from fleetctl.output import output_options, render
+from fleetctl.cli.client import client_options, open_client
+from fleetctl.cli.output import output_options, render
 from fleetctl.timeutil import parse_duration
 
 

@@ -1,7 +1,7 @@
 """``fleetctl packs``: check, convert, apply and inspect osquery packs.
 
 Each subcommand is a small function on the ``packs`` group; commands that print rows go
-through ``fleetctl.output.render`` so ``--format`` behaves as everywhere else.
+through ``fleetctl.cli.output.render`` so ``--format`` behaves as everywhere else.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ import click
 
 from fleetctl.agent.engines import QueryEngine, select_engine
 from fleetctl.agent.errors import EngineError
-from fleetctl.client import ClientError, client_options, open_client
-from fleetctl.output import output_options, render
+from fleetctl.cli.client import ClientError, client_options, open_client
+from fleetctl.cli.output import output_options, render
 from fleetctl.packs.convert import ConvertError, convert_file
 from fleetctl.packs.loader import (
     PackFormatError,

@@ -8,8 +8,8 @@ from typing import Any
 
 import click
 
-from fleetctl.client import AdminClient, client_options, open_client
-from fleetctl.output import output_options, render
+from fleetctl.cli.client import AdminClient, client_options, open_client
+from fleetctl.cli.output import output_options, render
 from fleetctl.timeutil import parse_duration
 
 

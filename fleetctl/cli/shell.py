@@ -16,8 +16,8 @@ from typing import TextIO
 import apsw
 import click
 
+from fleetctl.cli.output import render
 from fleetctl.engine import Engine, QueryError, QueryResult, osqueryi_json
-from fleetctl.output import render
 
 PROMPT = "osquery> "
 CONTINUATION = "    ...> "

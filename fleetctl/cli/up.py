@@ -17,11 +17,11 @@ import click
 from rich.console import Console
 
 from fleetctl.agent.engines import describe
+from fleetctl.cli.client import AdminClient
+from fleetctl.cli.local import LocalFleet
 from fleetctl.cli.options import setting_option
-from fleetctl.client import AdminClient
+from fleetctl.cli.output import render
 from fleetctl.errors import FleetError
-from fleetctl.local import LocalFleet
-from fleetctl.output import render
 from fleetctl.settings import SettingError, default_home, from_options
 
 STDIO_QUERY = "pack_ipc-telemetry-extension_process_stdio"
