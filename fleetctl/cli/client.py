@@ -7,23 +7,30 @@ by ``fleetctl serve`` on first start.
 
 from __future__ import annotations
 
+import functools
 import json
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 import httpx
 
 from fleetctl.settings import default_home
 
-F = TypeVar("F", bound=Callable[..., Any])
-
 
 def ssl_context(ca: str | None) -> ssl.SSLContext:
     """Verify the server against ``ca`` (the server's own CA file) or the system store."""
     return ssl.create_default_context(cafile=ca) if ca else ssl.create_default_context()
+
+
+#: (option, environment variable, help) of where client commands connect.
+CLIENT_OPTIONS = (
+    ("--server", "FLEETCTL_SERVER", "Server URL, e.g. https://127.0.0.1:8443."),
+    ("--token", "FLEETCTL_TOKEN", "Admin API token."),
+    ("--ca", "FLEETCTL_CA", "CA bundle to verify the server."),
+)
 
 
 class ClientError(click.ClickException):
@@ -41,44 +48,59 @@ class Context:
     ca: str | None
 
 
-def client_options(func: F) -> F:
-    """``--server``, ``--token``, ``--ca`` with their environment variables."""
-    func = click.option("--ca", envvar="FLEETCTL_CA", help="CA bundle to verify the server.")(func)
-    func = click.option("--token", envvar="FLEETCTL_TOKEN", help="Admin API token.")(func)
-    func = click.option(
-        "--server", envvar="FLEETCTL_SERVER", help="Server URL, e.g. https://127.0.0.1:8443."
-    )(func)
-    return func
+@dataclass
+class Connection:
+    """Where a client command connects, as given by ``--server/--token/--ca`` or their
+    environment variables; what is missing comes from ``context.json`` in ``resolve``."""
 
+    server: str | None = None
+    token: str | None = None
+    ca: str | None = None
 
-def resolve_context(server: str | None, token: str | None, ca: str | None) -> Context:
-    stored: dict[str, str] = {}
-    path = default_home() / "context.json"
-    if path.exists():
-        try:
-            stored = json.loads(path.read_text())
-        except ValueError as exc:
-            raise ClientError(f"{path} is not valid JSON: {exc}") from exc
-    server = server or stored.get("server")
-    token = token or stored.get("token")
-    ca = ca or stored.get("ca")
-    if not server or not token:
-        raise ClientError(
-            f"no server to talk to: start one with `fleetctl serve` (it writes {path}), "
-            "or pass --server and --token"
-        )
-    return Context(server.rstrip("/"), token, ca)
+    def resolve(self) -> Context:
+        stored: dict[str, str] = {}
+        path = default_home() / "context.json"
+        if path.exists():
+            try:
+                stored = json.loads(path.read_text())
+            except ValueError as exc:
+                raise ClientError(f"{path} is not valid JSON: {exc}") from exc
+        server = self.server or stored.get("server")
+        token = self.token or stored.get("token")
+        ca = self.ca or stored.get("ca")
+        if not server or not token:
+            raise ClientError(
+                f"no server to talk to: start one with `fleetctl serve` (it writes {path}), "
+                "or pass --server and --token"
+            )
+        return Context(server.rstrip("/"), token, ca)
 
 
 class AdminClient:
-    def __init__(self, context: Context, timeout: float = 30.0) -> None:
-        self.context = context
-        self._http = httpx.Client(
-            base_url=context.server,
-            verify=ssl_context(context.ca),
-            headers={"Authorization": f"Bearer {context.token}"},
-            timeout=timeout,
-        )
+    """The admin API at ``where``. A ``Connection`` is resolved, and the server reached,
+    at the first call: a command checks its own arguments before it looks for a server."""
+
+    def __init__(self, where: Context | Connection, timeout: float = 30.0) -> None:
+        self._where = where
+        self._timeout = timeout
+        self._http: httpx.Client | None = None
+
+    @property
+    def context(self) -> Context:
+        if isinstance(self._where, Connection):
+            self._where = self._where.resolve()
+        return self._where
+
+    def _client(self) -> httpx.Client:
+        if self._http is None:
+            context = self.context
+            self._http = httpx.Client(
+                base_url=context.server,
+                verify=ssl_context(context.ca),
+                headers={"Authorization": f"Bearer {context.token}"},
+                timeout=self._timeout,
+            )
+        return self._http
 
     def get(self, path: str, **params: Any) -> Any:
         return self.request("GET", path, params={k: v for k, v in params.items() if v is not None})
@@ -91,8 +113,9 @@ class AdminClient:
 
     def request(self, method: str, path: str, **kwargs: Any) -> Any:
         """Call the admin API; a refusal raises ``ClientError`` carrying any ``errors`` list."""
+        http = self._client()
         try:
-            response = self._http.request(method, f"/api/v1/admin{path}", **kwargs)
+            response = http.request(method, f"/api/v1/admin{path}", **kwargs)
         except httpx.HTTPError as exc:
             raise ClientError(f"cannot reach {self.context.server}: {exc}") from exc
         try:
@@ -104,13 +127,29 @@ class AdminClient:
         return payload
 
     def close(self) -> None:
-        self._http.close()
+        if self._http is not None:
+            self._http.close()
 
 
-def open_client(
-    ctx: click.Context, server: str | None, token: str | None, ca: str | None
-) -> AdminClient:
-    """An AdminClient closed when the command finishes."""
-    client = AdminClient(resolve_context(server, token, ca))
-    ctx.call_on_close(client.close)
-    return client
+def _remember(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    """Keep an option's value on the click context's ``Connection``."""
+    setattr(ctx.ensure_object(Connection), str(param.name), value)
+
+
+def client_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """``--server``, ``--token``, ``--ca`` with their environment variables; the command
+    receives, as its first argument (after ``ctx`` under ``click.pass_context``), an
+    ``AdminClient`` for them, closed when the command finishes."""
+
+    @click.pass_context
+    def command(ctx: click.Context, /, *args: Any, **kwargs: Any) -> Any:
+        client = AdminClient(ctx.ensure_object(Connection))
+        ctx.call_on_close(client.close)
+        return ctx.invoke(func, client, *args, **kwargs)
+
+    wrapped = functools.update_wrapper(command, func)
+    for flag, envvar, text in reversed(CLIENT_OPTIONS):
+        wrapped = click.option(
+            flag, envvar=envvar, help=text, expose_value=False, callback=_remember
+        )(wrapped)
+    return wrapped
