@@ -2,10 +2,10 @@
 
 Each field that can be set from outside carries a ``Setting`` (``setting()``): its
 ``fleetctl serve`` option, its environment variable, its help, and how the option's text
-becomes the value. ``fleetctl serve``'s options (and ``up``'s ``--listen`` and
-``--learning-window``) are generated from it (``fleetctl.cli.options``), and so is the
-settings table in the README (``python -m fleetctl.settings`` prints it; a test holds the
-README to it).
+becomes the value. ``fleetctl serve``'s options, and ``up``'s ``--listen`` and
+``--learning-window`` and ``db``'s ``--db``, are generated from it
+(``fleetctl.cli.options``), and so is the settings table in the README (``python -m
+fleetctl.settings`` prints it; a test holds the README to it).
 
 The home directory holds everything a single-machine deployment needs: the SQLite
 database, the TLS material, the enroll secret and the client context file.
