@@ -26,7 +26,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from fleetctl.client import ssl_context  # noqa: E402
+from fleetctl.cli.client import ssl_context  # noqa: E402
 from fleetctl.detection import Baseline, DetectionState, Detector, HostSnapshot, build_paths  # noqa: E402
 from fleetctl.engine import Engine, string_rows  # noqa: E402
 from fleetctl.packs.loader import load_file, shipped_packs_dir  # noqa: E402

@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 from bench_server import FLEETCTL, Server, make_db, release_db, seed_hosts  # noqa: E402
 from sqlalchemy import text  # noqa: E402
 
-from fleetctl.client import ssl_context  # noqa: E402
+from fleetctl.cli.client import ssl_context  # noqa: E402
 from storage.engine import make_engine  # noqa: E402
 
 

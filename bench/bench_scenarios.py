@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from fleetctl.local import LocalFleet  # noqa: E402
+from fleetctl.cli.local import LocalFleet  # noqa: E402
 from fleetctl.settings import Settings  # noqa: E402
 from fleetctl.validate import SCENARIOS, Scenario, cpu_burners  # noqa: E402
 from fleetctl.validate.runner import occurrence_of  # noqa: E402

@@ -3,7 +3,6 @@
 FleetError                 base of everything raised on purpose
 ├── BadRequest             a client sent something malformed (-> JSON ``error``)
 │   └── PayloadTooLarge    body over the configured limit (checked while inflating)
-├── AuthError              bad enroll secret or admin token
 ├── NodeInvalid            unknown node key (-> ``node_invalid: true``)
 ├── NotFound               an admin lookup matched nothing
 └── Unavailable            the server cannot take this now (-> 503; try again later)
@@ -22,10 +21,6 @@ class BadRequest(FleetError):
 
 class PayloadTooLarge(BadRequest):
     """The (decompressed) body exceeds the configured limit."""
-
-
-class AuthError(FleetError):
-    """Credentials were missing or wrong."""
 
 
 class NodeInvalid(FleetError):

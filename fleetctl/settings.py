@@ -1,4 +1,11 @@
-"""Server settings: declared once as (name, default, help) and resolved into a frozen dataclass.
+"""Server settings, declared once: the fields of ``Settings``.
+
+Each field that can be set from outside carries a ``Setting`` (``setting()``): its
+``fleetctl serve`` option, its environment variable, its help, and how the option's text
+becomes the value. ``fleetctl serve``'s options, and ``up``'s ``--listen`` and
+``--learning-window`` and ``db``'s ``--db``, are generated from it
+(``fleetctl.cli.options``), and so is the settings table in the README (``python -m
+fleetctl.settings`` prints it; a test holds the README to it).
 
 The home directory holds everything a single-machine deployment needs: the SQLite
 database, the TLS material, the enroll secret and the client context file.
@@ -6,56 +13,26 @@ database, the TLS material, the enroll secret and the client context file.
 
 from __future__ import annotations
 
+import dataclasses
 import os
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import platformdirs
+
+from fleetctl.timeutil import format_duration, parse_duration
 
 MiB = 1024 * 1024
 # How long a new host (and a new fleet) only learns execution paths: the one value the
 # server, the CLI and the detector (``fleetctl.detection``) default to.
 DEFAULT_LEARNING_WINDOW = 24 * 3600
-
-# (name, default, help) — the CLI options of `fleetctl serve` are generated from these.
-SETTINGS: tuple[tuple[str, object, str], ...] = (
-    ("listen", "127.0.0.1:8443", "HOST:PORT to serve osquery's TLS API and the admin API on."),
-    ("db", None, "Database URL (default: sqlite:///<home>/fleet.db)."),
-    ("max_body", 16 * MiB, "Largest request body accepted, after gzip decompression (bytes)."),
-    ("node_key_ttl", 60.0, "Seconds a verified node key is trusted from memory."),
-    ("config_refresh", 60, "Seconds between osqueryd config refreshes (printed flags)."),
-    ("distributed_interval", 10, "Seconds between distributed reads (printed flags)."),
-    (
-        "learning_window",
-        DEFAULT_LEARNING_WINDOW,
-        "Seconds a new host (and the fleet) only learns paths.",
-    ),
-    ("max_carve", 512 * MiB, "Largest file carve a host may announce (bytes)."),
-    ("carve_timeout", 3600, "Seconds without a block after which a carve is expired."),
-    ("analyst_db", None, "PostgreSQL URL of a hand-made analyst role for `fleetctl sql`."),
-    ("analyst_slots", 4, "Analyst SQL statements run at once (more answer 503 busy)."),
-    ("analyst_timeout", 10.0, "Seconds one analyst SQL statement may run."),
-    ("analyst_max_bytes", 16 * MiB, "Largest analyst SQL answer (bytes); more is truncated."),
-    ("handshake_timeout", 10.0, "Seconds a client has to complete the TLS handshake."),
-    (
-        "header_timeout",
-        10.0,
-        "Seconds a client has to send a request's headers, from its first byte "
-        "(from the handshake, for a connection's first request).",
-    ),
-    ("body_timeout", 30.0, "Seconds a request body may go without a byte arriving."),
-    ("keep_alive_timeout", 30, "Seconds an idle keep-alive connection stays open."),
-    (
-        "max_connections_per_address",
-        256,
-        "Concurrent connections from one client address; more are closed at once "
-        "(osqueryd holds one or two; NAT'd hosts share an address).",
-    ),
-)
+HOME_ENV = "FLEETCTL_HOME"
 
 
 def default_home() -> Path:
-    env = os.environ.get("FLEETCTL_HOME")
+    env = os.environ.get(HOME_ENV)
     return Path(env) if env else Path(platformdirs.user_data_dir("fleetctl"))
 
 
@@ -67,31 +44,179 @@ def parse_listen(listen: str) -> tuple[str, int]:
 
 
 @dataclass(frozen=True)
-class Settings:
-    """Everything the server needs, resolved once and passed in explicitly."""
+class Setting:
+    """How one ``Settings`` field is set from outside."""
 
-    home: Path = field(default_factory=default_home)
-    listen: str = "127.0.0.1:8443"
-    db: str | None = None
-    max_body: int = 16 * MiB
-    node_key_ttl: float = 60.0
-    config_refresh: int = 60
-    distributed_interval: int = 10
-    learning_window: int = DEFAULT_LEARNING_WINDOW
-    max_carve: int = 512 * MiB
-    carve_timeout: int = 3600
-    handshake_timeout: float = 10.0
-    header_timeout: float = 10.0
-    body_timeout: float = 30.0
-    keep_alive_timeout: int = 30
-    max_connections_per_address: int = 256
-    tls_cert: Path | None = None
-    tls_key: Path | None = None
-    enroll_secrets: tuple[str, ...] = ()
-    analyst_db: str | None = None
-    analyst_slots: int = 4
-    analyst_timeout: float = 10.0
-    analyst_max_bytes: int = 16 * MiB
+    help: str
+    #: The ``fleetctl serve`` option, e.g. ``--max-body``; None: not an option.
+    option: str | None = None
+    #: The environment variable the option (or, without one, the field) reads.
+    env: str | None = None
+    #: The option takes a duration (``30s``, ``15m``, ``1h``, ``1d``); the value is seconds.
+    duration: bool = False
+    #: The smallest value the option takes (None: any), excluded when ``exclusive``.
+    minimum: float | None = None
+    exclusive: bool = False
+    #: The option names a file that must exist.
+    existing_file: bool = False
+    #: Raises ValueError for a value the server cannot use.
+    check: Callable[[Any], object] | None = None
+    #: The default as the README says it, where the value itself says nothing.
+    default_text: str | None = None
+
+
+def setting(text: str, **declared: Any) -> dict[str, Setting]:
+    """A ``Settings`` field's metadata: its ``Setting``, with help ``text``."""
+    return {"setting": Setting(text, **declared)}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the server needs, resolved once and passed in explicitly.
+
+    The fields with an option are in the order ``fleetctl serve --help`` lists them."""
+
+    home: Path = field(
+        default_factory=default_home,
+        metadata=setting(
+            "Where the server keeps its store, TLS material, enroll secret and client context.",
+            env=HOME_ENV,
+            default_text="the platform's user data directory, e.g. `~/.local/share/fleetctl`",
+        ),
+    )
+    db: str | None = field(
+        default=None,
+        metadata=setting(
+            "Database URL (default: sqlite:///<home>/fleet.db).", option="--db", env="FLEETCTL_DB"
+        ),
+    )
+    analyst_db: str | None = field(
+        default=None,
+        metadata=setting(
+            "PostgreSQL URL of a hand-made analyst role for `fleetctl sql`"
+            " (default: <database>_analyst, made by `fleetctl db upgrade`).",
+            option="--analyst-db",
+            env="FLEETCTL_ANALYST_DB",
+        ),
+    )
+    listen: str = field(
+        default="127.0.0.1:8443",
+        metadata=setting("HOST:PORT.", option="--listen", check=parse_listen),
+    )
+    enroll_secrets: tuple[str, ...] = field(
+        default=(),
+        metadata=setting(
+            "Accepted enroll secret (repeatable). Default: generate one on first start.",
+            option="--enroll-secret",
+        ),
+    )
+    tls_cert: Path | None = field(
+        default=None,
+        metadata=setting(
+            "The server's certificate (PEM), instead of the one made on first start.",
+            option="--tls-cert",
+            existing_file=True,
+        ),
+    )
+    tls_key: Path | None = field(
+        default=None,
+        metadata=setting(
+            "The private key of --tls-cert (PEM).", option="--tls-key", existing_file=True
+        ),
+    )
+    max_body: int = field(
+        default=16 * MiB,
+        metadata=setting(
+            "Largest request body after decompression, in bytes.", option="--max-body"
+        ),
+    )
+    learning_window: int = field(
+        default=DEFAULT_LEARNING_WINDOW,
+        metadata=setting(
+            "How long a new host (and a new fleet) only learns execution paths.",
+            option="--learning-window",
+            duration=True,
+        ),
+    )
+    max_carve: int = field(
+        default=512 * MiB,
+        metadata=setting(
+            "Largest file carve a host may announce, in bytes.", option="--max-carve", minimum=0
+        ),
+    )
+    carve_timeout: int = field(
+        default=3600,
+        metadata=setting(
+            "Expire a carve (and delete its blocks) when no block came for this long.",
+            option="--carve-timeout",
+            duration=True,
+        ),
+    )
+    handshake_timeout: float = field(
+        default=10.0,
+        metadata=setting(
+            "Seconds a client has to complete the TLS handshake.",
+            option="--handshake-timeout",
+            minimum=0,
+            exclusive=True,
+        ),
+    )
+    header_timeout: float = field(
+        default=10.0,
+        metadata=setting(
+            "Seconds a client has to send a request's headers, from its first byte "
+            "(from the handshake, for a connection's first request).",
+            option="--header-timeout",
+            minimum=0,
+            exclusive=True,
+        ),
+    )
+    body_timeout: float = field(
+        default=30.0,
+        metadata=setting(
+            "Seconds a request body may go without a byte arriving.",
+            option="--body-timeout",
+            minimum=0,
+            exclusive=True,
+        ),
+    )
+    keep_alive_timeout: int = field(
+        default=30,
+        metadata=setting(
+            "Seconds an idle keep-alive connection stays open.",
+            option="--keep-alive-timeout",
+            minimum=1,
+        ),
+    )
+    max_connections_per_address: int = field(
+        default=256,
+        metadata=setting(
+            "Concurrent connections from one client address; more are closed at once "
+            "(osqueryd holds one or two; NAT'd hosts share an address).",
+            option="--max-connections-per-address",
+            minimum=1,
+        ),
+    )
+    node_key_ttl: float = field(
+        default=60.0, metadata=setting("Seconds a verified node key is trusted from memory.")
+    )
+    config_refresh: int = field(
+        default=60,
+        metadata=setting("Seconds between osqueryd config refreshes (printed flags)."),
+    )
+    distributed_interval: int = field(
+        default=10, metadata=setting("Seconds between distributed reads (printed flags).")
+    )
+    analyst_slots: int = field(
+        default=4, metadata=setting("Analyst SQL statements run at once (more answer 503 busy).")
+    )
+    analyst_timeout: float = field(
+        default=10.0, metadata=setting("Seconds one analyst SQL statement may run.")
+    )
+    analyst_max_bytes: int = field(
+        default=16 * MiB,
+        metadata=setting("Largest analyst SQL answer (bytes); more is truncated."),
+    )
 
     @property
     def db_url(self) -> str:
@@ -108,3 +233,74 @@ class Settings:
     @property
     def tls_dir(self) -> Path:
         return self.home / "tls"
+
+
+def declared() -> Iterator[tuple[dataclasses.Field[Any], Setting]]:
+    """Every field of ``Settings`` with its ``Setting``, in declaration order."""
+    for f in dataclasses.fields(Settings):
+        yield f, f.metadata["setting"]
+
+
+def declaration(name: str) -> tuple[dataclasses.Field[Any], Setting]:
+    """The field ``name`` of ``Settings`` and its ``Setting``."""
+    return next((f, s) for f, s in declared() if f.name == name)
+
+
+class SettingError(ValueError):
+    """An option's value the server cannot use; ``option`` names it."""
+
+    def __init__(self, option: str, message: str) -> None:
+        super().__init__(message)
+        self.option = option
+
+
+def from_options(options: Mapping[str, Any], **given: Any) -> Settings:
+    """``Settings`` from option values as given (a duration as its text), checked in
+    declaration order; ``given`` are fields set as values. Raises ``SettingError``."""
+    values = dict(given)
+    for f, s in declared():
+        if f.name not in options:
+            continue
+        value = options[f.name]
+        try:
+            if s.duration:
+                value = parse_duration(value)
+            if s.check is not None:
+                s.check(value)
+        except ValueError as exc:
+            raise SettingError(s.option or f.name, str(exc)) from exc
+        values[f.name] = value
+    return Settings(**values)
+
+
+def default_text(f: dataclasses.Field[Any], s: Setting) -> str:
+    """The default as an option takes it (a duration as ``1h``), or as ``default_text`` says."""
+    if s.default_text is not None:
+        return s.default_text
+    if f.default is None or f.default == ():
+        return ""
+    if s.duration and isinstance(f.default, int):
+        return format_duration(f.default)
+    return str(f.default)
+
+
+def settings_table() -> str:
+    """The README's table of the settings that can be set: option, environment variable,
+    default and meaning, in declaration order."""
+
+    def code(text: str | None) -> str:
+        return f"`{text}`" if text else ""
+
+    lines = ["| option | environment | default | what |", "|---|---|---|---|"]
+    for f, s in declared():
+        if s.option is None and s.env is None:
+            continue
+        shown = default_text(f, s)
+        default = shown if s.default_text is not None else code(shown)
+        what = s.help.replace("<", "\\<")  # <home> is not an HTML tag
+        lines.append(f"| {code(s.option)} | {code(s.env)} | {default} | {what} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    print(settings_table(), end="")

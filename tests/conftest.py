@@ -22,7 +22,7 @@ import psycopg
 import pytest
 from sqlalchemy import text
 
-from fleetctl.client import ssl_context
+from fleetctl.cli.client import ssl_context
 from storage import analyst_role
 from storage.base import metadata
 from storage.engine import make_engine

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import orjson
 
-from fleetctl.client import ssl_context
+from fleetctl.cli.client import ssl_context
 
 MAX_LINES = 1024
 

@@ -1,6 +1,6 @@
 """The ``fleetctl`` command line: one small module per command group.
 
-Client commands talk to a running server's admin API (see ``fleetctl.client``); the
+Client commands talk to a running server's admin API (see ``fleetctl.cli.client``); the
 server and agent commands run in-process. Each command's module is imported only when
 that command runs (click's lazy-loading pattern), so a client command such as
 ``fleetctl query`` starts without loading the server, the store and the table engine.
@@ -25,7 +25,7 @@ COMMANDS = {
     "data-loss": "fleetctl.cli.hosts:data_loss",
     "carves": "fleetctl.cli.hosts:carves",
     "shell": "fleetctl.cli.shell:shell",
-    "extension": "fleetctl.extension.command:extension",
+    "extension": "fleetctl.cli.extension:extension",
     "packs": "fleetctl.cli.packs:packs",
     "agent": "fleetctl.cli.agent:agent",
     "labels": "fleetctl.cli.labels:labels",

@@ -7,6 +7,7 @@ import time
 
 import click
 
+from fleetctl.cli.options import setting_option
 from fleetctl.settings import Settings
 from fleetctl.timeutil import parse_duration
 from storage import analyst_role
@@ -15,13 +16,7 @@ from storage import results as result_store
 from storage.engine import is_sqlite, make_engine, make_sessionmaker, session_scope
 from storage.migrate import current_revision, head_revision, upgrade
 
-db_option = click.option(
-    "--db",
-    "db",
-    envvar="FLEETCTL_DB",
-    default=None,
-    help="Database URL (default: sqlite:///<FLEETCTL_HOME>/fleet.db).",
-)
+db_option = setting_option("db", help="Database URL (default: sqlite:///<FLEETCTL_HOME>/fleet.db).")
 
 
 def _url(db: str | None) -> str:

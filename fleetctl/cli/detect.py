@@ -10,8 +10,8 @@ from typing import Any
 import click
 import yaml
 
-from fleetctl.client import client_options, open_client
-from fleetctl.output import output_options, render
+from fleetctl.cli.client import AdminClient, client_options
+from fleetctl.cli.output import output_options, render
 
 FINDING_COLUMNS = (
     "id",
@@ -73,21 +73,17 @@ def findings() -> None:
 )
 @client_options
 @output_options
-@click.pass_context
 def findings_list(
-    ctx: click.Context,
+    client: AdminClient,
     host: str | None,
     status: str | None,
     since: str | None,
     min_severity: str,
-    server: str,
-    token: str,
-    ca: str,
     fmt: str,
 ) -> None:
     """Findings, most severe first, with how many occurrences and the newest one's time
     and pid (json: one object per finding). With none, says which hosts only learn yet."""
-    answer = open_client(ctx, server, token, ca).get(
+    answer = client.get(
         "/findings", host=host, status=status, since=since, min_severity=min_severity
     )
     if fmt in ("json", "ndjson"):
@@ -111,13 +107,10 @@ def findings_list(
 )
 @client_options
 @output_options
-@click.pass_context
-def findings_show(
-    ctx: click.Context, finding_id: str, limit: int, server: str, token: str, ca: str, fmt: str
-) -> None:
+def findings_show(client: AdminClient, finding_id: str, limit: int, fmt: str) -> None:
     """One finding: its occurrences newest first, each with its evidence (lineage, the
     channel and the process at its other end), and its history of status and severity."""
-    answer = open_client(ctx, server, token, ca).get(f"/findings/{finding_id}", limit=limit)
+    answer = client.get(f"/findings/{finding_id}", limit=limit)
     if fmt != "table":
         newest = answer["occurrences"][0]["evidence"] if answer["occurrences"] else {}
         render(
@@ -188,12 +181,9 @@ def evidence_lines(evidence: Mapping[str, Any]) -> list[str]:
 @click.argument("finding_id")
 @click.option("--note", default="", help="Why it is fine or what was done.")
 @client_options
-@click.pass_context
-def findings_ack(
-    ctx: click.Context, finding_id: str, note: str, server: str, token: str, ca: str
-) -> None:
+def findings_ack(client: AdminClient, finding_id: str, note: str) -> None:
     """Mark a finding's incidents so far as handled; a new occurrence reopens it."""
-    answer = open_client(ctx, server, token, ca).post(f"/findings/{finding_id}/ack", {"note": note})
+    answer = client.post(f"/findings/{finding_id}/ack", {"note": note})
     found = answer["finding"]
     click.echo(f"finding {found['id']}: acked by {found['acked_by']} at {found['acked_at']}")
 
@@ -209,14 +199,9 @@ def findings_ack(
 )
 @click.option("--note", default="")
 @client_options
-@click.pass_context
-def findings_suppress(
-    ctx: click.Context, finding_id: str, scope: str, note: str, server: str, token: str, ca: str
-) -> None:
+def findings_suppress(client: AdminClient, finding_id: str, scope: str, note: str) -> None:
     """Accept a finding's path: it becomes a baseline entry, in one step."""
-    answer = open_client(ctx, server, token, ca).post(
-        f"/findings/{finding_id}/suppress", {"scope": scope, "note": note}
-    )
+    answer = client.post(f"/findings/{finding_id}/suppress", {"scope": scope, "note": note})
     click.echo(
         f"finding {answer['finding']['id']}: suppressed; its path key is in baseline "
         f"version {answer['baseline_version']} ({scope})"
@@ -232,10 +217,9 @@ def baseline() -> None:
 @baseline.command("list")
 @client_options
 @output_options
-@click.pass_context
-def baseline_list(ctx: click.Context, server: str, token: str, ca: str, fmt: str) -> None:
+def baseline_list(client: AdminClient, fmt: str) -> None:
     """Every entry of the effective baseline (shipped defaults plus yours)."""
-    answer = open_client(ctx, server, token, ca).get("/baseline")
+    answer = client.get("/baseline")
     render(
         answer["entries"],
         ("section", "index", "entry"),
@@ -247,12 +231,9 @@ def baseline_list(ctx: click.Context, server: str, token: str, ca: str, fmt: str
 @baseline.command("export")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None)
 @client_options
-@click.pass_context
-def baseline_export(
-    ctx: click.Context, output: Path | None, server: str, token: str, ca: str
-) -> None:
+def baseline_export(client: AdminClient, output: Path | None) -> None:
     """Write your baseline file (YAML, keep it in git)."""
-    text = open_client(ctx, server, token, ca).get("/baseline")["yaml"]
+    text = client.get("/baseline")["yaml"]
     if output is None:
         click.echo(text, nl=False)
     else:
@@ -264,14 +245,9 @@ def baseline_export(
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--note", default="")
 @client_options
-@click.pass_context
-def baseline_import(
-    ctx: click.Context, file: Path, note: str, server: str, token: str, ca: str
-) -> None:
+def baseline_import(client: AdminClient, file: Path, note: str) -> None:
     """Replace the baseline with FILE (validated first; a new version)."""
-    answer = open_client(ctx, server, token, ca).request(
-        "PUT", "/baseline", json={"yaml": file.read_text(), "note": note}
-    )
+    answer = client.request("PUT", "/baseline", json={"yaml": file.read_text(), "note": note})
     click.echo(f"baseline version {answer['version']}")
 
 
@@ -285,8 +261,7 @@ SECTIONS = (
 )
 
 
-def _edit(ctx: click.Context, server: str, token: str, ca: str, note: str, change: object) -> None:
-    client = open_client(ctx, server, token, ca)
+def _edit(client: AdminClient, note: str, change: object) -> None:
     current = client.get("/baseline")
     doc = yaml.safe_load(current["yaml"]) or {}
     change(doc)  # type: ignore[operator]
@@ -315,15 +290,8 @@ def _section(doc: dict[str, object], section: str) -> list[object]:
 @click.argument("fields", nargs=-1, required=True)
 @click.option("--host", default=None, help="For learned.hosts: the host the key is known on.")
 @client_options
-@click.pass_context
 def baseline_add(
-    ctx: click.Context,
-    section: str,
-    fields: tuple[str, ...],
-    host: str | None,
-    server: str,
-    token: str,
-    ca: str,
+    client: AdminClient, section: str, fields: tuple[str, ...], host: str | None
 ) -> None:
     """Add an entry: rules as FIELD=VALUE (e.g. parent_child parent=cron child=sh),
     patterns and path keys as one value."""
@@ -343,17 +311,14 @@ def baseline_add(
     def change(doc: dict[str, object]) -> None:
         _section(doc, section).extend(entries)
 
-    _edit(ctx, server, token, ca, f"add {section}", change)
+    _edit(client, f"add {section}", change)
 
 
 @baseline.command("remove")
 @click.argument("section")
 @click.argument("index", type=int)
 @client_options
-@click.pass_context
-def baseline_remove(
-    ctx: click.Context, section: str, index: int, server: str, token: str, ca: str
-) -> None:
+def baseline_remove(client: AdminClient, section: str, index: int) -> None:
     """Remove entry INDEX of SECTION of your file (as `baseline export` shows it)."""
 
     def change(doc: dict[str, object]) -> None:
@@ -365,7 +330,7 @@ def baseline_remove(
             )
         del entries[index]
 
-    _edit(ctx, server, token, ca, f"remove {section}[{index}]", change)
+    _edit(client, f"remove {section}[{index}]", change)
 
 
 @click.command()
@@ -376,19 +341,15 @@ def baseline_remove(
     "--format", "fmt", type=click.Choice(["text", "dot", "json"]), default="text", show_default=True
 )
 @client_options
-@click.pass_context
 def trace(
-    ctx: click.Context,
+    client: AdminClient,
     host: str,
     pid: int,
     at: str | None,
     fmt: str,
-    server: str,
-    token: str,
-    ca: str,
 ) -> None:
     """A process's ancestry and descendants with IPC edges, as they were at a time."""
-    answer = open_client(ctx, server, token, ca).get("/trace", host=host, pid=pid, at=at)
+    answer = client.get("/trace", host=host, pid=pid, at=at)
     if fmt == "json":
         click.echo(json.dumps(answer["trace"], indent=2))
     elif fmt == "dot":
@@ -412,16 +373,12 @@ def trace(
 )
 @client_options
 @output_options
-@click.pass_context
 def detect(
-    ctx: click.Context,
+    client: AdminClient,
     host: str | None,
     since: str | None,
     learn: bool,
     accept: tuple[str, ...],
-    server: str,
-    token: str,
-    ca: str,
     fmt: str,
 ) -> None:
     """Judge hosts now, replay stored history since a time, or learn a baseline.
@@ -432,7 +389,7 @@ def detect(
     object per path key, ``action`` learned, accepted or refused; or per new finding.)"""
     if accept and not learn:
         raise click.UsageError("--accept goes with --learn")
-    answer = open_client(ctx, server, token, ca).post(
+    answer = client.post(
         "/detect", {"host": host, "since": since, "learn": learn, "accept": list(accept)}
     )
     for key in answer.get("not_seen", []):

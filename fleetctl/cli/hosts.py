@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from fleetctl.client import client_options, open_client
-from fleetctl.output import output_options, render
+from fleetctl.cli.client import AdminClient, client_options
+from fleetctl.cli.output import output_options, render
 
 # The table's columns; ``detection`` is where the host stands: ``learning until T`` (new
 # paths are only learned), ``judging``, or ``baseline T`` (explicit, `detect --learn`).
@@ -31,11 +31,10 @@ def hosts() -> None:
 @hosts.command("list")
 @client_options
 @output_options
-@click.pass_context
-def hosts_list(ctx: click.Context, server: str, token: str, ca: str, fmt: str) -> None:
+def hosts_list(client: AdminClient, fmt: str) -> None:
     """List enrolled hosts, each with its detection state (learning until when, judging,
     or an explicit baseline)."""
-    payload = open_client(ctx, server, token, ca).get("/hosts")
+    payload = client.get("/hosts")
     columns = HOST_COLUMNS if fmt == "table" else None
     render(payload["hosts"], columns, fmt=fmt, title="hosts")
 
@@ -44,10 +43,9 @@ def hosts_list(ctx: click.Context, server: str, token: str, ca: str, fmt: str) -
 @click.argument("host")
 @client_options
 @output_options
-@click.pass_context
-def hosts_show(ctx: click.Context, host: str, server: str, token: str, ca: str, fmt: str) -> None:
+def hosts_show(client: AdminClient, host: str, fmt: str) -> None:
     """Show one host (id, identifier, hostname or uuid) and its queries."""
-    payload = open_client(ctx, server, token, ca).get(f"/hosts/{host}")
+    payload = client.get(f"/hosts/{host}")
     if fmt == "json":
         render([payload], fmt=fmt)
         return
@@ -61,19 +59,15 @@ def hosts_show(ctx: click.Context, host: str, server: str, token: str, ca: str, 
 @click.option("--at", "at", default=None, help="Unix seconds or ISO 8601 (default: now).")
 @client_options
 @output_options
-@click.pass_context
 def results(
-    ctx: click.Context,
+    client: AdminClient,
     host: str,
     query: str,
     at: str | None,
-    server: str,
-    token: str,
-    ca: str,
     fmt: str,
 ) -> None:
     """Rows of QUERY that existed on HOST at a time."""
-    payload = open_client(ctx, server, token, ca).get("/results", host=host, query=query, at=at)
+    payload = client.get("/results", host=host, query=query, at=at)
     columns = [*payload["columns"], "first_seen", "removed_at"]
     render(
         payload["rows"],
@@ -88,12 +82,9 @@ def results(
 @click.option("--limit", default=100, show_default=True, help="Newest N lines.")
 @client_options
 @output_options
-@click.pass_context
-def status_logs(
-    ctx: click.Context, host: str, limit: int, server: str, token: str, ca: str, fmt: str
-) -> None:
+def status_logs(client: AdminClient, host: str, limit: int, fmt: str) -> None:
     """osqueryd status log lines of a host, newest first."""
-    payload = open_client(ctx, server, token, ca).get("/status-logs", host=host, limit=limit)
+    payload = client.get("/status-logs", host=host, limit=limit)
     render(payload["status_logs"], fmt=fmt, title="status logs")
 
 
@@ -104,19 +95,15 @@ def status_logs(
 )
 @client_options
 @output_options
-@click.pass_context
 def data_loss(
-    ctx: click.Context,
+    client: AdminClient,
     host: str | None,
     rejected: bool,
-    server: str,
-    token: str,
-    ca: str,
     fmt: str,
 ) -> None:
     """What the store lacks: counter gaps, epoch changes, rebaselines, and log lines it
     quarantined instead of storing (kind ``rejected``; ``--rejected`` shows the lines)."""
-    payload = open_client(ctx, server, token, ca).get("/data-loss", host=host)
+    payload = client.get("/data-loss", host=host)
     if rejected:
         render(payload["rejected"], fmt=fmt, title="quarantined log lines")
         return
@@ -137,12 +124,11 @@ def data_loss(
 @click.command()
 @client_options
 @output_options
-@click.pass_context
-def carves(ctx: click.Context, server: str, token: str, ca: str, fmt: str) -> None:
+def carves(client: AdminClient, fmt: str) -> None:
     """File carve sessions and their progress.
 
     State: receiving, complete (the archive is stored) or expired (no block came for the
     server's --carve-timeout; its blocks were deleted).
     """
-    payload = open_client(ctx, server, token, ca).get("/carves")
+    payload = client.get("/carves")
     render(payload["carves"], fmt=fmt, title="carves")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from fleetctl.client import client_options, open_client
-from fleetctl.output import output_options, render
+from fleetctl.cli.client import AdminClient, client_options
+from fleetctl.cli.output import output_options, render
 from fleetctl.timeutil import parse_duration
 
 
@@ -33,9 +33,8 @@ def hunt() -> None:
     help="How long each run waits for offline hosts (default: the interval, or 24h).",
 )
 @client_options
-@click.pass_context
 def create(
-    ctx: click.Context,
+    client: AdminClient,
     name: str,
     sql: str | None,
     pack_query: str | None,
@@ -44,9 +43,6 @@ def create(
     every: str | None,
     once: bool,
     expires: str | None,
-    server: str,
-    token: str,
-    ca: str,
 ) -> None:
     """Create hunt NAME (exactly one of --sql/--query and of --cron/--every/--once)."""
     if sum(x is not None and x is not False for x in (cron, every, once or None)) != 1:
@@ -67,7 +63,7 @@ def create(
         body["cron"] = cron
     if once:
         body["once"] = True
-    answer = open_client(ctx, server, token, ca).post("/hunts", body)
+    answer = client.post("/hunts", body)
     click.echo(
         f"hunt {answer['hunt']['name']}: {answer['hunt']['schedule']}, "
         f"targets {answer['hunt']['targets']}"
@@ -77,10 +73,9 @@ def create(
 @hunt.command("list")
 @client_options
 @output_options
-@click.pass_context
-def list_hunts(ctx: click.Context, server: str, token: str, ca: str, fmt: str) -> None:
+def list_hunts(client: AdminClient, fmt: str) -> None:
     """Hunts with their schedule, state and runs."""
-    answer = open_client(ctx, server, token, ca).get("/hunts")
+    answer = client.get("/hunts")
     render(
         answer["hunts"],
         ("name", "state", "schedule", "targets", "runs", "last_run", "next_run"),
@@ -93,10 +88,9 @@ def list_hunts(ctx: click.Context, server: str, token: str, ca: str, fmt: str) -
 @click.argument("name")
 @client_options
 @output_options
-@click.pass_context
-def show(ctx: click.Context, name: str, server: str, token: str, ca: str, fmt: str) -> None:
+def show(client: AdminClient, name: str, fmt: str) -> None:
     """A hunt and its runs with per-host states (queued, sent, done, failed, expired)."""
-    answer = open_client(ctx, server, token, ca).get(f"/hunts/{name}")
+    answer = client.get(f"/hunts/{name}")
     if fmt == "json":
         render([answer], fmt=fmt)
         return
@@ -113,9 +107,8 @@ def _state_command(action: str) -> click.Command:
     @click.command(action)
     @click.argument("name")
     @client_options
-    @click.pass_context
-    def command(ctx: click.Context, name: str, server: str, token: str, ca: str) -> None:
-        answer = open_client(ctx, server, token, ca).post(f"/hunts/{name}/{action}", {})
+    def command(client: AdminClient, name: str) -> None:
+        answer = client.post(f"/hunts/{name}/{action}", {})
         click.echo(f"hunt {answer['hunt']['name']}: {answer['hunt']['state']}")
 
     command.help = f"{action.capitalize()} a hunt."
@@ -134,21 +127,17 @@ for _action in ("pause", "resume", "cancel"):
 @click.option("--limit", default=1000, show_default=True)
 @client_options
 @output_options
-@click.pass_context
 def results(
-    ctx: click.Context,
+    client: AdminClient,
     name: str,
     run: int | None,
     diff: bool,
     offset: int,
     limit: int,
-    server: str,
-    token: str,
-    ca: str,
     fmt: str,
 ) -> None:
     """Rows of a hunt run, one line per row with its host."""
-    answer = open_client(ctx, server, token, ca).get(
+    answer = client.get(
         f"/hunts/{name}/results", run=run, diff="1" if diff else None, offset=offset, limit=limit
     )
     if answer["run"] is None:

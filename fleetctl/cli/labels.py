@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from fleetctl.client import client_options, open_client
-from fleetctl.output import output_options, render
+from fleetctl.cli.client import AdminClient, client_options
+from fleetctl.cli.output import output_options, render
 
 
 @click.group()
@@ -30,17 +30,13 @@ def labels() -> None:
 @click.option("--platform", default=None, help="Only hosts of this platform run the query.")
 @click.option("--description", default="", help="What the label means.")
 @client_options
-@click.pass_context
 def apply_command(
-    ctx: click.Context,
+    client: AdminClient,
     name: str,
     query: str | None,
     hosts: str | None,
     platform: str | None,
     description: str,
-    server: str,
-    token: str,
-    ca: str,
 ) -> None:
     """Create or replace label NAME (give exactly one of --sql and --hosts)."""
     if (query is None) == (hosts is None):
@@ -50,17 +46,16 @@ def apply_command(
         body["query"] = query
     else:
         body["hosts"] = [h.strip() for h in (hosts or "").split(",") if h.strip()]
-    answer = open_client(ctx, server, token, ca).post("/labels", body)
+    answer = client.post("/labels", body)
     click.echo(f"label {answer['label']}: {answer['action']}")
 
 
 @labels.command("list")
 @client_options
 @output_options
-@click.pass_context
-def list_command(ctx: click.Context, server: str, token: str, ca: str, fmt: str) -> None:
+def list_command(client: AdminClient, fmt: str) -> None:
     """Labels with their kind and member count."""
-    answer = open_client(ctx, server, token, ca).get("/labels")
+    answer = client.get("/labels")
     render(
         answer["labels"],
         ("name", "kind", "platform", "members", "query", "updated"),
@@ -73,10 +68,9 @@ def list_command(ctx: click.Context, server: str, token: str, ca: str, fmt: str)
 @click.argument("name")
 @client_options
 @output_options
-@click.pass_context
-def show_command(ctx: click.Context, name: str, server: str, token: str, ca: str, fmt: str) -> None:
+def show_command(client: AdminClient, name: str, fmt: str) -> None:
     """A label and its member hosts."""
-    answer = open_client(ctx, server, token, ca).get(f"/labels/{name}")
+    answer = client.get(f"/labels/{name}")
     if fmt == "json":
         render([answer], fmt=fmt)
         return

@@ -1,7 +1,7 @@
 """``fleetctl packs``: check, convert, apply and inspect osquery packs.
 
 Each subcommand is a small function on the ``packs`` group; commands that print rows go
-through ``fleetctl.output.render`` so ``--format`` behaves as everywhere else.
+through ``fleetctl.cli.output.render`` so ``--format`` behaves as everywhere else.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ import click
 
 from fleetctl.agent.engines import QueryEngine, select_engine
 from fleetctl.agent.errors import EngineError
-from fleetctl.client import ClientError, client_options, open_client
-from fleetctl.output import output_options, render
+from fleetctl.cli.client import AdminClient, ClientError, client_options
+from fleetctl.cli.output import output_options, render
 from fleetctl.packs.convert import ConvertError, convert_file
 from fleetctl.packs.loader import (
     PackFormatError,
@@ -123,16 +123,15 @@ def load_valid_packs(ctx: click.Context, paths: tuple[Path, ...], fmt: str) -> l
 
 def _send_packs(
     ctx: click.Context,
+    client: AdminClient,
     endpoint: str,
     paths: tuple[Path, ...],
     labels: tuple[str, ...],
     fmt: str,
-    connection: tuple[str, str, str],
 ) -> dict[str, Any]:
     """Validate the local packs, then send them to ``endpoint``; on refusal show the
     server's per-pack errors as a table before failing."""
     found = load_valid_packs(ctx, paths, fmt)
-    client = open_client(ctx, *connection)
     try:
         answer: dict[str, Any] = client.post(endpoint, apply_request(found, labels))
     except ClientError as exc:
@@ -156,11 +155,9 @@ def _send_packs(
 @click.pass_context
 def apply_command(
     ctx: click.Context,
+    client: AdminClient,
     paths: tuple[Path, ...],
     labels: tuple[str, ...],
-    server: str,
-    token: str,
-    ca: str,
     fmt: str,
 ) -> None:
     """Store packs as new versions on the server (default: the shipped packs).
@@ -168,7 +165,7 @@ def apply_command(
     Every pack is validated first; if any is wrong nothing is applied and hosts keep
     the previous versions. Hosts receive the change on their next config refresh.
     """
-    answer = _send_packs(ctx, "/packs/apply", paths, labels, fmt, (server, token, ca))
+    answer = _send_packs(ctx, client, "/packs/apply", paths, labels, fmt)
     render(
         answer["applied"], ("pack", "action", "version", "queries", "labels"), fmt, title="applied"
     )
@@ -182,15 +179,13 @@ def apply_command(
 @click.pass_context
 def diff_command(
     ctx: click.Context,
+    client: AdminClient,
     paths: tuple[Path, ...],
     labels: tuple[str, ...],
-    server: str,
-    token: str,
-    ca: str,
     fmt: str,
 ) -> None:
     """Show what applying would change: per query, and how many hosts gain or lose it."""
-    answer = _send_packs(ctx, "/packs/diff", paths, labels, fmt, (server, token, ca))
+    answer = _send_packs(ctx, client, "/packs/diff", paths, labels, fmt)
     rows = (
         [r for r in answer["diff"] if r["change"] != "unchanged"]
         if fmt == "table"
@@ -207,10 +202,9 @@ def diff_command(
 @packs.command("list")
 @client_options
 @output_options
-@click.pass_context
-def list_command(ctx: click.Context, server: str, token: str, ca: str, fmt: str) -> None:
+def list_command(client: AdminClient, fmt: str) -> None:
     """Packs on the server, with their current version and targets."""
-    answer = open_client(ctx, server, token, ca).get("/packs")
+    answer = client.get("/packs")
     render(
         answer["packs"],
         ("name", "version", "queries", "platform", "labels", "updated"),
@@ -224,12 +218,9 @@ def list_command(ctx: click.Context, server: str, token: str, ca: str, fmt: str)
 @click.option("--version", "version", type=int, default=None, help="An older version.")
 @client_options
 @output_options
-@click.pass_context
-def show_command(
-    ctx: click.Context, name: str, version: int | None, server: str, token: str, ca: str, fmt: str
-) -> None:
+def show_command(client: AdminClient, name: str, version: int | None, fmt: str) -> None:
     """One pack as stored (osquery pack JSON) and its version history."""
-    answer = open_client(ctx, server, token, ca).get(f"/packs/{name}", version=version)
+    answer = client.get(f"/packs/{name}", version=version)
     if fmt == "json":
         render([answer], fmt=fmt)
         return
@@ -242,10 +233,9 @@ def show_command(
 @packs.command("delete")
 @click.argument("name")
 @client_options
-@click.pass_context
-def delete_command(ctx: click.Context, name: str, server: str, token: str, ca: str) -> None:
+def delete_command(client: AdminClient, name: str) -> None:
     """Stop serving a pack (kept in history as a deleted version)."""
-    answer = open_client(ctx, server, token, ca).delete(f"/packs/{name}")
+    answer = client.delete(f"/packs/{name}")
     click.echo(f"pack {answer['pack']}: {answer['action']} (version {answer['version']})")
 
 

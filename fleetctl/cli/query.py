@@ -8,8 +8,8 @@ from typing import Any
 
 import click
 
-from fleetctl.client import AdminClient, client_options, open_client
-from fleetctl.output import output_options, render
+from fleetctl.cli.client import AdminClient, client_options
+from fleetctl.cli.output import output_options, render
 from fleetctl.timeutil import parse_duration
 
 
@@ -33,12 +33,10 @@ from fleetctl.timeutil import parse_duration
 @click.pass_context
 def query(
     ctx: click.Context,
+    client: AdminClient,
     sql: str,
     targets: str,
     timeout_text: str,
-    server: str,
-    token: str,
-    ca: str,
     fmt: str,
 ) -> None:
     """Run SQL on the targeted hosts now; rows are printed as hosts answer.
@@ -50,7 +48,6 @@ def query(
         timeout = parse_duration(timeout_text)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--timeout") from exc
-    client = open_client(ctx, server, token, ca)
     started = client.post("/queries", {"sql": sql, "targets": targets, "timeout": timeout})
     qid = started["id"]
     click.echo(f"query {qid}: {started['targeted']} targeted, {started['online']} online", err=True)

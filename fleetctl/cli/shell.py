@@ -24,8 +24,8 @@ from typing import Any, TextIO
 import apsw
 import click
 
+from fleetctl.cli.output import render
 from fleetctl.engine import Engine, QueryError, QueryResult, osqueryi_json, string_rows
-from fleetctl.output import render
 from fleetctl.settings import default_home
 
 PROMPT = "osquery> "

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from fleetctl.client import client_options, open_client
-from fleetctl.output import output_options, render
+from fleetctl.cli.client import AdminClient, client_options
+from fleetctl.cli.output import output_options, render
 
 
 @click.command()
@@ -13,12 +13,9 @@ from fleetctl.output import output_options, render
 @click.option("--limit", default=10_000, show_default=True, help="Most rows to return.")
 @client_options
 @output_options
-@click.pass_context
-def sql(
-    ctx: click.Context, query: str, limit: int, server: str, token: str, ca: str, fmt: str
-) -> None:
+def sql(client: AdminClient, query: str, limit: int, fmt: str) -> None:
     """Run one read query over the hunting views (hunt_*), read-only and time-limited."""
-    answer = open_client(ctx, server, token, ca).post("/sql", {"sql": query, "limit": limit})
+    answer = client.post("/sql", {"sql": query, "limit": limit})
     render(answer["rows"], answer["columns"], fmt)
     if answer["truncated"]:
         reason = answer.get("reason") or f"stopped at {limit} rows"

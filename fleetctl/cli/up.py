@@ -17,12 +17,12 @@ import click
 from rich.console import Console
 
 from fleetctl.agent.engines import describe
-from fleetctl.client import AdminClient
+from fleetctl.cli.client import AdminClient
+from fleetctl.cli.local import LocalFleet
+from fleetctl.cli.options import setting_option
+from fleetctl.cli.output import render
 from fleetctl.errors import FleetError
-from fleetctl.local import LocalFleet
-from fleetctl.output import render
-from fleetctl.settings import DEFAULT_LEARNING_WINDOW, Settings, default_home, parse_listen
-from fleetctl.timeutil import format_duration, parse_duration
+from fleetctl.settings import SettingError, default_home, from_options
 
 STDIO_QUERY = "pack_ipc-telemetry-extension_process_stdio"
 #: The same channels from osquery's own tables, for an agent without the extension.
@@ -48,7 +48,7 @@ AGENT_FLAGS = {
     default=None,
     help="Run every scheduled query at this interval (seconds) instead of its own.",
 )
-@click.option("--listen", default="127.0.0.1:8443", show_default=True, help="HOST:PORT.")
+@setting_option("listen")
 @click.option(
     "--engine",
     type=click.Choice(["auto", "embedded", "osquery"]),
@@ -68,11 +68,8 @@ AGENT_FLAGS = {
     show_default=True,
     help="Seconds between summaries when running continuously.",
 )
-@click.option(
-    "--learning-window",
-    default=format_duration(DEFAULT_LEARNING_WINDOW),
-    show_default=True,
-    help="How long this host's execution paths are only learned, not judged.",
+@setting_option(
+    "learning_window", help="How long this host's execution paths are only learned, not judged."
 )
 def up(
     once: bool,
@@ -86,11 +83,10 @@ def up(
     """Run server, packs and a local agent on this machine and show what they collect."""
     console = Console(stderr=True)
     try:
-        parse_listen(listen)
-        settings = Settings(
-            home=default_home(), listen=listen, learning_window=parse_duration(learning_window)
+        settings = from_options(
+            {"listen": listen, "learning_window": learning_window}, home=default_home()
         )
-    except ValueError as exc:
+    except SettingError as exc:
         raise click.BadParameter(str(exc)) from exc
     fleet = LocalFleet(settings, engine=engine, interval=interval, stock=stock)
     try:

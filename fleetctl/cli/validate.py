@@ -8,9 +8,9 @@ from pathlib import Path
 import click
 from rich.console import Console
 
+from fleetctl.cli.local import LocalFleet
+from fleetctl.cli.output import output_options, render
 from fleetctl.errors import FleetError
-from fleetctl.local import LocalFleet
-from fleetctl.output import output_options, render
 from fleetctl.settings import Settings
 from fleetctl.validate import SCENARIOS, cpu_burners, run_scenarios
 from fleetctl.validate.scenarios import free_port

@@ -54,7 +54,7 @@ class Outcome:
 
 
 class Pipeline(Protocol):
-    """The detection pipeline a scenario runs against (``fleetctl.local.LocalFleet``)."""
+    """The detection pipeline a scenario runs against (``fleetctl.cli.local.LocalFleet``)."""
 
     def collect(self) -> None:
         """One collection cycle: every scheduled query once, delivered."""

@@ -18,7 +18,7 @@ import pytest
 from sqlalchemy import update
 
 from fleetctl.agent import Agent, AgentOptions
-from fleetctl.client import ssl_context
+from fleetctl.cli.client import ssl_context
 from storage.engine import make_engine, make_sessionmaker, session_scope
 from storage.models import Host
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import click
 from click.testing import CliRunner
@@ -37,3 +38,23 @@ def test_client_commands_do_not_load_the_server() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout.strip()
     assert loaded == "[]"
+
+
+def test_client_commands_get_their_client_from_the_options_and_environment(
+    tmp_path: Path,
+) -> None:
+    env = {"FLEETCTL_HOME": str(tmp_path), "FLEETCTL_SERVER": "https://127.0.0.1:1"}
+    result = CliRunner().invoke(main, ["hosts", "list", "--token", "t"], env=env)
+    assert result.exit_code == 1, result.output
+    assert "Error: cannot reach https://127.0.0.1:1" in result.output
+    result = CliRunner().invoke(main, ["hosts", "list"], env={"FLEETCTL_HOME": str(tmp_path)})
+    assert result.exit_code == 1 and "no server to talk to" in result.output, result.output
+
+
+def test_a_client_command_checks_its_arguments_before_looking_for_a_server(
+    tmp_path: Path,
+) -> None:
+    args = ["hunt", "create", "x", "--sql", "SELECT 1", "--once", "--every", "1h"]
+    result = CliRunner().invoke(main, args, env={"FLEETCTL_HOME": str(tmp_path)})
+    assert result.exit_code == 2, result.output
+    assert "give exactly one of --cron, --every and --once" in result.output

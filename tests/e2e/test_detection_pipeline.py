@@ -17,7 +17,7 @@ import pytest
 
 from fleetctl.agent import Agent, AgentOptions
 from fleetctl.agent.engines import EmbeddedEngine
-from fleetctl.local import shipped_pack_payload
+from fleetctl.cli.local import shipped_pack_payload
 from tests.conftest import RunningServer
 
 pytestmark = pytest.mark.slow

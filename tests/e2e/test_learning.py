@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from fleetctl.local import LocalFleet
+from fleetctl.cli.local import LocalFleet
 from fleetctl.settings import Settings
 from fleetctl.validate import SCENARIOS
 from fleetctl.validate.scenarios import Running, free_port, socat_unix_exec

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from fleetctl.local import LocalFleet
+from fleetctl.cli.local import LocalFleet
 from fleetctl.settings import Settings
 from fleetctl.validate import SCENARIOS, Scenario, cpu_burners, run_scenarios
 from fleetctl.validate.scenarios import free_port

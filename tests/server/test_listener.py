@@ -17,7 +17,7 @@ import pytest
 from click.testing import CliRunner
 
 from fleetctl.cli import main
-from fleetctl.settings import SETTINGS, Settings
+from fleetctl.settings import Settings, declaration
 from tests.conftest import RunningServer
 
 FAST = {
@@ -304,7 +304,6 @@ def test_requests_the_parser_or_the_edge_refuse_answer_json(
 
 
 def test_listener_settings_are_declared_once_and_offered_by_serve() -> None:
-    defaults = {name: default for name, default, _ in SETTINGS}
     help_text = CliRunner().invoke(main, ["serve", "--help"]).output
     for name in (
         "handshake_timeout",
@@ -313,5 +312,7 @@ def test_listener_settings_are_declared_once_and_offered_by_serve() -> None:
         "keep_alive_timeout",
         "max_connections_per_address",
     ):
-        assert getattr(Settings(), name) == defaults[name]
-        assert "--" + name.replace("_", "-") in help_text
+        field, setting = declaration(name)
+        assert getattr(Settings(), name) == field.default
+        assert setting.option == "--" + name.replace("_", "-")
+        assert setting.option in help_text

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fleetctl.agent import Agent, AgentOptions, EngineError, select_engine
-from fleetctl.client import AdminClient, Context
+from fleetctl.cli.client import AdminClient, Context
 from fleetctl.errors import FleetError
 from fleetctl.packs.loader import load_file, pack_files, shipped_packs_dir
 from fleetctl.packs.model import apply_request
