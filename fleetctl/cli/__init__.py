@@ -14,34 +14,124 @@ import click
 
 from fleetctl import __version__
 
-# command name -> "module:attribute"
-COMMANDS = {
-    "up": "fleetctl.cli.up:up",
-    "serve": "fleetctl.cli.serve:serve",
-    "db": "fleetctl.cli.db:db",
-    "hosts": "fleetctl.cli.hosts:hosts",
-    "results": "fleetctl.cli.hosts:results",
-    "status-logs": "fleetctl.cli.hosts:status_logs",
-    "data-loss": "fleetctl.cli.hosts:data_loss",
-    "carves": "fleetctl.cli.hosts:carves",
-    "shell": "fleetctl.cli.shell:shell",
-    "extension": "fleetctl.cli.extension:extension",
-    "packs": "fleetctl.cli.packs:packs",
-    "agent": "fleetctl.cli.agent:agent",
-    "labels": "fleetctl.cli.labels:labels",
-    "sql": "fleetctl.cli.sql:sql",
-    "query": "fleetctl.cli.query:query",
-    "hunt": "fleetctl.cli.hunts:hunt",
-    "findings": "fleetctl.cli.detect:findings",
-    "baseline": "fleetctl.cli.detect:baseline",
-    "trace": "fleetctl.cli.detect:trace",
-    "detect": "fleetctl.cli.detect:detect",
-    "validate": "fleetctl.cli.validate:validate",
-}
+# (section, [(command name, "module:attribute", one-line summary)]). The summaries are
+# what ``fleetctl --help`` prints without importing a single command module; a test keeps
+# each equal to its command's own first help line.
+SECTIONS: tuple[tuple[str, tuple[tuple[str, str, str], ...]], ...] = (
+    (
+        "Run",
+        (
+            ("up", "fleetctl.cli.up:up", "Server, packs and an agent for this host, in one."),
+            (
+                "serve",
+                "fleetctl.cli.serve:serve",
+                "Serve osquery's TLS remote API and the admin API.",
+            ),
+            (
+                "agent",
+                "fleetctl.cli.agent:agent",
+                "Enroll this host and run its schedule like osqueryd.",
+            ),
+            (
+                "extension",
+                "fleetctl.cli.extension:extension",
+                "Serve this project's tables to a running osqueryd.",
+            ),
+            (
+                "shell",
+                "fleetctl.cli.shell:shell",
+                "Run osquery SQL on this host, as osqueryi does.",
+            ),
+            ("db", "fleetctl.cli.db:db", "Database schema, retention and the analyst role."),
+        ),
+    ),
+    (
+        "Fleet",
+        (
+            ("hosts", "fleetctl.cli.hosts:hosts", "Enrolled hosts and their detection state."),
+            (
+                "results",
+                "fleetctl.cli.hosts:results",
+                "Rows of a query that existed on a host at a time.",
+            ),
+            (
+                "status-logs",
+                "fleetctl.cli.hosts:status_logs",
+                "osqueryd status log lines of a host, newest first.",
+            ),
+            (
+                "data-loss",
+                "fleetctl.cli.hosts:data_loss",
+                "What the store lacks: gaps, epoch changes, quarantined lines.",
+            ),
+            ("carves", "fleetctl.cli.hosts:carves", "File carve sessions and their progress."),
+            ("packs", "fleetctl.cli.packs:packs", "Check, convert and manage osquery packs."),
+            (
+                "labels",
+                "fleetctl.cli.labels:labels",
+                "Host labels: a SQL membership query or a host list.",
+            ),
+        ),
+    ),
+    (
+        "Hunt",
+        (
+            ("sql", "fleetctl.cli.sql:sql", "Read-only SQL over the hunting views (hunt_*)."),
+            ("query", "fleetctl.cli.query:query", "Run SQL on the targeted hosts now."),
+            (
+                "hunt",
+                "fleetctl.cli.hunts:hunt",
+                "Scheduled hunts over the fleet, offline hosts too.",
+            ),
+        ),
+    ),
+    (
+        "Detect",
+        (
+            (
+                "findings",
+                "fleetctl.cli.detect:findings",
+                "New IPC-spawned execution paths and every incident on them.",
+            ),
+            (
+                "trace",
+                "fleetctl.cli.detect:trace",
+                "A process's ancestry and descendants with IPC edges, at a time.",
+            ),
+            (
+                "detect",
+                "fleetctl.cli.detect:detect",
+                "Judge hosts now, replay history, or learn a baseline.",
+            ),
+            (
+                "baseline",
+                "fleetctl.cli.detect:baseline",
+                "What detection treats as normal: entries and learned paths.",
+            ),
+            (
+                "validate",
+                "fleetctl.cli.validate:validate",
+                "Run the IPC-abuse scenarios and benign look-alikes.",
+            ),
+        ),
+    ),
+)
+COMMANDS = {name: target for _, rows in SECTIONS for name, target, _ in rows}
+SUMMARIES = {name: summary for _, rows in SECTIONS for name, _, summary in rows}
+
+ENVIRONMENT = (
+    ("FLEETCTL_HOME", "the server's files and the client context (default: the user data dir)"),
+    ("FLEETCTL_DB", "database URL of serve, up and db (default: SQLite under FLEETCTL_HOME)"),
+    ("FLEETCTL_ANALYST_DB", "PostgreSQL URL of a hand-made analyst role for sql"),
+    ("FLEETCTL_SERVER", "admin API URL of client commands (default: from the context file)"),
+    ("FLEETCTL_TOKEN", "admin API token (default: from the context file)"),
+    ("FLEETCTL_CA", "CA bundle that verifies the server (default: from the context file)"),
+)
 
 
 class LazyGroup(click.Group):
-    """A group whose subcommands are imported on first use."""
+    """A group whose subcommands are imported on first use; its help lists them, in
+    sections, from the summaries above without importing any."""
 
     def __init__(self, *args: object, lazy: dict[str, str], **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
@@ -58,6 +148,21 @@ class LazyGroup(click.Group):
         if not isinstance(command, click.Command) or command.name != cmd_name:
             raise RuntimeError(f"{self.lazy[cmd_name]} is not the command {cmd_name!r}")
         return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        for section, rows in SECTIONS:
+            with formatter.section(section):
+                formatter.write_dl([(name, summary) for name, _, summary in rows])
+
+    def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        with formatter.section("Environment"):
+            formatter.write_dl(list(ENVIRONMENT))
+        formatter.write_paragraph()
+        formatter.write_text(
+            "`fleetctl COMMAND --help` shows a command's options and examples."
+            ' Shell completion: eval "$(_FLEETCTL_COMPLETE=bash_source fleetctl)"'
+            " (zsh_source, fish_source for the other shells)."
+        )
 
 
 @click.group(

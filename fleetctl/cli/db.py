@@ -7,6 +7,7 @@ import time
 
 import click
 
+from fleetctl.cli.groups import Group
 from fleetctl.cli.options import setting_option
 from fleetctl.settings import Settings
 from fleetctl.timeutil import parse_duration
@@ -23,7 +24,7 @@ def _url(db: str | None) -> str:
     return Settings(db=db).db_url
 
 
-@click.group()
+@click.group(cls=Group)
 def db() -> None:
     """Database schema and retention."""
 

@@ -11,6 +11,7 @@ import click
 import yaml
 
 from fleetctl.cli.client import AdminClient, client_options
+from fleetctl.cli.groups import Group
 from fleetctl.cli.output import output_options, render
 
 FINDING_COLUMNS = (
@@ -51,7 +52,7 @@ def _learning(row: Mapping[str, Any]) -> dict[str, Any]:
     return {**row, "learning": LEARNING if row.get("seen_during_learning") else ""}
 
 
-@click.group()
+@click.group(cls=Group)
 def findings() -> None:
     """New IPC-spawned execution paths, each with every incident (occurrence) on it."""
 
@@ -208,7 +209,7 @@ def findings_suppress(client: AdminClient, finding_id: str, scope: str, note: st
     )
 
 
-@click.group()
+@click.group(cls=Group)
 def baseline() -> None:
     """ATT&CK's mutable elements (SocketPathBaseline, FIFOAccessPatterns,
     AllowedParentChildPairs, PipeNamePattern) and learned path keys."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from fleetctl.cli.client import AdminClient, client_options
+from fleetctl.cli.groups import Group
 from fleetctl.cli.output import output_options, render
 
 # The table's columns; ``detection`` is where the host stands: ``learning until T`` (new
@@ -23,7 +24,7 @@ HOST_COLUMNS = (
 )
 
 
-@click.group()
+@click.group(cls=Group)
 def hosts() -> None:
     """Enrolled hosts."""
 

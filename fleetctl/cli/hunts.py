@@ -5,11 +5,12 @@ from __future__ import annotations
 import click
 
 from fleetctl.cli.client import AdminClient, client_options
+from fleetctl.cli.groups import Group
 from fleetctl.cli.output import output_options, render
 from fleetctl.timeutil import parse_duration
 
 
-@click.group()
+@click.group(cls=Group)
 def hunt() -> None:
     """Scheduled hunts: each firing queues a query for every target, offline ones too."""
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 import click
 
 from fleetctl.cli.client import AdminClient, client_options
+from fleetctl.cli.groups import Group
 from fleetctl.cli.output import output_options, render
 
 
-@click.group()
+@click.group(cls=Group)
 def labels() -> None:
     """Host labels: a SQL membership query hosts answer, or a manual host list."""
 

@@ -19,6 +19,7 @@ import click
 from fleetctl.agent.engines import QueryEngine, select_engine
 from fleetctl.agent.errors import EngineError
 from fleetctl.cli.client import AdminClient, ClientError, client_options
+from fleetctl.cli.groups import Group
 from fleetctl.cli.output import output_options, render
 from fleetctl.packs.convert import ConvertError, convert_file
 from fleetctl.packs.loader import (
@@ -35,7 +36,7 @@ from fleetctl.targeting import TargetedPack, pack_targets, queries_for
 ERROR_COLUMNS = ("file", "pack", "query", "identifier", "message")
 
 
-@click.group("packs")
+@click.group("packs", cls=Group)
 def packs() -> None:
     """Check, convert and manage osquery packs."""
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 from click.testing import CliRunner
 
-from fleetctl.cli import COMMANDS, main
+from fleetctl.cli import COMMANDS, ENVIRONMENT, SUMMARIES, main
 
 
 def test_every_command_resolves_and_shows_its_help() -> None:
@@ -21,6 +21,51 @@ def test_every_command_resolves_and_shows_its_help() -> None:
         assert command is not None and command.name == name
         result = CliRunner().invoke(main, [name, "--help"])
         assert result.exit_code == 0 and "Usage: " in result.output, (name, result.output)
+
+
+def test_top_level_help_lists_every_command_whole_without_importing_one() -> None:
+    code = (
+        "import sys; from fleetctl.cli import main; main(['--help'], standalone_mode=False);"
+        "print(sorted(m for m in sys.modules if m.startswith('fleetctl.cli.')))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    help_text, loaded = out.rsplit("\n", 2)[0], out.rsplit("\n", 2)[1]
+    assert loaded == "[]"  # no command module: help costs an import of the package only
+    flat = " ".join(help_text.split())
+    for name, summary in SUMMARIES.items():
+        assert f"{name} {summary}" in flat, name
+    assert "..." not in help_text.split("Options:", 1)[1]  # (the usage line has its own)
+    for variable, _ in ENVIRONMENT:
+        assert variable in help_text
+    assert "_FLEETCTL_COMPLETE=bash_source" in help_text
+
+
+def test_the_listed_environment_variables_are_the_ones_read() -> None:
+    """Every FLEETCTL_* variable an option reads is listed in the help, and no other."""
+    read = {"FLEETCTL_HOME"}  # read by the settings module, not by an option
+    ctx = click.Context(main)
+
+    def walk(command: click.Command) -> None:
+        for param in command.params:
+            envvar = getattr(param, "envvar", None)
+            if isinstance(envvar, str):
+                read.add(envvar)
+        if isinstance(command, click.Group):
+            for name in command.list_commands(ctx):
+                sub = command.get_command(ctx, name)
+                if sub is not None:
+                    walk(sub)
+
+    walk(main)
+    assert read == {variable for variable, _ in ENVIRONMENT}
+
+
+def test_group_help_never_cuts_a_summary() -> None:
+    for name in COMMANDS:
+        result = CliRunner().invoke(main, [name, "--help"])
+        assert "..." not in result.output.split("Commands:")[-1], name
 
 
 def test_unknown_command_is_a_clear_error() -> None:
