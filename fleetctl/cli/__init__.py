@@ -13,6 +13,7 @@ import importlib
 import click
 
 from fleetctl import __version__
+from fleetctl.cli.examples import add_examples
 
 # (section, [(command name, "module:attribute", one-line summary)]). The summaries are
 # what ``fleetctl --help`` prints without importing a single command module; a test keeps
@@ -147,6 +148,7 @@ class LazyGroup(click.Group):
         command = getattr(importlib.import_module(module_name), attribute)
         if not isinstance(command, click.Command) or command.name != cmd_name:
             raise RuntimeError(f"{self.lazy[cmd_name]} is not the command {cmd_name!r}")
+        add_examples(command, cmd_name)
         return command
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:

@@ -294,8 +294,9 @@ def _section(doc: dict[str, object], section: str) -> list[object]:
 def baseline_add(
     client: AdminClient, section: str, fields: tuple[str, ...], host: str | None
 ) -> None:
-    """Add an entry: rules as FIELD=VALUE (e.g. parent_child parent=cron child=sh),
-    patterns and path keys as one value."""
+    """Add an entry: rules as FIELD=VALUE (e.g. parent_child parent=cron child=sh; a
+    parent_child rule is named PARENT-CHILD unless name= is given), patterns and path
+    keys as one value."""
     if section == "learned.hosts":
         if not host:
             raise click.UsageError("learned.hosts needs --host")
@@ -305,9 +306,12 @@ def baseline_add(
         entries: list[object] = list(fields)
     else:
         try:
-            entries = [dict(field.split("=", 1) for field in fields)]
+            rule = dict(field.split("=", 1) for field in fields)
         except ValueError as exc:
             raise click.UsageError("rule fields are FIELD=VALUE") from exc
+        if section == "parent_child":  # a rule is named; by its pair unless told
+            rule.setdefault("name", f"{rule.get('parent', '*')}-{rule.get('child', '*')}")
+        entries = [rule]
 
     def change(doc: dict[str, object]) -> None:
         _section(doc, section).extend(entries)

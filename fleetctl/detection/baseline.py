@@ -28,7 +28,7 @@ misspelt section cannot be silently ignored.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields
 from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
@@ -335,6 +335,10 @@ def _rule(kind: Any, entry: Any, where: str) -> Any:
     """A rule dataclass from a mapping; scalars become 1-tuples where a tuple is expected."""
     names = {f.name: f for f in fields(kind)}
     _only(entry, set(names), where)
+    required = [f.name for f in fields(kind) if f.default is MISSING and f.name not in entry]
+    if required:
+        shown = ", ".join(f"{k}={v}" for k, v in entry.items())
+        raise BaselineError(f"{where}: the entry ({shown}) needs {' and '.join(required)}")
     values: dict[str, Any] = {}
     for key, value in entry.items():
         if names[key].type.startswith("tuple"):

@@ -60,6 +60,11 @@ def test_detect_learn_refuses_an_attack_until_it_is_accepted(server: RunningServ
     assert "refused" not in accepted.stdout
     assert "--accept no|such|key: no host showed this path key" in accepted.stderr
     assert key in invoke("baseline", "export").stdout
+    added = invoke("baseline", "add", "parent_child", "parent=cron", "child=sh", "note=nightly")
+    assert added.exit_code == 0, added.output  # the README's example: named by its pair
+    assert '"name":"cron-sh"' in invoke("baseline", "list", "--format", "json").stdout.replace(
+        " ", ""
+    )
     (after,) = as_json("findings", "list")
     assert after["status"] == "suppressed"
     history = as_json("findings", "show", finding["id"])[0]["history"]

@@ -73,6 +73,7 @@ learned:
         ("fifo_access: {path: /tmp/x}", "expected a list"),
         ("[1, 2]", "mapping of sections"),
         ("socket_paths: [", "not valid YAML"),
+        ("parent_child:\n  - {parent: cron, child: sh}", "(parent=cron, child=sh) needs name"),
     ],
 )
 def test_mistakes_are_errors_not_silence(text: str, message: str) -> None:
