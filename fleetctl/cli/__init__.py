@@ -130,6 +130,10 @@ ENVIRONMENT = (
 )
 
 
+# Modules whose exceptions are database errors, said in one line by ``LazyGroup.invoke``.
+DATABASE_ERRORS = ("sqlalchemy", "psycopg", "sqlite3", "storage.database")
+
+
 class LazyGroup(click.Group):
     """A group whose subcommands are imported on first use; its help lists them, in
     sections, from the summaries above without importing any."""
@@ -150,6 +154,18 @@ class LazyGroup(click.Group):
             raise RuntimeError(f"{self.lazy[cmd_name]} is not the command {cmd_name!r}")
         add_examples(command, cmd_name)
         return command
+
+    def invoke(self, ctx: click.Context) -> object:
+        """Run the command; a database error becomes one line, never a traceback."""
+        try:
+            return super().invoke(ctx)
+        except Exception as exc:
+            if not type(exc).__module__.startswith(DATABASE_ERRORS):
+                raise
+            from storage.database import DatabaseProblem, describe  # only on an error
+
+            said = str(exc) if isinstance(exc, DatabaseProblem) else describe(exc)
+            raise click.ClickException(said) from None
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         for section, rows in SECTIONS:

@@ -12,6 +12,7 @@ import json
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import click
@@ -54,6 +55,25 @@ class Context:
     ca: str | None
 
 
+def context_path() -> Path:
+    return default_home() / "context.json"
+
+
+def stored_context() -> dict[str, str]:
+    """What ``fleetctl serve``/``up`` last wrote to the context file: its server URL,
+    admin token, CA file and store URL ({} when there is no file)."""
+    path = context_path()
+    if not path.exists():
+        return {}
+    try:
+        stored = json.loads(path.read_text())
+    except ValueError as exc:
+        raise ClientError(f"{path} is not valid JSON: {exc}") from exc
+    if not isinstance(stored, dict):
+        raise ClientError(f"{path} does not hold a JSON object")
+    return {k: v for k, v in stored.items() if isinstance(v, str)}
+
+
 @dataclass
 class Connection:
     """Where a client command connects, as given by ``--server/--token/--ca`` or their
@@ -64,13 +84,8 @@ class Connection:
     ca: str | None = None
 
     def resolve(self) -> Context:
-        stored: dict[str, str] = {}
-        path = default_home() / "context.json"
-        if path.exists():
-            try:
-                stored = json.loads(path.read_text())
-            except ValueError as exc:
-                raise ClientError(f"{path} is not valid JSON: {exc}") from exc
+        stored = stored_context()
+        path = context_path()
         server = self.server or stored.get("server")
         token = self.token or stored.get("token")
         ca = self.ca or stored.get("ca")

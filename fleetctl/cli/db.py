@@ -7,21 +7,43 @@ import time
 
 import click
 
+from fleetctl.cli.client import stored_context
 from fleetctl.cli.groups import Group
 from fleetctl.cli.options import setting_option
 from fleetctl.settings import Settings
-from fleetctl.timeutil import parse_duration
+from fleetctl.timeutil import iso, parse_duration
 from storage import analyst_role
 from storage import campaigns as campaign_store
 from storage import results as result_store
+from storage.database import ensure_database, shown, sqlite_path
 from storage.engine import is_sqlite, make_engine, make_sessionmaker, session_scope
 from storage.migrate import current_revision, head_revision, upgrade
 
-db_option = setting_option("db", help="Database URL (default: sqlite:///<FLEETCTL_HOME>/fleet.db).")
+db_option = setting_option(
+    "db",
+    help="Database URL (default: the store `fleetctl serve` or `up` last ran on, from the"
+    " context file; else sqlite:///<FLEETCTL_HOME>/fleet.db).",
+)
+ONE_DAY = 86_400
 
 
-def _url(db: str | None) -> str:
-    return Settings(db=db).db_url
+def _url(db: str | None, *, must_exist: bool = True) -> str:
+    """The store a ``db`` command works on: ``--db``/``FLEETCTL_DB``, else the one the
+    server last ran on, else the default SQLite file, which must exist unless the command
+    creates it (an empty new store would only hide a mistyped home)."""
+    if db:
+        return db
+    stored = stored_context().get("db")
+    if stored:
+        return stored
+    url = Settings().db_url
+    path = sqlite_path(url)
+    if must_exist and path is not None and not path.exists():
+        raise click.ClickException(
+            f"no store at {path}: run `fleetctl up` or `fleetctl serve` first, or name the"
+            " store with --db URL (or FLEETCTL_DB)"
+        )
+    return url
 
 
 @click.group(cls=Group)
@@ -34,9 +56,12 @@ def db() -> None:
 def db_upgrade(db: str | None) -> None:
     """Apply Alembic migrations up to the newest revision; on PostgreSQL, then create or
     update the analyst role as far as this login may (and print what is left)."""
-    url = _url(db)
-    if url.startswith("sqlite:///"):
-        Settings().home.mkdir(parents=True, exist_ok=True)
+    url = _url(db, must_exist=False)
+    path = sqlite_path(url)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    elif ensure_database(url):
+        click.echo(f"created database {shown(url)}")
     engine = make_engine(url)
     try:
         upgrade(engine)
@@ -99,8 +124,10 @@ def db_current(db: str | None) -> None:
 
 @db.command("prune")
 @click.option("--older-than", "older_than", required=True, help="Retention age, e.g. 90d.")
+@click.option("--dry-run", is_flag=True, help="Count what would go; delete nothing.")
+@click.option("--yes", is_flag=True, help="Confirm a retention age under one day.")
 @db_option
-def db_prune(older_than: str, db: str | None) -> None:
+def db_prune(older_than: str, dry_run: bool, yes: bool, db: str | None) -> None:
     """Delete what is older than the retention age: result rows closed before it (open
     rows are kept), and live queries and hunt runs that expired before it (each hunt's
     latest run is kept as the baseline of its next --diff)."""
@@ -108,13 +135,24 @@ def db_prune(older_than: str, db: str | None) -> None:
         age = parse_duration(older_than)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--older-than") from exc
-    engine = make_engine(_url(db))
-    with session_scope(make_sessionmaker(engine)) as session:
-        cutoff = int(time.time()) - age
-        removed = result_store.prune(session, cutoff)
-        campaigns = campaign_store.prune(session, cutoff)
-    engine.dispose()
+    if age < ONE_DAY and not (yes or dry_run):
+        raise click.UsageError(
+            f"--older-than {older_than} keeps less than a day of history; add --yes if that"
+            " is meant (--dry-run shows what would go)"
+        )
+    url = _url(db)
+    engine = make_engine(url)
+    try:
+        with session_scope(make_sessionmaker(engine)) as session:
+            cutoff = int(time.time()) - age
+            removed = result_store.prune(session, cutoff)
+            campaigns = campaign_store.prune(session, cutoff)
+            if dry_run:
+                session.rollback()  # the same statements, counted and undone
+    finally:
+        engine.dispose()
+    verb = "would prune" if dry_run else "pruned"
     click.echo(
-        f"pruned {removed} closed rows and {campaigns} live queries and hunt runs"
-        f" older than {older_than}"
+        f"{verb} {removed} closed rows and {campaigns} live queries and hunt runs"
+        f" older than {older_than} ({iso(cutoff)}) from {shown(url)}"
     )
