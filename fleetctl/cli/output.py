@@ -3,12 +3,14 @@
 Every command that prints rows goes through here so that table, JSON, NDJSON and CSV
 output behave the same everywhere: JSON is one array of row objects (``[]`` when empty),
 NDJSON one object per line, CSV a header then rows, and ``table`` a rich table that
-degrades to plain text when stdout is not a terminal.
+degrades to plain text when stdout is not a terminal. On a terminal a table fits its
+width, long cells cut with "…"; ``--wide`` folds them instead, so every character shows.
 """
 
 from __future__ import annotations
 
 import csv
+import shutil
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TextIO, TypeVar
@@ -21,8 +23,25 @@ FORMATS = ("table", "json", "csv", "ndjson")
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+MIN_CUT_WIDTH = 8  # a cut column still shows this many characters
+WIDE = "fleetctl.wide"  # click context meta key: --wide was given
+
+
+def _remember_wide(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value:
+        ctx.meta[WIDE] = True
+
+
 def output_options(func: F) -> F:
-    """Add ``--format table|json|csv|ndjson`` to a command (stacked once, used everywhere)."""
+    """Add ``--format table|json|csv|ndjson`` and ``--wide`` to a command (stacked once,
+    used everywhere)."""
+    func = click.option(
+        "--wide",
+        is_flag=True,
+        expose_value=False,
+        callback=_remember_wide,
+        help="Tables: show every cell whole (folded) instead of cut to the terminal.",
+    )(func)
     return click.option(
         "--format",
         "fmt",
@@ -31,6 +50,11 @@ def output_options(func: F) -> F:
         show_default=True,
         help="Output format. json is one array of row objects; ndjson one object per line.",
     )(func)
+
+
+def _wide() -> bool:
+    ctx = click.get_current_context(silent=True)
+    return bool(ctx is not None and ctx.meta.get(WIDE))
 
 
 def _cell(value: Any) -> str:
@@ -98,18 +122,43 @@ def _render_json(
     out.write("[]\n" if first else "]\n")
 
 
+def fit_widths(longest: Sequence[int], room: int) -> list[int]:
+    """Column widths within ``room``: narrow columns keep their width, the room left is
+    shared among the wide ones (never under ``MIN_CUT_WIDTH``), so a long command line
+    gives way and the pid beside it stays whole."""
+    widths = list(longest)
+    if sum(widths) <= room:
+        return widths
+    left = room
+    order = sorted(range(len(widths)), key=lambda i: longest[i])
+    for done, i in enumerate(order):
+        share = left // (len(order) - done)
+        widths[i] = min(longest[i], max(share, MIN_CUT_WIDTH))
+        left -= widths[i]
+    return widths
+
+
 def _render_table(
     rows: list[Mapping[str, Any]], cols: list[str], title: str | None, out: TextIO
 ) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    terminal = out.isatty()
+    cut = terminal and not _wide()
     table = Table(title=title, show_lines=False, header_style="bold")
-    for col in cols:
-        table.add_column(col, overflow="fold")
-    for row in rows:
-        table.add_row(*(_cell(row.get(c)) for c in cols))
-    console = Console(file=out, width=None if out.isatty() else 200)
+    cells = [[_cell(row.get(c)) for c in cols] for row in rows]
+    width = shutil.get_terminal_size().columns if terminal else 200
+    longest = [max([len(col), *(len(r[i]) for r in cells)]) for i, col in enumerate(cols)]
+    fitted = fit_widths(longest, width - 3 * len(cols) - 1) if cut else longest
+    for col, col_width in zip(cols, fitted, strict=True):
+        if cut:
+            table.add_column(col, overflow="ellipsis", no_wrap=True, max_width=col_width)
+        else:
+            table.add_column(col, overflow="fold")
+    for cell_row in cells:
+        table.add_row(*cell_row)
+    console = Console(file=out, width=width)
     if not rows:
         console.print(f"({title + ': ' if title else ''}no rows)")
         return
