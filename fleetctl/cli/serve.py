@@ -9,7 +9,7 @@ import click
 
 from fleetctl.cli.options import server_options
 from fleetctl.errors import FleetError
-from fleetctl.server.bootstrap import prepare
+from fleetctl.server.bootstrap import apply_shipped_packs_to_a_new_store, prepare
 from fleetctl.server.runner import make_server
 from fleetctl.server.state import ServerState
 from fleetctl.settings import SettingError, default_home, from_options
@@ -39,6 +39,12 @@ def serve(verbose: bool, **options: Any) -> None:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"fleetctl server on {prepared.server_url}  (database {settings.db_url})")
     click.echo(f"client context: {prepared.context_path}")
+    shipped = apply_shipped_packs_to_a_new_store(settings)
+    if shipped:
+        click.echo(
+            f"new store: applied the shipped packs ({', '.join(shipped)});"
+            " `fleetctl packs list` shows them, `fleetctl packs delete` removes one"
+        )
     click.echo(f"osqueryd flags ({prepared.flags_path}):\n")
     click.echo(prepared.flags_path.read_text())
     state = ServerState.create(settings)

@@ -13,10 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fleetctl.errors import FleetError
+from fleetctl.packs.loader import load_file, pack_files, shipped_packs_dir
 from fleetctl.server.auth import digest, new_secret
 from fleetctl.server.tls import TLSFiles, ensure_self_signed
 from fleetctl.settings import Settings
 from storage import hosts as host_store
+from storage import packs as pack_store
 from storage.engine import is_sqlite, make_engine, make_sessionmaker, session_scope
 from storage.migrate import current_revision, head_revision, upgrade
 
@@ -141,3 +143,21 @@ def osquery_flags(settings: Settings, ca: Path, secret_path: Path | None) -> str
         "--host_identifier=hostname",
     ]
     return "\n".join(lines) + "\n"
+
+
+def apply_shipped_packs_to_a_new_store(settings: Settings) -> list[str]:
+    """On a store that never held a pack, store the shipped packs (all hosts), so a new
+    ``fleetctl serve`` collects IPC telemetry at once; the names applied ([] when the
+    store already had packs, even if they were all deleted since)."""
+    engine = make_engine(settings.db_url)
+    try:
+        with session_scope(make_sessionmaker(engine)) as session:
+            if pack_store.pack_names(session):
+                return []
+            now = int(time.time())
+            packs = [p for f in pack_files([shipped_packs_dir()]) for p in load_file(f)]
+            for pack in packs:
+                pack_store.apply_pack(session, pack.name, pack.to_osquery(), (), now)
+            return [p.name for p in packs]
+    finally:
+        engine.dispose()
