@@ -26,7 +26,7 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from sqlalchemy import and_, delete, or_, select, update
+from sqlalchemy import ColumnElement, and_, delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from fleetctl.ingest import Run, row_hash, split_query_name
@@ -394,6 +394,15 @@ def _insert(session: Session, rows: list[dict[str, Any]], stats: ApplyStats) -> 
     stats.opened += sum(1 for r in rows if r["removed_at"] is None)
 
 
+def present_at(at: int) -> ColumnElement[bool]:
+    """The rows that existed at ``at``: added by then (or a tombstone, whose addition
+    predates the collected history) and not removed by then."""
+    return and_(
+        or_(ResultRow.first_seen.is_(None), ResultRow.first_seen <= at),
+        or_(ResultRow.removed_at.is_(None), ResultRow.removed_at > at),
+    )
+
+
 def rows_at(session: Session, host_id: int, name: str, at: int) -> list[ResultRow]:
     """The rows of ``name`` (as the host logs it) that existed on the host at ``at``.
 
@@ -408,12 +417,24 @@ def rows_at(session: Session, host_id: int, name: str, at: int) -> list[ResultRo
             .where(
                 ResultRow.host_id == host_id,
                 ResultRow.name == name,
-                or_(ResultRow.first_seen.is_(None), ResultRow.first_seen <= at),
-                or_(ResultRow.removed_at.is_(None), ResultRow.removed_at > at),
+                present_at(at),
             )
             .order_by(ResultRow.first_seen, ResultRow.id)
         )
     )
+
+
+def columns_at(
+    session: Session, host_id: int, name: str, at: int, since: int | None = None
+) -> list[dict[str, str]]:
+    """The columns of the rows ``rows_at`` gives, as stored; with ``since``, only rows
+    that appeared at or after it (an event query's recent rows)."""
+    stmt = select(ResultRow.columns).where(
+        ResultRow.host_id == host_id, ResultRow.name == name, present_at(at)
+    )
+    if since is not None:
+        stmt = stmt.where(ResultRow.first_seen >= since)
+    return [dict(c) for c in session.scalars(stmt)]
 
 
 def query_names(session: Session, host_id: int) -> list[QueryState]:

@@ -19,7 +19,6 @@ import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from fleetctl.detection import (
@@ -35,8 +34,8 @@ from fleetctl.ingest import split_query_name
 from fleetctl.packs.loader import load_file, pack_files, shipped_packs_dir
 from storage import detection as detection_store
 from storage import findings as findings_store
+from storage import results as result_store
 from storage.engine import session_scope
-from storage.models import QueryState, ResultRow
 
 log = logging.getLogger("fleetctl.detection")
 
@@ -68,7 +67,7 @@ def _event_queries() -> frozenset[str]:
     return frozenset(names)
 
 
-def relevant(name: str, packs: list[str]) -> bool:
+def relevant(name: str, packs: Collection[str]) -> bool:
     return split_query_name(name, packs).query in DETECTION_QUERIES
 
 
@@ -153,26 +152,17 @@ class DetectionService:
         return self._baseline[1]
 
     def snapshot(self, session: Session, host_id: int, at: int) -> HostSnapshot:
-        """The host's detection-relevant rows as they were at ``at``."""
-        names = [
-            n
-            for n in session.scalars(select(QueryState.name).where(QueryState.host_id == host_id))
-            if split_query_name(n).query in DETECTION_QUERIES
-        ]
-        results: dict[str, list[dict[str, str]]] = {}
-        for name in names:
-            query = split_query_name(name).query
-            stmt = select(ResultRow.columns).where(
-                ResultRow.host_id == host_id,
-                ResultRow.name == name,
-                (ResultRow.first_seen.is_(None)) | (ResultRow.first_seen <= at),
-                (ResultRow.removed_at.is_(None)) | (ResultRow.removed_at > at),
-            )
-            if query in self._events:
-                stmt = stmt.where(ResultRow.first_seen >= at - EVENT_WINDOW)
-            results[name] = [dict(c) for c in session.scalars(stmt)]
+        """The host's detection-relevant rows as they were at ``at``, by the query name
+        ingest stored for each logged name."""
+        results: list[tuple[str, list[dict[str, str]]]] = []
+        for state in result_store.query_names(session, host_id):
+            if state.query not in DETECTION_QUERIES:
+                continue
+            since = at - EVENT_WINDOW if state.query in self._events else None
+            rows = result_store.columns_at(session, host_id, state.name, at, since)
+            results.append((state.query, rows))
         name = detection_store.detection_names(session)[host_id]
-        return HostSnapshot.from_results(name, results, observed_at=float(at))
+        return HostSnapshot.from_queries(name, results, observed_at=float(at))
 
     def run_host(
         self,

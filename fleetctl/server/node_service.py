@@ -12,7 +12,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
 from fleetctl.errors import BadRequest
@@ -203,7 +203,3 @@ def ingest_log(
     if data:
         _remember(session, host_id, log_type, digests, now)
     return stats
-
-
-def count_hosts(session: Session) -> int:
-    return session.scalar(select(func.count()).select_from(Host)) or 0
