@@ -8,10 +8,10 @@ from typing import cast
 from sqlalchemy import Table, bindparam, case, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
-from fleetctl.targeting import host_family
 from storage import hosts as host_store
 from storage import labels as label_store
 from storage.base import in_chunks
+from storage.hosts import host_family
 from storage.models import Campaign, CampaignTarget, Host, HuntRun
 
 

@@ -29,11 +29,11 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, delete, or_, select, update
 from sqlalchemy.orm import Session
 
-from fleetctl.ingest import Run, row_hash, split_query_name
 from storage.encoding import Encoder, encoder_for
 from storage.models import DataLoss, QueryState, ResultRow
 from storage.rejected import is_data_error, refusal
 from storage.rowio import Stored, insert_rows, load_rows, update_rows
+from storage.runs import Run, row_hash, split_query_name
 
 
 @dataclass

@@ -34,7 +34,6 @@ from fleetctl.server.responses import json_response
 from fleetctl.server.state import in_session, server_state
 from fleetctl.timeutil import iso, shown
 from storage import carves as carve_store
-from storage import detection as detection_store
 from storage import hosts as host_store
 from storage import rejected as rejected_store
 from storage import results as result_store
@@ -135,12 +134,7 @@ def learning_states(request: Request, session: Any) -> dict[int, LearningState]:
     """host id -> where the host stands with detection, as this server judges it."""
     state = server_state(request)
     assert state.detection is not None
-    return detection_store.learning_states(
-        session,
-        state.detection.learning_window,
-        time.time(),
-        state.detection.baseline(session),
-    )
+    return state.detection.learning_states(session, time.time())
 
 
 def detection_json(learning: LearningState) -> dict[str, Any]:

@@ -212,7 +212,7 @@ def suppress_finding(request: Request, session: Session, body: dict[str, Any]) -
     name = detection_store.detection_names(session)[row.host_id] if scope == "host" else None
     now = int(time.time())
     version = detection_store.add_learned_keys(
-        session, [(name, row.path_key)], f"suppress {row.id} ({scope})", now
+        session, [(name, row.path_key)], f"suppress {row.id} ({scope})", now, Baseline.loads
     )
     findings_store.suppress(session, row, _actor(request, session), note, now)
     return {

@@ -26,6 +26,7 @@ from fleetctl.server.admin_params import (
 from fleetctl.server.admin_queries import MAX_TIMEOUT, check_query_sql
 from fleetctl.server.hunts import next_run, trigger_for
 from fleetctl.server.state import server_state
+from fleetctl.targeting import targeted
 from fleetctl.timeutil import format_duration, iso
 from storage import campaigns as campaign_store
 from storage import hunt_results as hunt_result_store
@@ -62,7 +63,7 @@ def _sql_from(session: Session, body: dict[str, Any]) -> str:
     if stored is None or stored.body is None:
         raise NotFound(f"no pack {pack_name!r}")
     try:
-        return stored.targeted().pack.query(query_name).query
+        return targeted(stored).pack.query(query_name).query
     except KeyError as exc:
         raise NotFound(f"pack {pack_name!r} has no query {query_name!r}") from exc
 

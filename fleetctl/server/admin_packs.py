@@ -27,7 +27,7 @@ from fleetctl.server.admin_params import (
     required_text,
     text_param,
 )
-from fleetctl.targeting import TargetedPack, host_family, query_hosts
+from fleetctl.targeting import TargetedPack, host_family, query_hosts, targeted
 from fleetctl.timeutil import iso, shown
 from storage import hosts as host_store
 from storage import labels as label_store
@@ -137,7 +137,7 @@ def diff_packs(request: Request, session: Session, body: dict[str, Any]) -> dict
     rows = []
     for name, pack, labels in _incoming(session, body):
         stored = pack_store.get_pack(session, name)
-        old = stored.targeted() if stored and stored.body is not None else None
+        old = targeted(stored) if stored and stored.body is not None else None
         new = TargetedPack(pack_from_document(name, pack), labels)
         old_hosts, new_hosts = query_hosts(old, fleet), query_hosts(new, fleet)
         for query, change in _query_changes(old, new).items():

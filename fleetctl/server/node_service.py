@@ -25,6 +25,7 @@ from fleetctl.ingest import (
     parse_status_lines,
 )
 from fleetctl.server.osquery_config import PACK_DELIMITER
+from fleetctl.targeting import targeted
 from storage import hosts as host_store
 from storage import packs as pack_store
 from storage.encoding import Encoder, encoder_for
@@ -48,7 +49,7 @@ class PackIndex:
         names, quiet = [], set()
         for stored in pack_store.current_packs(session):
             names.append(stored.name)
-            for query in stored.targeted().pack.queries:
+            for query in targeted(stored).pack.queries:
                 if not query.removed:
                     quiet.add(f"pack{PACK_DELIMITER}{stored.name}{PACK_DELIMITER}{query.name}")
         return cls(tuple(names), frozenset(quiet))
