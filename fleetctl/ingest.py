@@ -43,7 +43,7 @@ from storage.encoding import (
 )
 from storage.rejected import Rejection, verbatim
 from storage.runs import QueryName as QueryName
-from storage.runs import Run, split_query_name
+from storage.runs import Run, StatusLine, split_query_name
 from storage.runs import row_hash as row_hash
 
 _COMMON_KEYS = frozenset(
@@ -74,21 +74,6 @@ class ResultBatch:
 
     runs: list[Run] = field(default_factory=list)
     rejected: list[Rejection] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class StatusLine:
-    """One osqueryd status log line."""
-
-    unix_time: int
-    severity: int
-    filename: str
-    line: int
-    message: str
-    version: str
-    host_identifier: str | None
-    decorations: dict[str, str] | None
-    index: int = 0
 
 
 # -- the body and its lines as JSON ------------------------------------------------------

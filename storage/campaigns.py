@@ -89,6 +89,10 @@ class Pending:
     expires_at: int
 
 
+def get_campaign(session: Session, campaign_id: int) -> Campaign | None:
+    return session.get(Campaign, campaign_id)
+
+
 def pending(session: Session, now: int) -> list[Pending]:
     """Queued targets of campaigns that have not expired (for the in-memory queue)."""
     rows = session.execute(

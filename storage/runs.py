@@ -1,5 +1,5 @@
-"""What a result log carries once read: runs of named queries, their rows and the rule
-that splits a logged query name into pack and query.
+"""What a log carries once read: runs of named queries and their rows, status lines, and
+the rule that splits a logged query name into pack and query.
 
 ``fleetctl.ingest`` turns osquery's log lines into these; the store applies them. The
 query-name split is made here once, at ingest, and stored with the query's state.
@@ -79,4 +79,19 @@ def row_hash(row: Mapping[str, str]) -> str:
     ).hexdigest()
 
 
-__all__ = ["QueryName", "Run", "row_hash", "split_query_name"]
+@dataclass(frozen=True)
+class StatusLine:
+    """One osqueryd status log line."""
+
+    unix_time: int
+    severity: int
+    filename: str
+    line: int
+    message: str
+    version: str
+    host_identifier: str | None
+    decorations: dict[str, str] | None
+    index: int = 0
+
+
+__all__ = ["QueryName", "Run", "StatusLine", "row_hash", "split_query_name"]

@@ -27,11 +27,7 @@ STILL_BUILDING_SQL = frozenset(
         "fleetctl.server.admin_api",
         "fleetctl.server.admin_detection",
         "fleetctl.server.admin_hunts",
-        "fleetctl.server.admin_packs",
-        "fleetctl.server.admin_queries",
-        "fleetctl.server.distributed_answers",
         "fleetctl.server.hunts",
-        "fleetctl.server.node_service",
     }
 )
 

@@ -217,7 +217,7 @@ def show_host(request: Request, session: Any) -> dict[str, Any]:
 @admin_endpoint
 def results(request: Request, session: Any) -> dict[str, Any]:
     host = find_host_or_404(session, request.query_params.get("host"))
-    name = required_text(request.query_params, "query", max_length=column_length(ResultRow.name))
+    name = required_text(request.query_params, "query", max_length=column_length("ResultRow.name"))
     at = time_param(request.query_params, "at", default=int(time.time()))
     rows = result_store.rows_at(session, host.id, name, at)
     sent = [unescape_row(row.columns) for row in rows]  # as the host sent them

@@ -43,7 +43,6 @@ from storage import findings as findings_store
 from storage.findings import Listed
 from storage.models import (
     ApiToken,
-    BaselineVersion,
     FindingChange,
     FindingOccurrence,
     FindingRecordRow,
@@ -252,7 +251,7 @@ def put_baseline(request: Request, session: Session, body: dict[str, Any]) -> di
     if not isinstance(text, str):
         raise ValueError("'yaml' must be the baseline file's text")
     note = text_param(body, "note", default="")
-    expected = int_field(body, "expected_version", column_range(BaselineVersion.version, low=0))
+    expected = int_field(body, "expected_version", column_range("BaselineVersion.version", low=0))
     try:
         Baseline.loads(text)
     except BaselineError as exc:
@@ -264,7 +263,7 @@ def put_baseline(request: Request, session: Session, body: dict[str, Any]) -> di
 @admin_endpoint
 def trace(request: Request, session: Session) -> dict[str, Any]:
     params = request.query_params
-    pid = int_param(params, "pid", column_range(FindingRecordRow.pid, low=0), default=0)
+    pid = int_param(params, "pid", column_range("FindingRecordRow.pid", low=0), default=0)
     at = time_param(params, "at", default=int(time.time()))
     host = find_host_or_404(session, params.get("host", ""))
     service = server_state(request).detection
@@ -347,7 +346,7 @@ def _keys(body: dict[str, Any], name: str) -> list[str]:
     value = body.get(name)
     if value is None:
         return []
-    longest = column_length(FindingRecordRow.path_key)
+    longest = column_length("FindingRecordRow.path_key")
     if not isinstance(value, list) or not all(
         isinstance(k, str) and 0 < len(k) <= longest for k in value
     ):

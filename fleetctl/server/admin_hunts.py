@@ -70,7 +70,7 @@ def _sql_from(session: Session, body: dict[str, Any]) -> str:
 
 @admin_write_endpoint
 def create_hunt(request: Request, session: Session, body: dict[str, Any]) -> dict[str, Any]:
-    name = required_text(body, "name", max_length=column_length(Hunt.name))
+    name = required_text(body, "name", max_length=column_length("Hunt.name"))
     if session.scalars(select(Hunt).where(Hunt.name == name)).first() is not None:
         raise ValueError(f"a hunt named {name!r} exists")
     sql = _sql_from(session, body)
@@ -81,7 +81,7 @@ def create_hunt(request: Request, session: Session, body: dict[str, Any]) -> dic
     value = _schedule_value(body, kind)
     trigger_for(kind, value, time.time())  # refuses a bad cron expression now
     targets = check_targets(
-        text_param(body, "targets", max_length=column_length(Hunt.targets), default="all")
+        text_param(body, "targets", max_length=column_length("Hunt.targets"), default="all")
     )
     try:
         campaign_store.resolve_targets(session, targets)
@@ -108,7 +108,7 @@ def create_hunt(request: Request, session: Session, body: dict[str, Any]) -> dic
 def _schedule_value(body: dict[str, Any], kind: str) -> str:
     """The stored schedule: a cron expression, seconds between runs, or nothing."""
     if kind == "cron":
-        return required_text(body, "cron", max_length=column_length(Hunt.schedule))
+        return required_text(body, "cron", max_length=column_length("Hunt.schedule"))
     if kind == "every":
         return str(int_field(body, "every", (1, MAX_EVERY)))
     return ""
@@ -205,7 +205,7 @@ def hunt_results(request: Request, session: Session) -> dict[str, Any]:
     """One page of a run's rows (default: the latest run), optionally only rows new on
     each host since its previous answered run."""
     params = request.query_params
-    wanted = int_param(params, "run", column_range(HuntRun.run, low=1))
+    wanted = int_param(params, "run", column_range("HuntRun.run", low=1))
     offset = int_param(params, "offset", (0, INT64[1]), default=0)
     limit = int_param(params, "limit", (1, RESULTS_PAGE), default=1000)
     diff = flag_param(params, "diff")
