@@ -143,6 +143,11 @@ def add_enroll_secret(session: Session, secret_hash: str, now: int) -> None:
         session.add(EnrollSecret(secret_hash=secret_hash, created_at=now))
 
 
+def token_name(session: Session, token_hash: str) -> str | None:
+    """The name of the admin token with this digest."""
+    return session.scalar(select(ApiToken.name).where(ApiToken.token_hash == token_hash))
+
+
 def token_digests(session: Session) -> list[str]:
     return list(session.scalars(select(ApiToken.token_hash)))
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import insert
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from storage.encoding import Encoder, encoder_for
@@ -93,5 +93,17 @@ def add_server_status(
             message=message,
             version=version,
             decorations=None,
+        )
+    )
+
+
+def status_logs(session: Session, host_id: int, limit: int) -> list[StatusLog]:
+    """The host's ``limit`` newest status lines, newest first."""
+    return list(
+        session.scalars(
+            select(StatusLog)
+            .where(StatusLog.host_id == host_id)
+            .order_by(StatusLog.unix_time.desc(), StatusLog.id.desc())
+            .limit(limit)
         )
     )

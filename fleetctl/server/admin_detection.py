@@ -9,7 +9,6 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.requests import Request
 from starlette.routing import Route
@@ -40,14 +39,13 @@ from fleetctl.server.state import server_state
 from fleetctl.timeutil import iso
 from storage import detection as detection_store
 from storage import findings as findings_store
+from storage import hosts as host_store
+from storage import results as result_store
 from storage.findings import Listed
 from storage.models import (
-    ApiToken,
     FindingChange,
     FindingOccurrence,
     FindingRecordRow,
-    Host,
-    ResultRow,
 )
 
 PREFIX = "/api/v1/admin"
@@ -187,9 +185,7 @@ def show_finding(request: Request, session: Session) -> dict[str, Any]:
 
 def _actor(request: Request, session: Session) -> str:
     """Who acts: the name of the admin token the request came with."""
-    name = session.scalar(
-        select(ApiToken.name).where(ApiToken.token_hash == digest(bearer_token(request)))
-    )
+    name = host_store.token_name(session, digest(bearer_token(request)))
     return name or "unknown token"
 
 
@@ -297,11 +293,7 @@ def detect(request: Request, session: Session, body: dict[str, Any]) -> dict[str
     accept = _keys(body, "accept")
     if accept and not learn:
         raise BadRequest("'accept' goes with 'learn'")
-    hosts = (
-        [find_host_or_404(session, ref)]
-        if ref
-        else list(session.scalars(select(Host).order_by(Host.id)))
-    )
+    hosts = [find_host_or_404(session, ref)] if ref else host_store.list_hosts(session)
     actor = _actor(request, session)
     now = int(time.time())
     created: list[str] = []
@@ -356,13 +348,8 @@ def _keys(body: dict[str, Any], name: str) -> list[str]:
 
 def _history_times(session: Session, host_id: int, since: int, now: int) -> list[int | None]:
     """Each time the host's collected state changed since ``since`` (then now)."""
-    times = session.scalars(
-        select(ResultRow.first_seen)
-        .where(ResultRow.host_id == host_id, ResultRow.first_seen >= since)
-        .distinct()
-        .order_by(ResultRow.first_seen)
-    )
-    return [t for t in times if t is not None and t <= now] + [None]
+    times = result_store.change_times(session, host_id, since)
+    return [t for t in times if t <= now] + [None]
 
 
 routes = [

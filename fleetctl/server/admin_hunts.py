@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.requests import Request
 from starlette.routing import Route
@@ -30,9 +29,10 @@ from fleetctl.targeting import targeted
 from fleetctl.timeutil import format_duration, iso
 from storage import campaigns as campaign_store
 from storage import hunt_results as hunt_result_store
+from storage import hunts as hunt_store
 from storage import packs as pack_store
 from storage.campaigns import TargetError
-from storage.models import Campaign, Hunt, HuntRun
+from storage.models import Hunt
 
 PREFIX = "/api/v1/admin"
 MAX_EVERY = 366 * 86400
@@ -47,7 +47,7 @@ def _service(request: Request) -> Any:
 
 
 def _hunt(session: Session, name: str) -> Hunt:
-    hunt = session.scalars(select(Hunt).where(Hunt.name == name)).first()
+    hunt = hunt_store.hunt_named(session, name)
     if hunt is None:
         raise NotFound(f"no hunt {name!r}")
     return hunt
@@ -71,7 +71,7 @@ def _sql_from(session: Session, body: dict[str, Any]) -> str:
 @admin_write_endpoint
 def create_hunt(request: Request, session: Session, body: dict[str, Any]) -> dict[str, Any]:
     name = required_text(body, "name", max_length=column_length("Hunt.name"))
-    if session.scalars(select(Hunt).where(Hunt.name == name)).first() is not None:
+    if hunt_store.hunt_named(session, name) is not None:
         raise ValueError(f"a hunt named {name!r} exists")
     sql = _sql_from(session, body)
     schedules = [(k, body[k]) for k in ("cron", "every", "once") if body.get(k) is not None]
@@ -99,7 +99,7 @@ def create_hunt(request: Request, session: Session, body: dict[str, Any]) -> dic
         state="active",
         created_at=int(time.time()),
     )
-    session.add(hunt)
+    hunt_store.add_hunt(session, hunt)
     session.commit()  # the scheduler may fire at once and must find the hunt
     _service(request).schedule(hunt)
     return {"hunt": _hunt_json(session, hunt)}
@@ -121,9 +121,7 @@ def _schedule_text(hunt: Hunt) -> str:
 
 
 def _hunt_json(session: Session, hunt: Hunt) -> dict[str, Any]:
-    runs = session.scalars(
-        select(HuntRun).where(HuntRun.hunt_id == hunt.id).order_by(HuntRun.run)
-    ).all()
+    runs = hunt_store.runs(session, hunt.id)
     return {
         "name": hunt.name,
         "state": hunt.state,
@@ -139,18 +137,14 @@ def _hunt_json(session: Session, hunt: Hunt) -> dict[str, Any]:
 
 @admin_endpoint
 def list_hunts(request: Request, session: Session) -> dict[str, Any]:
-    return {
-        "hunts": [_hunt_json(session, h) for h in session.scalars(select(Hunt).order_by(Hunt.name))]
-    }
+    return {"hunts": [_hunt_json(session, h) for h in hunt_store.list_hunts(session)]}
 
 
 @admin_endpoint
 def show_hunt(request: Request, session: Session) -> dict[str, Any]:
     hunt = _hunt(session, request.path_params["name"])
     runs = []
-    for run in session.scalars(
-        select(HuntRun).where(HuntRun.hunt_id == hunt.id).order_by(HuntRun.run)
-    ):
+    for run in hunt_store.runs(session, hunt.id):
         counts = campaign_store.counts(session, run.campaign_id, online_since=0).states
         runs.append(
             {
@@ -169,10 +163,8 @@ def _state_change(request: Request, session: Session, new_state: str) -> dict[st
     hunt.state = new_state
     if new_state == "cancelled":
         now = int(time.time())
-        for (campaign_id,) in session.execute(
-            select(HuntRun.campaign_id).where(HuntRun.hunt_id == hunt.id)
-        ):
-            campaign = session.get(Campaign, campaign_id)
+        for hunt_run in hunt_store.runs(session, hunt.id):
+            campaign = campaign_store.get_campaign(session, hunt_run.campaign_id)
             if campaign is not None and campaign.expires_at > now:
                 campaign.expires_at = now
         campaign_store.expire(session, now)
@@ -210,7 +202,7 @@ def hunt_results(request: Request, session: Session) -> dict[str, Any]:
     limit = int_param(params, "limit", (1, RESULTS_PAGE), default=1000)
     diff = flag_param(params, "diff")
     hunt = _hunt(session, request.path_params["name"])
-    runs = {r.run: r for r in session.scalars(select(HuntRun).where(HuntRun.hunt_id == hunt.id))}
+    runs = {r.run: r for r in hunt_store.runs(session, hunt.id)}
     if not runs:
         return {"run": None, "rows": [], "total": 0, "offset": 0}
     number = max(runs) if wanted is None else wanted
