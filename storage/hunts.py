@@ -21,8 +21,30 @@ def list_hunts(session: Session) -> list[Hunt]:
     return list(session.scalars(select(Hunt).order_by(Hunt.name)))
 
 
-def add_hunt(session: Session, hunt: Hunt) -> None:
+def add_hunt(
+    session: Session,
+    *,
+    name: str,
+    sql: str,
+    targets: str,
+    schedule_kind: str,
+    schedule: str,
+    expires: int,
+    now: int,
+) -> Hunt:
+    """A new active hunt."""
+    hunt = Hunt(
+        name=name,
+        sql=sql,
+        targets=targets,
+        schedule_kind=schedule_kind,
+        schedule=schedule,
+        expires=expires,
+        state="active",
+        created_at=now,
+    )
     session.add(hunt)
+    return hunt
 
 
 def runs(session: Session, hunt_id: int) -> list[HuntRun]:

@@ -89,17 +89,16 @@ def create_hunt(request: Request, session: Session, body: dict[str, Any]) -> dic
         raise NotFound(str(exc)) from exc
     default_expiry = min(int(value), MAX_TIMEOUT) if kind == "every" else 86400
     expires = int_field(body, "expires", (1, MAX_TIMEOUT), default=default_expiry)
-    hunt = Hunt(
+    hunt = hunt_store.add_hunt(
+        session,
         name=name,
         sql=sql,
         targets=targets,
         schedule_kind=kind,
         schedule=value,
         expires=expires,
-        state="active",
-        created_at=int(time.time()),
+        now=int(time.time()),
     )
-    hunt_store.add_hunt(session, hunt)
     session.commit()  # the scheduler may fire at once and must find the hunt
     _service(request).schedule(hunt)
     return {"hunt": _hunt_json(session, hunt)}
