@@ -107,12 +107,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scenario", action="append", default=[])
     parser.add_argument("--stock", action="store_true", help="the agent as a stock osqueryd")
     args = parser.parse_args(argv)
-    chosen = [
-        s
-        for s in SCENARIOS
-        if (not args.scenario or s.number in args.scenario) and not s.unavailable()
-    ]
+    wanted = [s for s in SCENARIOS if not args.scenario or s.number in args.scenario]
+    chosen = [s for s in wanted if not s.unavailable()]
     console = Console(width=150)
+    for scenario in wanted:
+        if scenario.unavailable():
+            console.print(f"{scenario.number} {scenario.name}: not run, {scenario.unavailable()}")
     quiet = {s.number: Rounds() for s in chosen}
     busy = {s.number: Rounds() for s in chosen}
     with LOCK.open("a") as lock, tempfile.TemporaryDirectory(prefix="fleetctl-bench-") as tmp:

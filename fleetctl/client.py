@@ -33,6 +33,12 @@ class ClientError(click.ClickException):
         super().__init__(message)
         self.details = details or []
 
+    def format_message(self) -> str:
+        """The message, then each detail's own message (a validation error names the
+        table or column at fault, with a suggestion) on a line of its own."""
+        said = [str(d["message"]) for d in self.details if isinstance(d, dict) and d.get("message")]
+        return "\n".join([self.message, *(f"  {line}" for line in said)])
+
 
 @dataclass(frozen=True)
 class Context:

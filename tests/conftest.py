@@ -10,6 +10,7 @@ from __future__ import annotations
 import fcntl
 import os
 import shutil
+import sys
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -221,3 +222,19 @@ def server(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iter
     srv = RunningServer(home, db_url)
     yield srv
     srv.stop()
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _outside_the_repository(event: str, args: tuple[Any, ...]) -> None:
+    """Refuse a test's read of a file beside the repository (such as ``../shared``): a
+    clone with nothing beside it must pass, so what a test needs lives in ``tests/``."""
+    if event != "open" or not isinstance(args[0], str | bytes | os.PathLike):
+        return
+    path = os.path.abspath(os.fsdecode(args[0]))
+    if path.startswith(str(REPO.parent) + os.sep) and not path.startswith(str(REPO) + os.sep):
+        raise PermissionError(f"a test read {path}, outside the repository; copy it to tests/")
+
+
+sys.addaudithook(_outside_the_repository)

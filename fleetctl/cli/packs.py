@@ -136,9 +136,10 @@ def _send_packs(
     try:
         answer: dict[str, Any] = client.post(endpoint, apply_request(found, labels))
     except ClientError as exc:
-        if exc.details:
-            render(exc.details, ERROR_COLUMNS, fmt, title="pack errors", out=sys.stderr)
-        raise
+        if not exc.details:
+            raise
+        render(exc.details, ERROR_COLUMNS, fmt, title="pack errors", out=sys.stderr)
+        raise click.ClickException(exc.message) from None  # the table said the rest
     return answer
 
 

@@ -37,6 +37,7 @@ from storage import hosts as host_store
 from storage import logs as log_store
 from storage import rejected as rejected_store
 from storage import results as result_store
+from storage import views
 from storage.encoding import unescape, unescape_row
 from storage.models import DataLoss, Host
 
@@ -333,6 +334,12 @@ async def sql(request: Request, body: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+@admin_endpoint
+def sql_schema(request: Request, session: Any) -> dict[str, Any]:
+    """The hunting views analyst SQL may read, their columns and closed value sets."""
+    return {"views": views.describe(session)}
+
+
 routes = [
     Route(f"{PREFIX}/hosts", list_hosts, methods=["GET"]),
     Route(f"{PREFIX}/hosts/{{ref:path}}", show_host, methods=["GET"]),
@@ -341,4 +348,5 @@ routes = [
     Route(f"{PREFIX}/data-loss", data_loss, methods=["GET"]),
     Route(f"{PREFIX}/carves", carves, methods=["GET"]),
     Route(f"{PREFIX}/sql", sql, methods=["POST"]),
+    Route(f"{PREFIX}/sql/schema", sql_schema, methods=["GET"]),
 ]

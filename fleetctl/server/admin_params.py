@@ -21,7 +21,7 @@ from typing import Any, overload
 from starlette.requests import Request
 
 from fleetctl.errors import BadRequest, NotFound
-from fleetctl.timeutil import parse_time, shown
+from fleetctl.timeutil import TIME_EXAMPLES, parse_time, shown
 from storage.limits import INT16 as INT16
 from storage.limits import INT32 as INT32
 from storage.limits import INT64 as INT64
@@ -88,15 +88,15 @@ def time_param(params: Mapping[str, Any], name: str, default: int) -> int: ...
 @overload
 def time_param(params: Mapping[str, Any], name: str, default: None = None) -> int | None: ...
 def time_param(params: Mapping[str, Any], name: str, default: int | None = None) -> int | None:
-    """A time as unix seconds or ISO 8601 text (a JSON field may be an integer too),
-    within what ``parse_time`` accepts."""
+    """A time as ``parse_time`` reads it (``now``, ``15m`` ago, unix seconds, ISO 8601;
+    a JSON field may be an integer too), evaluated on the server's clock."""
     value = params.get(name)
     if _absent(value):
         return default
     if isinstance(value, int) and not isinstance(value, bool):
         value = str(value)
     if not isinstance(value, str):
-        raise BadRequest(f"'{name}' must be unix seconds or an ISO 8601 time")
+        raise BadRequest(f"'{name}' must be a time: {TIME_EXAMPLES}")
     try:
         return parse_time(value)
     except ValueError as exc:

@@ -29,6 +29,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from fleetctl.server.campaign_queue import CampaignQueue
+from fleetctl.timeutil import shown
 from storage import campaigns as campaign_store
 from storage import hunts as hunt_store
 from storage.campaigns import Pending
@@ -48,7 +49,13 @@ def fire(hunt_id: int) -> None:
 
 def trigger_for(kind: str, value: str, now: float) -> BaseTrigger:
     if kind == "cron":
-        return CronTrigger.from_crontab(value, timezone="UTC")
+        try:
+            return CronTrigger.from_crontab(value, timezone="UTC")
+        except ValueError as exc:
+            raise ValueError(
+                f"not a crontab expression: {shown(value)} ({exc}); it has five fields, "
+                "minute hour day-of-month month day-of-week (UTC), e.g. '0 */6 * * *'"
+            ) from None
     if kind == "every":
         return IntervalTrigger(seconds=int(value), start_date=_utc(now), timezone="UTC")
     if kind == "once":

@@ -53,6 +53,36 @@ def test_times_out_of_range_or_malformed(text: str) -> None:
     assert len(str(caught.value)) < 120  # the input is quoted, cut short
 
 
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("now", 1_000_000),
+        ("NOW", 1_000_000),
+        ("90s", 1_000_000 - 90),
+        ("15m", 1_000_000 - 900),
+        ("1h30m", 1_000_000 - 5400),
+        ("2d ago", 1_000_000 - 172_800),
+        ("1w", 1_000_000 - 604_800),
+        ("90", 90),  # a bare number stays unix seconds
+    ],
+)
+def test_times_relative_to_now(text: str, seconds: int) -> None:
+    assert parse_time(text, now=1_000_000) == seconds
+
+
+def test_a_time_error_names_every_accepted_form() -> None:
+    with pytest.raises(ValueError, match=r"now, a duration ago .*1h30m.*unix seconds or ISO"):
+        parse_time("yesterday")
+
+
+def test_compound_durations() -> None:
+    assert parse_duration("1h30m") == 5400
+    assert parse_duration("1d 12h") == 129_600
+    for text in ("1h30", "h", "1x"):
+        with pytest.raises(ValueError, match="1h30m"):
+            parse_duration(text)
+
+
 def test_durations_are_bounded() -> None:
     assert parse_duration("2w") == 1_209_600
     assert parse_duration(str(MAX_TIME)) == MAX_TIME

@@ -115,6 +115,9 @@ def test_errors_per_host_are_shown(server: RunningServer, agent: Agent) -> None:
 def test_bad_sql_and_targets_are_refused(server: RunningServer) -> None:
     bad = CliRunner().invoke(main, ["query", "SELECT nope FROM processes"])
     assert bad.exit_code == 1 and "does not validate" in bad.output
+    assert "  no such column: nope" in bad.output  # the reason, not only the verdict
+    typo = CliRunner().invoke(main, ["query", "SELECT pid FROM processs"])
+    assert "no such table: processs (did you mean processes?)" in typo.output
     unknown = CliRunner().invoke(main, ["query", "SELECT 1", "--targets", "label:none"])
     assert unknown.exit_code == 1 and "no label 'none'" in unknown.output
 

@@ -129,6 +129,13 @@ def test_bad_sql_is_a_clear_error(admin: Any) -> None:
     assert answer.status_code == 400 and "nope" in answer.json()["error"]
 
 
+def test_a_typo_gets_the_database_syntax_error(admin: Any) -> None:
+    answer = sql(admin, "SELEC 1")
+    assert answer.status_code == 400
+    error = answer.json()["error"]
+    assert "syntax error" in error and "SELEC" in error and "only read" not in error
+
+
 def test_database_errors_are_one_short_line(admin: Any, db_url: str) -> None:
     """A message that quotes a value the query built is cut short."""
     query = "SELECT CAST(repeat('x', 900000) AS int)" if pg(db_url) else "SELECT nope\nFROM x"
