@@ -42,6 +42,9 @@ from storage.encoding import (
     stored_length,
 )
 from storage.rejected import Rejection, verbatim
+from storage.runs import QueryName as QueryName
+from storage.runs import Run, StatusLine, split_query_name
+from storage.runs import row_hash as row_hash
 
 _COMMON_KEYS = frozenset(
     {
@@ -61,63 +64,8 @@ _COMMON_KEYS = frozenset(
 )
 
 
-@dataclass(frozen=True)
-class QueryName:
-    """A logged query name split into pack and query (``pack`` is None for the schedule)."""
-
-    name: str
-    pack: str | None
-    query: str
-
-
-def split_query_name(name: str, known_packs: Iterable[str] = ()) -> QueryName:
-    """Split ``pack_<pack>_<query>`` or ``pack/<pack>/<query>``.
-
-    The default delimiter ``_`` is ambiguous when pack names contain it; a known pack
-    name that matches the prefix wins, else the first delimiter after ``pack`` splits.
-    """
-    for delim in ("/", "_"):
-        prefix = "pack" + delim
-        if not name.startswith(prefix):
-            continue
-        rest = name[len(prefix) :]
-        for pack in sorted(known_packs, key=len, reverse=True):
-            if rest.startswith(pack + delim) and len(rest) > len(pack) + 1:
-                return QueryName(name, pack, rest[len(pack) + 1 :])
-        pack, sep, query = rest.partition(delim)
-        if sep and pack and query:
-            return QueryName(name, pack, query)
-    return QueryName(name, None, name)
-
-
 class LineError(ValueError):
     """One line cannot be stored as sent; the message is its quarantine reason."""
-
-
-@dataclass
-class Run:
-    """One execution of one scheduled query as far as this batch carries it."""
-
-    name: str
-    epoch: int
-    counter: int
-    unix_time: int
-    snapshot: bool
-    host_identifiers: set[str]
-    decorations: dict[str, str]
-    added: list[dict[str, str]] = field(default_factory=list)
-    removed: list[dict[str, str]] = field(default_factory=list)
-    lines: list[int] = field(default_factory=list)  # positions in the batch's ``data``
-
-    @property
-    def key(self) -> tuple[str, int, int, int, bool]:
-        return (self.name, self.epoch, self.counter, self.unix_time, self.snapshot)
-
-    @property
-    def looks_like_baseline(self) -> bool:
-        """counter 0 with additions only. Some osquery versions keep the counter at 0
-        for every diff (see the msticpy fixture); the store tells those apart."""
-        return not self.snapshot and self.counter == 0 and not self.removed
 
 
 @dataclass
@@ -126,31 +74,6 @@ class ResultBatch:
 
     runs: list[Run] = field(default_factory=list)
     rejected: list[Rejection] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class StatusLine:
-    """One osqueryd status log line."""
-
-    unix_time: int
-    severity: int
-    filename: str
-    line: int
-    message: str
-    version: str
-    host_identifier: str | None
-    decorations: dict[str, str] | None
-    index: int = 0
-
-
-def row_hash(row: Mapping[str, str]) -> str:
-    """Stable identity of a row: BLAKE2b of its canonical (sorted, string) JSON.
-
-    Computed on the row as sent, before the store escapes anything, so a row keeps its
-    identity on either database."""
-    return hashlib.blake2b(
-        orjson.dumps(row, option=orjson.OPT_SORT_KEYS), digest_size=16
-    ).hexdigest()
 
 
 # -- the body and its lines as JSON ------------------------------------------------------

@@ -11,22 +11,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 
+from fleetctl.packs.loader import pack_from_document
 from fleetctl.packs.model import Pack, ScheduledQuery, parse_platforms
-
-# osquery's enroll ``platform_type`` bitmask strings (protocol.md section 1).
-_PLATFORM_TYPES = {"9": "linux", "21": "darwin", "2": "windows"}
-
-
-def host_family(platform: str, platform_type: str = "") -> str:
-    """linux, darwin or windows, from ``os_version.platform`` or the enroll platform type."""
-    word = (platform or "").lower()
-    if word in ("darwin", "macos", "mac os x"):
-        return "darwin"
-    if word.startswith("windows"):
-        return "windows"
-    if word:
-        return "linux"
-    return _PLATFORM_TYPES.get(platform_type, "linux")
+from storage.hosts import host_family as host_family
+from storage.packs import StoredPack
 
 
 def _covers(spec: str | None, family: str) -> bool:
@@ -41,6 +29,12 @@ class TargetedPack:
     pack: Pack
     labels: tuple[str, ...] = ()
     version: int = 0
+
+
+def targeted(stored: StoredPack) -> TargetedPack:
+    """A stored pack version as the pack it holds and the labels it is restricted to."""
+    assert stored.body is not None
+    return TargetedPack(pack_from_document(stored.name, stored.body), stored.labels, stored.version)
 
 
 def pack_targets(target: TargetedPack, family: str, host_labels: Iterable[str]) -> bool:

@@ -8,10 +8,10 @@ from typing import cast
 from sqlalchemy import Table, bindparam, case, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
-from fleetctl.targeting import host_family
 from storage import hosts as host_store
 from storage import labels as label_store
 from storage.base import in_chunks
+from storage.hosts import host_family
 from storage.models import Campaign, CampaignTarget, Host, HuntRun
 
 
@@ -87,6 +87,10 @@ class Pending:
     host_id: int
     sql: str
     expires_at: int
+
+
+def get_campaign(session: Session, campaign_id: int) -> Campaign | None:
+    return session.get(Campaign, campaign_id)
 
 
 def pending(session: Session, now: int) -> list[Pending]:

@@ -1,23 +1,23 @@
 """Detection state, hosts' learning and the admin baseline (session passed in).
 
-The detector (``fleetctl.detection``) works on an in-memory ``DetectionState``. For one
-host's run this module loads only what that run can consult: every host's enrolment
-time (for prevalence), the host's own path keys and parent history, the fleet-wide
-sightings of keys the host has not seen before, the parent history of the parents in
-play, and the host's earlier findings. So a run costs what one host holds, not what the
-fleet has seen over time. Findings and their occurrences are ``storage.findings``.
+The detector (``fleetctl.detection``) works on an in-memory state its caller builds from
+what this module loads as plain values. For one host's run it loads only what that run
+can consult: every host's enrolment time (for prevalence), the host's own path keys and
+parent history, the fleet-wide sightings of keys the host has not seen before, the
+parent history of the parents in play, and the host's earlier findings. So a run costs
+what one host holds, not what the fleet has seen over time. Findings and their
+occurrences are ``storage.findings``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 
 import yaml
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from fleetctl.detection import Baseline, DetectionState, LearningState, learning_state
-from fleetctl.detection.state import FindingRecord, FleetKey, HostState, Sighting
 from storage.base import in_chunks
 from storage.models import (
     BaselineVersion,
@@ -46,90 +46,91 @@ def detection_names(session: Session) -> dict[int, str]:
     return names
 
 
-def load_state(
+@dataclass
+class StoredHistory:
+    """What one host's run can consult, as stored: every host's name and enrolment time
+    (for prevalence), which hosts have an explicit baseline, the host's own path keys
+    (first and last seen) and parent/child pairs, its findings, the fleet's sightings of
+    the keys in play and the children seen under the parents in play."""
+
+    names: dict[int, str] = field(default_factory=dict)
+    enrolled: dict[int, int] = field(default_factory=dict)
+    baselined: set[int] = field(default_factory=set)
+    keys: dict[str, tuple[int, int]] = field(default_factory=dict)
+    pairs: set[tuple[str, str]] = field(default_factory=set)
+    # (id, path key, first seen, last seen, severity, score)
+    findings: list[tuple[str, str, int, int, str, int]] = field(default_factory=list)
+    # (path key, host id, first seen, last seen) of keys the host has not seen itself
+    fleet: list[tuple[str, int, int, int]] = field(default_factory=list)
+    parents: list[tuple[str, str]] = field(default_factory=list)
+
+
+def load_history(
     session: Session, host_id: int, keys: set[str], parents: set[str]
-) -> tuple[DetectionState, dict[str, tuple[int, int]], set[tuple[str, str]]]:
-    """State for one host's run, plus what was loaded (to write back only changes)."""
-    state = DetectionState()
-    names = detection_names(session)
-    hosts = session.execute(select(Host.id, Host.enrolled_at)).all()
-    state.started_at = float(min((t for _, t in hosts), default=0))
-    for hid, enrolled in hosts:
-        state.hosts[names[hid]] = HostState(first_seen=float(enrolled))
-    baselined = set(
+) -> StoredHistory:
+    """What a run on ``host_id`` judging path ``keys`` under ``parents`` consults."""
+    out = StoredHistory(names=detection_names(session))
+    out.enrolled = {
+        hid: enrolled for hid, enrolled in session.execute(select(Host.id, Host.enrolled_at))
+    }
+    out.baselined = set(
         session.scalars(
             select(DetectionHost.host_id).where(DetectionHost.baselined_at.is_not(None))
         )
     )
-    state.fleet_baselined = bool(baselined)
-    me = state.hosts[names[host_id]]
-    me.baselined = host_id in baselined
-    loaded: dict[str, tuple[int, int]] = {}
     for key, first, last in session.execute(
         select(PathSighting.path_key, PathSighting.first_seen, PathSighting.last_seen).where(
             PathSighting.host_id == host_id
         )
     ):
-        me.keys[key] = Sighting(float(first), float(last))
-        loaded[key] = (first, last)
-    pairs = set()
-    for parent, child in session.execute(
-        select(ParentChild.parent, ParentChild.child).where(ParentChild.host_id == host_id)
-    ):
-        me.parents.setdefault(parent, set()).add(child)
-        pairs.add((parent, child))
-    for f in session.scalars(select(FindingRecordRow).where(FindingRecordRow.host_id == host_id)):
-        state.findings[f.id] = FindingRecord(
-            f.id,
-            names[host_id],
-            f.path_key,
-            float(f.first_seen),
-            float(f.last_seen),
-            f.severity,
-            f.score,
-        )
-        keys.add(f.path_key)
-    for chunk in in_chunks(sorted(keys - set(me.keys))):
-        for key, hid, first, last in session.execute(
-            select(
-                PathSighting.path_key,
-                PathSighting.host_id,
-                PathSighting.first_seen,
-                PathSighting.last_seen,
-            ).where(PathSighting.path_key.in_(chunk))
-        ):
-            entry = state.fleet.setdefault(key, FleetKey(float(first), float(last)))
-            entry.first_seen = min(entry.first_seen, float(first))
-            entry.last_seen = max(entry.last_seen, float(last))
-            entry.hosts.add(names.get(hid, str(hid)))
-    for key, seen in me.keys.items():  # the host's own keys are on the fleet too
-        entry = state.fleet.setdefault(key, FleetKey(seen.first_seen, seen.last_seen))
-        entry.hosts.add(names[host_id])
-    for chunk in in_chunks(sorted(parents)):
+        out.keys[key] = (first, last)
+    out.pairs = {
+        (parent, child)
         for parent, child in session.execute(
-            select(ParentChild.parent, ParentChild.child)
-            .where(ParentChild.parent.in_(chunk))
-            .distinct()
-        ):
-            state.parents.setdefault(parent, set()).add(child)
-    return state, loaded, pairs
+            select(ParentChild.parent, ParentChild.child).where(ParentChild.host_id == host_id)
+        )
+    }
+    wanted = set(keys)
+    for f in session.scalars(select(FindingRecordRow).where(FindingRecordRow.host_id == host_id)):
+        out.findings.append((f.id, f.path_key, f.first_seen, f.last_seen, f.severity, f.score))
+        wanted.add(f.path_key)
+    for chunk in in_chunks(sorted(wanted - set(out.keys))):
+        out.fleet += [
+            (key, hid, first, last)
+            for key, hid, first, last in session.execute(
+                select(
+                    PathSighting.path_key,
+                    PathSighting.host_id,
+                    PathSighting.first_seen,
+                    PathSighting.last_seen,
+                ).where(PathSighting.path_key.in_(chunk))
+            )
+        ]
+    for chunk in in_chunks(sorted(parents)):
+        out.parents += [
+            (parent, child)
+            for parent, child in session.execute(
+                select(ParentChild.parent, ParentChild.child)
+                .where(ParentChild.parent.in_(chunk))
+                .distinct()
+            )
+        ]
+    return out
 
 
-def save_state(
+def save_history(
     session: Session,
     host_id: int,
-    host_name: str,
-    state: DetectionState,
-    loaded: dict[str, tuple[int, int]],
-    pairs: set[tuple[str, str]],
+    keys: Mapping[str, tuple[float, float]],
+    parents: Mapping[str, Iterable[str]],
+    loaded: StoredHistory,
 ) -> int:
-    """Write the host's new keys, moved last-seen times and new parent/child pairs
-    (``host_name`` is the host's name in ``state``, as ``detection_names`` gives it)."""
-    me = state.hosts[host_name]
+    """Write the host's new path ``keys`` (first and last seen), moved last-seen times and
+    new parent/child pairs, against what ``load_history`` gave."""
     new_rows = []
-    for key, seen in me.keys.items():
-        first, last = int(seen.first_seen), int(seen.last_seen)
-        before = loaded.get(key)
+    for key, (first_seen, last_seen) in keys.items():
+        first, last = int(first_seen), int(last_seen)
+        before = loaded.keys.get(key)
         if before is None:
             new_rows.append(
                 PathSighting(host_id=host_id, path_key=key, first_seen=first, last_seen=last)
@@ -139,12 +140,12 @@ def save_state(
             if row is not None:
                 row.last_seen = last
     session.add_all(new_rows)
-    now = int(max((s.last_seen for s in me.keys.values()), default=0))
+    now = int(max((last for _, last in keys.values()), default=0))
     session.add_all(
         ParentChild(host_id=host_id, parent=parent, child=child, first_seen=now)
-        for parent, children in me.parents.items()
+        for parent, children in parents.items()
         for child in children
-        if (parent, child) not in pairs
+        if (parent, child) not in loaded.pairs
     )
     return len(new_rows)
 
@@ -157,29 +158,21 @@ def mark_baselined(session: Session, host_id: int, now: int) -> None:
         row.baselined_at = now
 
 
-def learning_states(
-    session: Session, window: float, now: float, baseline: Baseline
-) -> dict[int, LearningState]:
-    """host id -> learning until when, judging, or on an explicit baseline: as the
-    detector decides it (learned keys for a host in the baseline file count as one)."""
+def learning_hosts(session: Session) -> list[tuple[int, str, int, int | None]]:
+    """(host id, detection name, enrolled at, explicit baseline at) of every host."""
     names = detection_names(session)
-    baselined = dict(
-        session.execute(
+    baselined = {
+        hid: at
+        for hid, at in session.execute(
             select(DetectionHost.host_id, DetectionHost.baselined_at).where(
                 DetectionHost.baselined_at.is_not(None)
             )
-        ).all()
-    )
-    return {
-        hid: learning_state(
-            float(enrolled),
-            window,
-            now,
-            baselined=names[hid] in baseline.learned.hosts,
-            baselined_at=baselined.get(hid),
         )
-        for hid, enrolled in session.execute(select(Host.id, Host.enrolled_at))
     }
+    return [
+        (hid, names[hid], enrolled, baselined.get(hid))
+        for hid, enrolled in session.execute(select(Host.id, Host.enrolled_at))
+    ]
 
 
 def current_baseline(session: Session) -> tuple[int, str] | None:
@@ -201,9 +194,11 @@ def add_learned_keys(
     keys: Iterable[tuple[str | None, str]],
     note: str,
     now: int,
+    check: Callable[[str], object],
 ) -> int:
     """Make path keys baseline entries: ``(host name, key)`` under ``learned.hosts``, or
-    ``(None, key)`` under ``learned.fleet``. Returns the new baseline version."""
+    ``(None, key)`` under ``learned.fleet``; ``check`` raises on a baseline the detector
+    would refuse. Returns the new baseline version."""
     version, text = baseline_text(session)
     doc = yaml.safe_load(text) or {}
     learned = doc.setdefault("learned", {})
@@ -216,7 +211,7 @@ def add_learned_keys(
         if key not in listed:
             listed.append(key)
     new_text = yaml.safe_dump(doc, sort_keys=False, width=100)
-    Baseline.loads(new_text)
+    check(new_text)
     return save_baseline(session, new_text, note, now, version)
 
 
@@ -243,14 +238,15 @@ def fleet_prevalence(session: Session, key: str) -> tuple[int, int]:
 
 __all__ = [
     "BASELINE_TEMPLATE",
+    "StoredHistory",
     "add_learned_keys",
     "baseline_text",
     "current_baseline",
     "detection_names",
     "fleet_prevalence",
-    "learning_states",
-    "load_state",
+    "learning_hosts",
+    "load_history",
     "mark_baselined",
     "save_baseline",
-    "save_state",
+    "save_history",
 ]

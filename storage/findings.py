@@ -15,15 +15,13 @@ and each change of status or severity is a ``finding_history`` row.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import case, func, select, update
 from sqlalchemy.orm import Session
 
-from fleetctl.detection import Finding
-from fleetctl.detection.records import same_start
 from storage.base import in_chunks
 from storage.models import FindingChange, FindingOccurrence, FindingRecordRow, Host
 
@@ -33,6 +31,55 @@ STATUSES = ("open", "reopened", "acked", "suppressed")
 MATCHING = {"open": ("open", "reopened")}
 HANDLED = ("acked", "suppressed")
 SINCE_LIMIT = 100  # occurrences listed per finding for ``occurred_since``
+# Whether two start times can belong to the same process: the detector's rule.
+SameStart = Callable[[int | None, int | None], bool]
+
+
+class Occurrence(Protocol):
+    """What the store keeps of one process on a finding's path."""
+
+    @property
+    def pid(self) -> int: ...
+    @property
+    def start_time(self) -> int | None: ...
+    @property
+    def severity(self) -> str: ...
+    @property
+    def score(self) -> int: ...
+    @property
+    def seen_during_learning(self) -> bool: ...
+
+
+class Finding(Protocol):
+    """What the store keeps of a finding the detector made (``fleetctl.detection``)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def key(self) -> str: ...
+    @property
+    def pid(self) -> int: ...
+    @property
+    def parent(self) -> str: ...
+    @property
+    def child(self) -> str: ...
+    @property
+    def severity(self) -> str: ...
+    @property
+    def score(self) -> int: ...
+    @property
+    def new_on_host(self) -> bool: ...
+    @property
+    def new_on_fleet(self) -> bool: ...
+    @property
+    def seen_during_learning(self) -> bool: ...
+    @property
+    def first_seen(self) -> float: ...
+    @property
+    def last_seen(self) -> float: ...
+    @property
+    def occurrences(self) -> Sequence[Occurrence]: ...
+    def occurrence_document(self, occurrence: Any, /) -> dict[str, Any]: ...
 
 
 @dataclass(frozen=True)
@@ -52,8 +99,11 @@ class Listed:
 # -- what the detector found ---------------------------------------------------------
 
 
-def save_findings(session: Session, host_id: int, findings: Iterable[Finding]) -> list[str]:
-    """Store each finding's new occurrences and move the known ones' ``last_seen``;
+def save_findings(
+    session: Session, host_id: int, findings: Iterable[Finding], same_start: SameStart
+) -> list[str]:
+    """Store each finding's new occurrences and move the known ones' ``last_seen``
+    (an occurrence is known when its pid and, by ``same_start``, its start time match);
     reopen a handled finding that got a new occurrence. Ids of the findings that are new."""
     created = []
     for finding in findings:
@@ -62,7 +112,7 @@ def save_findings(session: Session, host_id: int, findings: Iterable[Finding]) -
         if row is None:
             row = _create(session, host_id, finding, at)
             created.append(finding.id)
-        added = _store_occurrences(session, row, finding, at)
+        added = _store_occurrences(session, row, finding, at, same_start)
         row.last_seen = max(row.last_seen, at)
         if added:
             row.pid = max(added, key=lambda o: o.score).pid
@@ -99,7 +149,7 @@ def _create(session: Session, host_id: int, finding: Finding, at: int) -> Findin
 
 
 def _store_occurrences(
-    session: Session, row: FindingRecordRow, finding: Finding, at: int
+    session: Session, row: FindingRecordRow, finding: Finding, at: int, same_start: SameStart
 ) -> list[FindingOccurrence]:
     """New occurrences of ``finding`` (added to the session); known ones seen again."""
     pids = sorted({o.pid for o in finding.occurrences})

@@ -8,11 +8,22 @@ from typing import Any
 from sqlalchemy import or_, select, text, update
 from sqlalchemy.orm import Session
 
-from fleetctl.targeting import host_family
 from storage.base import IN_CHUNK, in_chunks
 from storage.models import ApiToken, EnrollSecret, Host
 
 PLATFORM_TYPES = {"9": "linux", "21": "darwin", "2": "windows"}
+
+
+def host_family(platform: str, platform_type: str = "") -> str:
+    """linux, darwin or windows, from ``os_version.platform`` or the enroll platform type."""
+    word = (platform or "").lower()
+    if word in ("darwin", "macos", "mac os x"):
+        return "darwin"
+    if word.startswith("windows"):
+        return "windows"
+    if word:
+        return "linux"
+    return PLATFORM_TYPES.get(platform_type, "linux")
 
 
 def _detail(details: Mapping[str, Any], table: str, column: str) -> str:
@@ -130,6 +141,11 @@ def add_enroll_secret(session: Session, secret_hash: str, now: int) -> None:
         is None
     ):
         session.add(EnrollSecret(secret_hash=secret_hash, created_at=now))
+
+
+def token_name(session: Session, token_hash: str) -> str | None:
+    """The name of the admin token with this digest."""
+    return session.scalar(select(ApiToken.name).where(ApiToken.token_hash == token_hash))
 
 
 def token_digests(session: Session) -> list[str]:

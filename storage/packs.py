@@ -10,8 +10,6 @@ import orjson
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from fleetctl.packs.loader import pack_from_document
-from fleetctl.targeting import TargetedPack
 from storage.models import PackRecord, PackVersion
 
 
@@ -22,10 +20,6 @@ class StoredPack:
     body: dict[str, Any] | None
     labels: tuple[str, ...]
     created_at: int
-
-    def targeted(self) -> TargetedPack:
-        assert self.body is not None
-        return TargetedPack(pack_from_document(self.name, self.body), self.labels, self.version)
 
 
 def _digest(body: dict[str, Any] | None, labels: tuple[str, ...]) -> str:

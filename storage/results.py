@@ -26,14 +26,14 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from sqlalchemy import and_, delete, or_, select, update
+from sqlalchemy import ColumnElement, and_, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from fleetctl.ingest import Run, row_hash, split_query_name
 from storage.encoding import Encoder, encoder_for
-from storage.models import DataLoss, QueryState, ResultRow
+from storage.models import DataLoss, Host, QueryState, ResultRow
 from storage.rejected import is_data_error, refusal
 from storage.rowio import Stored, insert_rows, load_rows, update_rows
+from storage.runs import Run, row_hash, split_query_name
 
 
 @dataclass
@@ -394,6 +394,15 @@ def _insert(session: Session, rows: list[dict[str, Any]], stats: ApplyStats) -> 
     stats.opened += sum(1 for r in rows if r["removed_at"] is None)
 
 
+def present_at(at: int) -> ColumnElement[bool]:
+    """The rows that existed at ``at``: added by then (or a tombstone, whose addition
+    predates the collected history) and not removed by then."""
+    return and_(
+        or_(ResultRow.first_seen.is_(None), ResultRow.first_seen <= at),
+        or_(ResultRow.removed_at.is_(None), ResultRow.removed_at > at),
+    )
+
+
 def rows_at(session: Session, host_id: int, name: str, at: int) -> list[ResultRow]:
     """The rows of ``name`` (as the host logs it) that existed on the host at ``at``.
 
@@ -408,12 +417,56 @@ def rows_at(session: Session, host_id: int, name: str, at: int) -> list[ResultRo
             .where(
                 ResultRow.host_id == host_id,
                 ResultRow.name == name,
-                or_(ResultRow.first_seen.is_(None), ResultRow.first_seen <= at),
-                or_(ResultRow.removed_at.is_(None), ResultRow.removed_at > at),
+                present_at(at),
             )
             .order_by(ResultRow.first_seen, ResultRow.id)
         )
     )
+
+
+def columns_at(
+    session: Session, host_id: int, name: str, at: int, since: int | None = None
+) -> list[dict[str, str]]:
+    """The columns of the rows ``rows_at`` gives, as stored; with ``since``, only rows
+    that appeared at or after it (an event query's recent rows)."""
+    stmt = select(ResultRow.columns).where(
+        ResultRow.host_id == host_id, ResultRow.name == name, present_at(at)
+    )
+    if since is not None:
+        stmt = stmt.where(ResultRow.first_seen >= since)
+    return [dict(c) for c in session.scalars(stmt)]
+
+
+def open_row_counts(session: Session, host_id: int) -> dict[str, int]:
+    """Stored query name -> how many of its rows are open (present now) on the host."""
+    return {
+        name: count
+        for name, count in session.execute(
+            select(ResultRow.name, func.count())
+            .where(ResultRow.host_id == host_id, ResultRow.removed_at.is_(None))
+            .group_by(ResultRow.name)
+        )
+    }
+
+
+def data_loss(session: Session, host_id: int | None = None) -> list[tuple[DataLoss, str]]:
+    """The data-loss markers (of one host, or all) with their host's identifier, oldest
+    first."""
+    stmt = select(DataLoss, Host.host_identifier).join(Host, Host.id == DataLoss.host_id)
+    if host_id is not None:
+        stmt = stmt.where(DataLoss.host_id == host_id)
+    return [(marker, ident) for marker, ident in session.execute(stmt.order_by(DataLoss.id))]
+
+
+def change_times(session: Session, host_id: int, since: int) -> list[int]:
+    """Each time at or after ``since`` a row of the host appeared, in order."""
+    times = session.scalars(
+        select(ResultRow.first_seen)
+        .where(ResultRow.host_id == host_id, ResultRow.first_seen >= since)
+        .distinct()
+        .order_by(ResultRow.first_seen)
+    )
+    return [t for t in times if t is not None]
 
 
 def query_names(session: Session, host_id: int) -> list[QueryState]:

@@ -36,15 +36,6 @@ if TYPE_CHECKING:
 
 Reader = Callable[["HostSnapshot", Sequence[Row]], None]
 
-KNOWN_PACKS = (
-    "ipc-telemetry",
-    "ipc-telemetry-extension",
-    "ipc-telemetry-windows",
-    "ipc-telemetry-macos",
-    "t1559-hunts",
-    "telemetry-health",
-)
-
 # Queries whose rows are processes (lineage snapshots, exec events, hunt views).
 PROCESS_QUERIES = frozenset(
     {

@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 
 from fleetctl.detection._readers import (
     DARWIN_QUERIES,
-    KNOWN_PACKS,
     WINDOWS_QUERIES,
     is_process_query,
     reader_for,
@@ -84,15 +83,34 @@ class HostSnapshot:
         """A snapshot from ``{query name: rows}``.
 
         Names are the packs' query names (``process_lineage``) or the names osqueryd logs
-        (``pack_ipc-telemetry_process_lineage``). Process rows are read first, so the
-        ``start_time`` checks of the other rows have something to compare with.
+        (``pack_ipc-telemetry_process_lineage``, split by the default rule: pass names
+        whose pack has a ``_`` in it already split, as ingest stores them).
         """
+        return cls.from_queries(
+            host,
+            [(split_query_name(name).query, rows) for name, rows in results.items()],
+            platform=platform,
+            observed_at=observed_at,
+        )
+
+    @classmethod
+    def from_queries(
+        cls,
+        host: str,
+        results: Iterable[tuple[str, Iterable[Row]]],
+        *,
+        platform: str | None = None,
+        observed_at: float | None = None,
+    ) -> HostSnapshot:
+        """A snapshot from ``(query name, rows)`` pairs (a query may come more than once,
+        from several packs). Process rows are read first, so the ``start_time`` checks
+        of the other rows have something to compare with."""
         snapshot = cls(host=host, platform=platform or "", observed_at=observed_at)
-        named = [(_query_name(name), list(rows)) for name, rows in results.items()]
+        named = [(name, list(rows)) for name, rows in results]
         named.sort(key=lambda item: not is_process_query(item[0], item[1]))
         for name, rows in named:
             snapshot.add_rows(name, rows)
-        snapshot.platform = platform or snapshot.guess_platform(results)
+        snapshot.platform = platform or snapshot.guess_platform(name for name, _ in named)
         snapshot.finish()
         return snapshot
 
@@ -156,8 +174,8 @@ class HostSnapshot:
         complete_stdio(self)
         self.stdio = {pid: ends for pid, ends in self.stdio.items() if ends}
 
-    def guess_platform(self, results: Mapping[str, Iterable[Row]]) -> str:
-        names = {_query_name(n) for n in results}
+    def guess_platform(self, queries: Iterable[str]) -> str:
+        names = set(queries)
         if names & WINDOWS_QUERIES or any(is_windows_path(p.path) for p in self.processes.values()):
             return "windows"
         if names & DARWIN_QUERIES or any(
@@ -257,12 +275,6 @@ class HostSnapshot:
             for s in self.sessions
             if (tty and s.tty == tty) or (s.pid is not None and s.pid in wanted)
         ]
-
-
-def _query_name(name: str) -> str:
-    if name.startswith("pack"):
-        return split_query_name(name, KNOWN_PACKS).query
-    return name
 
 
 __all__ = [

@@ -11,7 +11,6 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from sqlalchemy import func, select
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -34,13 +33,13 @@ from fleetctl.server.responses import json_response
 from fleetctl.server.state import in_session, server_state
 from fleetctl.timeutil import iso, shown
 from storage import carves as carve_store
-from storage import detection as detection_store
 from storage import hosts as host_store
+from storage import logs as log_store
 from storage import rejected as rejected_store
 from storage import results as result_store
 from storage import views
 from storage.encoding import unescape, unescape_row
-from storage.models import DataLoss, Host, ResultRow, StatusLog
+from storage.models import DataLoss, Host
 
 PREFIX = "/api/v1/admin"
 STATUS_LOG_PAGE = 100_000
@@ -136,12 +135,7 @@ def learning_states(request: Request, session: Any) -> dict[int, LearningState]:
     """host id -> where the host stands with detection, as this server judges it."""
     state = server_state(request)
     assert state.detection is not None
-    return detection_store.learning_states(
-        session,
-        state.detection.learning_window,
-        time.time(),
-        state.detection.baseline(session),
-    )
+    return state.detection.learning_states(session, time.time())
 
 
 def detection_json(learning: LearningState) -> dict[str, Any]:
@@ -193,13 +187,7 @@ def list_hosts(request: Request, session: Any) -> dict[str, Any]:
 def show_host(request: Request, session: Any) -> dict[str, Any]:
     host = find_host_or_404(session, request.path_params["ref"])
     learning = learning_states(request, session)[host.id]
-    open_counts = dict(
-        session.execute(
-            select(ResultRow.name, func.count())
-            .where(ResultRow.host_id == host.id, ResultRow.removed_at.is_(None))
-            .group_by(ResultRow.name)
-        ).all()
-    )
+    open_counts = result_store.open_row_counts(session, host.id)
     queries = [
         {
             "name": unescape(s.name),
@@ -224,7 +212,7 @@ def show_host(request: Request, session: Any) -> dict[str, Any]:
 @admin_endpoint
 def results(request: Request, session: Any) -> dict[str, Any]:
     host = find_host_or_404(session, request.query_params.get("host"))
-    name = required_text(request.query_params, "query", max_length=column_length(ResultRow.name))
+    name = required_text(request.query_params, "query", max_length=column_length("ResultRow.name"))
     at = time_param(request.query_params, "at", default=int(time.time()))
     rows = result_store.rows_at(session, host.id, name, at)
     sent = [unescape_row(row.columns) for row in rows]  # as the host sent them
@@ -247,12 +235,7 @@ def results(request: Request, session: Any) -> dict[str, Any]:
 def status_logs(request: Request, session: Any) -> dict[str, Any]:
     host = find_host_or_404(session, request.query_params.get("host"))
     limit = int_param(request.query_params, "limit", (1, STATUS_LOG_PAGE), default=100)
-    logs = session.scalars(
-        select(StatusLog)
-        .where(StatusLog.host_id == host.id)
-        .order_by(StatusLog.unix_time.desc(), StatusLog.id.desc())
-        .limit(limit)
-    )
+    logs = log_store.status_logs(session, host.id, limit)
     return {
         "status_logs": [
             {
@@ -271,13 +254,10 @@ def status_logs(request: Request, session: Any) -> dict[str, Any]:
 def data_loss(request: Request, session: Any) -> dict[str, Any]:
     """What the store lacks: gaps and resets in hosts' streams (``data_loss``), and log
     lines it quarantined instead of storing (``rejected``, each with the line as JSON)."""
-    stmt = select(DataLoss, Host.host_identifier).join(Host, Host.id == DataLoss.host_id)
     ref = request.query_params.get("host")
     host_id = find_host_or_404(session, ref).id if ref else None
-    if host_id is not None:
-        stmt = stmt.where(DataLoss.host_id == host_id)
     out = []
-    for marker, ident in session.execute(stmt.order_by(DataLoss.id)):
+    for marker, ident in result_store.data_loss(session, host_id):
         out.append(
             {
                 "id": marker.id,

@@ -9,7 +9,6 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.requests import Request
 from starlette.routing import Route
@@ -40,15 +39,13 @@ from fleetctl.server.state import server_state
 from fleetctl.timeutil import iso
 from storage import detection as detection_store
 from storage import findings as findings_store
+from storage import hosts as host_store
+from storage import results as result_store
 from storage.findings import Listed
 from storage.models import (
-    ApiToken,
-    BaselineVersion,
     FindingChange,
     FindingOccurrence,
     FindingRecordRow,
-    Host,
-    ResultRow,
 )
 
 PREFIX = "/api/v1/admin"
@@ -188,9 +185,7 @@ def show_finding(request: Request, session: Session) -> dict[str, Any]:
 
 def _actor(request: Request, session: Session) -> str:
     """Who acts: the name of the admin token the request came with."""
-    name = session.scalar(
-        select(ApiToken.name).where(ApiToken.token_hash == digest(bearer_token(request)))
-    )
+    name = host_store.token_name(session, digest(bearer_token(request)))
     return name or "unknown token"
 
 
@@ -212,7 +207,7 @@ def suppress_finding(request: Request, session: Session, body: dict[str, Any]) -
     name = detection_store.detection_names(session)[row.host_id] if scope == "host" else None
     now = int(time.time())
     version = detection_store.add_learned_keys(
-        session, [(name, row.path_key)], f"suppress {row.id} ({scope})", now
+        session, [(name, row.path_key)], f"suppress {row.id} ({scope})", now, Baseline.loads
     )
     findings_store.suppress(session, row, _actor(request, session), note, now)
     return {
@@ -252,7 +247,7 @@ def put_baseline(request: Request, session: Session, body: dict[str, Any]) -> di
     if not isinstance(text, str):
         raise ValueError("'yaml' must be the baseline file's text")
     note = text_param(body, "note", default="")
-    expected = int_field(body, "expected_version", column_range(BaselineVersion.version, low=0))
+    expected = int_field(body, "expected_version", column_range("BaselineVersion.version", low=0))
     try:
         Baseline.loads(text)
     except BaselineError as exc:
@@ -264,7 +259,7 @@ def put_baseline(request: Request, session: Session, body: dict[str, Any]) -> di
 @admin_endpoint
 def trace(request: Request, session: Session) -> dict[str, Any]:
     params = request.query_params
-    pid = int_param(params, "pid", column_range(FindingRecordRow.pid, low=0), default=0)
+    pid = int_param(params, "pid", column_range("FindingRecordRow.pid", low=0), default=0)
     at = time_param(params, "at", default=int(time.time()))
     host = find_host_or_404(session, params.get("host", ""))
     service = server_state(request).detection
@@ -298,11 +293,7 @@ def detect(request: Request, session: Session, body: dict[str, Any]) -> dict[str
     accept = _keys(body, "accept")
     if accept and not learn:
         raise BadRequest("'accept' goes with 'learn'")
-    hosts = (
-        [find_host_or_404(session, ref)]
-        if ref
-        else list(session.scalars(select(Host).order_by(Host.id)))
-    )
+    hosts = [find_host_or_404(session, ref)] if ref else host_store.list_hosts(session)
     actor = _actor(request, session)
     now = int(time.time())
     created: list[str] = []
@@ -347,7 +338,7 @@ def _keys(body: dict[str, Any], name: str) -> list[str]:
     value = body.get(name)
     if value is None:
         return []
-    longest = column_length(FindingRecordRow.path_key)
+    longest = column_length("FindingRecordRow.path_key")
     if not isinstance(value, list) or not all(
         isinstance(k, str) and 0 < len(k) <= longest for k in value
     ):
@@ -357,13 +348,8 @@ def _keys(body: dict[str, Any], name: str) -> list[str]:
 
 def _history_times(session: Session, host_id: int, since: int, now: int) -> list[int | None]:
     """Each time the host's collected state changed since ``since`` (then now)."""
-    times = session.scalars(
-        select(ResultRow.first_seen)
-        .where(ResultRow.host_id == host_id, ResultRow.first_seen >= since)
-        .distinct()
-        .order_by(ResultRow.first_seen)
-    )
-    return [t for t in times if t is not None and t <= now] + [None]
+    times = result_store.change_times(session, host_id, since)
+    return [t for t in times if t <= now] + [None]
 
 
 routes = [

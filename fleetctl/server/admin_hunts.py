@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.requests import Request
 from starlette.routing import Route
@@ -26,12 +25,14 @@ from fleetctl.server.admin_params import (
 from fleetctl.server.admin_queries import MAX_TIMEOUT, check_query_sql
 from fleetctl.server.hunts import next_run, trigger_for
 from fleetctl.server.state import server_state
+from fleetctl.targeting import targeted
 from fleetctl.timeutil import format_duration, iso
 from storage import campaigns as campaign_store
 from storage import hunt_results as hunt_result_store
+from storage import hunts as hunt_store
 from storage import packs as pack_store
 from storage.campaigns import TargetError
-from storage.models import Campaign, Hunt, HuntRun
+from storage.models import Hunt
 
 PREFIX = "/api/v1/admin"
 MAX_EVERY = 366 * 86400
@@ -46,7 +47,7 @@ def _service(request: Request) -> Any:
 
 
 def _hunt(session: Session, name: str) -> Hunt:
-    hunt = session.scalars(select(Hunt).where(Hunt.name == name)).first()
+    hunt = hunt_store.hunt_named(session, name)
     if hunt is None:
         raise NotFound(f"no hunt {name!r}")
     return hunt
@@ -62,15 +63,15 @@ def _sql_from(session: Session, body: dict[str, Any]) -> str:
     if stored is None or stored.body is None:
         raise NotFound(f"no pack {pack_name!r}")
     try:
-        return stored.targeted().pack.query(query_name).query
+        return targeted(stored).pack.query(query_name).query
     except KeyError as exc:
         raise NotFound(f"pack {pack_name!r} has no query {query_name!r}") from exc
 
 
 @admin_write_endpoint
 def create_hunt(request: Request, session: Session, body: dict[str, Any]) -> dict[str, Any]:
-    name = required_text(body, "name", max_length=column_length(Hunt.name))
-    if session.scalars(select(Hunt).where(Hunt.name == name)).first() is not None:
+    name = required_text(body, "name", max_length=column_length("Hunt.name"))
+    if hunt_store.hunt_named(session, name) is not None:
         raise ValueError(f"a hunt named {name!r} exists")
     sql = _sql_from(session, body)
     schedules = [(k, body[k]) for k in ("cron", "every", "once") if body.get(k) is not None]
@@ -80,7 +81,7 @@ def create_hunt(request: Request, session: Session, body: dict[str, Any]) -> dic
     value = _schedule_value(body, kind)
     trigger_for(kind, value, time.time())  # refuses a bad cron expression now
     targets = check_targets(
-        text_param(body, "targets", max_length=column_length(Hunt.targets), default="all")
+        text_param(body, "targets", max_length=column_length("Hunt.targets"), default="all")
     )
     try:
         campaign_store.resolve_targets(session, targets)
@@ -88,17 +89,16 @@ def create_hunt(request: Request, session: Session, body: dict[str, Any]) -> dic
         raise NotFound(str(exc)) from exc
     default_expiry = min(int(value), MAX_TIMEOUT) if kind == "every" else 86400
     expires = int_field(body, "expires", (1, MAX_TIMEOUT), default=default_expiry)
-    hunt = Hunt(
+    hunt = hunt_store.add_hunt(
+        session,
         name=name,
         sql=sql,
         targets=targets,
         schedule_kind=kind,
         schedule=value,
         expires=expires,
-        state="active",
-        created_at=int(time.time()),
+        now=int(time.time()),
     )
-    session.add(hunt)
     session.commit()  # the scheduler may fire at once and must find the hunt
     _service(request).schedule(hunt)
     return {"hunt": _hunt_json(session, hunt)}
@@ -107,7 +107,7 @@ def create_hunt(request: Request, session: Session, body: dict[str, Any]) -> dic
 def _schedule_value(body: dict[str, Any], kind: str) -> str:
     """The stored schedule: a cron expression, seconds between runs, or nothing."""
     if kind == "cron":
-        return required_text(body, "cron", max_length=column_length(Hunt.schedule))
+        return required_text(body, "cron", max_length=column_length("Hunt.schedule"))
     if kind == "every":
         return str(int_field(body, "every", (1, MAX_EVERY)))
     return ""
@@ -120,9 +120,7 @@ def _schedule_text(hunt: Hunt) -> str:
 
 
 def _hunt_json(session: Session, hunt: Hunt) -> dict[str, Any]:
-    runs = session.scalars(
-        select(HuntRun).where(HuntRun.hunt_id == hunt.id).order_by(HuntRun.run)
-    ).all()
+    runs = hunt_store.runs(session, hunt.id)
     return {
         "name": hunt.name,
         "state": hunt.state,
@@ -138,18 +136,14 @@ def _hunt_json(session: Session, hunt: Hunt) -> dict[str, Any]:
 
 @admin_endpoint
 def list_hunts(request: Request, session: Session) -> dict[str, Any]:
-    return {
-        "hunts": [_hunt_json(session, h) for h in session.scalars(select(Hunt).order_by(Hunt.name))]
-    }
+    return {"hunts": [_hunt_json(session, h) for h in hunt_store.list_hunts(session)]}
 
 
 @admin_endpoint
 def show_hunt(request: Request, session: Session) -> dict[str, Any]:
     hunt = _hunt(session, request.path_params["name"])
     runs = []
-    for run in session.scalars(
-        select(HuntRun).where(HuntRun.hunt_id == hunt.id).order_by(HuntRun.run)
-    ):
+    for run in hunt_store.runs(session, hunt.id):
         counts = campaign_store.counts(session, run.campaign_id, online_since=0).states
         runs.append(
             {
@@ -168,10 +162,8 @@ def _state_change(request: Request, session: Session, new_state: str) -> dict[st
     hunt.state = new_state
     if new_state == "cancelled":
         now = int(time.time())
-        for (campaign_id,) in session.execute(
-            select(HuntRun.campaign_id).where(HuntRun.hunt_id == hunt.id)
-        ):
-            campaign = session.get(Campaign, campaign_id)
+        for hunt_run in hunt_store.runs(session, hunt.id):
+            campaign = campaign_store.get_campaign(session, hunt_run.campaign_id)
             if campaign is not None and campaign.expires_at > now:
                 campaign.expires_at = now
         campaign_store.expire(session, now)
@@ -204,12 +196,12 @@ def hunt_results(request: Request, session: Session) -> dict[str, Any]:
     """One page of a run's rows (default: the latest run), optionally only rows new on
     each host since its previous answered run."""
     params = request.query_params
-    wanted = int_param(params, "run", column_range(HuntRun.run, low=1))
+    wanted = int_param(params, "run", column_range("HuntRun.run", low=1))
     offset = int_param(params, "offset", (0, INT64[1]), default=0)
     limit = int_param(params, "limit", (1, RESULTS_PAGE), default=1000)
     diff = flag_param(params, "diff")
     hunt = _hunt(session, request.path_params["name"])
-    runs = {r.run: r for r in session.scalars(select(HuntRun).where(HuntRun.hunt_id == hunt.id))}
+    runs = {r.run: r for r in hunt_store.runs(session, hunt.id)}
     if not runs:
         return {"run": None, "rows": [], "total": 0, "offset": 0}
     number = max(runs) if wanted is None else wanted

@@ -10,7 +10,6 @@ import json
 import time
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.requests import Request
 from starlette.routing import Route
@@ -27,15 +26,14 @@ from fleetctl.server.admin_params import (
     required_text,
     text_param,
 )
-from fleetctl.targeting import TargetedPack, host_family, query_hosts
+from fleetctl.targeting import TargetedPack, host_family, query_hosts, targeted
 from fleetctl.timeutil import iso, shown
 from storage import hosts as host_store
 from storage import labels as label_store
 from storage import packs as pack_store
-from storage.models import Host, Label, PackRecord, PackVersion
 
 PREFIX = "/api/v1/admin"
-PACK_NAME_LENGTH = column_length(PackRecord.name)
+PACK_NAME_LENGTH = column_length("PackRecord.name")
 
 
 def _incoming(
@@ -105,7 +103,7 @@ def _fleet(session: Session) -> list[tuple[int, str, frozenset[str]]]:
     memberships = label_store.all_memberships(session)
     return [
         (h.id, host_family(h.platform, h.platform_type), frozenset(memberships.get(h.id, ())))
-        for h in session.scalars(select(Host))
+        for h in host_store.list_hosts(session)
     ]
 
 
@@ -137,7 +135,7 @@ def diff_packs(request: Request, session: Session, body: dict[str, Any]) -> dict
     rows = []
     for name, pack, labels in _incoming(session, body):
         stored = pack_store.get_pack(session, name)
-        old = stored.targeted() if stored and stored.body is not None else None
+        old = targeted(stored) if stored and stored.body is not None else None
         new = TargetedPack(pack_from_document(name, pack), labels)
         old_hosts, new_hosts = query_hosts(old, fleet), query_hosts(new, fleet)
         for query, change in _query_changes(old, new).items():
@@ -175,7 +173,7 @@ def list_packs(request: Request, session: Session) -> dict[str, Any]:
 @admin_endpoint
 def show_pack(request: Request, session: Session) -> dict[str, Any]:
     name = request.path_params["name"]
-    version = int_param(request.query_params, "version", column_range(PackVersion.version, low=1))
+    version = int_param(request.query_params, "version", column_range("PackVersion.version", low=1))
     stored = pack_store.get_pack(session, name, version)
     if stored is None:
         raise NotFound(f"no pack {name!r}" + (f" version {version}" if version else ""))
@@ -206,9 +204,9 @@ def delete_pack(request: Request, session: Session, body: dict[str, Any]) -> dic
 
 @admin_write_endpoint
 def apply_label(request: Request, session: Session, body: dict[str, Any]) -> dict[str, Any]:
-    name = required_text(body, "name", max_length=column_length(Label.name))
+    name = required_text(body, "name", max_length=column_length("Label.name"))
     query, hosts = body.get("query"), body.get("hosts")
-    platform = text_param(body, "platform", max_length=column_length(Label.platform))
+    platform = text_param(body, "platform", max_length=column_length("Label.platform"))
     description = text_param(body, "description", default="")
     if (query is None) == (hosts is None):
         raise ValueError("a label has either a 'query' (dynamic) or a 'hosts' list (manual)")

@@ -18,45 +18,20 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any, overload
 
-from sqlalchemy import BigInteger, Integer, SmallInteger
 from starlette.requests import Request
 
 from fleetctl.errors import BadRequest, NotFound
 from fleetctl.timeutil import TIME_EXAMPLES, parse_time, shown
+from storage.limits import INT16 as INT16
+from storage.limits import INT32 as INT32
+from storage.limits import INT64 as INT64
+from storage.limits import Bounds
+from storage.limits import column_length as column_length
+from storage.limits import column_range as column_range
 
-Bounds = tuple[int, int]
-
-INT64: Bounds = (-(2**63), 2**63 - 1)
-INT32: Bounds = (-(2**31), 2**31 - 1)
-INT16: Bounds = (-(2**15), 2**15 - 1)
 MAX_PARAM_LENGTH = 1024  # no name, reference or time an admin looks up is longer
 MAX_BODY_DEPTH = 32  # a pack, the deepest admin body, nests 6 levels
 _DECIMAL = re.compile(r"[+-]?[0-9]{1,20}")
-
-
-def column_range(column: Any, low: int | None = None) -> Bounds:
-    """The integers ``column`` (a mapped attribute) can hold, optionally from ``low``."""
-    kind = column.type
-    bounds = (
-        INT64
-        if isinstance(kind, BigInteger)
-        else INT16
-        if isinstance(kind, SmallInteger)
-        else INT32
-        if isinstance(kind, Integer)
-        else None
-    )
-    if bounds is None:
-        raise TypeError(f"{column} is not an integer column")
-    return (bounds[0] if low is None else low), bounds[1]
-
-
-def column_length(column: Any) -> int:
-    """The declared length of a string column (a mapped attribute)."""
-    length = getattr(column.type, "length", None)
-    if length is None:
-        raise TypeError(f"{column} has no declared length")
-    return int(length)
 
 
 def _absent(value: Any) -> bool:

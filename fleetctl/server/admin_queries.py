@@ -33,7 +33,6 @@ from fleetctl.server.state import server_state
 from fleetctl.timeutil import iso
 from storage import campaigns as campaign_store
 from storage.campaigns import Pending, TargetError
-from storage.models import Campaign
 
 PREFIX = "/api/v1/admin"
 ONLINE_WINDOW = 90
@@ -57,10 +56,10 @@ def check_query_sql(sql: Any) -> str:
 def start_query(request: Request, session: Session, body: dict[str, Any]) -> dict[str, Any]:
     sql = check_query_sql(body.get("sql"))
     targets = check_targets(
-        text_param(body, "targets", max_length=column_length(Campaign.targets), default="all")
+        text_param(body, "targets", max_length=column_length("Campaign.targets"), default="all")
     )
     timeout = int_field(body, "timeout", (1, MAX_TIMEOUT), default=60)
-    name = text_param(body, "name", max_length=column_length(Campaign.name), default="")
+    name = text_param(body, "name", max_length=column_length("Campaign.name"), default="")
     try:
         host_ids = campaign_store.resolve_targets(session, targets)
     except TargetError as exc:
@@ -99,8 +98,8 @@ def show_query(request: Request, session: Session) -> dict[str, Any]:
     unix time; ``cursor`` is the latest answer's), so following a query over thousands of
     hosts costs each answer once, not once per poll; without it every target is listed
     with its state."""
-    campaign_id = int_param(request.path_params, "id", column_range(Campaign.id, low=1))
-    campaign = session.get(Campaign, campaign_id)
+    campaign_id = int_param(request.path_params, "id", column_range("Campaign.id", low=1))
+    campaign = None if campaign_id is None else campaign_store.get_campaign(session, campaign_id)
     if campaign is None:
         raise NotFound(f"no query {campaign_id}")
     since = time_param(request.query_params, "since")

@@ -19,24 +19,28 @@ import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from fleetctl.detection import (
     DEFAULT_LEARNING_WINDOW,
     Baseline,
+    DetectionState,
     Detector,
     Finding,
     HostSnapshot,
+    LearningState,
     build_paths,
+    learning_state,
 )
 from fleetctl.detection._readers import PROCESS_QUERIES, READERS
+from fleetctl.detection.records import same_start
+from fleetctl.detection.state import FindingRecord, FleetKey, HostState, Sighting
 from fleetctl.ingest import split_query_name
 from fleetctl.packs.loader import load_file, pack_files, shipped_packs_dir
 from storage import detection as detection_store
 from storage import findings as findings_store
+from storage import results as result_store
 from storage.engine import session_scope
-from storage.models import QueryState, ResultRow
 
 log = logging.getLogger("fleetctl.detection")
 
@@ -68,7 +72,52 @@ def _event_queries() -> frozenset[str]:
     return frozenset(names)
 
 
-def relevant(name: str, packs: list[str]) -> bool:
+def detection_state(history: detection_store.StoredHistory, host_id: int) -> DetectionState:
+    """The detector's state for a run on ``host_id`` from what the store loaded for it."""
+    names = history.names
+    state = DetectionState()
+    state.started_at = float(min(history.enrolled.values(), default=0))
+    for hid, enrolled in history.enrolled.items():
+        state.hosts[names[hid]] = HostState(first_seen=float(enrolled))
+    state.fleet_baselined = bool(history.baselined)
+    me = state.hosts[names[host_id]]
+    me.baselined = host_id in history.baselined
+    for key, (first, last) in history.keys.items():
+        me.keys[key] = Sighting(float(first), float(last))
+    for parent, child in history.pairs:
+        me.parents.setdefault(parent, set()).add(child)
+    for fid, key, first, last, severity, score in history.findings:
+        state.findings[fid] = FindingRecord(
+            fid, names[host_id], key, float(first), float(last), severity, score
+        )
+    for key, hid, first, last in history.fleet:
+        entry = state.fleet.setdefault(key, FleetKey(float(first), float(last)))
+        entry.first_seen = min(entry.first_seen, float(first))
+        entry.last_seen = max(entry.last_seen, float(last))
+        entry.hosts.add(names.get(hid, str(hid)))
+    for key, seen in me.keys.items():  # the host's own keys are on the fleet too
+        entry = state.fleet.setdefault(key, FleetKey(seen.first_seen, seen.last_seen))
+        entry.hosts.add(names[host_id])
+    for parent, child in history.parents:
+        state.parents.setdefault(parent, set()).add(child)
+    return state
+
+
+def save_state(
+    session: Session,
+    host_id: int,
+    host_name: str,
+    state: DetectionState,
+    loaded: detection_store.StoredHistory,
+) -> int:
+    """Store what the run changed of the host's part of ``state`` (``host_name`` is the
+    host's name in it)."""
+    me = state.hosts[host_name]
+    keys = {key: (seen.first_seen, seen.last_seen) for key, seen in me.keys.items()}
+    return detection_store.save_history(session, host_id, keys, me.parents, loaded)
+
+
+def relevant(name: str, packs: Collection[str]) -> bool:
     return split_query_name(name, packs).query in DETECTION_QUERIES
 
 
@@ -143,6 +192,21 @@ class DetectionService:
                 self._judged = taken
                 self._cond.notify_all()
 
+    def learning_states(self, session: Session, now: float) -> dict[int, LearningState]:
+        """host id -> learning until when, judging, or on an explicit baseline: as the
+        detector decides it (learned keys for a host in the baseline file count as one)."""
+        learned = self.baseline(session).learned.hosts
+        return {
+            hid: learning_state(
+                float(enrolled),
+                self.learning_window,
+                now,
+                baselined=name in learned,
+                baselined_at=baselined_at,
+            )
+            for hid, name, enrolled, baselined_at in detection_store.learning_hosts(session)
+        }
+
     def baseline(self, session: Session) -> Baseline:
         """The admin's baseline (YAML, may extend the default), re-read when it changes."""
         stored = detection_store.current_baseline(session)
@@ -153,26 +217,17 @@ class DetectionService:
         return self._baseline[1]
 
     def snapshot(self, session: Session, host_id: int, at: int) -> HostSnapshot:
-        """The host's detection-relevant rows as they were at ``at``."""
-        names = [
-            n
-            for n in session.scalars(select(QueryState.name).where(QueryState.host_id == host_id))
-            if split_query_name(n).query in DETECTION_QUERIES
-        ]
-        results: dict[str, list[dict[str, str]]] = {}
-        for name in names:
-            query = split_query_name(name).query
-            stmt = select(ResultRow.columns).where(
-                ResultRow.host_id == host_id,
-                ResultRow.name == name,
-                (ResultRow.first_seen.is_(None)) | (ResultRow.first_seen <= at),
-                (ResultRow.removed_at.is_(None)) | (ResultRow.removed_at > at),
-            )
-            if query in self._events:
-                stmt = stmt.where(ResultRow.first_seen >= at - EVENT_WINDOW)
-            results[name] = [dict(c) for c in session.scalars(stmt)]
+        """The host's detection-relevant rows as they were at ``at``, by the query name
+        ingest stored for each logged name."""
+        results: list[tuple[str, list[dict[str, str]]]] = []
+        for state in result_store.query_names(session, host_id):
+            if state.query not in DETECTION_QUERIES:
+                continue
+            since = at - EVENT_WINDOW if state.query in self._events else None
+            rows = result_store.columns_at(session, host_id, state.name, at, since)
+            results.append((state.query, rows))
         name = detection_store.detection_names(session)[host_id]
-        return HostSnapshot.from_results(name, results, observed_at=float(at))
+        return HostSnapshot.from_queries(name, results, observed_at=float(at))
 
     def run_host(
         self,
@@ -196,20 +251,21 @@ class DetectionService:
             paths = build_paths(snap)
             keys = {p.path_key() for p in paths}
             parents = {p.parent.basename for p in paths if p.parent}
-            state, loaded, pairs = detection_store.load_state(session, host_id, keys, parents)
+            loaded = detection_store.load_history(session, host_id, keys, parents)
+            state = detection_state(loaded, host_id)
             detector = Detector(self.baseline(session), state, learning_window=self.learning_window)
             if not learn:
                 findings = detector.detect(paths, float(stamp))
-                detection_store.save_state(session, host_id, snap.host, state, loaded, pairs)
-                return HostRun(findings_store.save_findings(session, host_id, findings))
+                save_state(session, host_id, snap.host, state, loaded)
+                return HostRun(findings_store.save_findings(session, host_id, findings, same_start))
             learned = detector.learn(paths, float(stamp), accept=accept)
             detection_store.mark_baselined(session, host_id, now)
-            detection_store.save_state(session, host_id, snap.host, state, loaded, pairs)
+            save_state(session, host_id, snap.host, state, loaded)
             accepted = [key for _, key in learned.accepted]
             if accepted:
                 self._accept(session, host_id, snap.host, accepted, actor, now)
             return HostRun(
-                created=findings_store.save_findings(session, host_id, learned.refused),
+                created=findings_store.save_findings(session, host_id, learned.refused, same_start),
                 learned=[key for _, key in learned.keys],
                 new_keys=[key for _, key in learned.new_keys],
                 refused=list(learned.refused),
@@ -221,7 +277,7 @@ class DetectionService:
     ) -> None:
         """Refused keys the admin named: baseline entries for the host, findings closed."""
         detection_store.add_learned_keys(
-            session, [(name, key) for key in keys], f"{ACCEPTED} by {actor}", now
+            session, [(name, key) for key in keys], f"{ACCEPTED} by {actor}", now, Baseline.loads
         )
         for key in keys:
             row = findings_store.finding_for(session, host_id, key)

@@ -39,7 +39,7 @@ from fleetctl.server.label_queue import LabelQueue, parse_label_query_id
 from fleetctl.server.node_service import lock_host
 from storage import campaigns as campaign_store
 from storage import labels as label_store
-from storage.models import StatusLog
+from storage import logs as log_store
 
 log = logging.getLogger("fleetctl.server")
 
@@ -205,15 +205,4 @@ def _report_dropped(session: Session, host_id: int, dropped: list[str], now: int
         f"{shown}{more}"
     )
     log.warning("host %s: %s", host_id, message)
-    session.add(
-        StatusLog(
-            host_id=host_id,
-            unix_time=now,
-            severity=1,
-            filename=STATUS_FILENAME,
-            line=0,
-            message=message,
-            version=__version__,
-            decorations=None,
-        )
-    )
+    log_store.add_server_status(session, host_id, now, STATUS_FILENAME, message, __version__)

@@ -25,15 +25,16 @@ from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
-from sqlalchemy import Engine, select, text
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from fleetctl.server.campaign_queue import CampaignQueue
 from fleetctl.timeutil import shown
 from storage import campaigns as campaign_store
+from storage import hunts as hunt_store
 from storage.campaigns import Pending
 from storage.engine import session_scope
-from storage.models import Hunt, HuntRun
+from storage.models import Hunt
 
 log = logging.getLogger("fleetctl.hunts")
 LEADER_LOCK = 0x46_4C_45_45  # "FLEE"
@@ -120,16 +121,11 @@ class HuntService:
     def _try_lock(self) -> bool:
         if self.engine.dialect.name != "postgresql":
             return True
-        conn = self.engine.connect()
-        got = bool(
-            conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": LEADER_LOCK}).scalar()
-        )
-        conn.commit()
-        if got:
-            self._lock_conn = conn  # held open: the lock lives as long as this connection
-        else:
-            conn.close()
-        return got
+        conn = hunt_store.try_leader_lock(self.engine, LEADER_LOCK)
+        if conn is None:
+            return False
+        self._lock_conn = conn  # held open: the lock lives as long as this connection
+        return True
 
     def stop(self) -> None:
         global _SERVICE
@@ -180,15 +176,10 @@ class HuntService:
         """Start the next run of the hunt; its run number, or None when refused."""
         now = int(time.time()) if now is None else now
         with session_scope(self.sessions) as session:
-            hunt = session.scalars(select(Hunt).where(Hunt.id == hunt_id).with_for_update()).first()
+            hunt = hunt_store.locked_hunt(session, hunt_id)
             if hunt is None or hunt.state != "active":
                 return None
-            last = session.scalars(
-                select(HuntRun)
-                .where(HuntRun.hunt_id == hunt_id)
-                .order_by(HuntRun.run.desc())
-                .limit(1)
-            ).first()
+            last = hunt_store.last_run(session, hunt_id)
             if last is not None and (
                 hunt.schedule_kind == "once" or now - last.fired_at < period_of(hunt) / 2
             ):
@@ -205,7 +196,7 @@ class HuntService:
                 now=now,
                 expires_at=now + hunt.expires,
             )
-            session.add(HuntRun(hunt_id=hunt_id, run=run, campaign_id=campaign.id, fired_at=now))
+            hunt_store.add_run(session, hunt_id, run, campaign.id, now)
             pending = [Pending(campaign.id, h, hunt.sql, campaign.expires_at) for h in host_ids]
         self.campaigns.add(pending)
         log.info("hunt %s run %s sent to %s hosts", hunt_id, run, len(pending))

@@ -12,24 +12,24 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
 from fleetctl.errors import BadRequest
 from fleetctl.ingest import (
     Run,
-    StatusLine,
     host_identifiers,
     line_digests,
     parse_result_lines,
     parse_status_lines,
 )
 from fleetctl.server.osquery_config import PACK_DELIMITER
+from fleetctl.targeting import targeted
 from storage import hosts as host_store
+from storage import logs as log_store
 from storage import packs as pack_store
-from storage.encoding import Encoder, encoder_for
-from storage.models import Delivery, Host, StatusLog
-from storage.rejected import Rejection, is_data_error, record, refusal
+from storage.encoding import encoder_for
+from storage.models import Host
+from storage.rejected import Rejection, record
 from storage.results import ApplyStats, apply_runs, apply_runs_one_by_one
 
 log = logging.getLogger("fleetctl.server")
@@ -48,7 +48,7 @@ class PackIndex:
         names, quiet = [], set()
         for stored in pack_store.current_packs(session):
             names.append(stored.name)
-            for query in stored.targeted().pack.queries:
+            for query in targeted(stored).pack.queries:
                 if not query.removed:
                     quiet.add(f"pack{PACK_DELIMITER}{stored.name}{PACK_DELIMITER}{query.name}")
         return cls(tuple(names), frozenset(quiet))
@@ -61,30 +61,6 @@ def lock_host(session: Session, host_id: int) -> Host:
     if host is None:
         raise BadRequest("host was deleted")
     return host
-
-
-def _redelivered(session: Session, host_id: int, log_type: str, digests: list[bytes]) -> int:
-    """How many leading lines of this batch were already accepted in the previous one."""
-    row = session.get(Delivery, (host_id, log_type))
-    if row is None:
-        return 0
-    prev = [row.digests[i : i + 8] for i in range(0, len(row.digests), 8)]
-    if prev and digests[: len(prev)] == prev:
-        return len(prev)
-    if digests and prev[: len(digests)] == digests:
-        return len(digests)
-    return 0
-
-
-def _remember(
-    session: Session, host_id: int, log_type: str, digests: list[bytes], now: int
-) -> None:
-    row = session.get(Delivery, (host_id, log_type))
-    blob = b"".join(digests)
-    if row is None:
-        session.add(Delivery(host_id=host_id, log_type=log_type, digests=blob, updated_at=now))
-    else:
-        row.digests, row.updated_at = blob, now
 
 
 def _check_identifiers(session: Session, host: Host, identifiers: set[str]) -> set[str]:
@@ -124,41 +100,6 @@ def _apply_results(
     return stats, refused
 
 
-def _status_row(host_id: int, line: StatusLine, enc: Encoder) -> dict[str, Any]:
-    return {
-        "host_id": host_id,
-        "unix_time": line.unix_time,
-        "severity": line.severity,
-        "filename": enc.text(line.filename),
-        "line": line.line,
-        "message": enc.text(line.message),
-        "version": enc.text(line.version),
-        "decorations": None if line.decorations is None else dict(enc.row(line.decorations)),
-    }
-
-
-def _insert_statuses(
-    session: Session, host_id: int, lines: list[StatusLine], one_by_one: bool
-) -> list[Rejection]:
-    """Store status lines as osqueryd sent them; ``one_by_one``: each under a savepoint,
-    quarantining those the database refuses with a data error."""
-    enc = encoder_for(session)
-    if not one_by_one:
-        if lines:
-            session.execute(insert(StatusLog), [_status_row(host_id, s, enc) for s in lines])
-        return []
-    refused: list[Rejection] = []
-    for line in lines:
-        try:
-            with session.begin_nested():
-                session.execute(insert(StatusLog), [_status_row(host_id, line, enc)])
-        except Exception as exc:
-            if not is_data_error(exc):
-                raise
-            refused.append(Rejection(line.index, refusal(exc)))
-    return refused
-
-
 def ingest_log(
     session: Session,
     host_id: int,
@@ -182,7 +123,7 @@ def ingest_log(
         raise BadRequest(f"'data' must be a list of log lines, got {type(data).__name__}")
     host = lock_host(session, host_id)
     digests, unencodable = line_digests(data)
-    skip = _redelivered(session, host_id, log_type, digests)
+    skip = log_store.redelivered(session, host_id, log_type, digests)
     lines = data[skip:]
     foreign = _check_identifiers(session, host, host_identifiers(lines))
     if log_type == "result":
@@ -196,14 +137,13 @@ def ingest_log(
         statuses, rejected = parse_status_lines(
             lines, start=skip, refused=unencodable, foreign=foreign
         )
-        stats, refused = ApplyStats(), _insert_statuses(session, host_id, statuses, one_by_one)
+        stats, refused = (
+            ApplyStats(),
+            log_store.insert_statuses(session, host_id, statuses, one_by_one),
+        )
     rejected = sorted([*rejected, *refused], key=lambda r: r.index)
     record(session, host_id, log_type, data, rejected, now)
     stats.rejected = len(rejected)
     if data:
-        _remember(session, host_id, log_type, digests, now)
+        log_store.remember(session, host_id, log_type, digests, now)
     return stats
-
-
-def count_hosts(session: Session) -> int:
-    return session.scalar(select(func.count()).select_from(Host)) or 0

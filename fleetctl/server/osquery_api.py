@@ -194,7 +194,7 @@ async def log_(request: Request) -> Response:
             body.get("log_type"),
         )
     names = stats.names
-    if state.detection is not None and any(relevant(n, []) for n in names):
+    if state.detection is not None and any(relevant(n, state.packs.pack_names) for n in names):
         state.detection.mark(node.host_id)
     return node_ok()
 

@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from fleetctl.settings import Settings
-from fleetctl.targeting import packs_for_host
+from fleetctl.targeting import packs_for_host, targeted
 from storage import labels as label_store
 from storage import packs as pack_store
 
@@ -22,7 +22,7 @@ LOGGER_TLS_MAX_LINES = 1024
 
 def config_for(session: Session, host_id: int, family: str, settings: Settings) -> dict[str, Any]:
     """Config for one host of platform ``family``."""
-    targets = [stored.targeted() for stored in pack_store.current_packs(session)]
+    targets = [targeted(stored) for stored in pack_store.current_packs(session)]
     host_labels = label_store.host_label_names(session, host_id)
     packs = packs_for_host(targets, family, host_labels)
     return {

@@ -1,0 +1,1 @@
+"""The fleet server: osquery's TLS endpoints, the admin API and the workers behind them."""

@@ -1,0 +1,76 @@
+"""Scheduled hunts and their runs (session passed in); each run is a campaign."""
+
+from __future__ import annotations
+
+from sqlalchemy import Connection, Engine, select, text
+from sqlalchemy.orm import Session
+
+from storage.models import Hunt, HuntRun
+
+
+def hunt_named(session: Session, name: str) -> Hunt | None:
+    return session.scalars(select(Hunt).where(Hunt.name == name)).first()
+
+
+def locked_hunt(session: Session, hunt_id: int) -> Hunt | None:
+    """The hunt, locked for the rest of the transaction: one replica fires a slot."""
+    return session.scalars(select(Hunt).where(Hunt.id == hunt_id).with_for_update()).first()
+
+
+def list_hunts(session: Session) -> list[Hunt]:
+    return list(session.scalars(select(Hunt).order_by(Hunt.name)))
+
+
+def add_hunt(
+    session: Session,
+    *,
+    name: str,
+    sql: str,
+    targets: str,
+    schedule_kind: str,
+    schedule: str,
+    expires: int,
+    now: int,
+) -> Hunt:
+    """A new active hunt."""
+    hunt = Hunt(
+        name=name,
+        sql=sql,
+        targets=targets,
+        schedule_kind=schedule_kind,
+        schedule=schedule,
+        expires=expires,
+        state="active",
+        created_at=now,
+    )
+    session.add(hunt)
+    return hunt
+
+
+def runs(session: Session, hunt_id: int) -> list[HuntRun]:
+    """The hunt's runs, first to last."""
+    return list(
+        session.scalars(select(HuntRun).where(HuntRun.hunt_id == hunt_id).order_by(HuntRun.run))
+    )
+
+
+def last_run(session: Session, hunt_id: int) -> HuntRun | None:
+    return session.scalars(
+        select(HuntRun).where(HuntRun.hunt_id == hunt_id).order_by(HuntRun.run.desc()).limit(1)
+    ).first()
+
+
+def add_run(session: Session, hunt_id: int, run: int, campaign_id: int, now: int) -> None:
+    session.add(HuntRun(hunt_id=hunt_id, run=run, campaign_id=campaign_id, fired_at=now))
+
+
+def try_leader_lock(engine: Engine, key: int) -> Connection | None:
+    """On PostgreSQL, the connection holding advisory lock ``key`` (the lock lives as
+    long as it stays open), or None when another replica holds it."""
+    conn = engine.connect()
+    got = bool(conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar())
+    conn.commit()
+    if got:
+        return conn
+    conn.close()
+    return None

@@ -1,0 +1,109 @@
+"""Status logs and what each host last delivered (session passed in).
+
+A delivery's digests are those of the lines of the last accepted batch of each log type:
+osqueryd resends a batch when a reply is lost, and a resent prefix is skipped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import insert, select
+from sqlalchemy.orm import Session
+
+from storage.encoding import Encoder, encoder_for
+from storage.models import Delivery, StatusLog
+from storage.rejected import Rejection, is_data_error, refusal
+from storage.runs import StatusLine
+
+DIGEST_BYTES = 8
+
+
+def redelivered(session: Session, host_id: int, log_type: str, digests: list[bytes]) -> int:
+    """How many leading lines of this batch were already accepted in the previous one."""
+    row = session.get(Delivery, (host_id, log_type))
+    if row is None:
+        return 0
+    step = DIGEST_BYTES
+    prev = [row.digests[i : i + step] for i in range(0, len(row.digests), step)]
+    if prev and digests[: len(prev)] == prev:
+        return len(prev)
+    if digests and prev[: len(digests)] == digests:
+        return len(digests)
+    return 0
+
+
+def remember(session: Session, host_id: int, log_type: str, digests: list[bytes], now: int) -> None:
+    """Keep the digests of the batch just accepted, for the next ``redelivered``."""
+    row = session.get(Delivery, (host_id, log_type))
+    blob = b"".join(digests)
+    if row is None:
+        session.add(Delivery(host_id=host_id, log_type=log_type, digests=blob, updated_at=now))
+    else:
+        row.digests, row.updated_at = blob, now
+
+
+def _status_row(host_id: int, line: StatusLine, enc: Encoder) -> dict[str, Any]:
+    return {
+        "host_id": host_id,
+        "unix_time": line.unix_time,
+        "severity": line.severity,
+        "filename": enc.text(line.filename),
+        "line": line.line,
+        "message": enc.text(line.message),
+        "version": enc.text(line.version),
+        "decorations": None if line.decorations is None else dict(enc.row(line.decorations)),
+    }
+
+
+def insert_statuses(
+    session: Session, host_id: int, lines: Sequence[StatusLine], one_by_one: bool
+) -> list[Rejection]:
+    """Store status lines as osqueryd sent them; ``one_by_one``: each under a savepoint,
+    quarantining those the database refuses with a data error."""
+    enc = encoder_for(session)
+    if not one_by_one:
+        if lines:
+            session.execute(insert(StatusLog), [_status_row(host_id, s, enc) for s in lines])
+        return []
+    refused: list[Rejection] = []
+    for line in lines:
+        try:
+            with session.begin_nested():
+                session.execute(insert(StatusLog), [_status_row(host_id, line, enc)])
+        except Exception as exc:
+            if not is_data_error(exc):
+                raise
+            refused.append(Rejection(line.index, refusal(exc)))
+    return refused
+
+
+def add_server_status(
+    session: Session, host_id: int, now: int, filename: str, message: str, version: str
+) -> None:
+    """A warning the server itself logs for a host, beside the host's own status lines."""
+    session.add(
+        StatusLog(
+            host_id=host_id,
+            unix_time=now,
+            severity=1,
+            filename=filename,
+            line=0,
+            message=message,
+            version=version,
+            decorations=None,
+        )
+    )
+
+
+def status_logs(session: Session, host_id: int, limit: int) -> list[StatusLog]:
+    """The host's ``limit`` newest status lines, newest first."""
+    return list(
+        session.scalars(
+            select(StatusLog)
+            .where(StatusLog.host_id == host_id)
+            .order_by(StatusLog.unix_time.desc(), StatusLog.id.desc())
+            .limit(limit)
+        )
+    )
