@@ -5,7 +5,7 @@ last of two queries with one name, ignores unknown keys (so ``blacklist``, remov
 osquery 5.0, silently stops working) and only fails a query when it runs on a host. This
 module finds those problems up front. Each ``ValidationError`` names the file, pack,
 query and offending identifier; SQL is compiled per platform against the schema
-(``fleetctl.packs.schema``) so unknown tables and columns, platform mismatches and
+(``fleetctl.schema``) so unknown tables and columns, platform mismatches and
 unconstrained required columns surface with "did you mean" hints.
 """
 
@@ -28,7 +28,7 @@ from fleetctl.packs.model import (
     format_platforms,
     parse_platforms,
 )
-from fleetctl.packs.schema import Compiled, Schema, default_schema
+from fleetctl.schema import Compiled, Schema, default_schema
 
 RESERVED_PREFIXES = ("query.", "cache.", "config_views.")  # osquery's own database keys
 RESERVED_SUFFIXES = ("epoch", "counter")
