@@ -245,7 +245,6 @@ OFFICE_LOLBINS = (
     "wmic.exe",
     "schtasks.exe",
 )
-POWERSHELL_HOSTS = ("powershell.exe", "pwsh.exe", "powershell_ise.exe")
 
 # -- macOS -------------------------------------------------------------------------------
 

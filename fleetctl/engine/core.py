@@ -18,7 +18,8 @@ import apsw
 
 from fleetctl.engine import functions
 from fleetctl.engine.errors import QueryError
-from fleetctl.engine.vtable import TableModule, create_table_sql
+from fleetctl.engine.vtable import TableModule
+from fleetctl.schema import create_table_sql
 from fleetctl.tables import TABLES, AgentRuntime, Row, Scan, TableSpec
 
 # Actions refused by the authorizer: the database must stay in memory and unshared.
@@ -140,7 +141,8 @@ class Engine:
         """The CREATE TABLE statement of a table (hidden columns marked HIDDEN)."""
         if name not in self.tables:
             raise QueryError(f"no such table: {name}")
-        return create_table_sql(self.tables[name])
+        spec = self.tables[name]
+        return create_table_sql(spec.name, spec.columns)
 
     # -- internals
 

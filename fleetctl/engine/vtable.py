@@ -16,27 +16,14 @@ from typing import Any
 
 import apsw
 
+from fleetctl.schema import Column, create_table_sql
 from fleetctl.tables import Row, TableSpec
-from fleetctl.tables._schema import Column
 
 RowSource = Callable[[TableSpec, dict[str, set[Any]]], list[Row]]
 """Returns the rows of a table for the given constraints (cached per query)."""
 
 _UNCONSTRAINED_COST = 1_000_000.0
 _CONSTRAINED_COST = 10.0
-
-
-def create_table_sql(spec: TableSpec) -> str:
-    """The schema osquery would declare, with osquery types mapped to SQLite ones."""
-    parts = []
-    for col in spec.columns:
-        decl = f'"{col.name}" {col.sqlite_type}'
-        if col.hidden:
-            decl += " HIDDEN"
-        if col.collate:
-            decl += f" COLLATE {col.collate.upper() if col.collate == 'nocase' else col.collate}"
-        parts.append(decl)
-    return f'CREATE TABLE "{spec.name}"({", ".join(parts)})'
 
 
 def _to_int(value: Any) -> int | None:
@@ -86,7 +73,7 @@ class TableModule:
     def __init__(self, spec: TableSpec, source: RowSource) -> None:
         self.spec = spec
         self.source = source
-        self.schema = create_table_sql(spec)
+        self.schema = create_table_sql(spec.name, spec.columns)
 
     def Connect(
         self,

@@ -14,8 +14,8 @@ from typing import Any
 import osquery
 
 from fleetctl.engine.strings import osquery_string
+from fleetctl.schema import EXTENSION_TYPES
 from fleetctl.tables import TABLES, Scan, TableSpec
-from fleetctl.tables._schema import EXTENSION_TYPES
 
 # osquery ColumnOptions bits announced in column routes.
 _INDEX, _REQUIRED, _ADDITIONAL, _HIDDEN = 1, 2, 4, 16

@@ -25,7 +25,8 @@ from typing import Any
 
 import yaml
 
-from fleetctl.packs.loader import decode, interval_seconds, pack_documents, pack_from_document
+from fleetctl.packs.fields import interval_seconds, located, type_problem
+from fleetctl.packs.loader import decode, pack_documents, pack_from_document
 from fleetctl.packs.model import DEFAULT_INTERVAL, Pack, ScheduledQuery
 
 YAML_SUFFIXES = (".yml", ".yaml")
@@ -123,16 +124,18 @@ def _first(key: str, *sources: dict[str, Any]) -> Any:
     return None
 
 
-def _scheduled(name: str, entry: dict[str, Any], query: dict[str, Any]) -> ScheduledQuery:
+def _scheduled(
+    pack: str, name: str, entry: dict[str, Any], query: dict[str, Any]
+) -> ScheduledQuery:
     interval = _first("interval", entry, query)
-    seconds = DEFAULT_INTERVAL if interval is None else interval_seconds(interval)
-    if seconds is None:
-        raise ConvertError(f"query {name!r}: interval {interval!r} is not a number")
+    if interval is not None and (wrong := type_problem("interval", interval, int)) is not None:
+        raise ConvertError(located(pack, name, wrong))
+    seconds = interval_seconds(interval)
     flags = _flags(query, entry)
     return ScheduledQuery(
         name=name,
         query=str(query.get("query", "")).strip(),
-        interval=seconds,
+        interval=DEFAULT_INTERVAL if seconds is None else seconds,
         snapshot=bool(flags.get("snapshot", False)),
         removed=flags.get("removed", True) is not False,
         platform=_first("platform", entry, query),
@@ -162,7 +165,7 @@ def _fleet_pack(
         if entry["query"] not in queries:
             raise ConvertError(f"pack {name!r} uses query {entry['query']!r}, which is not defined")
         scheduled.append(
-            _scheduled(entry.get("name") or entry["query"], entry, queries[entry["query"]])
+            _scheduled(name, entry.get("name") or entry["query"], entry, queries[entry["query"]])
         )
     return Pack(name=name, queries=tuple(scheduled), platform=_first("platform", spec))
 
@@ -193,7 +196,7 @@ def from_fleet_yaml(text: str, name: str, source: str | None = None) -> Conversi
         e.get("query") for s in pack_specs for e in s.get("queries") or [] if isinstance(e, dict)
     }
     loose = [q for qname, q in queries.items() if qname not in used]
-    standalone = [_scheduled(q["name"], {}, q) for q in loose if q.get("interval")]
+    standalone = [_scheduled(name, q["name"], {}, q) for q in loose if q.get("interval")]
     for q in loose:
         if not q.get("interval"):
             warnings.append(f"query {q['name']!r} is in no pack and has no interval; skipped")

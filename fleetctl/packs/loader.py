@@ -21,11 +21,18 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from fleetctl.packs.fields import (
+    PACK_KEYS,
+    QUERY_KEYS,
+    interval_seconds,
+    located,
+    shown,
+    type_problem,
+)
 from fleetctl.packs.model import DEFAULT_INTERVAL, Pack, ScheduledQuery
 
 PACK_SUFFIXES = (".json", ".conf")
 _COMMENT_LINE = re.compile(r"^\s*(#|//)")
-_NUMERIC = re.compile(r"\s*[+-]?\d+\s*")
 
 
 class PackFormatError(ValueError):
@@ -86,69 +93,59 @@ def pack_documents(doc: Any, default_name: str) -> list[tuple[str, Any]]:
     return found
 
 
-def interval_seconds(value: Any) -> int | None:
-    """``interval`` as osquery reads it: an int or a numeric string; ``None`` if neither."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and _NUMERIC.fullmatch(value):
-        return int(value)
-    return None
-
-
-def _optional(doc: dict[str, Any], key: str, kind: type) -> Any:
-    value = doc.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
-        raise PackFormatError(f"{key!r} must be {kind.__name__}, not {json.dumps(value)}")
+def _checked(value: Any, key: str, pack: str, query: str | None) -> Any:
+    """``value`` for ``key``, refused when it has the wrong type for it."""
+    wrong = type_problem(key, value, (PACK_KEYS if query is None else QUERY_KEYS)[key])
+    if wrong is not None:
+        raise PackFormatError(located(pack, query, wrong))
     return value
 
 
-def query_from_document(name: str, doc: Any) -> ScheduledQuery:
+def _optional(doc: dict[str, Any], key: str, pack: str, query: str | None = None) -> Any:
+    """``doc[key]``, None when absent or null; a value of the wrong type is refused."""
+    value = doc.get(key)
+    return None if value is None else _checked(value, key, pack, query)
+
+
+def query_from_document(pack: str, name: str, doc: Any) -> ScheduledQuery:
     """One ``queries`` entry as a ``ScheduledQuery`` (osquery defaults for absent keys)."""
-    if not isinstance(doc, dict) or not isinstance(doc.get("query"), str):
-        raise PackFormatError(f"query {name!r} must be an object with a 'query' string")
-    interval = doc.get("interval", DEFAULT_INTERVAL)
+    if not isinstance(doc, dict):
+        raise PackFormatError(located(pack, name, f"query must be an object, not {shown(doc)}"))
+    if "query" not in doc:
+        raise PackFormatError(located(pack, name, "query has no 'query' SQL"))
+    interval = _checked(doc.get("interval", DEFAULT_INTERVAL), "interval", pack, name)
     seconds = interval_seconds(interval)
-    if seconds is None:
-        raise PackFormatError(f"query {name!r}: 'interval' must be a number, not {interval!r}")
-    flags = {key: _optional(doc, key, bool) for key in ("snapshot", "removed", "denylist")}
+    flags = {key: _optional(doc, key, pack, name) for key in ("snapshot", "removed", "denylist")}
     return ScheduledQuery(
         name=name,
-        query=doc["query"],
-        interval=seconds,
+        query=_checked(doc["query"], "query", pack, name),
+        interval=DEFAULT_INTERVAL if seconds is None else seconds,
         snapshot=bool(flags["snapshot"]),
         removed=flags["removed"] is not False,
-        platform=_optional(doc, "platform", str),
-        version=_optional(doc, "version", str),
-        shard=_optional(doc, "shard", int),
+        platform=_optional(doc, "platform", pack, name),
+        version=_optional(doc, "version", pack, name),
+        shard=_optional(doc, "shard", pack, name),
         denylist=flags["denylist"] is not False,
-        description=_optional(doc, "description", str),
-        value=_optional(doc, "value", str),
+        description=_optional(doc, "description", pack, name),
+        value=_optional(doc, "value", pack, name),
     )
 
 
 def pack_from_document(name: str, doc: Any, source: str | None = None) -> Pack:
     """A decoded pack object as a ``Pack``."""
     if not isinstance(doc, dict):
-        raise PackFormatError(f"pack {name!r} must be a JSON object")
-    queries = doc.get("queries", {})
-    discovery = doc.get("discovery", [])
-    if not isinstance(queries, dict):
-        raise PackFormatError(f"pack {name!r}: 'queries' must be an object")
-    if not isinstance(discovery, list) or not all(isinstance(d, str) for d in discovery):
-        raise PackFormatError(f"pack {name!r}: 'discovery' must be a list of SQL strings")
+        raise PackFormatError(f"pack '{name}' must be an object, not {shown(doc)}")
+    queries = _checked(doc.get("queries", {}), "queries", name, None)
+    discovery = _checked(doc.get("discovery", []), "discovery", name, None)
     return Pack(
         name=name,
-        queries=tuple(query_from_document(qname, q) for qname, q in queries.items()),
+        queries=tuple(query_from_document(name, qname, q) for qname, q in queries.items()),
         discovery=tuple(discovery),
-        platform=_optional(doc, "platform", str),
-        version=_optional(doc, "version", str),
-        shard=_optional(doc, "shard", int),
+        platform=_optional(doc, "platform", name),
+        version=_optional(doc, "version", name),
+        shard=_optional(doc, "shard", name),
         source=source,
-        oncall=_optional(doc, "oncall", str),
+        oncall=_optional(doc, "oncall", name),
     )
 
 

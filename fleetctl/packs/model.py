@@ -12,8 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-#: Platforms the schema knows. osquery also builds for FreeBSD, which no table here covers.
-PLATFORMS: tuple[str, ...] = ("linux", "darwin", "windows")
+from fleetctl.schema import PLATFORMS
 
 #: osquery's ``platform`` words (``Pack::checkPlatform``) and the platforms each one selects.
 PLATFORM_WORDS: dict[str, frozenset[str]] = {

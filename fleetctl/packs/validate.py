@@ -5,7 +5,7 @@ last of two queries with one name, ignores unknown keys (so ``blacklist``, remov
 osquery 5.0, silently stops working) and only fails a query when it runs on a host. This
 module finds those problems up front. Each ``ValidationError`` names the file, pack,
 query and offending identifier; SQL is compiled per platform against the schema
-(``fleetctl.packs.schema``) so unknown tables and columns, platform mismatches and
+(``fleetctl.schema``) so unknown tables and columns, platform mismatches and
 unconstrained required columns surface with "did you mean" hints.
 """
 
@@ -19,20 +19,19 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fleetctl.packs.loader import decode, interval_seconds, is_config, pack_documents, pack_files
+from fleetctl.packs.fields import PACK_KEYS, QUERY_KEYS, problem, shown
+from fleetctl.packs.loader import decode, is_config, pack_documents, pack_files
 from fleetctl.packs.model import (
-    MAX_INTERVAL,
     PLATFORM_WORDS,
     PLATFORMS,
     UnknownPlatformError,
     format_platforms,
     parse_platforms,
 )
-from fleetctl.packs.schema import Compiled, Schema, default_schema
+from fleetctl.schema import Compiled, Schema, default_schema
 
 RESERVED_PREFIXES = ("query.", "cache.", "config_views.")  # osquery's own database keys
 RESERVED_SUFFIXES = ("epoch", "counter")
-_VERSION = re.compile(r"\d+(\.\d+)*")
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _SQLITE_NAME = re.compile(r"^(no such table|no such column|ambiguous column name): (\S+)$")
 _SQLITE_NEAR = re.compile(r'^near "([^"]*)": syntax error$')
@@ -68,50 +67,6 @@ def did_you_mean(word: str, candidates: Iterable[str]) -> str:
     return f" (did you mean {close[0]}?)" if close else ""
 
 
-def _shown(value: Any) -> str:
-    text = json.dumps(value)
-    return text if len(text) <= 40 else text[:37] + "..."
-
-
-def _type_error(key: str, value: Any, expected: type | tuple[type, ...]) -> str | None:
-    """Why ``value`` is not valid for ``key``, or None when it is."""
-    if key == "interval":
-        seconds = interval_seconds(value)
-        if seconds is None:
-            return f"'interval' must be an integer or a numeric string, not {_shown(value)}"
-        if not 1 <= seconds <= MAX_INTERVAL:
-            return f"'interval' must be between 1 and {MAX_INTERVAL}, not {_shown(value)}"
-        return None
-    if expected is bool and not isinstance(value, bool):
-        return f"'{key}' must be true or false, not {_shown(value)}"
-    if expected is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            return f"'{key}' must be an integer, not {_shown(value)}"
-        return None if 1 <= value <= 100 else f"'{key}' must be between 1 and 100, not {value}"
-    if expected is str and not isinstance(value, str):
-        return f"'{key}' must be a string, not {_shown(value)}"
-    if key == "version" and not _VERSION.fullmatch(value):
-        return f"'version' must be an osquery version such as \"5.0.1\", not {_shown(value)}"
-    if expected is dict and not isinstance(value, dict):
-        return f"'{key}' must be an object, not {_shown(value)}"
-    if expected is list and not (
-        isinstance(value, list) and all(isinstance(v, str) for v in value)
-    ):
-        return f"'{key}' must be a list of SQL strings, not {_shown(value)}"
-    return None
-
-
-# Keys osquery reads from a pack and from a query, with the JSON type each one takes.
-PACK_KEYS: dict[str, type] = {
-    "queries": dict, "discovery": list, "platform": str, "version": str, "shard": int,
-    "oncall": str,
-}  # fmt: skip
-QUERY_KEYS: dict[str, type] = {
-    "query": str, "interval": int, "snapshot": bool, "removed": bool, "platform": str,
-    "version": str, "shard": int, "denylist": bool, "description": str, "value": str,
-}  # fmt: skip
-
-
 class _Checker:
     """Collects errors for one file; one method per level (file, pack, query, SQL)."""
 
@@ -134,7 +89,7 @@ class _Checker:
             )
             return
         if not isinstance(doc, dict):
-            self.error(None, None, f"a pack must be a JSON object, not {_shown(doc)}")
+            self.error(None, None, f"a pack must be a JSON object, not {shown(doc)}")
             return
         if is_config(doc) and isinstance(doc.get("packs"), dict):
             for name in getattr(doc["packs"], "duplicates", ()):
@@ -145,7 +100,7 @@ class _Checker:
                     name, None, f"pack '{name}' refers to {pack!r}; validate that file", name
                 )
             elif not isinstance(pack, dict):
-                self.error(name, None, f"pack '{name}' must be an object, not {_shown(pack)}", name)
+                self.error(name, None, f"pack '{name}' must be an object, not {shown(pack)}", name)
             else:
                 self.pack(name, pack)
 
@@ -163,8 +118,8 @@ class _Checker:
             elif key not in types:
                 hint = did_you_mean(key, types)
                 self.error(pack, query, f"unknown key '{key}'{hint}", key)
-            elif (problem := _type_error(key, value, types[key])) is not None:
-                self.error(pack, query, problem, key)
+            elif (wrong := problem(key, value, types[key])) is not None:
+                self.error(pack, query, wrong, key)
 
     def _platforms(self, pack: str, query: str | None, spec: Any) -> frozenset[str] | None:
         if not isinstance(spec, str):
@@ -225,7 +180,7 @@ class _Checker:
             if name.endswith(suffix):
                 self.error(pack, name, f"query name '{name}' must not end with '{suffix}'", name)
         if not isinstance(doc, dict):
-            self.error(pack, name, f"query must be an object, not {_shown(doc)}", name)
+            self.error(pack, name, f"query must be an object, not {shown(doc)}", name)
             return None
         self._keys(pack, name, doc, QUERY_KEYS)
         if "query" not in doc:

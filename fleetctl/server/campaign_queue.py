@@ -21,23 +21,11 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from fleetctl.server.query_ids import CAMPAIGN_QUERIES
 from storage.campaigns import Pending
 
-CAMPAIGN_PREFIX = "fleetctl_campaign_"
-
-
-def campaign_query_id(campaign_id: int) -> str:
-    return f"{CAMPAIGN_PREFIX}{campaign_id}"
-
-
-def parse_campaign_query_id(query_id: str) -> int | None:
-    """The campaign id in an id as ``campaign_query_id`` writes it, else None: only that exact
-    form, so no id a host makes up (``²``, leading zeros, 30 digits) reaches the store."""
-    rest = query_id.removeprefix(CAMPAIGN_PREFIX)
-    if not (rest.isascii() and rest.isdigit() and len(rest) <= 18):
-        return None
-    value = int(rest)
-    return value if campaign_query_id(value) == query_id else None
+campaign_query_id = CAMPAIGN_QUERIES.encode
+parse_campaign_query_id = CAMPAIGN_QUERIES.decode
 
 
 @dataclass

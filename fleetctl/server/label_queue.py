@@ -14,23 +14,11 @@ import time
 from dataclasses import dataclass, field
 
 from fleetctl.packs.model import parse_platforms
+from fleetctl.server.query_ids import LABEL_QUERIES
 from storage.labels import DynamicLabel
 
-LABEL_QUERY_PREFIX = "fleetctl_label_"
-
-
-def label_query_id(label_id: int) -> str:
-    return f"{LABEL_QUERY_PREFIX}{label_id}"
-
-
-def parse_label_query_id(query_id: str) -> int | None:
-    """The label id in an id as ``label_query_id`` writes it, else None: only that exact
-    form, so no id a host makes up (``²``, leading zeros, 30 digits) reaches the store."""
-    rest = query_id.removeprefix(LABEL_QUERY_PREFIX)
-    if not (rest.isascii() and rest.isdigit() and len(rest) <= 18):
-        return None
-    value = int(rest)
-    return value if label_query_id(value) == query_id else None
+label_query_id = LABEL_QUERIES.encode
+parse_label_query_id = LABEL_QUERIES.decode
 
 
 def covers(label: DynamicLabel, family: str) -> bool:

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
+from fleetctl.schema import Column, default_schema
 from fleetctl.tables import (
     accounts,
     events,
@@ -34,7 +35,6 @@ from fleetctl.tables import (
     system,
     unix_peers,
 )
-from fleetctl.tables._schema import Column, description_of, linux_columns, spec_for
 from fleetctl.tables.runtime import AgentRuntime
 from fleetctl.tables.scan import Constraints, Scan
 
@@ -78,8 +78,13 @@ class TableSpec:
         return self.generate(constraints or {}, scan if scan is not None else Scan())
 
 
+#: The platform these tables serve: their columns are what a Linux osqueryd declares.
+PLATFORM = "linux"
+
+
 def _table(name: str, generate: Generate, *pushdown: str) -> TableSpec:
-    columns = linux_columns(name)
+    table = default_schema().entry(name)
+    columns = table.declared(PLATFORM)
     known = {c.name for c in columns}
     unknown = set(pushdown) - known
     if unknown:
@@ -89,8 +94,8 @@ def _table(name: str, generate: Generate, *pushdown: str) -> TableSpec:
         columns=columns,
         generate=generate,
         pushdown=frozenset(pushdown),
-        description=description_of(name),
-        extension=bool(spec_for(name).get("extension")),
+        description=table.description,
+        extension=table.extension,
     )
 
 

@@ -29,8 +29,8 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from fleetctl import __version__
+from fleetctl.schema import default_schema
 from fleetctl.tables import events
-from fleetctl.tables._schema import spec_for
 from fleetctl.tables.runtime import AgentRuntime, EventSource, ExtensionInfo, RegistryItem
 from fleetctl.tables.scan import Constraints, Scan
 from fleetctl.tables.system import host_uuid
@@ -140,7 +140,7 @@ def event_list(runtime: AgentRuntime) -> list[EventSource]:
 
 def _utility(name: str) -> bool:
     """osquery registers the tables of ``specs/utility`` with REGISTER_INTERNAL."""
-    return str(spec_for(name).get("spec_path") or "").startswith("specs/utility/")
+    return default_schema().entry(name).spec_path.startswith("specs/utility/")
 
 
 def default_registry(runtime: AgentRuntime) -> list[RegistryItem]:

@@ -205,8 +205,10 @@ def ncat_exec(run: Running) -> None:
     run.spawn(["ncat", "127.0.0.1", str(port)], stdin=subprocess.PIPE)
 
 
-def fifo_command_channel(run: Running) -> None:
-    base = Path("/dev/shm") if os.access("/dev/shm", os.W_OK) else run.workdir
+def fifo_command_channel(run: Running, base: Path | None = None) -> None:
+    """A shell reading commands from a FIFO in ``base`` (/dev/shm where writable)."""
+    if base is None:
+        base = Path("/dev/shm") if os.access("/dev/shm", os.W_OK) else run.workdir
     fifo = base / f".c-{os.getpid()}-{time.monotonic_ns()}"
     os.mkfifo(fifo)
     run.paths.append(fifo)
@@ -227,7 +229,10 @@ def python_unix_pty(run: Running) -> None:
     run.spawn(["python3", "-c", code])
 
 
-def python_cgi(run: Running) -> None:
+def python_cgi(run: Running, keep_reading: bool = False) -> None:
+    """A shell CGI script requested from the web server. The request only waits for the
+    headers, so the server's end of the connection is gone from /proc/net by the time
+    the script runs; ``keep_reading`` reads on while it runs, as ``curl`` would."""
     port = free_port()
     cgi = run.workdir / "cgi-bin"
     cgi.mkdir()
@@ -254,7 +259,9 @@ def python_cgi(run: Running) -> None:
 
     def fetch() -> None:
         with contextlib.suppress(Exception):
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/cgi-bin/t.sh", timeout=150)
+            response = urllib.request.urlopen(f"http://127.0.0.1:{port}/cgi-bin/t.sh", timeout=150)
+            if keep_reading:
+                response.read()
 
     threading.Thread(target=fetch, daemon=True).start()
 
@@ -357,18 +364,21 @@ def make_build(run: Running) -> None:
 
 
 def language_server(run: Running) -> None:
+    """An interpreter whose stdin, stdout and stderr are pipes to its parent (an LSP)."""
     code = (
         "import subprocess,sys,time; p=subprocess.Popen([sys.executable,'-c',"
-        "'import sys,time; time.sleep(120)'],stdin=subprocess.PIPE,stdout=subprocess.PIPE);"
-        "time.sleep(120)"
+        "'import sys,time; time.sleep(120)'],stdin=subprocess.PIPE,stdout=subprocess.PIPE,"
+        "stderr=subprocess.PIPE);time.sleep(120)"
     )
     run.spawn([sys.executable, "-c", code])
 
 
 def ci_pipe_to_shell(run: Running) -> None:
+    """cat a local script into a shell; cat stays alive on the pipe (it reads on from its
+    own stdin), so the shell is fed by a sibling, as in scenario 1, minus the FIFO."""
     script = run.workdir / "install.sh"
     script.write_text("echo installing\nsleep 120\n")
-    run.spawn([SH, "-c", f"cat {script} | {SH}"])
+    run.spawn([SH, "-c", f"cat {script} - | {SH}"], stdin=subprocess.PIPE)
 
 
 SCENARIOS: tuple[Scenario, ...] = (

@@ -124,6 +124,34 @@ def comm(pid: int) -> str:
         return ""
 
 
+def cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+    except OSError:
+        return ""
+
+
+def find(root: int, name: str, contains: str = "") -> int:
+    """A descendant of ``root`` with comm ``name`` and ``contains`` in its cmdline; the
+    topmost one, not a subshell it forked (``bash -li`` forks while reading its profile)."""
+    found: list[int] = []
+
+    def look() -> bool:
+        found[:] = [
+            p
+            for p in reversed(descendants(root))  # parents before children
+            if comm(p) == name and contains in cmdline(p)
+        ]
+        return bool(found)
+
+    wait_until(look, what=f"{name} {contains!r} under {root}")
+    return found[0]
+
+
+def parent_of(pid: int) -> int:
+    return parents()[pid]
+
+
 def fd_target(pid: int, fd: int) -> str:
     try:
         return os.readlink(f"/proc/{pid}/fd/{fd}")

@@ -183,3 +183,21 @@ def test_descriptor_inherited_from_an_ancestor_is_not_the_childs_feed() -> None:
     assert [f.kind for f in paths[970].feeds] == ["tcp"] * 3
     assert paths[971].feeds == ()
     assert [f.kind for f in paths[971].parent_feeds] == ["tcp"] * 3
+
+
+def test_a_tcp_feed_over_loopback_is_partnered_with_the_stdio_of_its_twin_end() -> None:
+    """``bash -i >& /dev/tcp/...`` to a listener that relays the connection on its own
+    stdio: the other end is found from the reversed addresses, with no partner in the rows."""
+    procs = [
+        *BASE,
+        proc(820, 601, "/usr/bin/python3.11", "python3 listener.py"),
+        proc(821, 601, "/usr/bin/bash", "bash -i"),
+    ]
+    channels = [
+        *BASE_STDIO,
+        *(stdio(820, fd, "tcp", "127.0.0.1:4444->127.0.0.1:50000") for fd in (0, 1)),
+        *(stdio(821, fd, "tcp", "127.0.0.1:50000->127.0.0.1:4444") for fd in (0, 1, 2)),
+    ]
+    shell = by_pid(build_paths(snapshot(procs, channels)))[821]
+    feed = next(f for f in shell.feeds if f.kind == "tcp")
+    assert feed.partner is not None and feed.partner.pid == 820

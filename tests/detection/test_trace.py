@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
+import os
+from collections.abc import Callable
 
 import pytest
 
 from fleetctl.detection import build_trace
 from fleetctl.engine import Engine
-from tests.detection import live, scenarios
-from tests.detection.live import Procs
+from fleetctl.validate.scenarios import SH, Running
+from tests.detection import live
 from tests.detection.rows import BASE, BASE_STDIO, proc, snapshot, stdio
 
 PIPELINE = [
@@ -56,14 +57,15 @@ def test_trace_renderings() -> None:
 
 
 @pytest.mark.slow
-def test_trace_of_a_live_socat_shell(engine: Engine, procs: Procs, tmp_dir: Path) -> None:
-    scene = scenarios.socat_unix_exec(procs, tmp_dir)
-    trace = build_trace(live.snapshot(engine), scene.target)
+def test_trace_of_a_live_socat_shell(engine: Engine, launch: Callable[..., Running]) -> None:
+    run = launch("3")
+    server, client = run.procs[0].pid, run.procs[1].pid
+    shell = live.find(server, os.path.basename(SH))
+    handler = live.parent_of(shell)
+    trace = build_trace(live.snapshot(engine), shell)
     kinds = {(e.source, e.target, e.kind) for e in trace.edges}
-    assert (scene.parent, scene.target, "unix") in kinds
-    assert (scene.extra["server"], scene.parent, "spawn") in kinds
+    assert (handler, shell, "unix") in kinds
+    assert (server, handler, "spawn") in kinds
     # The client's connection to the forked handler brings the client in as a peer.
-    assert any(
-        e.kind == "unix" and scene.extra["client"] in (e.source, e.target) for e in trace.edges
-    )
-    assert f"[{scene.target}] *" in trace.to_text()
+    assert any(e.kind == "unix" and client in (e.source, e.target) for e in trace.edges)
+    assert f"[{shell}] *" in trace.to_text()

@@ -191,7 +191,7 @@ spec:
         ),
         (
             "kind: query\nspec: {name: q, query: SELECT 1, interval: soon}\n",
-            "query 'q': interval 'soon' is not a number",
+            "pack 'x', query 'q': 'interval' must be an integer or a numeric string, not \"soon\"",
         ),
         ("kind: query\nspec: {name: q}\n", "document 1: a query needs 'name' and 'query'"),
     ],

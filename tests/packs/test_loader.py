@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 import fleetctl.packs
+from fleetctl.packs.convert import ConvertError, from_fleet_yaml, from_osquery
 from fleetctl.packs.loader import (
     PackFormatError,
     decode,
@@ -21,6 +22,7 @@ from fleetctl.packs.loader import (
     strip_comments,
 )
 from fleetctl.packs.model import Pack, ScheduledQuery, UnknownPlatformError, parse_platforms
+from fleetctl.packs.validate import validate_text
 
 
 def test_public_names() -> None:
@@ -111,18 +113,18 @@ def test_loads_config_shape_packs_and_schedule() -> None:
     ("text", "message"),
     [
         ("{", "invalid JSON at line 1 column 2"),
-        ('{"queries": []}', "pack 'x': 'queries' must be an object"),
+        ('{"queries": []}', "pack 'x': 'queries' must be an object, not []"),
         (
             '{"queries": {"q": {"interval": 5}}}',
-            "query 'q' must be an object with a 'query' string",
+            "pack 'x', query 'q': query has no 'query' SQL",
         ),
         (
             '{"queries": {"q": {"query": "x", "interval": "soon"}}}',
-            "query 'q': 'interval' must be a number, not 'soon'",
+            "pack 'x', query 'q': 'interval' must be an integer or a numeric string, not \"soon\"",
         ),
         (
             '{"queries": {"q": {"query": "x", "snapshot": "yes"}}}',
-            "'snapshot' must be bool, not \"yes\"",
+            "pack 'x', query 'q': 'snapshot' must be true or false, not \"yes\"",
         ),
         ('{"packs": {"p": "/etc/p.conf"}}', "pack 'p' refers to '/etc/p.conf'; load that file"),
     ],
@@ -201,3 +203,23 @@ def test_load_file_and_pack_files(tmp_path: Path) -> None:
 
 def test_shipped_packs_dir_is_the_repository_packs_directory() -> None:
     assert shipped_packs_dir() == Path(__file__).resolve().parents[2] / "packs"
+
+
+def test_a_bad_interval_reads_the_same_in_the_loader_the_converter_and_the_validator() -> None:
+    problem = "'interval' must be an integer or a numeric string, not \"soon\""
+    text = '{"queries": {"q": {"query": "SELECT 1", "interval": "soon"}}}'
+    with pytest.raises(PackFormatError) as loading:
+        loads(text, "p")
+    with pytest.raises(PackFormatError) as converting:
+        from_osquery(text, "p")
+    with pytest.raises(ConvertError) as converting_yaml:
+        from_fleet_yaml(
+            "kind: pack\nspec: {name: p, queries: [{query: q}]}\n---\n"
+            "kind: query\nspec: {name: q, query: SELECT 1, interval: soon}\n",
+            "x",
+        )
+    assert str(loading.value) == f"pack 'p', query 'q': {problem}"
+    assert str(converting.value) == str(loading.value) == str(converting_yaml.value)
+    assert [(e.pack, e.query, e.message) for e in validate_text(text, "p.json")] == [
+        ("p", "q", problem)
+    ]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from fleetctl.packs.schema import (
+from fleetctl.schema import (
     OSQUERY_SCHEMA_FILES,
     Compiled,
     Scan,

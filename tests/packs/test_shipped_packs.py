@@ -15,8 +15,8 @@ import pytest
 
 from fleetctl.packs.loader import load_file, pack_files, shipped_packs_dir
 from fleetctl.packs.model import Pack
-from fleetctl.packs.schema import default_schema
 from fleetctl.packs.validate import validate_paths
+from fleetctl.schema import default_schema
 
 PACK_NAMES = [
     "ipc-telemetry",
