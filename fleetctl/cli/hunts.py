@@ -46,7 +46,7 @@ def create(
     expires: str | None,
 ) -> None:
     """Create hunt NAME (exactly one of --sql/--query and of --cron/--every/--once)."""
-    if sum(x is not None and x is not False for x in (cron, every, once or None)) != 1:
+    if sum(x is not None for x in (cron, every, once or None)) != 1:
         raise click.UsageError("give exactly one of --cron, --every and --once")
     body: dict[str, object] = {"name": name, "targets": targets}
     if sql is not None:

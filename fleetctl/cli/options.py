@@ -13,7 +13,7 @@ from fleetctl.settings import declaration, declared, default_text
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 
 
-def _type(default: object, minimum: float | None, exclusive: bool) -> click.ParamType | None:
+def _type(default: object, minimum: float | None, exclusive: bool) -> click.ParamType[Any] | None:
     if minimum is None:
         return None
     if isinstance(default, float):

@@ -39,7 +39,7 @@ from fleetctl.detection.records import (
     same_start,
 )
 from fleetctl.detection.stock_stdio import complete_stdio
-from fleetctl.ingest import split_query_name
+from storage.runs import split_query_name
 
 
 @dataclass

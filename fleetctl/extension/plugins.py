@@ -48,7 +48,7 @@ def string_rows(spec: TableSpec, rows: list[dict[str, Any]]) -> list[dict[str, s
     ]
 
 
-class SpecTablePlugin(osquery.TablePlugin):
+class SpecTablePlugin(osquery.TablePlugin):  # type: ignore[misc]  # untyped library
     """A TablePlugin serving one ``TableSpec``; subclasses set ``table``."""
 
     table: str = ""

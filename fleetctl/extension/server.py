@@ -36,7 +36,7 @@ class ExtensionError(RuntimeError):
     """The core refused or could not be reached."""
 
 
-class ExtensionServer(TServer.TSimpleServer):
+class ExtensionServer(TServer.TSimpleServer):  # type: ignore[misc]  # untyped library
     """osquery-python's server (one connection at a time, as osqueryd expects) that can
     also be stopped from another thread."""
 

@@ -23,12 +23,11 @@ from fleetctl.packs.fields import PACK_KEYS, QUERY_KEYS, problem, shown
 from fleetctl.packs.loader import decode, is_config, pack_documents, pack_files
 from fleetctl.packs.model import (
     PLATFORM_WORDS,
-    PLATFORMS,
     UnknownPlatformError,
     format_platforms,
     parse_platforms,
 )
-from fleetctl.schema import Compiled, Schema, default_schema
+from fleetctl.schema import PLATFORMS, Compiled, Schema, default_schema
 
 RESERVED_PREFIXES = ("query.", "cache.", "config_views.")  # osquery's own database keys
 RESERVED_SUFFIXES = ("epoch", "counter")

@@ -35,12 +35,12 @@ from fleetctl.detection import (
 from fleetctl.detection._readers import PROCESS_QUERIES, READERS
 from fleetctl.detection.records import same_start
 from fleetctl.detection.state import FindingRecord, FleetKey, HostState, Sighting
-from fleetctl.ingest import split_query_name
 from fleetctl.packs.loader import load_file, pack_files, shipped_packs_dir
 from storage import detection as detection_store
 from storage import findings as findings_store
 from storage import results as result_store
 from storage.engine import session_scope
+from storage.runs import split_query_name
 
 log = logging.getLogger("fleetctl.detection")
 

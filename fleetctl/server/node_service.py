@@ -16,7 +16,6 @@ from sqlalchemy.orm import Session
 
 from fleetctl.errors import BadRequest
 from fleetctl.ingest import (
-    Run,
     host_identifiers,
     line_digests,
     parse_result_lines,
@@ -31,6 +30,7 @@ from storage.encoding import encoder_for
 from storage.models import Host
 from storage.rejected import Rejection, record
 from storage.results import ApplyStats, apply_runs, apply_runs_one_by_one
+from storage.runs import Run
 
 log = logging.getLogger("fleetctl.server")
 

@@ -46,7 +46,9 @@ class Running:
         kw.setdefault("stdin", subprocess.DEVNULL)
         kw.setdefault("stdout", subprocess.DEVNULL)
         kw.setdefault("stderr", subprocess.DEVNULL)
-        proc = subprocess.Popen(argv, start_new_session=True, cwd=self.workdir, **kw)  # type: ignore[call-overload]
+        proc: subprocess.Popen[bytes] = subprocess.Popen(  # type: ignore[call-overload]
+            argv, start_new_session=True, cwd=self.workdir, **kw
+        )
         self.procs.append(proc)
         return proc
 

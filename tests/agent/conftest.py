@@ -233,9 +233,26 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 20.0, what: str = ""
         time.sleep(0.2)
 
 
+SPAWNED: list[subprocess.Popen[bytes]] = []
+
+
 def spawn_sleep(seconds: int = 300) -> subprocess.Popen[bytes]:
-    """A child the scheduled queries can see, with a pipe to us on its stdout."""
-    return subprocess.Popen(["sleep", str(seconds)], stdout=subprocess.PIPE)
+    """A child the scheduled queries can see, with a pipe to us on its stdout (ended,
+    reaped and its pipe closed when the test ends)."""
+    child = subprocess.Popen(["sleep", str(seconds)], stdout=subprocess.PIPE)
+    SPAWNED.append(child)
+    return child
+
+
+@pytest.fixture(autouse=True)
+def _end_spawned_children() -> Iterator[None]:
+    yield
+    while SPAWNED:
+        child = SPAWNED.pop()
+        child.kill()
+        child.wait()
+        if child.stdout is not None:
+            child.stdout.close()
 
 
 def children_sql(columns: str = "pid, parent, cmdline") -> str:
