@@ -1,5 +1,5 @@
-"""Allow ``python -m fleetctl``."""
+"""Allow ``python -m fleetctl`` (named ``fleetctl`` in help and shell completion)."""
 
 from fleetctl.cli import main
 
-main()
+main(prog_name="fleetctl")

@@ -57,6 +57,7 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
         "fleetctl sql \"SELECT host, pid, name, target FROM hunt_stdio WHERE kind = 'fifo'\"",
         'fleetctl sql "SELECT parent, child, count(*) AS n FROM hunt_parent_children'
         ' GROUP BY 1, 2 ORDER BY n" --format csv',
+        "fleetctl sql --schema",
     ),
     "query": (
         "fleetctl query \"SELECT pid, name FROM processes WHERE name = 'socat'\"",

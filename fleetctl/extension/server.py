@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import socket
 import threading
 
@@ -36,6 +37,31 @@ class ExtensionError(RuntimeError):
     """The core refused or could not be reached."""
 
 
+def _listen(transport: TSocket.TServerSocket) -> None:
+    """``transport.listen()`` for a unix socket path, without thrift's probe socket that
+    it never closes: a stale path (nothing listening) is removed, then bound."""
+    path = getattr(transport, "_unix_socket", None)
+    if not path:
+        transport.listen()
+        return
+    if os.path.exists(path):
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+            try:
+                probe.connect(path)
+            except ConnectionRefusedError:
+                os.unlink(path)
+            except OSError:
+                pass  # bind() below says what is wrong
+    handle = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        handle.bind(path)
+        handle.listen(128)
+    except OSError:
+        handle.close()
+        raise
+    transport.handle = handle
+
+
 class ExtensionServer(TServer.TSimpleServer):  # type: ignore[misc]  # untyped library
     """osquery-python's server (one connection at a time, as osqueryd expects) that can
     also be stopped from another thread."""
@@ -45,7 +71,7 @@ class ExtensionServer(TServer.TSimpleServer):  # type: ignore[misc]  # untyped l
         self._stopping = threading.Event()
 
     def serve(self) -> None:
-        self.serverTransport.listen()
+        _listen(self.serverTransport)
         while not self._stopping.is_set():
             try:
                 client = self.serverTransport.accept()

@@ -85,6 +85,10 @@ class Running:
         for proc in self.procs:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=5)
+            for pipe in (proc.stdin, proc.stdout, proc.stderr):
+                if pipe is not None:
+                    with contextlib.suppress(OSError):
+                        pipe.close()
         for path in self.paths:
             with contextlib.suppress(FileNotFoundError):
                 if path.is_dir() and not path.is_symlink():

@@ -100,8 +100,7 @@ def test_the_agent_process_runs_until_sigterm(
         assert agent.wait(timeout=30) == 0
     finally:
         agent.kill()
-        child.kill()
-        child.wait()
+        agent.communicate()  # reaps it and closes its pipes
     assert [r["pid"] for r in fleet.rows("children", host="proc-host")] == [str(child.pid)]
 
 

@@ -51,13 +51,16 @@ EXIT_CODES: dict[str, int] = {}
 
 def readme_commands() -> list[list[str]]:
     """The README's commands, in order, as argument lists starting with ``fleetctl``: every
-    line of a ``sh`` block that starts with ``fleetctl `` or ``.venv/bin/fleetctl ``, with
+    line of a ``sh`` block that starts with ``fleetctl `` or ``.venv/bin/fleetctl `` (or
+    runs it after ``&&``), with
     its continuation lines (a trailing backslash or an open quote) and without its comment."""
     commands = []
     for block in re.findall(r"^```sh\n(.*?)^```", README.read_text(), re.MULTILINE | re.DOTALL):
         lines = block.splitlines()
         while lines:
             line = lines.pop(0)
+            if " && .venv/bin/fleetctl " in line:  # the quick start: install, then run
+                line = ".venv/bin/fleetctl " + line.split(" && .venv/bin/fleetctl ", 1)[1]
             if not line.startswith(("fleetctl ", ".venv/bin/fleetctl ")):
                 continue
             text = line

@@ -141,28 +141,28 @@ def test_headers_one_byte_at_a_time_are_cut_at_the_deadline(
     start: Callable[..., RunningServer],
 ) -> None:
     server = start()
-    slow = tls(server)
-    request = get("/healthz")[:-2] + b"X-Padding: " + b"a" * 200 + b"\r\n\r\n"
-    began = time.monotonic()
-    answer = b""
-    slow.settimeout(0.2)
-    for i, byte in enumerate(request):
-        if i == 3:
-            still_served(server)  # a normal client meanwhile
-        try:
-            slow.sendall(bytes([byte]))
-            answer = slow.recv(65536)
-        except TimeoutError:
-            continue
-        except (ConnectionResetError, BrokenPipeError, ssl.SSLError):
-            break
-        if answer:
-            break
-    elapsed = time.monotonic() - began
-    assert 1.0 - 0.1 <= elapsed < 1.0 + SLACK, elapsed
-    assert answer.startswith(b"HTTP/1.1 408 Request Timeout\r\n")
-    assert answer.endswith(b'{"error":"request headers not complete within 1 s"}')
-    assert seconds_until_closed(slow, 2) < SLACK
+    with tls(server) as slow:
+        request = get("/healthz")[:-2] + b"X-Padding: " + b"a" * 200 + b"\r\n\r\n"
+        began = time.monotonic()
+        answer = b""
+        slow.settimeout(0.2)
+        for i, byte in enumerate(request):
+            if i == 3:
+                still_served(server)  # a normal client meanwhile
+            try:
+                slow.sendall(bytes([byte]))
+                answer = slow.recv(65536)
+            except TimeoutError:
+                continue
+            except (ConnectionResetError, BrokenPipeError, ssl.SSLError):
+                break
+            if answer:
+                break
+        elapsed = time.monotonic() - began
+        assert 1.0 - 0.1 <= elapsed < 1.0 + SLACK, elapsed
+        assert answer.startswith(b"HTTP/1.1 408 Request Timeout\r\n")
+        assert answer.endswith(b'{"error":"request headers not complete within 1 s"}')
+        assert seconds_until_closed(slow, 2) < SLACK
     still_served(server)
 
 
@@ -202,17 +202,17 @@ def test_a_slow_but_steady_body_is_served(start: Callable[..., RunningServer]) -
     """A body may take longer than the body timeout in all, as long as bytes keep coming."""
     server = start()
     body = orjson.dumps({"enroll_secret": "wrong", "host_identifier": "h"})
-    steady = tls(server)
-    steady.sendall(
-        b"POST /api/v1/osquery/enroll HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-        b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body)
-    )
-    began = time.monotonic()
-    for i in range(0, len(body), len(body) // 6):
-        steady.sendall(body[i : i + len(body) // 6])
-        time.sleep(0.4)
-    assert time.monotonic() - began > 2.0
-    status, _, answer = read_answer(steady)
+    with tls(server) as steady:
+        steady.sendall(
+            b"POST /api/v1/osquery/enroll HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body)
+        )
+        began = time.monotonic()
+        for i in range(0, len(body), len(body) // 6):
+            steady.sendall(body[i : i + len(body) // 6])
+            time.sleep(0.4)
+        assert time.monotonic() - began > 2.0
+        status, _, answer = read_answer(steady)
     assert (status, answer) == (401, {"error": "invalid enroll secret", "node_invalid": False})
 
 

@@ -168,6 +168,17 @@ def test_cli_formats(admin: Any) -> None:
     assert refused.exit_code == 1 and "only read queries" in refused.output
 
 
+def test_cli_lists_the_views_and_their_columns(admin: Any) -> None:
+    result = CliRunner().invoke(main, ["sql", "--schema", "--format", "json"])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.output)
+    kind = next(r for r in rows if (r["view"], r["column"]) == ("hunt_stdio", "kind"))
+    assert kind["type"] == "text" and "fifo" in kind["values"].split(", ")
+    assert {"view": "hunt_hosts", "column": "last_seen_iso", "type": "text", "values": ""} in rows
+    missing = CliRunner().invoke(main, ["sql"])
+    assert missing.exit_code == 2 and "--schema" in missing.output
+
+
 def test_cli_says_why_an_answer_was_truncated(admin: Any) -> None:
     result = CliRunner().invoke(
         main, ["sql", f"{TEN_ROWS} SELECT i FROM s", "--limit", "3", "--format", "csv"]
