@@ -1,7 +1,7 @@
-"""Row readers for ``HostSnapshot``, one per family of pack query.
+"""Row readers for ``Reported``, one per family of pack query.
 
 Each reader takes the rows of one query exactly as osquery returns them (column names of
-the shipped packs, string values) and files them into the snapshot. Columns a query
+the shipped packs, string values) and files them into ``Reported``. Columns a query
 copied from a joined parent, grandparent or partner (``parent_name``, ``partner_path``,
 ``peer_name`` ...) become lower-ranked process records, so a parent that the lineage query
 left out (a process without a readable executable, pid 1 in a container) still has a
@@ -11,7 +11,6 @@ name in the lineage chain.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING
 
 from fleetctl.detection.normalize import text, to_int
 from fleetctl.detection.records import (
@@ -29,12 +28,10 @@ from fleetctl.detection.records import (
     UnixPeer,
     process_from_row,
 )
+from fleetctl.detection.reported import Reported
 from fleetctl.stdio_kinds import device_kind
 
-if TYPE_CHECKING:
-    from fleetctl.detection.snapshot import HostSnapshot
-
-Reader = Callable[["HostSnapshot", Sequence[Row]], None]
+Reader = Callable[[Reported, Sequence[Row]], None]
 
 # Queries whose rows are processes (lineage snapshots, exec events, hunt views).
 PROCESS_QUERIES = frozenset(
@@ -79,7 +76,7 @@ _EVENT_COLUMNS = ("syscall", "event_type", "datetime", "pidversion")
 _PARENT_COLUMNS = ("parent", "ppid", "parent_pid")
 
 
-def _add(snap: HostSnapshot, row: Row, rank: int, **columns: str) -> bool:
+def _add(snap: Reported, row: Row, rank: int, **columns: str) -> bool:
     """Add the process a row describes (``columns`` renames); False if the row is stale."""
     source = {key: row.get(col, "") for key, col in columns.items()} if columns else row
     proc = process_from_row(source, rank)
@@ -90,7 +87,7 @@ def _add(snap: HostSnapshot, row: Row, rank: int, **columns: str) -> bool:
 
 
 def _add_joined(
-    snap: HostSnapshot, pid: int | None, row: Row, prefix: str, parent: int | None = None
+    snap: Reported, pid: int | None, row: Row, prefix: str, parent: int | None = None
 ) -> None:
     """A process record from the ``<prefix>name/path/cmdline/start_time`` columns."""
     if pid is None or pid <= 0:
@@ -108,7 +105,7 @@ def _add_joined(
         snap.add_process(proc)
 
 
-def read_processes(snap: HostSnapshot, rows: Sequence[Row]) -> None:
+def read_processes(snap: Reported, rows: Sequence[Row]) -> None:
     """Lineage snapshots, exec events (audit, ES, ETW) and hunt views of processes."""
 
     def when(row: Row) -> int:
@@ -127,7 +124,7 @@ def read_processes(snap: HostSnapshot, rows: Sequence[Row]) -> None:
         _add_joined(snap, to_int(row.get("responsible_pid")), row, "responsible_")
 
 
-def _partners(snap: HostSnapshot, rows: Sequence[Row], pid_col: str, prefix: str) -> set[int]:
+def _partners(snap: Reported, rows: Sequence[Row], pid_col: str, prefix: str) -> set[int]:
     """Partner pids of rows, after checking each partner's start time against lineage."""
     found: set[int] = set()
     for row in rows:
@@ -159,7 +156,7 @@ def path_kind(target: str) -> str:
     return device_kind(target) or "file"
 
 
-def read_process_stdio(snap: HostSnapshot, rows: Sequence[Row]) -> None:
+def read_process_stdio(snap: Reported, rows: Sequence[Row]) -> None:
     """The extension's ``process_stdio``: kind, target and partner of fds 0-2."""
     for (pid, fd), group in _group(rows).items():
         if not _add(snap, group[0], LINEAGE):
@@ -184,7 +181,7 @@ def read_process_stdio(snap: HostSnapshot, rows: Sequence[Row]) -> None:
         )
 
 
-def read_stdio_channels(snap: HostSnapshot, rows: Sequence[Row]) -> None:
+def read_stdio_channels(snap: Reported, rows: Sequence[Row]) -> None:
     """The stock ``stdio_channels`` union: pipe/FIFO rows, path rows and socket rows.
 
     Socket rows above fd 2 come only for processes whose fds 0-2 the other rows do not
@@ -237,7 +234,7 @@ def read_stdio_channels(snap: HostSnapshot, rows: Sequence[Row]) -> None:
         snap.set_stdio(pid, end)
 
 
-def read_pipe_partners(snap: HostSnapshot, rows: Sequence[Row]) -> None:
+def read_pipe_partners(snap: Reported, rows: Sequence[Row]) -> None:
     for row in rows:
         pid = to_int(row.get("pid"))
         if pid is None or not _add(snap, row, JOINED):
@@ -259,7 +256,7 @@ def read_pipe_partners(snap: HostSnapshot, rows: Sequence[Row]) -> None:
         )
 
 
-def read_named_fifos(snap: HostSnapshot, rows: Sequence[Row]) -> None:
+def read_named_fifos(snap: Reported, rows: Sequence[Row]) -> None:
     for row in rows:
         pid = to_int(row.get("pid"))
         if pid is None or not _add(
@@ -286,7 +283,7 @@ def read_named_fifos(snap: HostSnapshot, rows: Sequence[Row]) -> None:
         )
 
 
-def read_unix_peers(snap: HostSnapshot, rows: Sequence[Row]) -> None:
+def read_unix_peers(snap: Reported, rows: Sequence[Row]) -> None:
     for row in rows:
         pid = to_int(row.get("pid"))
         if pid is None or not _add(
@@ -307,7 +304,7 @@ def read_unix_peers(snap: HostSnapshot, rows: Sequence[Row]) -> None:
         )
 
 
-def read_unix_sockets(snap: HostSnapshot, rows: Sequence[Row]) -> None:
+def read_unix_sockets(snap: Reported, rows: Sequence[Row]) -> None:
     for row in rows:
         pid = to_int(row.get("pid"))
         if pid is None or not _add(
@@ -326,7 +323,7 @@ def read_unix_sockets(snap: HostSnapshot, rows: Sequence[Row]) -> None:
             snap.unix_paths.setdefault(pid, set()).add(text(row, "path"))
 
 
-def read_unix_socket_events(snap: HostSnapshot, rows: Sequence[Row]) -> None:
+def read_unix_socket_events(snap: Reported, rows: Sequence[Row]) -> None:
     """``socket_events`` on unix sockets (audit, with ``--audit_allow_unix``): a bind is a
     path the process holds, a connect the path of the server its socket reaches, which
     no stock table shows for the client end. ``fd`` is the audit record's ``a0``, in
@@ -361,7 +358,7 @@ def read_unix_socket_events(snap: HostSnapshot, rows: Sequence[Row]) -> None:
             snap.unix_connects.setdefault(pid, {})[fd] = path
 
 
-def read_listeners(snap: HostSnapshot, rows: Sequence[Row]) -> None:
+def read_listeners(snap: Reported, rows: Sequence[Row]) -> None:
     """``unix_listeners`` and any ``listening_ports``-shaped rows (TCP/UDP ports too)."""
     for row in rows:
         pid = to_int(row.get("pid"))
@@ -389,7 +386,7 @@ def read_listeners(snap: HostSnapshot, rows: Sequence[Row]) -> None:
         )
 
 
-def read_sessions(snap: HostSnapshot, rows: Sequence[Row]) -> None:
+def read_sessions(snap: Reported, rows: Sequence[Row]) -> None:
     for row in rows:
         if not text(row, "user"):
             continue
@@ -404,7 +401,7 @@ def read_sessions(snap: HostSnapshot, rows: Sequence[Row]) -> None:
         )
 
 
-def read_named_pipes(snap: HostSnapshot, rows: Sequence[Row]) -> None:
+def read_named_pipes(snap: Reported, rows: Sequence[Row]) -> None:
     """Windows ``pipes`` rows: bare pipe name and server pid (-1 or empty if unknown)."""
     for row in rows:
         pid = to_int(row.get("pid"))

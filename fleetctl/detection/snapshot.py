@@ -25,7 +25,7 @@ from fleetctl.detection._readers import (
     is_process_query,
     reader_for,
 )
-from fleetctl.detection.normalize import is_windows_path, to_int
+from fleetctl.detection.normalize import is_windows_path
 from fleetctl.detection.records import (
     Fifo,
     Listener,
@@ -36,37 +36,23 @@ from fleetctl.detection.records import (
     Session,
     StdioEnd,
     UnixPeer,
-    same_start,
 )
+from fleetctl.detection.reported import Reported
 from fleetctl.detection.stock_stdio import complete_stdio
 from storage.runs import split_query_name
 
 
 @dataclass
-class HostSnapshot:
-    """Everything one host reported, indexed by pid; build it with ``from_results``."""
+class HostSnapshot(Reported):
+    """Everything one host reported, indexed by pid; build it with ``from_results``.
+    The row readers fill its ``Reported``; what is built from that lives here."""
 
     host: str
     platform: str = "linux"
     observed_at: float | None = None
-    processes: dict[int, Process] = field(default_factory=dict)
-    stdio: dict[int, dict[int, StdioEnd]] = field(default_factory=dict)
-    pipes: dict[int, list[PipeEnd]] = field(default_factory=dict)
-    fifos: dict[int, list[Fifo]] = field(default_factory=dict)
-    unix_peers: dict[int, list[UnixPeer]] = field(default_factory=dict)
-    unix_paths: dict[int, set[str]] = field(default_factory=dict)
-    #: Unix socket paths each process connected to, by fd (``socket_events``).
-    unix_connects: dict[int, dict[int, str]] = field(default_factory=dict)
-    listeners: dict[int, list[Listener]] = field(default_factory=dict)
-    sessions: list[Session] = field(default_factory=list)
-    named_pipes: list[NamedPipe] = field(default_factory=list)
-    #: Stock ``stdio_channels``: processes it returned rows for, their sockets above fd 2,
-    #: and how each fd 0-2 no row described was inferred (``stock_stdio``).
-    stock_scanned: set[int] = field(default_factory=set)
-    stock_sockets: dict[int, list[StdioEnd]] = field(default_factory=dict)
+    #: How each fd 0-2 no row described was inferred (``stock_stdio``).
     inferred_stdio: dict[tuple[int, int], str] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)
-    stale_rows: int = 0
     _children: dict[int, list[int]] | None = field(default=None, repr=False, compare=False)
 
     # -- building ------------------------------------------------------------------------
@@ -123,31 +109,6 @@ class HostSnapshot:
             return
         reader(self, rows)
         self._children = None
-
-    def add_process(self, process: Process) -> Process:
-        """Insert or merge a process record; a different start time replaces a joined one."""
-        current = self.processes.get(process.pid)
-        if current is None:
-            self.processes[process.pid] = process
-            return process
-        if not same_start(process.start_time, current.start_time):
-            if process.rank > current.rank:
-                self.processes[process.pid] = process
-                return process
-            return current
-        current.merge(process)
-        return current
-
-    def is_current(self, pid: int, start_time: object) -> bool:
-        """False when a row's start_time shows it describes an earlier process with ``pid``."""
-        proc = self.processes.get(pid)
-        if proc is None or same_start(to_int(start_time), proc.start_time):
-            return True
-        self.stale_rows += 1
-        return False
-
-    def set_stdio(self, pid: int, end: StdioEnd) -> None:
-        self.stdio.setdefault(pid, {})[end.fd] = end
 
     def finish(self) -> None:
         """Fill stdio that only ``pipe_partners`` saw, then what stock osquery's tables
