@@ -8,7 +8,8 @@ from sqlalchemy import delete, exists, func, select, update
 from sqlalchemy.orm import Session
 
 from storage.base import in_chunks
-from storage.models import Carve, CarveBlock, Host
+from storage.models import Carve as Carve  # the record type carves are returned as
+from storage.models import CarveBlock, Host
 
 
 def create_carve(

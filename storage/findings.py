@@ -23,7 +23,10 @@ from sqlalchemy import case, func, select, update
 from sqlalchemy.orm import Session
 
 from storage.base import in_chunks
-from storage.models import FindingChange, FindingOccurrence, FindingRecordRow, Host
+from storage.models import FindingChange as FindingChange  # record types returned
+from storage.models import FindingOccurrence as FindingOccurrence
+from storage.models import FindingRecordRow as FindingRecordRow
+from storage.models import Host
 
 DETECTION = "detection"  # who changes what the detector decides
 STATUSES = ("open", "reopened", "acked", "suppressed")

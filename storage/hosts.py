@@ -9,7 +9,8 @@ from sqlalchemy import or_, select, text, update
 from sqlalchemy.orm import Session
 
 from storage.base import IN_CHUNK, in_chunks
-from storage.models import ApiToken, EnrollSecret, Host
+from storage.models import ApiToken, EnrollSecret
+from storage.models import Host as Host  # the record type hosts are returned as
 
 PLATFORM_TYPES = {"9": "linux", "21": "darwin", "2": "windows"}
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from sqlalchemy import Connection, Engine, select, text
 from sqlalchemy.orm import Session
 
-from storage.models import Hunt, HuntRun
+from storage.models import Hunt as Hunt  # the record type hunts are returned as
+from storage.models import HuntRun
 
 
 def hunt_named(session: Session, name: str) -> Hunt | None:

@@ -30,7 +30,8 @@ from sqlalchemy import ColumnElement, and_, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from storage.encoding import Encoder, encoder_for
-from storage.models import DataLoss, Host, QueryState, ResultRow
+from storage.models import DataLoss as DataLoss  # the record type gaps are returned as
+from storage.models import Host, QueryState, ResultRow
 from storage.rejected import is_data_error, refusal
 from storage.rowio import Stored, insert_rows, load_rows, update_rows
 from storage.runs import Run, row_hash, split_query_name

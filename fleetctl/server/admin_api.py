@@ -39,7 +39,8 @@ from storage import rejected as rejected_store
 from storage import results as result_store
 from storage import views
 from storage.encoding import unescape, unescape_row
-from storage.models import DataLoss, Host
+from storage.hosts import Host
+from storage.results import DataLoss
 
 PREFIX = "/api/v1/admin"
 STATUS_LOG_PAGE = 100_000

@@ -41,12 +41,7 @@ from storage import detection as detection_store
 from storage import findings as findings_store
 from storage import hosts as host_store
 from storage import results as result_store
-from storage.findings import Listed
-from storage.models import (
-    FindingChange,
-    FindingOccurrence,
-    FindingRecordRow,
-)
+from storage.findings import FindingChange, FindingOccurrence, FindingRecordRow, Listed
 
 PREFIX = "/api/v1/admin"
 OCCURRENCE_PAGE = 10_000

@@ -32,7 +32,7 @@ from storage import hunt_results as hunt_result_store
 from storage import hunts as hunt_store
 from storage import packs as pack_store
 from storage.campaigns import TargetError
-from storage.models import Hunt
+from storage.hunts import Hunt
 
 PREFIX = "/api/v1/admin"
 MAX_EVERY = 366 * 86400

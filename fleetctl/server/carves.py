@@ -25,7 +25,7 @@ from fleetctl.errors import BadRequest
 from fleetctl.server.node_service import lock_host
 from fleetctl.settings import Settings
 from storage import carves as carve_store
-from storage.models import Carve
+from storage.carves import Carve
 
 log = logging.getLogger("fleetctl.server")
 

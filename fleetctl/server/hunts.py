@@ -34,7 +34,7 @@ from storage import campaigns as campaign_store
 from storage import hunts as hunt_store
 from storage.campaigns import Pending
 from storage.engine import session_scope
-from storage.models import Hunt
+from storage.hunts import Hunt
 
 log = logging.getLogger("fleetctl.hunts")
 LEADER_LOCK = 0x46_4C_45_45  # "FLEE"

@@ -27,7 +27,7 @@ from storage import hosts as host_store
 from storage import logs as log_store
 from storage import packs as pack_store
 from storage.encoding import encoder_for
-from storage.models import Host
+from storage.hosts import Host
 from storage.rejected import Rejection, record
 from storage.results import ApplyStats, apply_runs, apply_runs_one_by_one
 from storage.runs import Run
