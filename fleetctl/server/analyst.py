@@ -21,11 +21,10 @@ import anyio.to_thread
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
-from fleetctl import analyst_sql
-from fleetctl.analyst_sql import Caps, SQLResult
-from fleetctl.errors import Unavailable
+from fleetctl.errors import BadRequest, Unavailable
 from fleetctl.settings import Settings
-from storage import analyst_role
+from storage import analyst_role, analyst_sql
+from storage.analyst_sql import Caps, Refused, SQLResult
 from storage.engine import is_sqlite, make_analyst_engine
 
 HOW_TO = (
@@ -75,6 +74,8 @@ class AnalystSQL:
     def _run(self, sql: str, caps: Caps) -> SQLResult:
         try:
             return analyst_sql.run(self.engine(), sql, caps)
+        except Refused as exc:
+            raise BadRequest(str(exc)) from None
         except SQLAlchemyError as exc:  # no connection could be made: the database is away
             raise AnalystUnavailable(
                 f"analyst SQL cannot reach the database: {_first_line(exc)}"

@@ -11,9 +11,8 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from fleetctl.analyst_sql import check_sql
 from fleetctl.cli import main
-from fleetctl.errors import BadRequest
+from storage.analyst_sql import Refused, check_sql
 from tests.conftest import RunningServer
 
 MiB = 1024 * 1024
@@ -197,7 +196,7 @@ def test_check_sql_is_only_a_friendly_first_answer() -> None:
     assert check_sql("SELECT $$;$$") == "SELECT $$;$$"
     assert check_sql("SELECT 1;;SELECT 2") == "SELECT 1;;SELECT 2"
     for bad in ("", " ; ", "DELETE FROM hosts", "SELECT '" + "x" * 100_000 + "'"):
-        with pytest.raises(BadRequest):
+        with pytest.raises(Refused):
             check_sql(bad)
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from fleetctl.errors import BadRequest
+from storage.analyst_sql.refused import Refused
 
 MiB = 1024 * 1024
 INT64 = range(-(2**63), 2**63)
@@ -48,8 +48,8 @@ def first_line(text: str, limit: int = 500) -> str:
     return line if len(line) <= limit else line[:limit] + "..."
 
 
-def too_big(column: str, row: int, caps: Caps) -> BadRequest:
-    return BadRequest(
+def too_big(column: str, row: int, caps: Caps) -> Refused:
+    return Refused(
         f"column {column!r} of row {row} holds more than {caps.value_bytes} bytes;"
         " select a substr() of it"
     )

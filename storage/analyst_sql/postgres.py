@@ -34,8 +34,8 @@ from psycopg.adapt import Loader
 from psycopg.types.string import TextLoader
 from sqlalchemy import Engine
 
-from fleetctl.analyst_sql.collect import Caps, Collector, SQLResult, first_line, too_big
-from fleetctl.errors import BadRequest
+from storage.analyst_sql.collect import Caps, Collector, SQLResult, first_line, too_big
+from storage.analyst_sql.refused import Refused
 
 BATCH = 1000
 CURSOR = "fleetctl_analyst"
@@ -60,7 +60,7 @@ def run(engine: Engine, statement: str, caps: Caps) -> SQLResult:
         conn: psycopg.Connection[Any] = pooled.driver_connection  # type: ignore[assignment]
         return _run(conn, statement, caps, time.monotonic() + caps.timeout_s)
     except psycopg.Error as exc:
-        raise BadRequest(_message(exc, caps)) from exc
+        raise Refused(_message(exc, caps)) from exc
     finally:
         pooled.close()  # the engine's reset rolls back and runs DISCARD ALL
 
@@ -71,9 +71,9 @@ def _run(conn: psycopg.Connection[Any], statement: str, caps: Caps, deadline: fl
     _time_left(conn, deadline, caps)
     columns = describe(conn, statement)
     if not columns:
-        raise BadRequest("only read queries (SELECT, WITH ... SELECT, VALUES) are allowed")
+        raise Refused("only read queries (SELECT, WITH ... SELECT, VALUES) are allowed")
     if len(columns) > caps.columns:
-        raise BadRequest(f"the query returns {len(columns)} columns; at most {caps.columns}")
+        raise Refused(f"the query returns {len(columns)} columns; at most {caps.columns}")
     collector = Collector(columns, caps)
     with conn.cursor(name=CURSOR) as cursor:
         _load_as_text(cursor)
@@ -100,7 +100,7 @@ def describe(conn: psycopg.Connection[Any], statement: str) -> list[str]:
     described = pgconn.describe_prepared(b"")
     _check(conn, described)
     if described.nparams:
-        raise BadRequest("parameters ($1, ...) are not supported")
+        raise Refused("parameters ($1, ...) are not supported")
     return [(described.fname(i) or b"?").decode() for i in range(described.nfields)]
 
 
@@ -137,7 +137,7 @@ def _time_left(conn: psycopg.Connection[Any], deadline: float, caps: Caps) -> No
     """Give the next statement what is left of the time limit (per statement otherwise)."""
     left_ms = int((deadline - time.monotonic()) * 1000)
     if left_ms <= 0:
-        raise BadRequest(f"query took longer than {caps.timeout_s:g} s and was stopped")
+        raise Refused(f"query took longer than {caps.timeout_s:g} s and was stopped")
     conn.execute(f"SET LOCAL statement_timeout = {left_ms}")
 
 

@@ -16,7 +16,7 @@ text: ``check_sql`` only gives an early, friendly answer to the obvious mistakes
   process (SQLite's length limit; on PostgreSQL a wrapper that sizes each value in the
   database first, see ``postgres``).
 
-Exceptions: ``fleetctl.errors.BadRequest`` for everything the analyst can fix.
+Exceptions: ``Refused`` for everything the analyst can fix (the admin API answers 400).
 """
 
 from __future__ import annotations
@@ -25,12 +25,12 @@ import re
 
 from sqlalchemy import Engine
 
-from fleetctl.analyst_sql import postgres, sqlite
-from fleetctl.analyst_sql.collect import Caps, SQLResult
-from fleetctl.errors import BadRequest
+from storage.analyst_sql import postgres, sqlite
+from storage.analyst_sql.collect import Caps, SQLResult
+from storage.analyst_sql.refused import Refused
 from storage.sqlite_guard import MAX_SQL_BYTES
 
-__all__ = ["Caps", "SQLResult", "check_sql", "run"]
+__all__ = ["Caps", "Refused", "SQLResult", "check_sql", "run"]
 
 _FIRST_WORD = re.compile(
     r"^\s*(?:--[^\n]*\n\s*|/\*.*?\*/\s*)*\(*\s*([a-z_]+)\b", re.IGNORECASE | re.DOTALL
@@ -51,15 +51,15 @@ _NOT_QUERIES = frozenset((
 
 def check_sql(sql: str) -> str:
     """The text without trailing ``;`` and blanks, if it can be a query; raise
-    ``BadRequest`` early for what plainly is not. Not a guard: the database decides."""
+    ``Refused`` early for what plainly is not. Not a guard: the database decides."""
     statement = sql.strip().rstrip(";").rstrip()
     if not statement:
-        raise BadRequest("empty SQL")
+        raise Refused("empty SQL")
     if len(statement.encode()) > MAX_SQL_BYTES:
-        raise BadRequest(f"the SQL is longer than {MAX_SQL_BYTES} bytes")
+        raise Refused(f"the SQL is longer than {MAX_SQL_BYTES} bytes")
     first = _FIRST_WORD.match(statement)
     if first and first.group(1).lower() in _NOT_QUERIES:
-        raise BadRequest(
+        raise Refused(
             f"only read queries (SELECT, WITH ... SELECT, VALUES) are allowed,"
             f" not {first.group(1).upper()}"
         )

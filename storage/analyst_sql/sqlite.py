@@ -15,8 +15,8 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from fleetctl.analyst_sql.collect import Caps, Collector, SQLResult, first_line
-from fleetctl.errors import BadRequest
+from storage.analyst_sql.collect import Caps, Collector, SQLResult, first_line
+from storage.analyst_sql.refused import Refused
 
 PROGRESS_STEPS = 10_000
 
@@ -41,7 +41,7 @@ def run(engine: Engine, statement: str, caps: Caps) -> SQLResult:
     except sqlite3.Error as exc:
         row = collector.next_row if collector is not None else 1
         refused = pooled.info.get("refusals")
-        raise BadRequest(_message(exc, row, caps, refused.last if refused else "")) from exc
+        raise Refused(_message(exc, row, caps, refused.last if refused else "")) from exc
     finally:
         conn.set_progress_handler(None, 0)
         pooled.close()
