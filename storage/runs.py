@@ -7,6 +7,7 @@ query-name split is made here once, at ingest, and stored with the query's state
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -41,6 +42,38 @@ def split_query_name(name: str, known_packs: Iterable[str] = ()) -> QueryName:
         if sep and pack and query:
             return QueryName(name, pack, query)
     return QueryName(name, None, name)
+
+
+class UnknownQueryName(LookupError):
+    """A query name that matches none of a host's queries; the message suggests some."""
+
+
+def resolve_query_name(typed: str, known: Iterable[QueryName]) -> str:
+    """The logged name of the query an admin means by ``typed``: the logged name itself
+    (``pack_ipc-telemetry_process_lineage``), ``pack/query`` (``ipc-telemetry/
+    process_lineage``) or the short query name (``process_lineage``) when one pack has
+    it. Anything else raises ``UnknownQueryName`` naming the near ones."""
+    names = list(known)
+    if any(q.name == typed for q in names):
+        return typed
+    pack, slash, query = typed.partition("/")
+    found = sorted(
+        q.name
+        for q in names
+        if (slash and q.pack == pack and q.query == query) or (not slash and q.query == typed)
+    )
+    if len(found) == 1:
+        return found[0]
+    if found:
+        raise UnknownQueryName(f"{typed!r} is in several packs: say which ({', '.join(found)})")
+    spellings = {form for q in names for form in _spellings(q)}
+    near = difflib.get_close_matches(typed, sorted(spellings), n=3, cutoff=0.6)
+    hint = f"; did you mean {' or '.join(near)}?" if near else ""
+    raise UnknownQueryName(f"no query {typed!r} on this host{hint}")
+
+
+def _spellings(q: QueryName) -> tuple[str, ...]:
+    return (q.name, q.query, f"{q.pack}/{q.query}") if q.pack else (q.name,)
 
 
 @dataclass

@@ -23,7 +23,7 @@ from typing import Any
 
 import apsw
 
-from fleetctl.schema.compile import Compiled, Scan, compile_sql, open_database
+from fleetctl.schema.compile import Compiled, Scan, compile_sql, open_database, output_columns
 from fleetctl.schema.model import (
     EXTENSION_TYPES,
     PLATFORMS,
@@ -98,9 +98,16 @@ class Schema:
 
     def compile(self, sql: str, platform: str | None = None) -> Compiled:
         """Prepare ``sql`` on ``platform``'s tables (all tables and columns when None)."""
+        return compile_sql(self._connection(platform), sql, self.tables)
+
+    def columns(self, sql: str, platform: str | None = None) -> tuple[str, ...] | None:
+        """The columns ``sql`` returns, in its order, on ``platform``'s tables."""
+        return output_columns(self._connection(platform), sql)
+
+    def _connection(self, platform: str | None) -> Any:
         if platform not in self._connections:
             self._connections[platform] = open_database(self.tables_on(platform), platform)
-        return compile_sql(self._connections[platform], sql, self.tables)
+        return self._connections[platform]
 
 
 class SchemaConflictError(ValueError):

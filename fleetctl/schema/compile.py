@@ -151,6 +151,26 @@ def open_database(tables: Mapping[str, Table], platform: str | None) -> apsw.Con
     return conn
 
 
+def output_columns(conn: apsw.Connection, sql: str) -> tuple[str, ...] | None:
+    """The names of the columns ``sql`` returns, in its order, from the prepared
+    statement (it is stopped before its first step); None when it does not prepare."""
+    named: list[tuple[str, ...]] = []
+
+    def stop_before_running(cursor: apsw.Cursor, statement: str, bindings: Any) -> bool:
+        named.append(tuple(d[0] for d in cursor.getdescription()))
+        return False
+
+    cursor = conn.cursor()
+    cursor.exec_trace = stop_before_running
+    try:
+        cursor.execute(sql, can_cache=False)
+    except (apsw.ExecTraceAbort, apsw.ExecutionCompleteError):
+        pass
+    except apsw.Error:
+        return None
+    return named[-1] if named else None
+
+
 def compile_sql(conn: apsw.Connection, sql: str, known: Mapping[str, Table]) -> Compiled:
     """Prepare ``sql`` on a database from ``open_database`` and read the plan."""
     statements: list[str] = []

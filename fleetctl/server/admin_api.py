@@ -17,6 +17,7 @@ from starlette.routing import Route
 
 from fleetctl.detection import LearningState
 from fleetctl.errors import BadRequest, NotFound, Unavailable
+from fleetctl.schema import default_schema
 from fleetctl.server.admin_params import (
     check_body,
     check_request_text,
@@ -35,12 +36,14 @@ from fleetctl.timeutil import iso, shown
 from storage import carves as carve_store
 from storage import hosts as host_store
 from storage import logs as log_store
+from storage import packs as pack_store
 from storage import rejected as rejected_store
 from storage import results as result_store
 from storage import views
 from storage.encoding import unescape, unescape_row
-from storage.hosts import Host
+from storage.hosts import Host, host_family
 from storage.results import DataLoss
+from storage.runs import QueryName, UnknownQueryName, resolve_query_name
 
 PREFIX = "/api/v1/admin"
 STATUS_LOG_PAGE = 100_000
@@ -213,23 +216,41 @@ def show_host(request: Request, session: Any) -> dict[str, Any]:
 @admin_endpoint
 def results(request: Request, session: Any) -> dict[str, Any]:
     host = find_host_or_404(session, request.query_params.get("host"))
-    name = required_text(request.query_params, "query", max_length=column_length("ResultRow.name"))
+    typed = required_text(request.query_params, "query", max_length=column_length("ResultRow.name"))
     at = time_param(request.query_params, "at", default=int(time.time()))
+    known = [QueryName(q.name, q.pack, q.query) for q in result_store.query_names(session, host.id)]
+    try:
+        name = resolve_query_name(typed, known)
+    except UnknownQueryName as exc:
+        raise NotFound(str(exc)) from None
     rows = result_store.rows_at(session, host.id, name, at)
     sent = [unescape_row(row.columns) for row in rows]  # as the host sent them
-    columns: dict[str, None] = {}
+    seen: dict[str, None] = {}
     for values in sent:
-        columns.update(dict.fromkeys(values))
+        seen.update(dict.fromkeys(values))
+    declared = _declared_columns(session, next(q for q in known if q.name == name), host)
     return {
         "host": host.host_identifier,
         "query": name,
         "at": iso(at),
-        "columns": list(columns),
+        "columns": [c for c in declared if c in seen] + [c for c in seen if c not in declared],
         "rows": [
             values | {"first_seen": iso(row.first_seen), "removed_at": iso(row.removed_at)}
             for row, values in zip(rows, sent, strict=True)
         ],
     }
+
+
+def _declared_columns(session: Any, name: QueryName, host: Host) -> tuple[str, ...]:
+    """The query's own column order, from its SQL in the stored pack (osqueryd sends a
+    row's columns sorted by name, and PostgreSQL's JSON keeps no order); () when the
+    query is not in a stored pack."""
+    stored = pack_store.get_pack(session, name.pack) if name.pack else None
+    spec = ((stored.body if stored else None) or {}).get("queries", {}).get(name.query)
+    sql = spec.get("query") if isinstance(spec, dict) else None
+    if not isinstance(sql, str):
+        return ()
+    return default_schema().columns(sql, host_family(host.platform, host.platform_type)) or ()
 
 
 @admin_endpoint

@@ -11,6 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from fleetctl.cli import main
+from fleetctl.server.bootstrap import apply_shipped_packs_to_a_new_store
 from storage.migrate import head_revision
 from tests.conftest import RunningServer
 
@@ -162,3 +163,47 @@ def test_client_without_server_says_how_to_start_one(tmp_path: Any, monkeypatch:
     result = CliRunner().invoke(main, ["hosts", "list"])
     assert result.exit_code == 1
     assert "start one with `fleetctl serve`" in result.output
+
+
+@pytest.fixture
+def lineage(server: RunningServer) -> RunningServer:
+    """web-1 with one process_lineage row from the shipped pack, its columns sorted by
+    name as osqueryd sends them."""
+    apply_shipped_packs_to_a_new_store(server.settings)
+    node = server.node("web-1", "u-web-1")
+    node.enroll()
+    row = {"cmdline": "sh", "name": "sh", "parent": "1", "pid": "42", "start_time": "100"}
+    node.log(
+        "result",
+        [
+            {
+                "name": "pack_ipc-telemetry_process_lineage",
+                "hostIdentifier": "web-1",
+                "unixTime": 1000,
+                "counter": 0,
+                "epoch": 0,
+                "action": "snapshot",
+                "snapshot": [dict(sorted(row.items()))],
+            }
+        ],
+    )
+    return server
+
+
+@pytest.mark.parametrize(
+    "typed",
+    ["process_lineage", "ipc-telemetry/process_lineage", "pack_ipc-telemetry_process_lineage"],
+)
+def test_results_take_the_short_the_pack_and_the_logged_name(
+    lineage: RunningServer, typed: str
+) -> None:
+    out = run("results", "--host", "web-1", "--query", typed, "--format", "csv")
+    header = next(csv.reader(io.StringIO(out)))
+    # the query's own column order (pid first), not the order osqueryd sent them in
+    assert header == ["pid", "parent", "start_time", "name", "cmdline", "first_seen", "removed_at"]
+
+
+def test_an_unknown_query_name_is_an_error_with_suggestions(lineage: RunningServer) -> None:
+    result = CliRunner().invoke(main, ["results", "--host", "web-1", "--query", "proces_lineage"])
+    assert result.exit_code == 1
+    assert "no query 'proces_lineage' on this host; did you mean process_lineage" in result.output
