@@ -220,6 +220,17 @@ def counts(session: Session, campaign_id: int, online_since: int) -> Counts:
     )
 
 
+def failures(session: Session, campaign_id: int) -> list[tuple[str, str]]:
+    """(host identifier, osquery's error message) of each target whose answer failed."""
+    query = (
+        select(Host.host_identifier, CampaignTarget.message)
+        .join(Host, Host.id == CampaignTarget.host_id)
+        .where(CampaignTarget.campaign_id == campaign_id, CampaignTarget.state == "failed")
+        .order_by(Host.host_identifier)
+    )
+    return [(ident, message) for ident, message in session.execute(query)]
+
+
 def answers(
     session: Session, campaign_id: int, since: int | None = None
 ) -> list[tuple[CampaignTarget, str]]:

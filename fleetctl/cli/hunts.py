@@ -137,7 +137,8 @@ def results(
     limit: int,
     fmt: str,
 ) -> None:
-    """Rows of a hunt run, one line per row with its host."""
+    """Rows of a hunt run, one line per row with its host; each host whose osquery failed
+    the query is named with its error on stderr, and the exit status is then 1."""
     answer = client.get(
         f"/hunts/{name}/results", run=run, diff="1" if diff else None, offset=offset, limit=limit
     )
@@ -147,3 +148,9 @@ def results(
     shown = offset + len(answer["rows"])
     if shown < answer["total"]:
         click.echo(f"({shown} of {answer['total']} rows; --offset {shown} for more)", err=True)
+    for failure in answer["failed"]:
+        click.echo(f"{failure['host']}: error: {failure['error']}", err=True)
+    if answer["failed"]:
+        raise click.ClickException(
+            f"{len(answer['failed'])} host(s) failed to run hunt {name} run {answer['run']}"
+        )

@@ -203,7 +203,7 @@ def hunt_results(request: Request, session: Session) -> dict[str, Any]:
     hunt = _hunt(session, request.path_params["name"])
     runs = {r.run: r for r in hunt_store.runs(session, hunt.id)}
     if not runs:
-        return {"run": None, "rows": [], "total": 0, "offset": 0}
+        return {"run": None, "rows": [], "total": 0, "offset": 0, "failed": []}
     number = max(runs) if wanted is None else wanted
     if number not in runs:
         raise NotFound(f"hunt {hunt.name!r} has no run {number}")
@@ -216,7 +216,14 @@ def hunt_results(request: Request, session: Session) -> dict[str, Any]:
         offset=offset,
         limit=limit,
     )
-    return {"run": number, "total": page.total, "offset": offset, "rows": page.rows}
+    failed = campaign_store.failures(session, runs[number].campaign_id)
+    return {
+        "run": number,
+        "total": page.total,
+        "offset": offset,
+        "rows": page.rows,
+        "failed": [{"host": host, "error": message} for host, message in failed],
+    }
 
 
 routes = [

@@ -125,6 +125,10 @@ def test_diff_runs_and_one_firing_per_slot(server: RunningServer) -> None:
         "/distributed/write",
         {"queries": {failed: []}, "statuses": {failed: 1}, "messages": {failed: "no such table"}},
     )
+    refused = CliRunner().invoke(main, ["hunt", "results", "listeners", "--run", "3"])
+    assert refused.exit_code == 1  # osquery's own message, per host, and a failing status
+    assert "db-1: error: no such table" in refused.stderr
+    assert "1 host(s) failed to run hunt listeners run 3" in refused.stderr
     assert service.fire(hid, now=t0 + 10800) == 4
     answer_all(
         node,
