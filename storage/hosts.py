@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from sqlalchemy import or_, select, text, update
@@ -85,6 +85,18 @@ def node_keys(session: Session) -> list[tuple[str, int, str, str]]:
         (r.node_key_hash, r.id, r.host_identifier, host_family(r.platform, r.platform_type))
         for r in rows
     ]
+
+
+def families(session: Session, host_ids: Iterable[int]) -> dict[int, tuple[str, str]]:
+    """host id -> (host identifier, platform family) for ``host_ids``."""
+    found: dict[int, tuple[str, str]] = {}
+    for chunk in in_chunks(list(host_ids)):
+        query = select(Host.id, Host.host_identifier, Host.platform, Host.platform_type).where(
+            Host.id.in_(chunk)
+        )
+        for host_id, ident, platform, platform_type in session.execute(query):
+            found[host_id] = (ident, host_family(platform, platform_type))
+    return found
 
 
 def find_host(session: Session, ref: str) -> Host | None:

@@ -29,6 +29,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
+from storage.base import in_chunks
 from storage.encoding import Encoder, encoder_for
 from storage.models import DataLoss as DataLoss  # the record type gaps are returned as
 from storage.models import Host, QueryState, ResultRow
@@ -468,6 +469,28 @@ def change_times(session: Session, host_id: int, since: int) -> list[int]:
         .order_by(ResultRow.first_seen)
     )
     return [t for t in times if t is not None]
+
+
+def current_column_values(
+    session: Session, host_ids: Iterable[int], pack: str, query: str, column: str
+) -> dict[int, set[str]]:
+    """host id -> the values of ``column`` in the rows of ``pack``'s ``query`` that each
+    host has now; hosts that never sent that query are absent."""
+    found: dict[int, set[str]] = {}
+    for chunk in in_chunks(list(host_ids)):
+        states = select(QueryState.host_id, QueryState.name).where(
+            QueryState.host_id.in_(chunk), QueryState.pack == pack, QueryState.query == query
+        )
+        for host_id, name in session.execute(states).all():
+            found.setdefault(host_id, set())
+            rows = select(ResultRow.columns).where(
+                ResultRow.host_id == host_id, ResultRow.name == name, ResultRow.removed_at.is_(None)
+            )
+            for (values,) in session.execute(rows):
+                value = (values or {}).get(column)
+                if isinstance(value, str):
+                    found[host_id].add(value)
+    return found
 
 
 def query_names(session: Session, host_id: int) -> list[QueryState]:

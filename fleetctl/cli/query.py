@@ -28,6 +28,11 @@ from fleetctl.timeutil import parse_duration
     show_default=True,
     help="Stop waiting (and stop sending to offline hosts) after this long.",
 )
+@click.option(
+    "--skip-missing",
+    is_flag=True,
+    help="Send only to the targets that have every table the query reads.",
+)
 @client_options
 @output_options
 @click.pass_context
@@ -37,18 +42,25 @@ def query(
     sql: str,
     targets: str,
     timeout_text: str,
+    skip_missing: bool,
     fmt: str,
 ) -> None:
     """Run SQL on the targeted hosts now; rows are printed as hosts answer.
 
     Returns when every target that is online has answered, or at the timeout; hosts
     that fail show osquery's error. Progress (answered / online / targeted) goes to stderr.
+    Before anything is sent, each target is checked for the tables the query reads (its
+    platform's, and the extension tables its osqueryd reports); hosts that lack one are
+    listed and nothing is sent, unless --skip-missing.
     """
     try:
         timeout = parse_duration(timeout_text)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--timeout") from exc
-    started = client.post("/queries", {"sql": sql, "targets": targets, "timeout": timeout})
+    started = client.post(
+        "/queries",
+        {"sql": sql, "targets": targets, "timeout": timeout, "skip_missing": skip_missing},
+    )
     qid = started["id"]
     click.echo(f"query {qid}: {started['targeted']} targeted, {started['online']} online", err=True)
     status, rows, errors = _follow(client, qid, fmt, time.monotonic() + timeout)

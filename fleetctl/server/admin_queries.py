@@ -19,11 +19,13 @@ from starlette.routing import Route
 
 from fleetctl.errors import NotFound
 from fleetctl.packs.validate import validate_text
+from fleetctl.schema import default_schema
 from fleetctl.server.admin_api import Invalid, admin_endpoint, admin_write_endpoint
 from fleetctl.server.admin_params import (
     check_targets,
     column_length,
     column_range,
+    flag_param,
     int_field,
     int_param,
     text_param,
@@ -32,6 +34,8 @@ from fleetctl.server.admin_params import (
 from fleetctl.server.state import server_state
 from fleetctl.timeutil import iso
 from storage import campaigns as campaign_store
+from storage import hosts as host_store
+from storage import results as result_store
 from storage.campaigns import Pending, TargetError
 
 PREFIX = "/api/v1/admin"
@@ -43,13 +47,42 @@ def check_query_sql(sql: Any) -> str:
     """The SQL must compile against osquery's schema (any platform) before it is sent."""
     if not isinstance(sql, str) or not sql.strip():
         raise ValueError("'sql' must be a non-empty string")
-    doc = {"queries": {"live": {"query": sql, "interval": 60}}}
+    # A pack reading an extension table needs a discovery query; a live query's stand-in
+    # is ``hosts_lacking_tables``, which sends it only where the tables are.
+    doc = {
+        "discovery": ["SELECT 1 FROM osquery_registry WHERE registry = 'table'"],
+        "queries": {"live": {"query": sql, "interval": 60}},
+    }
     errors = validate_text(json.dumps(doc), "<live query>", "live")
     if errors:
         raise Invalid(
             "the query does not validate against osquery's tables", [e.as_row() for e in errors]
         )
     return sql
+
+
+def hosts_lacking_tables(
+    session: Session, sql: str, host_ids: list[int]
+) -> dict[int, tuple[str, str]]:
+    """host id -> (identifier, why) for each target that cannot run ``sql``: a table of
+    osquery's that its platform lacks, or an extension table that the host's osqueryd
+    does not report (``telemetry-health/extension_tables``; a host that never reported
+    its extensions is given the benefit of the doubt)."""
+    schema = default_schema()
+    tables = sorted(schema.compile(sql).tables)
+    extension = [t for t in tables if schema.tables[t].extension]
+    loaded = result_store.current_column_values(
+        session, host_ids, "telemetry-health", "extension_tables", "table_name"
+    )
+    lacking = {}
+    for host_id, (ident, family) in host_store.families(session, host_ids).items():
+        absent = [t for t in tables if family not in schema.tables[t].platforms]
+        reported = loaded.get(host_id)
+        if reported is not None:
+            absent += [t for t in extension if t not in reported and t not in absent]
+        if absent:
+            lacking[host_id] = (ident, f"no table {', '.join(absent)} on this {family} host")
+    return lacking
 
 
 @admin_write_endpoint
@@ -64,6 +97,14 @@ def start_query(request: Request, session: Session, body: dict[str, Any]) -> dic
         host_ids = campaign_store.resolve_targets(session, targets)
     except TargetError as exc:
         raise NotFound(str(exc)) from exc
+    lacking = hosts_lacking_tables(session, sql, host_ids)
+    if lacking and not flag_param(body, "skip_missing"):
+        raise Invalid(
+            f"{len(lacking)} of {len(host_ids)} targeted hosts lack a table the query reads;"
+            " nothing was sent (narrow --targets, or --skip-missing to send to the others)",
+            [{"host": host, "message": f"{host}: {why}"} for host, why in lacking.values()],
+        )
+    host_ids = [h for h in host_ids if h not in lacking]
     now = int(time.time())
     campaign = campaign_store.create_campaign(
         session,

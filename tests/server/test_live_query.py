@@ -18,7 +18,7 @@ from fleetctl.agent import Agent, AgentOptions
 from fleetctl.agent.engines import EmbeddedEngine
 from fleetctl.cli import main
 from storage.engine import make_engine, make_sessionmaker, session_scope
-from storage.models import Host
+from storage.models import Campaign, Host
 from tests.conftest import RunningServer
 
 
@@ -335,3 +335,50 @@ def test_live_query_rows_aggregate_in_sql(server: RunningServer) -> None:
         {"port": "1", "hosts": 1},
         {"port": "22", "hosts": 2},
     ]
+
+
+def test_targets_lacking_a_table_are_listed_before_anything_is_sent(
+    server: RunningServer,
+) -> None:
+    def extensions(node: Any, tables: list[str]) -> None:
+        node.log(
+            "result",
+            [
+                {
+                    "name": "pack_telemetry-health_extension_tables",
+                    "hostIdentifier": node.identifier,
+                    "unixTime": 1000,
+                    "counter": 0,
+                    "epoch": 0,
+                    "action": "snapshot",
+                    "snapshot": [{"table_name": t, "extension": "fleetctl"} for t in tables],
+                }
+            ],
+        )
+
+    nodes = {name: server.node(name, f"u-{name}") for name in ("web-1", "web-2", "web-3", "win-1")}
+    windows = {"os_version": {"name": "Windows 11", "platform": "windows"}}
+    nodes["win-1"].host_details = lambda: windows | {"system_info": {"uuid": "u-win-1"}}
+    for node in nodes.values():
+        node.enroll()
+    extensions(nodes["web-1"], ["process_stdio", "unix_socket_peers"])
+    extensions(nodes["web-2"], [])  # a stock osqueryd: no extension tables
+    # web-3 never said which extensions it has: it is given the benefit of the doubt
+
+    admin = server.admin()
+    refused = admin.post("/api/v1/admin/queries", json={"sql": "SELECT pid FROM process_stdio"})
+    assert refused.status_code == 400
+    assert refused.json()["error"].startswith("2 of 4 targeted hosts lack a table")
+    assert sorted(e["message"] for e in refused.json()["errors"]) == [
+        "web-2: no table process_stdio on this linux host",
+        "win-1: no table process_stdio on this windows host",
+    ]
+    assert server.query(select(Campaign)) == []  # nothing was sent
+    cli = CliRunner().invoke(main, ["query", "SELECT pid FROM process_stdio"])
+    assert cli.exit_code == 1 and "web-2: no table process_stdio" in cli.output
+    sent = admin.post(
+        "/api/v1/admin/queries",
+        json={"sql": "SELECT pid FROM process_stdio", "skip_missing": True, "timeout": 1},
+    )
+    assert sent.status_code == 200, sent.text
+    assert sent.json()["targeted"] == 2
