@@ -218,7 +218,10 @@ def results(request: Request, session: Any) -> dict[str, Any]:
     host = find_host_or_404(session, request.query_params.get("host"))
     typed = required_text(request.query_params, "query", max_length=column_length("ResultRow.name"))
     at = time_param(request.query_params, "at", default=int(time.time()))
-    known = [QueryName(q.name, q.pack, q.query) for q in result_store.query_names(session, host.id)]
+    known = [
+        QueryName(unescape(q.name), unescape(q.pack) if q.pack else None, unescape(q.query))
+        for q in result_store.query_names(session, host.id)
+    ]
     try:
         name = resolve_query_name(typed, known)
     except UnknownQueryName as exc:
