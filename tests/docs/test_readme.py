@@ -21,7 +21,7 @@ from click.testing import CliRunner
 from fleetctl.cli import main
 from fleetctl.timeutil import parse_time
 from tests.conftest import RunningServer
-from tests.server.test_hunting_views import readme_sql_examples
+from tests.server.test_hunting_views import SHELL, SHELL_STDIN, readme_sql_examples
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 HOST = "web-1"  # the README's example host
@@ -115,38 +115,8 @@ def fleet(
     node, other = server.node(HOST, f"uuid-{HOST}"), server.node(OTHER_HOST, f"uuid-{OTHER_HOST}")
     node.enroll()
     other.enroll()
-    shell = {
-        "pid": "4242",
-        "parent": "100",
-        "start_time": "1000",
-        "name": "sh",
-        "path": "/usr/bin/dash",
-        "cmdline": "sh",
-        "uid": "33",
-        "euid": "33",
-        "parent_name": "python3",
-        "grandparent_pid": "",
-        "cgroup_path": "",
-    }
-    stdin = {
-        "pid": "4242",
-        "name": "sh",
-        "path": "/usr/bin/dash",
-        "cmdline": "sh",
-        "parent": "100",
-        "uid": "33",
-        "euid": "33",
-        "fd": "0",
-        "kind": "fifo",
-        "target": "/dev/shm/.c",
-        "inode": "77",
-        "mode": "rw",
-        "partner_pid": "-1",
-        "partner_name": "",
-        "partner_path": "",
-    }
     t = int(parse_time("2026-11-27T14:00:00Z"))
-    node.log("result", [snapshot(PROC, t, [shell]), snapshot(STDIO, t, [stdin])])
+    node.log("result", [snapshot(PROC, t, [SHELL]), snapshot(STDIO, t, [SHELL_STDIN])])
     node.log(
         "status",
         [{"unixTime": t, "severity": 0, "filename": "config.cpp", "line": 1, "message": "ok"}],

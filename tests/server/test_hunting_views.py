@@ -31,49 +31,52 @@ def snap(name: str, t: int, rows: list[dict[str, str]]) -> dict[str, Any]:
     }
 
 
+# A shell under python3 reading a FIFO in /dev/shm (the docs test feeds it too).
+SHELL = {
+    "pid": "4242",
+    "parent": "100",
+    "start_time": "1000",
+    "name": "sh",
+    "path": "/usr/bin/dash",
+    "cmdline": "sh",
+    "uid": "33",
+    "euid": "33",
+    "parent_name": "python3",
+    "grandparent_pid": "",
+    "cgroup_path": "",
+}
+
+SHELL_STDIN = {
+    "pid": "4242",
+    "name": "sh",
+    "path": "/usr/bin/dash",
+    "cmdline": "sh",
+    "parent": "100",
+    "uid": "33",
+    "euid": "33",
+    "fd": "0",
+    "kind": "fifo",
+    "target": "/dev/shm/.c",
+    "inode": "77",
+    "mode": "rw",
+    "partner_pid": "-1",
+    "partner_name": "",
+    "partner_path": "",
+}
+
+
 @pytest.fixture
 def admin(server: RunningServer) -> Any:
     node = server.node("web-1", "u-web-1")
     node.enroll()
-    shell = {
-        "pid": "4242",
-        "parent": "100",
-        "start_time": "1000",
-        "name": "sh",
-        "path": "/usr/bin/dash",
-        "cmdline": "sh",
-        "uid": "33",
-        "euid": "33",
-        "parent_name": "python3",
-        "grandparent_pid": "",
-        "cgroup_path": "",
-    }
     node.log(
         "result",
         [
-            snap(PROC, 1000, [shell]),
+            snap(PROC, 1000, [SHELL]),
             snap(
                 STDIO,
                 1000,
-                [
-                    {
-                        "pid": "4242",
-                        "name": "sh",
-                        "path": "/usr/bin/dash",
-                        "cmdline": "sh",
-                        "parent": "100",
-                        "uid": "33",
-                        "euid": "33",
-                        "fd": "0",
-                        "kind": "fifo",
-                        "target": "/dev/shm/.c",
-                        "inode": "77",
-                        "mode": "rw",
-                        "partner_pid": "-1",
-                        "partner_name": "",
-                        "partner_path": "",
-                    }
-                ],
+                [SHELL_STDIN],
             ),
         ],
     )
