@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import or_, select, text, update
+from sqlalchemy import delete, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from storage.base import IN_CHUNK, in_chunks
-from storage.models import ApiToken, EnrollSecret
+from storage.models import ApiToken, EnrollSecret, ResultRow
 from storage.models import Host as Host  # the record type hosts are returned as
 
 PLATFORM_TYPES = {"9": "linux", "21": "darwin", "2": "windows"}
@@ -167,3 +168,36 @@ def lock_host(session: Session, host_id: int) -> Host | None:
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": host_id})
     return session.get(Host, host_id)
+
+
+def delete_host(session: Session, host_id: int) -> bool:
+    """Delete the host with its whole history: result rows (kept without a foreign key,
+    so deleted here), and through the foreign keys' ``ON DELETE CASCADE`` its status
+    logs, data-loss markers, quarantined lines, carves, label memberships, detection
+    history, findings and campaign targets. False when there was no such host."""
+    host = lock_host(session, host_id)
+    if host is None:
+        return False
+    session.expunge(host)
+    session.execute(
+        delete(ResultRow)
+        .where(ResultRow.host_id == host_id)
+        .execution_options(synchronize_session=False)
+    )
+    session.execute(
+        delete(Host).where(Host.id == host_id).execution_options(synchronize_session=False)
+    )
+    return True
+
+
+def revoke_node_key(session: Session, host_id: int) -> bool:
+    """Make the host's node key unusable, keeping its history: osqueryd gets
+    ``node_invalid`` and enrolls again, into the same host. False when there was no
+    such host."""
+    host = lock_host(session, host_id)
+    if host is None:
+        return False
+    # Never a SHA-256 hex digest, so no node key matches it; unique like a digest.
+    host.node_key_hash = f"revoked:{secrets.token_hex(24)}"
+    session.flush()
+    return True

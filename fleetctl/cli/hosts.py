@@ -54,6 +54,25 @@ def hosts_show(client: AdminClient, host: str, fmt: str) -> None:
     render(payload["queries"], fmt=fmt, title="queries")
 
 
+@hosts.command("delete")
+@click.argument("host")
+@click.option(
+    "--keep-history",
+    is_flag=True,
+    help="Keep the host and its history; only revoke its node key, so it must enroll again.",
+)
+@client_options
+def hosts_delete(client: AdminClient, host: str, keep_history: bool) -> None:
+    """Delete HOST (id, identifier, hostname or uuid) with its history: results, status
+    logs, data-loss markers, carves, findings, label memberships and query answers.
+
+    Its node key stops working at once; an osqueryd still running there enrolls again
+    as a new host.
+    """
+    answer = client.delete(f"/hosts/{host}", keep_history="true" if keep_history else None)
+    click.echo(f"host {answer['host']} (id {answer['id']}): {answer['action']}")
+
+
 @click.command()
 @click.option("--host", "host", required=True, help="Host id, identifier, hostname or uuid.")
 @click.option("--query", "query", required=True, help="Query name as osquery logs it.")

@@ -1,6 +1,6 @@
 """The admin JSON API (bearer token): hosts, results as of a time, status logs, data loss.
 
-Read-only for now. Every response is a JSON object so a browser console can consume
+Reads, and deleting a host. Every response is a JSON object so a browser console can consume
 the same surface as the CLI. Each host says where it stands with detection: learning
 until a time, judging, or on an explicit baseline.
 """
@@ -21,6 +21,7 @@ from fleetctl.server.admin_params import (
     check_body,
     check_request_text,
     column_length,
+    flag_param,
     host_ref,
     int_field,
     int_param,
@@ -210,6 +211,33 @@ def show_host(request: Request, session: Any) -> dict[str, Any]:
     }
 
 
+@admin_write_endpoint
+def delete_host(request: Request, session: Any, body: dict[str, Any]) -> dict[str, Any]:
+    """Delete a host with its history, or (``keep_history``) only revoke its node key so
+    that it must enroll again. Either way its node key stops working at once here, and
+    on other replicas at their next node-key reload."""
+    host = find_host_or_404(session, request.path_params["ref"])
+    keep_history = flag_param(request.query_params, "keep_history")
+    host_id, identifier = host.id, host.host_identifier
+    done = (
+        host_store.revoke_node_key(session, host_id)
+        if keep_history
+        else host_store.delete_host(session, host_id)
+    )
+    if not done:
+        raise NotFound(f"no host matches {shown(request.path_params['ref'])}")
+    session.commit()  # before forgetting the key: a lookup meanwhile must not find it
+    state = server_state(request)
+    state.node_keys.forget_host(host_id)
+    if not keep_history:
+        state.campaigns.forget(host_id=host_id)
+    return {
+        "host": identifier,
+        "id": host_id,
+        "action": "node key revoked" if keep_history else "deleted",
+    }
+
+
 @admin_endpoint
 def results(request: Request, session: Any) -> dict[str, Any]:
     host = find_host_or_404(session, request.query_params.get("host"))
@@ -344,6 +372,7 @@ def sql_schema(request: Request, session: Any) -> dict[str, Any]:
 routes = [
     Route(f"{PREFIX}/hosts", list_hosts, methods=["GET"]),
     Route(f"{PREFIX}/hosts/{{ref:path}}", show_host, methods=["GET"]),
+    Route(f"{PREFIX}/hosts/{{ref:path}}", delete_host, methods=["DELETE"]),
     Route(f"{PREFIX}/results", results, methods=["GET"]),
     Route(f"{PREFIX}/status-logs", status_logs, methods=["GET"]),
     Route(f"{PREFIX}/data-loss", data_loss, methods=["GET"]),
