@@ -34,9 +34,12 @@ def hosts() -> None:
 @output_options
 def hosts_list(client: AdminClient, fmt: str) -> None:
     """List enrolled hosts, each with its detection state (learning until when, judging,
-    or an explicit baseline)."""
+    or an explicit baseline); a warning column when some say more (cloned machines)."""
     payload = client.get("/hosts")
-    columns = HOST_COLUMNS if fmt == "table" else None
+    columns: tuple[str, ...] | None = None
+    if fmt == "table":
+        warned = any(h.get("warning") for h in payload["hosts"])
+        columns = (*HOST_COLUMNS, "warning") if warned else HOST_COLUMNS
     render(payload["hosts"], columns, fmt=fmt, title="hosts")
 
 

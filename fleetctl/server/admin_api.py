@@ -175,12 +175,21 @@ def find_host_or_404(session: Any, ref: str | None) -> Host:
     return host
 
 
+def warning_json(peers: list[str] | None) -> dict[str, str]:
+    """What an admin should know of the host: other hosts present its uuid (clones)."""
+    if not peers:
+        return {"warning": ""}
+    return {"warning": f"uuid shared with {', '.join(peers)} (cloned machine?)"}
+
+
 @admin_endpoint
 def list_hosts(request: Request, session: Any) -> dict[str, Any]:
     learning = learning_states(request, session)
+    peers = host_store.uuid_peers(session)
     return {
         "hosts": [
-            host_json(h) | detection_json(learning[h.id]) for h in host_store.list_hosts(session)
+            host_json(h) | detection_json(learning[h.id]) | warning_json(peers.get(h.id))
+            for h in host_store.list_hosts(session)
         ]
     }
 
@@ -205,6 +214,7 @@ def show_host(request: Request, session: Any) -> dict[str, Any]:
     return {
         "host": host_json(host)
         | detection_json(learning)
+        | warning_json(host_store.uuid_peers(session, {host.id}).get(host.id))
         | {"decorations": None if host.decorations is None else unescape_row(host.decorations)},
         "queries": queries,
         "host_details": host.host_details,

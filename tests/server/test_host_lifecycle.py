@@ -118,3 +118,87 @@ def test_a_deleted_hunt_frees_its_name(server: RunningServer) -> None:
     run("hunt", "create", "listeners", "--sql", "SELECT 2 AS two", "--once")
     assert [h["name"] for h in json.loads(run("hunt", "list", "--format", "json"))] == ["listeners"]
     assert "no hunt" in run("hunt", "delete", "nothing", code=1)
+
+
+def test_cloned_machines_stay_two_hosts_and_are_reported(server: RunningServer) -> None:
+    """Two identifiers presenting one uuid (cloned VMs): neither takes the other's host
+    record or node key, however often they enroll and post."""
+    a, b = server.node("vm-a", "uuid-clone"), server.node("vm-b", "uuid-clone")
+    for _ in range(3):
+        for node in (a, b):
+            assert node.enroll()["node_invalid"] is False
+        for node in (a, b):  # no enrollment invalidated the other's key
+            assert node.call("/config")["node_invalid"] is False
+            assert "error" not in node.log("result", [line("1", node.identifier)])[0]
+    listed = hosts()
+    assert [(h["host_identifier"], h["uuid"], h["enroll_count"]) for h in listed] == [
+        ("vm-a", "uuid-clone", 3),
+        ("vm-b", "uuid-clone", 3),
+    ]
+    assert [h["warning"] for h in listed] == [
+        "uuid shared with vm-b (cloned machine?)",
+        "uuid shared with vm-a (cloned machine?)",
+    ]
+    assert "warning" in run("hosts", "list", "--wide")  # a column of the table
+    logs = json.loads(run("status-logs", "--host", "vm-b", "--format", "json"))
+    assert [entry["message"] for entry in logs] == [
+        "uuid uuid-clone is also presented by vm-a (a cloned machine?): enrolled as a host"
+        " of its own; `fleetctl serve --host-identity instance` tells clones apart"
+    ]
+    assert json.loads(run("status-logs", "--host", "vm-a", "--format", "json")) == []
+    # Deleting one clone ends the warning.
+    run("hosts", "delete", "vm-b")
+    assert [h["warning"] for h in hosts()] == [""]
+    assert "warning" not in run("hosts", "list", "--wide")
+
+
+def with_instance(node: Any, instance: str) -> Any:
+    details = node.host_details()
+    details["osquery_info"]["instance_id"] = instance
+    node.host_details = lambda: details
+    return node
+
+
+def test_instance_identity_tells_clones_with_one_identifier_apart(
+    db_url: str, tmp_path: Any, monkeypatch: Any
+) -> None:
+    home = tmp_path / "home"
+    monkeypatch.setenv("FLEETCTL_HOME", str(home))
+    server = RunningServer(home, db_url, host_identity="instance")
+    try:
+        a = with_instance(server.node("clone", "uuid-clone"), "i-a")
+        b = with_instance(server.node("clone", "uuid-clone"), "i-b")
+        for _ in range(2):
+            for node in (a, b):
+                node.enroll()
+            for node in (a, b):
+                assert node.call("/config")["node_invalid"] is False
+        assert [(h["id"], h["enroll_count"]) for h in hosts()] == [(1, 2), (2, 2)]
+        assert hosts()[0]["warning"] == "uuid shared with clone (cloned machine?)"
+        logs = json.loads(run("status-logs", "--host", "2", "--format", "json"))
+        assert logs[0]["message"] == (
+            "uuid uuid-clone is also presented by clone (a cloned machine?):"
+            " enrolled as a host of its own"
+        )
+    finally:
+        server.stop()
+
+
+def test_hostname_identity_keeps_one_host_per_hostname(
+    db_url: str, tmp_path: Any, monkeypatch: Any
+) -> None:
+    home = tmp_path / "home"
+    monkeypatch.setenv("FLEETCTL_HOME", str(home))
+    server = RunningServer(home, db_url, host_identity="hostname")
+    try:
+        server.node("web-1", "uuid-old").enroll()
+        server.node("web-1", "uuid-new").enroll()  # the machine was replaced
+        assert [(h["id"], h["uuid"], h["enroll_count"]) for h in hosts()] == [(1, "uuid-new", 2)]
+    finally:
+        server.stop()
+
+
+def test_serve_takes_only_known_host_identities() -> None:
+    assert "--host-identity [uuid|instance|hostname]" in run("serve", "--help")
+    out = run("serve", "--host-identity", "serial", code=2)
+    assert "'serial' is not one of 'uuid', 'instance', 'hostname'" in out
