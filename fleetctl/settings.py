@@ -29,6 +29,8 @@ MiB = 1024 * 1024
 # server, the CLI and the detector (``fleetctl.detection``) default to.
 DEFAULT_LEARNING_WINDOW = 24 * 3600
 HOME_ENV = "FLEETCTL_HOME"
+# What makes an enrollment an earlier host (``Settings.host_identity``).
+HOST_IDENTITIES = ("uuid", "instance", "hostname")
 
 
 def default_home() -> Path:
@@ -63,6 +65,8 @@ class Setting:
     check: Callable[[Any], object] | None = None
     #: The default as the README says it, where the value itself says nothing.
     default_text: str | None = None
+    #: The only values the option takes.
+    choices: tuple[str, ...] | None = None
 
 
 def setting(text: str, **declared: Any) -> dict[str, Setting]:
@@ -108,6 +112,17 @@ class Settings:
         metadata=setting(
             "Accepted enroll secret (repeatable). Default: generate one on first start.",
             option="--enroll-secret",
+        ),
+    )
+    host_identity: str = field(
+        default="uuid",
+        metadata=setting(
+            "Which enrolled host an enrolling osqueryd is, as osquery's --host_identifier and"
+            " Fleet's osquery_host_identifier: `uuid` (system_info.uuid; a second host"
+            " identifier presenting a UUID becomes a host of its own, reported as a clone),"
+            " `instance` (osquery's instance id: tells cloned machines apart) or `hostname`.",
+            option="--host-identity",
+            choices=HOST_IDENTITIES,
         ),
     )
     tls_cert: Path | None = field(
@@ -267,6 +282,8 @@ def from_options(options: Mapping[str, Any], **given: Any) -> Settings:
                 value = parse_duration(value)
             if s.check is not None:
                 s.check(value)
+            if s.choices is not None and value not in s.choices:
+                raise ValueError(f"{s.option} must be one of {', '.join(s.choices)}")
         except ValueError as exc:
             raise SettingError(s.option or f.name, str(exc)) from exc
         values[f.name] = value

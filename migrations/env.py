@@ -17,9 +17,11 @@ def run_migrations_online() -> None:
         _run(connection)
         return
     engine = make_engine(config.get_main_option("sqlalchemy.url") or "")
-    with engine.connect() as conn:
-        _run(conn)
-    engine.dispose()
+    try:
+        with engine.connect() as conn:
+            _run(conn)
+    finally:  # a migration that refuses must not leave its connections open
+        engine.dispose()
 
 
 def _run(connection: object) -> None:

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import secrets
+from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
-from sqlalchemy import or_, select, text, update
+from sqlalchemy import delete, func, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from storage.base import IN_CHUNK, in_chunks
-from storage.models import ApiToken, EnrollSecret
+from storage.models import ApiToken, EnrollSecret, ResultRow
 from storage.models import Host as Host  # the record type hosts are returned as
 
 PLATFORM_TYPES = {"9": "linux", "21": "darwin", "2": "windows"}
@@ -35,6 +36,39 @@ def _detail(details: Mapping[str, Any], table: str, column: str) -> str:
     return ""
 
 
+def _enrolled(
+    session: Session, identity: str, uuid: str, identifier: str, instance: str, hostname: str
+) -> Host | None:
+    """The host this enrollment is under ``identity`` (None: a new host), locked."""
+
+    def first(*where: Any) -> Host | None:
+        query = select(Host).where(*where).order_by(Host.id).with_for_update()
+        return session.scalars(query).first()
+
+    if identity == "instance" and instance:
+        return first(Host.instance_id == instance) or first(
+            # enrolled before its instance id was known
+            Host.instance_id == "",
+            Host.uuid == uuid,
+            Host.host_identifier == identifier,
+        )
+    if identity == "hostname":
+        return first(Host.hostname == hostname, Host.uuid == uuid) or first(
+            Host.hostname == hostname
+        )
+    # uuid: another identifier presenting the uuid is another machine (a clone), not
+    # this host under a new name; merging them made one host flip between the two.
+    return first(Host.uuid == uuid, Host.host_identifier == identifier)
+
+
+def _lock_identity(session: Session, key: str) -> None:
+    """PostgreSQL: serialise enrollments of one identity, so two at once make one host
+    (two-key advisory locks never meet ``lock_host``'s one-key ones). SQLite's write
+    transaction already serialises them."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(1559, hashtext(:key))"), {"key": key})
+
+
 def enroll_host(
     session: Session,
     *,
@@ -43,19 +77,29 @@ def enroll_host(
     host_details: Mapping[str, Any],
     node_key_hash: str,
     now: int,
+    identity: str = "uuid",
 ) -> tuple[Host, bool]:
-    """Create or re-key the host. The same ``system_info.uuid`` keeps its history.
+    """Create or re-key the host that this enrollment is under ``identity``
+    (``Settings.host_identity``): ``uuid`` (``system_info.uuid`` and the host identifier),
+    ``instance`` (``osquery_info.instance_id``; without one, as ``uuid``) or ``hostname``.
+    The host keeps its history.
 
     Returns the host and whether it was newly created.
     """
     uuid = _detail(host_details, "system_info", "uuid") or f"host-identifier:{host_identifier}"
-    host = session.scalars(select(Host).where(Host.uuid == uuid).with_for_update()).first()
+    instance = _detail(host_details, "osquery_info", "instance_id")[:128]
+    hostname = _detail(host_details, "system_info", "hostname") or host_identifier
+    key = {"instance": instance, "hostname": hostname}.get(identity) or uuid
+    _lock_identity(session, f"{identity}:{key}")
+    host = _enrolled(session, identity, uuid, host_identifier, instance, hostname)
     created = host is None
     if host is None:
         host = Host(uuid=uuid, enrolled_at=now, enroll_count=0)
         session.add(host)
+    host.uuid = uuid
+    host.instance_id = instance
     host.host_identifier = host_identifier
-    host.hostname = _detail(host_details, "system_info", "hostname") or host_identifier
+    host.hostname = hostname
     host.platform = _detail(host_details, "os_version", "platform") or PLATFORM_TYPES.get(
         platform_type, ""
     )
@@ -70,6 +114,22 @@ def enroll_host(
     host.enroll_count = (host.enroll_count or 0) + 1
     session.flush()
     return host, created
+
+
+def uuid_peers(session: Session, host_ids: Collection[int] | None = None) -> dict[int, list[str]]:
+    """host id -> the identifiers of the other hosts presenting its uuid (cloned
+    machines), for the hosts that share one (of ``host_ids``, or all)."""
+    shared = select(Host.uuid).group_by(Host.uuid).having(func.count() > 1)
+    query = select(Host.id, Host.uuid, Host.host_identifier).where(Host.uuid.in_(shared))
+    by_uuid: dict[str, list[tuple[int, str]]] = {}
+    for host_id, uuid, identifier in session.execute(query.order_by(Host.id)):
+        by_uuid.setdefault(uuid, []).append((host_id, identifier))
+    peers: dict[int, list[str]] = {}
+    for hosts in by_uuid.values():
+        for host_id, _ in hosts:
+            if host_ids is None or host_id in host_ids:
+                peers[host_id] = [ident for other, ident in hosts if other != host_id]
+    return peers
 
 
 def host_by_node_key(session: Session, node_key_hash: str) -> Host | None:
@@ -179,3 +239,36 @@ def lock_host(session: Session, host_id: int) -> Host | None:
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": host_id})
     return session.get(Host, host_id)
+
+
+def delete_host(session: Session, host_id: int) -> bool:
+    """Delete the host with its whole history: result rows (kept without a foreign key,
+    so deleted here), and through the foreign keys' ``ON DELETE CASCADE`` its status
+    logs, data-loss markers, quarantined lines, carves, label memberships, detection
+    history, findings and campaign targets. False when there was no such host."""
+    host = lock_host(session, host_id)
+    if host is None:
+        return False
+    session.expunge(host)
+    session.execute(
+        delete(ResultRow)
+        .where(ResultRow.host_id == host_id)
+        .execution_options(synchronize_session=False)
+    )
+    session.execute(
+        delete(Host).where(Host.id == host_id).execution_options(synchronize_session=False)
+    )
+    return True
+
+
+def revoke_node_key(session: Session, host_id: int) -> bool:
+    """Make the host's node key unusable, keeping its history: osqueryd gets
+    ``node_invalid`` and enrolls again, into the same host. False when there was no
+    such host."""
+    host = lock_host(session, host_id)
+    if host is None:
+        return False
+    # Never a SHA-256 hex digest, so no node key matches it; unique like a digest.
+    host.node_key_hash = f"revoked:{secrets.token_hex(24)}"
+    session.flush()
+    return True

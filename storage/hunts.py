@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, Engine, select, text
+from sqlalchemy import Connection, Engine, delete, select, text
 from sqlalchemy.orm import Session
 
+from storage.base import in_chunks
+from storage.models import Campaign, CampaignTarget, HuntRun
 from storage.models import Hunt as Hunt  # the record type hunts are returned as
-from storage.models import HuntRun
 
 
 def hunt_named(session: Session, name: str) -> Hunt | None:
@@ -63,6 +64,19 @@ def last_run(session: Session, hunt_id: int) -> HuntRun | None:
 
 def add_run(session: Session, hunt_id: int, run: int, campaign_id: int, now: int) -> None:
     session.add(HuntRun(hunt_id=hunt_id, run=run, campaign_id=campaign_id, fired_at=now))
+
+
+def delete_hunt(session: Session, hunt: Hunt) -> list[int]:
+    """Delete the hunt, its runs and their campaigns with every host's answer, so its
+    name is free again; the ids of the campaigns deleted."""
+    campaign_ids = [r.campaign_id for r in runs(session, hunt.id)]
+    session.execute(delete(HuntRun).where(HuntRun.hunt_id == hunt.id))
+    for chunk in in_chunks(campaign_ids):
+        session.execute(delete(CampaignTarget).where(CampaignTarget.campaign_id.in_(chunk)))
+        session.execute(delete(Campaign).where(Campaign.id.in_(chunk)))
+    session.delete(hunt)
+    session.flush()
+    return campaign_ids
 
 
 def try_leader_lock(engine: Engine, key: int) -> Connection | None:

@@ -168,3 +168,15 @@ def record_evaluation(
         )
     else:
         row.member, row.evaluated_at = member, now
+
+
+def delete_label(session: Session, name: str) -> bool:
+    """Delete the label; its memberships go with it (``ON DELETE CASCADE``). False when
+    there was no such label."""
+    label = get_label(session, name)
+    if label is None:
+        return False
+    session.execute(delete(LabelMembership).where(LabelMembership.label_id == label.id))
+    session.delete(label)
+    session.flush()
+    return True

@@ -29,12 +29,14 @@ from storage.base import Base, BigID, bigid_pk, json_doc, unix_ts
 
 
 class Host(Base):
-    """An enrolled osquery node. Re-enrolling with the same hardware uuid reuses the row."""
+    """An enrolled osquery node. Which earlier host an enrollment is, is decided by the
+    server's host identity (``Settings.host_identity``): cloned machines share ``uuid``."""
 
     __tablename__ = "hosts"
 
     id: Mapped[bigid_pk]
-    uuid: Mapped[str] = mapped_column(String(128), unique=True)
+    uuid: Mapped[str] = mapped_column(String(128), index=True)
+    instance_id: Mapped[str] = mapped_column(String(128), default="", index=True)
     host_identifier: Mapped[str] = mapped_column(String(255), index=True)
     hostname: Mapped[str] = mapped_column(String(255), default="")
     platform: Mapped[str] = mapped_column(String(64), default="")

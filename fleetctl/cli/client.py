@@ -129,8 +129,10 @@ class AdminClient:
     def post(self, path: str, body: dict[str, Any]) -> Any:
         return self.request("POST", path, json=body)
 
-    def delete(self, path: str) -> Any:
-        return self.request("DELETE", path, json={})
+    def delete(self, path: str, **params: Any) -> Any:
+        return self.request(
+            "DELETE", path, json={}, params={k: v for k, v in params.items() if v is not None}
+        )
 
     def request(self, method: str, path: str, **kwargs: Any) -> Any:
         """Call the admin API; a refusal raises ``ClientError`` carrying any ``errors`` list."""

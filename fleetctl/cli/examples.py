@@ -32,6 +32,7 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     "db analyst-role": ("fleetctl db analyst-role --print-sql --db postgresql:///fleet",),
     "hosts list": ("fleetctl hosts list", "fleetctl hosts list --format json"),
     "hosts show": ("fleetctl hosts show web-1",),
+    "hosts delete": ("fleetctl hosts delete web-1", "fleetctl hosts delete web-1 --keep-history"),
     "results": (
         "fleetctl results --host web-1 --query process_stdio",
         "fleetctl results --host web-1 --query ipc-telemetry/process_lineage --at 2h",
@@ -53,6 +54,7 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     ),
     "labels list": ("fleetctl labels list",),
     "labels show": ("fleetctl labels show web",),
+    "labels delete": ("fleetctl labels delete web",),
     "sql": (
         "fleetctl sql \"SELECT host, pid, name, target FROM hunt_stdio WHERE kind = 'fifo'\"",
         'fleetctl sql "SELECT parent, child, count(*) AS n FROM hunt_parent_children'
@@ -76,6 +78,7 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     "hunt pause": ("fleetctl hunt pause fifo-shells",),
     "hunt resume": ("fleetctl hunt resume fifo-shells",),
     "hunt cancel": ("fleetctl hunt cancel fifo-shells",),
+    "hunt delete": ("fleetctl hunt delete fifo-shells",),
     "findings list": (
         "fleetctl findings list",
         "fleetctl findings list --status open --min-severity high --since 1d",

@@ -34,9 +34,12 @@ def hosts() -> None:
 @output_options
 def hosts_list(client: AdminClient, fmt: str) -> None:
     """List enrolled hosts, each with its detection state (learning until when, judging,
-    or an explicit baseline)."""
+    or an explicit baseline); a warning column when some say more (cloned machines)."""
     payload = client.get("/hosts")
-    columns = HOST_COLUMNS if fmt == "table" else None
+    columns: tuple[str, ...] | None = None
+    if fmt == "table":
+        warned = any(h.get("warning") for h in payload["hosts"])
+        columns = (*HOST_COLUMNS, "warning") if warned else HOST_COLUMNS
     render(payload["hosts"], columns, fmt=fmt, title="hosts")
 
 
@@ -52,6 +55,25 @@ def hosts_show(client: AdminClient, host: str, fmt: str) -> None:
         return
     render([payload["host"]], fmt=fmt, title="host")
     render(payload["queries"], fmt=fmt, title="queries")
+
+
+@hosts.command("delete")
+@click.argument("host")
+@click.option(
+    "--keep-history",
+    is_flag=True,
+    help="Keep the host and its history; only revoke its node key, so it must enroll again.",
+)
+@client_options
+def hosts_delete(client: AdminClient, host: str, keep_history: bool) -> None:
+    """Delete HOST (id, identifier, hostname or uuid) with its history: results, status
+    logs, data-loss markers, carves, findings, label memberships and query answers.
+
+    Its node key stops working at once; an osqueryd still running there enrolls again
+    as a new host.
+    """
+    answer = client.delete(f"/hosts/{host}", keep_history="true" if keep_history else None)
+    click.echo(f"host {answer['host']} (id {answer['id']}): {answer['action']}")
 
 
 @click.command()

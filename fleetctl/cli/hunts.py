@@ -1,4 +1,4 @@
-"""``fleetctl hunt create|list|show|pause|resume|cancel|results``: scheduled fleet hunts."""
+"""``fleetctl hunt create|list|show|pause|resume|cancel|delete|results``: fleet hunts."""
 
 from __future__ import annotations
 
@@ -118,6 +118,16 @@ def _state_command(action: str) -> click.Command:
 
 for _action in ("pause", "resume", "cancel"):
     hunt.add_command(_state_command(_action))
+
+
+@hunt.command("delete")
+@click.argument("name")
+@client_options
+def delete(client: AdminClient, name: str) -> None:
+    """Delete hunt NAME, stopping it, with its runs and their results; the name can then
+    be used again."""
+    answer = client.delete(f"/hunts/{name}")
+    click.echo(f"hunt {answer['hunt']}: {answer['action']} ({answer['runs']} run(s))")
 
 
 @hunt.command("results")

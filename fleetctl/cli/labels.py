@@ -1,4 +1,4 @@
-"""``fleetctl labels apply|list|show``: named host sets that packs can target."""
+"""``fleetctl labels apply|list|show|delete``: named host sets that packs can target."""
 
 from __future__ import annotations
 
@@ -82,3 +82,12 @@ def show_command(client: AdminClient, name: str, fmt: str) -> None:
         fmt,
         title="members",
     )
+
+
+@labels.command("delete")
+@click.argument("name")
+@client_options
+def delete_command(client: AdminClient, name: str) -> None:
+    """Delete label NAME and its memberships (refused while a pack targets it)."""
+    answer = client.delete(f"/labels/{name}")
+    click.echo(f"label {answer['label']}: {answer['action']}")

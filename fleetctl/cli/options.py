@@ -39,6 +39,8 @@ def setting_option(name: str, **overrides: Any) -> Decorator:
         kwargs["default"] = default_text(f, s) if s.duration else f.default
         kwargs["show_default"] = True
         kind = None if s.duration else _type(f.default, s.minimum, s.exclusive)
+        if s.choices is not None:
+            kind = click.Choice(s.choices)
         if kind is not None:
             kwargs["type"] = kind
     else:

@@ -1,6 +1,6 @@
 """The admin JSON API (bearer token): hosts, results as of a time, status logs, data loss.
 
-Read-only for now. Every response is a JSON object so a browser console can consume
+Reads, and deleting a host. Every response is a JSON object so a browser console can consume
 the same surface as the CLI. Each host says where it stands with detection: learning
 until a time, judging, or on an explicit baseline.
 """
@@ -22,6 +22,7 @@ from fleetctl.server.admin_params import (
     check_body,
     check_request_text,
     column_length,
+    flag_param,
     host_ref,
     int_field,
     int_param,
@@ -177,12 +178,21 @@ def find_host_or_404(session: Any, ref: str | None) -> Host:
     return host
 
 
+def warning_json(peers: list[str] | None) -> dict[str, str]:
+    """What an admin should know of the host: other hosts present its uuid (clones)."""
+    if not peers:
+        return {"warning": ""}
+    return {"warning": f"uuid shared with {', '.join(peers)} (cloned machine?)"}
+
+
 @admin_endpoint
 def list_hosts(request: Request, session: Any) -> dict[str, Any]:
     learning = learning_states(request, session)
+    peers = host_store.uuid_peers(session)
     return {
         "hosts": [
-            host_json(h) | detection_json(learning[h.id]) for h in host_store.list_hosts(session)
+            host_json(h) | detection_json(learning[h.id]) | warning_json(peers.get(h.id))
+            for h in host_store.list_hosts(session)
         ]
     }
 
@@ -207,9 +217,37 @@ def show_host(request: Request, session: Any) -> dict[str, Any]:
     return {
         "host": host_json(host)
         | detection_json(learning)
+        | warning_json(host_store.uuid_peers(session, {host.id}).get(host.id))
         | {"decorations": None if host.decorations is None else unescape_row(host.decorations)},
         "queries": queries,
         "host_details": host.host_details,
+    }
+
+
+@admin_write_endpoint
+def delete_host(request: Request, session: Any, body: dict[str, Any]) -> dict[str, Any]:
+    """Delete a host with its history, or (``keep_history``) only revoke its node key so
+    that it must enroll again. Either way its node key stops working at once here, and
+    on other replicas at their next node-key reload."""
+    host = find_host_or_404(session, request.path_params["ref"])
+    keep_history = flag_param(request.query_params, "keep_history")
+    host_id, identifier = host.id, host.host_identifier
+    done = (
+        host_store.revoke_node_key(session, host_id)
+        if keep_history
+        else host_store.delete_host(session, host_id)
+    )
+    if not done:
+        raise NotFound(f"no host matches {shown(request.path_params['ref'])}")
+    session.commit()  # before forgetting the key: a lookup meanwhile must not find it
+    state = server_state(request)
+    state.node_keys.forget_host(host_id)
+    if not keep_history:
+        state.campaigns.forget(host_id=host_id)
+    return {
+        "host": identifier,
+        "id": host_id,
+        "action": "node key revoked" if keep_history else "deleted",
     }
 
 
@@ -368,6 +406,7 @@ def sql_schema(request: Request, session: Any) -> dict[str, Any]:
 routes = [
     Route(f"{PREFIX}/hosts", list_hosts, methods=["GET"]),
     Route(f"{PREFIX}/hosts/{{ref:path}}", show_host, methods=["GET"]),
+    Route(f"{PREFIX}/hosts/{{ref:path}}", delete_host, methods=["DELETE"]),
     Route(f"{PREFIX}/results", results, methods=["GET"]),
     Route(f"{PREFIX}/status-logs", status_logs, methods=["GET"]),
     Route(f"{PREFIX}/data-loss", data_loss, methods=["GET"]),

@@ -1,4 +1,4 @@
-"""Admin API for hunts: create, list, show, pause, resume, cancel, results (with --diff)."""
+"""Admin API for hunts: create, list, show, pause, resume, cancel, delete, results (--diff)."""
 
 from __future__ import annotations
 
@@ -191,6 +191,20 @@ def cancel_hunt(request: Request, session: Session, body: dict[str, Any]) -> dic
     return _state_change(request, session, "cancelled")
 
 
+@admin_write_endpoint
+def delete_hunt(request: Request, session: Session, body: dict[str, Any]) -> dict[str, Any]:
+    """Delete a hunt in any state with its runs and their answers; its name is free again."""
+    service = _service(request)
+    hunt = _hunt(session, request.path_params["name"])
+    name = hunt.name
+    campaign_ids = hunt_store.delete_hunt(session, hunt)
+    # Commit before touching the job store: on SQLite it takes the write lock itself.
+    session.commit()
+    service.cancel(hunt)
+    server_state(request).campaigns.forget(campaign_ids)
+    return {"hunt": name, "action": "deleted", "runs": len(campaign_ids)}
+
+
 @admin_endpoint
 def hunt_results(request: Request, session: Session) -> dict[str, Any]:
     """One page of a run's rows (default: the latest run), optionally only rows new on
@@ -233,5 +247,6 @@ routes = [
     Route(f"{PREFIX}/hunts/{{name}}/pause", pause_hunt, methods=["POST"]),
     Route(f"{PREFIX}/hunts/{{name}}/resume", resume_hunt, methods=["POST"]),
     Route(f"{PREFIX}/hunts/{{name}}/cancel", cancel_hunt, methods=["POST"]),
+    Route(f"{PREFIX}/hunts/{{name}}", delete_hunt, methods=["DELETE"]),
     Route(f"{PREFIX}/hunts/{{name}}/results", hunt_results, methods=["GET"]),
 ]

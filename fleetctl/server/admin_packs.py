@@ -26,6 +26,7 @@ from fleetctl.server.admin_params import (
     required_text,
     text_param,
 )
+from fleetctl.server.state import server_state
 from fleetctl.targeting import TargetedPack, host_family, query_hosts, targeted
 from fleetctl.timeutil import iso, shown
 from storage import hosts as host_store
@@ -263,6 +264,24 @@ def list_labels(request: Request, session: Session) -> dict[str, Any]:
     }
 
 
+@admin_write_endpoint
+def delete_label(request: Request, session: Session, body: dict[str, Any]) -> dict[str, Any]:
+    """Delete a label no pack targets; refused, naming the packs, while some do."""
+    name = request.path_params["name"]
+    if label_store.get_label(session, name) is None:
+        raise NotFound(f"no label {name!r}")
+    targeting = [p.name for p in pack_store.current_packs(session) if name in p.labels]
+    if targeting:
+        raise ValueError(
+            f"label {name!r} is targeted by pack(s) {', '.join(targeting)}: "
+            "apply them without it or delete them first"
+        )
+    label_store.delete_label(session, name)
+    session.commit()  # before reloading: hosts stop getting the label's query
+    server_state(request).reload_labels()
+    return {"label": name, "action": "deleted"}
+
+
 @admin_endpoint
 def show_label(request: Request, session: Session) -> dict[str, Any]:
     label = label_store.get_label(session, request.path_params["name"])
@@ -291,4 +310,5 @@ routes = [
     Route(f"{PREFIX}/labels", list_labels, methods=["GET"]),
     Route(f"{PREFIX}/labels", apply_label, methods=["POST"]),
     Route(f"{PREFIX}/labels/{{name}}", show_label, methods=["GET"]),
+    Route(f"{PREFIX}/labels/{{name}}", delete_label, methods=["DELETE"]),
 ]

@@ -81,6 +81,19 @@ class CampaignQueue:
                 self._by_host.setdefault(item.host_id, {})[item.campaign_id] = item
                 self._added[item.campaign_id] = self._adds
 
+    def forget(self, campaign_ids: Iterable[int] = (), host_id: int | None = None) -> None:
+        """Stop handing out deleted campaigns, and anything to a deleted host."""
+        gone = set(campaign_ids)
+        with self._lock:
+            if host_id is not None:
+                self._by_host.pop(host_id, None)
+            if gone:
+                for items in self._by_host.values():
+                    for cid in gone & items.keys():
+                        del items[cid]
+                for cid in gone:
+                    self._added.pop(cid, None)
+
     def take(self, host_id: int, now: int) -> dict[int, str]:
         """campaign id -> SQL for this host (removed from the queue: it is being sent)."""
         if host_id not in self._by_host:

@@ -36,14 +36,13 @@ from fleetctl import __version__
 from fleetctl.errors import BadRequest
 from fleetctl.server.campaign_queue import parse_campaign_query_id
 from fleetctl.server.label_queue import LabelQueue, parse_label_query_id
-from fleetctl.server.node_service import lock_host
+from fleetctl.server.node_service import STATUS_FILENAME, lock_host
 from storage import campaigns as campaign_store
 from storage import labels as label_store
 from storage import logs as log_store
 
 log = logging.getLogger("fleetctl.server")
 
-STATUS_FILENAME = "fleetctl-server"
 SHOWN_IDS = 5  # dropped ids named in the status log line; the rest are counted
 SHOWN_ID_CHARS = 64  # a host chooses its ids: long ones are cut
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from fleetctl import __version__
 from fleetctl.errors import BadRequest
 from fleetctl.ingest import (
     host_identifiers,
@@ -23,9 +24,11 @@ from fleetctl.ingest import (
 )
 from fleetctl.server.osquery_config import PACK_DELIMITER
 from fleetctl.targeting import targeted
+from storage import campaigns as campaign_store
 from storage import hosts as host_store
 from storage import logs as log_store
 from storage import packs as pack_store
+from storage.campaigns import Pending
 from storage.encoding import encoder_for
 from storage.hosts import Host
 from storage.rejected import Rejection, record
@@ -52,6 +55,58 @@ class PackIndex:
                 if not query.removed:
                     quiet.add(f"pack{PACK_DELIMITER}{stored.name}{PACK_DELIMITER}{query.name}")
         return cls(tuple(names), frozenset(quiet))
+
+
+# Where the server's own lines about a host appear in its status logs.
+STATUS_FILENAME = "fleetctl-server"
+
+
+@dataclass(frozen=True)
+class Enrolled:
+    host_id: int
+    created: bool
+    family: str
+    joined: list[Pending]  # the open hunt runs the host joined
+    clone_of: tuple[str, ...] = ()  # identifiers of other hosts with its uuid, if new
+
+
+def enroll(
+    session: Session,
+    *,
+    identity: str,
+    host_identifier: str,
+    platform_type: str,
+    host_details: dict[str, Any],
+    node_key_hash: str,
+    now: int,
+) -> Enrolled:
+    """Enroll (or re-enroll) a host under the server's host identity and add it to the
+    open hunt runs that target it. A new host whose uuid other hosts present (a cloned
+    machine) is kept as a host of its own, and says so in its status log."""
+    host, created = host_store.enroll_host(
+        session,
+        host_identifier=host_identifier,
+        platform_type=platform_type,
+        host_details=host_details,
+        node_key_hash=node_key_hash,
+        now=now,
+        identity=identity,
+    )
+    peers = tuple(host_store.uuid_peers(session, {host.id}).get(host.id, ())) if created else ()
+    if peers:
+        advice = (
+            "; `fleetctl serve --host-identity instance` tells clones apart"
+            if identity == "uuid"
+            else ""
+        )
+        message = (
+            f"uuid {host.uuid} is also presented by {', '.join(peers)} (a cloned machine?):"
+            f" enrolled as a host of its own{advice}"
+        )
+        log_store.add_server_status(session, host.id, now, STATUS_FILENAME, message, __version__)
+    joined = campaign_store.join_open_hunts(session, host.id, now)
+    family = host_store.host_family(host.platform, host.platform_type)
+    return Enrolled(host.id, created, family, joined, peers)
 
 
 def lock_host(session: Session, host_id: int) -> Host:

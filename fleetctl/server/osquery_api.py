@@ -31,9 +31,7 @@ from fleetctl.server.osquery_config import config_for
 from fleetctl.server.responses import node_error, node_invalid, node_ok
 from fleetctl.server.state import in_session, server_state
 from fleetctl.targeting import host_family
-from storage import campaigns as campaign_store
 from storage import hosts as host_store
-from storage.campaigns import Pending
 from storage.rejected import is_data_error, refusal
 from storage.results import ApplyStats
 
@@ -126,24 +124,34 @@ async def enroll(request: Request) -> Response:
         platform_type = str(platform_type)
     node_key = new_secret()
 
-    def write(session: Session) -> tuple[int, bool, str, list[Pending]]:
-        now = int(time.time())
-        host, created = host_store.enroll_host(
+    enrolled = await in_session(
+        state.sessions,
+        lambda session: node_service.enroll(
             session,
+            identity=state.settings.host_identity,
             host_identifier=identifier,
             platform_type=platform_type,
             host_details=details,
             node_key_hash=digest(node_key),
-            now=now,
+            now=int(time.time()),
+        ),
+    )
+    state.campaigns.add(enrolled.joined)
+    state.node_keys.forget_host(enrolled.host_id)
+    state.node_keys.put(digest(node_key), enrolled.host_id, identifier, enrolled.family)
+    log.info(
+        "%s host %s (%s)",
+        "enrolled" if enrolled.created else "re-enrolled",
+        identifier,
+        enrolled.host_id,
+    )
+    if enrolled.clone_of:
+        log.warning(
+            "host %s (%s) presents the uuid of %s: a cloned machine? kept as a host of its own",
+            identifier,
+            enrolled.host_id,
+            ", ".join(enrolled.clone_of),
         )
-        joined = campaign_store.join_open_hunts(session, host.id, now)
-        return host.id, created, host_family(host.platform, host.platform_type), joined
-
-    host_id, created, family, joined = await in_session(state.sessions, write)
-    state.campaigns.add(joined)
-    state.node_keys.forget_host(host_id)
-    state.node_keys.put(digest(node_key), host_id, identifier, family)
-    log.info("%s host %s (%s)", "enrolled" if created else "re-enrolled", identifier, host_id)
     return node_ok({"node_key": node_key})
 
 

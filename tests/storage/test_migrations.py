@@ -133,3 +133,62 @@ def test_migration_turns_each_finding_into_one_occurrence(empty_url: str) -> Non
         assert restored["f2"] == old_document(4343, 777, "/tmp/f")
     finally:
         engine.dispose()
+
+
+def test_a_uuid_may_be_shared_and_the_rows_of_every_host_survive(empty_url: str) -> None:
+    """0012 rebuilds ``hosts`` on SQLite: rows that reference a host must not go with the
+    old table, and the views must work after it."""
+    engine = make_engine(empty_url)
+    insert_host = text(
+        "INSERT INTO hosts (id, uuid, host_identifier, hostname, platform,"
+        " platform_type, os_name, os_version, osquery_version, node_key_hash,"
+        " host_details, enrolled_at, last_enrolled_at, last_seen, enroll_count)"
+        " VALUES (:id, 'u1', :ident, :ident, 'ubuntu', '9', '', '', '5.8',"
+        " :key, :details, 1000, 1000, 1000, 1)"
+    )
+    details = {"osquery_info": {"instance_id": "i-1"}, "system_info": {"uuid": "u1"}}
+    try:
+        upgrade(engine, "0011")
+        with engine.begin() as conn:
+            conn.execute(
+                insert_host,
+                {"id": 1, "ident": "web-1", "key": "k1", "details": json.dumps(details)},
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO status_logs (host_id, unix_time, severity, filename, line,"
+                    " message, version) VALUES (1, 1000, 0, 'x.cpp', 1, 'kept', '5.8')"
+                )
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO findings (id, host_id, path_key, pid, parent, child, severity,"
+                    " score, status, new_on_host, new_on_fleet, seen_during_learning,"
+                    " first_seen, last_seen, note) VALUES ('f1', 1, 'k', 1, 'bash', 'sh',"
+                    " 'high', 70, 'open', true, true, false, 1000, 1000, '')"
+                )
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO finding_occurrences (finding_id, pid, severity, score,"
+                    " seen_during_learning, first_seen, last_seen, document)"
+                    " VALUES ('f1', 1, 'high', 70, false, 1000, 1000, '{}')"
+                )
+            )
+        upgrade(engine)
+        with engine.begin() as conn:
+            assert conn.execute(text("SELECT instance_id FROM hosts")).scalar() == "i-1"
+            assert conn.execute(text("SELECT message FROM status_logs")).scalar() == "kept"
+            assert conn.execute(text("SELECT count(*) FROM finding_occurrences")).scalar() == 1
+            assert conn.execute(text("SELECT host FROM hunt_findings")).scalar() == "web-1"
+            conn.execute(insert_host, {"id": 2, "ident": "web-2", "key": "k2", "details": "{}"})
+        with pytest.raises(RuntimeError, match="several hosts have uuid 'u1'"):
+            command.downgrade(alembic_config(empty_url), "0011")
+        with engine.begin() as conn:
+            conn.execute(text("DELETE FROM hosts WHERE id = 2"))
+        command.downgrade(alembic_config(empty_url), "0011")
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT message FROM status_logs")).scalar() == "kept"
+            assert conn.execute(text("SELECT count(*) FROM finding_occurrences")).scalar() == 1
+    finally:
+        engine.dispose()
