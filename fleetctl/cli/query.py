@@ -48,7 +48,9 @@ def query(
         timeout = parse_duration(timeout_text)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--timeout") from exc
-    started = client.post("/queries", {"sql": sql, "targets": targets, "timeout": timeout})
+    started = client.post(
+        "/queries", {"sql": sql, "targets": targets, "timeout": timeout}, live="a live query"
+    )
     qid = started["id"]
     click.echo(f"query {qid}: {started['targeted']} targeted, {started['online']} online", err=True)
     status, rows, errors = _follow(client, qid, fmt, time.monotonic() + timeout)
