@@ -64,7 +64,7 @@ def create(
         body["cron"] = cron
     if once:
         body["once"] = True
-    answer = client.post("/hunts", body)
+    answer = client.post("/hunts", body, live="a hunt")
     click.echo(
         f"hunt {answer['hunt']['name']}: {answer['hunt']['schedule']}, "
         f"targets {answer['hunt']['targets']}"
@@ -109,7 +109,7 @@ def _state_command(action: str) -> click.Command:
     @click.argument("name")
     @client_options
     def command(client: AdminClient, name: str) -> None:
-        answer = client.post(f"/hunts/{name}/{action}", {})
+        answer = client.post(f"/hunts/{name}/{action}", {}, live="a hunt")
         click.echo(f"hunt {answer['hunt']['name']}: {answer['hunt']['state']}")
 
     command.help = f"{action.capitalize()} a hunt."

@@ -60,6 +60,7 @@ def query(
     started = client.post(
         "/queries",
         {"sql": sql, "targets": targets, "timeout": timeout, "skip_missing": skip_missing},
+        live="a live query",
     )
     qid = started["id"]
     click.echo(f"query {qid}: {started['targeted']} targeted, {started['online']} online", err=True)

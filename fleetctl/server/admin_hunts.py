@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 from starlette.requests import Request
 from starlette.routing import Route
 
-from fleetctl.errors import NotFound
+from fleetctl.errors import NotFound, Unavailable
 from fleetctl.server.admin_api import admin_endpoint, admin_write_endpoint
 from fleetctl.server.admin_params import (
     INT64,
@@ -41,6 +41,8 @@ RESULTS_PAGE = 100_000
 
 def _service(request: Request) -> Any:
     state = server_state(request)
+    if not state.serves_hosts:
+        raise Unavailable("a hunt fires on hosts online: it needs a running server")
     if state.hunts is None:
         raise ValueError("the hunt scheduler is not running")
     return state.hunts
@@ -70,6 +72,7 @@ def _sql_from(session: Session, body: dict[str, Any]) -> str:
 
 @admin_write_endpoint
 def create_hunt(request: Request, session: Session, body: dict[str, Any]) -> dict[str, Any]:
+    service = _service(request)  # before anything is written
     name = required_text(body, "name", max_length=column_length("Hunt.name"))
     if hunt_store.hunt_named(session, name) is not None:
         raise ValueError(f"a hunt named {name!r} exists")
@@ -100,7 +103,7 @@ def create_hunt(request: Request, session: Session, body: dict[str, Any]) -> dic
         now=int(time.time()),
     )
     session.commit()  # the scheduler may fire at once and must find the hunt
-    _service(request).schedule(hunt)
+    service.schedule(hunt)
     return {"hunt": _hunt_json(session, hunt)}
 
 
@@ -156,6 +159,7 @@ def show_hunt(request: Request, session: Session) -> dict[str, Any]:
 
 
 def _state_change(request: Request, session: Session, new_state: str) -> dict[str, Any]:
+    service = _service(request)  # before anything is written
     hunt = _hunt(session, request.path_params["name"])
     if hunt.state == "cancelled":
         raise ValueError(f"hunt {hunt.name!r} is cancelled")
@@ -169,7 +173,6 @@ def _state_change(request: Request, session: Session, new_state: str) -> dict[st
         campaign_store.expire(session, now)
     # Commit before touching the job store: on SQLite it takes the write lock itself.
     session.commit()
-    service = _service(request)
     {"paused": service.pause, "active": service.resume, "cancelled": service.cancel}[new_state](
         hunt
     )

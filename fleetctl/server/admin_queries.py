@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from starlette.requests import Request
 from starlette.routing import Route
 
-from fleetctl.errors import NotFound
+from fleetctl.errors import NotFound, Unavailable
 from fleetctl.packs.validate import validate_text
 from fleetctl.schema import default_schema
 from fleetctl.server.admin_api import Invalid, admin_endpoint, admin_write_endpoint
@@ -87,6 +87,8 @@ def hosts_lacking_tables(
 
 @admin_write_endpoint
 def start_query(request: Request, session: Session, body: dict[str, Any]) -> dict[str, Any]:
+    if not server_state(request).serves_hosts:
+        raise Unavailable("a live query needs a running server: start one with `fleetctl serve`")
     sql = check_query_sql(body.get("sql"))
     targets = check_targets(
         text_param(body, "targets", max_length=column_length("Campaign.targets"), default="all")

@@ -77,6 +77,11 @@ class ServerState:
     detection: DetectionService | None = None
     packs: PackIndex = field(default_factory=PackIndex)
     hunts: HuntService | None = None
+    #: False for an app run in a client's own process over the store (``local.py``):
+    #: no host reaches it, so nothing that needs hosts online may start.
+    serves_hosts: bool = True
+    #: Digests of admin tokens this process made for itself, accepted beside the store's.
+    own_token_digests: tuple[str, ...] = ()
     _packs_loaded: float = 0.0
     _carves_checked: float = 0.0
     _secret_digests: tuple[float, list[str]] = (0.0, [])
@@ -113,7 +118,7 @@ class ServerState:
             with session_scope(self.readonly_sessions) as session:
                 digests = host_store.token_digests(session)
             self._token_digests = (time.monotonic(), digests)
-        return digests
+        return [*digests, *self.own_token_digests]
 
     def reload_node_keys(self) -> None:
         with session_scope(self.readonly_sessions) as session:

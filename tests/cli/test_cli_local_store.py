@@ -1,0 +1,118 @@
+"""Client commands with no server running: the same requests go to the same app over
+the store, in the command's own process, so the output is the same."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from fleetctl.cli import main
+from fleetctl.cli.client import context_path
+from storage.database import shown
+from tests.cli.test_cli_hosts import ev
+from tests.conftest import REPO, RunningServer
+
+YEARLY = "0 0 1 1 *"
+
+# Commands whose output must not change when the server is gone.
+READS = [
+    ("hosts", "list"),
+    ("hosts", "list", "--format", "json"),
+    ("results", "--host", "jumpvm", "--query", "pack_ipc_processes", "--at", "1500"),
+    ("status-logs", "--host", "jumpvm"),
+    ("data-loss",),
+    ("sql", "SELECT count(*) AS n FROM hunt_hosts"),
+    ("findings", "list"),
+    ("packs", "list"),
+    ("packs", "show", "ipc-telemetry"),
+    ("hunt", "list"),
+    ("hunt", "show", "yearly"),
+    ("hunt", "results", "yearly"),
+    ("labels", "list"),
+    ("baseline", "list"),
+]
+
+
+def invoke(*args: str, code: int = 0) -> Result:
+    result = CliRunner().invoke(main, list(args), env={"COLUMNS": "400"})
+    assert result.exit_code == code, result.output
+    return result
+
+
+def outputs() -> list[tuple[int, str, str]]:
+    """Each command's exit code, stdout and stderr (but the line saying where it reads)."""
+    said = []
+    for args in READS:
+        result = CliRunner().invoke(main, list(args), env={"COLUMNS": "400"})
+        errors = [line for line in result.stderr.splitlines(True) if not line.startswith("(no")]
+        said.append((result.exit_code, result.stdout, "".join(errors)))
+    return said
+
+
+@pytest.fixture
+def fed(server: RunningServer) -> RunningServer:
+    node = server.node()
+    node.enroll()
+    node.log("result", [ev("added", "1", 1000, 0), ev("added", "2", 1000, 0)])
+    node.log("result", [ev("removed", "1", 2000, 1), ev("added", "3", 2000, 1)])
+    node.log(
+        "status",
+        [{"unixTime": 1000, "severity": 2, "filename": "tls.cpp", "line": 7, "message": "x"}],
+    )
+    invoke("packs", "apply", str(REPO / "packs" / "ipc-telemetry.json"))
+    invoke("labels", "apply", "jump", "--hosts", "jumpvm")
+    invoke("hunt", "create", "yearly", "--sql", "SELECT 1 AS one", "--cron", YEARLY)
+    # What housekeeping writes within a second, written now: the host's last check-in
+    # would otherwise reach the store between the two readings.
+    server.thread.state.flush_checkins()
+    return server
+
+
+def test_with_the_server_stopped_commands_read_the_store(fed: RunningServer) -> None:
+    through_server = outputs()
+    fed.stop()
+    direct = outputs()
+    for args, before, after in zip(READS, through_server, direct, strict=True):
+        assert after == before, args
+    not_run = READS.index(("hunt", "results", "yearly"))  # the hunt's first run is in a year
+    assert [code for code, _, _ in direct] == [int(i == not_run) for i in range(len(READS))]
+    note = invoke("hosts", "list").stderr
+    assert (
+        note
+        == f"(no server at {fed.url}: reading the store at {shown(fed.settings.db_url)} directly)\n"
+    )
+
+
+def test_a_store_named_with_db_needs_no_context(fed: RunningServer) -> None:
+    through_server = invoke("hosts", "list").stdout
+    fed.stop()
+    context_path().unlink()
+    invoke("hosts", "list", code=1)
+    direct = invoke("hosts", "list", "--db", fed.settings.db_url)
+    assert direct.stdout == through_server
+    assert direct.stderr.startswith("(no server: reading the store at")
+
+
+def test_a_live_query_without_a_server_says_how_to_start_one(
+    fed: RunningServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fed.stop()
+    db = fed.settings.db_url
+    refused = invoke("query", "SELECT 1", code=1)
+    expected = (
+        "fleetctl serve"
+        if db.endswith(str(Path(fed.settings.home) / "fleet.db"))
+        else (f"fleetctl serve --db {shown(db)}")
+    )
+    assert refused.stderr == (
+        f"Error: a live query needs a running server: start one with `{expected}`\n"
+    )
+    monkeypatch.setenv("FLEETCTL_DB", db)
+    hunt = invoke("hunt", "create", "again", "--sql", "SELECT 1", "--once", code=1)
+    assert "a hunt needs a running server" in hunt.stderr
+    assert [h["name"] for h in json.loads(invoke("hunt", "list", "--format", "json").stdout)] == [
+        "yearly"
+    ]
