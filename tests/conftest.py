@@ -228,7 +228,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _outside_the_repository(event: str, args: tuple[Any, ...]) -> None:
-    """Refuse a test's read of a file beside the repository (such as ``../shared``): a
+    """Refuse a test's read of a file beside the repository (a sibling folder): a
     clone with nothing beside it must pass, so what a test needs lives in ``tests/``."""
     if event != "open" or not isinstance(args[0], str | bytes | os.PathLike):
         return
