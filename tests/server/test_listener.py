@@ -243,7 +243,8 @@ def test_bytes_between_requests_do_not_hold_a_connection(
                 continue
             except (ConnectionResetError, BrokenPipeError, ssl.SSLError):
                 break
-        assert 2.0 <= time.monotonic() - began < 2.0 + SLACK
+        # the header timer starts when the answer is sent, a moment before it is read here
+        assert 2.0 - 0.1 <= time.monotonic() - began < 2.0 + SLACK
 
 
 def test_connections_over_the_per_address_limit_are_closed_at_once(
