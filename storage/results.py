@@ -481,15 +481,25 @@ def current_column_values(
         states = select(QueryState.host_id, QueryState.name).where(
             QueryState.host_id.in_(chunk), QueryState.pack == pack, QueryState.query == query
         )
-        for host_id, name in session.execute(states).all():
+        for host_id, _ in session.execute(states):
             found.setdefault(host_id, set())
-            rows = select(ResultRow.columns).where(
-                ResultRow.host_id == host_id, ResultRow.name == name, ResultRow.removed_at.is_(None)
+        rows = (
+            select(ResultRow.host_id, ResultRow.columns)
+            .join(
+                QueryState,
+                and_(QueryState.host_id == ResultRow.host_id, QueryState.name == ResultRow.name),
             )
-            for (values,) in session.execute(rows):
-                value = (values or {}).get(column)
-                if isinstance(value, str):
-                    found[host_id].add(value)
+            .where(
+                QueryState.host_id.in_(chunk),
+                QueryState.pack == pack,
+                QueryState.query == query,
+                ResultRow.removed_at.is_(None),
+            )
+        )
+        for host_id, values in session.execute(rows):
+            value = (values or {}).get(column)
+            if isinstance(value, str):
+                found[host_id].add(value)
     return found
 
 
