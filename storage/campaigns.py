@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import cast
 
@@ -63,21 +64,25 @@ def create_campaign(
     host_ids: list[int],
     now: int,
     expires_at: int,
+    skipped: Mapping[int, str] | None = None,
 ) -> Campaign:
-    """The campaign and one ``queued`` target per host, inserted as one batch."""
+    """The campaign and one ``queued`` target per host, inserted as one batch; each host
+    of ``skipped`` (host id -> why it cannot run the query) is a ``skipped`` target that
+    is never sent the query."""
     campaign = Campaign(
         kind=kind, name=name, sql=sql, targets=targets, created_at=now, expires_at=expires_at
     )
     session.add(campaign)
     session.flush()
-    if host_ids:
-        session.connection().execute(
-            insert(cast(Table, CampaignTarget.__table__)),
-            [
-                {"campaign_id": campaign.id, "host_id": h, "state": "queued", "message": ""}
-                for h in host_ids
-            ],
-        )
+    targets = [
+        {"campaign_id": campaign.id, "host_id": h, "state": "queued", "message": ""}
+        for h in host_ids
+    ] + [
+        {"campaign_id": campaign.id, "host_id": h, "state": "skipped", "message": why}
+        for h, why in (skipped or {}).items()
+    ]
+    if targets:
+        session.connection().execute(insert(cast(Table, CampaignTarget.__table__)), targets)
     return campaign
 
 
@@ -220,12 +225,13 @@ def counts(session: Session, campaign_id: int, online_since: int) -> Counts:
     )
 
 
-def failures(session: Session, campaign_id: int) -> list[tuple[str, str]]:
-    """(host identifier, osquery's error message) of each target whose answer failed."""
+def host_messages(session: Session, campaign_id: int, state: str) -> list[tuple[str, str]]:
+    """(host identifier, message) of each target in ``state``: osquery's error message of
+    a ``failed`` answer, or why a ``skipped`` host was not sent the query."""
     query = (
         select(Host.host_identifier, CampaignTarget.message)
         .join(Host, Host.id == CampaignTarget.host_id)
-        .where(CampaignTarget.campaign_id == campaign_id, CampaignTarget.state == "failed")
+        .where(CampaignTarget.campaign_id == campaign_id, CampaignTarget.state == state)
         .order_by(Host.host_identifier)
     )
     return [(ident, message) for ident, message in session.execute(query)]

@@ -6,6 +6,7 @@ import click
 
 from fleetctl.cli.client import AdminClient, client_options
 from fleetctl.cli.groups import Group
+from fleetctl.cli.options import skip_missing_option
 from fleetctl.cli.output import output_options, render
 from fleetctl.timeutil import parse_duration
 
@@ -33,6 +34,7 @@ def hunt() -> None:
     default=None,
     help="How long each run waits for offline hosts (default: the interval, or 24h).",
 )
+@skip_missing_option
 @client_options
 def create(
     client: AdminClient,
@@ -44,11 +46,17 @@ def create(
     every: str | None,
     once: bool,
     expires: str | None,
+    skip_missing: bool,
 ) -> None:
-    """Create hunt NAME (exactly one of --sql/--query and of --cron/--every/--once)."""
+    """Create hunt NAME (exactly one of --sql/--query and of --cron/--every/--once).
+
+    Targets lacking a table the query reads (their platform has none, or their osqueryd
+    does not report the extension table) are listed and the hunt is not created, unless
+    --skip-missing: then every run records such hosts as skipped and sends them nothing.
+    """
     if sum(x is not None for x in (cron, every, once or None)) != 1:
         raise click.UsageError("give exactly one of --cron, --every and --once")
-    body: dict[str, object] = {"name": name, "targets": targets}
+    body: dict[str, object] = {"name": name, "targets": targets, "skip_missing": skip_missing}
     if sql is not None:
         body["sql"] = sql
     if pack_query is not None:
@@ -90,7 +98,10 @@ def list_hunts(client: AdminClient, fmt: str) -> None:
 @client_options
 @output_options
 def show(client: AdminClient, name: str, fmt: str) -> None:
-    """A hunt and its runs with per-host states (queued, sent, done, failed, expired)."""
+    """A hunt and its runs, with how many target hosts are in each state.
+
+    States: queued, sent, done, failed (osquery's error), expired (never answered), skipped
+    (lacks a table the hunt reads; never sent)."""
     answer = client.get(f"/hunts/{name}")
     if fmt == "json":
         render([answer], fmt=fmt)
@@ -98,7 +109,7 @@ def show(client: AdminClient, name: str, fmt: str) -> None:
     render([answer["hunt"]], fmt=fmt, title="hunt")
     render(
         answer["runs"],
-        ("run", "fired", "queued", "sent", "done", "failed", "expired"),
+        ("run", "fired", "queued", "sent", "done", "failed", "expired", "skipped"),
         fmt,
         title="runs",
     )
@@ -158,6 +169,8 @@ def results(
     shown = offset + len(answer["rows"])
     if shown < answer["total"]:
         click.echo(f"({shown} of {answer['total']} rows; --offset {shown} for more)", err=True)
+    for skipped in answer["skipped"]:
+        click.echo(f"{skipped['host']}: skipped: {skipped['reason']}", err=True)
     for failure in answer["failed"]:
         click.echo(f"{failure['host']}: error: {failure['error']}", err=True)
     if answer["failed"]:

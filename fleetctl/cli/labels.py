@@ -6,6 +6,7 @@ import click
 
 from fleetctl.cli.client import AdminClient, client_options
 from fleetctl.cli.groups import Group
+from fleetctl.cli.options import skip_missing_option
 from fleetctl.cli.output import output_options, render
 
 
@@ -30,6 +31,7 @@ def labels() -> None:
 )
 @click.option("--platform", default=None, help="Only hosts of this platform run the query.")
 @click.option("--description", default="", help="What the label means.")
+@skip_missing_option
 @client_options
 def apply_command(
     client: AdminClient,
@@ -38,11 +40,21 @@ def apply_command(
     hosts: str | None,
     platform: str | None,
     description: str,
+    skip_missing: bool,
 ) -> None:
-    """Create or replace label NAME (give exactly one of --sql and --hosts)."""
+    """Create or replace label NAME (give exactly one of --sql and --hosts).
+
+    A --sql label whose query reads a table some of its hosts lack (their platform has
+    none, or their osqueryd does not report the extension table) lists those hosts and is
+    not applied, unless --skip-missing: such hosts then never join it."""
     if (query is None) == (hosts is None):
         raise click.UsageError("give exactly one of --sql and --hosts")
-    body: dict[str, object] = {"name": name, "platform": platform, "description": description}
+    body: dict[str, object] = {
+        "name": name,
+        "platform": platform,
+        "description": description,
+        "skip_missing": skip_missing,
+    }
     if query is not None:
         body["query"] = query
     else:

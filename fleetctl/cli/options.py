@@ -1,4 +1,6 @@
-"""Options generated from the one declaration of the server's settings (``fleetctl.settings``)."""
+"""Options shared by several commands: the server's settings, generated from their one
+declaration (``fleetctl.settings``), and ``--skip-missing`` of the commands that send SQL to
+hosts."""
 
 from __future__ import annotations
 
@@ -55,3 +57,11 @@ def server_options(command: Callable[..., Any]) -> Callable[..., Any]:
         if s.option is not None:
             command = setting_option(f.name)(command)
     return command
+
+
+skip_missing_option = click.option(
+    "--skip-missing",
+    is_flag=True,
+    help="Send only to the targets that have every table the query reads (without it, "
+    "targets lacking one are listed and nothing is sent).",
+)

@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from fleetctl.cli.client import AdminClient, client_options
+from fleetctl.cli.options import skip_missing_option
 from fleetctl.cli.output import output_options, render
 from fleetctl.timeutil import parse_duration
 
@@ -28,11 +29,7 @@ from fleetctl.timeutil import parse_duration
     show_default=True,
     help="Stop waiting (and stop sending to offline hosts) after this long.",
 )
-@click.option(
-    "--skip-missing",
-    is_flag=True,
-    help="Send only to the targets that have every table the query reads.",
-)
+@skip_missing_option
 @client_options
 @output_options
 @click.pass_context

@@ -22,7 +22,11 @@ from fleetctl.server.admin_params import (
     required_text,
     text_param,
 )
-from fleetctl.server.admin_queries import MAX_TIMEOUT, check_query_sql
+from fleetctl.server.admin_queries import (
+    MAX_TIMEOUT,
+    check_query_sql,
+    check_targets_have_tables,
+)
 from fleetctl.server.hunts import next_run, trigger_for
 from fleetctl.server.state import server_state
 from fleetctl.targeting import targeted
@@ -37,6 +41,9 @@ from storage.hunts import Hunt
 PREFIX = "/api/v1/admin"
 MAX_EVERY = 366 * 86400
 RESULTS_PAGE = 100_000
+# A run's target states, as ``hunt show`` counts them; ``skipped`` hosts lack a table the
+# hunt reads and are never sent it.
+RUN_STATES = ("queued", "sent", "done", "failed", "expired", "skipped")
 
 
 def _service(request: Request) -> Any:
@@ -87,9 +94,10 @@ def create_hunt(request: Request, session: Session, body: dict[str, Any]) -> dic
         text_param(body, "targets", max_length=column_length("Hunt.targets"), default="all")
     )
     try:
-        campaign_store.resolve_targets(session, targets)
+        host_ids = campaign_store.resolve_targets(session, targets)
     except TargetError as exc:
         raise NotFound(str(exc)) from exc
+    check_targets_have_tables(session, sql, host_ids, body, "hunt")
     default_expiry = min(int(value), MAX_TIMEOUT) if kind == "every" else 86400
     expires = int_field(body, "expires", (1, MAX_TIMEOUT), default=default_expiry)
     hunt = hunt_store.add_hunt(
@@ -152,7 +160,7 @@ def show_hunt(request: Request, session: Session) -> dict[str, Any]:
             {
                 "run": run.run,
                 "fired": iso(run.fired_at),
-                **{s: counts.get(s, 0) for s in ("queued", "sent", "done", "failed", "expired")},
+                **{s: counts.get(s, 0) for s in RUN_STATES},
             }
         )
     return {"hunt": _hunt_json(session, hunt), "runs": runs}
@@ -220,7 +228,7 @@ def hunt_results(request: Request, session: Session) -> dict[str, Any]:
     hunt = _hunt(session, request.path_params["name"])
     runs = {r.run: r for r in hunt_store.runs(session, hunt.id)}
     if not runs:
-        return {"run": None, "rows": [], "total": 0, "offset": 0, "failed": []}
+        return {"run": None, "rows": [], "total": 0, "offset": 0, "failed": [], "skipped": []}
     number = max(runs) if wanted is None else wanted
     if number not in runs:
         raise NotFound(f"hunt {hunt.name!r} has no run {number}")
@@ -233,13 +241,16 @@ def hunt_results(request: Request, session: Session) -> dict[str, Any]:
         offset=offset,
         limit=limit,
     )
-    failed = campaign_store.failures(session, runs[number].campaign_id)
+    campaign_id = runs[number].campaign_id
+    failed = campaign_store.host_messages(session, campaign_id, "failed")
+    skipped = campaign_store.host_messages(session, campaign_id, "skipped")
     return {
         "run": number,
         "total": page.total,
         "offset": offset,
         "rows": page.rows,
         "failed": [{"host": host, "error": message} for host, message in failed],
+        "skipped": [{"host": host, "reason": message} for host, message in skipped],
     }
 
 

@@ -16,6 +16,7 @@ from starlette.routing import Route
 
 from fleetctl.errors import NotFound
 from fleetctl.packs.loader import pack_from_document
+from fleetctl.packs.model import parse_platforms
 from fleetctl.packs.validate import validate_text
 from fleetctl.server.admin_api import Invalid, admin_endpoint, admin_write_endpoint, host_json
 from fleetctl.server.admin_params import (
@@ -26,9 +27,11 @@ from fleetctl.server.admin_params import (
     required_text,
     text_param,
 )
+from fleetctl.server.admin_queries import check_targets_have_tables
 from fleetctl.server.state import server_state
 from fleetctl.targeting import TargetedPack, host_family, query_hosts, targeted
 from fleetctl.timeutil import iso, shown
+from storage import campaigns as campaign_store
 from storage import hosts as host_store
 from storage import labels as label_store
 from storage import packs as pack_store
@@ -223,6 +226,7 @@ def apply_label(request: Request, session: Session, body: dict[str, Any]) -> dic
             host_ids.append(host.id)
     if query is not None:
         _check_label_sql(name, query, platform)
+        check_targets_have_tables(session, query, _label_hosts(session, platform), body, "label")
     action = label_store.upsert_label(
         session,
         name,
@@ -235,10 +239,26 @@ def apply_label(request: Request, session: Session, body: dict[str, Any]) -> dic
     return {"label": name, "action": action}
 
 
+def _label_hosts(session: Session, platform: str | None) -> list[int]:
+    """The hosts a dynamic label's query goes to: those of its platform (default: all)."""
+    families = parse_platforms(platform) if platform else None
+    everyone = campaign_store.resolve_targets(session, "all")
+    return [
+        host_id
+        for host_id, (_, family) in host_store.families(session, everyone).items()
+        if families is None or family in families
+    ]
+
+
 def _check_label_sql(name: str, query: Any, platform: Any) -> None:
     if not isinstance(query, str) or not query.strip():
         raise ValueError("'query' must be a non-empty SQL string")
-    doc: dict[str, Any] = {"queries": {"membership": {"query": query, "interval": 3600}}}
+    # As for a live query, the stand-in for a discovery query that an extension table
+    # would need is ``check_targets_have_tables``: the label goes only where its tables are.
+    doc: dict[str, Any] = {
+        "discovery": ["SELECT 1 FROM osquery_registry WHERE registry = 'table'"],
+        "queries": {"membership": {"query": query, "interval": 3600}},
+    }
     if platform:
         doc["platform"] = platform
     errors = validate_text(json.dumps(doc), f"<label {name}>", f"label-{name}")

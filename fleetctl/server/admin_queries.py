@@ -19,7 +19,6 @@ from starlette.routing import Route
 
 from fleetctl.errors import NotFound, Unavailable
 from fleetctl.packs.validate import validate_text
-from fleetctl.schema import default_schema
 from fleetctl.server.admin_api import Invalid, admin_endpoint, admin_write_endpoint
 from fleetctl.server.admin_params import (
     check_targets,
@@ -32,10 +31,9 @@ from fleetctl.server.admin_params import (
     time_param,
 )
 from fleetctl.server.state import server_state
+from fleetctl.server.table_check import hosts_lacking_tables
 from fleetctl.timeutil import iso
 from storage import campaigns as campaign_store
-from storage import hosts as host_store
-from storage import results as result_store
 from storage.campaigns import Pending, TargetError
 
 PREFIX = "/api/v1/admin"
@@ -48,7 +46,7 @@ def check_query_sql(sql: Any) -> str:
     if not isinstance(sql, str) or not sql.strip():
         raise ValueError("'sql' must be a non-empty string")
     # A pack reading an extension table needs a discovery query; a live query's stand-in
-    # is ``hosts_lacking_tables``, which sends it only where the tables are.
+    # is ``check_targets_have_tables``, which sends it only where the tables are.
     doc = {
         "discovery": ["SELECT 1 FROM osquery_registry WHERE registry = 'table'"],
         "queries": {"live": {"query": sql, "interval": 60}},
@@ -61,27 +59,18 @@ def check_query_sql(sql: Any) -> str:
     return sql
 
 
-def hosts_lacking_tables(
-    session: Session, sql: str, host_ids: list[int]
+def check_targets_have_tables(
+    session: Session, sql: str, host_ids: list[int], body: dict[str, Any], what: str
 ) -> dict[int, tuple[str, str]]:
-    """host id -> (identifier, why) for each target that cannot run ``sql``: a table of
-    osquery's that its platform lacks, or an extension table that the host's osqueryd
-    does not report (``telemetry-health/extension_tables``; a host that never reported
-    its extensions is given the benefit of the doubt)."""
-    schema = default_schema()
-    tables = sorted(schema.compile(sql).tables)
-    extension = [t for t in tables if schema.tables[t].extension]
-    loaded = result_store.current_column_values(
-        session, host_ids, "telemetry-health", "extension_tables", "table_name"
-    )
-    lacking = {}
-    for host_id, (ident, family) in host_store.families(session, host_ids).items():
-        absent = [t for t in tables if family not in schema.tables[t].platforms]
-        reported = loaded.get(host_id)
-        if reported is not None:
-            absent += [t for t in extension if t not in reported and t not in absent]
-        if absent:
-            lacking[host_id] = (ident, f"no table {', '.join(absent)} on this {family} host")
+    """The targets lacking a table ``sql`` reads; refused (nothing sent, nothing stored)
+    unless the request says ``skip_missing``, with one detail line per such host."""
+    lacking = hosts_lacking_tables(session, sql, host_ids)
+    if lacking and not flag_param(body, "skip_missing"):
+        raise Invalid(
+            f"{len(lacking)} of {len(host_ids)} targeted hosts lack a table the {what} reads;"
+            " nothing was sent (narrow the targets, or --skip-missing to send to the others)",
+            [{"host": host, "message": f"{host}: {why}"} for host, why in lacking.values()],
+        )
     return lacking
 
 
@@ -99,13 +88,7 @@ def start_query(request: Request, session: Session, body: dict[str, Any]) -> dic
         host_ids = campaign_store.resolve_targets(session, targets)
     except TargetError as exc:
         raise NotFound(str(exc)) from exc
-    lacking = hosts_lacking_tables(session, sql, host_ids)
-    if lacking and not flag_param(body, "skip_missing"):
-        raise Invalid(
-            f"{len(lacking)} of {len(host_ids)} targeted hosts lack a table the query reads;"
-            " nothing was sent (narrow --targets, or --skip-missing to send to the others)",
-            [{"host": host, "message": f"{host}: {why}"} for host, why in lacking.values()],
-        )
+    lacking = check_targets_have_tables(session, sql, host_ids, body, "query")
     host_ids = [h for h in host_ids if h not in lacking]
     now = int(time.time())
     campaign = campaign_store.create_campaign(

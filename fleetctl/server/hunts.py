@@ -29,6 +29,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from fleetctl.server.campaign_queue import CampaignQueue
+from fleetctl.server.table_check import hosts_lacking_tables
 from fleetctl.timeutil import shown
 from storage import campaigns as campaign_store
 from storage import hunts as hunt_store
@@ -185,6 +186,8 @@ class HuntService:
             ):
                 return None  # already fired for this slot (e.g. by a replica that died)
             host_ids = campaign_store.resolve_targets(session, hunt.targets)
+            lacking = hosts_lacking_tables(session, hunt.sql, host_ids)
+            host_ids = [h for h in host_ids if h not in lacking]
             run = (last.run if last else 0) + 1
             campaign = campaign_store.create_campaign(
                 session,
@@ -195,9 +198,16 @@ class HuntService:
                 host_ids=host_ids,
                 now=now,
                 expires_at=now + hunt.expires,
+                skipped={h: why for h, (_, why) in lacking.items()},
             )
             hunt_store.add_run(session, hunt_id, run, campaign.id, now)
             pending = [Pending(campaign.id, h, hunt.sql, campaign.expires_at) for h in host_ids]
         self.campaigns.add(pending)
-        log.info("hunt %s run %s sent to %s hosts", hunt_id, run, len(pending))
+        log.info(
+            "hunt %s run %s sent to %s hosts (%s skipped: a table missing)",
+            hunt_id,
+            run,
+            len(pending),
+            len(lacking),
+        )
         return run

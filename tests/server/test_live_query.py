@@ -18,7 +18,7 @@ from fleetctl.agent import Agent, AgentOptions
 from fleetctl.agent.engines import EmbeddedEngine
 from fleetctl.cli import main
 from storage.engine import make_engine, make_sessionmaker, session_scope
-from storage.models import Campaign, Host
+from storage.models import Campaign, Host, Hunt
 from tests.conftest import RunningServer
 
 
@@ -337,33 +337,41 @@ def test_live_query_rows_aggregate_in_sql(server: RunningServer) -> None:
     ]
 
 
-def test_targets_lacking_a_table_are_listed_before_anything_is_sent(
-    server: RunningServer,
-) -> None:
-    def extensions(node: Any, tables: list[str]) -> None:
-        node.log(
-            "result",
-            [
-                {
-                    "name": "pack_telemetry-health_extension_tables",
-                    "hostIdentifier": node.identifier,
-                    "unixTime": 1000,
-                    "counter": 0,
-                    "epoch": 0,
-                    "action": "snapshot",
-                    "snapshot": [{"table_name": t, "extension": "fleetctl"} for t in tables],
-                }
-            ],
-        )
+def _report_extensions(node: Any, tables: list[str]) -> None:
+    """The node reports the extension tables its osqueryd has, as telemetry-health does."""
+    node.log(
+        "result",
+        [
+            {
+                "name": "pack_telemetry-health_extension_tables",
+                "hostIdentifier": node.identifier,
+                "unixTime": 1000,
+                "counter": 0,
+                "epoch": 0,
+                "action": "snapshot",
+                "snapshot": [{"table_name": t, "extension": "fleetctl"} for t in tables],
+            }
+        ],
+    )
 
+
+def mixed_fleet(server: RunningServer) -> dict[str, Any]:
+    """web-1 with the extension, web-2 a stock osqueryd, web-3 silent about its
+    extensions (given the benefit of the doubt), win-1 a Windows host."""
     nodes = {name: server.node(name, f"u-{name}") for name in ("web-1", "web-2", "web-3", "win-1")}
     windows = {"os_version": {"name": "Windows 11", "platform": "windows"}}
     nodes["win-1"].host_details = lambda: windows | {"system_info": {"uuid": "u-win-1"}}
     for node in nodes.values():
         node.enroll()
-    extensions(nodes["web-1"], ["process_stdio", "unix_socket_peers"])
-    extensions(nodes["web-2"], [])  # a stock osqueryd: no extension tables
-    # web-3 never said which extensions it has: it is given the benefit of the doubt
+    _report_extensions(nodes["web-1"], ["process_stdio", "unix_socket_peers"])
+    _report_extensions(nodes["web-2"], [])
+    return nodes
+
+
+def test_targets_lacking_a_table_are_listed_before_anything_is_sent(
+    server: RunningServer,
+) -> None:
+    mixed_fleet(server)
 
     admin = server.admin()
     refused = admin.post("/api/v1/admin/queries", json={"sql": "SELECT pid FROM process_stdio"})
@@ -382,3 +390,86 @@ def test_targets_lacking_a_table_are_listed_before_anything_is_sent(
     )
     assert sent.status_code == 200, sent.text
     assert sent.json()["targeted"] == 2
+
+
+LACKING = [
+    "web-2: no table process_stdio on this linux host",
+    "win-1: no table process_stdio on this windows host",
+]
+
+
+def test_hunts_check_their_targets_tables_and_skip_the_hosts_lacking_one(
+    server: RunningServer,
+) -> None:
+    nodes = mixed_fleet(server)
+    admin = server.admin()
+    hunt = {"name": "stdio", "sql": "SELECT pid FROM process_stdio", "cron": "0 0 1 1 *"}
+    refused = admin.post("/api/v1/admin/hunts", json=hunt)
+    assert refused.status_code == 400
+    assert refused.json()["error"].startswith("2 of 4 targeted hosts lack a table the hunt reads")
+    assert sorted(e["message"] for e in refused.json()["errors"]) == LACKING
+    assert server.query(select(Hunt)) == []
+    cli = CliRunner().invoke(main, ["hunt", "create", "stdio", "--sql", hunt["sql"], "--once"])
+    assert cli.exit_code == 1 and "win-1: no table process_stdio" in cli.output
+
+    cli = CliRunner().invoke(
+        main, ["hunt", "create", "stdio", "--sql", hunt["sql"], "--once", "--skip-missing"]
+    )
+    assert cli.exit_code == 0, cli.output
+    deadline = time.monotonic() + 10
+    while not (shown := _hunt_show("stdio"))["runs"]:
+        assert time.monotonic() < deadline, "a --once hunt fires at creation"
+        time.sleep(0.1)
+    [first] = shown["runs"]
+    assert first["skipped"] == 2 and first["queued"] + first["sent"] == 2
+    assert nodes["web-2"].call("/distributed/read")["queries"] == {}  # never sent
+    [qid] = nodes["web-1"].call("/distributed/read")["queries"]
+    nodes["web-1"].call(
+        "/distributed/write",
+        {"queries": {qid: [{"pid": "7"}]}, "statuses": {qid: 0}, "messages": {qid: ""}},
+    )
+    answer = admin.get("/api/v1/admin/hunts/stdio/results").json()
+    assert [(r["host"], r["pid"]) for r in answer["rows"]] == [("web-1", "7")]
+    assert sorted(f"{s['host']}: {s['reason']}" for s in answer["skipped"]) == LACKING
+    results = CliRunner().invoke(main, ["hunt", "results", "stdio"])
+    assert results.exit_code == 0, results.output  # skipped is not failed
+    assert "win-1: skipped: no table process_stdio on this windows host" in results.output
+
+
+def test_dynamic_labels_check_the_tables_of_the_hosts_they_go_to(server: RunningServer) -> None:
+    mixed_fleet(server)
+    admin = server.admin()
+    label = {"name": "stdio", "query": "SELECT 1 FROM process_stdio LIMIT 1"}
+    refused = admin.post("/api/v1/admin/labels", json=label)
+    assert refused.status_code == 400
+    assert sorted(e["message"] for e in refused.json()["errors"]) == LACKING
+    windows_only = admin.post(
+        "/api/v1/admin/labels",
+        json={"name": "services", "query": "SELECT 1 FROM services", "platform": "windows"},
+    )
+    assert windows_only.status_code == 200, windows_only.text  # goes to win-1 only
+    linux = admin.post("/api/v1/admin/labels", json=label | {"platform": "linux"})
+    assert linux.status_code == 400
+    assert [e["message"] for e in linux.json()["errors"]] == LACKING[:1]
+    cli = CliRunner().invoke(
+        main,
+        [
+            "labels",
+            "apply",
+            "stdio",
+            "--sql",
+            label["query"],
+            "--platform",
+            "linux",
+            "--skip-missing",
+        ],
+    )
+    assert cli.exit_code == 0, cli.output
+    assert "label stdio: created" in cli.output
+
+
+def _hunt_show(name: str) -> dict[str, Any]:
+    result = CliRunner().invoke(main, ["hunt", "show", name, "--format", "json"])
+    assert result.exit_code == 0, result.output
+    shown: dict[str, Any] = json.loads(result.output)[0]
+    return shown
