@@ -62,6 +62,9 @@ class Context:
     token: str | None
     ca: str | None
     db: str | None = None
+    # The serving server's ``--learning-window`` (seconds), for answers read from its store
+    # in this process; None: the default.
+    learning_window: int | None = None
 
 
 def context_path() -> Path:
@@ -108,9 +111,11 @@ class Connection:
                 f"no server to talk to: start one with `fleetctl serve` (it writes {path}), "
                 "or pass --server and --token, or name the store with --db URL"
             )
+        window = stored.get("learning_window", "")
+        learning_window = int(window) if same_store and window.isdigit() else None
         if server and token:
-            return Context(server.rstrip("/"), token, ca, db)
-        return Context(None, None, None, db)
+            return Context(server.rstrip("/"), token, ca, db, learning_window)
+        return Context(None, None, None, db, learning_window)
 
 
 def serve_command(db: str) -> str:
@@ -170,7 +175,7 @@ class AdminClient:
         where = f"no server at {self.context.server}" if self.context.server else "no server"
         click.echo(f"({where}: reading the store at {shown(db)} directly)", err=True)
         self.close()
-        self._http = store_client(db, self._timeout)
+        self._http = store_client(db, self._timeout, self.context.learning_window)
         self._local = True
         return self._http
 

@@ -111,7 +111,15 @@ def _ensure_context(session: object, settings: Settings, url: str, ca: Path, now
     if not token or digest(token) not in host_store.token_digests(session):  # type: ignore[arg-type]
         token = new_secret()
         host_store.add_token(session, "fleetctl-cli", digest(token), now)  # type: ignore[arg-type]
-    context.update(server=url, token=token, ca=str(ca), db=settings.db_url)
+    # The learning window shapes what the admin API answers (a host learning or judging);
+    # a client reading the store without this server answers with the same one.
+    context.update(
+        server=url,
+        token=token,
+        ca=str(ca),
+        db=settings.db_url,
+        learning_window=str(settings.learning_window),
+    )
     _write_private(path, json.dumps(context, indent=2) + "\n")
 
 

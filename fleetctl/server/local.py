@@ -11,6 +11,7 @@ alone, which only this process's ``ServerState`` accepts.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 
 import httpx
 
@@ -42,11 +43,15 @@ class InProcessTransport(httpx.BaseTransport):
         self._state.close()
 
 
-def store_client(db_url: str, timeout: float) -> httpx.Client:
-    """An admin API client whose calls run in this process, on the store at ``db_url``;
-    closing it closes the store."""
+def store_client(db_url: str, timeout: float, learning_window: int | None = None) -> httpx.Client:
+    """An admin API client whose calls run in this process, on the store at ``db_url``
+    (judging hosts with the serving server's ``learning_window``, when known); closing it
+    closes the store."""
     token = new_secret()
-    state = ServerState.create(Settings(db=db_url))
+    settings = Settings(db=db_url)
+    if learning_window is not None:
+        settings = dataclasses.replace(settings, learning_window=learning_window)
+    state = ServerState.create(settings)
     state.serves_hosts = False
     state.own_token_digests = (digest(token),)
     return httpx.Client(

@@ -116,3 +116,22 @@ def test_a_live_query_without_a_server_says_how_to_start_one(
     assert [h["name"] for h in json.loads(invoke("hunt", "list", "--format", "json").stdout)] == [
         "yearly"
     ]
+
+
+def test_the_store_is_read_with_the_servers_learning_window(
+    db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A host's "learning until" depends on the server's --learning-window; read without
+    the server, the store answers with the window the server was started with."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("FLEETCTL_HOME", str(home))
+    server = RunningServer(home, db_url, learning_window=3 * 86400)  # the default is 24 h
+    try:
+        server.node().enroll()
+        through_server = json.loads(invoke("hosts", "list", "--format", "json").stdout)
+    finally:
+        server.stop()
+    direct = json.loads(invoke("hosts", "list", "--format", "json").stdout)
+    [host] = direct
+    assert host["detection"] == through_server[0]["detection"]
+    assert host["detection"].startswith("learning until")
