@@ -23,6 +23,7 @@ from typing import Any
 import click
 import httpx
 
+from fleetctl.errors import FleetError
 from fleetctl.settings import Settings, default_home
 
 
@@ -175,7 +176,10 @@ class AdminClient:
         where = f"no server at {self.context.server}" if self.context.server else "no server"
         click.echo(f"({where}: reading the store at {shown(db)} directly)", err=True)
         self.close()
-        self._http = store_client(db, self._timeout, self.context.learning_window)
+        try:
+            self._http = store_client(db, self._timeout, self.context.learning_window)
+        except FleetError as exc:  # a store whose schema this fleetctl cannot read
+            raise ClientError(str(exc)) from None
         self._local = True
         return self._http
 

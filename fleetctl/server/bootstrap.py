@@ -19,6 +19,7 @@ from fleetctl.server.tls import TLSFiles, ensure_self_signed
 from fleetctl.settings import Settings
 from storage import hosts as host_store
 from storage import packs as pack_store
+from storage.database import shown
 from storage.engine import is_sqlite, make_engine, make_sessionmaker, session_scope
 from storage.migrate import current_revision, head_revision, upgrade
 
@@ -49,7 +50,7 @@ def ensure_schema(db_url: str) -> None:
         if current != head:
             raise FleetError(
                 f"database schema is at {current or 'nothing'}, code expects {head}: "
-                f"run `fleetctl db upgrade --db {db_url}` first"
+                f"run `fleetctl db upgrade --db {shown(db_url)}` first"
             )
     finally:
         engine.dispose()

@@ -16,6 +16,7 @@ import dataclasses
 import httpx
 
 from fleetctl.server.app import build_app
+from fleetctl.server.bootstrap import ensure_schema
 from fleetctl.server.auth import digest, new_secret
 from fleetctl.server.state import ServerState
 from fleetctl.settings import Settings
@@ -47,6 +48,7 @@ def store_client(db_url: str, timeout: float, learning_window: int | None = None
     """An admin API client whose calls run in this process, on the store at ``db_url``
     (judging hosts with the serving server's ``learning_window``, when known); closing it
     closes the store."""
+    ensure_schema(db_url)  # as serve does: SQLite upgrades itself, PostgreSQL is told to
     token = new_secret()
     settings = Settings(db=db_url)
     if learning_window is not None:

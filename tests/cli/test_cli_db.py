@@ -11,7 +11,9 @@ import pytest
 from click.testing import CliRunner, Result
 
 from fleetctl.cli import main
-from storage.migrate import head_revision
+from storage.database import shown
+from storage.engine import make_engine
+from storage.migrate import current_revision, head_revision, upgrade
 from tests.conftest import PG_ADMIN_URL, RunningServer
 
 PROC = "pack_ipc-telemetry_process_lineage"
@@ -97,3 +99,34 @@ def test_upgrade_creates_a_missing_postgresql_database(
     assert made.exit_code == 0, made.output
     assert f"created database postgresql://postgres@{server}/{database}" in made.output
     assert f"schema at {head_revision()}" in made.output
+
+
+def test_a_store_behind_the_code_is_upgraded_or_named_before_it_is_read(
+    pg_names: tuple[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Read without a server, an older SQLite store upgrades itself (as `serve` does); a
+    PostgreSQL store at an older revision is named with the command that upgrades it."""
+    monkeypatch.setenv("FLEETCTL_HOME", str(tmp_path))
+    older = "0011"
+    sqlite_url = f"sqlite:///{tmp_path / 'old.db'}"
+    engine = make_engine(sqlite_url)
+    upgrade(engine, older)
+    assert current_revision(engine) == older
+    read = CliRunner().invoke(main, ["hosts", "list", "--db", sqlite_url])
+    assert read.exit_code == 0, read.output
+    assert current_revision(engine) == head_revision()
+    engine.dispose()
+
+    database = pg_names[0]
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{database}"')
+    pg_url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{database}"
+    engine = make_engine(pg_url)
+    upgrade(engine, older)
+    engine.dispose()
+    refused = CliRunner().invoke(main, ["hosts", "list", "--db", pg_url])
+    assert refused.exit_code == 1
+    assert refused.stderr.splitlines()[-1] == (
+        f"Error: database schema is at {older}, code expects {head_revision()}: "
+        f"run `fleetctl db upgrade --db {shown(pg_url)}` first"
+    )
