@@ -16,8 +16,8 @@ import dataclasses
 import httpx
 
 from fleetctl.server.app import build_app
-from fleetctl.server.bootstrap import ensure_schema
 from fleetctl.server.auth import digest, new_secret
+from fleetctl.server.bootstrap import ensure_schema
 from fleetctl.server.state import ServerState
 from fleetctl.settings import Settings
 

@@ -32,7 +32,13 @@ READS = [
     ("hunt", "show", "yearly"),
     ("hunt", "results", "yearly"),
     ("labels", "list"),
+    ("labels", "show", "jump"),
     ("baseline", "list"),
+    ("carves",),
+    ("trace", "jumpvm", "42", "--at", "1500"),
+    ("trace", "jumpvm", "42", "--at", "1500", "--format", "dot"),
+    ("packs", "diff", str(REPO / "packs" / "t1559-hunts.json")),
+    ("detect", "--host", "jumpvm"),
 ]
 
 
@@ -62,6 +68,25 @@ def fed(server: RunningServer) -> RunningServer:
         "status",
         [{"unixTime": 1000, "severity": 2, "filename": "tls.cpp", "line": 7, "message": "x"}],
     )
+    lineage = [
+        {"pid": "1", "parent": "0", "name": "init", "path": "/sbin/init", "cmdline": "init"},
+        {"pid": "42", "parent": "1", "name": "sshd", "path": "/usr/sbin/sshd", "cmdline": "sshd"},
+        {"pid": "43", "parent": "42", "name": "sh", "path": "/bin/sh", "cmdline": "sh -i"},
+    ]
+    node.log(
+        "result",
+        [
+            {
+                "name": "pack_ipc-telemetry_process_lineage",
+                "hostIdentifier": "jumpvm",
+                "unixTime": 1000,
+                "counter": 0,
+                "epoch": 0,
+                "action": "snapshot",
+                "snapshot": [dict(sorted((r | {"start_time": "900"}).items())) for r in lineage],
+            }
+        ],
+    )
     invoke("packs", "apply", str(REPO / "packs" / "ipc-telemetry.json"))
     invoke("labels", "apply", "jump", "--hosts", "jumpvm")
     invoke("hunt", "create", "yearly", "--sql", "SELECT 1 AS one", "--cron", YEARLY)
@@ -77,6 +102,8 @@ def test_with_the_server_stopped_commands_read_the_store(fed: RunningServer) -> 
     direct = outputs()
     for args, before, after in zip(READS, through_server, direct, strict=True):
         assert after == before, args
+    traced = direct[READS.index(("trace", "jumpvm", "42", "--at", "1500"))][1]
+    assert traced.splitlines()[1:4] == ["init[1] init", "└─ sshd[42] * sshd", "   └─ sh[43] sh -i"]
     not_run = READS.index(("hunt", "results", "yearly"))  # the hunt's first run is in a year
     assert [code for code, _, _ in direct] == [int(i == not_run) for i in range(len(READS))]
     note = invoke("hosts", "list").stderr
@@ -135,3 +162,24 @@ def test_the_store_is_read_with_the_servers_learning_window(
     [host] = direct
     assert host["detection"] == through_server[0]["detection"]
     assert host["detection"].startswith("learning until")
+
+
+def test_changes_made_without_a_server_are_what_the_next_server_serves(
+    fed: RunningServer,
+) -> None:
+    fed.stop()
+    hunts = str(REPO / "packs" / "t1559-hunts.json")
+    assert "t1559-hunts" in invoke("packs", "apply", hunts).stdout
+    invoke("labels", "apply", "jump2", "--hosts", "jumpvm")
+    invoke("labels", "delete", "jump")
+    invoke("baseline", "add", "parent_child", "parent=cron", "child=sh", "note=nightly jobs")
+    restarted = RunningServer(fed.settings.home, fed.settings.db_url)
+    try:
+        packs = json.loads(invoke("packs", "list", "--format", "json").stdout)
+        assert "t1559-hunts" in {p["name"] for p in packs}
+        labels = json.loads(invoke("labels", "list", "--format", "json").stdout)
+        assert [label["name"] for label in labels] == ["jump2"]
+        assert "nightly jobs" in invoke("baseline", "list").stdout
+        assert invoke("hosts", "list").stderr == ""  # through the server this time
+    finally:
+        restarted.stop()
