@@ -74,15 +74,15 @@ def create_campaign(
     )
     session.add(campaign)
     session.flush()
-    targets = [
+    rows: list[dict[str, object]] = [
         {"campaign_id": campaign.id, "host_id": h, "state": "queued", "message": ""}
         for h in host_ids
     ] + [
         {"campaign_id": campaign.id, "host_id": h, "state": "skipped", "message": why}
         for h, why in (skipped or {}).items()
     ]
-    if targets:
-        session.connection().execute(insert(cast(Table, CampaignTarget.__table__)), targets)
+    if rows:
+        session.connection().execute(insert(cast(Table, CampaignTarget.__table__)), rows)
     return campaign
 
 
