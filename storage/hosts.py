@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Collection, Iterable, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import delete, func, or_, select, text, update
 from sqlalchemy.orm import Session
@@ -26,6 +26,13 @@ def host_family(platform: str, platform_type: str = "") -> str:
     if word:
         return "linux"
     return PLATFORM_TYPES.get(platform_type, "linux")
+
+
+class Enrollment(NamedTuple):
+    host: Host
+    created: bool
+    earlier_instance: str  # the osquery instance id the host had ("" when new or unknown)
+    earlier_seen: int | None  # its last check-in before this enrollment
 
 
 def _detail(details: Mapping[str, Any], table: str, column: str) -> str:
@@ -78,13 +85,14 @@ def enroll_host(
     node_key_hash: str,
     now: int,
     identity: str = "uuid",
-) -> tuple[Host, bool]:
+) -> Enrollment:
     """Create or re-key the host that this enrollment is under ``identity``
     (``Settings.host_identity``): ``uuid`` (``system_info.uuid`` and the host identifier),
     ``instance`` (``osquery_info.instance_id``; without one, as ``uuid``) or ``hostname``.
     The host keeps its history.
 
-    Returns the host and whether it was newly created.
+    Returns the host, whether it was newly created and, for a host enrolled before, the
+    osquery instance id and last check-in it had until now.
     """
     uuid = _detail(host_details, "system_info", "uuid") or f"host-identifier:{host_identifier}"
     instance = _detail(host_details, "osquery_info", "instance_id")[:128]
@@ -93,6 +101,7 @@ def enroll_host(
     _lock_identity(session, f"{identity}:{key}")
     host = _enrolled(session, identity, uuid, host_identifier, instance, hostname)
     created = host is None
+    earlier = ("", None) if host is None else (host.instance_id or "", host.last_seen)
     if host is None:
         host = Host(uuid=uuid, enrolled_at=now, enroll_count=0)
         session.add(host)
@@ -113,7 +122,7 @@ def enroll_host(
     host.last_seen = now
     host.enroll_count = (host.enroll_count or 0) + 1
     session.flush()
-    return host, created
+    return Enrollment(host, created, *earlier)
 
 
 def uuid_peers(session: Session, host_ids: Collection[int] | None = None) -> dict[int, list[str]]:

@@ -70,6 +70,25 @@ class Enrolled:
     clone_of: tuple[str, ...] = ()  # identifiers of other hosts with its uuid, if new
 
 
+# An enrollment from another osquery instance this soon after the host's last check-in
+# is a second osqueryd, not a reinstall (osqueryd stops, its database is wiped, it starts).
+CLONE_WINDOW = 120
+
+
+def is_second_instance(
+    identity: str, instance: str, earlier: str, earlier_seen: int | None, now: int
+) -> bool:
+    """Whether a re-enrollment comes from a second live osqueryd: its instance id is not
+    the one the host had, and that one checked in within ``CLONE_WINDOW`` seconds."""
+    return (
+        identity != "instance"
+        and bool(instance and earlier)
+        and instance != earlier
+        and earlier_seen is not None
+        and now - earlier_seen < CLONE_WINDOW
+    )
+
+
 def enroll(
     session: Session,
     *,
@@ -82,8 +101,9 @@ def enroll(
 ) -> Enrolled:
     """Enroll (or re-enroll) a host under the server's host identity and add it to the
     open hunt runs that target it. A new host whose uuid other hosts present (a cloned
-    machine) is kept as a host of its own, and says so in its status log."""
-    host, created = host_store.enroll_host(
+    machine) is kept as a host of its own, and says so in its status log; so does a host
+    that a second live osqueryd, with the same identifier and uuid, enrolls as."""
+    host, created, earlier_instance, earlier_seen = host_store.enroll_host(
         session,
         host_identifier=host_identifier,
         platform_type=platform_type,
@@ -93,17 +113,25 @@ def enroll(
         identity=identity,
     )
     peers = tuple(host_store.uuid_peers(session, {host.id}).get(host.id, ())) if created else ()
+    advice = (
+        "; `fleetctl serve --host-identity instance` tells clones apart"
+        if identity == "uuid"
+        else ""
+    )
+    said = ""
     if peers:
-        advice = (
-            "; `fleetctl serve --host-identity instance` tells clones apart"
-            if identity == "uuid"
-            else ""
-        )
-        message = (
+        said = (
             f"uuid {host.uuid} is also presented by {', '.join(peers)} (a cloned machine?):"
             f" enrolled as a host of its own{advice}"
         )
-        log_store.add_server_status(session, host.id, now, STATUS_FILENAME, message, __version__)
+    elif is_second_instance(identity, host.instance_id, earlier_instance, earlier_seen, now):
+        said = (
+            f"osquery instance {host.instance_id} enrolled as this host while instance"
+            f" {earlier_instance} checked in {now - (earlier_seen or now)} s ago: two osqueryd"
+            f" with one identifier and uuid (a cloned machine?) share this host{advice}"
+        )
+    if said:
+        log_store.add_server_status(session, host.id, now, STATUS_FILENAME, said, __version__)
     joined = campaign_store.join_open_hunts(session, host.id, now)
     family = host_store.host_family(host.platform, host.platform_type)
     return Enrolled(host.id, created, family, joined, peers)

@@ -11,6 +11,7 @@ from click.testing import CliRunner
 from sqlalchemy import func, select
 
 from fleetctl.cli import main
+from fleetctl.server.node_service import CLONE_WINDOW, is_second_instance
 from storage.models import Campaign, Hunt, ResultRow, StatusLog
 from tests.conftest import RunningServer
 
@@ -182,6 +183,39 @@ def test_instance_identity_tells_clones_with_one_identifier_apart(
         )
     finally:
         server.stop()
+
+
+def test_clones_with_one_identifier_and_uuid_are_reported_under_the_uuid_identity(
+    server: RunningServer,
+) -> None:
+    """Identical identifier and uuid: one host under the default identity, but a second
+    live osqueryd enrolling as it is reported, not taken for a reinstall."""
+    a = with_instance(server.node("clone", "uuid-clone"), "i-a")
+    b = with_instance(server.node("clone", "uuid-clone"), "i-b")
+    a.enroll()
+    a.call("/config")  # i-a checks in
+    b.enroll()
+    [host] = hosts()
+    assert host["enroll_count"] == 2
+    [said] = json.loads(run("status-logs", "--host", "clone", "--format", "json"))
+    assert said["message"].startswith(
+        "osquery instance i-b enrolled as this host while instance i-a checked in"
+    )
+    assert said["message"].endswith(
+        "s ago: two osqueryd with one identifier and uuid (a cloned machine?) share this"
+        " host; `fleetctl serve --host-identity instance` tells clones apart"
+    )
+    b.enroll()  # the same instance again: nothing new to say
+    assert len(json.loads(run("status-logs", "--host", "clone", "--format", "json"))) == 1
+
+
+def test_a_reinstalled_osqueryd_is_not_a_clone() -> None:
+    """A new instance id long after the old one last checked in is a reinstall."""
+    assert is_second_instance("uuid", "i-b", "i-a", 1000, 1000 + CLONE_WINDOW - 1)
+    assert not is_second_instance("uuid", "i-b", "i-a", 1000, 1000 + CLONE_WINDOW)
+    assert not is_second_instance("uuid", "i-a", "i-a", 1000, 1001)  # the same osqueryd
+    assert not is_second_instance("uuid", "i-b", "", 1000, 1001)  # no instance id known before
+    assert not is_second_instance("instance", "i-b", "i-a", 1000, 1001)  # two hosts there
 
 
 def test_hostname_identity_keeps_one_host_per_hostname(

@@ -14,7 +14,7 @@ def test_prune_keeps_open_campaigns_and_each_hunts_latest_run(db_url: str) -> No
     engine = make_engine(db_url)
     sessions = make_sessionmaker(engine)
     with session_scope(sessions) as session:
-        host, _ = host_store.enroll_host(
+        host, *_ = host_store.enroll_host(
             session,
             host_identifier="h1",
             platform_type="9",

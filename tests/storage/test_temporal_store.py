@@ -25,7 +25,7 @@ def store(db_url: str) -> Iterator[Any]:
     factory = make_sessionmaker(engine)
     sessions = factory
     with session_scope(factory) as session:
-        host, _ = host_store.enroll_host(
+        host, *_ = host_store.enroll_host(
             session,
             host_identifier="h1",
             platform_type="9",
