@@ -263,6 +263,17 @@ class Server(uvicorn.Server):
         super().__init__(config)
         self.handshake_timeout = handshake_timeout
 
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        """uvicorn's shutdown, then abort what is still open: a TLS connection whose peer
+        never answers close_notify outlives the graceful timeout, and an event loop closed
+        with its transport open fails (EBUSY) and leaks the socket."""
+        await super().shutdown(sockets=sockets)
+        for connection in list(self.server_state.connections):
+            transport = getattr(connection, "transport", None)
+            if transport is not None:  # open, or closing and waiting on the peer
+                transport.abort()
+        await asyncio.sleep(0)  # let the aborted transports' close callbacks run
+
     def run(self, sockets: list[socket.socket] | None = None) -> None:
         loop_factory = handshake_bounded_loop(self.handshake_timeout)
         with asyncio.Runner(loop_factory=loop_factory) as runner:

@@ -317,3 +317,24 @@ def test_listener_settings_are_declared_once_and_offered_by_serve() -> None:
         assert getattr(Settings(), name) == field.default
         assert setting.option == "--" + name.replace("_", "-")
         assert setting.option in help_text
+
+
+def test_stop_closes_a_connection_whose_peer_never_answers_close_notify(
+    start: Callable[..., RunningServer],
+) -> None:
+    """A keep-alive TLS client that stops reading never answers the server's close_notify;
+    the server still stops within its graceful timeout and drops the connection, instead
+    of closing its event loop over an open transport."""
+    server = start(keep_alive_timeout=60)
+    sock = tls(server)
+    sock.sendall(get("/healthz"))
+    assert read_answer(sock)[2] == {"status": "ok"}
+    assert eventually(lambda: open_from_loopback(server) == 1)
+    started = time.monotonic()
+    server.thread.stop()
+    took = time.monotonic() - started
+    assert not server.thread._thread.is_alive()
+    assert took < server.thread.server.config.timeout_graceful_shutdown + 3 * SLACK
+    assert server.thread.server.server_state.connections == set()
+    assert seconds_until_closed(sock, 5) < 5  # the peer sees the connection end
+    sock.close()
