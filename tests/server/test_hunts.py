@@ -418,6 +418,7 @@ def test_replicas_share_hunts_and_live_queries(
                 "done": 1,
                 "failed": 0,
                 "expired": 0,
+                "skipped": 0,
             }
         ]
 
