@@ -77,6 +77,7 @@ class EventSource:
     flags: tuple[Flag, ...]
     query: QueryKey  # the shipped pack query that reads the table
     user_columns: tuple[str, ...]  # what the events say of user and session
+    note: str = ""  # what the shipped query keeps of the events, when not all
 
 
 @dataclass(frozen=True)
@@ -151,6 +152,7 @@ WINDOWS = Platform(
         flags=(EVENTS_ON, Flag("enable_process_etw_events", "true", "false")),
         query=("ipc-telemetry-windows", "office_lolbin_starts"),
         user_columns=("username", "session_id"),
+        note="the shipped query keeps only script engines and LOLBins started by Office",
     ),
     ipc=(
         (("ipc-telemetry-windows", "named_pipes_snapshot"), "named pipes with their servers"),

@@ -197,7 +197,8 @@ class Judge:
         return Cell(
             OK,
             f"{source.table}: {count} events since osqueryd started (publisher "
-            f"{source.publisher} active), read by {named(source.query)}",
+            f"{source.publisher} active), read by {named(source.query)}"
+            + (f" ({source.note})" if source.note else ""),
         )
 
     def lineage(self) -> Cell:
