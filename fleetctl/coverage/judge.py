@@ -175,10 +175,12 @@ class Judge:
             )
         if publisher is None or publisher.get("active") != "1":
             state = "not registered" if publisher is None else "inactive"
+            unreported = flags is not None and not any(f.name in flags for f in source.flags)
+            who = "this agent reports none of its flags; osqueryd " if unreported else ""
             return Cell(
                 MISSING,
                 f"{source.table}: publisher {source.publisher} {state} in osquery_events "
-                f"(needs {needed})",
+                f"({who}needs {needed})",
             )
         subscriber = self.event_row("subscriber", source.table)
         count = (subscriber or {}).get("events", "0")
@@ -420,7 +422,8 @@ class Judge:
                 f"{span(total)} with the gap"
             )
         if reach < self.retention:
-            return Cell(PARTIAL, f"{said}; below the {span(self.retention)} asked"), reach
+            grows = "" if cut is not None else " (it grows as collection goes on)"
+            return Cell(PARTIAL, f"{said}; below the {span(self.retention)} asked{grows}"), reach
         return Cell(OK, said), reach
 
     def validation(self) -> Cell:
