@@ -318,12 +318,13 @@ class Judge:
         lacking = [] if host else ["enrollment lacks hostname, uuid or OS"]
         table = self.platform.events.table
         if self.platform.user_column is None:
-            if events.status != OK:
-                lacking.append(
-                    f"user and session come only from {table} (username, session_id), "
-                    "which is not ok; the lineage snapshot has no user column"
-                )
             said = f"user and session from {table}"
+            if events.status != OK:
+                said = "no user or session"
+                lacking.append(
+                    f"they come only from {table} (username, session_id), which is not ok; "
+                    "the lineage snapshot has no user column"
+                )
         else:
             rows, users = self.fill(self.platform.lineage, self.platform.user_column)
             user = share(users, rows) >= FILLED_SHARE or events.status == OK

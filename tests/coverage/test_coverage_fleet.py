@@ -105,6 +105,7 @@ def test_reasons_say_what_is_missing_and_why(fleet: RunningServer) -> None:
     assert "40 d with the gap; below the 30 d asked" in gap
     assert reason(doc, "lnx-full", "retention").startswith("history reaches back 40 d")
     assert reason(doc, "win-full", "context").startswith("user and session from process_etw_events")
+    assert reason(doc, "win-partial", "context").startswith("no user or session, host win-partial")
 
 
 def test_platform_roll_up_is_the_worst_host(fleet: RunningServer) -> None:
