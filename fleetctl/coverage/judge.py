@@ -122,6 +122,12 @@ class Judge:
         text = (self.schedule.get(key) or {}).get("interval", "")
         return int(text) if text.isdigit() and int(text) > 0 else DEFAULT_INTERVAL
 
+    def daemon_uptime(self) -> int | None:
+        """Seconds osqueryd had been running at its last osquery_info report."""
+        info = (self.facts.current(OSQUERY_INFO) or [{}])[0]
+        start, clock = info.get("start_time", ""), info.get("unix_time", "")
+        return int(clock) - int(start) if start.isdigit() and clock.isdigit() else None
+
     def flags(self) -> dict[str, str] | None:
         rows = self.facts.current(EVENT_FLAGS)
         return None if rows is None else {r.get("name", ""): r.get("value", "") for r in rows}
@@ -372,17 +378,15 @@ class Judge:
         blind = sorted(named(k) for k in self.denied if k in mine)
         other = sorted(named(k) for k in self.denied if k not in mine)
         overdue = []
+        up = self.daemon_uptime()
         for key, row in self.schedule.items():
             runs, since = row.get("executions", "0"), row.get("seconds_since_last_run", "")
-            every = self.interval(key)
-            if (
-                runs not in ("", "0")
-                and since.isdigit()
-                and int(since) > STALE_INTERVALS * every + SLACK
-            ):
-                overdue.append(
-                    f"{named(key)} last ran {span(int(since))} ago (every {span(every)})"
-                )
+            late = STALE_INTERVALS * self.interval(key) + SLACK
+            every = span(self.interval(key))
+            if runs in ("", "0") and up is not None and up > late:
+                overdue.append(f"{named(key)} never ran in {span(up)} (every {every})")
+            elif runs not in ("", "0") and since.isdigit() and int(since) > late:
+                overdue.append(f"{named(key)} last ran {span(int(since))} ago (every {every})")
         if blind:
             return Cell(MISSING, "denylisted by the watchdog: " + ", ".join(blind + other))
         if other or overdue:

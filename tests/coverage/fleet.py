@@ -130,16 +130,19 @@ def events(publisher: str, subscriber: str, active: bool, count: int) -> list[Ro
     ]
 
 
-def schedule(names: Iterable[str], now: int, denylisted: Iterable[str] = ()) -> list[Row]:
-    """osquery_schedule rows (telemetry-health/schedule_health) of pack queries."""
-    denied = set(denylisted)
+def schedule(
+    names: Iterable[str], now: int, denylisted: Iterable[str] = (), stuck: Iterable[str] = ()
+) -> list[Row]:
+    """osquery_schedule rows (telemetry-health/schedule_health) of pack queries; the
+    ``stuck`` ones never executed."""
+    denied, never = set(denylisted), set(stuck)
     return [
         {
             "name": f"pack_{name.replace('/', '_')}",
             "interval": "60",
-            "executions": "120",
-            "last_executed": str(now - 30),
-            "seconds_since_last_run": "30",
+            "executions": "0" if name in never else "120",
+            "last_executed": "0" if name in never else str(now - 30),
+            "seconds_since_last_run": str(now) if name in never else "30",
             "denylisted": "1" if name in denied else "0",
             "output_size": "4096",
             "wall_time": "1",
@@ -349,6 +352,7 @@ class Spec:
     events_on: bool = True
     denylisted: tuple[str, ...] = ()
     gap_days_ago: int | None = None  # a counter gap in its unix sockets stream
+    stuck: tuple[str, ...] = ()  # scheduled queries that never executed
 
 
 FLEET = (
@@ -358,7 +362,7 @@ FLEET = (
     Spec("lnx-gap", "linux", "full", gap_days_ago=3),
     Spec("mac-full", "darwin", "full"),
     Spec("mac-stock", "darwin", "partial", events_on=False),
-    Spec("mac-none", "darwin", "none"),
+    Spec("mac-none", "darwin", "none", stuck=("ipc-telemetry/launchd_mach_services",)),
     Spec("win-full", "windows", "full"),
     Spec("win-partial", "windows", "partial", events_on=False),
     Spec("win-none", "windows", "none"),
@@ -387,7 +391,8 @@ def _health(
 ) -> None:
     out.snapshot("telemetry-health", "event_flags", flags, at)
     out.snapshot("telemetry-health", "event_publishers", evs, at)
-    out.snapshot("telemetry-health", "schedule_health", schedule(queries, at, spec.denylisted), at)
+    rows = schedule(queries, at, spec.denylisted, spec.stuck)
+    out.snapshot("telemetry-health", "schedule_health", rows, at)
     if spec.denylisted:
         out.added(
             "telemetry-health",

@@ -39,7 +39,7 @@ EXPECTED = {
     "lnx-gap": "ok ok ok ok ok ok ok partial",
     "mac-full": "ok ok ok ok ok ok ok ok",
     "mac-stock": "missing ok partial partial ok ok ok ok",
-    "mac-none": "ok ok ok missing ok ok ok ok",
+    "mac-none": "ok ok ok missing ok ok partial ok",
     "win-full": "ok ok ok ok ok ok ok ok",
     "win-partial": "missing ok partial partial partial ok ok ok",
     "win-none": "ok ok ok missing ok ok ok ok",
@@ -96,6 +96,9 @@ def test_reasons_say_what_is_missing_and_why(fleet: RunningServer) -> None:
     # a denylisted query
     assert reason(doc, "lnx-none", "schedule") == (
         "denylisted by the watchdog: ipc-telemetry/pipe_partners"
+    )
+    assert reason(doc, "mac-none", "schedule") == (
+        "ipc-telemetry/launchd_mach_services never ran in 5 d (every 60 s)"
     )
     # retention shortened by a recorded gap
     gap = reason(doc, "lnx-gap", "retention")
