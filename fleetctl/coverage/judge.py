@@ -141,6 +141,11 @@ class Judge:
         found = self.facts.fills.get(key)
         return (0, 0) if found is None else (found.rows, found.filled.get(column, 0))
 
+    def shares(self, key: QueryKey, *columns: str) -> tuple[int, list[float]]:
+        """Rows present now, and the share of them in which each column says something."""
+        rows = self.fill(key, columns[0])[0]
+        return rows, [share(self.fill(key, c)[1], rows) for c in columns]
+
     # --- the items ----------------------------------------------------------------
 
     def judge(self) -> HostJudgement:
@@ -211,11 +216,9 @@ class Judge:
 
     def lineage(self) -> Cell:
         key = self.platform.lineage
-        rows, parents = self.fill(key, "parent_name")
-        _, grandparents = self.fill(key, "grandparent_name")
+        rows, (p, g) = self.shares(key, "parent_name", "grandparent_name")
         if rows == 0:
             return Cell(MISSING, self._no_rows(key, "processes"))
-        p, g = share(parents, rows), share(grandparents, rows)
         said = f"{rows} processes now, parent resolved for {p:.0%}, grandparent for {g:.0%}"
         if key in self.denied:
             return Cell(PARTIAL, f"{said}; but {named(key)} is denylisted by the watchdog")
@@ -232,11 +235,9 @@ class Judge:
 
     def command_lines(self, events: Cell) -> Cell:
         key = self.platform.lineage
-        rows, cmdlines = self.fill(key, "cmdline")
-        _, paths = self.fill(key, "path")
+        rows, (c, b) = self.shares(key, "cmdline", "path")
         if rows == 0:
             return Cell(MISSING, self._no_rows(key, "command lines"))
-        c, b = share(cmdlines, rows), share(paths, rows)
         said = f"command line for {c:.0%} and binary path for {b:.0%} of {rows} running processes"
         if c < FILLED_SHARE or b < FILLED_SHARE:
             return Cell(PARTIAL, said)
@@ -332,8 +333,8 @@ class Judge:
                     "the lineage snapshot has no user column"
                 )
         else:
-            rows, users = self.fill(self.platform.lineage, self.platform.user_column)
-            user = share(users, rows) >= FILLED_SHARE or events.status == OK
+            _, (users,) = self.shares(self.platform.lineage, self.platform.user_column)
+            user = users >= FILLED_SHARE or events.status == OK
             session_ok = (
                 self.platform.sessions is not None and self.ran(self.platform.sessions)
             ) or (self.platform.name == "darwin" and events.status == OK)

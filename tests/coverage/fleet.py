@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tests.conftest import RunningServer
+from tests.detection.rows import proc
+from tests.detection.test_windows_macos import win_process
 from tests.osquery_node import OsqueryNode
 
 DAY = 86400
@@ -174,57 +176,38 @@ def osquery_info(host: str, platform: str, now: int) -> Row:
     }
 
 
+PARENTS = {
+    "parent_start_time": "1699999990",
+    "parent_name": "sshd",
+    "parent_path": "/usr/sbin/sshd",
+    "parent_cmdline": "sshd: alice",
+    "grandparent_pid": "1",
+    "grandparent_path": "/sbin/init",
+    "grandparent_cmdline": "/sbin/init",
+}
+
+
 def posix_process(pid: int, parent: int, name: str, cmdline: str, darwin: bool = False) -> Row:
-    """A row of ipc-telemetry/process_lineage (or process_lineage_darwin)."""
-    path = f"/usr/bin/{name}"
-    row = {
-        "pid": str(pid),
-        "parent": str(parent),
-        "start_time": "1700000000",
-        "name": name,
-        "path": path,
-        "cmdline": cmdline,
-        "uid": "1000",
-        "euid": "1000",
-        "cwd": "/",
-        "pgroup": str(pid),
-        "parent_start_time": "1699999990",
-        "parent_name": "sshd",
-        "parent_path": "/usr/sbin/sshd",
-        "parent_cmdline": "sshd: alice",
-        "grandparent_pid": "1",
-        "grandparent_name": "systemd" if not darwin else "launchd",
-        "grandparent_path": "/sbin/init",
-        "grandparent_cmdline": "/sbin/init",
-    }
+    """A row of ipc-telemetry/process_lineage (or process_lineage_darwin), its parent
+    and grandparent resolved."""
+    row = proc(pid, parent, f"/usr/bin/{name}", cmdline) | PARENTS
+    row["grandparent_name"] = "launchd" if darwin else "systemd"
     if darwin:
+        del row["cgroup_path"]
         row |= {"upid": str(pid), "uppid": str(parent)}
-    else:
-        row["cgroup_path"] = "/user.slice"
     return row
 
 
+WINDOWS_TREE = {
+    600: (4, "C:\\Windows\\System32\\wininit.exe", "wininit.exe"),
+    700: (600, "C:\\Windows\\System32\\services.exe", "C:\\Windows\\system32\\services.exe"),
+}
+
+
 def windows_process(pid: int, parent: int, name: str) -> Row:
-    """A row of ipc-telemetry-windows/process_lineage."""
+    """A row of ipc-telemetry-windows/process_lineage, its parent and grandparent resolved."""
     path = f"C:\\Windows\\System32\\{name}"
-    return {
-        "pid": str(pid),
-        "parent": str(parent),
-        "start_time": "1700000000",
-        "name": name,
-        "path": path,
-        "cmdline": f"{path} -k netsvcs",
-        "cwd": "C:\\Windows\\system32\\",
-        "elevated_token": "0",
-        "parent_start_time": "1699999990",
-        "parent_name": "services.exe",
-        "parent_path": "C:\\Windows\\System32\\services.exe",
-        "parent_cmdline": "C:\\Windows\\system32\\services.exe",
-        "grandparent_pid": "600",
-        "grandparent_name": "wininit.exe",
-        "grandparent_path": "C:\\Windows\\System32\\wininit.exe",
-        "grandparent_cmdline": "wininit.exe",
-    }
+    return win_process(pid, parent, path, f"{path} -k netsvcs", table=WINDOWS_TREE)
 
 
 def named_pipe(name: str, pid: int) -> Row:
