@@ -36,7 +36,6 @@ ITEMS = (
     Item("schedule", "schedule health"),
     Item("retention", "retention"),
 )
-ITEM_IDS = tuple(item.id for item in ITEMS)
 
 HEALTH = "telemetry-health"
 OSQUERY_INFO: QueryKey = (HEALTH, "osquery_info")
@@ -76,7 +75,6 @@ class EventSource:
     publisher: str
     flags: tuple[Flag, ...]
     query: QueryKey  # the shipped pack query that reads the table
-    user_columns: tuple[str, ...]  # what the events say of user and session
     note: str = ""  # what the shipped query keeps of the events, when not all
 
 
@@ -107,7 +105,6 @@ LINUX = Platform(
             Flag("audit_allow_process_events", "true", "true"),
         ),
         query=("ipc-telemetry", "process_exec_events"),
-        user_columns=("uid", "auid"),
     ),
     ipc=(
         (("ipc-telemetry", "pipe_partners"), "pipes with their partner processes"),
@@ -131,7 +128,6 @@ DARWIN = Platform(
         publisher="endpointsecurity",
         flags=(EVENTS_ON, Flag("disable_endpointsecurity", "false", "true")),
         query=("ipc-telemetry-macos", "es_exec_lineage"),
-        user_columns=("username", "session_id"),
     ),
     ipc=(
         (("ipc-telemetry", "unix_sockets"), "unix sockets"),
@@ -151,7 +147,6 @@ WINDOWS = Platform(
         publisher="etw_process_publisher",
         flags=(EVENTS_ON, Flag("enable_process_etw_events", "true", "false")),
         query=("ipc-telemetry-windows", "office_lolbin_starts"),
-        user_columns=("username", "session_id"),
         note="the shipped query keeps only script engines and LOLBins started by Office",
     ),
     ipc=(

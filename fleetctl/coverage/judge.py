@@ -169,13 +169,14 @@ class Judge:
         flags = self.flags()
         off = [
             f"--{f.name}={flags[f.name]}"
+            + (" (osqueryd's default)" if flags[f.name] == f.default else "")
             for f in source.flags
             if flags is not None and f.name in flags and flags[f.name].lower() != f.needed
         ]
         needed = ", ".join(f"--{f.name}={f.needed}" for f in source.flags)
         if off:
             return Cell(
-                MISSING, f"{source.table} disabled by flag {', '.join(off)} (needs {needed})"
+                MISSING, f"{source.table} disabled by flag {', '.join(off)}; it needs {needed}"
             )
         publisher = self.event_row("publisher", source.publisher)
         if flags is None and self.facts.current(EVENT_PUBLISHERS) is None:

@@ -82,8 +82,8 @@ def test_reasons_say_what_is_missing_and_why(fleet: RunningServer) -> None:
     doc = report()
     # events disabled by flag
     assert reason(doc, "lnx-stock", "process_events") == (
-        "process_events disabled by flag --disable_audit=true (needs --disable_events=false, "
-        "--disable_audit=false, --audit_allow_process_events=true)"
+        "process_events disabled by flag --disable_audit=true (osqueryd's default); it needs "
+        "--disable_events=false, --disable_audit=false, --audit_allow_process_events=true"
     )
     assert "--disable_endpointsecurity=true" in reason(doc, "mac-stock", "process_events")
     assert "--enable_process_etw_events=false" in reason(doc, "win-partial", "process_events")
