@@ -235,6 +235,8 @@ def test_validations_refuse_what_the_store_cannot_hold(fleet: RunningServer) -> 
         ({"host": host, "runs": [run | {"result": "won"}]}, "'result' must be one of"),
         ({"host": host, "runs": [run | {"scenario": "9" * 17}]}, "'scenario' is longer than 16"),
         ({"host": host, "runs": [run | {"seconds": "fast"}]}, "'seconds' must be a number"),
+        ({"host": host, "runs": [{**run, "agent": None}]}, "'agent' is required"),
+        ({"host": host, "runs": [run | {"ran_at": "10000-01-01"}]}, "'ran_at'"),
     ]:
         answer = admin.post("/api/v1/admin/validations", json=body)
         assert answer.status_code == 400 and said in answer.json()["error"], answer.json()
