@@ -184,12 +184,17 @@ def outline(doc: Doc) -> list[Block]:
     said = (
         "Every host in scope shows every item."
         if doc["ok"]
-        else f"{len(failing)} of {hosts_said(len(hosts))} fail: they miss an item or keep "
-        "less history than asked."
+        else f"{len(failing)} of {hosts_said(len(hosts))} "
+        + (
+            "fails: it misses an item or keeps"
+            if len(failing) == 1
+            else "fail: they miss an item or keep"
+        )
+        + " less history than asked."
     )
     blocks += [
         Heading(2, "Summary"),
-        Paragraph(f"{said} {len(clean)} of {hosts_said(len(hosts))} fully covered."),
+        Paragraph(f"{said} Fully covered: {len(clean)} of {hosts_said(len(hosts))}."),
         Bullets([_platform_line(p, names) for p in doc["platforms"]]),
         Table(
             ["platform", "hosts", *(names[i] for i in items)],
