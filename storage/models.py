@@ -512,3 +512,33 @@ apscheduler_jobs = Table(
     Column("next_run_time", Float(25), index=True),
     Column("job_state", LargeBinary, nullable=False),
 )
+
+
+class Validation(Base):
+    """One purple-team scenario run on one host (``fleetctl validate``): found or missed.
+
+    The host is named as the fleet names it (``uuid`` and ``host_identifier``, what its
+    agent enrolled as), not by a host id: a machine validated before (or without) joining
+    the fleet keeps its evidence, and coverage matches it to the host row when it enrolls.
+    """
+
+    __tablename__ = "validations"
+
+    id: Mapped[bigid_pk]
+    host_uuid: Mapped[str] = mapped_column(String(128))
+    host_identifier: Mapped[str] = mapped_column(String(255))
+    hostname: Mapped[str] = mapped_column(String(255), default="")
+    scenario: Mapped[str] = mapped_column(String(16))
+    name: Mapped[str] = mapped_column(String(255))
+    kind: Mapped[str] = mapped_column(String(16))  # attack | benign
+    result: Mapped[str] = mapped_column(String(32))  # detected | missed | quiet | ...
+    seconds: Mapped[float | None] = mapped_column(Float, nullable=True)
+    agent: Mapped[str] = mapped_column(String(16))  # stock | extension
+    finding: Mapped[str] = mapped_column(String(40), default="")
+    detail: Mapped[str] = mapped_column(Text, default="")
+    ran_at: Mapped[unix_ts]
+    recorded_at: Mapped[unix_ts]
+
+    __table_args__ = (
+        Index("ix_validations_host", "host_uuid", "host_identifier", "scenario", "ran_at"),
+    )

@@ -66,6 +66,11 @@ SECTIONS: tuple[tuple[str, tuple[tuple[str, str, str], ...]], ...] = (
                 "What the store lacks: gaps, epoch changes, quarantined lines.",
             ),
             ("carves", "fleetctl.cli.hosts:carves", "File carve sessions and their progress."),
+            (
+                "coverage",
+                "fleetctl.cli.coverage:coverage",
+                "DET0493 telemetry coverage per host and platform; exit 1 on a gap.",
+            ),
             ("packs", "fleetctl.cli.packs:packs", "Check, convert and manage osquery packs."),
             (
                 "labels",

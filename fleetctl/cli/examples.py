@@ -40,6 +40,10 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     "status-logs": ("fleetctl status-logs --host web-1 --limit 20",),
     "data-loss": ("fleetctl data-loss", "fleetctl data-loss --host web-1 --rejected"),
     "carves": ("fleetctl carves",),
+    "coverage": (
+        "fleetctl coverage",
+        "fleetctl coverage --targets platform:windows --retention 90d --format markdown > cov.md",
+    ),
     "packs validate": ("fleetctl packs validate", "fleetctl packs validate mypacks/"),
     "packs test": ("fleetctl packs test", "fleetctl packs test ipc-telemetry --format json"),
     "packs convert": ("fleetctl packs convert osquery.conf --out mypack.json",),

@@ -32,9 +32,9 @@ def _remember_wide(ctx: click.Context, _param: click.Parameter, value: bool) -> 
         ctx.meta[WIDE] = True
 
 
-def output_options(func: F) -> F:
-    """Add ``--format table|json|csv|ndjson`` and ``--wide`` to a command (stacked once,
-    used everywhere)."""
+def output_options(func: F, formats: Sequence[str] = FORMATS) -> F:
+    """Add ``--format table|json|csv|ndjson`` (or the ``formats`` a report offers) and
+    ``--wide`` to a command (stacked once, used everywhere)."""
     func = click.option(
         "--wide",
         is_flag=True,
@@ -45,10 +45,12 @@ def output_options(func: F) -> F:
     return click.option(
         "--format",
         "fmt",
-        type=click.Choice(FORMATS),
+        type=click.Choice(formats),
         default="table",
         show_default=True,
-        help="Output format. json is one array of row objects; ndjson one object per line.",
+        help="Output format. json is one array of row objects; ndjson one object per line."
+        if "ndjson" in formats
+        else "Output format.",
     )(func)
 
 

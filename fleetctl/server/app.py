@@ -15,6 +15,7 @@ from starlette.routing import Route
 
 from fleetctl.server import (
     admin_api,
+    admin_coverage,
     admin_detection,
     admin_hunts,
     admin_packs,
@@ -69,6 +70,7 @@ def build_app(state: ServerState) -> Starlette:
             *admin_detection.routes,
             *admin_queries.routes,
             *admin_hunts.routes,
+            *admin_coverage.routes,
         ],
         lifespan=lifespan,
         exception_handlers=exception_handlers(osquery_api.PREFIX),

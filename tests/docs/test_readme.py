@@ -46,7 +46,12 @@ SKIPPED = {
 }
 
 # The exit status a command is documented to have, where it is not 0.
-EXIT_CODES: dict[str, int] = {}
+EXIT_CODES: dict[str, int] = {
+    # the README's host has minutes of history and no event publisher: coverage fails
+    "fleetctl coverage": 1,
+    "fleetctl coverage --targets platform:linux --retention 90d --format markdown": 1,
+    "fleetctl coverage --format html": 1,
+}
 
 
 def readme_commands() -> list[list[str]]:

@@ -159,6 +159,14 @@ def test_hostile_path_parameters_answer_json_4xx(fleet: Any) -> None:
     assert walked >= 13 * len(HOSTILE_PATH)
 
 
+def clockless(route: Route, answer: dict[str, Any]) -> Any:
+    """The answer without what moves with the clock between two calls: the coverage
+    report says how long ago things happened, so its cells are compared by status."""
+    if route.path != ADMIN + "/coverage":
+        return answer
+    return [(h["host"], {i: c["status"] for i, c in h["cells"].items()}) for h in answer["hosts"]]
+
+
 def test_hostile_query_parameters_answer_json_4xx_unless_the_route_reads_none(
     fleet: Any,
 ) -> None:
@@ -176,7 +184,7 @@ def test_hostile_query_parameters_answer_json_4xx_unless_the_route_reads_none(
                 what = f"GET {route.path}?{name}={value[:30]!r}"
                 if response.status_code == 200:
                     plain = admin.get(path)
-                    assert response.json() == plain.json(), what
+                    assert clockless(route, response.json()) == clockless(route, plain.json()), what
                     continue
                 assert_json_4xx(response, what)
                 refused += 1
