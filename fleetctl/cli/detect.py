@@ -44,6 +44,7 @@ OCCURRENCE_COLUMNS = (
 )
 HISTORY_COLUMNS = ("at", "field", "from", "to", "by", "note")
 LEARNING = "seen during learning"
+LINE_CMDLINE = 100  # characters of a command line in a triage evidence table
 STATUSES = ("open", "reopened", "acked", "suppressed")
 
 
@@ -194,7 +195,17 @@ def print_triage(triage: Mapping[str, Any]) -> None:
             click.echo(f"   why: {item['why']}")
         if item["evidence"]:
             cut = ", cut (raise --evidence-limit)" if item["evidence_cut"] else ""
-            render(item["evidence"], title=f"evidence: {len(item['evidence'])} row(s){cut}")
+            render(
+                [{k: _short(v) for k, v in row.items()} for row in item["evidence"]],
+                title=f"evidence: {len(item['evidence'])} row(s){cut}",
+            )
+
+
+def _short(value: Any) -> Any:
+    """A long command line cut for the evidence tables (``--format json`` has it whole)."""
+    if isinstance(value, str) and len(value) > LINE_CMDLINE:
+        return value[:LINE_CMDLINE] + "…"
+    return value
 
 
 def _channel(evidence: Mapping[str, Any]) -> str:

@@ -103,22 +103,50 @@ class Chain:
         return list(reversed(out))
 
 
+def _reads(mode: str) -> bool:
+    """Whether an end opened with ``mode`` can bring data in (unknown: assume it can)."""
+    return not mode or "r" in mode
+
+
+def _writes(mode: str) -> bool:
+    return not mode or "w" in mode
+
+
+def fifo_ends(snap: HostSnapshot) -> dict[str, dict[int, str]]:
+    """FIFO path -> the processes holding it open, with their open mode."""
+    ends: dict[str, dict[int, str]] = {}
+    for pid, held in snap.fifos.items():
+        for fifo in held:
+            if fifo.path:
+                ends.setdefault(fifo.path, {})[pid] = fifo.mode
+    for pid, stdio in snap.stdio.items():
+        for end in stdio.values():
+            if end.kind == "fifo" and end.target:
+                ends.setdefault(end.target, {}).setdefault(pid, end.mode)
+    return ends
+
+
 def _neighbours(
-    snap: HostSnapshot, builder: PathBuilder, pid: int, fifo_holders: Mapping[str, set[int]]
+    snap: HostSnapshot, builder: PathBuilder, pid: int, fifos: Mapping[str, Mapping[int, str]]
 ) -> list[tuple[int, str, str]]:
-    """(process, how, path) at the other end of ``pid``'s channels: its stdio, the FIFOs
-    it holds, its unix socket peers and the servers of the paths it connected to."""
+    """(process, how, path) whose data can reach ``pid``: the other end of a stdio fd it
+    reads, the writers of a FIFO it reads, its unix socket peers and the servers of the
+    paths it connected to. Output (a pipe it only writes to) leads nowhere upstream."""
     found: list[tuple[int, str, str]] = []
     for ch in builder.channels(pid):
+        if ch.fd != 0 and not _reads(ch.mode):
+            continue
         for partner in ch.partners:
             target = f" {ch.target}" if ch.target else ""
             path = ch.target if ch.kind in ("fifo", "unix") else ""
             found.append((partner.pid, f"fd {ch.fd} {ch.kind}{target}", path))
-    for fifo in snap.fifos.get(pid, []):
-        if fifo.partner_pid and fifo.partner_pid > 0:
-            found.append((fifo.partner_pid, f"FIFO {fifo.path}", fifo.path))
-    for path in snap.fifo_paths(pid):
-        found += [(other, f"FIFO {path}", path) for other in sorted(fifo_holders.get(path, ()))]
+    for path, holders in fifos.items():
+        if pid in holders and _reads(holders[pid]):
+            found += [
+                (other, f"FIFO {path}", path)
+                for other, mode in sorted(holders.items())
+                if _writes(mode)
+            ]
     for peer in snap.unix_peers.get(pid, []):
         if peer.peer_pid and peer.state != "listen":
             where = peer.path or peer.peer_path
@@ -130,14 +158,11 @@ def _neighbours(
 
 
 def initiator_chain(snap: HostSnapshot, pid: int, limit: int = DEFAULT_LIMIT) -> Chain:
-    """Walk from ``pid`` along its channels (fd 0 first), depth first, to at most
-    ``MAX_DEPTH`` hops and ``limit`` processes; the child's own descendants are not
-    walked (they inherit its channels and feed nothing into it)."""
+    """Walk from ``pid`` upstream along the channels it reads (fd 0 first), depth first,
+    to at most ``MAX_DEPTH`` hops and ``limit`` processes; the child's own descendants
+    are not walked (they inherit its channels and feed nothing into it)."""
     builder = PathBuilder(snap)
-    fifo_holders: dict[str, set[int]] = {}
-    for holder in set(snap.fifos) | set(snap.stdio):
-        for path in snap.fifo_paths(holder):
-            fifo_holders.setdefault(path, set()).add(holder)
+    fifos = fifo_ends(snap)
     skip = {pid, *snap.descendants(pid)}
     hops: list[Hop] = []
     seen = set(skip)
@@ -148,7 +173,7 @@ def initiator_chain(snap: HostSnapshot, pid: int, limit: int = DEFAULT_LIMIT) ->
         nonlocal cut
         if depth > MAX_DEPTH:
             return
-        for other, how, path in _neighbours(snap, builder, current, fifo_holders):
+        for other, how, path in _neighbours(snap, builder, current, fifos):
             if path:
                 paths[path] = None
             if other in seen:
@@ -483,17 +508,54 @@ def user_and_session(facts: Facts) -> Answer:
 # -- 3. did the IPC precede the execution ---------------------------------------------
 
 
+# Where each channel query names the IPC object (its ``path`` column, elsewhere, is the
+# process's executable).
+_OBJECT = {
+    "process_stdio": ("target",),
+    "stdio_channels": ("target",),
+    "named_fifos": ("path",),
+    "unix_sockets": ("path",),
+    "unix_listeners": ("path",),
+    "unix_socket_peers": ("path", "peer_path"),
+    "unix_socket_events": ("path",),
+}
+_HAS_PROCESS_PATH = frozenset(q for q, cols in _OBJECT.items() if "path" in cols)
+
+
+def _object(row: StoredRow) -> str:
+    c = row.columns
+    if row.query in _OBJECT:
+        found = text(c, *_OBJECT[row.query])
+    elif row.query == "listening_ports":
+        found = f"{text(c, 'address')}:{text(c, 'port')}".strip(":")
+    else:
+        found = ""
+    if not found and text(c, "inode") not in ("", "0"):
+        found = f"inode {text(c, 'inode')}"
+    return found
+
+
+def _other_end(c: Mapping[str, str]) -> str:
+    """The process a channel row names at the other end (``peer_pid``/``partner_pid``)."""
+    for prefix in ("peer", "partner"):
+        pid = to_int(c.get(f"{prefix}_pid"))
+        if pid is not None and pid > 0:
+            return f"{text(c, f'{prefix}_name') or '?'}[{pid}]"
+    return ""
+
+
 def _row_evidence(row: StoredRow, role: str = "") -> dict[str, Any]:
     c = row.columns
-    where = text(c, "path", "target", "socket")
+    exe = text(c, "process_path") if row.query in _HAS_PROCESS_PATH else text(c, "path")
     out: dict[str, Any] = {"role": role} if role else {}
     return out | {
         "query": row.query,
         "pid": to_int(c.get("pid")),
-        "name": basename(text(c, "path", "process_path")) or text(c, "name"),
+        "name": basename(exe) or text(c, "name"),
         "fd": to_int(c.get("fd")),
         "kind": text(c, "kind", "type", "action", "state"),
-        "object": where,
+        "object": _object(row),
+        "other_end": _other_end(c),
         "first_seen": iso(row.first_seen) if row.first_seen is not None else "before history",
         "removed_at": iso(row.removed_at),
     }
@@ -501,8 +563,12 @@ def _row_evidence(row: StoredRow, role: str = "") -> dict[str, Any]:
 
 def preceded(facts: Facts) -> Answer:
     s, snap = facts.subject, facts.snapshot
-    rows = [r for r in facts.channel_rows.rows if to_int(r.columns.get("pid")) != s.pid]
-    evidence, cut = _cut([_row_evidence(r) for r in rows], facts.limit, facts.channel_rows.cut)
+    rows = sorted(
+        (r for r in facts.channel_rows.rows if to_int(r.columns.get("pid")) != s.pid),
+        key=lambda r: -1 if r.first_seen is None else r.first_seen,
+    )
+    shown = list({tuple(e.items()): e for e in map(_row_evidence, rows)}.values())
+    evidence, cut = _cut(shown, facts.limit, facts.channel_rows.cut)
     if s.start_time is None:
         return Answer(
             "preceded",
@@ -543,32 +609,38 @@ def preceded(facts: Facts) -> Answer:
             evidence,
             cut,
         )
-    earlier_procs = [
-        h.pid
-        for h in facts.chain.hops
-        if snap is not None
-        and h.pid in snap.processes
-        and (snap.processes[h.pid].start_time or s.start_time) < s.start_time
-    ]
-    if earlier_procs:
-        pid = earlier_procs[0]
-        assert snap is not None
+    route = facts.chain.route()
+    near = route[0].pid if route else None
+    proc = snap.processes.get(near) if snap is not None and near is not None else None
+    near_start = proc.start_time if proc is not None else None
+    if near_start is not None and near_start < s.start_time:
         return Answer(
             "preceded",
             PARTIAL,
-            f"likely: {_label(snap, pid)} at the other end started at "
-            f"{iso(snap.processes[pid].start_time)}, before the child; {started}",
+            f"likely: {_label(snap, near or 0)} at the other end of the channel started at "
+            f"{iso(near_start)}, before the child; {started}",
             f"the channel itself was first collected {seen}, after the child started: a "
             "snapshot shows only what existed when it ran, so which came first between "
             "the runs is not recorded",
             evidence,
             cut,
         )
+    if near is not None and (near_start is None or same_start(near_start, s.start_time)):
+        return Answer(
+            "preceded",
+            UNKNOWN,
+            "cannot tell",
+            f"{_label(snap, near)} at the other end of the channel started with the child "
+            f"(within a second: one shell pipeline, say), and the channel was first "
+            f"collected {seen}, after both; {started}",
+            evidence,
+            cut,
+        )
     return Answer(
         "preceded",
         ANSWERED,
-        f"no: the channel's rows were first seen {seen} and its processes started after "
-        f"the child; {started}",
+        f"no: the channel's rows were first seen {seen} and the process at its other end "
+        f"started after the child; {started}",
         "",
         evidence,
         cut,
@@ -629,8 +701,13 @@ def prevalence(facts: Facts) -> Answer:
     )
     n = f"{len(starts)}{'+' if facts.starts.cut else ''}"
     rows: list[dict[str, Any]] = [
-        {"role": "pair", "host": p.host, "parent": p.parent, "child": p.child}
-        | {"first_seen": iso(p.first_seen)}
+        {
+            "role": "pair" if p.first_seen < s.at else "pair, since this finding",
+            "host": p.host,
+            "parent": p.parent,
+            "child": p.child,
+            "first_seen": iso(p.first_seen),
+        }
         for p in facts.pairs
     ]
     rows += [_row_evidence(r, "earlier start") for r in starts]
@@ -709,14 +786,22 @@ def next_steps(facts: Facts) -> Answer:
         }
         for r in kids
     ]
-    io = [
-        _row_evidence(r, "socket" if "socket" in r.query or r.query.startswith("unix") else "io")
-        for r in facts.activity.rows
-        if _is_activity(r)
-    ]
-    evidence, cut = _cut(kid_rows + io, facts.limit, facts.children.cut or facts.activity.cut)
+    io: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for r in facts.activity.rows:
+        if _is_activity(r):
+            row = _row_evidence(r, "socket" if r.query.startswith("unix") else "fd")
+            io.setdefault((row["pid"], row["fd"], row["object"], row["kind"]), row)
+    evidence, cut = _cut(
+        kid_rows + list(io.values()), facts.limit, facts.children.cut or facts.activity.cut
+    )
     names = sorted({str(r["name"]) for r in kid_rows if r["name"]})
-    objects = sorted({str(r["object"]) for r in io if r["object"]})
+    objects = sorted(
+        {
+            str(r["object"])
+            for r in io.values()
+            if r["object"] and not str(r["object"]).startswith("inode ")
+        }
+    )
     said = [
         f"{len(kid_rows)} child process(es)" + (f" ({', '.join(names[:6])})" if names else ""),
         f"{len(objects)} socket(s), FIFO(s) or file(s)"

@@ -43,9 +43,10 @@ def _rows(found: triage_store.Slice) -> Rows:
 def _channel_rows(
     session: Session, host_id: int, chain: Chain, at: int, limit: int
 ) -> triage_store.Slice:
-    """Rows of the chain's processes and of its FIFO and socket paths that existed at
-    ``at``: when each was first seen says whether the channel predates the child."""
-    pids = [str(h.pid) for h in chain.hops]
+    """Rows of the process at the other end of the child's channels and of the FIFO and
+    socket paths on the way that existed at ``at``: when each was first seen says
+    whether the channel predates the child."""
+    pids = [str(h.pid) for h in chain.hops if h.depth == 1]
     rows: list[triage_store.StoredRow] = []
     cut = False
     reads = [("pid", pids), ("path", list(chain.paths)), ("target", list(chain.paths))]
