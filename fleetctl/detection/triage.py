@@ -137,6 +137,8 @@ def _neighbours(
         if ch.fd != 0 and not _reads(ch.mode):
             continue
         for partner in ch.partners:
+            if ch.kind == "pipe" and partner.relation in ("parent", "ancestor"):
+                continue  # how it was started, not what fed it: its lineage shows that
             target = f" {ch.target}" if ch.target else ""
             path = ch.target if ch.kind in ("fifo", "unix") else ""
             found.append((partner.pid, f"fd {ch.fd} {ch.kind}{target}", path))
