@@ -21,7 +21,7 @@ from typing import Any
 from fleetctl.detection.detector import app_name
 from fleetctl.detection.normalize import basename, text, to_int
 from fleetctl.detection.paths import PathBuilder
-from fleetctl.detection.records import same_start
+from fleetctl.detection.records import START_TIME_SLACK, same_start
 from fleetctl.detection.snapshot import HostSnapshot
 from fleetctl.timeutil import format_duration, iso
 from storage.triage import Gap, PairSighting, StoredRow
@@ -48,6 +48,18 @@ PROCESS_ROWS = frozenset(
     {"process_lineage", "process_lineage_darwin", "process_exec_events", "es_exec_lineage"}
 )
 EXEC_EVENTS = frozenset({"process_exec_events", "es_exec_lineage"})
+# Snapshot queries report every run, so their last run says the host still collects;
+# a differential query reports only changes, and its silence means nothing.
+SNAPSHOT_ROWS = frozenset(
+    {
+        "process_lineage",
+        "process_lineage_darwin",
+        "process_stdio",
+        "stdio_channels",
+        "pipe_partners",
+        "unix_socket_peers",
+    }
+)
 CHANNEL_ROWS = frozenset(
     {
         "process_stdio",
@@ -481,6 +493,8 @@ def user_and_session(facts: Facts) -> Answer:
         )
         who += f"; the initiator {_label(snap, far)} runs as uid {proc.uid}"
     context = {key: s.evidence.get(key) for key in ("session", "tty", "container", "cgroup")}
+    if context.get("cgroup") == "/":
+        context["cgroup"] = None  # no cgroup of its own: nothing to tell
     logins = []
     if snap is not None:
         pids = [int(ref.get("pid")) for ref in lineage if ref.get("pid") is not None]
@@ -563,14 +577,31 @@ def _row_evidence(row: StoredRow, role: str = "") -> dict[str, Any]:
     }
 
 
+def _names_channel(row: StoredRow, facts: Facts) -> bool:
+    """Whether a row is about the child's channel itself: its FIFO or socket path, one of
+    the inodes on the child's fds 0-2, or the child as the other end."""
+    c, pid = row.columns, facts.subject.pid
+    if _object(row) in facts.chain.paths:
+        return True
+    for prefix in ("peer", "partner"):
+        if to_int(c.get(f"{prefix}_pid")) == pid:
+            return True
+    snap = facts.snapshot
+    inodes = {e.inode for e in snap.stdio.get(pid, {}).values() if e.inode} if snap else set()
+    return to_int(c.get("inode")) in inodes
+
+
 def preceded(facts: Facts) -> Answer:
     s, snap = facts.subject, facts.snapshot
     rows = sorted(
         (r for r in facts.channel_rows.rows if to_int(r.columns.get("pid")) != s.pid),
         key=lambda r: -1 if r.first_seen is None else r.first_seen,
     )
-    shown = list({tuple(e.items()): e for e in map(_row_evidence, rows)}.values())
-    evidence, cut = _cut(shown, facts.limit, facts.channel_rows.cut)
+    about = [r for r in rows if _names_channel(r, facts)]
+    shown = [_row_evidence(r) for r in about + [r for r in rows if r not in about]]
+    evidence, cut = _cut(
+        list({tuple(e.items()): e for e in shown}.values()), facts.limit, facts.channel_rows.cut
+    )
     if s.start_time is None:
         return Answer(
             "preceded",
@@ -589,7 +620,7 @@ def preceded(facts: Facts) -> Answer:
             f"{started}, and no stored row of the channel's other end or its FIFO or "
             f"socket path existed at {iso(s.at)}",
         )
-    earliest = min(rows, key=lambda r: -1 if r.first_seen is None else r.first_seen)
+    earliest = (about or rows)[0]
     what = _row_evidence(earliest)
     seen = (
         "before the collected history began"
@@ -603,6 +634,17 @@ def preceded(facts: Facts) -> Answer:
             if earliest.first_seen is None
             else f", {format_duration(s.start_time - earliest.first_seen)} before"
         )
+        if not about:
+            return Answer(
+                "preceded",
+                PARTIAL,
+                f"likely: {earliest.query} row of {named}, the process at the other end, "
+                f"first seen {seen}{lead}; {started}",
+                "no stored row names the channel itself (its FIFO or socket path, or "
+                "its inode), only the process at its other end",
+                evidence,
+                cut,
+            )
         return Answer(
             "preceded",
             ANSWERED,
@@ -756,7 +798,8 @@ def children_in_window(
         parent_born = to_int(c.get("parent_start_time"))
         if parent_born is not None and not same_start(parent_born, parents[parent]):
             continue  # the pid's earlier or later owner
-        if born is not None and not start <= born <= end:
+        # Start times are boot time plus ticks, and boot time is read anew each run.
+        if born is not None and not start - START_TIME_SLACK <= born <= end:
             continue
         found.setdefault((to_int(c.get("pid")), born), row)
     return list(found.values())
@@ -856,7 +899,7 @@ def telemetry(facts: Facts) -> Answer:
     open_gaps = [g for g in facts.gaps if g.resolved_at is None]
     if facts.rejected:
         rows.append({"role": "quarantined lines", "count": facts.rejected})
-    read = sorted(q for q in facts.last_runs if q in PROCESS_ROWS | CHANNEL_ROWS)
+    read = sorted(q for q in facts.last_runs if q in SNAPSHOT_ROWS)
     rows += [{"role": "last run", "query": q, "at": iso(facts.last_runs[q])} for q in read]
     evidence, cut = _cut(rows, facts.limit)
     span = f"from {iso(facts.start)} to {iso(facts.end)}"
@@ -888,7 +931,7 @@ def telemetry(facts: Facts) -> Answer:
             "telemetry",
             UNKNOWN,
             "cannot tell",
-            "the host never ran a process or IPC query the store knows",
+            "the host never reported a process or IPC snapshot query",
             evidence,
             cut,
         )
@@ -907,7 +950,7 @@ def telemetry(facts: Facts) -> Answer:
         "telemetry",
         ANSWERED,
         f"yes: no data-loss marker or quarantined line {span}; {len(read)} process and "
-        "IPC queries ran through it",
+        "IPC snapshot queries reported through it",
         "",
         evidence,
         cut,

@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from fleetctl.detection.snapshot import HostSnapshot
 from fleetctl.detection.triage import (
     CHANNEL_ROWS,
     GAP_GRACE,
@@ -34,6 +35,7 @@ from storage.findings import FindingOccurrence, FindingRecordRow
 
 DESCENDANT_DEPTH = 3  # generations of the child's descendants read for "what next"
 STARTS_READ = 1000  # earlier starts of the pair read to count them
+CHANNEL_LOOKBACK = 86_400  # how far back the channel's rows are read before the child
 
 
 def _rows(found: triage_store.Slice) -> Rows:
@@ -41,18 +43,30 @@ def _rows(found: triage_store.Slice) -> Rows:
 
 
 def _channel_rows(
-    session: Session, host_id: int, chain: Chain, at: int, limit: int
+    session: Session, host_id: int, chain: Chain, snapshot: HostSnapshot, at: int, limit: int
 ) -> triage_store.Slice:
     """Rows of the process at the other end of the child's channels and of the FIFO and
-    socket paths on the way that existed at ``at``: when each was first seen says
-    whether the channel predates the child."""
-    pids = [str(h.pid) for h in chain.hops if h.depth == 1]
-    rows: list[triage_store.StoredRow] = []
-    cut = False
-    reads = [("pid", pids), ("path", list(chain.paths)), ("target", list(chain.paths))]
-    for column, values in reads:
+    socket paths on the way, from ``CHANNEL_LOOKBACK`` before ``at`` (or that process's
+    start) to ``at``, oldest first: when the earliest was first seen says whether the
+    channel predates the child. Not only the rows present at ``at``: a channel row
+    changes when the child opens its end (its partner column), so the row that shows the
+    channel before the child is an earlier one."""
+    near: dict[int, int | None] = {}
+    for hop in chain.hops:
+        if hop.depth == 1:
+            proc = snapshot.processes.get(hop.pid)
+            near[hop.pid] = proc.start_time if proc is not None else None
+    since = at - CHANNEL_LOOKBACK
+    known = [t for t in near.values() if t is not None]
+    pid_since = min(known) if known and len(known) == len(near) else since
+    by_pid = triage_store.rows_where(
+        session, host_id, CHANNEL_ROWS, "pid", [str(p) for p in near], pid_since, at, limit
+    )
+    rows = of_processes(by_pid.rows, near)
+    cut = by_pid.cut
+    for column in ("path", "target"):
         found = triage_store.rows_where(
-            session, host_id, CHANNEL_ROWS, column, values, at, at, limit
+            session, host_id, CHANNEL_ROWS, column, list(chain.paths), since, at, limit
         )
         rows += found.rows
         cut = cut or found.cut
@@ -141,7 +155,7 @@ def occurrence_triage(
         window=window,
         now=now,
         limit=limit,
-        channel_rows=_rows(_channel_rows(session, row.host_id, chain, at, limit)),
+        channel_rows=_rows(_channel_rows(session, row.host_id, chain, snapshot, at, limit)),
         children=children,
         activity=Rows(tuple(of_processes(activity.rows, family)), activity.cut),
         starts=_rows(starts),

@@ -6,12 +6,15 @@ hand-made rows first."""
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
 import httpx
 import pytest
+from click.testing import CliRunner
 
+from fleetctl.cli import main
 from fleetctl.detection.triage import initiator_chain
 from tests.conftest import RunningServer
 from tests.detection.reporting import ReportingHost, wait_for
@@ -227,3 +230,40 @@ def test_parameters_are_checked_and_evidence_is_cut(
     user = cut["user"]
     assert len(user["evidence"]) == 1 and user["evidence_cut"] is True
     assert "within 30s of its start" in cut["next"]["answer"]
+
+
+def test_findings_show_has_a_triage_section_and_a_triage_object(
+    server: RunningServer, admin: httpx.Client
+) -> None:
+    (host,) = learned(server, admin, "jumpvm")
+    start = host.last + 1
+    host.report(
+        [proc(2000, 700, DASH, "sh", uid=33, start=start)],
+        [stdio(2000, 0, "fifo", "/srv/q/a", mode="r", start=start)],
+    )
+    finding = finding_of(admin, 2000)["id"]
+
+    def show(*args: str) -> str:
+        result = CliRunner().invoke(
+            main, ["findings", "show", finding, *args], env={"COLUMNS": "300"}
+        )
+        assert result.exit_code == 0, result.output
+        return result.stdout
+
+    table = show("--window", "5m", "--evidence-limit", "2")
+    assert "Triage of occurrence" in table and "window 5m" in table
+    assert "1. Which process initiated the execution" in table
+    assert "[unknown] no process at the other end of dash[2000]'s channels" in table
+    assert "why: fd 0 is a fifo /srv/q/a" in table
+    assert "6. Was the host's telemetry complete over that time?" in table
+    assert "evidence: 2 row(s), cut (raise --evidence-limit)" in table
+    (shown,) = json.loads(show("--format", "json"))
+    assert [a["key"] for a in shown["triage"]["answers"]] == [
+        "initiator",
+        "user",
+        "preceded",
+        "prevalence",
+        "next",
+        "telemetry",
+    ]
+    assert shown["triage"]["window"] == "10m"

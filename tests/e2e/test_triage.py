@@ -66,10 +66,10 @@ def triage_of(fleet: LocalFleet, pid: int, since: int) -> dict[str, dict[str, An
 
 
 def collected_then_a_second_later(fleet: LocalFleet) -> None:
-    """One collection (the channel is in the store from now), then the next second, so
+    """One collection (the channel is in the store from now), then a few seconds, so
     a process started after it has a later start time than the channel's rows."""
     fleet.collect()
-    time.sleep(1.1)
+    time.sleep(2.5)  # start times are boot time plus ticks: a second either way
 
 
 def commands_ran(answers: dict[str, dict[str, Any]], cmdline: str) -> bool:
