@@ -35,6 +35,7 @@ from storage.findings import FindingOccurrence, FindingRecordRow
 
 DESCENDANT_DEPTH = 3  # generations of the child's descendants read for "what next"
 STARTS_READ = 1000  # earlier starts of the pair read to count them
+READ_ROWS = 200  # rows read per slice for an answer, whatever the evidence shown
 CHANNEL_LOOKBACK = 86_400  # how far back the channel's rows are read before the child
 
 
@@ -126,9 +127,10 @@ def occurrence_triage(
     chain = initiator_chain(snapshot, occurrence.pid, limit) if present else Chain()
     start = occurrence.start_time if occurrence.start_time is not None else at
     end = start + window
-    children, family = _descendants(session, row.host_id, occurrence.pid, start, end, limit)
+    read = max(limit, READ_ROWS)  # answers count over more rows than they show
+    children, family = _descendants(session, row.host_id, occurrence.pid, start, end, read)
     activity = triage_store.rows_where(
-        session, row.host_id, CHANNEL_ROWS, "pid", [str(p) for p in family], start, end, limit
+        session, row.host_id, CHANNEL_ROWS, "pid", [str(p) for p in family], start, end, read
     )
     app = parent_app(evidence, snapshot.platform or "linux")
     lineage = evidence.get("lineage") or []
@@ -155,7 +157,7 @@ def occurrence_triage(
         window=window,
         now=now,
         limit=limit,
-        channel_rows=_rows(_channel_rows(session, row.host_id, chain, snapshot, at, limit)),
+        channel_rows=_rows(_channel_rows(session, row.host_id, chain, snapshot, at, read)),
         children=children,
         activity=Rows(tuple(of_processes(activity.rows, family)), activity.cut),
         starts=_rows(starts),

@@ -69,7 +69,8 @@ def prevalence(facts: Facts) -> Answer:
         return Answer(
             "prevalence", UNKNOWN, "no parent known", "the child's lineage stops at itself"
         )
-    before = [p for p in facts.pairs if p.first_seen < s.at]
+    # A pair recorded once the child had started may be this very process's.
+    before = [p for p in facts.pairs if p.first_seen < facts.start]
     here = [p for p in before if p.host == s.host]
     other_hosts = sorted({p.host for p in before if p.host != s.host})
     starts = _earlier_starts(facts, app, platform or "linux")
@@ -81,7 +82,7 @@ def prevalence(facts: Facts) -> Answer:
     n = f"{len(starts)}{'+' if facts.starts.cut else ''}"
     rows: list[dict[str, Any]] = [
         {
-            "role": "pair" if p.first_seen < s.at else "pair, since this finding",
+            "role": "pair" if p.first_seen < facts.start else "pair, since this child",
             "host": p.host,
             "parent": p.parent,
             "child": p.child,

@@ -193,9 +193,9 @@ def _names_channel(row: StoredRow, facts: Facts) -> bool:
 
 def preceded(facts: Facts) -> Answer:
     s, snap = facts.subject, facts.snapshot
-    rows = sorted(
+    rows = sorted(  # oldest first; of equals, a row naming a path before one naming an inode
         (r for r in facts.channel_rows.rows if to_int(r.columns.get("pid")) != s.pid),
-        key=lambda r: -1 if r.first_seen is None else r.first_seen,
+        key=lambda r: (-1 if r.first_seen is None else r.first_seen, object_of(r)[:1] != "/"),
     )
     about = [r for r in rows if _names_channel(r, facts)]
     shown = [row_evidence(r) for r in about + [r for r in rows if r not in about]]
