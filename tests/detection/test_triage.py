@@ -16,6 +16,8 @@ from click.testing import CliRunner
 
 from fleetctl.cli import main
 from fleetctl.detection.triage import initiator_chain
+from storage.engine import make_engine, make_sessionmaker, session_scope
+from storage.results import prune
 from tests.conftest import RunningServer
 from tests.detection.reporting import ReportingHost, wait_for
 from tests.detection.rows import BASE, BASE_STDIO, proc, snapshot, stdio
@@ -267,3 +269,32 @@ def test_findings_show_has_a_triage_section_and_a_triage_object(
         "telemetry",
     ]
     assert shown["triage"]["window"] == "10m"
+
+
+def test_pruned_history_falls_back_on_the_stored_evidence(
+    server: RunningServer, admin: httpx.Client
+) -> None:
+    """Once retention pruned the host's rows of that time, the other end is what the
+    occurrence's evidence recorded, and the answer says its lineage is gone."""
+    (host,) = learned(server, admin, "jumpvm")
+    start = host.last + 1
+    writer = proc(2100, 601, "/usr/bin/sleep", "sleep 600")
+    host.report(
+        [writer, proc(2000, 700, DASH, "sh", uid=33, start=start)],
+        [
+            stdio(2100, 1, "fifo", "/srv/q/a", mode="w", partner=2000, inode=77),
+            stdio(2000, 0, "fifo", "/srv/q/a", mode="r", partner=2100, start=start, inode=77),
+        ],
+    )
+    finding = finding_of(admin, 2000)["id"]
+    host.report()  # both gone: their rows close
+    engine = make_engine(server.settings.db_url)
+    try:
+        with session_scope(make_sessionmaker(engine)) as session:
+            assert prune(session, int(time.time()) + 1) > 0
+    finally:
+        engine.dispose()
+    first = answers(admin, finding)["initiator"]
+    assert first["status"] == "partial"
+    assert first["answer"] == "sleep[2100] (fd 0 fifo), from the stored evidence"
+    assert "pruned" in first["why"]
