@@ -10,7 +10,7 @@ when it cut: a finding on a busy host must answer as fast as one on an idle host
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import ColumnElement, and_, func, or_, select
@@ -92,26 +92,30 @@ def rows_where(
     session: Session,
     host_id: int,
     queries: Collection[str],
-    column: str,
+    column: str | Sequence[str],
     values: Collection[str],
     start: int,
     end: int,
     limit: int,
 ) -> Slice:
-    """Rows of the host's ``queries`` whose ``column`` is one of ``values`` and that
-    existed at some moment from ``start`` to ``end``, oldest first."""
+    """Rows of the host's ``queries`` whose ``column`` (or one of several) is one of
+    ``values`` and that existed at some moment from ``start`` to ``end``, oldest first.
+
+    Each read scans the host's stored rows of those queries (JSON has no index here),
+    so callers read once per question, not once per value."""
     names = _names(session, host_id, queries)
     if not names or not values:
         return Slice([], False)
     enc = encoder_for(session)
     wanted = sorted({enc.text(v) for v in values})
+    columns = [column] if isinstance(column, str) else list(column)
     stmt = (
         select(ResultRow.name, ResultRow.columns, ResultRow.first_seen, ResultRow.removed_at)
-        .where(
+        .where(  # the window before the JSON test: integers are cheap to compare
             ResultRow.host_id == host_id,
             ResultRow.name.in_(sorted(names)),
-            ResultRow.columns[column].as_string().in_(wanted),
             _during(start, end),
+            or_(*(ResultRow.columns[c].as_string().in_(wanted) for c in columns)),
         )
         .order_by(ResultRow.first_seen, ResultRow.id)
         .limit(limit + 1)

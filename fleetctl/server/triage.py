@@ -65,13 +65,10 @@ def _channel_rows(
     )
     rows = of_processes(by_pid.rows, near)
     cut = by_pid.cut
-    for column in ("path", "target"):
-        found = triage_store.rows_where(
-            session, host_id, CHANNEL_ROWS, column, list(chain.paths), since, at, limit
-        )
-        rows += found.rows
-        cut = cut or found.cut
-    return triage_store.Slice(rows, cut)
+    by_path = triage_store.rows_where(
+        session, host_id, CHANNEL_ROWS, ("path", "target"), list(chain.paths), since, at, limit
+    )
+    return triage_store.Slice(rows + by_path.rows, cut or by_path.cut)
 
 
 def _descendants(
