@@ -18,6 +18,7 @@ import pytest
 
 from fleetctl.cli.local import LocalFleet
 from fleetctl.settings import Settings
+from fleetctl.validate import cpu_burners
 from fleetctl.validate.scenarios import SH, Running, free_port
 from tests.detection import live
 
@@ -40,10 +41,12 @@ def fleet(tmp_path: Path) -> Iterator[LocalFleet]:
 
 @pytest.fixture
 def run() -> Iterator[Running]:
-    """Processes and paths of one test, under /tmp, removed by recorded pid and path."""
+    """Processes and paths of one test, under /tmp, removed by recorded pid and path;
+    two CPU burners beside them: the answers must not depend on a quiet machine."""
     running = Running(Path(tempfile.mkdtemp(prefix="fleetctl-triage-", dir="/tmp")))
     try:
-        yield running
+        with cpu_burners(2):
+            yield running
     finally:
         running.cleanup()
 
