@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from fleetctl.detection.normalize import to_int
 from fleetctl.detection.snapshot import HostSnapshot
 from fleetctl.detection.triage import (
     CHANNEL_ROWS,
@@ -88,11 +89,10 @@ def _descendants(
         kids = children_in_window(read.rows, parents, start, end)
         parents = {}
         for row in kids:
-            kid = int(row.columns["pid"])
-            if kid in family:
+            kid = to_int(row.columns.get("pid"))  # what a host sends may be junk
+            if kid is None or kid in family:
                 continue
-            born = row.columns.get("start_time") or row.columns.get("time") or ""
-            family[kid] = int(born) if born.isdigit() else None
+            family[kid] = to_int(row.columns.get("start_time")) or to_int(row.columns.get("time"))
             parents[kid] = family[kid]
             found.append(row)
         if not parents or len(found) >= limit:

@@ -181,9 +181,11 @@ def test_what_the_store_cannot_answer_says_why(server: RunningServer, admin: htt
     (host,) = learned(server, admin, "jumpvm")
     differential(host, 0)
     start = host.last + 1
-    # The FIFO's writer was gone before the first snapshot: no row names it.
+    # The FIFO's writer was gone before the first snapshot: no row names it. A child
+    # row with a junk pid (what a host sends is hostile) is passed over.
+    junk = proc(1, 2000, "/usr/bin/id", "id", start=start + 1) | {"pid": "zz"}
     host.report(
-        [proc(2000, 700, DASH, "sh", uid=33, start=start)],
+        [proc(2000, 700, DASH, "sh", uid=33, start=start), junk],
         [stdio(2000, 0, "fifo", "/srv/q/a", mode="r", start=start)],
     )
     finding = finding_of(admin, 2000)
@@ -200,6 +202,7 @@ def test_what_the_store_cannot_answer_says_why(server: RunningServer, admin: htt
     assert usual["answer"].startswith("no: python3.11 app.py never started dash on jumpvm")
     assert "on 0 other of 1 host(s)" in usual["answer"]
 
+    assert "0 child process(es)" in got["next"]["answer"]
     lost = got["telemetry"]
     assert lost["status"] == "answered" and lost["answer"].startswith("no: 1 data-loss")
     assert [r["kind"] for r in lost["evidence"] if r["role"] == "data loss"] == ["counter_gap"]
