@@ -62,6 +62,9 @@ def _earlier_starts(facts: Facts, app: str, platform: str) -> list[StoredRow]:
 
 
 def prevalence(facts: Facts) -> Answer:
+    """Earlier starts of this parent/child pair on the host, and the hosts where the
+    detector saw the pair before: a parent that never starts such children is what
+    the seed calls an unusual execution path."""
     s = facts.subject
     platform = facts.snapshot.platform if facts.snapshot is not None else "linux"
     app = parent_app(s.evidence, platform or "linux")
@@ -154,6 +157,8 @@ def of_processes(rows: Iterable[StoredRow], starts: Mapping[int, int | None]) ->
 
 
 def next_steps(facts: Facts) -> Answer:
+    """The child's descendants and their sockets, FIFOs and files within the window:
+    what the execution led to, and what the snapshots between could not see."""
     kids = list(facts.children.rows)
     kid_rows = [
         {
@@ -220,6 +225,8 @@ def _is_activity(row: StoredRow) -> bool:
 
 
 def telemetry(facts: Facts) -> Answer:
+    """Data-loss markers and quarantined lines over the window, and whether the
+    snapshot queries kept reporting: the other answers are only as good as that."""
     s = facts.subject
     rows: list[dict[str, Any]] = [
         {

@@ -32,7 +32,7 @@ MAX_LIMIT = 500
 # A data-loss marker is recorded when the run after the lost ones arrives: one this long
 # after the window still speaks of runs inside it (the longest shipped IPC interval).
 GAP_GRACE = 300
-# Queries whose rows are processes, and those whose rows are a process's IPC objects.
+# Queries whose rows are processes (started, with their parent).
 PROCESS_ROWS = frozenset(
     {"process_lineage", "process_lineage_darwin", "process_exec_events", "es_exec_lineage"}
 )
@@ -49,6 +49,7 @@ SNAPSHOT_ROWS = frozenset(
         "unix_socket_peers",
     }
 )
+# Queries whose rows are a process's IPC objects: stdio, pipes, FIFOs, sockets.
 CHANNEL_ROWS = frozenset(
     {
         "process_stdio",

@@ -26,6 +26,9 @@ from storage.triage import StoredRow
 
 
 def initiator(facts: Facts) -> Answer:
+    """The farthest process upstream of the child's channels, with the route to it and
+    its own lineage: the process at the other end of a FIFO or socket is rarely the
+    child's parent, so its lineage is what says who is behind the execution."""
     snap, chain, s = facts.snapshot, facts.chain, facts.subject
     if snap is None or s.pid not in snap.processes:
         return _initiator_from_evidence(facts)
@@ -109,6 +112,8 @@ def _initiator_from_evidence(facts: Facts) -> Answer:
 
 
 def user_and_session(facts: Facts) -> Answer:
+    """The child's uid/euid (and the initiator's), its tty, login, container or cgroup:
+    the seed asks under which user and session context execution happened."""
     snap, s = facts.snapshot, facts.subject
     lineage = list(s.evidence.get("lineage") or [])
     child = lineage[0] if lineage else {}
@@ -192,6 +197,9 @@ def _names_channel(row: StoredRow, facts: Facts) -> bool:
 
 
 def preceded(facts: Facts) -> Answer:
+    """Whether the channel's rows were first seen before the child started. IPC that
+    came first and led to execution is the signal; a snapshot cannot order what
+    happened between two runs, so a channel first collected later says so."""
     s, snap = facts.subject, facts.snapshot
     rows = sorted(  # oldest first; of equals, a row naming a path before one naming an inode
         (r for r in facts.channel_rows.rows if to_int(r.columns.get("pid")) != s.pid),
