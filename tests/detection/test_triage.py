@@ -59,7 +59,7 @@ def test_no_other_end_leaves_no_initiator() -> None:
     channels = [*BASE_STDIO, stdio(2000, 0, "fifo", "/srv/q/a")]
     chain = initiator_chain(snapshot(processes, channels), 2000)
     assert chain.initiator is None and chain.hops == ()
-    assert chain.dangling == ("fd 0 is a fifo /srv/q/a",)
+    assert chain.dangling == ("fd 0 is a FIFO /srv/q/a",)
 
 
 @pytest.fixture
@@ -193,7 +193,7 @@ def test_what_the_store_cannot_answer_says_why(server: RunningServer, admin: htt
     got = answers(admin, finding["id"])
 
     assert got["initiator"]["status"] == "unknown"
-    assert "fd 0 is a fifo /srv/q/a" in got["initiator"]["why"]
+    assert "fd 0 is a FIFO /srv/q/a" in got["initiator"]["why"]
     assert "exited before the snapshot" in got["initiator"]["why"]
     assert got["preceded"]["status"] == "unknown"
     assert "no stored row of the channel's other end" in got["preceded"]["why"]
@@ -259,7 +259,7 @@ def test_findings_show_has_a_triage_section_and_a_triage_object(
     assert "Triage of occurrence" in table and "window 5m" in table
     assert "1. Which process initiated the execution" in table
     assert "[unknown] no process at the other end of dash[2000]'s channels" in table
-    assert "why: fd 0 is a fifo /srv/q/a" in table
+    assert "why: fd 0 is a FIFO /srv/q/a" in table
     assert "6. Was the host's telemetry complete over that time?" in table
     assert "evidence: 2 row(s), cut (raise --evidence-limit)" in table
     (shown,) = json.loads(show("--format", "json"))
@@ -301,3 +301,45 @@ def test_pruned_history_falls_back_on_the_stored_evidence(
     assert first["status"] == "partial"
     assert first["answer"] == "sleep[2100] (fd 0 fifo), from the stored evidence"
     assert "pruned" in first["why"]
+
+
+def test_a_channel_collected_after_the_child_with_no_known_other_end_cannot_be_dated(
+    server: RunningServer, admin: httpx.Client
+) -> None:
+    """Stock osquery on socat's shell: its stdio is a unix socket no row pairs with a
+    process; socat's listening path was first collected with the shell, so nothing says
+    which came first."""
+    (host,) = learned(server, admin, "jumpvm")
+    start = host.last + 1
+    socat = proc(900, 601, "/usr/bin/socat", "socat UNIX-LISTEN:/tmp/s.sock,fork EXEC:sh")
+    host.report(
+        [socat, proc(902, 900, DASH, "sh", start=start)],
+        [stdio(902, fd, "unix", start=start) for fd in (0, 1)],
+    )
+    host.node.log(
+        "result",
+        [
+            {
+                "name": "pack_ipc-telemetry_unix_listeners",
+                "hostIdentifier": host.identifier,
+                "unixTime": host.last,
+                "epoch": 0,
+                "counter": 0,
+                "numerics": False,
+                "action": "snapshot",
+                "snapshot": [
+                    {"pid": "900", "name": "socat", "process_path": "/usr/bin/socat"}
+                    | {"cmdline": "socat", "uid": "1000", "path": "/tmp/s.sock", "fd": "5"}
+                    | {"socket": "4242"}
+                ],
+            }
+        ],
+    )
+    admin.post(f"{API}/detect", json={}).raise_for_status()
+    got = answers(admin, finding_of(admin, 902)["id"])
+    assert got["initiator"]["status"] == "unknown"
+    assert "fd 0 is a unix socket" in got["initiator"]["why"]
+    before = got["preceded"]
+    assert (before["status"], before["answer"]) == ("unknown", "cannot tell"), before
+    assert "no process at its other end is known" in before["why"]
+    assert any(r["object"] == "/tmp/s.sock" for r in before["evidence"])

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from fleetctl.detection.paths import PathBuilder
+from fleetctl.detection.paths import KIND_WORDS, PathBuilder
 from fleetctl.detection.snapshot import HostSnapshot
 
 MAX_DEPTH = 5  # hops from the child along IPC channels
@@ -141,7 +141,7 @@ def initiator_chain(snap: HostSnapshot, pid: int, limit: int = DEFAULT_LIMIT) ->
 
     walk(pid, 1)
     dangling = tuple(
-        f"fd {ch.fd} is a {ch.kind}{' ' + ch.target if ch.target else ''}"
+        f"fd {ch.fd} is a {KIND_WORDS.get(ch.kind, ch.kind)}{' ' + ch.target if ch.target else ''}"
         for ch in builder.channels(pid)
         if ch.kind in ("fifo", "unix", "tcp", "udp", "socket", "pipe") and not ch.partners
     )

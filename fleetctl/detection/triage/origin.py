@@ -288,6 +288,16 @@ def preceded(facts: Facts) -> Answer:
             evidence,
             cut,
         )
+    if near is None:
+        return Answer(
+            "preceded",
+            UNKNOWN,
+            "cannot tell",
+            f"the channel was first collected {seen}, after the child started, and no "
+            f"process at its other end is known to date it by; {started}",
+            evidence,
+            cut,
+        )
     return Answer(
         "preceded",
         ANSWERED,
