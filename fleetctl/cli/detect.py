@@ -44,6 +44,7 @@ OCCURRENCE_COLUMNS = (
 )
 HISTORY_COLUMNS = ("at", "field", "from", "to", "by", "note")
 LEARNING = "seen during learning"
+LINE_CMDLINE = 100  # characters of a command line in a triage evidence table
 STATUSES = ("open", "reopened", "acked", "suppressed")
 
 
@@ -106,12 +107,45 @@ def findings_list(
 @click.option(
     "--limit", default=100, show_default=True, help="Newest N occurrences (each with evidence)."
 )
+@click.option(
+    "--occurrence",
+    type=int,
+    default=None,
+    help="Triage this occurrence (its id) instead of the leading one.",
+)
+@click.option(
+    "--window",
+    default="10m",
+    show_default=True,
+    help="How long after the child started to look at what it did next.",
+)
+@click.option(
+    "--evidence-limit",
+    default=20,
+    show_default=True,
+    help="Evidence rows per triage answer (more are cut, and it says so).",
+)
 @client_options
 @output_options
-def findings_show(client: AdminClient, finding_id: str, limit: int, fmt: str) -> None:
+def findings_show(
+    client: AdminClient,
+    finding_id: str,
+    limit: int,
+    occurrence: int | None,
+    window: str,
+    evidence_limit: int,
+    fmt: str,
+) -> None:
     """One finding: its occurrences newest first, each with its evidence (lineage, the
-    channel and the process at its other end), and its history of status and severity."""
-    answer = client.get(f"/findings/{finding_id}", limit=limit)
+    channel and the process at its other end), its history of status and severity, and
+    the triage answers for its leading occurrence, each with the rows it used."""
+    answer = client.get(
+        f"/findings/{finding_id}",
+        limit=limit,
+        occurrence=occurrence,
+        window=window,
+        evidence_limit=evidence_limit,
+    )
     if fmt != "table":
         newest = answer["occurrences"][0]["evidence"] if answer["occurrences"] else {}
         render(
@@ -121,6 +155,7 @@ def findings_show(client: AdminClient, finding_id: str, limit: int, fmt: str) ->
                     "evidence": newest,
                     "occurrences": answer["occurrences"],
                     "history": answer["history"],
+                    "triage": answer.get("triage"),
                 }
             ],
             fmt=fmt,
@@ -135,14 +170,42 @@ def findings_show(client: AdminClient, finding_id: str, limit: int, fmt: str) ->
     occurrences = answer["occurrences"]
     rows = [_learning(o) | {"channel": _channel(o["evidence"])} for o in occurrences]
     render(rows, OCCURRENCE_COLUMNS, fmt, title="occurrences, newest first")
-    for occurrence in occurrences:
+    for shown in occurrences:
         click.echo(
-            f"occurrence pid {occurrence['pid']} (start time {occurrence['start_time']}), "
-            f"{occurrence['severity']}, first seen {occurrence['first_seen']}:"
+            f"occurrence pid {shown['pid']} (start time {shown['start_time']}), "
+            f"{shown['severity']}, first seen {shown['first_seen']}:"
         )
-        for line in evidence_lines(occurrence["evidence"]):
+        for line in evidence_lines(shown["evidence"]):
             click.echo(f"  {line}")
     render(answer["history"], HISTORY_COLUMNS, fmt, title="history")
+    if answer.get("triage"):
+        print_triage(answer["triage"])
+
+
+def print_triage(triage: Mapping[str, Any]) -> None:
+    """The triage answers as a readable section: question, answer, why, evidence rows."""
+    click.echo(
+        f"\nTriage of occurrence {triage['occurrence']} (pid {triage['pid']}, started "
+        f"{triage['start_time_iso'] or 'at an unknown time'}, window {triage['window']}):"
+    )
+    for number, item in enumerate(triage["answers"], 1):
+        click.echo(f"\n{number}. {item['question']}")
+        click.echo(f"   [{item['status']}] {item['answer']}")
+        if item["why"]:
+            click.echo(f"   why: {item['why']}")
+        if item["evidence"]:
+            cut = ", cut (raise --evidence-limit)" if item["evidence_cut"] else ""
+            render(
+                [{k: _short(v) for k, v in row.items()} for row in item["evidence"]],
+                title=f"evidence: {len(item['evidence'])} row(s){cut}",
+            )
+
+
+def _short(value: Any) -> Any:
+    """A long command line cut for the evidence tables (``--format json`` has it whole)."""
+    if isinstance(value, str) and len(value) > LINE_CMDLINE:
+        return value[:LINE_CMDLINE] + "…"
+    return value
 
 
 def _channel(evidence: Mapping[str, Any]) -> str:

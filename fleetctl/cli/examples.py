@@ -87,7 +87,10 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
         "fleetctl findings list",
         "fleetctl findings list --status open --min-severity high --since 1d",
     ),
-    "findings show": ("fleetctl findings show 3f2a9c",),
+    "findings show": (
+        "fleetctl findings show 3f2a9c",
+        "fleetctl findings show 3f2a9c --occurrence 7 --window 30m --format json",
+    ),
     "findings ack": ('fleetctl findings ack 3f2a9c --note "red team exercise"',),
     "findings suppress": ('fleetctl findings suppress 3f2a9c --scope fleet --note "backup job"',),
     "trace": ("fleetctl trace web-1 4242", "fleetctl trace web-1 4242 --at 1h --format dot"),

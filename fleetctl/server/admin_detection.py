@@ -15,6 +15,7 @@ from starlette.routing import Route
 
 from fleetctl.detection import Baseline, BaselineError, Finding, LearningState, build_trace
 from fleetctl.detection.scoring import SEVERITIES, severity_rank
+from fleetctl.detection.triage import DEFAULT_LIMIT, DEFAULT_WINDOW, MAX_LIMIT, MAX_WINDOW
 from fleetctl.errors import BadRequest, NotFound
 from fleetctl.server.admin_api import (
     admin_endpoint,
@@ -36,11 +37,13 @@ from fleetctl.server.admin_params import (
 )
 from fleetctl.server.auth import digest
 from fleetctl.server.state import server_state
-from fleetctl.timeutil import iso
+from fleetctl.server.triage import occurrence_triage
+from fleetctl.timeutil import format_duration, iso, parse_duration
 from storage import detection as detection_store
 from storage import findings as findings_store
 from storage import hosts as host_store
 from storage import results as result_store
+from storage import triage as triage_store
 from storage.findings import FindingChange, FindingOccurrence, FindingRecordRow, Listed
 
 PREFIX = "/api/v1/admin"
@@ -164,18 +167,54 @@ def _finding(session: Session, finding_id: str) -> tuple[FindingRecordRow, str]:
 
 @admin_endpoint
 def show_finding(request: Request, session: Session) -> dict[str, Any]:
-    """The finding, its occurrences newest first (``limit``, default 100) and its history.
-    ``document`` is the newest occurrence's stored document."""
-    limit = int_param(request.query_params, "limit", (1, OCCURRENCE_PAGE), default=100)
+    """The finding, its occurrences newest first (``limit``, default 100), its history,
+    and the triage answers for its leading occurrence (or ``occurrence``, an id) over
+    ``window`` after the child started (default 10m), each evidence list cut at
+    ``evidence_limit`` rows. ``document`` is the newest occurrence's stored document."""
+    params = request.query_params
+    limit = int_param(params, "limit", (1, OCCURRENCE_PAGE), default=100)
+    window = _window(params.get("window"))
+    evidence_limit = int_param(params, "evidence_limit", (1, MAX_LIMIT), default=DEFAULT_LIMIT)
+    chosen = int_param(params, "occurrence", column_range("FindingOccurrence.id", low=1))
     row, host = _finding(session, request.path_params["id"])
     shown = findings_store.occurrences(session, row.id, limit)
+    described = findings_store.describe(session, row, host)
+    subject = described.lead
+    if chosen is not None:
+        subject = triage_store.occurrence(session, row.id, chosen)
+        if subject is None:
+            raise NotFound(f"finding {row.id} has no occurrence {chosen}")
+    service = server_state(request).detection
+    assert service is not None
+    answers = None
+    if subject is not None:
+        answers = occurrence_triage(
+            session,
+            service,
+            row,
+            host,
+            subject,
+            window=window,
+            limit=evidence_limit,
+            now=int(time.time()),
+        ).to_dict() | {"occurrence": subject.id}
     return {
-        "finding": finding_summary(findings_store.describe(session, row, host))
-        | {"note": row.note},
+        "finding": finding_summary(described) | {"note": row.note},
         "document": shown[0].document if shown else {},
         "occurrences": [occurrence_json(o) for o in shown],
         "history": [change_json(c) for c in findings_store.history(session, row.id)],
+        "triage": answers,
     }
+
+
+def _window(value: str | None) -> int:
+    """How long after the child's start "what it did next" looks (a duration)."""
+    if value is None:
+        return DEFAULT_WINDOW
+    seconds = parse_duration(value)
+    if not 1 <= seconds <= MAX_WINDOW:
+        raise BadRequest(f"'window' must be from 1s to {format_duration(MAX_WINDOW)}")
+    return seconds
 
 
 def _actor(request: Request, session: Session) -> str:
