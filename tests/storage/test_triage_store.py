@@ -48,7 +48,7 @@ def row(pid: int, path: str, parent_path: str, start: int) -> dict[str, str]:
 def store(db_url: str) -> Iterator[tuple[Any, int]]:
     factory = make_sessionmaker(make_engine(db_url))
     with session_scope(factory) as session:
-        host, _ = host_store.enroll_host(
+        host, *_ = host_store.enroll_host(
             session,
             host_identifier="h1",
             platform_type="9",
