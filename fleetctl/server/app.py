@@ -16,6 +16,7 @@ from starlette.routing import Route
 from fleetctl.server import (
     admin_api,
     admin_detection,
+    admin_detection_status,
     admin_hunts,
     admin_packs,
     admin_queries,
@@ -67,6 +68,7 @@ def build_app(state: ServerState) -> Starlette:
             *admin_api.routes,
             *admin_packs.routes,
             *admin_detection.routes,
+            *admin_detection_status.routes,
             *admin_queries.routes,
             *admin_hunts.routes,
         ],

@@ -248,6 +248,11 @@ class DetectionService:
             self._marked += 1
             self._cond.notify_all()
 
+    @property
+    def running(self) -> bool:
+        """Whether the worker runs (a client over the store has none)."""
+        return self._thread is not None and self._thread.is_alive()
+
     def status(self) -> DetectionStatus:
         with self._cond:
             now = time.monotonic()
