@@ -33,28 +33,24 @@ a change like any other. ``full_rebuild`` is what a host whose state is unknown 
 from __future__ import annotations
 
 import copy
-from collections.abc import Collection, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, TypeVar
 
-from fleetctl.detection._readers import is_process_query, reader_for
+from fleetctl.detection._readers import EVENT_COLUMNS, is_process_query, reader_for
 from fleetctl.detection.normalize import to_int
 from fleetctl.detection.paths import ExecutionPath, PathBuilder, ProcessRef, is_judged
-from fleetctl.detection.records import NamedPipe, Process, Row, Session
+from fleetctl.detection.records import NamedPipe, Process, Row, Session, process_from_row
 from fleetctl.detection.reported import Reported
 from fleetctl.detection.snapshot import HostSnapshot
 
-# Columns whose value is a pid some reader files a process record under or checks.
-PID_COLUMNS = (
-    "pid",
-    "parent",
-    "ppid",
-    "parent_pid",
-    "grandparent_pid",
-    "responsible_pid",
-    "partner_pid",
-    "peer_pid",
-)
+# Columns naming a pid whose process record a row adds to: process rows (lineage, exec
+# events) name their parent, grandparent and responsible process; other rows their
+# partner or peer. Partners' start times are also checked against their records.
+PROCESS_PIDS = ("pid", "parent", "ppid", "parent_pid", "grandparent_pid", "responsible_pid")
+OTHER_PIDS = ("pid", "partner_pid", "peer_pid")
+# What ``_readers._add_joined`` gives a process named by another process's row.
+JOINED_FIELDS = ("parent", "name", "path", "cmdline", "start_time")
 # Queries whose rows form one host-wide list (order matters): re-read whole on a change.
 LIST_QUERIES = frozenset(
     {"logged_in_users", "named_pipes", "named_pipes_snapshot", "known_tool_pipes"}
@@ -100,13 +96,23 @@ class Update:
     rows: int = 0  # rows parsed again
 
 
-def _mentions(row: Row) -> frozenset[int]:
+def _pids(row: Row, columns: tuple[str, ...]) -> frozenset[int]:
     found = set()
-    for col in PID_COLUMNS:
+    for col in columns:
         value = to_int(row.get(col))
         if value is not None and value > 0:
             found.add(value)
     return frozenset(found)
+
+
+def _mentions(query: str, row: Row) -> frozenset[int]:
+    """The pids whose process record this row adds to."""
+    return _pids(row, PROCESS_PIDS if is_process_query(query, [row]) else OTHER_PIDS)
+
+
+def _partner(query: str, row: Row) -> int | None:
+    """The partner whose start time decides whether the row is current."""
+    return None if is_process_query(query, [row]) else to_int(row.get("partner_pid"))
 
 
 def _owner(row: Row) -> int | None:
@@ -311,7 +317,9 @@ class HostDetection:
     at: float = 0.0
     _mentions: dict[RowKey, frozenset[int]] = field(default_factory=dict)
     _mentioned_by: dict[int, set[RowKey]] = field(default_factory=dict)
+    _partnered_by: dict[int, set[RowKey]] = field(default_factory=dict)
     _owned: dict[int, set[RowKey]] = field(default_factory=dict)
+    _owners: set[int] = field(default_factory=set)  # owners of changed rows
     _dirty: set[int] = field(default_factory=set)
     _lists_dirty: bool = False
 
@@ -336,13 +344,17 @@ class HostDetection:
         table.first_seen[row.hash] = row.first_seen
         if table.query in LIST_QUERIES:
             self._lists_dirty = True
-        pids = _mentions(row.columns)
+        pids = _mentions(table.query, row.columns)
         self._mentions[key] = pids
         for pid in pids:
             self._mentioned_by.setdefault(pid, set()).add(key)
+        partner = _partner(table.query, row.columns)
+        if partner is not None:
+            self._partnered_by.setdefault(partner, set()).add(key)
         owner = _owner(row.columns)
         if owner is not None:
             self._owned.setdefault(owner, set()).add(key)
+            self._owners.add(owner)
         self._dirty |= pids
 
     def _close(self, name: str, table: _Table, row_hash: str) -> None:
@@ -356,9 +368,13 @@ class HostDetection:
         pids = self._mentions.pop(key, frozenset())
         for pid in pids:
             _discard(self._mentioned_by, pid, key)
+        partner = _partner(table.query, columns)
+        if partner is not None:
+            _discard(self._partnered_by, partner, key)
         owner = _owner(columns)
         if owner is not None:
             _discard(self._owned, owner, key)
+            self._owners.add(owner)
         self._dirty |= pids
 
     def change(
@@ -427,34 +443,49 @@ class HostDetection:
         return snap
 
     def _reparse(self) -> int:
-        """Parse again what the changed rows can alter (see the module's docstring)."""
+        """Parse again what the changed rows can alter (see the module's docstring), in
+        two steps: the process records of the pids the changed rows add to, then the
+        per-pid entries of the pids whose rows changed or name a process whose start
+        time changed (a pid reused, a process come or gone). Returns rows parsed."""
         dirty, self._dirty = self._dirty, set()
-        owners = set(dirty)
-        for pid in dirty:
-            owners |= {
-                o for k in self._mentioned_by.get(pid, ()) if (o := self._owner_of(k)) is not None
-            }
-        keys: set[RowKey] = set()
-        for pid in owners:
-            keys |= self._owned.get(pid, set())
-        keys |= {k for pid in dirty for k in self._mentioned_by.get(pid, ())}
-        sub = Reported()
-        for key in keys:
-            for pid in self._mentions.get(key, ()):
-                if pid not in dirty and pid not in sub.processes and pid in self.raw.processes:
-                    sub.processes[pid] = copy.copy(self.raw.processes[pid])
-        for query, rows in self._ordered(keys):
-            reader = reader_for(query, rows)
-            if reader is not None:
-                reader(sub, rows)
+        owners, self._owners = self._owners, set()
         raw = self.raw
+        # 1. Process records: from the process's own rows when its own lineage row gives
+        # every field another row could fill in (``_settled``), else from every row that
+        # adds to it (a parent named by all its children's rows costs only its own).
+        records: dict[int, Process] = {}
+        unsettled = set()
         for pid in dirty:
-            _put(raw.processes, pid, sub.processes.get(pid))
+            owned = self._owned.get(pid, set())
+            record = None
+            if self._settled(owned):
+                record = self._parse(owned, seeded=lambda _: False).processes.get(pid)
+            if record is not None:
+                records[pid] = record
+            else:
+                unsettled.add(pid)
+        keys = {k for pid in unsettled for k in self._mentioned_by.get(pid, ())}
+        found = self._parse(keys, seeded=lambda pid: pid not in unsettled).processes
+        records |= {pid: found[pid] for pid in unsettled if pid in found}
+        restarted = set()
+        for pid in dirty:
+            old, new = raw.processes.get(pid), records.get(pid)
+            if (old is None) != (new is None) or (old and new and old.start_time != new.start_time):
+                restarted.add(pid)
+            _put(raw.processes, pid, new)
+        # 2. Per-pid entries of the owners whose rows (or whose partners' records) changed.
+        owners |= restarted
+        for pid in restarted:
+            owners |= {
+                o for k in self._partnered_by.get(pid, ()) if (o := self._owner_of(k)) is not None
+            }
+        owned = {k for pid in owners for k in self._owned.get(pid, ())}
+        entries = self._parse(owned, seeded=lambda pid: True)
         for pid in owners:
             for name in OWNED:
-                _put(getattr(raw, name), pid, getattr(sub, name).get(pid))
-            _put(raw.stock_sockets, pid, sub.stock_sockets.get(pid))
-            if pid in sub.stock_scanned:
+                _put(getattr(raw, name), pid, getattr(entries, name).get(pid))
+            _put(raw.stock_sockets, pid, entries.stock_sockets.get(pid))
+            if pid in entries.stock_scanned:
                 raw.stock_scanned.add(pid)
             else:
                 raw.stock_scanned.discard(pid)
@@ -468,7 +499,50 @@ class HostDetection:
                 if (reader := reader_for(query, rows)) is not None:
                     reader(lists, rows)
             raw.sessions, raw.named_pipes = lists.sessions, lists.named_pipes
-        return len(keys)
+        return len(keys) + len(owned)
+
+    def _settled(self, owned: Iterable[RowKey]) -> bool:
+        """Whether a process's record follows from its own rows alone: it has one lineage
+        row (a process row of the highest rank) and that row gives every field a row of
+        another process can fill in. Such rows (naming it as parent or partner) rank
+        lower, so they only fill in blanks, and it has none they could fill."""
+        lineage = []
+        for name, row_hash in owned:
+            table = self.tables[name]
+            row = table.rows[row_hash]
+            if is_process_query(table.query, [row]) and not any(
+                row.get(c, "") != "" for c in EVENT_COLUMNS
+            ):
+                lineage.append(process_from_row(row))
+        return (
+            len(lineage) == 1
+            and lineage[0] is not None
+            and all(getattr(lineage[0], f) not in (None, "") for f in JOINED_FIELDS)
+        )
+
+    def _parse(self, keys: set[RowKey], seeded: Callable[[int], bool]) -> Reported:
+        """The rows ``keys`` read alone, over copies of the current records of the pids
+        they name for which ``seeded`` holds (records that those rows do not decide)."""
+        sub = Reported()
+        current = self.raw.processes
+        for key in keys:
+            for pid in self._mentions.get(key, ()):
+                if pid not in sub.processes and pid in current and seeded(pid):
+                    sub.processes[pid] = copy.copy(current[pid])
+            name, row_hash = key
+            partner = _partner(self.tables[name].query, self.tables[name].rows[row_hash])
+            if (
+                partner is not None
+                and partner not in sub.processes
+                and partner in current
+                and seeded(partner)
+            ):
+                sub.processes[partner] = copy.copy(current[partner])
+        for query, rows in self._ordered(keys):
+            reader = reader_for(query, rows)
+            if reader is not None:
+                reader(sub, rows)
+        return sub
 
     def _owner_of(self, key: RowKey) -> int | None:
         name, row_hash = key
@@ -495,6 +569,7 @@ class HostDetection:
         self.at = at
         self._age(at)
         self._dirty.clear()
+        self._owners.clear()
         self._lists_dirty = False
         raw = Reported()
         for query, rows in self._ordered():
@@ -523,10 +598,10 @@ class HostDetection:
             return self.full_rebuild(at)
         self.at = at
         self._age(at)
-        if not self._dirty and not self._lists_dirty:
+        if not self._dirty and not self._owners and not self._lists_dirty:
             return Update(frozenset(), frozenset(), frozenset())
         old = self.snapshot
-        candidates = set(self._dirty)
+        candidates = self._dirty | self._owners
         rows = self._reparse()
         new = self.snapshot = self._finished(at)
         if new.platform != old.platform:
