@@ -8,14 +8,17 @@ closed (what the result store reports for each applied run):
 1. **Rows.** The host's current detection rows, by stored query name and row hash, with
    two indexes: the pids each row mentions (pid, parent, partner, peer ...) and the pid
    that owns it (its ``pid`` column: the rows a reader files under that pid).
-2. **Snapshot.** Only the records a changed row can alter are parsed again: the process
-   record of every pid a changed row mentions (``dirty``) and every per-pid entry (stdio,
-   pipes, FIFOs, sockets, listeners) of every pid owning a row that mentions one of them
-   (a partner's start time decides whether such a row is current). Those rows are parsed
-   with the same readers, against copies of the unchanged process records; the logins
-   and Windows pipe lists are re-read whole when one of their rows changed. What is
-   inferred across processes (``HostSnapshot.finish``: stdio only ``pipe_partners`` saw,
-   what stock osquery leaves out) is cheap and is worked out again on the whole host.
+2. **Snapshot.** Only the records a changed row can alter are parsed again, with the
+   same readers, in the order a full parse meets the rows (by query, then row hash):
+   first the process record of every pid a changed row adds to (its own pid, the parent
+   or partner it names) -- from the process's own rows when its lineage row gives every
+   field a row of another process could fill in, else from every row naming it; then
+   the per-pid entries (stdio, pipes, FIFOs, sockets, listeners) of every pid whose rows
+   changed or whose rows name a process whose start time changed (a reused pid makes a
+   partner's row stale), against copies of the current records. The logins and Windows
+   pipe lists are re-read whole when one of their rows changed. What is inferred across
+   processes (``HostSnapshot.finish``: stdio only ``pipe_partners`` saw, what stock
+   osquery leaves out) is cheap and is worked out again on the whole host.
 3. **Paths.** Building a path records each fact of the snapshot it read (a pid's process
    record, stdio, unix peers, FIFOs; the servers of a socket path; the processes on a TCP
    endpoint; the logins). After a batch every recorded fact is compared between the old
@@ -23,6 +26,10 @@ closed (what the result store reports for each applied run):
    (with those of new processes): a changed row reaches its process, the children whose
    lineage shows it, the processes at the other ends of its channels and those that share
    a socket path, by what they read rather than by a rule written down twice.
+
+Equal to a full parse whenever that parse does not depend on the order of its rows:
+rows that disagree about a process (two start times for a pid no lineage row settles)
+are read in the fixed order here, and in the store's order by a full parse.
 
 The caller judges only the keys of the paths that changed (``Update.keys``). Event
 queries keep their window: their rows leave the state when they age out of it, which is

@@ -61,7 +61,7 @@ log = logging.getLogger("fleetctl.detection")
 DETECTION_QUERIES = frozenset(PROCESS_QUERIES | set(READERS))
 EVENT_WINDOW = 600  # seconds of exec events that count as "running now"
 ACCEPTED = "accepted while learning"
-MAX_HOSTS = 2000  # hosts whose state is kept in memory (about 1-2 MB each at 500 processes)
+MAX_HOSTS = 1000  # hosts whose state is kept in memory (about 7 MB each at 500 processes)
 MAX_PENDING_ROWS = 100_000  # changed rows kept for one host before it is rebuilt instead
 LAG_WINDOW = 2048  # judgements the lag percentiles are taken over
 
