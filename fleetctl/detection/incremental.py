@@ -457,37 +457,40 @@ class HostDetection:
         dirty, self._dirty = self._dirty, set()
         owners, self._owners = self._owners, set()
         raw = self.raw
-        # 1. Process records: from the process's own rows when its own lineage row gives
-        # every field another row could fill in (``_settled``), else from every row that
-        # adds to it (a parent named by all its children's rows costs only its own).
-        records: dict[int, Process] = {}
+        # 1. Process records. One whose own lineage row gives every field that another
+        # process's row could fill in (``_settled``) follows from its own rows: it is
+        # read with them in step 2. Any other is read from every row that adds to it.
+        settled: dict[int, Process] = {}
         unsettled = set()
         for pid in dirty:
-            owned = self._owned.get(pid, set())
-            record = None
-            if self._settled(owned):
-                record = self._parse(owned, seeded=lambda _: False).processes.get(pid)
-            if record is not None:
-                records[pid] = record
+            lineage = self._settled(self._owned.get(pid, set()))
+            if lineage is not None:
+                settled[pid] = lineage
             else:
                 unsettled.add(pid)
         keys = {k for pid in unsettled for k in self._mentioned_by.get(pid, ())}
         found = self._parse(keys, seeded=lambda pid: pid not in unsettled).processes
-        records |= {pid: found[pid] for pid in unsettled if pid in found}
         restarted = set()
-        for pid in dirty:
-            old, new = raw.processes.get(pid), records.get(pid)
+        for pid in unsettled:
+            old, new = raw.processes.get(pid), found.get(pid)
             if (old is None) != (new is None) or (old and new and old.start_time != new.start_time):
                 restarted.add(pid)
             _put(raw.processes, pid, new)
-        # 2. Per-pid entries of the owners whose rows (or whose partners' records) changed.
-        owners |= restarted
+        for pid, lineage in settled.items():
+            old = raw.processes.get(pid)
+            if old is None or old.start_time != lineage.start_time:
+                restarted.add(pid)
+        # 2. Per-pid entries (and settled records) of the pids whose rows changed, whose
+        # record is settled, or whose rows name a process whose start time changed.
+        owners |= restarted | set(settled)
         for pid in restarted:
             owners |= {
                 o for k in self._partnered_by.get(pid, ()) if (o := self._owner_of(k)) is not None
             }
         owned = {k for pid in owners for k in self._owned.get(pid, ())}
-        entries = self._parse(owned, seeded=lambda pid: True)
+        entries = self._parse(owned, seeded=lambda pid: pid not in settled)
+        for pid in settled:
+            raw.processes[pid] = entries.processes[pid]
         for pid in owners:
             for name in OWNED:
                 _put(getattr(raw, name), pid, getattr(entries, name).get(pid))
@@ -508,11 +511,11 @@ class HostDetection:
             raw.sessions, raw.named_pipes = lists.sessions, lists.named_pipes
         return len(keys) + len(owned)
 
-    def _settled(self, owned: Iterable[RowKey]) -> bool:
-        """Whether a process's record follows from its own rows alone: it has one lineage
-        row (a process row of the highest rank) and that row gives every field a row of
-        another process can fill in. Such rows (naming it as parent or partner) rank
-        lower, so they only fill in blanks, and it has none they could fill."""
+    def _settled(self, owned: Iterable[RowKey]) -> Process | None:
+        """A process's lineage row when its record follows from its own rows alone: it
+        has one lineage row (a process row of the highest rank) and that row gives every
+        field a row of another process can fill in. Such rows (naming it as a parent or
+        partner) rank lower, so they only fill in blanks, and it has none they could."""
         lineage = []
         for name, row_hash in owned:
             table = self.tables[name]
@@ -521,11 +524,10 @@ class HostDetection:
                 row.get(c, "") != "" for c in EVENT_COLUMNS
             ):
                 lineage.append(process_from_row(row))
-        return (
-            len(lineage) == 1
-            and lineage[0] is not None
-            and all(getattr(lineage[0], f) not in (None, "") for f in JOINED_FIELDS)
-        )
+        if len(lineage) != 1 or lineage[0] is None:
+            return None
+        found = lineage[0]
+        return found if all(getattr(found, f) not in (None, "") for f in JOINED_FIELDS) else None
 
     def _parse(self, keys: set[RowKey], seeded: Callable[[int], bool]) -> Reported:
         """The rows ``keys`` read alone, over copies of the current records of the pids
