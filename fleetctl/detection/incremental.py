@@ -236,7 +236,31 @@ class _Facts:
             return self.named_pipes(key)
         if family == "sessions":
             return tuple(snap.sessions)
+        if family == "fifo_paths":
+            return snap.fifo_paths(key)
+        if family == "socket_paths":
+            return snap.socket_paths(key)
+        if family == "network":
+            return snap.network_endpoints(key)
+        if family == "listening":
+            return self.listening(key)
+        if family == "inodes":
+            return self.inodes(key)
         return getattr(snap, family).get(key)  # fifos, unix_peers, unix_paths, ...
+
+    def listening(self, pid: int) -> tuple[str, ...]:
+        """``HostSnapshot.listening`` with the Windows pipes from an index."""
+        snap = self.snap
+        found = [lst.describe() for lst in snap.listeners.get(pid, [])]
+        found += [
+            f"unix:{p.path}" for p in snap.unix_peers.get(pid, []) if p.state == "listen" and p.path
+        ]
+        found += [f"pipe:{p.name}" for p in self.named_pipes(pid)]
+        return tuple(dict.fromkeys(found))
+
+    def inodes(self, pid: int) -> frozenset[int]:
+        """The inodes on a process's stdio (what its descendants may have inherited)."""
+        return frozenset(e.inode for e in self.snap.stdio.get(pid, {}).values() if e.inode)
 
 
 class _View(HostSnapshot):
@@ -261,14 +285,25 @@ class _View(HostSnapshot):
         self._reads.current.add(("server", path))
         return set(self._facts.servers(path))
 
+    # What a path reads of another process is recorded as the value it derives, not as
+    # the records it is derived from: a pipe hub whose partners change still holds the
+    # same FIFOs and sockets, and the paths of its partners stay as they are.
+
     def listening(self, pid: int) -> tuple[str, ...]:
-        found = [lst.describe() for lst in self.listeners.get(pid, [])]
-        found += [
-            f"unix:{p.path}" for p in self.unix_peers.get(pid, []) if p.state == "listen" and p.path
-        ]
-        self._reads.current.add(("named_pipes", pid))
-        found += [f"pipe:{p.name}" for p in self._facts.named_pipes(pid)]
-        return tuple(dict.fromkeys(found))
+        self._reads.current.add(("listening", pid))
+        return self._facts.listening(pid)
+
+    def fifo_paths(self, pid: int) -> tuple[str, ...]:
+        self._reads.current.add(("fifo_paths", pid))
+        return self._facts.snap.fifo_paths(pid)
+
+    def socket_paths(self, pid: int) -> tuple[str, ...]:
+        self._reads.current.add(("socket_paths", pid))
+        return self._facts.snap.socket_paths(pid)
+
+    def network_endpoints(self, pid: int) -> tuple[str, ...]:
+        self._reads.current.add(("network", pid))
+        return self._facts.snap.network_endpoints(pid)
 
     def sessions_for(self, pids: Iterable[int], tty: str) -> list[Session]:
         self._reads.current.add(("sessions", None))
@@ -290,9 +325,17 @@ class TracingBuilder(PathBuilder):
         # No PathBuilder.__init__: its host-wide indexes come from ``facts``, read through
         # recorders, so that building one path costs that path.
         self._reads = _Reads()
+        self._facts = facts
         self.snap = _View(snap, facts, self._reads)
         self.refs = _Recorded(_Refs(snap), "proc", self._reads)
         self.tcp_ends = _Recorded(facts.tcp_ends, "tcp", self._reads)
+
+    def inherited(self, pid: int) -> set[int]:
+        out: set[int] = set()
+        for ancestor in self.snap.ancestors(pid):
+            self._reads.current.add(("inodes", ancestor.pid))
+            out |= self._facts.inodes(ancestor.pid)
+        return out
 
     def trace(self, proc: Process) -> tuple[ExecutionPath, frozenset[Fact]]:
         self._reads.current = {("proc", proc.pid)}
