@@ -19,13 +19,15 @@ closed (what the result store reports for each applied run):
    pipe lists are re-read whole when one of their rows changed. What is inferred across
    processes (``HostSnapshot.finish``: stdio only ``pipe_partners`` saw, what stock
    osquery leaves out) is cheap and is worked out again on the whole host.
-3. **Paths.** Building a path records each fact of the snapshot it read (a pid's process
-   record, stdio, unix peers, FIFOs; the servers of a socket path; the processes on a TCP
-   endpoint; the logins). After a batch every recorded fact is compared between the old
-   and the new snapshot, and exactly the paths that read a changed fact are built again
-   (with those of new processes): a changed row reaches its process, the children whose
-   lineage shows it, the processes at the other ends of its channels and those that share
-   a socket path, by what they read rather than by a rule written down twice.
+3. **Paths.** Building a path records each fact of the snapshot it read: a pid's process
+   record and stdio, its unix peers and connects; what it derives of another process as
+   the derived value (the FIFOs, sockets, endpoints and listeners it holds, the inodes
+   on its stdio); the servers of a socket path, the processes on a TCP endpoint, the
+   logins. After a batch every recorded fact is compared between the old and the new
+   snapshot, and exactly the paths that read a changed fact are built again (with those
+   of new processes): a changed row reaches its process, the children whose lineage
+   shows it, the processes at the other ends of its channels and those that share a
+   socket path, by what they read rather than by a rule written down twice.
 
 Equal to a full parse whenever that parse does not depend on the order of its rows:
 rows that disagree about a process (two start times for a pid no lineage row settles)
