@@ -4,7 +4,11 @@
    lookup for a host of 500 processes (rows cloned from this machine's real pack output),
    beside a minimal pass over the same rows that only indexes pid -> row and parent ->
    children (ratio).
-2. Latency from the ``log`` POST to the stored finding, with 10 and then 1,000 hosts x
+2. Per-batch cost at about 3% churn of a host of 500 processes (lineage, stdio, pipe
+   and socket rows): the incremental state (``HostDetection``: changed rows in, changed
+   paths judged) beside a full rebuild (snapshot of every row, every path, every key
+   judged), on the same batches in the same run, with the rows/s each judges.
+3. Latency from the ``log`` POST to the stored finding, with 10 and then 1,000 hosts x
    500 processes of history in the store (SQLite), to show the cost follows the new
    rows, not the history. Target: under 1 s at 1,000 hosts.
 
@@ -13,11 +17,14 @@
 
 from __future__ import annotations
 
+import copy
 import json
+import random
 import sqlite3
 import sys
 import tempfile
 import time
+import tracemalloc
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +35,11 @@ sys.path.insert(0, str(ROOT))
 
 from fleetctl.cli.client import ssl_context  # noqa: E402
 from fleetctl.detection import Baseline, DetectionState, Detector, HostSnapshot, build_paths  # noqa: E402
+from fleetctl.detection.incremental import HostDetection  # noqa: E402
 from fleetctl.engine import Engine, string_rows  # noqa: E402
 from fleetctl.packs.loader import load_file, shipped_packs_dir  # noqa: E402
+from storage.results import ChangedRow  # noqa: E402
+from storage.runs import row_hash  # noqa: E402
 
 QUERIES = ("process_lineage", "stdio_channels", "pipe_partners", "unix_sockets", "unix_listeners")
 PROCS = 500
@@ -45,8 +55,12 @@ def real_rows() -> dict[str, list[dict[str, str]]]:
     return out
 
 
-def cloned(rows: dict[str, list[dict[str, str]]], procs: int) -> dict[str, list[dict[str, str]]]:
-    """Copies of the real process tree with shifted pids until ``procs`` processes."""
+def cloned(
+    rows: dict[str, list[dict[str, str]]], procs: int, *, distinct: bool = False
+) -> dict[str, list[dict[str, str]]]:
+    """Copies of the real process tree with shifted pids until ``procs`` processes;
+    ``distinct`` renames each copy's executables (``postgres`` -> ``postgres2``), so the
+    copies are other programs with path keys of their own, as on a real host."""
     base = rows["process_lineage"]
     copies = max(1, -(-procs // max(1, len(base))))
     pid_cols = ("pid", "parent", "partner_pid", "grandparent_pid", "peer_pid")
@@ -54,12 +68,16 @@ def cloned(rows: dict[str, list[dict[str, str]]], procs: int) -> dict[str, list[
     for c in range(copies):
         shift = c * 1_000_000
 
-        def move(row: dict[str, str], shift: int = shift) -> dict[str, str]:
+        def move(row: dict[str, str], shift: int = shift, c: int = c) -> dict[str, str]:
             new = dict(row)
             for col in pid_cols:
                 value = new.get(col, "")
                 if value.lstrip("-").isdigit() and int(value) > 1:
                     new[col] = str(int(value) + shift)
+            if distinct and c:
+                for col in ("name", "path", "process_path", "partner_name", "partner_path"):
+                    if new.get(col):
+                        new[col] = f"{new[col]}{c + 1}"
             return new
 
         for name, items in rows.items():
@@ -89,6 +107,104 @@ def throughput(rows: dict[str, list[dict[str, str]]], rounds: int = 20) -> tuple
                 children.setdefault(int(row.get("parent") or 0), []).append(pid)
     raw = total * rounds / (time.perf_counter() - started)
     return ours, raw
+
+
+CHURN = 0.03
+BATCHES = 20
+
+
+def churned(
+    rows: dict[str, list[dict[str, str]]], rng: random.Random, fraction: float, clock: int
+) -> dict[str, list[dict[str, str]]]:
+    """The next interval of a host: ``fraction`` of its processes exit and as many start
+    (copies of a running one under a new pid and start time, fed by the same channels),
+    and as many again are restarted under the same pid (pid reuse, new start time)."""
+    out = {name: list(items) for name, items in rows.items()}
+    lineage = out["process_lineage"]
+    count = max(1, int(len(lineage) * fraction / 2))
+    gone = {r["pid"] for r in rng.sample(lineage, count)}
+    reused = {r["pid"] for r in rng.sample(lineage, count)} - gone
+    for name, items in out.items():
+        kept = [r for r in items if r["pid"] not in gone and r.get("partner_pid") not in gone]
+        out[name] = [
+            dict(r, start_time=str(clock)) if r["pid"] in reused and "start_time" in r else r
+            for r in kept
+        ]
+    for template in rng.sample(out["process_lineage"], count):
+        pid = str(rng.randrange(5_000_000, 9_000_000))
+        for name, items in list(out.items()):
+            out[name] = items + [
+                dict(r, pid=pid, start_time=str(clock)) if "start_time" in r else dict(r, pid=pid)
+                for r in items
+                if r["pid"] == template["pid"]
+            ]
+    return out
+
+
+def changes(
+    old: dict[str, list[dict[str, str]]], new: dict[str, list[dict[str, str]]], at: int
+) -> list[tuple[str, list[ChangedRow], list[ChangedRow]]]:
+    """Per query, the rows that opened and closed (what the store reports per run)."""
+    out = []
+    for name in new:
+        before = {row_hash(r): r for r in old.get(name, [])}
+        after = {row_hash(r): r for r in new[name]}
+        opened = [ChangedRow(h, r, at) for h, r in after.items() if h not in before]
+        closed = [ChangedRow(h, r, None) for h, r in before.items() if h not in after]
+        out.append((name, opened, closed))
+    return out
+
+
+def incremental_vs_full(rows: dict[str, list[dict[str, str]]]) -> dict[str, float]:
+    """Per-batch detection cost at ``CHURN`` of the host, both ways on the same batches."""
+    rng = random.Random(15)
+    clock = int(time.time())
+    host = HostDetection("h")
+    for name, opened, _ in changes({}, rows, clock):
+        host.change(f"pack_ipc-telemetry_{name}", name, opened, [])
+    state = DetectionState()
+    Detector(Baseline.default(), state).learn(
+        build_paths(HostSnapshot.from_results("h", rows)), clock
+    )
+    full_state = copy.deepcopy(state)
+    host.full_rebuild(clock)
+    inc_seconds = full_seconds = 0.0
+    changed_rows = judged_paths = 0
+    for _ in range(BATCHES):
+        clock += 60
+        new = churned(rows, rng, CHURN, clock)
+        batch = changes(rows, new, clock)
+        rows = new
+        changed_rows += sum(len(o) + len(c) for _, o, c in batch)
+        started = time.perf_counter()
+        for name, opened, closed in batch:
+            host.change(f"pack_ipc-telemetry_{name}", name, opened, closed)
+        update = host.update(clock)
+        paths = host.group(update.keys, clock)
+        Detector(Baseline.default(), state).detect(paths, clock)
+        inc_seconds += time.perf_counter() - started
+        judged_paths += len(paths)
+        started = time.perf_counter()
+        everything = build_paths(HostSnapshot.from_results("h", rows, observed_at=clock))
+        Detector(Baseline.default(), full_state).detect(everything, clock)
+        full_seconds += time.perf_counter() - started
+    total = sum(len(v) for v in rows.values())
+    tracemalloc.start()
+    kept = HostDetection("h")
+    for name, opened, _ in changes({}, rows, clock):
+        kept.change(f"pack_ipc-telemetry_{name}", name, opened, [])
+    kept.full_rebuild(clock)
+    memory = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    return {
+        "rows": total,
+        "changed_rows": changed_rows / BATCHES,
+        "judged_paths": judged_paths / BATCHES,
+        "paths": len(host.paths),
+        "incremental_ms": 1000 * inc_seconds / BATCHES,
+        "full_ms": 1000 * full_seconds / BATCHES,
+        "memory_mb": memory / 1e6,
+    }
 
 
 def seed_history(db: Path, hosts: int, procs: int) -> None:
@@ -268,6 +384,16 @@ def main() -> None:
     print(
         f"throughput: {ours:,.0f} rows/s through snapshot+paths+baseline vs "
         f"{raw:,.0f} rows/s minimal index build (ratio {ours / raw:.2f})"
+    )
+    cost = incremental_vs_full(cloned(real_rows(), PROCS, distinct=True))
+    inc, full = cost["incremental_ms"], cost["full_ms"]
+    print(
+        f"per batch at {CHURN:.0%} churn ({cost['changed_rows']:.0f} of {cost['rows']:,.0f} rows"
+        f" changed, {cost['judged_paths']:.0f} of {cost['paths']:.0f} paths judged, mean of"
+        f" {BATCHES}): incremental {inc:.1f} ms vs full rebuild {full:.1f} ms"
+        f" ({full / inc:.1f}x); host rows kept judged: {cost['rows'] / inc * 1000:,.0f} rows/s"
+        f" incremental vs {cost['rows'] / full * 1000:,.0f} rows/s full;"
+        f" state in memory {cost['memory_mb']:.1f} MB per host"
     )
     small = latency(10, rows)
     big = latency(1000, rows)

@@ -22,7 +22,7 @@ Everything for one host happens in the caller's transaction, under the caller's 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -38,9 +38,35 @@ from storage.rowio import Stored, insert_rows, load_rows, update_rows
 from storage.runs import Run, row_hash, split_query_name
 
 
+@dataclass(frozen=True)
+class ChangedRow:
+    """A row that became present or stopped being present: its hash, its columns as
+    stored, and when it first appeared (None for a tombstone's row)."""
+
+    hash: str
+    columns: Mapping[str, str]
+    first_seen: int | None
+
+
+@dataclass(frozen=True)
+class AppliedRows:
+    """What one applied run changed of a query's current rows: ``opened`` became present,
+    ``closed`` stopped being present. For a full-state run these are the real change the
+    store worked out, not the run's rows; ``baseline`` is a ``counter = 0`` run that is
+    not a snapshot. ``name`` is the name as stored, ``query`` its pack query name."""
+
+    name: str
+    query: str
+    opened: tuple[ChangedRow, ...]
+    closed: tuple[ChangedRow, ...]
+    full_state: bool
+    baseline: bool = False
+
+
 @dataclass
 class ApplyStats:
-    """What one batch did, for logs and tests."""
+    """What one batch did, for logs and tests; ``applied`` holds the row changes of the
+    runs whose query the caller asked for (``apply_runs``'s ``collect``), in run order."""
 
     runs: int = 0
     skipped_runs: int = 0
@@ -49,6 +75,7 @@ class ApplyStats:
     names: set[str] = field(default_factory=set)
     markers: list[str] = field(default_factory=list)
     rejected: int = 0  # lines quarantined instead of stored
+    applied: list[AppliedRows] = field(default_factory=list)
 
     def add(self, other: ApplyStats) -> None:
         self.runs += other.runs
@@ -58,6 +85,15 @@ class ApplyStats:
         self.names |= other.names
         self.markers += other.markers
         self.rejected += other.rejected
+        self.applied += other.applied
+
+
+class _Changes:
+    """Row changes of one run, gathered while it is applied (only for collected queries)."""
+
+    def __init__(self) -> None:
+        self.opened: list[ChangedRow] = []
+        self.closed: list[ChangedRow] = []
 
 
 def apply_runs(
@@ -67,12 +103,15 @@ def apply_runs(
     now: int,
     known_packs: Iterable[str] = (),
     silent_counters: Collection[str] = (),
+    collect: Callable[[str], bool] | None = None,
 ) -> ApplyStats:
     """Apply ``runs`` (in log order) for one host.
 
     ``silent_counters`` names queries whose counter may advance without a line reaching
     the server (``"removed": false`` drops removal-only runs from the log), so a jump in
-    their counter is not data loss.
+    their counter is not data loss. ``collect`` says by pack query name which queries'
+    row changes to return in ``ApplyStats.applied`` (detection reads a few queries;
+    gathering every query's would cost for nothing).
     """
     stats = ApplyStats()
     enc = encoder_for(session)
@@ -103,9 +142,22 @@ def apply_runs(
             session.add(state)
             states[run.name] = state
         silent = sent.name in silent_counters
-        if _apply_one(session, host_id, state, run, now, stats, enc, silent):
+        changes = _Changes() if collect is not None and collect(state.query) else None
+        if _apply_one(session, host_id, state, run, now, stats, enc, silent, changes):
             stats.runs += 1
             stats.names.add(sent.name)
+            if changes is not None:
+                full = run.snapshot or (run.looks_like_baseline and not state.zero_counter_diffs)
+                stats.applied.append(
+                    AppliedRows(
+                        run.name,
+                        state.query,
+                        tuple(changes.opened),
+                        tuple(changes.closed),
+                        full,
+                        baseline=full and not run.snapshot,
+                    )
+                )
         else:
             stats.skipped_runs += 1
     return stats
@@ -118,6 +170,7 @@ def apply_runs_one_by_one(
     now: int,
     known_packs: Iterable[str] = (),
     silent_counters: Collection[str] = (),
+    collect: Callable[[str], bool] | None = None,
 ) -> tuple[ApplyStats, list[tuple[Run, str]]]:
     """Apply each run under its own savepoint: one the database refuses with a data
     error (``storage.rejected.is_data_error``) is rolled back alone and returned with the
@@ -128,7 +181,9 @@ def apply_runs_one_by_one(
     for run in runs:
         try:
             with session.begin_nested():
-                one = apply_runs(session, host_id, [run], now, known_packs, silent_counters)
+                one = apply_runs(
+                    session, host_id, [run], now, known_packs, silent_counters, collect
+                )
         except Exception as exc:
             if not is_data_error(exc):
                 raise
@@ -147,6 +202,7 @@ def _apply_one(
     stats: ApplyStats,
     enc: Encoder,
     silent_counter: bool = False,
+    changes: _Changes | None = None,
 ) -> bool:
     """Check the run against the stream's counters, then apply it. False = redelivery."""
     if not run.snapshot and run.counter == 0 and run.removed:
@@ -200,9 +256,9 @@ def _apply_one(
                     last=run.counter - 1,
                 )
     if full_state:
-        _apply_full_state(session, host_id, run, stats, enc)
+        _apply_full_state(session, host_id, run, stats, enc, changes)
     else:
-        _apply_diff(session, host_id, run, stats, enc)
+        _apply_diff(session, host_id, run, stats, enc, changes)
     state.epoch = run.epoch
     # A baseline restarts the stream at 0; otherwise a late run never moves it back.
     state.counter = 0 if full_state and not run.snapshot else max(state.counter, run.counter)
@@ -295,7 +351,12 @@ def _hashed(
 
 
 def _apply_full_state(
-    session: Session, host_id: int, run: Run, stats: ApplyStats, enc: Encoder
+    session: Session,
+    host_id: int,
+    run: Run,
+    stats: ApplyStats,
+    enc: Encoder,
+    changes: _Changes | None = None,
 ) -> None:
     t = run.unix_time
     counts, by_hash = _hashed(run.added, enc)
@@ -316,11 +377,15 @@ def _apply_full_state(
         elif closed_now is not None:
             closed_now.set(removed_at=None, copies=n, seen_at=t)
             touched.append(closed_now)
+            if changes is not None:
+                changes.opened.append(ChangedRow(h, by_hash[h], closed_now.first_seen))
         else:
             inserts.append(_new_row(host_id, run.name, h, by_hash[h], n, t))
+            if changes is not None:
+                changes.opened.append(ChangedRow(h, by_hash[h], t))
     update_rows(session, touched)
     _insert(session, inserts, stats)
-    result = session.execute(
+    closing = (
         update(ResultRow)
         .where(
             ResultRow.host_id == host_id,
@@ -332,10 +397,25 @@ def _apply_full_state(
         .values(removed_at=t)
         .execution_options(synchronize_session=False)
     )
-    stats.closed += result.rowcount or 0  # type: ignore[attr-defined]
+    if changes is None:
+        result = session.execute(closing)
+        stats.closed += result.rowcount or 0  # type: ignore[attr-defined]
+        return
+    closed = session.execute(
+        closing.returning(ResultRow.row_hash, ResultRow.columns, ResultRow.first_seen)
+    ).all()
+    changes.closed.extend(ChangedRow(h, dict(c), first) for h, c, first in closed)
+    stats.closed += len(closed)
 
 
-def _apply_diff(session: Session, host_id: int, run: Run, stats: ApplyStats, enc: Encoder) -> None:
+def _apply_diff(
+    session: Session,
+    host_id: int,
+    run: Run,
+    stats: ApplyStats,
+    enc: Encoder,
+    changes: _Changes | None = None,
+) -> None:
     t = run.unix_time
     removed, removed_rows = _hashed(run.removed, enc)
     added, added_rows = _hashed(run.added, enc)
@@ -351,6 +431,8 @@ def _apply_diff(session: Session, host_id: int, run: Run, stats: ApplyStats, enc
             if open_row.copies - n <= 0:
                 open_row.set(copies=0, removed_at=t)
                 stats.closed += 1
+                if changes is not None:
+                    changes.closed.append(ChangedRow(h, removed_rows[h], open_row.first_seen))
             else:
                 open_row.set(copies=open_row.copies - n)
             touched.append(open_row)
@@ -372,6 +454,8 @@ def _apply_diff(session: Session, host_id: int, run: Run, stats: ApplyStats, enc
             touched.append(open_row)
         else:
             inserts.append(_new_row(host_id, run.name, h, added_rows[h], n, t))
+            if changes is not None:
+                changes.opened.append(ChangedRow(h, added_rows[h], t))
     update_rows(session, touched)
     _insert(session, inserts, stats)
 
@@ -437,6 +521,15 @@ def columns_at(
     if since is not None:
         stmt = stmt.where(ResultRow.first_seen >= since)
     return [dict(c) for c in session.scalars(stmt)]
+
+
+def open_rows(session: Session, host_id: int, name: str) -> list[ChangedRow]:
+    """The rows of stored name ``name`` that are present now (open), whatever their times:
+    the state that ``AppliedRows`` changes move forward."""
+    stmt = select(ResultRow.row_hash, ResultRow.columns, ResultRow.first_seen).where(
+        ResultRow.host_id == host_id, ResultRow.name == name, ResultRow.removed_at.is_(None)
+    )
+    return [ChangedRow(h, dict(c), first) for h, c, first in session.execute(stmt)]
 
 
 def open_row_counts(session: Session, host_id: int) -> dict[str, int]:

@@ -11,6 +11,7 @@ import click
 import yaml
 
 from fleetctl.cli.client import AdminClient, client_options
+from fleetctl.cli.detect_status import show_status
 from fleetctl.cli.groups import Group
 from fleetctl.cli.output import output_options, render
 
@@ -439,6 +440,9 @@ def trace(
     help="With --learn: learn this refused path key too (repeatable); it becomes a "
     "baseline entry for its host.",
 )
+@click.option(
+    "--status", is_flag=True, help="Show how far behind detection is instead (lag, backlog)."
+)
 @client_options
 @output_options
 def detect(
@@ -447,6 +451,7 @@ def detect(
     since: str | None,
     learn: bool,
     accept: tuple[str, ...],
+    status: bool,
     fmt: str,
 ) -> None:
     """Judge hosts now, replay stored history since a time, or learn a baseline.
@@ -455,6 +460,9 @@ def detect(
     on its own (or already is a finding) is never learned silently; it is a finding
     marked seen during learning, learned only when named with --accept KEY. (json: one
     object per path key, ``action`` learned, accepted or refused; or per new finding.)"""
+    if status:
+        show_status(client, fmt)
+        return
     if accept and not learn:
         raise click.UsageError("--accept goes with --learn")
     answer = client.post(

@@ -98,6 +98,7 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
         "fleetctl detect",
         "fleetctl detect --host web-1 --since 1d",
         "fleetctl detect --learn",
+        "fleetctl detect --status",
     ),
     "baseline list": ("fleetctl baseline list",),
     "baseline add": (

@@ -72,7 +72,7 @@ DARWIN_QUERIES = frozenset(
         "office_interpreter_chains_macos",
     }
 )
-_EVENT_COLUMNS = ("syscall", "event_type", "datetime", "pidversion")
+EVENT_COLUMNS = ("syscall", "event_type", "datetime", "pidversion")
 _PARENT_COLUMNS = ("parent", "ppid", "parent_pid")
 
 
@@ -112,7 +112,7 @@ def read_processes(snap: Reported, rows: Sequence[Row]) -> None:
         return to_int(row.get("time")) or 0
 
     for row in sorted(rows, key=when):
-        rank = EVENT if any(row.get(c, "") != "" for c in _EVENT_COLUMNS) else LINEAGE
+        rank = EVENT if any(row.get(c, "") != "" for c in EVENT_COLUMNS) else LINEAGE
         if not _add(snap, row, rank):
             continue
         parent = to_int(text(row, *_PARENT_COLUMNS))

@@ -451,13 +451,16 @@ def _is_kernel_thread(proc: Process, platform: str) -> bool:
     return platform == "linux" and not proc.path and not proc.cmdline
 
 
+def is_judged(proc: Process, platform: str) -> bool:
+    """Whether a process has an execution path: it has a parent and is no kernel thread."""
+    return proc.parent is not None and proc.parent > 0 and not _is_kernel_thread(proc, platform)
+
+
 def build_paths(snapshot: HostSnapshot) -> list[ExecutionPath]:
     """Every execution path of a snapshot, one per process that has a parent, by pid."""
     builder = PathBuilder(snapshot)
     return [
         builder.path(proc)
         for _, proc in sorted(snapshot.processes.items())
-        if proc.parent is not None
-        and proc.parent > 0
-        and not _is_kernel_thread(proc, snapshot.platform)
+        if is_judged(proc, snapshot.platform)
     ]

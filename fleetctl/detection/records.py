@@ -75,15 +75,16 @@ class Process:
 
     def merge(self, other: Process) -> None:
         """Take ``other``'s values: all if it ranks as high or higher, else only blanks."""
-        for f in fields(self):
-            if f.name in ("pid", "rank"):
+        for name in _MERGED:
+            mine, theirs = getattr(self, name), getattr(other, name)
+            if theirs is None or theirs == "" or theirs == mine:
                 continue
-            mine, theirs = getattr(self, f.name), getattr(other, f.name)
-            if theirs in (None, "") or theirs == mine:
-                continue
-            if other.rank >= self.rank or mine in (None, ""):
-                setattr(self, f.name, theirs)
+            if other.rank >= self.rank or mine is None or mine == "":
+                setattr(self, name, theirs)
         self.rank = max(self.rank, other.rank)
+
+
+_MERGED = tuple(f.name for f in fields(Process) if f.name not in ("pid", "rank"))
 
 
 @dataclass(frozen=True)

@@ -1,23 +1,34 @@
-"""Run detection as results arrive: a worker that re-judges a host after its IPC
-telemetry changes.
+"""Run detection as results arrive: a worker that judges what changed on a host.
 
 Ingest marks a host when a result batch touches a query the detector reads (lineage,
-stdio, pipes, sockets, named pipes, exec events); the worker waits a moment so the
-queries of one collection cycle arrive together, then builds the host's current
-snapshot from its open rows (event queries: only their recent rows), derives its
-execution paths and judges them against the host's and the fleet's history. The cost of
-a run is the host's current state, never the length of its history. Runs take turns (one
-lock), so a run the admin asks for and the worker's never store one occurrence twice.
+stdio, pipes, sockets, named pipes, exec events), with the rows each run opened and
+closed (``storage.results.AppliedRows``); the worker waits a moment so the queries of one
+collection cycle arrive together, then moves the host's in-memory state forward
+(``fleetctl.detection.incremental.HostDetection``: its rows, snapshot and paths) and
+judges only the path keys whose paths changed, against the host's and the fleet's
+history loaded for those keys. A key still present is judged again once an hour, so its
+sighting and finding keep a current ``last_seen``.
+
+A host is rebuilt from its stored open rows when its state is unknown (first batch after
+start, or evicted: at most ``max_hosts`` are kept), on a ``counter = 0`` baseline, an
+epoch change or recorded data loss, when the baseline file changed, and on demand
+(``run_host``: ``fleetctl detect``). Runs take turns (one lock), so a run the admin asks
+for and the worker's never store one occurrence twice; a host's posts take turns too
+(``ingest_turn``), so its changes reach the worker in the order they were stored.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import threading
 import time
-from collections.abc import Callable, Collection
+import weakref
+from collections import OrderedDict, deque
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -33,20 +44,71 @@ from fleetctl.detection import (
     learning_state,
 )
 from fleetctl.detection._readers import PROCESS_QUERIES, READERS
+from fleetctl.detection.incremental import HostDetection
+from fleetctl.detection.paths import ExecutionPath
 from fleetctl.detection.records import same_start
 from fleetctl.detection.state import FindingRecord, FleetKey, HostState, Sighting
 from fleetctl.packs.loader import load_file, pack_files, shipped_packs_dir
 from storage import detection as detection_store
 from storage import findings as findings_store
 from storage import results as result_store
+from storage.detection import LAST_SEEN_PRECISION
 from storage.engine import session_scope
-from storage.runs import split_query_name
+from storage.results import AppliedRows
 
 log = logging.getLogger("fleetctl.detection")
 
 DETECTION_QUERIES = frozenset(PROCESS_QUERIES | set(READERS))
 EVENT_WINDOW = 600  # seconds of exec events that count as "running now"
 ACCEPTED = "accepted while learning"
+MAX_HOSTS = 1000  # hosts whose state is kept in memory (about 7 MB each at 500 processes)
+MAX_PENDING_ROWS = 100_000  # changed rows kept for one host before it is rebuilt instead
+LAG_WINDOW = 2048  # judgements the lag percentiles are taken over
+
+
+@dataclass(frozen=True)
+class DetectionStatus:
+    """How far behind detection is: hosts waiting, the oldest wait, judgements done, and
+    the mark-to-judged lag over the last ``LAG_WINDOW`` judgements (seconds)."""
+
+    pending_hosts: int
+    oldest_pending: float
+    hosts_judged: int
+    full_rebuilds: int
+    incremental: int
+    hosts_in_memory: int
+    rows_parsed: int
+    paths_judged: int
+    lag_samples: int
+    lag_p50: float
+    lag_p95: float
+    lag_p99: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "pending_hosts": self.pending_hosts,
+            "oldest_pending_seconds": round(self.oldest_pending, 3),
+            "hosts_judged": self.hosts_judged,
+            "full_rebuilds": self.full_rebuilds,
+            "incremental_runs": self.incremental,
+            "hosts_in_memory": self.hosts_in_memory,
+            "rows_parsed": self.rows_parsed,
+            "paths_judged": self.paths_judged,
+            "lag_seconds": {
+                "samples": self.lag_samples,
+                "p50": round(self.lag_p50, 3),
+                "p95": round(self.lag_p95, 3),
+                "p99": round(self.lag_p99, 3),
+            },
+        }
+
+
+def percentile(ordered: Sequence[float], fraction: float) -> float:
+    """Nearest-rank percentile of sorted values (0 for none)."""
+    if not ordered:
+        return 0.0
+    rank = max(1, -(-len(ordered) * fraction // 1))
+    return ordered[min(len(ordered), int(rank)) - 1]
 
 
 @dataclass(frozen=True)
@@ -117,10 +179,6 @@ def save_state(
     return detection_store.save_history(session, host_id, keys, me.parents, loaded)
 
 
-def relevant(name: str, packs: Collection[str]) -> bool:
-    return split_query_name(name, packs).query in DETECTION_QUERIES
-
-
 @dataclass
 class DetectionService:
     """Incremental detection, one host at a time, in a background thread."""
@@ -140,12 +198,82 @@ class DetectionService:
     # that delivered results can wait until detection has caught up with them.
     _marked: int = 0
     _judged: int = 0
+    max_hosts: int = MAX_HOSTS
+    refresh: float = LAST_SEEN_PRECISION
+    # Row changes waiting per host (in the order they were stored), hosts to rebuild,
+    # and the hosts whose state is known, with the baseline version they were judged by.
+    _changes: dict[int, list[AppliedRows]] = field(default_factory=dict)
+    _pending_rows: dict[int, int] = field(default_factory=dict)
+    _rebuild: set[int] = field(default_factory=set)
+    _hosts: OrderedDict[int, tuple[HostDetection, int | None]] = field(default_factory=OrderedDict)
+    _turns: weakref.WeakValueDictionary[int, asyncio.Lock] = field(
+        default_factory=weakref.WeakValueDictionary
+    )
+    _lags: deque[float] = field(default_factory=lambda: deque(maxlen=LAG_WINDOW))
+    _counts: dict[str, int] = field(
+        default_factory=lambda: dict.fromkeys(("judged", "full", "incremental", "rows", "paths"), 0)
+    )
 
-    def mark(self, host_id: int) -> None:
+    def ingest_turn(self, host_id: int) -> asyncio.Lock:
+        """The lock a host's ``log`` post holds from storing to marking, so the worker
+        gets the host's row changes in the order the store applied them."""
+        lock = self._turns.get(host_id)
+        if lock is None:
+            lock = self._turns[host_id] = asyncio.Lock()
+        return lock
+
+    def mark(
+        self, host_id: int, applied: Sequence[AppliedRows] = (), *, rebuild: bool = False
+    ) -> None:
+        """Queue ``host_id`` for judgement with the row changes of a stored batch;
+        ``rebuild`` (data loss, an epoch change) or a ``counter = 0`` baseline among them
+        rebuilds the host from the store instead."""
         with self._cond:
             self._dirty.setdefault(host_id, time.monotonic())
+            if rebuild or any(a.baseline for a in applied):
+                self._rebuild.add(host_id)
+            if host_id in self._rebuild:
+                self._changes.pop(host_id, None)
+                self._pending_rows.pop(host_id, None)
+            else:
+                rows = self._pending_rows.get(host_id, 0)
+                rows += sum(len(a.opened) + len(a.closed) for a in applied)
+                if rows > MAX_PENDING_ROWS:
+                    self._rebuild.add(host_id)
+                    self._changes.pop(host_id, None)
+                    self._pending_rows.pop(host_id, None)
+                else:
+                    self._changes.setdefault(host_id, []).extend(applied)
+                    self._pending_rows[host_id] = rows
             self._marked += 1
             self._cond.notify_all()
+
+    @property
+    def running(self) -> bool:
+        """Whether the worker runs (a client over the store has none)."""
+        return self._thread is not None and self._thread.is_alive()
+
+    def status(self) -> DetectionStatus:
+        with self._cond:
+            now = time.monotonic()
+            oldest = now - min(self._dirty.values()) if self._dirty else 0.0
+            lags = sorted(self._lags)
+            counts = dict(self._counts)
+            pending = len(self._dirty)
+        return DetectionStatus(
+            pending_hosts=pending,
+            oldest_pending=oldest,
+            hosts_judged=counts["judged"],
+            full_rebuilds=counts["full"],
+            incremental=counts["incremental"],
+            hosts_in_memory=len(self._hosts),
+            rows_parsed=counts["rows"],
+            paths_judged=counts["paths"],
+            lag_samples=len(lags),
+            lag_p50=percentile(lags, 0.5),
+            lag_p95=percentile(lags, 0.95),
+            lag_p99=percentile(lags, 0.99),
+        )
 
     def wait_judged(self, timeout: float) -> bool:
         """Wait until every host marked before this call has been judged (False when
@@ -178,19 +306,87 @@ class DetectionService:
                 if wait > 0:
                     self._cond.wait(wait)
                     continue
-                hosts, self._dirty = list(self._dirty), {}
+                hosts, self._dirty = self._dirty, {}
+                changes, self._changes = self._changes, {}
+                rebuild, self._rebuild = self._rebuild, set()
+                self._pending_rows = {}
                 taken = self._marked
-            for host_id in hosts:
+            for host_id, marked_at in hosts.items():
                 try:
-                    created = self.run_host(host_id, int(time.time())).created
+                    created = self.judge_changes(
+                        host_id, changes.get(host_id, []), host_id in rebuild, int(time.time())
+                    )
                 except Exception:
                     log.exception("detection failed for host %s", host_id)
                     continue
+                finally:
+                    with self._cond:
+                        self._lags.append(time.monotonic() - marked_at)
                 if created and self.on_findings is not None:
                     self.on_findings(host_id, created)
             with self._cond:
                 self._judged = taken
                 self._cond.notify_all()
+
+    def judge_changes(
+        self, host_id: int, applied: Sequence[AppliedRows], rebuild: bool, now: int
+    ) -> list[str]:
+        """Move the host's state forward by ``applied`` (or rebuild it) and judge the
+        keys whose paths changed; ids of the new findings."""
+        with self._running:
+            with session_scope(self.sessions) as session:
+                self.baseline(session)
+                version = self._baseline[0] if self._baseline else None
+                # Taken out while judged: if judging fails, the next batch rebuilds it.
+                known = self._hosts.pop(host_id, None)
+                if known is None or rebuild or known[1] != version:
+                    host = self._load(session, host_id)
+                    update = host.full_rebuild(now)
+                else:
+                    host = known[0]
+                    for run in applied:
+                        host.change(run.name, run.query, run.opened, run.closed)
+                    update = host.update(now)
+                keys = set(update.keys) | host.stale_keys(now, self.refresh)
+                paths = host.group(keys, now)
+                created = self._judge(session, host_id, host.host, paths, now) if paths else []
+                host.judged(keys, now)
+            self._remember(host_id, host, version)  # once what it judged is committed
+        with self._cond:
+            self._counts["judged"] += 1
+            self._counts["full" if update.full else "incremental"] += 1
+            self._counts["rows"] += update.rows
+            self._counts["paths"] += len(paths)
+        return created
+
+    def _load(self, session: Session, host_id: int) -> HostDetection:
+        """A host's state from its stored open rows (a full rebuild follows)."""
+        name = detection_store.detection_names(session)[host_id]
+        host = HostDetection(name, events=self._events, window=EVENT_WINDOW)
+        for state in result_store.query_names(session, host_id):
+            if state.query in DETECTION_QUERIES:
+                rows = result_store.open_rows(session, host_id, state.name)
+                host.change(state.name, state.query, rows, ())
+        return host
+
+    def _remember(self, host_id: int, host: HostDetection, version: int | None) -> None:
+        self._hosts[host_id] = (host, version)
+        self._hosts.move_to_end(host_id)
+        while len(self._hosts) > self.max_hosts:
+            self._hosts.popitem(last=False)
+
+    def _judge(
+        self, session: Session, host_id: int, name: str, paths: list[ExecutionPath], now: int
+    ) -> list[str]:
+        """Judge ``paths`` against the history of their keys; store what changed."""
+        keys = {p.path_key() for p in paths}
+        parents = {p.parent.basename for p in paths if p.parent}
+        loaded = detection_store.load_history(session, host_id, keys, parents)
+        state = detection_state(loaded, host_id)
+        detector = Detector(self.baseline(session), state, learning_window=self.learning_window)
+        findings = detector.detect(paths, float(now))
+        save_state(session, host_id, name, state, loaded)
+        return findings_store.save_findings(session, host_id, findings, same_start)
 
     def learning_states(self, session: Session, now: float) -> dict[int, LearningState]:
         """host id -> learning until when, judging, or on an explicit baseline: as the
@@ -246,31 +442,63 @@ class DetectionService:
         a baseline entry for the host (by ``actor``), and its finding is suppressed.
         """
         stamp = now if at is None else at
-        with self._running, session_scope(self.sessions) as session:
-            snap = self.snapshot(session, host_id, stamp)
-            paths = build_paths(snap)
+        with self._running:
+            run, kept = self._run_host(host_id, now, stamp, at is None, learn, accept, actor)
+            if kept is not None:
+                self._remember(host_id, *kept)  # once what it judged is committed
+            return run
+
+    def _run_host(
+        self,
+        host_id: int,
+        now: int,
+        stamp: int,
+        current_state: bool,
+        learn: bool,
+        accept: Collection[str],
+        actor: str,
+    ) -> tuple[HostRun, tuple[HostDetection, int | None] | None]:
+        with session_scope(self.sessions) as session:
+            if current_state:  # on demand: rebuilt from the store, and kept
+                self._hosts.pop(host_id, None)
+                current = self._load(session, host_id)
+                current.full_rebuild(stamp)
+                paths = current.group(current.by_key, stamp)
+                name = current.host
+            else:
+                snap = self.snapshot(session, host_id, stamp)
+                paths = build_paths(snap)
+                name = snap.host
+            kept = self._keep(session, current, stamp) if current_state else None
+            if not learn:
+                return HostRun(self._judge(session, host_id, name, paths, stamp)), kept
             keys = {p.path_key() for p in paths}
             parents = {p.parent.basename for p in paths if p.parent}
             loaded = detection_store.load_history(session, host_id, keys, parents)
             state = detection_state(loaded, host_id)
             detector = Detector(self.baseline(session), state, learning_window=self.learning_window)
-            if not learn:
-                findings = detector.detect(paths, float(stamp))
-                save_state(session, host_id, snap.host, state, loaded)
-                return HostRun(findings_store.save_findings(session, host_id, findings, same_start))
             learned = detector.learn(paths, float(stamp), accept=accept)
             detection_store.mark_baselined(session, host_id, now)
-            save_state(session, host_id, snap.host, state, loaded)
+            save_state(session, host_id, name, state, loaded)
             accepted = [key for _, key in learned.accepted]
             if accepted:
-                self._accept(session, host_id, snap.host, accepted, actor, now)
-            return HostRun(
+                self._accept(session, host_id, name, accepted, actor, now)
+            run = HostRun(
                 created=findings_store.save_findings(session, host_id, learned.refused, same_start),
                 learned=[key for _, key in learned.keys],
                 new_keys=[key for _, key in learned.new_keys],
                 refused=list(learned.refused),
                 accepted=accepted,
             )
+            return run, kept
+
+    def _keep(
+        self, session: Session, host: HostDetection, at: int
+    ) -> tuple[HostDetection, int | None]:
+        """A host rebuilt on demand to keep, every key judged at ``at``."""
+        host.judged(host.by_key, at)
+        self.baseline(session)
+        return host, self._baseline[0] if self._baseline else None
 
     def _accept(
         self, session: Session, host_id: int, name: str, keys: list[str], actor: str, now: int

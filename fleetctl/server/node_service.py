@@ -9,6 +9,7 @@ exception: it is quarantined (``storage.rejected``) and the rest of its batch st
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -162,19 +163,27 @@ def _check_identifiers(session: Session, host: Host, identifiers: set[str]) -> s
 
 
 def _apply_results(
-    session: Session, host: Host, runs: list[Run], now: int, index: PackIndex, one_by_one: bool
+    session: Session,
+    host: Host,
+    runs: list[Run],
+    now: int,
+    index: PackIndex,
+    one_by_one: bool,
+    collect: Callable[[str], bool] | None = None,
 ) -> tuple[ApplyStats, list[Rejection]]:
     """Apply the runs; the host's decorations become those of the last decorated run."""
     refused: list[Rejection] = []
     if one_by_one:
         stats, failed = apply_runs_one_by_one(
-            session, host.id, runs, now, index.pack_names, index.no_removed_names
+            session, host.id, runs, now, index.pack_names, index.no_removed_names, collect
         )
         refused = [Rejection(i, reason, run.name) for run, reason in failed for i in run.lines]
         dropped = {id(run) for run, _ in failed}
         runs = [run for run in runs if id(run) not in dropped]
     else:
-        stats = apply_runs(session, host.id, runs, now, index.pack_names, index.no_removed_names)
+        stats = apply_runs(
+            session, host.id, runs, now, index.pack_names, index.no_removed_names, collect
+        )
     decorated = next((r.decorations for r in reversed(runs) if r.decorations), None)
     if decorated is not None:
         stored = dict(encoder_for(session).row(decorated))
@@ -192,6 +201,7 @@ def ingest_log(
     packs: PackIndex | None = None,
     *,
     one_by_one: bool = False,
+    collect: Callable[[str], bool] | None = None,
 ) -> ApplyStats:
     """Validate and apply one ``log`` request for one host.
 
@@ -199,6 +209,7 @@ def ingest_log(
     applied, so the batch is acknowledged. ``one_by_one`` is the retry after the
     database refused the batch with a data error: each run (each status line) is
     applied under its own savepoint and one the database refuses is quarantined too.
+    ``collect``: the queries whose row changes ``ApplyStats.applied`` returns.
     """
     if log_type not in ("result", "status"):
         raise BadRequest(f"unknown log_type {log_type!r}: expected 'result' or 'status'")
@@ -214,7 +225,7 @@ def ingest_log(
         batch = parse_result_lines(
             lines, index.pack_names, start=skip, refused=unencodable, foreign=foreign
         )
-        stats, refused = _apply_results(session, host, batch.runs, now, index, one_by_one)
+        stats, refused = _apply_results(session, host, batch.runs, now, index, one_by_one, collect)
         rejected = batch.rejected
     else:
         statuses, rejected = parse_status_lines(

@@ -26,7 +26,7 @@ from fleetctl.server import carves, distributed_answers, node_service
 from fleetctl.server.auth import CachedNode, digest, fingerprint, matches_any, new_secret
 from fleetctl.server.body import read_json_object
 from fleetctl.server.campaign_queue import campaign_query_id, parse_campaign_query_id
-from fleetctl.server.detection_service import relevant
+from fleetctl.server.detection_service import DETECTION_QUERIES
 from fleetctl.server.osquery_config import config_for
 from fleetctl.server.responses import node_error, node_invalid, node_ok
 from fleetctl.server.state import in_session, server_state
@@ -176,6 +176,9 @@ async def log_(request: Request) -> Response:
     node = await authenticate(request, body)
     now = int(time.time())
 
+    detection = state.detection
+    collect = DETECTION_QUERIES.__contains__ if detection is not None else None
+
     def ingest(one_by_one: bool) -> Callable[[Session], ApplyStats]:
         return lambda session: node_service.ingest_log(
             session,
@@ -185,15 +188,26 @@ async def log_(request: Request) -> Response:
             now,
             state.packs,
             one_by_one=one_by_one,
+            collect=collect,
         )
 
-    try:
-        stats = await in_session(state.sessions, ingest(False))
-    except Exception as exc:
-        if not is_data_error(exc):
-            raise  # the database failed, not the data: osqueryd resends the batch
-        log.warning("host %s: %s; applying the batch run by run", node.host_id, refusal(exc))
-        stats = await in_session(state.sessions, ingest(True))
+    async def store() -> ApplyStats:
+        try:
+            return await in_session(state.sessions, ingest(False))
+        except Exception as exc:
+            if not is_data_error(exc):
+                raise  # the database failed, not the data: osqueryd resends the batch
+            log.warning("host %s: %s; applying the batch run by run", node.host_id, refusal(exc))
+            return await in_session(state.sessions, ingest(True))
+
+    if detection is None:
+        stats = await store()
+    else:
+        # Stored and marked in turn, so detection gets the host's changes in store order.
+        async with detection.ingest_turn(node.host_id):
+            stats = await store()
+            if stats.applied:
+                detection.mark(node.host_id, stats.applied, rebuild=bool(stats.markers))
     if stats.rejected:
         log.warning(
             "host %s: %d %s log line(s) quarantined (fleetctl data-loss)",
@@ -201,9 +215,6 @@ async def log_(request: Request) -> Response:
             stats.rejected,
             body.get("log_type"),
         )
-    names = stats.names
-    if state.detection is not None and any(relevant(n, state.packs.pack_names) for n in names):
-        state.detection.mark(node.host_id)
     return node_ok()
 
 
