@@ -45,6 +45,9 @@ def parse_listen(listen: str) -> tuple[str, int]:
     return host.strip("[]") or "127.0.0.1", int(port)
 
 
+DETECTION_HOSTS = 100  # hosts whose detection state stays in memory, by default
+
+
 @dataclass(frozen=True)
 class Setting:
     """How one ``Settings`` field is set from outside."""
@@ -151,6 +154,15 @@ class Settings:
             "How long a new host (and a new fleet) only learns execution paths.",
             option="--learning-window",
             duration=True,
+        ),
+    )
+    detection_hosts: int = field(
+        default=DETECTION_HOSTS,
+        metadata=setting(
+            "Hosts whose detection state is kept in memory (about 7 MB each at 500"
+            " processes); a host beyond them is judged by a rebuild from the store.",
+            option="--detection-hosts",
+            minimum=0,
         ),
     )
     max_carve: int = field(

@@ -49,6 +49,7 @@ from fleetctl.detection.paths import ExecutionPath
 from fleetctl.detection.records import same_start
 from fleetctl.detection.state import FindingRecord, FleetKey, HostState, Sighting
 from fleetctl.packs.loader import load_file, pack_files, shipped_packs_dir
+from fleetctl.settings import DETECTION_HOSTS
 from storage import detection as detection_store
 from storage import findings as findings_store
 from storage import results as result_store
@@ -61,7 +62,9 @@ log = logging.getLogger("fleetctl.detection")
 DETECTION_QUERIES = frozenset(PROCESS_QUERIES | set(READERS))
 EVENT_WINDOW = 600  # seconds of exec events that count as "running now"
 ACCEPTED = "accepted while learning"
-MAX_HOSTS = 1000  # hosts whose state is kept in memory (about 7 MB each at 500 processes)
+# Hosts whose state is kept in memory (about 7 MB each at 500 processes): serve's
+# --detection-hosts, declared once in the settings.
+MAX_HOSTS = DETECTION_HOSTS
 MAX_PENDING_ROWS = 100_000  # changed rows kept for one host before it is rebuilt instead
 LAG_WINDOW = 2048  # judgements the lag percentiles are taken over
 

@@ -100,7 +100,11 @@ class ServerState:
             readonly_sessions=make_sessionmaker(ro),
             analyst=AnalystSQL(settings, engine),
             node_keys=NodeKeyCache(ttl=settings.node_key_ttl),
-            detection=DetectionService(sessions, learning_window=settings.learning_window),
+            detection=DetectionService(
+                sessions,
+                learning_window=settings.learning_window,
+                max_hosts=settings.detection_hosts,
+            ),
         )
 
     def enroll_secret_digests(self) -> list[str]:
