@@ -57,6 +57,7 @@ class Server:
     def __init__(self, db_url: str, extra: tuple[str, ...] = ()) -> None:
         self.home = Path(tempfile.mkdtemp(prefix="fleetctl-bench-"))
         self.port = free_port()
+        self.db_url = db_url
         self.url = f"https://127.0.0.1:{self.port}"
         env = {**os.environ, "FLEETCTL_HOME": str(self.home)}
         subprocess.run(

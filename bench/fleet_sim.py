@@ -42,6 +42,7 @@ import math
 import multiprocessing
 import os
 import random
+import shlex
 import statistics
 import sys
 import threading
@@ -209,11 +210,12 @@ class Worker:
         """The answer (None on failure, counted) and the request's seconds."""
         started = time.perf_counter()
         try:
-            response = await self.http.post(
-                API + endpoint, content=body, headers=headers(agent, gzipped)
-            )
+            async with asyncio.timeout(TIMEOUT):  # osqueryd's limit is for the whole request
+                response = await self.http.post(
+                    API + endpoint, content=body, headers=headers(agent, gzipped)
+                )
             answer = response.json()
-        except (httpx.HTTPError, ValueError) as exc:
+        except (httpx.HTTPError, ValueError, TimeoutError) as exc:
             self.stats.errors[f"{endpoint}: {type(exc).__name__}"] += 1
             return None, time.perf_counter() - started
         elapsed = time.perf_counter() - started
@@ -426,18 +428,31 @@ class Judgements:
         self.admin.close()
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of ``pid`` and its child processes (workers of ``serve``)."""
+def cpu_seconds(pid: int, database: str) -> tuple[float, float]:
+    """User + system CPU seconds of ``pid`` with its child processes (workers of
+    ``serve``), and of the PostgreSQL backends serving ``database``."""
     tick = os.sysconf("SC_CLK_TCK")
-    total = 0.0
+    server = backends = 0.0
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             fields = stat.read_text().rsplit(")", 1)[1].split()
+            cmdline = (stat.parent / "cmdline").read_bytes()
         except OSError:
             continue
+        used = (int(fields[11]) + int(fields[12])) / tick
         if stat.parent.name == str(pid) or fields[1] == str(pid):
-            total += (int(fields[11]) + int(fields[12])) / tick
-    return total
+            server += used
+        elif cmdline.startswith(b"postgres: ") and f" {database} ".encode() in cmdline:
+            backends += used
+    return server, backends
+
+
+def machine_busy() -> tuple[float, float]:
+    """Busy and total CPU seconds of the whole machine so far (``/proc/stat``)."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = values[3] + values[4]
+    tick = os.sysconf("SC_CLK_TCK")
+    return (sum(values) - idle) / tick, sum(values) / tick
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -465,7 +480,7 @@ class Step:
     stats: Stats
     lags: list[tuple[float, float]]
     missing: int
-    server_cpu: float
+    cpu: tuple[float, float, float]  # server, its database backends, the whole machine
     status: tuple[dict[str, Any] | None, dict[str, Any] | None]
 
     @property
@@ -539,8 +554,9 @@ def show(step: Step, scale: float) -> None:
         shown = ", ".join(f"{k} {before.get(k) if before else '?'} -> {after[k]}" for k in keys)
     print(f"  detection status: {shown}")
     print(
-        f"  cpu: server {step.server_cpu / step.seconds:.2f} cores,"
-        f" simulator {s.cpu / step.seconds:.2f} cores (of {os.cpu_count()})"
+        f"  cpu in cores: server {step.cpu[0] / step.seconds:.2f}, its PostgreSQL backends"
+        f" {step.cpu[1] / step.seconds:.2f}, simulator {s.cpu / step.seconds:.2f}; the whole"
+        f" machine {step.cpu[2] / step.seconds:.2f} busy of {os.cpu_count()} (shared)"
     )
     problems = step.problems()
     print(f"  sustained: {'yes' if not problems else 'no: ' + '; '.join(problems)}")
@@ -640,7 +656,7 @@ def ask(workers: Sequence[tuple[Any, Connection]], command: str, args: Sequence[
 
 def run_backend(backend: str, args: argparse.Namespace) -> list[Step]:
     url = make_db(backend)
-    server = Server(url)
+    server = Server(url, tuple(shlex.split(args.serve_args)))
     steps: list[Step] = []
     try:
         ca = str(server.home / "tls" / "ca.pem")
@@ -706,10 +722,15 @@ def measure(
     time.sleep(spread + args.warmup * plan.scale)
     ask(workers, "report", [None] * len(workers))  # drop the warm-up's figures
     status_before = judgements.detection_status()
-    cpu_before, start = cpu_seconds(server.proc.pid), time.time()
+    database = server.db_url.rsplit("/", 1)[1]
+    before, busy_before, start = cpu_seconds(server.proc.pid, database), machine_busy(), time.time()
     time.sleep(args.minutes * 60)
     end = time.time()
-    server_cpu = cpu_seconds(server.proc.pid) - cpu_before
+    after, busy_after = cpu_seconds(server.proc.pid, database), machine_busy()
+    busy = (
+        (busy_after[0] - busy_before[0]) / (busy_after[1] - busy_before[1]) * (os.cpu_count() or 1)
+    )
+    cpu = (after[0] - before[0], after[1] - before[1], busy * (end - start))
     stats = Stats()
     for part in ask(workers, "report", [None] * len(workers)):
         stats.merge(part)
@@ -723,7 +744,7 @@ def measure(
         stats,
         lags,
         missing,
-        server_cpu,
+        cpu,
         (status_before, status_after),
     )
 
@@ -742,6 +763,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--canaries", type=float, default=12, help="per minute, fleet-wide")
     parser.add_argument("--gzip-level", type=int, default=1, help="0: uncompressed; osqueryd: 9")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--serve-args", default="", help="more `fleetctl serve` options")
     parser.add_argument("--keep-going", action="store_true", help="ramp on after a failed step")
     args = parser.parse_args(argv)
     print(
