@@ -582,8 +582,9 @@ class Host:
                 shell = self.procs.get(p.parent)
                 if shell is not None and shell.name == "bash":
                     for other in list(self.children.get(shell.pid, ())):
-                        gone.append(other)
-                        self.exit(other)
+                        if self.procs[other].role == "command":  # the pipeline's other half
+                            gone.append(other)
+                            self.exit(other)
                     self._shell_command(shell, started)
             elif p.role == "cron":  # the whole job goes: CRON and its sh
                 for other in [q.pid for q in self.procs.values() if q.role == "cron"]:
@@ -598,8 +599,9 @@ class Host:
         """Canaries older than ``life`` seconds exit (their pids are never reused)."""
         for canary in [c for c in self.canaries if now - c.born > life]:
             for pid in (canary.pid, canary.writer):
-                self.exit(pid)
-                self.freed.remove(pid)
+                if pid in self.procs:
+                    self.exit(pid)
+                    self.freed.remove(pid)
             self.canaries.remove(canary)
 
     def add_canary(self, now: float) -> Canary:
@@ -1166,7 +1168,10 @@ class Agent:
             )
             tagged: tuple[Canary, ...] = ()
             if short in CANARY_QUERIES:
-                tagged = tuple(c for c in self.host.canaries if short not in c.posted)
+                alive = self.host.procs
+                tagged = tuple(
+                    c for c in self.host.canaries if short not in c.posted and c.pid in alive
+                )
             for i, d in enumerate(data):
                 out.append(
                     Line(

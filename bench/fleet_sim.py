@@ -28,7 +28,7 @@ and no request failed or fell behind. The last line names the largest sustained 
 and hosts per core. A self-check first proves the simulation honest: one host's lines
 are all stored (no rejected line, no gap, every row there) and its canary is found.
 
-    .venv/bin/python bench/fleet_sim.py                      # quick: 50, 200 hosts, x0.1 time
+    .venv/bin/python bench/fleet_sim.py                      # quick: 10, 50, 200 hosts, x0.1
     .venv/bin/python bench/fleet_sim.py --hosts 100,1000,3000,10000 --minutes 10 \\
         --interval-scale 1 --backends postgresql               # the headline run
 """
@@ -103,7 +103,7 @@ class Stats:
     errors: Counter[str] = field(default_factory=Counter)
     slow: Counter[str] = field(default_factory=Counter)
     rows: Counter[str] = field(default_factory=Counter)  # snapshot / differential
-    pure: dict[str, list[float]] = field(default_factory=dict)  # kind -> [rows, seconds]
+    pure: dict[str, list[float]] = field(default_factory=dict)  # kind -> rows, seconds, posts
     cpu: float = 0.0
     hosts: int = 0
 
@@ -113,10 +113,10 @@ class Stats:
         self.errors.update(other.errors)
         self.slow.update(other.slow)
         self.rows.update(other.rows)
-        for kind, (rows, seconds) in other.pure.items():
-            mine = self.pure.setdefault(kind, [0.0, 0.0])
-            mine[0] += rows
-            mine[1] += seconds
+        for kind, values in other.pure.items():
+            mine = self.pure.setdefault(kind, [0.0, 0.0, 0.0])
+            for i, value in enumerate(values):
+                mine[i] += value
         self.cpu += other.cpu
         self.hosts += other.hosts
 
@@ -310,9 +310,10 @@ class Worker:
             self.stats.rows["differential"] += diff
             if bool(snap) != bool(diff):
                 kind = "snapshot" if snap else "differential"
-                pure = self.stats.pure.setdefault(kind, [0.0, 0.0])
+                pure = self.stats.pure.setdefault(kind, [0.0, 0.0, 0.0])
                 pure[0] += snap + diff
                 pure[1] += elapsed
+                pure[2] += 1
             for canary in evidence_posted(batch, sent):
                 posted = canary.posted.values()
                 self.found.put((canary.host, canary.pid, min(posted), max(posted)))
@@ -541,8 +542,13 @@ def show(step: Step, scale: float) -> None:
         f" second half vs first {growth(step.lags):+.2f} s"
     )
     for kind in ("snapshot", "differential"):
-        rows, seconds = s.pure.get(kind, [0.0, 0.0])
-        per_request = f"{rows / seconds:,.0f} rows/s of request time" if seconds else "n/a"
+        rows, seconds, posts = s.pure.get(kind, [0.0, 0.0, 0.0])
+        per_request = "n/a"
+        if posts:
+            per_request = (
+                f"{rows / seconds:,.0f} rows/s of request time, {rows / posts:,.0f} rows"
+                f" in {seconds / posts * 1000:,.0f} ms per post"
+            )
         print(
             f"  {kind:<12} rows stored: {s.rows[kind] / step.seconds:>9,.0f}/s offered,"
             f" {per_request} (posts of {kind} lines only)"
@@ -752,7 +758,7 @@ def measure(
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     counts: Callable[[str], list[int]] = lambda text: [int(n) for n in text.split(",") if n]  # noqa: E731
-    parser.add_argument("--hosts", type=counts, default=[50, 200], help="the ramp, e.g. 100,1000")
+    parser.add_argument("--hosts", type=counts, default=[10, 50, 200], help="the ramp: 100,1000")
     parser.add_argument("--minutes", type=float, default=1.0, help="measured per step")
     parser.add_argument("--interval-scale", type=float, default=0.1, help="1 = real 60 s intervals")
     parser.add_argument(

@@ -131,3 +131,20 @@ def test_a_simulated_host_is_stored_and_its_canary_judged(
         assert time.monotonic() - started < 120
     finally:
         server.stop()
+
+
+def test_a_canary_runs_through_churn_until_it_expires() -> None:
+    host = Host(7, 1, NOW)
+    canary = host.add_canary(NOW)
+    for interval in range(1, 5):
+        host.churn(NOW + 60 * interval)
+        assert {canary.pid, canary.writer} <= set(host.procs)
+    sh = [
+        orjson.loads(r)
+        for r in host.rows("stdio_channels")
+        if orjson.loads(r)["pid"] == str(canary.pid)
+    ]
+    assert {"fifo", "path"} <= {r["kind"] for r in sh}
+    host.expire_canaries(NOW + 301, 300)
+    assert not {canary.pid, canary.writer} & set(host.procs)
+    assert not host.canaries
