@@ -736,7 +736,8 @@ def measure(
     busy = (
         (busy_after[0] - busy_before[0]) / (busy_after[1] - busy_before[1]) * (os.cpu_count() or 1)
     )
-    cpu = (after[0] - before[0], after[1] - before[1], busy * (end - start))
+    # A backend that exits during the step takes its CPU with it: a lower bound.
+    cpu = (after[0] - before[0], max(0.0, after[1] - before[1]), busy * (end - start))
     stats = Stats()
     for part in ask(workers, "report", [None] * len(workers)):
         stats.merge(part)
