@@ -50,11 +50,14 @@ def free_port() -> int:
 
 
 class Server:
-    """``fleetctl serve`` in a subprocess with its own home and database."""
+    """``fleetctl serve`` in a subprocess with its own home and database; ``extra`` are
+    more ``serve`` options. Its stderr goes to ``server.log`` in the home (a pipe nobody
+    reads would stall a long run once full)."""
 
-    def __init__(self, db_url: str) -> None:
+    def __init__(self, db_url: str, extra: tuple[str, ...] = ()) -> None:
         self.home = Path(tempfile.mkdtemp(prefix="fleetctl-bench-"))
         self.port = free_port()
+        self.db_url = db_url
         self.url = f"https://127.0.0.1:{self.port}"
         env = {**os.environ, "FLEETCTL_HOME": str(self.home)}
         subprocess.run(
@@ -62,12 +65,14 @@ class Server:
         )
         # Every simulated host connects from 127.0.0.1: lift the per-address limit.
         serve = ["serve", "--listen", f"127.0.0.1:{self.port}", "--db", db_url]
-        self.proc = subprocess.Popen(
-            [FLEETCTL, *serve, "--max-connections-per-address", "1000000"],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
+        self.log = self.home / "server.log"
+        with self.log.open("wb") as stderr:
+            self.proc = subprocess.Popen(
+                [FLEETCTL, *serve, "--max-connections-per-address", "1000000", *extra],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=stderr,
+            )
         deadline = time.monotonic() + 30
         while True:
             try:
@@ -76,11 +81,12 @@ class Server:
                 break
             except (httpx.HTTPError, FileNotFoundError, ssl.SSLError) as exc:
                 if time.monotonic() > deadline or self.proc.poll() is not None:
-                    err = self.proc.stderr.read() if self.proc.stderr else b""
-                    raise RuntimeError(f"server did not start: {err!r}") from exc
+                    err = self.log.read_text(errors="replace")
+                    raise RuntimeError(f"server did not start: {err}") from exc
                 time.sleep(0.2)
         self.ssl = ssl.create_default_context(cafile=str(self.home / "tls" / "ca.pem"))
         self.secret = (self.home / "enroll_secret").read_text().strip()
+        self.token = json.loads((self.home / "context.json").read_text())["token"]
 
     def stop(self) -> None:
         self.proc.terminate()
