@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from fleetctl.ingest import parse_result_lines
-from storage import hosts as host_store
 from storage.engine import make_engine, make_sessionmaker, session_scope
 from storage.results import ApplyStats, apply_runs, open_rows
+from tests.storage.hosts import enrolled_host
 
 NAME = "pack_ipc_processes"
 
@@ -22,15 +22,7 @@ def apply(db_url: str) -> Iterator[Any]:
     engine = make_engine(db_url)
     factory = make_sessionmaker(engine)
     with session_scope(factory) as session:
-        host, *_ = host_store.enroll_host(
-            session,
-            host_identifier="h1",
-            platform_type="9",
-            host_details={"system_info": {"uuid": "u1"}},
-            node_key_hash="k" * 64,
-            now=1,
-        )
-        host_id = host.id
+        host_id = enrolled_host(session)
 
     def run(lines: list[dict[str, Any]], collect: Any = lambda q: True) -> ApplyStats:
         with session_scope(factory) as session:

@@ -11,10 +11,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from fleetctl.ingest import parse_result_lines
-from storage import hosts as host_store
 from storage.engine import make_engine, make_sessionmaker, session_scope
 from storage.models import DataLoss, ResultRow
 from storage.results import apply_runs, prune, rows_at
+from tests.storage.hosts import enrolled_host
 
 NAME = "pack_ipc_processes"
 
@@ -25,15 +25,7 @@ def store(db_url: str) -> Iterator[Any]:
     factory = make_sessionmaker(engine)
     sessions = factory
     with session_scope(factory) as session:
-        host, *_ = host_store.enroll_host(
-            session,
-            host_identifier="h1",
-            platform_type="9",
-            host_details={"system_info": {"uuid": "u1"}},
-            node_key_hash="k" * 64,
-            now=1,
-        )
-        host_id = host.id
+        host_id = enrolled_host(session)
     hid = host_id
 
     class Store:

@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 
 from fleetctl.ingest import parse_result_lines
-from storage import hosts as host_store
 from storage import triage as triage_store
 from storage.engine import make_engine, make_sessionmaker, session_scope
 from storage.results import apply_runs
+from tests.storage.hosts import enrolled_host
 
 LINEAGE = "pack_ipc-telemetry_process_lineage"
 
@@ -48,15 +48,7 @@ def row(pid: int, path: str, parent_path: str, start: int) -> dict[str, str]:
 def store(db_url: str) -> Iterator[tuple[Any, int]]:
     factory = make_sessionmaker(make_engine(db_url))
     with session_scope(factory) as session:
-        host, *_ = host_store.enroll_host(
-            session,
-            host_identifier="h1",
-            platform_type="9",
-            host_details={"system_info": {"uuid": "u1"}},
-            node_key_hash="k" * 64,
-            now=1,
-        )
-        host_id = host.id
+        host_id = enrolled_host(session)
     lines = [
         # 100-200: a tool with "_" in its name under cron, and a look-alike name
         snapshot([row(10, "/usr/bin/my_tool", "/usr/sbin/cron", 90)], 100),
