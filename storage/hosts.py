@@ -10,7 +10,7 @@ from sqlalchemy import delete, func, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from storage.base import IN_CHUNK, in_chunks
-from storage.models import ApiToken, EnrollSecret, ResultRow
+from storage.models import ApiToken, EnrollSecret, ResultRow, Validation
 from storage.models import Host as Host  # the record type hosts are returned as
 
 PLATFORM_TYPES = {"9": "linux", "21": "darwin", "2": "windows"}
@@ -254,11 +254,17 @@ def delete_host(session: Session, host_id: int) -> bool:
     """Delete the host with its whole history: result rows (kept without a foreign key,
     so deleted here), and through the foreign keys' ``ON DELETE CASCADE`` its status
     logs, data-loss markers, quarantined lines, carves, label memberships, detection
-    history, findings and campaign targets. False when there was no such host."""
+    history, findings and campaign targets; and the purple-team validations recorded
+    under its uuid and identifier. False when there was no such host."""
     host = lock_host(session, host_id)
     if host is None:
         return False
     session.expunge(host)
+    session.execute(
+        delete(Validation).where(
+            Validation.host_uuid == host.uuid, Validation.host_identifier == host.host_identifier
+        )
+    )
     session.execute(
         delete(ResultRow)
         .where(ResultRow.host_id == host_id)

@@ -223,6 +223,10 @@ def test_validations_are_stored_and_shown(
     ]
     history = fleet.admin().get("/api/v1/admin/validations", params={"host": "lnx-full"}).json()
     assert [v["result"] for v in history["validations"]] == ["missed", "quiet", "detected"]
+    # Deleting the host with its history deletes its validations; a stranger's stay.
+    assert invoke("hosts", "delete", "lnx-full").exit_code == 0
+    validations = fleet.admin().get("/api/v1/admin/validations").json()["validations"]
+    assert {v["host"] for v in validations} == {"laptop"}
 
 
 def test_validations_refuse_what_the_store_cannot_hold(fleet: RunningServer) -> None:
