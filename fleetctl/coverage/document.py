@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from fleetctl.coverage.facts import HostFacts
+from fleetctl.coverage.facts import HostFacts, ValidationRun
 from fleetctl.coverage.items import ITEMS, MISSING, OK, PLATFORMS
 from fleetctl.coverage.judge import Cell, HostJudgement, Judge, worst
 from fleetctl.timeutil import format_duration, iso
@@ -31,18 +31,7 @@ def host_json(facts: HostFacts, judged: HostJudgement) -> dict[str, Any]:
         "retention_seconds": judged.retention_seconds,
         "cells": {item: cell.json() for item, cell in judged.cells.items()},
         "validation": judged.validation.json(),
-        "validations": [
-            {
-                "scenario": v.scenario,
-                "name": v.name,
-                "kind": v.kind,
-                "result": v.result,
-                "seconds": v.seconds,
-                "agent": v.agent,
-                "ran_at": iso(v.ran_at),
-            }
-            for v in facts.validations
-        ],
+        "validations": [v.json() for v in facts.validations],
     }
 
 
@@ -78,7 +67,7 @@ def coverage_document(
     hosts: Sequence[HostFacts],
     now: int,
     retention: int,
-    elsewhere: Sequence[dict[str, Any]] = (),
+    elsewhere: Sequence[ValidationRun] = (),
 ) -> dict[str, Any]:
     """The report of ``hosts`` at ``now``, asking for ``retention`` seconds of history;
     ``elsewhere`` are validations of machines that are not enrolled hosts."""
@@ -93,5 +82,7 @@ def coverage_document(
         "hosts": [host_json(f, j) for f, j in judged],
         "failing": failing,
         "ok": not failing,
-        "validated_elsewhere": list(elsewhere),
+        "validated_elsewhere": [
+            {"host": v.host_identifier, "uuid": v.host_uuid, **v.json()} for v in elsewhere
+        ],
     }

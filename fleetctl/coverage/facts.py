@@ -7,8 +7,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from fleetctl.coverage.items import QueryKey
+from fleetctl.timeutil import iso
 from storage.coverage import Fill, Gap, QueryHistory
 
 Row = Mapping[str, str]
@@ -16,7 +18,8 @@ Row = Mapping[str, str]
 
 @dataclass(frozen=True)
 class ValidationRun:
-    """The last outcome of one scenario on the host (``fleetctl validate``)."""
+    """One outcome of one scenario on a machine (``fleetctl validate``), named as the
+    machine enrolled (``host_uuid``, ``host_identifier``)."""
 
     scenario: str
     name: str
@@ -25,6 +28,35 @@ class ValidationRun:
     seconds: float | None
     agent: str  # stock | extension
     ran_at: int
+    host_uuid: str = ""
+    host_identifier: str = ""
+
+    @classmethod
+    def of(cls, record: Any) -> ValidationRun:
+        """The run a stored validation record (``storage.validations``) holds."""
+        return cls(
+            record.scenario,
+            record.name,
+            record.kind,
+            record.result,
+            record.seconds,
+            record.agent,
+            record.ran_at,
+            record.host_uuid,
+            record.host_identifier,
+        )
+
+    def json(self) -> dict[str, Any]:
+        """The outcome as the admin API says it (the machine left to the caller)."""
+        return {
+            "scenario": self.scenario,
+            "name": self.name,
+            "kind": self.kind,
+            "result": self.result,
+            "seconds": self.seconds,
+            "agent": self.agent,
+            "ran_at": iso(self.ran_at),
+        }
 
 
 @dataclass(frozen=True)

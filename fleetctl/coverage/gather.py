@@ -7,7 +7,6 @@ host presents it."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -19,7 +18,6 @@ from fleetctl.coverage.items import (
     STATE_QUERIES,
     WINDOWS,
 )
-from fleetctl.timeutil import iso
 from storage import coverage as coverage_store
 from storage import hosts as host_store
 from storage import validations as validation_store
@@ -28,7 +26,7 @@ from storage.hosts import host_family
 
 def gather(
     session: Session, host_ids: Sequence[int]
-) -> tuple[list[HostFacts], list[dict[str, Any]]]:
+) -> tuple[list[HostFacts], list[ValidationRun]]:
     """The facts of each host in ``host_ids`` (in id order), and the validations of
     machines that match no enrolled host."""
     chosen = set(host_ids)
@@ -66,7 +64,7 @@ def gather(
 
 def _validations(
     session: Session, hosts: Sequence[host_store.Host], chosen: set[int]
-) -> tuple[dict[int, list[ValidationRun]], list[dict[str, Any]]]:
+) -> tuple[dict[int, list[ValidationRun]], list[ValidationRun]]:
     by_identity = {(h.uuid, h.host_identifier): h.id for h in hosts}
     by_uuid: dict[str, list[int]] = {}
     for h in hosts:
@@ -77,19 +75,9 @@ def _validations(
         host_id = by_identity.get((v.host_uuid, v.host_identifier))
         if host_id is None and len(by_uuid.get(v.host_uuid, [])) == 1:
             host_id = by_uuid[v.host_uuid][0]
-        run = ValidationRun(v.scenario, v.name, v.kind, v.result, v.seconds, v.agent, v.ran_at)
+        run = ValidationRun.of(v)
         if host_id is None:
-            elsewhere.append(
-                {
-                    "host": v.host_identifier,
-                    "uuid": v.host_uuid,
-                    "scenario": v.scenario,
-                    "name": v.name,
-                    "result": v.result,
-                    "agent": v.agent,
-                    "ran_at": iso(v.ran_at),
-                }
-            )
+            elsewhere.append(run)
         elif host_id in chosen:
             runs.setdefault(host_id, []).append(run)
     return runs, elsewhere

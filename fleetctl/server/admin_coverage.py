@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.routing import Route
 
 from fleetctl.coverage import coverage_document, gather
+from fleetctl.coverage.facts import ValidationRun
 from fleetctl.errors import BadRequest
 from fleetctl.server.admin_api import PREFIX, admin_endpoint, admin_write_endpoint
 from fleetctl.server.admin_params import (
@@ -115,15 +116,9 @@ def list_validations(request: Request, session: Session) -> dict[str, Any]:
                 "host": v.host_identifier,
                 "uuid": v.host_uuid,
                 "hostname": v.hostname,
-                "scenario": v.scenario,
-                "name": v.name,
-                "kind": v.kind,
-                "result": v.result,
-                "seconds": v.seconds,
-                "agent": v.agent,
+                **ValidationRun.of(v).json(),
                 "finding": v.finding,
                 "detail": v.detail,
-                "ran_at": iso(v.ran_at),
                 "recorded_at": iso(v.recorded_at),
             }
             for v in validation_store.history(session, host, limit)
