@@ -10,7 +10,7 @@ when it cut: a finding on a busy host must answer as fast as one on an idle host
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import ColumnElement, and_, func, or_, select
@@ -109,22 +109,14 @@ def rows_where(
     enc = encoder_for(session)
     wanted = sorted({enc.text(v) for v in values})
     columns = [column] if isinstance(column, str) else list(column)
-    stmt = (
-        select(ResultRow.name, ResultRow.columns, ResultRow.first_seen, ResultRow.removed_at)
-        .where(  # the window before the JSON test: integers are cheap to compare
-            ResultRow.host_id == host_id,
-            ResultRow.name.in_(sorted(names)),
-            _during(start, end),
-            or_(*(ResultRow.columns[c].as_string().in_(wanted) for c in columns)),
-        )
-        .order_by(ResultRow.first_seen, ResultRow.id)
-        .limit(limit + 1)
+    return _oldest_first(
+        session,
+        host_id,
+        names,
+        limit,
+        _during(start, end),  # the window before the JSON test: integers are cheap
+        or_(*(ResultRow.columns[c].as_string().in_(wanted) for c in columns)),
     )
-    found = [
-        StoredRow(names[name], unescape_row(columns or {}), first, removed)
-        for name, columns, first, removed in session.execute(stmt)
-    ]
-    return Slice(found[:limit], len(found) > limit)
 
 
 def _like_suffix(value: str) -> str:
@@ -158,15 +150,29 @@ def starts_of(
         cols["parent_path"].as_string().like(_like_suffix(enc.text(parent)), escape="\\"),
         cols["parent_name"].as_string() == enc.text(parent),
     )
+    return _oldest_first(
+        session,
+        host_id,
+        names,
+        limit,
+        or_(ResultRow.first_seen.is_(None), ResultRow.first_seen < before),
+        child_named,
+        parent_named,
+    )
+
+
+def _oldest_first(
+    session: Session,
+    host_id: int,
+    names: Mapping[str, str],
+    limit: int,
+    *where: ColumnElement[bool],
+) -> Slice:
+    """At most ``limit`` rows of the host's stored ``names`` (stored name -> query)
+    matching ``where``, oldest first, and whether more matched."""
     stmt = (
         select(ResultRow.name, ResultRow.columns, ResultRow.first_seen, ResultRow.removed_at)
-        .where(
-            ResultRow.host_id == host_id,
-            ResultRow.name.in_(sorted(names)),
-            or_(ResultRow.first_seen.is_(None), ResultRow.first_seen < before),
-            child_named,
-            parent_named,
-        )
+        .where(ResultRow.host_id == host_id, ResultRow.name.in_(sorted(names)), *where)
         .order_by(ResultRow.first_seen, ResultRow.id)
         .limit(limit + 1)
     )
