@@ -62,9 +62,6 @@ log = logging.getLogger("fleetctl.detection")
 DETECTION_QUERIES = frozenset(PROCESS_QUERIES | set(READERS))
 EVENT_WINDOW = 600  # seconds of exec events that count as "running now"
 ACCEPTED = "accepted while learning"
-# Hosts whose state is kept in memory (about 7 MB each at 500 processes): serve's
-# --detection-hosts, declared once in the settings.
-MAX_HOSTS = DETECTION_HOSTS
 MAX_PENDING_ROWS = 100_000  # changed rows kept for one host before it is rebuilt instead
 LAG_WINDOW = 2048  # judgements the lag percentiles are taken over
 
@@ -201,7 +198,7 @@ class DetectionService:
     # that delivered results can wait until detection has caught up with them.
     _marked: int = 0
     _judged: int = 0
-    max_hosts: int = MAX_HOSTS
+    max_hosts: int = DETECTION_HOSTS  # serve's --detection-hosts (about 7 MB a host)
     refresh: float = LAST_SEEN_PRECISION
     # Row changes waiting per host (in the order they were stored), hosts to rebuild,
     # and the hosts whose state is known, with the baseline version they were judged by.
