@@ -238,7 +238,7 @@ def settle(server: Server, client: httpx.Client) -> None:
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline:
         status = client.get("/api/v1/admin/detection/status", headers=headers).json()
-        if not status["pending_hosts"]:
+        if not status.get("pending_hosts"):
             return
         time.sleep(0.2)
     raise RuntimeError("detection did not catch up in 10 minutes")
