@@ -38,11 +38,9 @@ from storage.rowio import (
     Confirming,
     Stored,
     Wanted,
-    close_unconfirmed,
     confirm_open,
-    insert_rows,
     load_rows,
-    update_rows,
+    write_rows,
 )
 from storage.runs import Run, row_hash, split_query_name
 
@@ -423,13 +421,10 @@ def _apply_wave(
             _full_state_rows(host_id, p, confirmed[p.run.name], existing, writes)
         else:
             _diff_rows(host_id, p, existing, writes, stats)
-    update_rows(session, writes.touched)
-    insert_rows(session, writes.inserts)
     stats.opened += sum(1 for r in writes.inserts if r["removed_at"] is None)
     returned = {name for name, p in full.items() if p.changes is not None}
-    closed = close_unconfirmed(
-        session, host_id, [(name, p.run.unix_time) for name, p in full.items()], returned
-    )
+    closing = [(name, p.run.unix_time) for name, p in full.items()]
+    closed = write_rows(session, host_id, writes.touched, writes.inserts, closing, returned)
     stats.closed += len(closed)
     for row in closed:
         changes = full[row.name].changes

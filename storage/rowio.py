@@ -13,12 +13,13 @@ statements whatever its runs and rows:
 * ``load_rows``: the stored rows a wave's hashes may touch, in one statement on
   PostgreSQL (an index probe per hash through a LATERAL join over arrays, which stays
   fast however long the history grows); on SQLite, in-process, an ``IN`` list per name;
-* ``update_rows``: one ``UPDATE ... FROM unnest(arrays)`` by primary key on PostgreSQL
-  (arrays rather than a temporary table: no catalog writes per transaction, nothing left
-  on a pooled connection); the driver's ``executemany`` on SQLite;
-* ``insert_rows``: ``COPY`` on PostgreSQL, the driver's ``executemany`` on SQLite;
-* ``close_unconfirmed``: the close of the open rows the wave's full-state runs did not
-  confirm, one statement on PostgreSQL, returning what was closed.
+* ``write_rows``: the wave's writes in one statement on PostgreSQL: an ``UPDATE ... FROM
+  unnest(arrays)`` by primary key of the rows it changed and an ``INSERT ... SELECT FROM
+  unnest(arrays)`` of its new rows as data-modifying CTEs of the ``UPDATE ... RETURNING``
+  that closes the open rows its full-state runs did not confirm (arrays rather than a
+  temporary table: no catalog writes per transaction, nothing left on a pooled
+  connection); many new rows are a ``COPY`` first. On SQLite, the driver's
+  ``executemany`` and a close per name.
 
 The driver is used directly where SQLAlchemy's per-row parameter processing and JSON
 encoding would cost more than the database's own work.
@@ -80,7 +81,7 @@ class Wanted:
 
 @dataclass(frozen=True)
 class Closed:
-    """A row ``close_unconfirmed`` closed; ``columns`` only for the names it was asked
+    """A row ``write_rows`` closed; ``columns`` only for the names it was asked
     to return them for (as stored), else None."""
 
     name: str
@@ -162,30 +163,6 @@ def load_rows(
     return found
 
 
-def insert_rows(session: Session, rows: list[dict[str, Any]]) -> None:
-    """Insert new rows (``_COLUMNS`` keys; ``columns`` a mapping, JSON-encoded here)."""
-    if not rows:
-        return
-    dbapi = _driver(session)
-    if _is_postgres(session):
-        with (
-            dbapi.cursor() as cur,
-            cur.copy(f"COPY result_rows ({', '.join(_COLUMNS)}) FROM STDIN") as copy,
-        ):
-            for row in rows:
-                copy.write_row(
-                    [orjson.dumps(row[c]).decode() if c == "columns" else row[c] for c in _COLUMNS]
-                )
-        return
-    dbapi.executemany(
-        _SQLITE_INSERT,
-        [
-            tuple(orjson.dumps(row[c]).decode() if c == "columns" else row[c] for c in _COLUMNS)
-            for row in rows
-        ],
-    )
-
-
 _PG_CONFIRM = """
     UPDATE result_rows AS r
     SET copies = CASE WHEN r.seen_at = s.t THEN r.copies + s.n ELSE s.n END, seen_at = s.t
@@ -256,54 +233,44 @@ def confirm_open(session: Session, host_id: int, runs: Sequence[Confirming]) -> 
     return confirmed
 
 
-_PG_UPDATE = """
-    UPDATE result_rows AS r
-    SET copies = s.copies, first_seen = s.first_seen, removed_at = s.removed_at,
-        seen_at = s.seen_at
-    FROM unnest(
-        CAST(%(ids)s AS bigint[]), CAST(%(copies)s AS integer[]), CAST(%(first_seen)s AS bigint[]),
-        CAST(%(removed_at)s AS bigint[]), CAST(%(seen_at)s AS bigint[])
-    ) AS s(id, copies, first_seen, removed_at, seen_at)
-    WHERE r.id = s.id
+# Above this many new rows a wave's inserts are a COPY of their own; below, they join
+# the one write statement (a COPY costs a round trip more than it saves for a diff's few).
+COPY_ABOVE = 256
+
+_PG_WRITE = """
+    WITH changed AS (
+        UPDATE result_rows AS r
+        SET copies = s.copies, first_seen = s.first_seen, removed_at = s.removed_at,
+            seen_at = s.seen_at
+        FROM unnest(
+            CAST(%(ids)s AS bigint[]), CAST(%(copies)s AS integer[]),
+            CAST(%(first_seen)s AS bigint[]), CAST(%(removed_at)s AS bigint[]),
+            CAST(%(seen_at)s AS bigint[])
+        ) AS s(id, copies, first_seen, removed_at, seen_at)
+        WHERE r.id = s.id
+    ), added AS (
+        INSERT INTO result_rows
+            (host_id, name, row_hash, columns, copies, first_seen, removed_at, seen_at)
+        SELECT %(host_id)s, n.name, n.row_hash, CAST(n.columns AS jsonb), n.copies,
+            n.first_seen, n.removed_at, n.seen_at
+        FROM unnest(
+            CAST(%(new_names)s AS varchar[]), CAST(%(new_hashes)s AS varchar[]),
+            CAST(%(new_columns)s AS text[]), CAST(%(new_copies)s AS integer[]),
+            CAST(%(new_first_seen)s AS bigint[]), CAST(%(new_removed_at)s AS bigint[]),
+            CAST(%(new_seen_at)s AS bigint[])
+        ) AS n(name, row_hash, columns, copies, first_seen, removed_at, seen_at)
+    )
+    UPDATE result_rows AS r SET removed_at = c.t
+    FROM unnest(CAST(%(close_names)s AS varchar[]), CAST(%(close_times)s AS bigint[]))
+        AS c(name, t)
+    WHERE r.host_id = %(host_id)s AND r.name = c.name
+      AND r.removed_at IS NULL AND r.seen_at < c.t AND r.first_seen <= c.t
+    RETURNING r.name, r.row_hash,
+        CASE WHEN r.name = ANY(CAST(%(returned)s AS varchar[])) THEN r.columns END, r.first_seen
     """
 _SQLITE_UPDATE = (
     "UPDATE result_rows SET copies = ?, first_seen = ?, removed_at = ?, seen_at = ? WHERE id = ?"
 )
-
-
-def update_rows(session: Session, rows: Iterable[Stored]) -> int:
-    """Write back the lifetime fields of the ``dirty`` rows; how many there were."""
-    dirty = [r for r in rows if r.dirty]
-    if not dirty:
-        return 0
-    if _is_postgres(session):
-        _pg(
-            session,
-            _PG_UPDATE,
-            {
-                "ids": [r.id for r in dirty],
-                "copies": [r.copies for r in dirty],
-                "first_seen": [r.first_seen for r in dirty],
-                "removed_at": [r.removed_at for r in dirty],
-                "seen_at": [r.seen_at for r in dirty],
-            },
-        )
-    else:
-        _driver(session).executemany(
-            _SQLITE_UPDATE,
-            [(r.copies, r.first_seen, r.removed_at, r.seen_at, r.id) for r in dirty],
-        )
-    return len(dirty)
-
-
-_PG_CLOSE = """
-    UPDATE result_rows AS r SET removed_at = s.t
-    FROM unnest(CAST(%(names)s AS varchar[]), CAST(%(times)s AS bigint[])) AS s(name, t)
-    WHERE r.host_id = %(host_id)s AND r.name = s.name
-      AND r.removed_at IS NULL AND r.seen_at < s.t AND r.first_seen <= s.t
-    RETURNING r.name, r.row_hash,
-        CASE WHEN r.name = ANY(CAST(%(returned)s AS varchar[])) THEN r.columns END, r.first_seen
-    """
 _SQLITE_CLOSE = (
     "UPDATE result_rows SET removed_at = ?1"
     " WHERE host_id = ?2 AND name = ?3 AND removed_at IS NULL AND seen_at < ?1"
@@ -312,30 +279,93 @@ _SQLITE_CLOSE = (
 )
 
 
-def close_unconfirmed(
-    session: Session, host_id: int, runs: Sequence[tuple[str, int]], returned: Collection[str]
+def write_rows(
+    session: Session,
+    host_id: int,
+    touched: Iterable[Stored],
+    inserts: list[dict[str, Any]],
+    closing: Sequence[tuple[str, int]],
+    returned: Collection[str],
 ) -> list[Closed]:
-    """Close, at each run's time, the open rows of its name (``runs`` are (name, time),
-    one per name) that it did not confirm: not seen at that time, and not added after it.
-    Returns the closed rows, with their columns for the names in ``returned``."""
-    if not runs:
+    """Write a wave: the lifetime fields of the ``dirty`` stored rows, the new rows
+    (``_COLUMNS`` keys; ``columns`` a mapping), then the close, at each full-state run's
+    time, of the open rows of its name (``closing``: (name, time), one per name) that it
+    did not confirm (not seen at that time, not added after it). Returns the closed rows,
+    with their columns for the names in ``returned``.
+
+    On PostgreSQL this is one statement (its parts see the table as it was before it, so
+    the close cannot meet the rows it changes or adds: those it reopens were closed, the
+    ones it adds are new); more than ``COPY_ABOVE`` new rows are a COPY first."""
+    dirty = list({r.id: r for r in touched if r.dirty}.values())  # a row may be touched twice
+    if not _is_postgres(session):
+        return _sqlite_write(session, host_id, dirty, inserts, closing, returned)
+    if len(inserts) > COPY_ABOVE:
+        _copy_rows(session, inserts)
+        inserts = []
+    if not (dirty or inserts or closing):
         return []
-    if _is_postgres(session):
-        params = {
-            "host_id": host_id,
-            "names": [name for name, _ in runs],
-            "times": [t for _, t in runs],
-            "returned": list(returned),
-        }
-        return [Closed(*row) for row in _pg(session, _PG_CLOSE, params)]
+    params = {
+        "host_id": host_id,
+        "ids": [r.id for r in dirty],
+        "copies": [r.copies for r in dirty],
+        "first_seen": [r.first_seen for r in dirty],
+        "removed_at": [r.removed_at for r in dirty],
+        "seen_at": [r.seen_at for r in dirty],
+        "new_names": [r["name"] for r in inserts],
+        "new_hashes": [r["row_hash"] for r in inserts],
+        "new_columns": [orjson.dumps(r["columns"]).decode() for r in inserts],
+        "new_copies": [r["copies"] for r in inserts],
+        "new_first_seen": [r["first_seen"] for r in inserts],
+        "new_removed_at": [r["removed_at"] for r in inserts],
+        "new_seen_at": [r["seen_at"] for r in inserts],
+        "close_names": [name for name, _ in closing],
+        "close_times": [t for _, t in closing],
+        "returned": list(returned),
+    }
+    return [Closed(*row) for row in _pg(session, _PG_WRITE, params)]
+
+
+def _copy_rows(session: Session, rows: list[dict[str, Any]]) -> None:
+    with (
+        _driver(session).cursor() as cur,
+        cur.copy(f"COPY result_rows ({', '.join(_COLUMNS)}) FROM STDIN") as copy,
+    ):
+        for row in rows:
+            copy.write_row(
+                [orjson.dumps(row[c]).decode() if c == "columns" else row[c] for c in _COLUMNS]
+            )
+
+
+def _sqlite_write(
+    session: Session,
+    host_id: int,
+    dirty: list[Stored],
+    inserts: list[dict[str, Any]],
+    closing: Sequence[tuple[str, int]],
+    returned: Collection[str],
+) -> list[Closed]:
+    """``write_rows`` on SQLite: the driver's ``executemany`` in-process, then a close
+    per name."""
+    dbapi = _driver(session)
+    if dirty:
+        dbapi.executemany(
+            _SQLITE_UPDATE,
+            [(r.copies, r.first_seen, r.removed_at, r.seen_at, r.id) for r in dirty],
+        )
+    if inserts:
+        dbapi.executemany(
+            _SQLITE_INSERT,
+            [
+                tuple(orjson.dumps(row[c]).decode() if c == "columns" else row[c] for c in _COLUMNS)
+                for row in inserts
+            ],
+        )
     closed: list[Closed] = []
-    cur = _driver(session).cursor()
-    for name, t in runs:
-        for h, columns, first in cur.execute(
+    for name, t in closing:
+        for h, columns, first in dbapi.execute(
             _SQLITE_CLOSE, (t, host_id, name, name in returned)
         ).fetchall():
             closed.append(
                 Closed(name, h, None if columns is None else orjson.loads(columns), first)
             )
-    cur.close()
     return closed
