@@ -26,7 +26,7 @@ from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, delete, func, or_, select, update
+from sqlalchemy import ColumnElement, and_, delete, func, or_, select
 from sqlalchemy.orm import Session
 
 from storage.base import in_chunks
@@ -34,7 +34,14 @@ from storage.encoding import Encoder, encoder_for
 from storage.models import DataLoss as DataLoss  # the record type gaps are returned as
 from storage.models import Host, QueryState, ResultRow
 from storage.rejected import is_data_error, refusal
-from storage.rowio import Stored, insert_rows, load_rows, update_rows
+from storage.rowio import (
+    Confirming,
+    Stored,
+    Wanted,
+    confirm_open,
+    load_rows,
+    write_rows,
+)
 from storage.runs import Run, row_hash, split_query_name
 
 
@@ -96,6 +103,36 @@ class _Changes:
         self.closed: list[ChangedRow] = []
 
 
+@dataclass
+class _Planned:
+    """A run its stream's counters accepted, waiting for its rows to be applied.
+    ``run.name`` is the name as stored."""
+
+    run: Run
+    query: str
+    full_state: bool
+    changes: _Changes | None
+    added: Counter[str] = field(default_factory=Counter)  # copies per row hash
+    removed: Counter[str] = field(default_factory=Counter)
+    rows: dict[str, Mapping[str, str]] = field(default_factory=dict)  # hash -> as stored
+
+    def hash_rows(self, enc: Encoder) -> None:
+        """Copies per row hash (of the row as sent), and each row as the store writes it."""
+        for rows, counts in ((self.run.removed, self.removed), (self.run.added, self.added)):
+            for row in rows:
+                h = row_hash(row)
+                counts[h] += 1
+                self.rows[h] = enc.row(row)
+
+
+@dataclass
+class _Writes:
+    """What a wave writes: new rows (and tombstones), and stored rows it changed."""
+
+    inserts: list[dict[str, Any]] = field(default_factory=list)
+    touched: list[Stored] = field(default_factory=list)
+
+
 def apply_runs(
     session: Session,
     host_id: int,
@@ -112,6 +149,11 @@ def apply_runs(
     their counter is not data loss. ``collect`` says by pack query name which queries'
     row changes to return in ``ApplyStats.applied`` (detection reads a few queries;
     gathering every query's would cost for nothing).
+
+    Each run's counters are checked in log order first; then the accepted runs' rows are
+    applied in waves (the first run of each name, then the second, ...): runs of
+    different names touch different rows, so a wave is applied with one statement of
+    each kind (``storage.rowio``) whatever the number of its runs and rows.
     """
     stats = ApplyStats()
     enc = encoder_for(session)
@@ -123,6 +165,7 @@ def apply_runs(
         )
     }
     packs = list(known_packs)
+    planned: list[_Planned] = []
     for sent in runs:
         run = replace(sent, name=enc.text(sent.name))  # the name as stored, for every query
         state = states.get(run.name)
@@ -142,24 +185,28 @@ def apply_runs(
             session.add(state)
             states[run.name] = state
         silent = sent.name in silent_counters
-        changes = _Changes() if collect is not None and collect(state.query) else None
-        if _apply_one(session, host_id, state, run, now, stats, enc, silent, changes):
-            stats.runs += 1
-            stats.names.add(sent.name)
-            if changes is not None:
-                full = run.snapshot or (run.looks_like_baseline and not state.zero_counter_diffs)
-                stats.applied.append(
-                    AppliedRows(
-                        run.name,
-                        state.query,
-                        tuple(changes.opened),
-                        tuple(changes.closed),
-                        full,
-                        baseline=full and not run.snapshot,
-                    )
-                )
-        else:
+        full = _accept(session, host_id, state, run, now, stats, silent)
+        if full is None:
             stats.skipped_runs += 1
+            continue
+        stats.runs += 1
+        stats.names.add(sent.name)
+        changes = _Changes() if collect is not None and collect(state.query) else None
+        planned.append(_Planned(run, state.query, full, changes))
+    for wave in _waves(planned):
+        _apply_wave(session, host_id, wave, stats, enc)
+    for p in planned:
+        if p.changes is not None:
+            stats.applied.append(
+                AppliedRows(
+                    p.run.name,
+                    p.query,
+                    tuple(p.changes.opened),
+                    tuple(p.changes.closed),
+                    p.full_state,
+                    baseline=p.full_state and not p.run.snapshot,
+                )
+            )
     return stats
 
 
@@ -193,18 +240,17 @@ def apply_runs_one_by_one(
     return stats, refused
 
 
-def _apply_one(
+def _accept(
     session: Session,
     host_id: int,
     state: QueryState,
     run: Run,
     now: int,
     stats: ApplyStats,
-    enc: Encoder,
     silent_counter: bool = False,
-    changes: _Changes | None = None,
-) -> bool:
-    """Check the run against the stream's counters, then apply it. False = redelivery."""
+) -> bool | None:
+    """Check the run against the stream's counters and move them on: whether it is a
+    full-state run, or None for a redelivery (skipped)."""
     if not run.snapshot and run.counter == 0 and run.removed:
         state.zero_counter_diffs = True
     full_state = run.snapshot or (run.looks_like_baseline and not state.zero_counter_diffs)
@@ -239,7 +285,7 @@ def _apply_one(
             or (run.counter == state.counter and run.unix_time < state.last_unix_time)
         ):
             if not _fill_gap(session, host_id, run, now):
-                return False
+                return None
         else:
             first_missing = 0 if fresh else state.counter + 1
             if fresh and run.counter > 0:
@@ -255,16 +301,12 @@ def _apply_one(
                     first=first_missing,
                     last=run.counter - 1,
                 )
-    if full_state:
-        _apply_full_state(session, host_id, run, stats, enc, changes)
-    else:
-        _apply_diff(session, host_id, run, stats, enc, changes)
     state.epoch = run.epoch
     # A baseline restarts the stream at 0; otherwise a late run never moves it back.
     state.counter = 0 if full_state and not run.snapshot else max(state.counter, run.counter)
     state.last_unix_time = max(state.last_unix_time, run.unix_time)
     state.updated_at = now
-    return True
+    return full_state
 
 
 def _marker(
@@ -337,33 +379,74 @@ def _fill_gap(session: Session, host_id: int, run: Run, now: int) -> bool:
     return True
 
 
-def _hashed(
-    rows: list[dict[str, str]], enc: Encoder
-) -> tuple[Counter[str], dict[str, Mapping[str, str]]]:
-    """Copies per row hash (of the row as sent), and each row as the store writes it."""
-    counts: Counter[str] = Counter()
-    by_hash: dict[str, Mapping[str, str]] = {}
-    for row in rows:
-        h = row_hash(row)
-        counts[h] += 1
-        by_hash[h] = enc.row(row)
-    return counts, by_hash
+def _waves(planned: list[_Planned]) -> list[list[_Planned]]:
+    """The runs in waves: the first run of each name, then each name's second, ... so a
+    name's runs keep their order and no wave holds two runs of one name."""
+    waves: list[list[_Planned]] = []
+    depth: Counter[str] = Counter()
+    for p in planned:
+        k = depth[p.run.name]
+        depth[p.run.name] += 1
+        if k == len(waves):
+            waves.append([])
+        waves[k].append(p)
+    return waves
 
 
-def _apply_full_state(
-    session: Session,
-    host_id: int,
-    run: Run,
-    stats: ApplyStats,
-    enc: Encoder,
-    changes: _Changes | None = None,
+def _apply_wave(
+    session: Session, host_id: int, wave: list[_Planned], stats: ApplyStats, enc: Encoder
 ) -> None:
-    t = run.unix_time
-    counts, by_hash = _hashed(run.added, enc)
-    existing = load_rows(session, host_id, run.name, counts, t)
-    inserts: list[dict[str, Any]] = []
-    touched: list[Stored] = []
-    for h, n in counts.items():
+    """Apply a wave's rows: one read of the stored rows its hashes touch, each run's
+    decisions against them, then one write of each kind and one close of what its
+    full-state runs did not confirm."""
+    for p in wave:
+        p.hash_rows(enc)
+    full = {p.run.name: p for p in wave if p.full_state}
+    confirming = [Confirming(name, p.run.unix_time, p.added) for name, p in full.items()]
+    confirmed = dict(zip(full, confirm_open(session, host_id, confirming), strict=True))
+    # A run only ever touches rows open, tombstones, or closed at/after its time.
+    wanted = [
+        Wanted(
+            p.run.name,
+            p.added.keys() - confirmed[p.run.name]
+            if p.full_state
+            else p.added.keys() | p.removed.keys(),
+            p.run.unix_time,
+        )
+        for p in wave
+    ]
+    writes = _Writes()
+    for p, existing in zip(wave, load_rows(session, host_id, wanted), strict=True):
+        if p.full_state:
+            _full_state_rows(host_id, p, confirmed[p.run.name], existing, writes)
+        else:
+            _diff_rows(host_id, p, existing, writes, stats)
+    stats.opened += sum(1 for r in writes.inserts if r["removed_at"] is None)
+    returned = {name for name, p in full.items() if p.changes is not None}
+    closing = [(name, p.run.unix_time) for name, p in full.items()]
+    closed = write_rows(session, host_id, writes.touched, writes.inserts, closing, returned)
+    stats.closed += len(closed)
+    for row in closed:
+        changes = full[row.name].changes
+        if changes is not None:
+            changes.closed.append(ChangedRow(row.row_hash, row.columns or {}, row.first_seen))
+
+
+def _full_state_rows(
+    host_id: int,
+    p: _Planned,
+    confirmed: set[str],
+    existing: Mapping[str, list[Stored]],
+    writes: _Writes,
+) -> None:
+    """A full-state run confirms its rows: an open row takes the run's copies (done in
+    bulk by ``confirm_open`` for ``confirmed``), a row this same run closed (an earlier
+    part of it) reopens, any other is new. The close of the rows it does not carry
+    follows in ``_apply_wave``."""
+    t, changes = p.run.unix_time, p.changes
+    for h, n in p.added.items():
+        if h in confirmed:
+            continue
         candidates = existing.get(h, [])
         open_row = next(
             (r for r in candidates if r.removed_at is None and r.first_seen is not None), None
@@ -373,56 +456,29 @@ def _apply_full_state(
         )
         if open_row is not None:
             open_row.set(copies=open_row.copies + n if open_row.seen_at == t else n, seen_at=t)
-            touched.append(open_row)
+            writes.touched.append(open_row)
         elif closed_now is not None:
             closed_now.set(removed_at=None, copies=n, seen_at=t)
-            touched.append(closed_now)
+            writes.touched.append(closed_now)
             if changes is not None:
-                changes.opened.append(ChangedRow(h, by_hash[h], closed_now.first_seen))
+                changes.opened.append(ChangedRow(h, p.rows[h], closed_now.first_seen))
         else:
-            inserts.append(_new_row(host_id, run.name, h, by_hash[h], n, t))
+            writes.inserts.append(_new_row(host_id, p.run.name, h, p.rows[h], n, t))
             if changes is not None:
-                changes.opened.append(ChangedRow(h, by_hash[h], t))
-    update_rows(session, touched)
-    _insert(session, inserts, stats)
-    closing = (
-        update(ResultRow)
-        .where(
-            ResultRow.host_id == host_id,
-            ResultRow.name == run.name,
-            ResultRow.removed_at.is_(None),
-            ResultRow.seen_at < t,
-            ResultRow.first_seen <= t,
-        )
-        .values(removed_at=t)
-        .execution_options(synchronize_session=False)
-    )
-    if changes is None:
-        result = session.execute(closing)
-        stats.closed += result.rowcount or 0  # type: ignore[attr-defined]
-        return
-    closed = session.execute(
-        closing.returning(ResultRow.row_hash, ResultRow.columns, ResultRow.first_seen)
-    ).all()
-    changes.closed.extend(ChangedRow(h, dict(c), first) for h, c, first in closed)
-    stats.closed += len(closed)
+                changes.opened.append(ChangedRow(h, p.rows[h], t))
 
 
-def _apply_diff(
-    session: Session,
+def _diff_rows(
     host_id: int,
-    run: Run,
+    p: _Planned,
+    existing: Mapping[str, list[Stored]],
+    writes: _Writes,
     stats: ApplyStats,
-    enc: Encoder,
-    changes: _Changes | None = None,
 ) -> None:
-    t = run.unix_time
-    removed, removed_rows = _hashed(run.removed, enc)
-    added, added_rows = _hashed(run.added, enc)
-    existing = load_rows(session, host_id, run.name, set(removed) | set(added), 0)
-    inserts: list[dict[str, Any]] = []
-    touched: list[Stored] = []
-    for h, n in removed.items():
+    """A differential run applies removed, then added; a removal with no row to remove
+    leaves a tombstone that a late addition fills."""
+    t, changes, name = p.run.unix_time, p.changes, p.run.name
+    for h, n in p.removed.items():
         candidates = existing.get(h, [])
         open_row = next(
             (r for r in candidates if r.removed_at is None and (r.first_seen or 0) <= t), None
@@ -432,15 +488,15 @@ def _apply_diff(
                 open_row.set(copies=0, removed_at=t)
                 stats.closed += 1
                 if changes is not None:
-                    changes.closed.append(ChangedRow(h, removed_rows[h], open_row.first_seen))
+                    changes.closed.append(ChangedRow(h, p.rows[h], open_row.first_seen))
             else:
                 open_row.set(copies=open_row.copies - n)
-            touched.append(open_row)
+            writes.touched.append(open_row)
         else:
-            tomb = _new_row(host_id, run.name, h, removed_rows[h], n, t)
+            tomb = _new_row(host_id, name, h, p.rows[h], n, t)
             tomb.update(first_seen=None, removed_at=t)
-            inserts.append(tomb)
-    for h, n in added.items():
+            writes.inserts.append(tomb)
+    for h, n in p.added.items():
         candidates = existing.get(h, [])
         tomb_row = next(
             (r for r in candidates if r.first_seen is None and (r.removed_at or 0) >= t), None
@@ -448,16 +504,14 @@ def _apply_diff(
         open_row = next((r for r in candidates if r.removed_at is None), None)
         if tomb_row is not None:
             tomb_row.set(first_seen=t, copies=n, seen_at=t)
-            touched.append(tomb_row)
+            writes.touched.append(tomb_row)
         elif open_row is not None:
             open_row.set(copies=open_row.copies + n, first_seen=min(open_row.first_seen or t, t))
-            touched.append(open_row)
+            writes.touched.append(open_row)
         else:
-            inserts.append(_new_row(host_id, run.name, h, added_rows[h], n, t))
+            writes.inserts.append(_new_row(host_id, name, h, p.rows[h], n, t))
             if changes is not None:
-                changes.opened.append(ChangedRow(h, added_rows[h], t))
-    update_rows(session, touched)
-    _insert(session, inserts, stats)
+                changes.opened.append(ChangedRow(h, p.rows[h], t))
 
 
 def _new_row(
@@ -473,11 +527,6 @@ def _new_row(
         "removed_at": None,
         "seen_at": t,
     }
-
-
-def _insert(session: Session, rows: list[dict[str, Any]], stats: ApplyStats) -> None:
-    insert_rows(session, rows)
-    stats.opened += sum(1 for r in rows if r["removed_at"] is None)
 
 
 def present_at(at: int) -> ColumnElement[bool]:

@@ -1,24 +1,40 @@
-"""Bulk reads and writes of ``result_rows``, tuned per database.
+"""The SQL of the temporal apply: bulk reads and writes of ``result_rows``, per database.
 
-Ingest touches up to 1,024 rows per request, so these avoid the ORM unit of work:
-lookups are one statement per run (PostgreSQL: an index probe per hash through a
-LATERAL join, which stays fast however long the history grows; SQLite: an IN list on the
-same index), inserts are ``COPY`` on PostgreSQL and ``executemany`` on SQLite, and
-updates are one ``executemany`` by primary key.
+``storage.results`` decides what a batch changes; every statement it needs is here, so a
+change to the table (say, a partition key the writes must name) is made in one place.
+Each works on a whole *wave* of a batch (at most one run per query name, see
+``storage.results``) rather than on one run, so a ``/log`` request costs a handful of
+statements whatever its runs and rows:
+
+* ``confirm_open``: a full-state run's confirmation of the rows it carries that are open,
+  the bulk of a snapshot, one ``UPDATE ... FROM unnest(arrays) RETURNING`` on PostgreSQL,
+  so those rows never travel to Python; on SQLite a read of the open rows (a partial
+  index) and the driver's ``executemany``;
+* ``load_rows``: the stored rows a wave's hashes may touch, in one statement on
+  PostgreSQL (an index probe per hash through a LATERAL join over arrays, which stays
+  fast however long the history grows); on SQLite, in-process, an ``IN`` list per name;
+* ``write_rows``: the wave's writes in one statement on PostgreSQL: an ``UPDATE ... FROM
+  unnest(arrays)`` by primary key of the rows it changed and an ``INSERT ... SELECT FROM
+  unnest(arrays)`` of its new rows as data-modifying CTEs of the ``UPDATE ... RETURNING``
+  that closes the open rows its full-state runs did not confirm (arrays rather than a
+  temporary table: no catalog writes per transaction, nothing left on a pooled
+  connection); many new rows are a ``COPY`` first. On SQLite, the driver's
+  ``executemany`` and a close per name.
+
+The driver is used directly where SQLAlchemy's per-row parameter processing and JSON
+encoding would cost more than the database's own work.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 import orjson
-from sqlalchemy import Table, bindparam, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from storage.base import in_chunks
-from storage.models import ResultRow
 
 _COLUMNS = (
     "host_id",
@@ -30,7 +46,6 @@ _COLUMNS = (
     "removed_at",
     "seen_at",
 )
-_TABLE = cast(Table, ResultRow.__table__)
 _SQLITE_INSERT = (
     f"INSERT INTO result_rows ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
 )
@@ -54,105 +69,303 @@ class Stored:
         self.dirty = True
 
 
+@dataclass(frozen=True)
+class Wanted:
+    """The rows ``load_rows`` reads for one query name: of these hashes, those open,
+    tombstones, or closed at/after ``since``."""
+
+    name: str
+    hashes: Collection[str]
+    since: int
+
+
+@dataclass(frozen=True)
+class Closed:
+    """A row ``write_rows`` closed; ``columns`` only for the names it was asked
+    to return them for (as stored), else None."""
+
+    name: str
+    row_hash: str
+    columns: dict[str, Any] | None
+    first_seen: int | None
+
+
 def _is_postgres(session: Session) -> bool:
     return session.get_bind().dialect.name == "postgresql"
 
 
-_PG_LOAD = text(
-    """
-    SELECT r.id, r.row_hash, r.copies, r.first_seen, r.removed_at, r.seen_at
-    FROM unnest(CAST(:hashes AS varchar[])) AS h(row_hash)
+def _driver(session: Session) -> Any:
+    """The DB-API connection of the session's transaction."""
+    return session.connection().connection.driver_connection
+
+
+def _pg(session: Session, sql: str, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+    """Run one statement through psycopg, planned for its own arrays each time: a plan
+    prepared for arrays of another size (psycopg prepares a statement run five times)
+    can join every open row of the host with every hash, or worse, for a batch it did
+    not foresee."""
+    with _driver(session).cursor() as cur:
+        cur.execute(sql, params, prepare=False)
+        return cur.fetchall() if cur.description is not None else []
+
+
+_PG_LOAD = """
+    SELECT h.slot, r.id, r.row_hash, r.copies, r.first_seen, r.removed_at, r.seen_at
+    FROM unnest(CAST(%(slots)s AS integer[]), CAST(%(hashes)s AS varchar[])) AS h(slot, row_hash)
     CROSS JOIN LATERAL (
         SELECT id, row_hash, copies, first_seen, removed_at, seen_at
         FROM result_rows
-        WHERE host_id = :host_id AND name = :name AND row_hash = h.row_hash
-          AND (removed_at IS NULL OR removed_at >= :since)
+        WHERE host_id = %(host_id)s
+          AND name = (CAST(%(names)s AS varchar[]))[h.slot]
+          AND row_hash = h.row_hash
+          AND (removed_at IS NULL OR removed_at >= (CAST(%(sinces)s AS bigint[]))[h.slot])
         OFFSET 0  -- a fence: keeps one index probe per hash whatever the statistics say
     ) AS r
     """
+_SQLITE_LOAD = (
+    "SELECT id, row_hash, copies, first_seen, removed_at, seen_at FROM result_rows"
+    " WHERE host_id = ? AND name = ? AND (removed_at IS NULL OR removed_at >= ?)"
+    " AND row_hash IN ({})"
 )
 
 
 def load_rows(
-    session: Session, host_id: int, name: str, hashes: Iterable[str], since: int
-) -> dict[str, list[Stored]]:
-    """Rows of these hashes that are open, tombstones, or closed at/after ``since``."""
-    hash_list = list(hashes)
-    found: dict[str, list[Stored]] = {}
-    if not hash_list:
-        return found
+    session: Session, host_id: int, wanted: Sequence[Wanted]
+) -> list[dict[str, list[Stored]]]:
+    """For each ``Wanted`` (in order): its hash -> the stored rows of that hash that are
+    open, tombstones, or closed at/after its ``since``."""
+    found: list[dict[str, list[Stored]]] = [{} for _ in wanted]
     if _is_postgres(session):
-        results: Iterable[Any] = session.execute(
-            _PG_LOAD, {"hashes": hash_list, "host_id": host_id, "name": name, "since": since}
-        )
-    else:
-        results = []
-        t = _TABLE.c
-        for chunk in in_chunks(hash_list):
-            results.extend(
-                session.execute(
-                    select(t.id, t.row_hash, t.copies, t.first_seen, t.removed_at, t.seen_at).where(
-                        t.host_id == host_id,
-                        t.name == name,
-                        t.row_hash.in_(chunk),
-                        or_(t.removed_at.is_(None), t.removed_at >= since),
-                    )
-                )
-            )
-    for r in results:
-        found.setdefault(r.row_hash, []).append(Stored(*r))
+        slots: list[int] = []
+        hashes: list[str] = []
+        for slot, want in enumerate(wanted, 1):
+            slots.extend([slot] * len(want.hashes))
+            hashes.extend(want.hashes)
+        if not hashes:
+            return found
+        params = {
+            "slots": slots,
+            "hashes": hashes,
+            "host_id": host_id,
+            "names": [w.name for w in wanted],
+            "sinces": [w.since for w in wanted],
+        }
+        for slot, *row in _pg(session, _PG_LOAD, params):
+            found[slot - 1].setdefault(row[1], []).append(Stored(*row))
+        return found
+    cur = _driver(session).cursor()
+    for want, into in zip(wanted, found, strict=True):
+        for chunk in in_chunks(list(want.hashes)):
+            sql = _SQLITE_LOAD.format(", ".join("?" * len(chunk)))
+            for row in cur.execute(sql, (host_id, want.name, want.since, *chunk)):
+                into.setdefault(row[1], []).append(Stored(*row))
+    cur.close()
     return found
 
 
-def insert_rows(session: Session, rows: list[dict[str, Any]]) -> None:
-    if not rows:
-        return
-    # The driver directly: SQLAlchemy's per-row parameter processing and JSON encoding
-    # cost more than the database's own insert.
-    dbapi: Any = session.connection().connection.driver_connection
+_PG_CONFIRM = """
+    UPDATE result_rows AS r
+    SET copies = CASE WHEN r.seen_at = s.t THEN r.copies + s.n ELSE s.n END, seen_at = s.t
+    FROM (
+        SELECT h.slot, h.row_hash, h.n,
+            (CAST(%(names)s AS varchar[]))[h.slot] AS name,
+            (CAST(%(times)s AS bigint[]))[h.slot] AS t
+        FROM unnest(CAST(%(slots)s AS integer[]), CAST(%(hashes)s AS varchar[]),
+                    CAST(%(copies)s AS integer[])) AS h(slot, row_hash, n)
+    ) AS s
+    WHERE r.host_id = %(host_id)s AND r.name = s.name AND r.row_hash = s.row_hash
+      AND r.removed_at IS NULL AND r.first_seen IS NOT NULL
+    RETURNING s.slot, r.row_hash
+    """
+_SQLITE_OPEN = (
+    "SELECT id, row_hash, copies, seen_at FROM result_rows"
+    " WHERE host_id = ? AND name = ? AND removed_at IS NULL AND first_seen IS NOT NULL"
+)
+_SQLITE_CONFIRM = "UPDATE result_rows SET copies = ?, seen_at = ? WHERE id = ?"
+
+
+@dataclass(frozen=True)
+class Confirming:
+    """A full-state run's rows for ``confirm_open``: copies per row hash, at time ``t``."""
+
+    name: str
+    t: int
+    copies: Mapping[str, int]
+
+
+def confirm_open(session: Session, host_id: int, runs: Sequence[Confirming]) -> list[set[str]]:
+    """Confirm, for each run (at most one per name), the open rows it carries: each takes
+    the run's copies (added to them if the same run already confirmed it: a run split
+    over several lines) and ``seen_at`` becomes the run's time. Returns, per run, the
+    hashes it confirmed; its other rows are the caller's to reopen or insert."""
+    confirmed: list[set[str]] = [set() for _ in runs]
     if _is_postgres(session):
-        with (
-            dbapi.cursor() as cur,
-            cur.copy(f"COPY result_rows ({', '.join(_COLUMNS)}) FROM STDIN") as copy,
-        ):
-            for row in rows:
-                copy.write_row(
-                    [orjson.dumps(row[c]).decode() if c == "columns" else row[c] for c in _COLUMNS]
-                )
-        return
-    dbapi.executemany(
-        _SQLITE_INSERT,
-        [
-            tuple(orjson.dumps(row[c]).decode() if c == "columns" else row[c] for c in _COLUMNS)
-            for row in rows
-        ],
-    )
+        slots: list[int] = []
+        hashes: list[str] = []
+        copies: list[int] = []
+        for slot, run in enumerate(runs, 1):
+            slots.extend([slot] * len(run.copies))
+            hashes.extend(run.copies)
+            copies.extend(run.copies.values())
+        if not hashes:
+            return confirmed
+        params = {
+            "host_id": host_id,
+            "slots": slots,
+            "hashes": hashes,
+            "copies": copies,
+            "names": [r.name for r in runs],
+            "times": [r.t for r in runs],
+        }
+        for slot, h in _pg(session, _PG_CONFIRM, params):
+            confirmed[slot - 1].add(h)
+        return confirmed
+    dbapi = _driver(session)
+    writes: list[tuple[int, int, int]] = []
+    for run, done in zip(runs, confirmed, strict=True):
+        for row_id, h, stored, seen_at in dbapi.execute(_SQLITE_OPEN, (host_id, run.name)):
+            n = run.copies.get(h)
+            if n is not None:
+                writes.append((stored + n if seen_at == run.t else n, run.t, row_id))
+                done.add(h)
+    if writes:
+        dbapi.executemany(_SQLITE_CONFIRM, writes)
+    return confirmed
 
 
-_UPDATE = (
-    update(_TABLE)
-    .where(_TABLE.c.id == bindparam("_id"))
-    .values(
-        copies=bindparam("_copies"),
-        first_seen=bindparam("_first_seen"),
-        removed_at=bindparam("_removed_at"),
-        seen_at=bindparam("_seen_at"),
+# Above this many new rows a wave's inserts are a COPY of their own; below, they join
+# the one write statement (a COPY costs a round trip more than it saves for a diff's few).
+COPY_ABOVE = 256
+
+_PG_WRITE = """
+    WITH changed AS (
+        UPDATE result_rows AS r
+        SET copies = s.copies, first_seen = s.first_seen, removed_at = s.removed_at,
+            seen_at = s.seen_at
+        FROM unnest(
+            CAST(%(ids)s AS bigint[]), CAST(%(copies)s AS integer[]),
+            CAST(%(first_seen)s AS bigint[]), CAST(%(removed_at)s AS bigint[]),
+            CAST(%(seen_at)s AS bigint[])
+        ) AS s(id, copies, first_seen, removed_at, seen_at)
+        WHERE r.id = s.id
+    ), added AS (
+        INSERT INTO result_rows
+            (host_id, name, row_hash, columns, copies, first_seen, removed_at, seen_at)
+        SELECT %(host_id)s, n.name, n.row_hash, CAST(n.columns AS jsonb), n.copies,
+            n.first_seen, n.removed_at, n.seen_at
+        FROM unnest(
+            CAST(%(new_names)s AS varchar[]), CAST(%(new_hashes)s AS varchar[]),
+            CAST(%(new_columns)s AS text[]), CAST(%(new_copies)s AS integer[]),
+            CAST(%(new_first_seen)s AS bigint[]), CAST(%(new_removed_at)s AS bigint[]),
+            CAST(%(new_seen_at)s AS bigint[])
+        ) AS n(name, row_hash, columns, copies, first_seen, removed_at, seen_at)
     )
+    UPDATE result_rows AS r SET removed_at = c.t
+    FROM unnest(CAST(%(close_names)s AS varchar[]), CAST(%(close_times)s AS bigint[]))
+        AS c(name, t)
+    WHERE r.host_id = %(host_id)s AND r.name = c.name
+      AND r.removed_at IS NULL AND r.seen_at < c.t AND r.first_seen <= c.t
+    RETURNING r.name, r.row_hash,
+        CASE WHEN r.name = ANY(CAST(%(returned)s AS varchar[])) THEN r.columns END, r.first_seen
+    """
+_SQLITE_UPDATE = (
+    "UPDATE result_rows SET copies = ?, first_seen = ?, removed_at = ?, seen_at = ? WHERE id = ?"
+)
+_SQLITE_CLOSE = (
+    "UPDATE result_rows SET removed_at = ?1"
+    " WHERE host_id = ?2 AND name = ?3 AND removed_at IS NULL AND seen_at < ?1"
+    " AND first_seen <= ?1"
+    " RETURNING row_hash, CASE WHEN ?4 THEN columns END, first_seen"
 )
 
 
-def update_rows(session: Session, rows: Iterable[Stored]) -> int:
-    params = [
-        {
-            "_id": r.id,
-            "_copies": r.copies,
-            "_first_seen": r.first_seen,
-            "_removed_at": r.removed_at,
-            "_seen_at": r.seen_at,
-        }
-        for r in rows
-        if r.dirty
-    ]
-    if params:
-        session.execute(_UPDATE, params)
-    return len(params)
+def write_rows(
+    session: Session,
+    host_id: int,
+    touched: Iterable[Stored],
+    inserts: list[dict[str, Any]],
+    closing: Sequence[tuple[str, int]],
+    returned: Collection[str],
+) -> list[Closed]:
+    """Write a wave: the lifetime fields of the ``dirty`` stored rows, the new rows
+    (``_COLUMNS`` keys; ``columns`` a mapping), then the close, at each full-state run's
+    time, of the open rows of its name (``closing``: (name, time), one per name) that it
+    did not confirm (not seen at that time, not added after it). Returns the closed rows,
+    with their columns for the names in ``returned``.
+
+    On PostgreSQL this is one statement (its parts see the table as it was before it, so
+    the close cannot meet the rows it changes or adds: those it reopens were closed, the
+    ones it adds are new); more than ``COPY_ABOVE`` new rows are a COPY first."""
+    dirty = list({r.id: r for r in touched if r.dirty}.values())  # a row may be touched twice
+    if not _is_postgres(session):
+        return _sqlite_write(session, host_id, dirty, inserts, closing, returned)
+    if len(inserts) > COPY_ABOVE:
+        _copy_rows(session, inserts)
+        inserts = []
+    if not (dirty or inserts or closing):
+        return []
+    params = {
+        "host_id": host_id,
+        "ids": [r.id for r in dirty],
+        "copies": [r.copies for r in dirty],
+        "first_seen": [r.first_seen for r in dirty],
+        "removed_at": [r.removed_at for r in dirty],
+        "seen_at": [r.seen_at for r in dirty],
+        "new_names": [r["name"] for r in inserts],
+        "new_hashes": [r["row_hash"] for r in inserts],
+        "new_columns": [orjson.dumps(r["columns"]).decode() for r in inserts],
+        "new_copies": [r["copies"] for r in inserts],
+        "new_first_seen": [r["first_seen"] for r in inserts],
+        "new_removed_at": [r["removed_at"] for r in inserts],
+        "new_seen_at": [r["seen_at"] for r in inserts],
+        "close_names": [name for name, _ in closing],
+        "close_times": [t for _, t in closing],
+        "returned": list(returned),
+    }
+    return [Closed(*row) for row in _pg(session, _PG_WRITE, params)]
+
+
+def _copy_rows(session: Session, rows: list[dict[str, Any]]) -> None:
+    with (
+        _driver(session).cursor() as cur,
+        cur.copy(f"COPY result_rows ({', '.join(_COLUMNS)}) FROM STDIN") as copy,
+    ):
+        for row in rows:
+            copy.write_row(
+                [orjson.dumps(row[c]).decode() if c == "columns" else row[c] for c in _COLUMNS]
+            )
+
+
+def _sqlite_write(
+    session: Session,
+    host_id: int,
+    dirty: list[Stored],
+    inserts: list[dict[str, Any]],
+    closing: Sequence[tuple[str, int]],
+    returned: Collection[str],
+) -> list[Closed]:
+    """``write_rows`` on SQLite: the driver's ``executemany`` in-process, then a close
+    per name."""
+    dbapi = _driver(session)
+    if dirty:
+        dbapi.executemany(
+            _SQLITE_UPDATE,
+            [(r.copies, r.first_seen, r.removed_at, r.seen_at, r.id) for r in dirty],
+        )
+    if inserts:
+        dbapi.executemany(
+            _SQLITE_INSERT,
+            [
+                tuple(orjson.dumps(row[c]).decode() if c == "columns" else row[c] for c in _COLUMNS)
+                for row in inserts
+            ],
+        )
+    closed: list[Closed] = []
+    for name, t in closing:
+        for h, columns, first in dbapi.execute(
+            _SQLITE_CLOSE, (t, host_id, name, name in returned)
+        ).fetchall():
+            closed.append(
+                Closed(name, h, None if columns is None else orjson.loads(columns), first)
+            )
+    return closed
