@@ -4,13 +4,15 @@ Ingest touches up to 1,024 rows per request, so these avoid the ORM unit of work
 lookups are one statement per run (PostgreSQL: an index probe per hash through a
 LATERAL join, which stays fast however long the history grows; SQLite: an IN list on the
 same index), inserts are ``COPY`` on PostgreSQL and ``executemany`` on SQLite, and
-updates are one ``executemany`` by primary key.
+updates are one ``executemany`` by id. On PostgreSQL the table is partitioned by
+``removed_at`` (``storage.partitions``): an update by id also names the ``removed_at`` the
+row was read with, so it probes one partition instead of every day's.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 import orjson
@@ -47,6 +49,10 @@ class Stored:
     removed_at: int | None
     seen_at: int
     dirty: bool = False
+    key: int | None = field(init=False)  # removed_at as read: the row's partition
+
+    def __post_init__(self) -> None:
+        self.key = self.removed_at
 
     def set(self, **fields: Any) -> None:
         for key, value in fields.items():
@@ -129,30 +135,40 @@ def insert_rows(session: Session, rows: list[dict[str, Any]]) -> None:
     )
 
 
-_UPDATE = (
-    update(_TABLE)
-    .where(_TABLE.c.id == bindparam("_id"))
-    .values(
-        copies=bindparam("_copies"),
-        first_seen=bindparam("_first_seen"),
-        removed_at=bindparam("_removed_at"),
-        seen_at=bindparam("_seen_at"),
+def _update(where_key: Any) -> Any:
+    return (
+        update(_TABLE)
+        .where(_TABLE.c.id == bindparam("_id"), where_key)
+        .values(
+            copies=bindparam("_copies"),
+            first_seen=bindparam("_first_seen"),
+            removed_at=bindparam("_removed_at"),
+            seen_at=bindparam("_seen_at"),
+        )
     )
-)
+
+
+_UPDATE_OPEN = _update(_TABLE.c.removed_at.is_(None))
+_UPDATE_CLOSED = _update(_TABLE.c.removed_at == bindparam("_key"))
 
 
 def update_rows(session: Session, rows: Iterable[Stored]) -> int:
-    params = [
-        {
-            "_id": r.id,
-            "_copies": r.copies,
-            "_first_seen": r.first_seen,
-            "_removed_at": r.removed_at,
-            "_seen_at": r.seen_at,
-        }
-        for r in rows
-        if r.dirty
-    ]
-    if params:
-        session.execute(_UPDATE, params)
-    return len(params)
+    """Write back the dirty rows: the open ones (most) and the closed ones (tombstones)
+    in one statement each, so each names a single partition."""
+    params: dict[bool, list[dict[str, Any]]] = {True: [], False: []}
+    for r in rows:
+        if r.dirty:
+            params[r.key is None].append(
+                {
+                    "_id": r.id,
+                    "_key": r.key,
+                    "_copies": r.copies,
+                    "_first_seen": r.first_seen,
+                    "_removed_at": r.removed_at,
+                    "_seen_at": r.seen_at,
+                }
+            )
+    for is_open, batch in params.items():
+        if batch:
+            session.execute(_UPDATE_OPEN if is_open else _UPDATE_CLOSED, batch)
+    return sum(len(batch) for batch in params.values())
