@@ -173,10 +173,14 @@ def ensure_days(
 ) -> Ensured:
     """Make the day partitions from yesterday to ``ahead`` days after today, and those of
     the days within ``lookback`` days whose rows wait in ``closed_other``. Call it in a
-    transaction; nothing happens on SQLite."""
+    transaction; nothing happens on SQLite. Attaching a day locks ``closed_other``, which
+    every as-of read scans: a server sets a ``lock_timeout`` first and tries again later
+    rather than queue reads behind a long query."""
     done = Ensured()
     if not is_postgres(conn):
         return done
+    # Replicas keep the same partitions: one at a time.
+    conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('result_rows partitions'))"))
     today = day_of(int(time.time()) if now is None else now)
     have = {p.start for p in day_partitions(conn)}
     waiting = conn.execute(
