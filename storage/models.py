@@ -127,8 +127,16 @@ class ResultRow(Base):
             sqlite_where=text("removed_at IS NULL"),
         ),
         Index("ix_result_rows_removed_at", "removed_at"),
-        # A host's rows of a query present in a window: those closed after its start.
-        Index("ix_result_rows_window", "host_id", "name", "removed_at"),
+        # A host's rows of a query present in a window: those closed after its start
+        # (SQLite: and the open ones). PostgreSQL takes the open rows from
+        # ix_result_rows_open, so ingest's lookup by hash never weighs this index there.
+        Index(
+            "ix_result_rows_window",
+            "host_id",
+            "name",
+            "removed_at",
+            postgresql_where=text("removed_at IS NOT NULL"),
+        ),
     )
 
 

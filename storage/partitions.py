@@ -25,10 +25,11 @@ Why this key and this shape:
   whose default holds only closed rows without a day (late or odd host times), so
   checking that default is a scan of a few rows, not of every open row.
 * A primary key must include the partition key and be NOT NULL, which ``removed_at``
-  is not: on PostgreSQL ids come from the old sequence with a plain index on ``id``
-  (``ID_INDEX``), and updates by id also name the row's ``removed_at`` so they touch one
-  partition (``storage.rowio.update_rows``). Closing a row moves it from the open
-  partition to its day's, as an UPDATE of the key does.
+  is not: ids come from the old sequence, and each partition has a unique index on
+  ``id`` of its own (``id_index``; unique, so the planner never doubts that an update
+  by id reads one row, whatever its statistics say). Updates by id also name the row's
+  ``removed_at`` so they touch one partition (``storage.rowio.update_rows``). Closing a
+  row moves it from the open partition to its day's, as an UPDATE of the key does.
 
 Host times are hostile (``unixTime`` may be any 64-bit value), so day partitions are made
 only for days near the server's clock: ``AHEAD_DAYS`` ahead of today (the server keeps
@@ -53,7 +54,6 @@ TABLE = "result_rows"
 OPEN = "result_rows_open"
 CLOSED = "result_rows_closed"
 OTHER = "result_rows_closed_other"
-ID_INDEX = "ix_result_rows_id"  # PostgreSQL only: SQLite's id is the rowid
 DAY = 86_400
 AHEAD_DAYS = 3
 LOOKBACK_DAYS = 400  # late rows of up to this many days back get their own day partition
@@ -106,6 +106,11 @@ def day_partitions(conn: Connection | Session) -> list[DayPartition]:
     return sorted(found, key=lambda p: p.start)
 
 
+def id_index(conn: Connection | Session, table: str) -> None:
+    """The unique index on ``id`` of one partition (SQLite's id is the rowid)."""
+    conn.execute(text(f'CREATE UNIQUE INDEX "{table}_id" ON "{table}" (id)'))
+
+
 def create_layout(conn: Connection) -> None:
     """The partitioned ``result_rows`` without indexes (migration 0014 copies the rows
     in first, then indexes): the open, closed and closed_other partitions."""
@@ -128,6 +133,8 @@ def create_layout(conn: Connection) -> None:
         " PARTITION BY RANGE (removed_at)"
     )
     conn.exec_driver_sql(f"CREATE TABLE {OTHER} PARTITION OF {CLOSED} DEFAULT")
+    for table in (OPEN, OTHER):
+        id_index(conn, table)
 
 
 def add_day(conn: Connection | Session, day_start: int) -> int:
@@ -137,6 +144,7 @@ def add_day(conn: Connection | Session, day_start: int) -> int:
     name, end = day_name(day_start), day_start + DAY
     run = conn.execute
     run(text(f'CREATE TABLE "{name}" (LIKE {TABLE} INCLUDING DEFAULTS)'))
+    id_index(conn, name)
     moved = run(
         text(
             f"WITH moved AS (DELETE FROM {OTHER} WHERE removed_at >= :lo AND removed_at < :hi"
@@ -256,9 +264,6 @@ def partition_names(conn: Connection | Session) -> list[str]:
 
 
 def compared(obj: object, name: str | None, type_: str, reflected: bool, other: object) -> bool:
-    """Alembic's ``include_object``: schema comparisons skip what the partitioning adds
-    on PostgreSQL beyond the models (the partitions, and the index on ``id`` that stands
-    in for the primary key)."""
-    if type_ == "table" and reflected and is_partition(name):
-        return False
-    return not (type_ == "index" and reflected and name == ID_INDEX)
+    """Alembic's ``include_object``: schema comparisons skip the partitions (with their
+    indexes), which PostgreSQL's partitioning adds beyond the models."""
+    return not (type_ == "table" and reflected and is_partition(name))

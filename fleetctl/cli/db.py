@@ -166,7 +166,7 @@ def _partitions_said(removed: result_store.Pruned, dry_run: bool) -> str:
     """How the closed rows went: day partitions dropped whole, rows deleted one by one."""
     deleted = f"{removed.deleted} rows {'to delete' if dry_run else 'deleted'} one by one"
     if not removed.partitions:
-        return f"  {deleted}; no day partition is wholly older"
+        return f"  no day partition is wholly older; {deleted}"
     names = removed.partitions
     span = names[0] if len(names) == 1 else f"{names[0]} .. {names[-1]}"
     verb = "would drop" if dry_run else "dropped"

@@ -11,12 +11,17 @@ The rows are copied into the new table: days with closed rows in the last
 ``LOOKBACK_DAYS`` get their partitions first, older and odd times go to
 ``result_rows_closed_other``; indexes are built after the copy; ids keep their sequence.
 Rows of a partitioned table cannot have a primary key on ``id`` alone (it must include
-the nullable ``removed_at``), so ``id`` gets a plain index. The hunting views name the
-table and are made again around the swap (``db upgrade`` grants them to the analyst role).
+the nullable ``removed_at``), so each partition gets a unique index on ``id``. The
+hunting views name the table and are made again around the swap (``db upgrade`` grants
+them to the analyst role).
 
 Both databases gain ``ix_result_rows_window`` (host_id, name, removed_at): reads of a
-host's rows present in a window (triage, ``results --at``) range over rows closed after
-the window's start instead of all the host's history of the query.
+host's rows present in a window (triage, ``results --at``) range over the rows closed
+after the window's start (and on SQLite the open ones) instead of all the host's history
+of the query. On PostgreSQL it holds closed rows only: the open rows come from
+``ix_result_rows_open``, and ingest's lookup by row hash in the open partition never
+weighs it against ``ix_result_rows_lookup`` (with stale statistics it did, and read a
+host's every row per hash).
 
 Revision ID: 0014
 Revises: 0013
@@ -53,7 +58,16 @@ def _indexes(window: bool = True) -> None:
     )
     op.create_index("ix_result_rows_removed_at", "result_rows", ["removed_at"])
     if window:
-        op.create_index("ix_result_rows_window", "result_rows", ["host_id", "name", "removed_at"])
+        _window_index()
+
+
+def _window_index() -> None:
+    op.create_index(
+        "ix_result_rows_window",
+        "result_rows",
+        ["host_id", "name", "removed_at"],
+        postgresql_where=sa.text("removed_at IS NOT NULL"),
+    )
 
 
 def _drop_indexes(names: Sequence[str]) -> None:
@@ -93,7 +107,6 @@ def _partition() -> None:
     partitions.ensure_days(bind)
     op.execute(f"DROP TABLE {OLD}")
     _indexes()
-    op.create_index(partitions.ID_INDEX, "result_rows", ["id"])
     op.execute("ALTER SEQUENCE result_rows_id_seq OWNED BY result_rows.id")
     op.execute("ANALYZE result_rows")
 
@@ -107,7 +120,6 @@ def _unpartition() -> None:
             "ix_result_rows_open",
             "ix_result_rows_removed_at",
             "ix_result_rows_window",
-            partitions.ID_INDEX,
         )
     )
     op.execute(
@@ -134,7 +146,7 @@ def upgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
         _swap_views(_partition)
         return
-    op.create_index("ix_result_rows_window", "result_rows", ["host_id", "name", "removed_at"])
+    _window_index()
 
 
 def downgrade() -> None:
