@@ -178,15 +178,18 @@ def ensure_days(
     now: int | None = None,
     ahead: int = AHEAD_DAYS,
     lookback: int = LOOKBACK_DAYS,
+    lock_timeout_s: int | None = None,
 ) -> Ensured:
     """Make the day partitions from yesterday to ``ahead`` days after today, and those of
     the days within ``lookback`` days whose rows wait in ``closed_other``. Call it in a
     transaction; nothing happens on SQLite. Attaching a day locks ``closed_other``, which
-    every as-of read scans: a server sets a ``lock_timeout`` first and tries again later
+    every as-of read scans: a server passes ``lock_timeout_s`` and tries again later
     rather than queue reads behind a long query."""
     done = Ensured()
     if not is_postgres(conn):
         return done
+    if lock_timeout_s is not None:
+        conn.execute(text(f"SET LOCAL lock_timeout = '{int(lock_timeout_s)}s'"))
     # Replicas keep the same partitions: one at a time.
     conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('result_rows partitions'))"))
     today = day_of(int(time.time()) if now is None else now)

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -167,9 +167,7 @@ class ServerState:
         late their day's (``storage.partitions``; nothing on SQLite)."""
         self._partitions_kept = time.monotonic()  # a failing round waits for the next one
         with session_scope(self.sessions) as session:
-            if partitions.is_postgres(session):
-                session.execute(text("SET LOCAL lock_timeout = '10s'"))
-            return partitions.ensure_days(session).created
+            return partitions.ensure_days(session, lock_timeout_s=10).created
 
     def expire_carves(self, now: int) -> int:
         """Expire carves whose blocks stopped coming (``Settings.carve_timeout``)."""
