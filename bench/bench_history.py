@@ -22,11 +22,14 @@ database the reads of an as-of time T one hour before the last interval:
   the as-of predicate the views document;
 
 each with its plan (PostgreSQL: the partitions scanned and how; SQLite: the plan's
-table accesses). Then ``db prune`` of the older half: PostgreSQL's old single DELETE
+table accesses), after VACUUM ANALYZE as autovacuum keeps a live store (``--no-vacuum``:
+ANALYZE only; every snapshot rewrites each open row's ``seen_at``, and the dead row
+versions that leaves in the open partition slow its reads whatever the partitioning).
+Then ``db prune`` of the older half: PostgreSQL's old single DELETE
 (timed and rolled back) beside the new drop of whole days, and SQLite's DELETE.
 
     .venv/bin/python bench/bench_history.py [--hosts 200] [--intervals 10]
-        [--backends postgresql,sqlite] [--sample 20]
+        [--backends postgresql,sqlite] [--sample 20] [--no-vacuum]
 
 Timings on a shared machine are noisy: other work on it shows in them.
 """
@@ -229,15 +232,29 @@ class Reading:
     lineage_open: float = 0.0  # per host: lineage rows open
 
 
-def measure(fleet: Fleet, at: int, sample: int) -> Reading:
+def vacuumed(engine: Engine, statement: str) -> None:
+    """Run ``statement`` (VACUUM, ANALYZE) outside any transaction, as VACUUM must be."""
+    raw: Any = engine.raw_connection()
+    try:
+        driver = raw.driver_connection
+        if engine.dialect.name == "postgresql":
+            driver.autocommit = True
+        driver.execute(statement)
+    finally:
+        raw.close()
+
+
+def measure(fleet: Fleet, at: int, sample: int, vacuum: bool) -> Reading:
+    """The reads at ``at``, after ANALYZE, or with ``vacuum`` after VACUUM ANALYZE as
+    autovacuum would have run on a live store: every snapshot rewrites each open row's
+    ``seen_at``, and the dead versions left behind slow every read of the open rows."""
     out = Reading()
     per: dict[str, list[float]] = {}
     hosts = fleet.ids[:sample]
-    with session_scope(fleet.sessions) as session:
-        if session.get_bind().dialect.name == "postgresql":
-            session.execute(text("ANALYZE result_rows"))
-        else:
-            session.execute(text("ANALYZE"))
+    if fleet.engine.dialect.name == "sqlite":
+        vacuumed(fleet.engine, "ANALYZE")  # SQLite leaves no dead row versions behind
+    else:
+        vacuumed(fleet.engine, "VACUUM ANALYZE result_rows" if vacuum else "ANALYZE result_rows")
     with session_scope(fleet.sessions) as session:
         for hid in hosts:
             for what, read in reads(hid, at).items():
@@ -322,16 +339,7 @@ def compacted(engine: Engine) -> tuple[int, int, int]:
     """``stored`` once the dead row versions are gone: every snapshot rewrites each open
     row's ``seen_at``, and how much of that slack a live store carries depends on its
     vacuuming, so both figures are printed."""
-    raw: Any = engine.raw_connection()  # outside any transaction, as VACUUM must be
-    try:
-        driver = raw.driver_connection
-        if engine.dialect.name == "postgresql":
-            driver.autocommit = True
-            driver.execute("VACUUM FULL result_rows")
-        else:
-            driver.execute("VACUUM")
-    finally:
-        raw.close()
+    vacuumed(engine, "VACUUM FULL result_rows" if engine.dialect.name == "postgresql" else "VACUUM")
     return stored(engine)
 
 
@@ -374,7 +382,7 @@ class Result:
     opened_per_host_interval: float = 0.0
 
 
-def run(backend: str, hosts: int, intervals: int, sample: int) -> Result:
+def run(backend: str, hosts: int, intervals: int, sample: int, vacuum: bool) -> Result:
     today = partitions.day_of(int(time.time()))
     start = today - intervals * DAY + HOUR  # the last interval falls today
     result = Result(backend, hosts)
@@ -385,7 +393,7 @@ def run(backend: str, hosts: int, intervals: int, sample: int) -> Result:
             t = start + k * DAY
             result.build_s += fleet.interval(t, churn=True)
             if k in (1, intervals):
-                result.at[k] = measure(fleet, t - HOUR, sample)
+                result.at[k] = measure(fleet, t - HOUR, sample, vacuum)
                 result.size[k] = stored(engine)
                 print(f"  {backend}: {k} interval(s) of history stored", file=sys.stderr)
         result.opened_per_host_interval = fleet.opened / (hosts * intervals)
@@ -481,9 +489,14 @@ def main() -> None:
     parser.add_argument("--intervals", type=int, default=10)
     parser.add_argument("--sample", type=int, default=20, help="hosts whose reads are timed")
     parser.add_argument("--backends", default="postgresql,sqlite")
+    parser.add_argument(
+        "--no-vacuum",
+        action="store_true",
+        help="measure after ANALYZE only, with the dead row versions the snapshots left",
+    )
     args = parser.parse_args()
     results = [
-        run(backend, args.hosts, args.intervals, min(args.sample, args.hosts))
+        run(backend, args.hosts, args.intervals, min(args.sample, args.hosts), not args.no_vacuum)
         for backend in args.backends.split(",")
     ]
     report(results, args.hosts, args.intervals)

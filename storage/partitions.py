@@ -69,7 +69,7 @@ def is_postgres(conn: Connection | Session) -> bool:
 def is_partition(name: str | None) -> bool:
     """Whether ``name`` is a partition of ``result_rows`` (made at run time, so no model
     declares it: schema comparisons skip it)."""
-    return name is not None and name.startswith(f"{TABLE}_") and not name.startswith("ix_")
+    return name is not None and name.startswith(f"{TABLE}_")
 
 
 def day_name(day_start: int) -> str:
