@@ -7,6 +7,7 @@ from alembic import context
 import storage.models  # noqa: F401  (registers every table on the metadata)
 from storage.base import metadata
 from storage.engine import make_engine
+from storage.partitions import compared
 
 config = context.config
 
@@ -30,6 +31,7 @@ def _run(connection: object) -> None:
         target_metadata=metadata,
         render_as_batch=True,
         compare_type=True,
+        include_object=compared,
     )
     with context.begin_transaction():
         context.run_migrations()

@@ -3,7 +3,9 @@
 The heart is ``result_rows``: a temporal record of which distinct result row of which
 scheduled query existed on which host from ``first_seen`` until ``removed_at`` (NULL
 while still present). Nothing references it by foreign key and its uniqueness is kept
-by the ingest code under a per-host lock, so PostgreSQL can partition it by time.
+by the ingest code under a per-host lock, so PostgreSQL partitions it by time: by
+``removed_at``, with the open rows in a partition of their own and one partition per day
+of closed rows (migration 0014, ``storage.partitions``).
 """
 
 from __future__ import annotations
@@ -125,6 +127,16 @@ class ResultRow(Base):
             sqlite_where=text("removed_at IS NULL"),
         ),
         Index("ix_result_rows_removed_at", "removed_at"),
+        # A host's rows of a query present in a window: those closed after its start
+        # (SQLite: and the open ones). PostgreSQL takes the open rows from
+        # ix_result_rows_open, so ingest's lookup by hash never weighs this index there.
+        Index(
+            "ix_result_rows_window",
+            "host_id",
+            "name",
+            "removed_at",
+            postgresql_where=text("removed_at IS NOT NULL"),
+        ),
     )
 
 

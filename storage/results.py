@@ -26,9 +26,10 @@ from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, delete, func, or_, select
+from sqlalchemy import ColumnElement, and_, func, or_, select, text
 from sqlalchemy.orm import Session
 
+from storage import partitions
 from storage.base import in_chunks
 from storage.encoding import Encoder, encoder_for
 from storage.models import DataLoss as DataLoss  # the record type gaps are returned as
@@ -653,11 +654,30 @@ def query_names(session: Session, host_id: int) -> list[QueryState]:
     )
 
 
-def prune(session: Session, older_than: int) -> int:
-    """Delete rows closed before ``older_than``; open rows are never pruned."""
-    result = session.execute(
-        delete(ResultRow).where(
-            and_(ResultRow.removed_at.is_not(None), ResultRow.removed_at < older_than)
-        )
-    )
-    return result.rowcount or 0  # type: ignore[attr-defined]
+@dataclass(frozen=True)
+class Pruned:
+    """What ``prune`` removed (or, as a dry run, would remove): ``rows`` in all, of them
+    ``partition_rows`` in the day partitions dropped whole (``partitions``, PostgreSQL
+    only; their count is the planner's once ANALYZE has run) and ``deleted`` one by one."""
+
+    partitions: tuple[str, ...]
+    partition_rows: int
+    deleted: int
+
+    @property
+    def rows(self) -> int:
+        return self.partition_rows + self.deleted
+
+
+def prune(session: Session, older_than: int, dry_run: bool = False) -> Pruned:
+    """Remove rows closed before ``older_than``; open rows are never pruned. On
+    PostgreSQL the days closed before it are dropped whole (``storage.partitions``) and
+    only the rest (the cutoff's own day, odd times) is deleted row by row."""
+    days = partitions.prune_days(session, older_than, dry_run)
+    deleted = 0
+    for table in partitions.holding_older(session, older_than):
+        older = f'FROM "{table}" WHERE removed_at < :cutoff'
+        stmt = text(f"SELECT count(*) {older}" if dry_run else f"DELETE {older}")
+        result = session.execute(stmt, {"cutoff": older_than})
+        deleted += int(result.scalar() or 0) if dry_run else result.rowcount or 0  # type: ignore[attr-defined]
+    return Pruned(tuple(days.dropped), days.dropped_rows, deleted)

@@ -23,12 +23,16 @@ statements whatever its runs and rows:
 
 The driver is used directly where SQLAlchemy's per-row parameter processing and JSON
 encoding would cost more than the database's own work.
+
+On PostgreSQL the table is partitioned by ``removed_at`` (``storage.partitions``): a write
+by id also names the ``removed_at`` the row was read with, so it probes one partition
+instead of every day's.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -62,6 +66,10 @@ class Stored:
     removed_at: int | None
     seen_at: int
     dirty: bool = False
+    key: int | None = field(init=False)  # removed_at as read: the row's partition
+
+    def __post_init__(self) -> None:
+        self.key = self.removed_at
 
     def set(self, **fields: Any) -> None:
         for key, value in fields.items():
@@ -239,15 +247,23 @@ COPY_ABOVE = 256
 
 _PG_WRITE = """
     WITH changed AS (
+        SELECT * FROM unnest(
+            CAST(%(ids)s AS bigint[]), CAST(%(keys)s AS bigint[]),
+            CAST(%(copies)s AS integer[]), CAST(%(first_seen)s AS bigint[]),
+            CAST(%(removed_at)s AS bigint[]), CAST(%(seen_at)s AS bigint[])
+        ) AS s(id, key, copies, first_seen, removed_at, seen_at)
+    ), changed_open AS (  -- rows read open: the open partition alone
         UPDATE result_rows AS r
         SET copies = s.copies, first_seen = s.first_seen, removed_at = s.removed_at,
             seen_at = s.seen_at
-        FROM unnest(
-            CAST(%(ids)s AS bigint[]), CAST(%(copies)s AS integer[]),
-            CAST(%(first_seen)s AS bigint[]), CAST(%(removed_at)s AS bigint[]),
-            CAST(%(seen_at)s AS bigint[])
-        ) AS s(id, copies, first_seen, removed_at, seen_at)
-        WHERE r.id = s.id
+        FROM changed AS s
+        WHERE s.key IS NULL AND r.removed_at IS NULL AND r.id = s.id
+    ), changed_closed AS (  -- tombstones and closed rows: the days they were read in
+        UPDATE result_rows AS r
+        SET copies = s.copies, first_seen = s.first_seen, removed_at = s.removed_at,
+            seen_at = s.seen_at
+        FROM changed AS s
+        WHERE s.key IS NOT NULL AND r.removed_at = s.key AND r.id = s.id
     ), added AS (
         INSERT INTO result_rows
             (host_id, name, row_hash, columns, copies, first_seen, removed_at, seen_at)
@@ -307,6 +323,7 @@ def write_rows(
     params = {
         "host_id": host_id,
         "ids": [r.id for r in dirty],
+        "keys": [r.key for r in dirty],
         "copies": [r.copies for r in dirty],
         "first_seen": [r.first_seen for r in dirty],
         "removed_at": [r.removed_at for r in dirty],

@@ -130,7 +130,10 @@ def db_current(db: str | None) -> None:
 def db_prune(older_than: str, dry_run: bool, yes: bool, db: str | None) -> None:
     """Delete what is older than the retention age: result rows closed before it (open
     rows are kept), and live queries and hunt runs that expired before it (each hunt's
-    latest run is kept as the baseline of its next --diff)."""
+    latest run is kept as the baseline of its next --diff).
+
+    On PostgreSQL whole days of closed rows are dropped as partitions; the output names
+    them and their rows (the planner's count) beside the rows deleted one by one."""
     try:
         age = parse_duration(older_than)
     except ValueError as exc:
@@ -145,7 +148,7 @@ def db_prune(older_than: str, dry_run: bool, yes: bool, db: str | None) -> None:
     try:
         with session_scope(make_sessionmaker(engine)) as session:
             cutoff = int(time.time()) - age
-            removed = result_store.prune(session, cutoff)
+            removed = result_store.prune(session, cutoff, dry_run=dry_run)
             campaigns = campaign_store.prune(session, cutoff)
             if dry_run:
                 session.rollback()  # the same statements, counted and undone
@@ -153,6 +156,21 @@ def db_prune(older_than: str, dry_run: bool, yes: bool, db: str | None) -> None:
         engine.dispose()
     verb = "would prune" if dry_run else "pruned"
     click.echo(
-        f"{verb} {removed} closed rows and {campaigns} live queries and hunt runs"
+        f"{verb} {removed.rows} closed rows and {campaigns} live queries and hunt runs"
         f" older than {older_than} ({iso(cutoff)}) from {shown(url)}"
+    )
+    click.echo(_partitions_said(removed, dry_run))
+
+
+def _partitions_said(removed: result_store.Pruned, dry_run: bool) -> str:
+    """How the closed rows went: day partitions dropped whole, rows deleted one by one."""
+    deleted = f"{removed.deleted} rows {'to delete' if dry_run else 'deleted'} one by one"
+    if not removed.partitions:
+        return f"  no day partition is wholly older; {deleted}"
+    names = removed.partitions
+    span = names[0] if len(names) == 1 else f"{names[0]} .. {names[-1]}"
+    verb = "would drop" if dry_run else "dropped"
+    return (
+        f"  {verb} {len(names)} day partitions ({span}) with about {removed.partition_rows}"
+        f" rows; {deleted}"
     )

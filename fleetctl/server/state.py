@@ -29,12 +29,16 @@ from fleetctl.settings import Settings
 from storage import campaigns as campaign_store
 from storage import hosts as host_store
 from storage import labels as label_store
+from storage import partitions
 from storage.engine import make_engine, make_sessionmaker, session_scope
 
 T = TypeVar("T")
 
 # Stalled carves are looked for this often (seconds): their timeout is counted in hours.
 CARVE_EXPIRY_EVERY = 60.0
+# The result history's day partitions (PostgreSQL) are made days ahead, so an hourly look
+# is plenty; the first housekeeping round after start makes them.
+PARTITION_UPKEEP_EVERY = 3600.0
 
 
 @dataclass
@@ -84,6 +88,7 @@ class ServerState:
     own_token_digests: tuple[str, ...] = ()
     _packs_loaded: float = 0.0
     _carves_checked: float = 0.0
+    _partitions_kept: float | None = None
     _secret_digests: tuple[float, list[str]] = (0.0, [])
     _token_digests: tuple[float, list[str]] = (0.0, [])
 
@@ -151,6 +156,18 @@ class ServerState:
             self.reload_campaigns()
         if time.monotonic() - self._carves_checked >= CARVE_EXPIRY_EVERY:
             self.expire_carves(int(time.time()))
+        kept = self._partitions_kept
+        if self.serves_hosts and (
+            kept is None or time.monotonic() - kept >= PARTITION_UPKEEP_EVERY
+        ):
+            self.keep_partitions()
+
+    def keep_partitions(self) -> list[str]:
+        """Make the result history's day partitions ahead of need and give rows that came
+        late their day's (``storage.partitions``; nothing on SQLite)."""
+        self._partitions_kept = time.monotonic()  # a failing round waits for the next one
+        with session_scope(self.sessions) as session:
+            return partitions.ensure_days(session, lock_timeout_s=10).created
 
     def expire_carves(self, now: int) -> int:
         """Expire carves whose blocks stopped coming (``Settings.carve_timeout``)."""

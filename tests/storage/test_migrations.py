@@ -4,6 +4,7 @@ and migrations keep the data they reshape."""
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,11 +16,13 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import select, text
+from sqlalchemy.exc import IntegrityError
 
 from storage.base import metadata
 from storage.engine import make_engine
 from storage.migrate import alembic_config, current_revision, head_revision, upgrade
 from storage.models import FindingOccurrence, FindingRecordRow
+from storage.partitions import DAY, OPEN, OTHER, compared, day_name, day_of
 from tests.conftest import PG_ADMIN_URL
 
 
@@ -28,7 +31,9 @@ def test_models_and_migrations_do_not_drift(db_url: str) -> None:
     try:
         assert current_revision(engine) == head_revision()
         with engine.connect() as conn:
-            context = MigrationContext.configure(conn, opts={"compare_type": True})
+            context = MigrationContext.configure(
+                conn, opts={"compare_type": True, "include_object": compared}
+            )
             assert compare_metadata(context, metadata) == []
     finally:
         engine.dispose()
@@ -190,5 +195,56 @@ def test_a_uuid_may_be_shared_and_the_rows_of_every_host_survive(empty_url: str)
         with engine.connect() as conn:
             assert conn.execute(text("SELECT message FROM status_logs")).scalar() == "kept"
             assert conn.execute(text("SELECT count(*) FROM finding_occurrences")).scalar() == 1
+    finally:
+        engine.dispose()
+
+
+def test_result_history_keeps_its_rows_and_ids_across_partitioning(empty_url: str) -> None:
+    """0014 moves ``result_rows`` into day partitions on PostgreSQL (an index on SQLite):
+    every row keeps its id and times, new ids follow the old ones, and down again the
+    table is one table with its primary key."""
+    engine = make_engine(empty_url)
+    yesterday = day_of(int(time.time())) - DAY + 60
+    rows = [  # (first_seen, removed_at): open, closed yesterday, closed in 1970, a tombstone
+        (1000, None),
+        (1000, yesterday),
+        (1000, 2000),
+        (None, yesterday + 5),
+    ]
+    insert = text(
+        "INSERT INTO result_rows (host_id, name, row_hash, columns, copies, first_seen,"
+        " removed_at, seen_at) VALUES (1, 'q', :h, '{}', 1, :first,"
+        " :removed, 1000)"
+    )
+    read = text("SELECT id, first_seen, removed_at FROM result_rows ORDER BY id")
+    try:
+        upgrade(engine, "0013")
+        with engine.begin() as conn:
+            for k, (first, removed) in enumerate(rows):
+                conn.execute(insert, {"h": f"h{k}", "first": first, "removed": removed})
+            before = conn.execute(read).all()
+        upgrade(engine)
+        with engine.begin() as conn:
+            assert conn.execute(read).all() == before
+            conn.execute(insert, {"h": "new", "first": 3000, "removed": None})
+            assert conn.execute(read).all()[-1][0] > before[-1][0]
+            if conn.dialect.name == "postgresql":
+                where = dict(
+                    conn.execute(
+                        text("SELECT row_hash, tableoid::regclass::text FROM result_rows")
+                    ).all()
+                )
+                assert where == {
+                    "h0": OPEN,
+                    "h1": day_name(day_of(yesterday)),
+                    "h2": OTHER,
+                    "h3": day_name(day_of(yesterday)),
+                    "new": OPEN,
+                }
+        command.downgrade(alembic_config(empty_url), "0013")
+        with engine.begin() as conn:
+            assert [tuple(r) for r in conn.execute(read).all()[:-1]] == before
+            with pytest.raises(IntegrityError):  # the primary key is back
+                conn.execute(text("INSERT INTO result_rows SELECT * FROM result_rows LIMIT 1"))
     finally:
         engine.dispose()

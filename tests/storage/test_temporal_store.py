@@ -228,8 +228,8 @@ def test_prune_removes_only_rows_closed_before_the_cutoff(store: Any) -> None:
     store.apply([ev("added", 1, 100, 0), ev("added", 2, 100, 0)])
     store.apply([ev("removed", 1, 200, 1)])
     with store.session() as s, s.begin():
-        assert prune(s, older_than=150) == 0
-        assert prune(s, older_than=201) == 1
+        assert prune(s, older_than=150).rows == 0
+        assert prune(s, older_than=201).rows == 1
     assert store.at(10_000) == {"2"}
     assert store.at(150) == {"2"}
 
