@@ -23,6 +23,7 @@ from typing import Any
 import platformdirs
 
 from fleetctl.timeutil import format_duration, parse_duration
+from storage.engine import is_sqlite
 
 MiB = 1024 * 1024
 # How long a new host (and a new fleet) only learns execution paths: the one value the
@@ -165,6 +166,18 @@ class Settings:
             minimum=0,
         ),
     )
+    workers: int | None = field(
+        default=None,
+        metadata=setting(
+            "Server processes sharing the listener, each serving any host; one that dies is"
+            " started again. Default: one per core on PostgreSQL, 1 on SQLite: SQLite lets"
+            " one process write at a time, so more processes only queue on its lock (and"
+            " poll for it), and it is the store of one small machine.",
+            option="--workers",
+            minimum=1,
+            default_text="the number of cores on PostgreSQL, 1 on SQLite",
+        ),
+    )
     max_carve: int = field(
         default=512 * MiB,
         metadata=setting(
@@ -248,6 +261,13 @@ class Settings:
     @property
     def db_url(self) -> str:
         return self.db or f"sqlite:///{self.home / 'fleet.db'}"
+
+    @property
+    def worker_count(self) -> int:
+        """``workers``, or its default for the store (see its help)."""
+        if self.workers is not None:
+            return self.workers
+        return 1 if is_sqlite(self.db_url) else len(os.sched_getaffinity(0))
 
     @property
     def host_port(self) -> tuple[str, int]:
