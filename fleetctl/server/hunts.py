@@ -6,8 +6,10 @@ from migration 0006), so hunts survive restarts. Every server process (each of
 the leader lock (``fleet_locks``: a PostgreSQL advisory lock on its own connection, or a
 file lock under ``$FLEETCTL_HOME`` on SQLite) resumes it and fires jobs, so each run
 fires once per fleet. The others try the lock every two seconds and take over when its
-holder dies. A firing is refused when the hunt already ran within half its period, so a
-leader that takes over after another died mid-firing does not run a job twice.
+holder dies; the leader reads the job store every two seconds too, so a hunt created,
+paused or cancelled through another process is fired (or not) within that. A firing is
+refused when the hunt already ran within half its period, so a leader that takes over
+after another died mid-firing does not run a job twice.
 
 APScheduler stores a job as a reference to a module-level function, so ``fire`` finds
 the running service through ``_SERVICE``.
@@ -126,6 +128,9 @@ class HuntService:
     def _keep_or_take_lead(self) -> None:
         if self._lock is not None:
             if self._lock.alive():
+                # Jobs added, paused or removed by another process's scheduler are in the
+                # shared job store, but APScheduler only wakes for its own changes.
+                self.scheduler.wakeup()
                 return
             self._lock.release()
             self._lock, self.leader = None, False
