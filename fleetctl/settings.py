@@ -23,7 +23,6 @@ from typing import Any
 import platformdirs
 
 from fleetctl.timeutil import format_duration, parse_duration
-from storage.engine import is_sqlite
 
 MiB = 1024 * 1024
 # How long a new host (and a new fleet) only learns execution paths: the one value the
@@ -267,6 +266,8 @@ class Settings:
         """``workers``, or its default for the store (see its help)."""
         if self.workers is not None:
             return self.workers
+        from storage.engine import is_sqlite  # not at import: client commands load no driver
+
         return 1 if is_sqlite(self.db_url) else len(os.sched_getaffinity(0))
 
     @property

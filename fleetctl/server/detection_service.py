@@ -553,7 +553,7 @@ class DetectionService:
         stamp = now if at is None else at
         with self._running:
             run, kept = self._run_host(host_id, now, stamp, at is None, learn, accept, actor)
-            if kept is not None:
+            if kept is not None and self.owns(host_id):  # only the host's judge keeps it
                 self._remember(host_id, *kept)  # once what it judged is committed
             return run
 
