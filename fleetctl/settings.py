@@ -160,7 +160,8 @@ class Settings:
         default=DETECTION_HOSTS,
         metadata=setting(
             "Hosts whose detection state is kept in memory (about 7 MB each at 500"
-            " processes); a host beyond them is judged by a rebuild from the store.",
+            " processes), split over the workers; a host beyond them is judged by a"
+            " rebuild from the store.",
             option="--detection-hosts",
             minimum=0,
         ),
@@ -169,12 +170,12 @@ class Settings:
         default=None,
         metadata=setting(
             "Server processes sharing the listener, each serving any host; one that dies is"
-            " started again. Default: one per core on PostgreSQL, 1 on SQLite: SQLite lets"
-            " one process write at a time, so more processes only queue on its lock (and"
-            " poll for it), and it is the store of one small machine.",
+            " started again. Default: one per core, on SQLite too: its one writer lock is"
+            " held only for each transaction (one process's connections queue on it just as"
+            " several processes' do), while TLS, parsing and detection run in parallel.",
             option="--workers",
             minimum=1,
-            default_text="the number of cores on PostgreSQL, 1 on SQLite",
+            default_text="the number of cores",
         ),
     )
     max_carve: int = field(
@@ -263,12 +264,10 @@ class Settings:
 
     @property
     def worker_count(self) -> int:
-        """``workers``, or its default for the store (see its help)."""
+        """``workers``, or the number of cores this process may run on."""
         if self.workers is not None:
             return self.workers
-        from storage.engine import is_sqlite  # not at import: client commands load no driver
-
-        return 1 if is_sqlite(self.db_url) else len(os.sched_getaffinity(0))
+        return len(os.sched_getaffinity(0))
 
     @property
     def host_port(self) -> tuple[str, int]:

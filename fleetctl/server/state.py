@@ -136,7 +136,8 @@ class ServerState:
             detection=DetectionService(
                 sessions,
                 learning_window=settings.learning_window,
-                max_hosts=settings.detection_hosts,
+                # The workers split the hosts, and with them the memory bound.
+                max_hosts=-(-settings.detection_hosts // role.count),
                 slot=DetectionSlot(engine, settings.home, role.index, role.count),
                 worker_name=role.name(),
             ),
