@@ -6,12 +6,27 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from sqlalchemy.orm import Session
+
 from fleetctl.server import fleet_locks
 from fleetctl.server.auth import NodeKeyCache
 from fleetctl.server.detection_service import DetectionService
 from storage import coordination
+from storage import hosts as host_store
 from storage.engine import make_engine, make_sessionmaker, session_scope
-from tests.storage.hosts import enrolled_host
+
+
+def enrolled(session: Session, n: int) -> int:
+    """The id of host ``h<n>``, enrolled with a node key of its own."""
+    host, *_ = host_store.enroll_host(
+        session,
+        host_identifier=f"h{n}",
+        platform_type="9",
+        host_details={"system_info": {"uuid": f"u{n}"}},
+        node_key_hash=f"{n:064d}",
+        now=1,
+    )
+    return int(host.id)
 
 
 def test_versions_count_up_and_the_judge_catches_up_per_slot(db_url: str) -> None:
@@ -19,7 +34,7 @@ def test_versions_count_up_and_the_judge_catches_up_per_slot(db_url: str) -> Non
     sessions = make_sessionmaker(engine)
     try:
         with session_scope(sessions) as session:
-            hosts = [enrolled_host(session, f"h{i}", f"u{i}") for i in range(4)]
+            hosts = [enrolled(session, i) for i in range(4)]
         with session_scope(sessions) as session:
             assert coordination.mark_host(session, hosts[0], 100, rebuild=False) == 1
             assert coordination.mark_host(session, hosts[0], 105, rebuild=True) == 2
