@@ -46,11 +46,15 @@ def serve(verbose: bool, **options: Any) -> None:
         )
     click.echo(f"osqueryd flags ({prepared.flags_path}):\n")
     click.echo(prepared.flags_path.read_text())
+    try:
+        listener = bind(*settings.host_port)
+    except OSError as exc:
+        raise click.ClickException(f"cannot listen on {settings.listen}: {exc.strerror}") from exc
     workers = settings.worker_count
     if workers == 1:
         exit_on_sigterm()
         with contextlib.suppress(SystemExit):
-            serve_on(settings, prepared, bind(*settings.host_port), WorkerRole())
+            serve_on(settings, prepared, listener, WorkerRole())
         return
     click.echo(f"{workers} worker processes on one listener")
-    Supervisor(settings, prepared, workers).run()
+    Supervisor(settings, prepared, workers, listener).run()

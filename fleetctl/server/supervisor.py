@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from types import FrameType
 
 from fleetctl.server.bootstrap import Prepared
-from fleetctl.server.runner import bind, make_server
+from fleetctl.server.runner import make_server
 from fleetctl.server.state import ServerState, WorkerRole
 from fleetctl.settings import Settings
 
@@ -80,15 +80,17 @@ class Worker:
 class Supervisor:
     """Starts, restarts and stops the workers of one ``fleetctl serve``."""
 
-    def __init__(self, settings: Settings, prepared: Prepared, count: int) -> None:
+    def __init__(
+        self, settings: Settings, prepared: Prepared, count: int, sock: socket.socket
+    ) -> None:
+        """``sock``: the bound listener the workers share (``runner.bind``)."""
         self.settings = settings
         self.prepared = prepared
         self.workers = [Worker(i) for i in range(count)]
         self._stopping = False
-        self._sock: socket.socket | None = None
+        self._sock = sock
 
     def run(self) -> None:
-        self._sock = bind(*self.settings.host_port)
         self._sock.listen(BACKLOG)
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._stop_signal)
@@ -107,7 +109,6 @@ class Supervisor:
         self._stopping = True
 
     def _start(self, worker: Worker) -> None:
-        assert self._sock is not None
         sys.stdout.flush()
         sys.stderr.flush()
         parent = os.getpid()
@@ -118,7 +119,6 @@ class Supervisor:
         log.info("worker %d started (pid %d)", worker.index, pid)
 
     def _worker_main(self, index: int, parent: int) -> int:
-        assert self._sock is not None
         try:
             _die_with(parent)
             signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor says when to stop
