@@ -23,6 +23,7 @@ import multiprocessing
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -170,7 +171,7 @@ def dispatch(backend: str, n: int) -> str:
             session.flush()
             hunt_id = hunt.id
         queue = CampaignQueue()
-        service = HuntService(engine, sessions, queue)  # not started: no scheduler needed
+        service = HuntService(engine, sessions, queue, Path(tempfile.gettempdir()))  # not started
         started = time.perf_counter()
         run = service.fire(hunt_id)
         fired = time.perf_counter() - started

@@ -8,10 +8,16 @@
    pending, beside a bare endpoint of the same server stack (``POST /healthz``, same TLS,
    same bodies). Load from ``wrk`` in its own process. Target: ratio >= 0.7 and
    >= 3,000 req/s on PostgreSQL with 2 cores.
+3. Workers: the ingest and check-in figures of ``serve --workers 1`` and ``--workers 2``
+   (``--workers``), measured one after the other in the same run, and their ratio. The
+   load generators share the machine with the server: on 2 cores, the ratio says what a
+   second worker buys when the clients take CPU too.
 
-The server runs as ``fleetctl serve`` in its own process, as in production.
+The server runs as ``fleetctl serve`` in its own process(es), as in production; sections
+1 and 2 run one worker (``--workers 1``), so their figures compare across runs.
 
     .venv/bin/python bench/bench_server.py [--rows N] [--seconds S] [--backends sqlite,postgresql]
+        [--only ingest|checkin|workers] [--workers 1,2]
 """
 
 from __future__ import annotations
@@ -159,10 +165,12 @@ def enroll(client: httpx.Client, secret: str, host: int) -> str:
     return str(client.post("/api/v1/osquery/enroll", json=body).json()["node_key"])
 
 
-def bench_ingest(backend: str, rows: int) -> dict[str, Any]:
+def bench_ingest(
+    backend: str, rows: int, workers: int = 1, senders: int | None = None, raw: bool = True
+) -> dict[str, Any]:
     url = make_db(backend)
-    server = Server(url)
-    senders = int(os.environ.get("BENCH_SENDERS", "2"))
+    server = Server(url, ("--workers", str(workers)))
+    senders = senders or int(os.environ.get("BENCH_SENDERS", "2"))
     batches_per_sender = max(1, rows // LINES // senders)
     try:
         bodies: list[list[bytes]] = []
@@ -205,7 +213,7 @@ def bench_ingest(backend: str, rows: int) -> dict[str, Any]:
         if errors:
             raise RuntimeError(errors[0])
         sent = senders * batches_per_sender * LINES
-        raw_rate = raw_insert_rate(backend, url, sent)
+        raw_rate = raw_insert_rate(backend, url, sent) if raw else float("nan")
         return {
             "backend": backend,
             "rows": sent,
@@ -337,7 +345,7 @@ def wrk(url: str, path: str, keys_file: Path, seconds: int) -> float:
     raise RuntimeError(out)
 
 
-def bench_checkin(backend: str, hosts: int, seconds: int) -> dict[str, Any]:
+def bench_checkin(backend: str, hosts: int, seconds: int, workers: int = 1) -> dict[str, Any]:
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is needed for the check-in benchmark: apt-get install wrk")
     url = make_db(backend)
@@ -348,7 +356,7 @@ def bench_checkin(backend: str, hosts: int, seconds: int) -> dict[str, Any]:
     upgrade(engine)
     engine.dispose()
     keys = seed_hosts(url, hosts)
-    server = Server(url)
+    server = Server(url, ("--workers", str(workers)))
     keys_file = server.home / "keys.txt"
     keys_file.write_text("\n".join(keys) + "\n")
     try:
@@ -367,13 +375,30 @@ def bench_checkin(backend: str, hosts: int, seconds: int) -> dict[str, Any]:
         release_db(backend, url)
 
 
+def bench_workers(backend: str, counts: list[int], rows: int, hosts: int, seconds: int) -> None:
+    """Ingest rows/s (4 senders) and distributed/read req/s for each worker count, one
+    after the other on fresh stores; each count's ratio to the first."""
+    results = []
+    for n in counts:
+        ingest = bench_ingest(backend, rows, workers=n, senders=4, raw=False)
+        checkin = bench_checkin(backend, hosts, seconds, workers=n)
+        results.append((n, ingest["ingest_rows_s"], checkin["read_req_s"]))
+    _, base_ingest, base_read = results[0]
+    for n, ingest_rate, read_rate in results:
+        print(
+            f"{backend:<11}{n:>8}{ingest_rate:>15,.0f}{ingest_rate / base_ingest:>8.2f}"
+            f"{read_rate:>12,.0f}{read_rate / base_read:>8.2f}"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=61_440)
     parser.add_argument("--hosts", type=int, default=10_000)
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--backends", default="sqlite,postgresql")
-    parser.add_argument("--only", choices=["ingest", "checkin"], default=None)
+    parser.add_argument("--only", choices=["ingest", "checkin", "workers"], default=None)
+    parser.add_argument("--workers", default="1,2", help="worker counts compared, first = 1x")
     args = parser.parse_args()
     backends = [b for b in args.backends.split(",") if b]
     print(f"cores: {os.cpu_count()}  python: {sys.version.split()[0]}")
@@ -398,6 +423,16 @@ def main() -> None:
                 f"{r['backend']:<11}{r['read_req_s']:>12,.0f}{r['bare_req_s']:>12,.0f}"
                 f"{r['ratio']:>8.2f}"
             )
+    if args.only in (None, "workers"):
+        counts = [int(n) for n in args.workers.split(",") if n]
+        print(
+            f"\nserve --workers: POST /log rows/s (4 senders) and distributed/read req/s"
+            f" ({args.hosts:,} hosts, wrk -t2 -c64), ratio to {counts[0]} worker(s)"
+        )
+        head = f"{'backend':<11}{'workers':>8}{'log rows/s':>15}{'ratio':>8}"
+        print(f"{head}{'read req/s':>12}{'ratio':>8}")
+        for backend in backends:
+            bench_workers(backend, counts, args.rows, args.hosts, args.seconds)
 
 
 if __name__ == "__main__":

@@ -662,7 +662,8 @@ def ask(workers: Sequence[tuple[Any, Connection]], command: str, args: Sequence[
 
 def run_backend(backend: str, args: argparse.Namespace) -> list[Step]:
     url = make_db(backend)
-    server = Server(url, tuple(shlex.split(args.serve_args)))
+    workers = () if args.workers is None else ("--workers", str(args.workers))
+    server = Server(url, (*workers, *shlex.split(args.serve_args)))
     steps: list[Step] = []
     try:
         ca = str(server.home / "tls" / "ca.pem")
@@ -771,6 +772,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--gzip-level", type=int, default=1, help="0: uncompressed; osqueryd: 9")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--serve-args", default="", help="more `fleetctl serve` options")
+    parser.add_argument(
+        "--workers", type=int, default=None, help="serve --workers (default: the server's)"
+    )
     parser.add_argument("--keep-going", action="store_true", help="ramp on after a failed step")
     args = parser.parse_args(argv)
     print(

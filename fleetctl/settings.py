@@ -160,9 +160,22 @@ class Settings:
         default=DETECTION_HOSTS,
         metadata=setting(
             "Hosts whose detection state is kept in memory (about 7 MB each at 500"
-            " processes); a host beyond them is judged by a rebuild from the store.",
+            " processes), split over the workers; a host beyond them is judged by a"
+            " rebuild from the store.",
             option="--detection-hosts",
             minimum=0,
+        ),
+    )
+    workers: int | None = field(
+        default=None,
+        metadata=setting(
+            "Server processes sharing the listener, each serving any host; one that dies is"
+            " started again. Default: one per core, on SQLite too: its one writer lock is"
+            " held only for each transaction (one process's connections queue on it just as"
+            " several processes' do), while TLS, parsing and detection run in parallel.",
+            option="--workers",
+            minimum=1,
+            default_text="the number of cores",
         ),
     )
     max_carve: int = field(
@@ -248,6 +261,13 @@ class Settings:
     @property
     def db_url(self) -> str:
         return self.db or f"sqlite:///{self.home / 'fleet.db'}"
+
+    @property
+    def worker_count(self) -> int:
+        """``workers``, or the number of cores this process may run on."""
+        if self.workers is not None:
+            return self.workers
+        return len(os.sched_getaffinity(0))
 
     @property
     def host_port(self) -> tuple[str, int]:

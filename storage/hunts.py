@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, Engine, delete, select, text
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from storage.base import in_chunks
@@ -77,15 +77,3 @@ def delete_hunt(session: Session, hunt: Hunt) -> list[int]:
     session.delete(hunt)
     session.flush()
     return campaign_ids
-
-
-def try_leader_lock(engine: Engine, key: int) -> Connection | None:
-    """On PostgreSQL, the connection holding advisory lock ``key`` (the lock lives as
-    long as it stays open), or None when another replica holds it."""
-    conn = engine.connect()
-    got = bool(conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar())
-    conn.commit()
-    if got:
-        return conn
-    conn.close()
-    return None

@@ -554,3 +554,46 @@ class Validation(Base):
     __table_args__ = (
         Index("ix_validations_host", "host_uuid", "host_identifier", "scenario", "ran_at"),
     )
+
+
+class FleetEvent(Base):
+    """A change one server process made that every other one must act on soon: a node
+    key re-issued or revoked (``kind`` ``node_key``), so the others forget the host's
+    cached keys. Read back by time, not by id (ids of concurrent transactions commit out
+    of order), and pruned after a few minutes."""
+
+    __tablename__ = "fleet_events"
+
+    id: Mapped[bigid_pk]
+    kind: Mapped[str] = mapped_column(String(32))
+    host_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    at: Mapped[unix_ts] = mapped_column(index=True)
+
+
+class DetectionMark(Base):
+    """A host with stored detection rows not yet judged: ``version`` counts the host's
+    result batches that touched a detection query, ``judged`` is the version its judge
+    has judged. Written in the batch's own transaction, so a judge that dies leaves the
+    host pending for the worker that takes its hosts over."""
+
+    __tablename__ = "detection_marks"
+
+    host_id: Mapped[int] = mapped_column(
+        BigID, ForeignKey("hosts.id", ondelete="CASCADE"), primary_key=True
+    )
+    version: Mapped[int] = mapped_column(BigInteger, default=0)
+    judged: Mapped[int] = mapped_column(BigInteger, default=0)
+    rebuild: Mapped[bool] = mapped_column(Boolean, default=False)
+    marked_at: Mapped[unix_ts]
+
+
+class DetectionWorker(Base):
+    """What one server process's detection worker last said of itself (its
+    ``DetectionStatus``), so any process can answer for the whole fleet."""
+
+    __tablename__ = "detection_workers"
+
+    worker: Mapped[str] = mapped_column(String(128), primary_key=True)
+    slot: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    updated_at: Mapped[unix_ts]
+    status: Mapped[json_doc]

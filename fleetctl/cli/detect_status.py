@@ -21,14 +21,17 @@ STATUS_COLUMNS = (
     "lag_p95",
     "lag_p99",
     "lag_samples",
+    "workers",
 )
 
 
 def status_row(answer: dict[str, Any]) -> dict[str, Any]:
-    """The status object flattened into one row (lag percentiles in seconds)."""
+    """The status object flattened into one row (lag percentiles in seconds); the fleet's
+    figures, with how many server processes reported them."""
     lag = answer.get("lag_seconds", {})
     return {
-        **{k: v for k, v in answer.items() if k != "lag_seconds"},
+        **{k: v for k, v in answer.items() if k not in ("lag_seconds", "workers")},
+        "workers": len(answer.get("workers", [])) or None,
         "lag_p50": lag.get("p50"),
         "lag_p95": lag.get("p95"),
         "lag_p99": lag.get("p99"),

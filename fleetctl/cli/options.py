@@ -47,6 +47,8 @@ def setting_option(name: str, **overrides: Any) -> Decorator:
             kwargs["type"] = kind
     else:
         kwargs["default"] = None
+        if s.minimum is not None:  # a number with no fixed default (e.g. --workers)
+            kwargs["type"] = _type(0, s.minimum, s.exclusive)
     kwargs.update(overrides)
     return click.option(s.option, name, **kwargs)
 

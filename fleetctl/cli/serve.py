@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import Any
 
@@ -10,8 +11,9 @@ import click
 from fleetctl.cli.options import server_options
 from fleetctl.errors import FleetError
 from fleetctl.server.bootstrap import apply_shipped_packs_to_a_new_store, prepare
-from fleetctl.server.runner import make_server
-from fleetctl.server.state import ServerState
+from fleetctl.server.runner import bind
+from fleetctl.server.state import WorkerRole
+from fleetctl.server.supervisor import Supervisor, exit_on_sigterm, log_format, serve_on
 from fleetctl.settings import SettingError, default_home, from_options
 
 
@@ -25,10 +27,7 @@ def serve(verbose: bool, **options: Any) -> None:
     start this creates a TLS certificate, an enroll secret and an admin token, and
     writes the osqueryd flags file printed below.
     """
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format=log_format())
     try:
         settings = from_options(options, home=default_home())
     except SettingError as exc:
@@ -47,8 +46,15 @@ def serve(verbose: bool, **options: Any) -> None:
         )
     click.echo(f"osqueryd flags ({prepared.flags_path}):\n")
     click.echo(prepared.flags_path.read_text())
-    state = ServerState.create(settings)
     try:
-        make_server(settings, prepared, state).run()
-    finally:
-        state.close()
+        listener = bind(*settings.host_port)
+    except OSError as exc:
+        raise click.ClickException(f"cannot listen on {settings.listen}: {exc.strerror}") from exc
+    workers = settings.worker_count
+    if workers == 1:
+        exit_on_sigterm()
+        with contextlib.suppress(SystemExit):
+            serve_on(settings, prepared, listener, WorkerRole())
+        return
+    click.echo(f"{workers} worker processes on one listener")
+    Supervisor(settings, prepared, workers, listener).run()

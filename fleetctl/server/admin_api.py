@@ -35,12 +35,12 @@ from fleetctl.server.responses import json_response
 from fleetctl.server.state import in_session, server_state
 from fleetctl.timeutil import iso, shown
 from storage import carves as carve_store
+from storage import coordination, views
 from storage import hosts as host_store
 from storage import logs as log_store
 from storage import packs as pack_store
 from storage import rejected as rejected_store
 from storage import results as result_store
-from storage import views
 from storage.encoding import unescape, unescape_row
 from storage.hosts import Host, host_family
 from storage.results import DataLoss
@@ -228,7 +228,8 @@ def show_host(request: Request, session: Any) -> dict[str, Any]:
 def delete_host(request: Request, session: Any, body: dict[str, Any]) -> dict[str, Any]:
     """Delete a host with its history, or (``keep_history``) only revoke its node key so
     that it must enroll again. Either way its node key stops working at once here, and
-    on other replicas at their next node-key reload."""
+    in the other server processes when they read the change event (within a second or
+    two: ``ServerState.follow_events``)."""
     host = find_host_or_404(session, request.path_params["ref"])
     keep_history = flag_param(request.query_params, "keep_history")
     host_id, identifier = host.id, host.host_identifier
@@ -239,6 +240,7 @@ def delete_host(request: Request, session: Any, body: dict[str, Any]) -> dict[st
     )
     if not done:
         raise NotFound(f"no host matches {shown(request.path_params['ref'])}")
+    coordination.publish(session, coordination.NODE_KEY, host_id, int(time.time()))
     session.commit()  # before forgetting the key: a lookup meanwhile must not find it
     state = server_state(request)
     state.node_keys.forget_host(host_id)

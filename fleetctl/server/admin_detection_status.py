@@ -4,27 +4,81 @@ One object for the fleet simulator, a web console and ``fleetctl detect --status
 hosts waiting to be judged and the oldest wait, judgements done (full rebuilds and
 incremental runs), and the mark-to-judged lag percentiles over the recent judgements.
 ``running`` is false where no detection worker runs (a client over the store).
+
+A request lands on any of the server's processes (``serve --workers``, replicas), so the
+answer is the fleet's: hosts pending and the oldest wait come from the store's marks
+(plus any wait a worker holds in memory), counts are summed over the workers that
+reported in the last ``FRESH`` seconds (this process's own, live), and each lag
+percentile is the worst worker's. ``workers`` lists each worker's own status.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
+from sqlalchemy.orm import Session
 from starlette.requests import Request
 from starlette.routing import Route
 
 from fleetctl.server.admin_api import admin_endpoint
 from fleetctl.server.state import server_state
+from storage import coordination
 
 PREFIX = "/api/v1/admin"
+FRESH = 10  # seconds: a worker silent for longer is left out (stopped, or died)
+SUMMED = (
+    "hosts_judged",
+    "full_rebuilds",
+    "incremental_runs",
+    "hosts_in_memory",
+    "rows_parsed",
+    "paths_judged",
+)
 
 
 @admin_endpoint
-def detection_status(request: Request, session: Any) -> dict[str, Any]:
+def detection_status(request: Request, session: Session) -> dict[str, Any]:
     detection = server_state(request).detection
     if detection is None:
         return {"running": False}
-    return {"running": detection.running, **detection.status().to_dict()}
+    own = {"running": detection.running, **detection.status().to_dict()}
+    if not detection.running:
+        return own
+    now = int(time.time())
+    workers = [{"worker": detection.worker_name, "slot": _own_slot(request), **own}]
+    for name, slot, status in coordination.worker_statuses(session, now - FRESH):
+        if name != detection.worker_name:
+            workers.append({"worker": name, "slot": slot, **status})
+    pending, oldest = coordination.pending_summary(session)
+    return fleet_status(workers, pending, None if oldest is None else now - oldest)
+
+
+def _own_slot(request: Request) -> int | None:
+    detection = server_state(request).detection
+    slot = detection.slot if detection is not None else None
+    return slot.index if slot is not None and slot.held else None
+
+
+def fleet_status(
+    workers: list[dict[str, Any]], pending: int, oldest_stored: float | None
+) -> dict[str, Any]:
+    """The fleet's status from each worker's and the store's pending marks."""
+    lags = [w.get("lag_seconds", {}) for w in workers]
+    oldest = max([float(w.get("oldest_pending_seconds", 0)) for w in workers] + [0.0])
+    if oldest_stored is not None:
+        oldest = max(oldest, float(oldest_stored))
+    return {
+        "running": any(w.get("running") for w in workers),
+        "pending_hosts": max(pending, max(int(w.get("pending_hosts", 0)) for w in workers)),
+        "oldest_pending_seconds": round(oldest, 3),
+        **{key: sum(int(w.get(key, 0)) for w in workers) for key in SUMMED},
+        "lag_seconds": {
+            "samples": sum(int(lag.get("samples", 0)) for lag in lags),
+            **{p: max(float(lag.get(p, 0.0)) for lag in lags) for p in ("p50", "p95", "p99")},
+        },
+        "workers": workers,
+    }
 
 
 routes = [Route(f"{PREFIX}/detection/status", detection_status, methods=["GET"])]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import threading
 import time
 from collections import deque
 from collections.abc import Iterable
@@ -49,21 +50,40 @@ class CachedNode:
 class NodeKeyCache:
     """node-key digest -> host, for every enrolled host.
 
-    Loaded whole at start and reloaded every ``ttl`` seconds (one query, so a key
-    re-issued through another server replica stops working here within ``ttl``); a key
-    missing from memory is looked up once in the database and remembered.
+    Loaded whole at start and reloaded every ``ttl`` seconds (one query); a key missing
+    from memory is looked up once in the database and remembered. A key re-issued or
+    revoked by another server process (a worker of ``serve --workers``, a replica) is
+    forgotten when its change event arrives (``ServerState.follow_events``, every
+    second), and at the latest at the next reload.
+
+    ``forgets`` counts the hosts forgotten: a lookup that read the database before a
+    forget must not put back what it read (it may be the old key).
     """
 
     ttl: float = 60.0
     _entries: dict[str, CachedNode] = field(default_factory=dict)
     loaded_at: float = 0.0
+    forgets: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def get(self, key_digest: str) -> CachedNode | None:
         return self._entries.get(key_digest)
 
-    def put(self, key_digest: str, host_id: int, host_identifier: str, family: str) -> CachedNode:
+    def put(
+        self,
+        key_digest: str,
+        host_id: int,
+        host_identifier: str,
+        family: str,
+        *,
+        read_at: int | None = None,
+    ) -> CachedNode:
+        """Remember a verified key; ``read_at``: ``forgets`` when it was read from the
+        database, so a host forgotten since is not remembered with it."""
         entry = CachedNode(host_id, host_identifier, family)
-        self._entries[key_digest] = entry
+        with self._lock:
+            if read_at is None or read_at == self.forgets:
+                self._entries[key_digest] = entry
         return entry
 
     def replace_all(self, rows: Iterable[tuple[str, int, str, str]]) -> None:
@@ -74,8 +94,13 @@ class NodeKeyCache:
         return time.monotonic() - self.loaded_at > self.ttl
 
     def forget_host(self, host_id: int) -> None:
-        for k in [k for k, v in self._entries.items() if v.host_id == host_id]:
-            del self._entries[k]
+        self.forget_hosts({host_id})
+
+    def forget_hosts(self, host_ids: set[int]) -> None:
+        with self._lock:
+            self.forgets += 1
+            for k in [k for k, v in self._entries.items() if v.host_id in host_ids]:
+                del self._entries[k]
 
 
 @dataclass

@@ -15,6 +15,17 @@ epoch change or recorded data loss, when the baseline file changed, and on deman
 (``run_host``: ``fleetctl detect``). Runs take turns (one lock), so a run the admin asks
 for and the worker's never store one occurrence twice; a host's posts take turns too
 (``ingest_turn``), so its changes reach the worker in the order they were stored.
+
+With several server processes (``serve --workers``, replicas) each host has one judge:
+the process holding the host's slot (``detection_slots``). Every stored batch that
+touches a detection query also counts up the host's version in the store
+(``storage.coordination``, in the batch's transaction); the judge records the version it
+judged in its own transaction. The owner gets its own posts' row changes in memory with
+their versions, and moves a host forward from them only when they follow the version it
+knows without a gap; a batch stored by another process (a gap), or one left pending by a
+judge that died, is found in the store's marks, read every second, and the host is
+rebuilt from the store. Each worker writes its status to the store every second, so any
+process answers ``detection/status`` for the fleet.
 """
 
 from __future__ import annotations
@@ -49,7 +60,9 @@ from fleetctl.detection.paths import ExecutionPath
 from fleetctl.detection.records import same_start
 from fleetctl.detection.state import FindingRecord, FleetKey, HostState, Sighting
 from fleetctl.packs.loader import load_file, pack_files, shipped_packs_dir
+from fleetctl.server.detection_slots import DetectionSlot
 from fleetctl.settings import DETECTION_HOSTS
+from storage import coordination
 from storage import detection as detection_store
 from storage import findings as findings_store
 from storage import results as result_store
@@ -64,6 +77,8 @@ EVENT_WINDOW = 600  # seconds of exec events that count as "running now"
 ACCEPTED = "accepted while learning"
 MAX_PENDING_ROWS = 100_000  # changed rows kept for one host before it is rebuilt instead
 LAG_WINDOW = 2048  # judgements the lag percentiles are taken over
+COORDINATE_EVERY = 1.0  # seconds between reads of the store's marks (and status writes)
+WORKER_SILENCE = 60  # seconds after which a worker's stored status is dropped
 
 
 @dataclass(frozen=True)
@@ -213,6 +228,29 @@ class DetectionService:
     _counts: dict[str, int] = field(
         default_factory=lambda: dict.fromkeys(("judged", "full", "incremental", "rows", "paths"), 0)
     )
+    #: The hosts this process judges (None: every host marked here, and no store marks
+    #: read: a service run on its own), and the name its status is stored under.
+    slot: DetectionSlot | None = None
+    worker_name: str = ""
+    # host id -> the store version its in-memory state and queued changes reach; hosts
+    # whose post is being stored here now (their mark comes with its changes).
+    _versions: dict[int, int] = field(default_factory=dict)
+    _inflight: dict[int, int] = field(default_factory=dict)
+    _coordinated: float = 0.0
+
+    def owns(self, host_id: int) -> bool:
+        """Whether this process judges ``host_id`` (its posts are marked here)."""
+        return self.slot is None or self.slot.owns(host_id)
+
+    def storing(self, host_id: int, started: bool) -> None:
+        """A ``log`` post of the host is being stored here (``started``) or was stored
+        and marked: meanwhile the store's marks leave the host to it."""
+        with self._cond:
+            count = self._inflight.get(host_id, 0) + (1 if started else -1)
+            if count > 0:
+                self._inflight[host_id] = count
+            else:
+                self._inflight.pop(host_id, None)
 
     def ingest_turn(self, host_id: int) -> asyncio.Lock:
         """The lock a host's ``log`` post holds from storing to marking, so the worker
@@ -223,12 +261,22 @@ class DetectionService:
         return lock
 
     def mark(
-        self, host_id: int, applied: Sequence[AppliedRows] = (), *, rebuild: bool = False
+        self,
+        host_id: int,
+        applied: Sequence[AppliedRows] = (),
+        *,
+        rebuild: bool = False,
+        version: int | None = None,
     ) -> None:
         """Queue ``host_id`` for judgement with the row changes of a stored batch;
         ``rebuild`` (data loss, an epoch change) or a ``counter = 0`` baseline among them
-        rebuilds the host from the store instead."""
+        rebuilds the host from the store instead. ``version``: the host's store version
+        the batch made; one that does not follow the version known here (a batch stored
+        by another process came between) rebuilds the host too."""
         with self._cond:
+            if version is not None:
+                rebuild = rebuild or self._versions.get(host_id) != version - 1
+                self._versions[host_id] = version
             self._dirty.setdefault(host_id, time.monotonic())
             if rebuild or any(a.baseline for a in applied):
                 self._rebuild.add(host_id)
@@ -293,14 +341,19 @@ class DetectionService:
             self._cond.notify_all()
         if self._thread is not None:
             self._thread.join(timeout=10)
+        if self.slot is not None:
+            self.slot.release()
 
     def _loop(self) -> None:
         while True:
+            self._coordinate()
             with self._cond:
-                while not self._dirty and not self._stop:
-                    self._cond.wait()
                 if self._stop:
                     return
+                idle = None if self.slot is None else COORDINATE_EVERY
+                if not self._dirty:
+                    self._cond.wait(idle)
+                    continue
                 oldest = min(self._dirty.values())
                 wait = self.settle - (time.monotonic() - oldest)
                 if wait > 0:
@@ -310,11 +363,16 @@ class DetectionService:
                 changes, self._changes = self._changes, {}
                 rebuild, self._rebuild = self._rebuild, set()
                 self._pending_rows = {}
+                versions = {h: self._versions.get(h) for h in hosts}
                 taken = self._marked
             for host_id, marked_at in hosts.items():
                 try:
                     created = self.judge_changes(
-                        host_id, changes.get(host_id, []), host_id in rebuild, int(time.time())
+                        host_id,
+                        changes.get(host_id, []),
+                        host_id in rebuild,
+                        int(time.time()),
+                        reaches=versions[host_id],
                     )
                 except Exception:
                     log.exception("detection failed for host %s", host_id)
@@ -328,13 +386,62 @@ class DetectionService:
                 self._judged = taken
                 self._cond.notify_all()
 
+    def _coordinate(self) -> None:
+        """Every ``COORDINATE_EVERY`` seconds, with a slot: keep (or take) the slot's
+        lock, queue the hosts of the slot the store has pending that this process has
+        not queued, and store this worker's status."""
+        if self.slot is None or time.monotonic() - self._coordinated < COORDINATE_EVERY:
+            return
+        self._coordinated = time.monotonic()
+        try:
+            if self.slot.refresh():
+                with session_scope(self.sessions) as session:
+                    marks = coordination.pending_marks(session, self.slot.count, self.slot.index)
+                self._queue_stored(marks)
+            self._save_status()
+        except Exception:
+            log.exception("detection could not read or write the store's marks; retrying")
+
+    def _queue_stored(self, marks: Sequence[coordination.Mark]) -> None:
+        """Queue for a rebuild the hosts whose store version is ahead of what this
+        process knows (stored by another process, or left by a judge that died)."""
+        wall, mono = time.time(), time.monotonic()
+        with self._cond:
+            for mark in marks:
+                host_id = mark.host_id
+                if host_id in self._inflight or self._versions.get(host_id, 0) >= mark.version:
+                    continue
+                self._versions[host_id] = mark.version
+                self._dirty.setdefault(host_id, mono - max(0.0, wall - mark.marked_at))
+                self._rebuild.add(host_id)
+                self._changes.pop(host_id, None)
+                self._pending_rows.pop(host_id, None)
+                self._marked += 1
+            self._cond.notify_all()
+
+    def _save_status(self) -> None:
+        now = int(time.time())
+        status = {"running": self.running, **self.status().to_dict()}
+        slot = self.slot.index if self.slot is not None and self.slot.held else None
+        with session_scope(self.sessions) as session:
+            coordination.save_worker_status(session, self.worker_name, slot, status, now)
+            coordination.forget_workers(session, now - WORKER_SILENCE)
+
     def judge_changes(
-        self, host_id: int, applied: Sequence[AppliedRows], rebuild: bool, now: int
+        self,
+        host_id: int,
+        applied: Sequence[AppliedRows],
+        rebuild: bool,
+        now: int,
+        *,
+        reaches: int | None = None,
     ) -> list[str]:
         """Move the host's state forward by ``applied`` (or rebuild it) and judge the
-        keys whose paths changed; ids of the new findings."""
+        keys whose paths changed; ids of the new findings. ``reaches``: the host's store
+        version this judgement reaches, recorded as judged in its transaction."""
         with self._running:
             with session_scope(self.sessions) as session:
+                coordination.lock_judge(session, host_id)
                 self.baseline(session)
                 version = self._baseline[0] if self._baseline else None
                 # Taken out while judged: if judging fails, the next batch rebuilds it.
@@ -351,6 +458,8 @@ class DetectionService:
                 paths = host.group(keys, now)
                 created = self._judge(session, host_id, host.host, paths, now) if paths else []
                 host.judged(keys, now)
+                if reaches is not None:
+                    coordination.set_judged(session, [(host_id, reaches)])
             self._remember(host_id, host, version)  # once what it judged is committed
         with self._cond:
             self._counts["judged"] += 1
@@ -444,7 +553,7 @@ class DetectionService:
         stamp = now if at is None else at
         with self._running:
             run, kept = self._run_host(host_id, now, stamp, at is None, learn, accept, actor)
-            if kept is not None:
+            if kept is not None and self.owns(host_id):  # only the host's judge keeps it
                 self._remember(host_id, *kept)  # once what it judged is committed
             return run
 
@@ -459,6 +568,7 @@ class DetectionService:
         actor: str,
     ) -> tuple[HostRun, tuple[HostDetection, int | None] | None]:
         with session_scope(self.sessions) as session:
+            coordination.lock_judge(session, host_id)
             if current_state:  # on demand: rebuilt from the store, and kept
                 self._hosts.pop(host_id, None)
                 current = self._load(session, host_id)

@@ -1,11 +1,15 @@
 """Scheduled hunts: APScheduler (3.x) fires runs; each run is a campaign to the targets.
 
 Jobs live in APScheduler's SQLAlchemy job store in the fleet database (its table comes
-from migration 0006), so hunts survive restarts. Every replica runs a scheduler, paused;
-only the replica holding the leader lock (a PostgreSQL advisory lock on its own
-connection; SQLite has one process) resumes it and fires jobs. A firing is refused when
-the hunt already ran within half its period, so a leader that takes over after another
-died mid-firing does not run a job twice.
+from migration 0006), so hunts survive restarts. Every server process (each of
+``serve --workers``, each replica) runs a scheduler, paused; only the process holding
+the leader lock (``fleet_locks``: a PostgreSQL advisory lock on its own connection, or a
+file lock under ``$FLEETCTL_HOME`` on SQLite) resumes it and fires jobs, so each run
+fires once per fleet. The others try the lock every two seconds and take over when its
+holder dies; the leader reads the job store every two seconds too, so a hunt created,
+paused or cancelled through another process is fired (or not) within that. A firing is
+refused when the hunt already ran within half its period, so a leader that takes over
+after another died mid-firing does not run a job twice.
 
 APScheduler stores a job as a reference to a module-level function, so ``fire`` finds
 the running service through ``_SERVICE``.
@@ -17,6 +21,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
@@ -28,6 +33,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from fleetctl.server import fleet_locks
 from fleetctl.server.campaign_queue import CampaignQueue
 from fleetctl.server.table_check import hosts_lacking_tables
 from fleetctl.timeutil import shown
@@ -38,7 +44,6 @@ from storage.engine import session_scope
 from storage.hunts import Hunt
 
 log = logging.getLogger("fleetctl.hunts")
-LEADER_LOCK = 0x46_4C_45_45  # "FLEE"
 _SERVICE: HuntService | None = None
 
 
@@ -93,10 +98,11 @@ class HuntService:
     engine: Engine
     sessions: sessionmaker[Session]
     campaigns: CampaignQueue
+    home: Path  # where SQLite's lock file lives
     scheduler: BackgroundScheduler = field(init=False)
     leader: bool = False
     _stop: threading.Event = field(default_factory=threading.Event)
-    _lock_conn: Any = None
+    _lock: fleet_locks.HeldLock | None = None
 
     def start(self) -> None:
         global _SERVICE
@@ -110,35 +116,40 @@ class HuntService:
         threading.Thread(target=self._lead, name="hunt-leader", daemon=True).start()
 
     def _lead(self) -> None:
-        """Become the firing replica when the leader lock is free."""
+        """Fire scheduled hunts while this process holds the leader lock: take it when
+        it is free, and pause again should it be lost (a dropped database connection)."""
         while not self._stop.is_set():
-            if self._try_lock():
-                self.leader = True
-                self.scheduler.resume()
-                log.info("this replica fires scheduled hunts")
-                return
+            try:
+                self._keep_or_take_lead()
+            except Exception:
+                log.exception("hunt leader lock failed; trying again")
             self._stop.wait(2.0)
 
-    def _try_lock(self) -> bool:
-        if self.engine.dialect.name != "postgresql":
-            return True
-        conn = hunt_store.try_leader_lock(self.engine, LEADER_LOCK)
-        if conn is None:
-            return False
-        self._lock_conn = conn  # held open: the lock lives as long as this connection
-        return True
+    def _keep_or_take_lead(self) -> None:
+        if self._lock is not None:
+            if self._lock.alive():
+                # Jobs added, paused or removed by another process's scheduler are in the
+                # shared job store, but APScheduler only wakes for its own changes.
+                self.scheduler.wakeup()
+                return
+            self._lock.release()
+            self._lock, self.leader = None, False
+            self.scheduler.pause()
+            log.warning("lost the hunt leader lock: another process fires scheduled hunts")
+        self._lock = fleet_locks.try_lock(self.engine, self.home, fleet_locks.HUNT_LEADER)
+        if self._lock is not None and not self._stop.is_set():
+            self.leader = True
+            self.scheduler.resume()
+            log.info("this process fires scheduled hunts")
 
     def stop(self) -> None:
         global _SERVICE
         self._stop.set()
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)
-        if self._lock_conn is not None:
-            # Invalidate, not close: a pooled connection would keep the session, and with
-            # it the advisory lock, alive.
-            self._lock_conn.invalidate()
-            self._lock_conn.close()
-            self._lock_conn = None
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
         self.leader = False
         if _SERVICE is self:
             _SERVICE = None

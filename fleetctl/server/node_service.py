@@ -26,6 +26,7 @@ from fleetctl.ingest import (
 from fleetctl.server.osquery_config import PACK_DELIMITER
 from fleetctl.targeting import targeted
 from storage import campaigns as campaign_store
+from storage import coordination
 from storage import hosts as host_store
 from storage import logs as log_store
 from storage import packs as pack_store
@@ -133,6 +134,8 @@ def enroll(
         )
     if said:
         log_store.add_server_status(session, host.id, now, STATUS_FILENAME, said, __version__)
+    if not created:  # other server processes must forget the host's old key
+        coordination.publish(session, coordination.NODE_KEY, host.id, now)
     joined = campaign_store.join_open_hunts(session, host.id, now)
     family = host_store.host_family(host.platform, host.platform_type)
     return Enrolled(host.id, created, family, joined, peers)

@@ -31,6 +31,7 @@ from fleetctl.server.osquery_config import config_for
 from fleetctl.server.responses import node_error, node_invalid, node_ok
 from fleetctl.server.state import in_session, server_state
 from fleetctl.targeting import host_family
+from storage import coordination
 from storage import hosts as host_store
 from storage.rejected import is_data_error, refusal
 from storage.results import ApplyStats
@@ -80,6 +81,7 @@ async def authenticate(request: Request, body: dict[str, Any]) -> CachedNode:
     key_digest = digest(_node_key(request, body))
     cached = state.node_keys.get(key_digest)
     if cached is None:
+        read_at = state.node_keys.forgets
 
         def lookup(session: Session) -> tuple[int, str, str] | None:
             host = host_store.host_by_node_key(session, key_digest)
@@ -91,7 +93,7 @@ async def authenticate(request: Request, body: dict[str, Any]) -> CachedNode:
         if found is None:
             log.info("unknown node key %s", key_digest[:8])
             raise NodeInvalid("unknown node key; enroll again")
-        cached = state.node_keys.put(key_digest, *found)
+        cached = state.node_keys.put(key_digest, *found, read_at=read_at)
     state.checkins.seen(cached.host_id, int(time.time()))
     return cached
 
@@ -179,19 +181,27 @@ async def log_(request: Request) -> Response:
     detection = state.detection
     collect = DETECTION_QUERIES.__contains__ if detection is not None else None
 
-    def ingest(one_by_one: bool) -> Callable[[Session], ApplyStats]:
-        return lambda session: node_service.ingest_log(
-            session,
-            node.host_id,
-            body.get("log_type"),
-            body.get("data"),
-            now,
-            state.packs,
-            one_by_one=one_by_one,
-            collect=collect,
-        )
+    def ingest(one_by_one: bool) -> Callable[[Session], tuple[ApplyStats, int | None]]:
+        def work(session: Session) -> tuple[ApplyStats, int | None]:
+            stats = node_service.ingest_log(
+                session,
+                node.host_id,
+                body.get("log_type"),
+                body.get("data"),
+                now,
+                state.packs,
+                one_by_one=one_by_one,
+                collect=collect,
+            )
+            if not stats.applied:
+                return stats, None
+            # Committed with the rows: whichever process judges the host finds it pending.
+            rebuild = bool(stats.markers)
+            return stats, coordination.mark_host(session, node.host_id, now, rebuild=rebuild)
 
-    async def store() -> ApplyStats:
+        return work
+
+    async def store() -> tuple[ApplyStats, int | None]:
         try:
             return await in_session(state.sessions, ingest(False))
         except Exception as exc:
@@ -201,13 +211,18 @@ async def log_(request: Request) -> Response:
             return await in_session(state.sessions, ingest(True))
 
     if detection is None:
-        stats = await store()
+        stats, _ = await store()
     else:
         # Stored and marked in turn, so detection gets the host's changes in store order.
         async with detection.ingest_turn(node.host_id):
-            stats = await store()
-            if stats.applied:
-                detection.mark(node.host_id, stats.applied, rebuild=bool(stats.markers))
+            detection.storing(node.host_id, True)
+            try:
+                stats, version = await store()
+                if stats.applied and detection.owns(node.host_id):
+                    rebuild = bool(stats.markers)
+                    detection.mark(node.host_id, stats.applied, rebuild=rebuild, version=version)
+            finally:
+                detection.storing(node.host_id, False)
     if stats.rejected:
         log.warning(
             "host %s: %d %s log line(s) quarantined (fleetctl data-loss)",

@@ -2,10 +2,20 @@
 
 One ``ServerState`` per process, built from ``Settings`` and passed to every handler
 through ``request.app.state.fleet``: no module-level globals.
+
+Under ``serve --workers N`` each worker process has its own (``WorkerRole`` says which
+it is), so every cache here is one process's: the store is the source of truth they
+share. What another process changes reaches this one within bounds: a re-issued or
+revoked node key at the next read of the change events (every second,
+``follow_events``), queued live queries within ``CampaignQueue.reload_every`` (3 s),
+dynamic labels and packs within 10 s, enroll secrets and admin tokens within 10 s.
 """
 
 from __future__ import annotations
 
+import os
+import secrets
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -22,14 +32,15 @@ from fleetctl.server.analyst import AnalystSQL
 from fleetctl.server.auth import FailureThrottle, NodeKeyCache
 from fleetctl.server.campaign_queue import CampaignQueue
 from fleetctl.server.detection_service import DetectionService
+from fleetctl.server.detection_slots import DetectionSlot
 from fleetctl.server.hunts import HuntService
 from fleetctl.server.label_queue import LabelQueue
 from fleetctl.server.node_service import PackIndex
 from fleetctl.settings import Settings
 from storage import campaigns as campaign_store
+from storage import coordination, partitions
 from storage import hosts as host_store
 from storage import labels as label_store
-from storage import partitions
 from storage.engine import make_engine, make_sessionmaker, session_scope
 
 T = TypeVar("T")
@@ -39,6 +50,24 @@ CARVE_EXPIRY_EVERY = 60.0
 # The result history's day partitions (PostgreSQL) are made days ahead, so an hourly look
 # is plenty; the first housekeeping round after start makes them.
 PARTITION_UPKEEP_EVERY = 3600.0
+# Change events are read back over this many seconds (a transaction may commit its event
+# late, out of id order), and pruned from the store after twice as long.
+EVENT_WINDOW = 60
+EVENT_PRUNE_EVERY = 60.0
+
+
+@dataclass(frozen=True)
+class WorkerRole:
+    """Which of the server's processes this one is: worker ``index`` of ``count``
+    (``serve --workers``); it judges detection slot ``index`` of ``count``."""
+
+    index: int = 0
+    count: int = 1
+
+    def name(self) -> str:
+        """Unique among every process on the store: the status of its detection worker
+        is stored under it."""
+        return f"{socket.gethostname()}:{os.getpid()}:{self.index}:{secrets.token_hex(3)}"
 
 
 @dataclass
@@ -91,9 +120,12 @@ class ServerState:
     _partitions_kept: float | None = None
     _secret_digests: tuple[float, list[str]] = (0.0, [])
     _token_digests: tuple[float, list[str]] = (0.0, [])
+    _events_seen: set[int] = field(default_factory=set)
+    _events_pruned: float = 0.0
 
     @classmethod
-    def create(cls, settings: Settings) -> ServerState:
+    def create(cls, settings: Settings, role: WorkerRole | None = None) -> ServerState:
+        role = role or WorkerRole()
         engine = make_engine(settings.db_url)
         ro = make_engine(settings.db_url, readonly=True)
         sessions = make_sessionmaker(engine)
@@ -108,7 +140,10 @@ class ServerState:
             detection=DetectionService(
                 sessions,
                 learning_window=settings.learning_window,
-                max_hosts=settings.detection_hosts,
+                # The workers split the hosts, and with them the memory bound.
+                max_hosts=-(-settings.detection_hosts // role.count),
+                slot=DetectionSlot(engine, settings.home, role.index, role.count),
+                worker_name=role.name(),
             ),
         )
 
@@ -149,6 +184,7 @@ class ServerState:
         self.flush_sent()
         if self.node_keys.stale():
             self.reload_node_keys()
+        self.follow_events()
         if self.labels.stale():
             self.reload_labels()
         self.reload_packs()
@@ -168,6 +204,29 @@ class ServerState:
         self._partitions_kept = time.monotonic()  # a failing round waits for the next one
         with session_scope(self.sessions) as session:
             return partitions.ensure_days(session, lock_timeout_s=10).created
+
+    def follow_events(self) -> None:
+        """Act on what other server processes changed (after any node-key reload in the
+        same round, so a key forgotten here is not loaded back from an older read):
+        forget the cached keys of re-enrolled and deleted hosts. Now and then, prune
+        old events."""
+        now = int(time.time())
+        with session_scope(self.readonly_sessions) as session:
+            events = coordination.recent_events(session, now - EVENT_WINDOW)
+        hosts = {
+            host_id
+            for event_id, kind, host_id in events
+            if event_id not in self._events_seen
+            and kind == coordination.NODE_KEY
+            and host_id is not None
+        }
+        if hosts:
+            self.node_keys.forget_hosts(hosts)
+        self._events_seen = {event_id for event_id, _, _ in events}
+        if time.monotonic() - self._events_pruned >= EVENT_PRUNE_EVERY:
+            self._events_pruned = time.monotonic()
+            with session_scope(self.sessions) as session:
+                coordination.prune_events(session, now - 2 * EVENT_WINDOW)
 
     def expire_carves(self, now: int) -> int:
         """Expire carves whose blocks stopped coming (``Settings.carve_timeout``)."""
@@ -204,7 +263,7 @@ class ServerState:
                 host_store.touch_hosts(session, pending)
 
     def start_hunts(self) -> None:
-        self.hunts = HuntService(self.engine, self.sessions, self.campaigns)
+        self.hunts = HuntService(self.engine, self.sessions, self.campaigns, self.settings.home)
         self.hunts.start()
 
     def close(self) -> None:

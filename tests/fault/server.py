@@ -27,11 +27,12 @@ def free_port() -> int:
 
 class ServeProcess:
     """One server home and port; ``kill()`` is kill -9, ``start()`` brings it back on the
-    same port, database and home, as a supervisor would."""
+    same port, database and home, as a supervisor would. One server process unless
+    ``extra`` says ``--workers``: kill -9 must hit the process that serves."""
 
     def __init__(self, db_url: str, *extra: str) -> None:
         self.db_url = db_url
-        self.extra = extra
+        self.extra = extra if "--workers" in extra else ("--workers", "1", *extra)
         self.home = Path(tempfile.mkdtemp(prefix="fleetctl-fault-"))
         self.port = free_port()
         self.url = f"https://127.0.0.1:{self.port}"

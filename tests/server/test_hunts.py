@@ -243,7 +243,12 @@ def test_two_replicas_fire_a_slot_once(server: RunningServer) -> None:
     other_engine = make_engine(server.settings.db_url)
     replicas = [
         server.thread.state.hunts,
-        HuntService(other_engine, make_sessionmaker(other_engine), server.thread.state.campaigns),
+        HuntService(
+            other_engine,
+            make_sessionmaker(other_engine),
+            server.thread.state.campaigns,
+            server.settings.home,
+        ),
     ]
     now = int(time.time())
     results: list[int | None] = []
@@ -316,15 +321,13 @@ def test_results_of_a_hunt_that_has_not_run_say_so(server: RunningServer) -> Non
     assert "no hunt 'nope'" in run("hunt", "results", "nope", code=1)
 
 
-def test_one_leader_fires_and_another_takes_over(db_url: str) -> None:
-    """Only the replica holding the lock resumes its scheduler; when it stops, another
-    replica becomes the leader."""
-    if not db_url.startswith("postgresql"):
-        pytest.skip("SQLite has a single server process: it is always the leader")
+def test_one_leader_fires_and_another_takes_over(db_url: str, tmp_path: Path) -> None:
+    """Only the process holding the lock (an advisory lock on PostgreSQL, a file lock in
+    the home on SQLite) resumes its scheduler; when it stops, another becomes the leader."""
     from fleetctl.server.campaign_queue import CampaignQueue
 
     engines = [make_engine(db_url), make_engine(db_url)]
-    replicas = [HuntService(e, make_sessionmaker(e), CampaignQueue()) for e in engines]
+    replicas = [HuntService(e, make_sessionmaker(e), CampaignQueue(), tmp_path) for e in engines]
     try:
         for replica in replicas:
             replica.start()

@@ -1,0 +1,205 @@
+"""``serve --workers N``: one supervisor process and N worker processes on one listener.
+
+The supervisor does what must happen once (the caller's bootstrap: schema, TLS, secrets,
+token, context), binds the listening socket once, then forks N workers that all accept
+on that socket, each a whole server of its own (``ServerState``: engines, caches, its
+detection slot, the same ``GuardedProtocol``, TLS and limits as one process has). Forking
+before the supervisor opens any database connection or starts any thread means no worker
+inherits a connection or a lock another one also holds.
+
+A worker that dies is started again with the same index (so it takes its detection slot
+back); a worker dying within ``QUICK_DEATH`` seconds of its start waits twice as long as
+the last one before the next try, up to ``MAX_PAUSE``. SIGTERM or SIGINT to the
+supervisor stops every worker through uvicorn's graceful shutdown (SIGTERM), waits
+``STOP_GRACE`` seconds, then kills what is left. A worker dies with its supervisor
+(Linux ``PR_SET_PDEATHSIG``). Each worker's log lines say ``worker <index>``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+from dataclasses import dataclass
+from types import FrameType
+
+from fleetctl.server.bootstrap import Prepared
+from fleetctl.server.runner import make_server
+from fleetctl.server.state import ServerState, WorkerRole
+from fleetctl.settings import Settings
+
+log = logging.getLogger("fleetctl.server")
+
+STOP_GRACE = 20.0  # uvicorn's 2 s graceful timeout, then detection and buffers flushed
+QUICK_DEATH = 10.0  # a worker dying sooner than this after its start is backed off
+FIRST_PAUSE = 0.5
+MAX_PAUSE = 30.0
+BACKLOG = 2048
+PR_SET_PDEATHSIG = 1
+
+
+def log_format(worker: int | None = None) -> str:
+    """The server's log line format; a worker's lines say which worker wrote them."""
+    who = "" if worker is None else f"worker {worker} "
+    return f"%(asctime)s %(levelname)s {who}%(name)s: %(message)s"
+
+
+def exit_on_sigterm() -> None:
+    """SIGTERM ends the process through ``SystemExit``, so ``finally`` blocks run (uvicorn
+    raises the signal again once its graceful shutdown is over)."""
+
+    def leave(signum: int, frame: FrameType | None) -> None:
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, leave)
+
+
+def serve_on(settings: Settings, prepared: Prepared, sock: socket.socket, role: WorkerRole) -> None:
+    """One server on an already bound socket, until it is told to stop."""
+    state = ServerState.create(settings, role)
+    try:
+        make_server(settings, prepared, state).run(sockets=[sock])
+    finally:
+        state.close()
+
+
+@dataclass
+class Worker:
+    index: int
+    pid: int = 0
+    started: float = 0.0
+    pause: float = 0.0  # before the next start, after a death soon after a start
+    due: float = 0.0  # when it is started again (monotonic), while not running
+
+
+class Supervisor:
+    """Starts, restarts and stops the workers of one ``fleetctl serve``."""
+
+    def __init__(
+        self, settings: Settings, prepared: Prepared, count: int, sock: socket.socket
+    ) -> None:
+        """``sock``: the bound listener the workers share (``runner.bind``)."""
+        self.settings = settings
+        self.prepared = prepared
+        self.workers = [Worker(i) for i in range(count)]
+        self._stopping = False
+        self._sock = sock
+
+    def run(self) -> None:
+        self._sock.listen(BACKLOG)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._stop_signal)
+        try:
+            for worker in self.workers:
+                self._start(worker)
+            while not self._stopping:
+                self._reap()
+                self._restart_due()
+                time.sleep(0.2)
+        finally:
+            self._stop_all()
+            self._sock.close()
+
+    def _stop_signal(self, signum: int, frame: FrameType | None) -> None:
+        self._stopping = True
+
+    def _start(self, worker: Worker) -> None:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        parent = os.getpid()
+        pid = os.fork()
+        if pid == 0:  # the worker
+            os._exit(self._worker_main(worker.index, parent))
+        worker.pid, worker.started = pid, time.monotonic()
+        log.info("worker %d started (pid %d)", worker.index, pid)
+
+    def _worker_main(self, index: int, parent: int) -> int:
+        try:
+            _die_with(parent)
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor says when to stop
+            exit_on_sigterm()
+            for handler in logging.getLogger().handlers:
+                handler.setFormatter(logging.Formatter(log_format(index)))
+            role = WorkerRole(index, len(self.workers))
+            serve_on(self.settings, self.prepared, self._sock, role)
+            return 0
+        except SystemExit:
+            return 0
+        except BaseException:
+            log.exception("worker %d failed", index)
+            return 1
+
+    def _reap(self) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            worker = next((w for w in self.workers if w.pid == pid), None)
+            if worker is None:
+                continue
+            worker.pid = 0
+            if self._stopping:
+                continue
+            lived = time.monotonic() - worker.started
+            if lived < QUICK_DEATH:
+                worker.pause = min(MAX_PAUSE, max(FIRST_PAUSE, worker.pause * 2))
+            else:
+                worker.pause = FIRST_PAUSE
+            worker.due = time.monotonic() + worker.pause
+            log.warning(
+                "worker %d (pid %d) %s after %.1f s; starting it again in %.1f s",
+                worker.index,
+                pid,
+                _ended(status),
+                lived,
+                worker.pause,
+            )
+
+    def _restart_due(self) -> None:
+        now = time.monotonic()
+        for worker in self.workers:
+            if worker.pid == 0 and now >= worker.due and not self._stopping:
+                self._start(worker)
+
+    def _stop_all(self) -> None:
+        self._stopping = True
+        running = [w for w in self.workers if w.pid]
+        for worker in running:
+            _signal(worker.pid, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_GRACE
+        while any(w.pid for w in self.workers) and time.monotonic() < deadline:
+            self._reap()
+            time.sleep(0.05)
+        for worker in self.workers:
+            if worker.pid:
+                log.warning("worker %d did not stop in %g s: killing it", worker.index, STOP_GRACE)
+                _signal(worker.pid, signal.SIGKILL)
+                os.waitpid(worker.pid, 0)
+                worker.pid = 0
+
+
+def _signal(pid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, sig)
+
+
+def _ended(status: int) -> str:
+    if os.WIFSIGNALED(status):
+        return f"was killed by {signal.Signals(os.WTERMSIG(status)).name}"
+    return f"exited with {os.waitstatus_to_exitcode(status)}"
+
+
+def _die_with(parent: int) -> None:
+    """End this worker when the supervisor dies, whatever kills it (Linux only)."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent:  # it died before the line above took effect
+        raise SystemExit(0)

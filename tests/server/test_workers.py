@@ -1,0 +1,186 @@
+"""``fleetctl serve --workers 2`` on SQLite and PostgreSQL: real processes, real TLS on
+loopback, each request sent through the worker the test chooses.
+
+One fleet whichever worker a request lands on: enroll, config, log and distributed
+read/write; a live query created through one worker reaches the host through the other
+and its answer, posted to one, is read through the other; a re-enrolled host's old key
+stops working in every worker within seconds; a hunt fires once; detection judges a host
+whose posts land on different workers; and a worker killed with SIGKILL loses no
+acknowledged row, is started again, and its replacement judges its hosts.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.detection.reporting import ReportingHost, fifo_shell, wait_for
+from tests.osquery_node import OsqueryNode
+from tests.server.workers import WorkerServer
+
+API = "/api/v1/admin"
+
+
+@pytest.fixture
+def fleet(db_url: str) -> Iterator[WorkerServer]:
+    server = WorkerServer(db_url, workers=2)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def same_host(nodes: dict[int, OsqueryNode], node_key: str | None) -> None:
+    for node in nodes.values():
+        node.node_key = node_key
+
+
+def test_one_fleet_whichever_worker_answers(fleet: WorkerServer) -> None:
+    nodes = fleet.pinned_nodes("web-1", "uuid-web-1")
+    admins = fleet.pinned_admins()
+    assert nodes[0].enroll()["node_key"]
+    same_host(nodes, nodes[0].node_key)
+    for node in nodes.values():  # both workers know the key (the second from the store)
+        assert node.call("/config").get("packs")
+    line = {
+        "name": "pack_ipc-telemetry_process_lineage",
+        "hostIdentifier": "web-1",
+        "unixTime": int(time.time()),
+        "epoch": 0,
+        "counter": 0,
+        "numerics": False,
+        "action": "snapshot",
+        "snapshot": [{"pid": "1", "parent": "0", "name": "systemd"}],
+    }
+    for node in nodes.values():
+        assert node.log("result", [line]) == [{"node_invalid": False}]
+
+    # A live query created through worker 0 reaches the host polling worker 1 ...
+    started = admins[0].post(f"{API}/queries", json={"sql": "SELECT 1 AS one", "timeout": 120})
+    assert started.status_code == 200, started.text
+    cid = started.json()["id"]
+    queries = wait_for(
+        lambda: nodes[1].call("/distributed/read")["queries"], lambda q: bool(q), timeout=10
+    )
+    [qid] = queries
+    assert qid == f"fleetctl_campaign_{cid}"
+    # ... its answer, posted to worker 0 (which retries until worker 1 wrote the hand-out),
+    # is read through worker 1.
+    answer = {"queries": {qid: [{"one": "1"}]}, "statuses": {qid: 0}, "messages": {qid: ""}}
+    written = nodes[0].call
+    wait_for(lambda: written("/distributed/write", answer), lambda a: "error" not in a, timeout=10)
+    shown = admins[1].get(f"{API}/queries/{cid}").json()
+    assert shown["answered"] == 1 and shown["hosts"][0]["rows"] == [{"one": "1"}]
+
+    # Re-enrolled through worker 0: the old key stops working in worker 1 within seconds.
+    old_key = nodes[0].node_key
+    assert nodes[0].enroll()["node_key"] != old_key
+    changed = time.monotonic()
+    wait_for(
+        lambda: nodes[1].call("/distributed/read"),
+        lambda a: a.get("node_invalid") is True,
+        timeout=5,
+    )
+    assert time.monotonic() - changed < 5
+    assert nodes[1].call("/distributed/read", {"node_key": nodes[0].node_key}).get(
+        "node_invalid"
+    ) in (None, False)
+
+
+def test_a_hunt_fires_once_per_fleet(fleet: WorkerServer) -> None:
+    nodes = fleet.pinned_nodes("web-2", "uuid-web-2")
+    admins = fleet.pinned_admins()
+    nodes[0].enroll()
+    for index, admin in admins.items():
+        created = admin.post(
+            f"{API}/hunts",
+            json={"name": f"hourly-{index}", "sql": "SELECT 1 AS one", "every": 3600},
+        )
+        assert created.status_code == 200, created.text
+    runs = wait_for(
+        lambda: fleet.query("SELECT hunt_id, run FROM hunt_runs ORDER BY hunt_id, run"),
+        lambda rows: len(rows) >= 2,
+        timeout=15,
+    )
+    time.sleep(4)  # every worker's scheduler has had its chance to fire again
+    assert fleet.query("SELECT hunt_id, run FROM hunt_runs ORDER BY hunt_id, run") == runs
+    assert [run for _, run in runs] == [1, 1]
+    leaders = fleet.log_text().count("this process fires scheduled hunts")
+    assert leaders == 1, fleet.log_text()
+
+
+class PinnedHost(ReportingHost):
+    """A reporting host whose reports go through whichever worker the test says."""
+
+    def __init__(self, nodes: dict[int, OsqueryNode], identifier: str) -> None:
+        self.nodes = nodes
+        self.node = nodes[0]
+        self.node.enroll()
+        same_host(nodes, self.node.node_key)
+        self.identifier = identifier
+        self.counter = 0
+        self.last = 0
+
+    def report_via(self, worker: int, *shell: Any) -> None:
+        self.node = self.nodes[worker]
+        self.report(*shell)
+
+
+def judged(fleet: WorkerServer, host_id: int) -> bool:
+    rows = fleet.query("SELECT version, judged FROM detection_marks WHERE host_id = :h", h=host_id)
+    return bool(rows) and rows[0][1] == rows[0][0]
+
+
+def findings(admin: Any) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = admin.get(f"{API}/findings").json()["findings"]
+    return found
+
+
+def test_detection_follows_a_host_across_workers_and_a_killed_worker(
+    fleet: WorkerServer,
+) -> None:
+    nodes = fleet.pinned_nodes("jumpvm", "uuid-jumpvm")
+    admins = fleet.pinned_admins()
+    host = PinnedHost(nodes, "jumpvm")
+    [(host_id,)] = fleet.query("SELECT id FROM hosts WHERE host_identifier = 'jumpvm'")
+    owner, other = host_id % 2, 1 - host_id % 2
+
+    host.report_via(owner)
+    wait_for(lambda: judged(fleet, host_id), bool)
+    learned = admins[other].post(f"{API}/detect", json={"learn": True}).json()
+    assert learned["refused"] == [] and learned["learned_keys"]
+
+    # Posted to the worker that does not judge the host: its owner finds it in the store.
+    host.report_via(other, *fifo_shell(2000, 100, "/dev/shm/.c"))
+    [first] = wait_for(lambda: findings(admins[other]), lambda f: len(f) == 1)
+    assert judged(fleet, host_id)
+    # The fleet's status through either worker (each worker's is stored every second).
+    status = wait_for(
+        lambda: admins[other].get(f"{API}/detection/status").json(),
+        lambda s: s["hosts_judged"] >= 2,
+    )
+    assert status["running"] and len(status["workers"]) == 2 and status["pending_hosts"] == 0
+
+    # A batch acknowledged by the owner, which is killed at once: the rows are stored.
+    before = fleet.query("SELECT count(*) FROM result_rows WHERE host_id = :h", h=host_id)
+    host.report_via(owner, *fifo_shell(2002, 300, "/dev/shm/.e"))
+    stored = fleet.query("SELECT count(*) FROM result_rows WHERE host_id = :h", h=host_id)
+    assert stored[0][0] > before[0][0]
+    killed = fleet.workers()[owner]
+    os.kill(killed, signal.SIGKILL)
+    wait_for(lambda: fleet.workers().get(owner, killed) != killed, bool, timeout=20)
+
+    # Posted while the owner is down or just back: the replacement takes the slot over
+    # and judges the host from the store.
+    host.report_via(other, *fifo_shell(2001, 200, "/dev/shm/.d", interactive=True))
+    found = wait_for(
+        lambda: findings(admins[other]), lambda f: any(x["pid"] == 2001 for x in f), timeout=30
+    )
+    assert found[0]["id"] == first["id"] and found[0]["severity"] == "critical"
+    wait_for(lambda: judged(fleet, host_id), bool, timeout=30)
+    assert f"worker {owner} (pid {killed}) was killed by SIGKILL" in fleet.log_text()
