@@ -53,6 +53,10 @@ def replay_times(session: Session, host_id: int, since: int, until: int) -> list
     return [t for t in result_store.change_times(session, host_id, since) if t <= until]
 
 
+#: Path key -> the paths (by pid, as built) it had when last judged.
+_Judged = dict[str, dict[int, ExecutionPath]]
+
+
 @dataclass
 class _Judgement:
     """The keys to judge at one time, with the host's paths as they were then."""
@@ -67,12 +71,22 @@ class _Judgement:
         by_key = {k: frozenset(pids) for k, pids in host.by_key.items()}
         return cls(at, set(keys), dict(host.paths), by_key)
 
-    def group(self) -> list[ExecutionPath]:
+    def group(self, last: _Judged) -> tuple[list[ExecutionPath], list[ExecutionPath]]:
         """The present paths of the keys, in pid order, observed at this time (what a
-        judgement of every path at this time passes the detector for those keys)."""
-        pids = sorted({pid for key in self.keys for pid in self.by_key.get(key, ())})
-        paths = (self.paths[pid] for pid in pids)
-        return [p if p.observed_at == self.at else replace(p, observed_at=self.at) for p in paths]
+        judgement of every path at this time passes the detector for those keys), and
+        those of them that are the paths their key had when last judged (``last``,
+        which then remembers this judgement)."""
+        owners = sorted((pid, key) for key in self.keys for pid in self.by_key.get(key, ()))
+        paths, unchanged = [], []
+        for pid, key in owners:
+            built = self.paths[pid]
+            path = built if built.observed_at == self.at else replace(built, observed_at=self.at)
+            paths.append(path)
+            if last.get(key, {}).get(pid) is built:
+                unchanged.append(path)
+        for key in self.keys:
+            last[key] = {pid: self.paths[pid] for pid in self.by_key.get(key, ())}
+        return paths, unchanged
 
 
 @dataclass
@@ -132,6 +146,7 @@ def _replay(
     stored = detection_store.load_history(session, host_id, set(), set()).keys
     sightings = _Sightings({key: last for key, (_, last) in stored.items()})
     host = service.new_host(name)
+    last: _Judged = {}
     done = HostReplay()
     stamps = [*times, until]
     waiting: _Judgement | None = None
@@ -142,12 +157,12 @@ def _replay(
         update = host.full_rebuild(at) if step == 0 else host.update(at)
         if waiting is not None:
             waiting.keys |= set(update.keys) & waiting.by_key.keys()
-            _judge(service, session, host_id, name, waiting, sightings, done, on_time)
-        last = step == len(stamps) - 1
-        keys = host.by_key.keys() if last else _keys(update, sightings, host, at)
+            _judge(service, session, host_id, name, waiting, sightings, last, done, on_time)
+        final = step == len(stamps) - 1
+        keys = host.by_key.keys() if final else _keys(update, sightings, host, at)
         waiting = _Judgement.of(host, at, keys)
     assert waiting is not None
-    _judge(service, session, host_id, name, waiting, sightings, done, on_time)
+    _judge(service, session, host_id, name, waiting, sightings, last, done, on_time)
     return host, done
 
 
@@ -163,11 +178,14 @@ def _judge(
     name: str,
     judgement: _Judgement,
     sightings: _Sightings,
+    last: _Judged,
     done: HostReplay,
     on_time: OnTime | None,
 ) -> None:
-    paths = judgement.group()
-    created = service.judge_paths(session, host_id, name, paths, judgement.at) if paths else []
+    paths, unchanged = judgement.group(last)
+    created = (
+        service.judge_paths(session, host_id, name, paths, judgement.at, unchanged) if paths else []
+    )
     sightings.judged(judgement.keys & judgement.by_key.keys(), judgement.at)
     done.created += created
     done.times += 1

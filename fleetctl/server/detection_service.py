@@ -370,11 +370,18 @@ class DetectionService:
         return HostDetection(name, events=self._events, window=EVENT_WINDOW)
 
     def judge_paths(
-        self, session: Session, host_id: int, name: str, paths: list[ExecutionPath], now: int
+        self,
+        session: Session,
+        host_id: int,
+        name: str,
+        paths: list[ExecutionPath],
+        now: int,
+        unchanged: list[ExecutionPath] | None = None,
     ) -> list[str]:
-        """Judge ``paths`` of the host (``name``) as of ``now``; ids of new findings.
-        The caller holds ``turn``."""
-        return self._judge(session, host_id, name, paths, now)
+        """Judge ``paths`` of the host (``name``) as of ``now``; ``unchanged`` are those
+        of them judged before under their key and not changed since (``Detector.detect``).
+        Ids of new findings. The caller holds ``turn``."""
+        return self._judge(session, host_id, name, paths, now, unchanged or [])
 
     def kept(
         self, session: Session, host: HostDetection, at: int
@@ -403,7 +410,13 @@ class DetectionService:
             self._hosts.popitem(last=False)
 
     def _judge(
-        self, session: Session, host_id: int, name: str, paths: list[ExecutionPath], now: int
+        self,
+        session: Session,
+        host_id: int,
+        name: str,
+        paths: list[ExecutionPath],
+        now: int,
+        unchanged: list[ExecutionPath] | None = None,
     ) -> list[str]:
         """Judge ``paths`` against the history of their keys; store what changed."""
         keys = {p.path_key() for p in paths}
@@ -411,7 +424,7 @@ class DetectionService:
         loaded = detection_store.load_history(session, host_id, keys, parents)
         state = detection_state(loaded, host_id)
         detector = Detector(self.baseline(session), state, learning_window=self.learning_window)
-        findings = detector.detect(paths, float(now))
+        findings = detector.detect(paths, float(now), unchanged=unchanged or ())
         save_state(session, host_id, name, state, loaded)
         return findings_store.save_findings(session, host_id, findings, same_start)
 
