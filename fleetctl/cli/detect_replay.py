@@ -2,8 +2,8 @@
 
 A replay of history runs on the server as a job (``fleetctl.server.replay_jobs``); the
 CLI starts it, then polls it with no time limit, showing its progress: a rich progress
-bar when stderr is a terminal, a plain line whenever a host is done (or every
-``PLAIN_EVERY`` seconds) otherwise. Ctrl-C detaches: the job goes on in the server and
+bar when stderr is a terminal, a plain line whenever a host is done or the job ends
+(or every ``PLAIN_EVERY`` seconds) otherwise. Ctrl-C detaches: the job goes on in the server and
 ``fleetctl detect --job ID`` follows it again. Without a server the job runs in this
 process, so it is followed to its end (Ctrl-C stops it; ``--restart`` goes on later).
 """
@@ -110,19 +110,19 @@ class Display:
         console = Console(stderr=True)
         self._bar: Progress | None = None
         self._task: Any = None
-        self._plain: tuple[int, float] = (-1, 0.0)
+        self._plain: tuple[tuple[str, int] | None, float] = (None, 0.0)
         if console.is_terminal:
             self._bar = Progress(
                 TextColumn("replay {task.fields[job]}"),
                 BarColumn(),
                 TextColumn("{task.fields[hosts]} hosts"),
-                TextColumn("{task.completed:.0f}/{task.total:.0f} change times"),
+                TextColumn("{task.fields[times]} change times"),
                 TextColumn("{task.fields[findings]} new finding(s)"),
                 TimeElapsedColumn(),
                 console=console,
             )
             self._task = self._bar.add_task(
-                "replay", total=None, job=job_id, hosts="0/?", findings=0
+                "replay", total=None, job=job_id, hosts="0/?", times="0/?", findings=0
             )
             self._bar.start()
 
@@ -133,13 +133,15 @@ class Display:
                 completed=job["times_done"],
                 total=job["times_total"] or None,
                 hosts=f"{job['hosts_done']}/{job['hosts_total']}",
+                times=f"{job['times_done']}/{job['times_total'] or '?'}",
                 findings=job["findings"],
             )
             return
-        hosts, at = self._plain
-        if job["hosts_done"] != hosts or time.monotonic() - at >= PLAIN_EVERY:
+        shown, at = self._plain
+        now = (job["state"], job["hosts_done"])
+        if now != shown or time.monotonic() - at >= PLAIN_EVERY:
             click.echo(f"replay {self.job_id}: {job['state']}, {summary(job)}", err=True)
-            self._plain = (job["hosts_done"], time.monotonic())
+            self._plain = (now, time.monotonic())
 
     def close(self) -> None:
         if self._bar is not None:

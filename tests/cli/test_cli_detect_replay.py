@@ -17,7 +17,7 @@ from fleetctl.cli import detect_replay, main
 from storage import findings as findings_store
 from storage.engine import make_engine, make_sessionmaker, session_scope
 from tests.conftest import RunningServer
-from tests.detection.test_replay import log_history
+from tests.detection.test_replay_jobs import log_history
 
 
 def invoke(*args: str, code: int = 0) -> Result:

@@ -45,11 +45,14 @@ def sessions(db_url: str) -> Iterator[sessionmaker[Session]]:
     engine.dispose()
 
 
-def log_history(sessions: sessionmaker[Session], seed: int, batches: int) -> tuple[int, int]:
-    """A host's history through ingest; (host id, the time of its last batch)."""
+def log_history(
+    sessions: sessionmaker[Session], seed: int, batches: int, start: int | None = None
+) -> tuple[int, int]:
+    """A host's history through ingest, from ``start`` (default: the generator's fixed
+    time); (host id, the time of its last batch)."""
     name = f"replayed-{seed}"
     host_id = enroll(sessions, name)
-    host = IpcHost(seed)
+    host = IpcHost(seed) if start is None else IpcHost(seed, now=start)
     logger = Logger(name, random.Random(seed))
     rng = random.Random(seed * 7)
     for batch in range(batches):

@@ -19,7 +19,16 @@ from storage import detection_jobs as job_store
 from storage import findings as findings_store
 from storage.engine import make_engine, make_sessionmaker, session_scope
 from tests.conftest import RunningServer
-from tests.detection.test_replay import log_history
+from tests.detection.test_replay import log_history as log_any_history
+
+# Histories that end before now, so that a job replays their change times (hours of
+# quiet spells included: see ``log_history``).
+PAST = int(time.time()) - 30 * 86_400
+
+
+def log_history(sessions: sessionmaker[Session], seed: int, batches: int) -> tuple[int, int]:
+    return log_any_history(sessions, seed, batches, start=PAST)
+
 
 API = "/api/v1/admin/detect/jobs"
 
@@ -78,6 +87,7 @@ def test_a_job_replays_every_host_and_says_how_far_it_got(
     assert job["state"] == "done" and job["error"] == ""
     assert (job["hosts_done"], job["hosts_total"]) == (2, 2)
     assert job["times_done"] == job["times_total"] == expected_times(sessions, hosts, 0, until)
+    assert job["times_total"] >= 2 * 8  # every batch's time and now, on each host
     with session_scope(sessions) as session:
         stored = {f.row.id for f in findings_store.list_findings(session)}
     assert job["findings"] == len(job["new_findings"]) > 0
