@@ -26,12 +26,14 @@ STATES = (RUNNING, DONE, FAILED, CANCELLED)
 
 @dataclass(frozen=True)
 class Progress:
-    """Where a running job stands, as its runner reports it."""
+    """Where a running job stands, as its runner reports it: the ids of its new
+    findings only now and then (``None``: unchanged), as a large replay finds many."""
 
     hosts_done: int
     times_done: int
     times_total: int
-    new_findings: Sequence[str]
+    findings: int
+    new_findings: Sequence[str] | None = None
 
 
 def create(
@@ -60,6 +62,7 @@ def create(
         hosts_done=0,
         times_total=0,
         times_done=0,
+        findings=0,
         new_findings=[],
         cancel_requested=False,
         error="",
@@ -98,13 +101,32 @@ def report(session: Session, job_id: str, worker: str, progress: Progress, now: 
     job.hosts_done = progress.hosts_done
     job.times_done = progress.times_done
     job.times_total = progress.times_total
-    job.new_findings = list(progress.new_findings)
+    job.findings = progress.findings
+    if progress.new_findings is not None:
+        job.new_findings = list(progress.new_findings)
     job.heartbeat_at = now
     return "cancel" if job.cancel_requested else "go"
 
 
-def finish(session: Session, job_id: str, worker: str, state: str, error: str, now: float) -> bool:
-    """End ``worker``'s running job as ``state`` (done, failed or cancelled)."""
+def finish(
+    session: Session,
+    job_id: str,
+    worker: str,
+    state: str,
+    error: str,
+    now: float,
+    new_findings: Sequence[str] | None = None,
+) -> bool:
+    """End ``worker``'s running job as ``state`` (done, failed or cancelled), with the
+    ids of its new findings when given."""
+    values: dict[str, object] = {
+        "state": state,
+        "error": error,
+        "finished_at": int(now),
+        "heartbeat_at": now,
+    }
+    if new_findings is not None:
+        values |= {"findings": len(new_findings), "new_findings": list(new_findings)}
     ended = session.execute(
         update(DetectionJob)
         .where(
@@ -112,7 +134,7 @@ def finish(session: Session, job_id: str, worker: str, state: str, error: str, n
             DetectionJob.state == RUNNING,
             DetectionJob.worker == worker,
         )
-        .values(state=state, error=error, finished_at=int(now), heartbeat_at=now)
+        .values(**values)
     )
     return bool(ended.rowcount)  # type: ignore[attr-defined]
 

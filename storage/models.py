@@ -569,7 +569,8 @@ class DetectionJob(Base):
     hosts_done: Mapped[int] = mapped_column(Integer, default=0)
     times_total: Mapped[int] = mapped_column(Integer, default=0)
     times_done: Mapped[int] = mapped_column(Integer, default=0)
-    new_findings: Mapped[json_doc]
+    findings: Mapped[int] = mapped_column(Integer, default=0)  # new findings so far
+    new_findings: Mapped[json_doc]  # their ids, written now and then and at the end
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     error: Mapped[str] = mapped_column(Text, default="")
 

@@ -2,8 +2,9 @@
 
 ``POST /detect/jobs`` (``since``, optional ``host``) starts a replay and answers with the
 job at once; ``GET /detect/jobs/{id}`` says where it stands (hosts and change times
-done of their totals, new findings so far, elapsed seconds, state ``running``, ``done``,
-``failed``, ``cancelled`` or ``abandoned`` with the error if any); ``DELETE`` cancels it;
+done of their totals, how many new findings so far and, once it ended, their ids,
+elapsed seconds, state ``running``, ``done``, ``failed``, ``cancelled`` or ``abandoned``
+with the error if any); ``DELETE`` cancels it;
 ``POST .../restart`` lets this worker take over a failed or abandoned one, going on
 from the first host not done; ``GET /detect/jobs`` lists the newest. Every worker
 answers from the job's row (``storage.detection_jobs``); the job runs in the worker

@@ -5,7 +5,8 @@ longer than anyone should hold a request open for. So a replay is a job: the req
 that starts it writes a ``detection_jobs`` row and returns its id at once, and a thread
 of the process that accepted it replays the hosts one by one
 (``detection_replay.replay_host``), each in one transaction. Between hosts it writes its
-progress (hosts and change times done, new findings so far) and a heartbeat; any worker
+progress (hosts and change times done, how many new findings so far; their ids every
+``LIST_EVERY`` seconds and at the end) and a heartbeat; any worker
 process answers ``GET`` from that row, so a client may reload, detach or ask another
 worker.
 
@@ -43,6 +44,7 @@ log = logging.getLogger("fleetctl.detection")
 
 HEARTBEAT_TIMEOUT = 120.0  # seconds without a heartbeat before a running job is abandoned
 CHECK_EVERY = 1.0  # seconds between looks at the cancel flag while a host is replayed
+LIST_EVERY = 30.0  # seconds between writes of the ids of a running job's new findings
 ABANDONED = "abandoned"  # how a running job whose worker is gone is shown
 
 
@@ -74,8 +76,7 @@ def job_json(job: DetectionJob, now: float, timeout: float) -> dict[str, Any]:
         "hosts_done": job.hosts_done,
         "times_total": job.times_total,
         "times_done": job.times_done,
-        "findings": len(job.new_findings),
-        "new_findings": list(job.new_findings),
+        "findings": job.findings,
         "created_by": job.created_by,
         "created_at": iso(job.created_at),
         "finished_at": iso(job.finished_at),
@@ -84,7 +85,7 @@ def job_json(job: DetectionJob, now: float, timeout: float) -> dict[str, Any]:
         "worker": job.worker,
         "cancel_requested": job.cancel_requested,
         "error": job.error,
-    }
+    } | ({} if job.state == job_store.RUNNING else {"new_findings": list(job.new_findings)})
 
 
 @dataclass
@@ -100,9 +101,16 @@ class _Run:
     times: dict[int, list[int]] = field(default_factory=dict)
     times_done: int = 0
 
-    def progress(self) -> Progress:
+    listed: float = 0.0  # when the ids of the new findings were last written
+
+    def progress(self, every: float) -> Progress:
+        """Where the run stands; with the ids of its new findings once every ``every``
+        seconds (rewriting a long list after every host would cost more than the host)."""
         total = sum(len(t) + 1 for t in self.times.values())
-        return Progress(self.hosts_done, self.times_done, total, self.found)
+        listed = None
+        if time.monotonic() - self.listed >= every:
+            listed, self.listed = list(self.found), time.monotonic()
+        return Progress(self.hosts_done, self.times_done, total, len(self.found), listed)
 
 
 @dataclass
@@ -188,29 +196,32 @@ class ReplayJobs:
 
     def _run(self, job_id: str) -> None:
         try:
-            self._end(job_id, *self._outcome(job_id))
+            run = self._load(job_id)
+            if run is not None:
+                self._end(run, *self._outcome(run))
         except Exception:
             log.exception("detection replay %s could not record how it ended", job_id)
         finally:
             self._threads.pop(job_id, None)
 
-    def _outcome(self, job_id: str) -> tuple[str | None, str]:
+    def _outcome(self, run: _Run) -> tuple[str | None, str]:
         """How the job ended (None: it is no longer this process's) and why."""
         try:
-            return self._replay(job_id), ""
+            return self._replay(run), ""
         except _Stop as stop:
             return stop.outcome, stop.error
         except Exception as exc:
-            log.exception("detection replay %s failed", job_id)
+            log.exception("detection replay %s failed", run.job_id)
             return job_store.FAILED, f"{type(exc).__name__}: {exc}"
 
-    def _end(self, job_id: str, outcome: str | None, error: str) -> None:
+    def _end(self, run: _Run, outcome: str | None, error: str) -> None:
         if outcome is not None:
             with session_scope(self.sessions) as session:
-                job_store.finish(session, job_id, self.worker, outcome, error, time.time())
+                job_store.finish(
+                    session, run.job_id, self.worker, outcome, error, time.time(), run.found
+                )
 
-    def _replay(self, job_id: str) -> str:
-        run = self._load(job_id)
+    def _replay(self, run: _Run) -> str:
         self._count_times(run)
         run.times_done = sum(len(run.times[h]) + 1 for h in run.hosts[: run.hosts_done])
         self._report(run)
@@ -234,11 +245,11 @@ class ReplayJobs:
             self._report(run)
         return job_store.DONE
 
-    def _load(self, job_id: str) -> _Run:
+    def _load(self, job_id: str) -> _Run | None:
         with session_scope(self.readonly) as session:
             job = job_store.get(session, job_id)
             if job is None:
-                raise _Stop(None)
+                return None
             hosts = [int(h) for h in job.hosts]
             return _Run(job_id, hosts, job.since, job.until, job.hosts_done, list(job.new_findings))
 
@@ -269,7 +280,7 @@ class ReplayJobs:
             raise _Stop(job_store.FAILED, "the server stopped")
         with session_scope(self.sessions) as session:
             verdict = job_store.report(
-                session, run.job_id, self.worker, run.progress(), time.time()
+                session, run.job_id, self.worker, run.progress(LIST_EVERY), time.time()
             )
         if verdict == "lost":
             raise _Stop(None)

@@ -36,6 +36,7 @@ def upgrade() -> None:
         sa.Column("hosts_done", sa.Integer(), nullable=False),
         sa.Column("times_total", sa.Integer(), nullable=False),
         sa.Column("times_done", sa.Integer(), nullable=False),
+        sa.Column("findings", sa.Integer(), nullable=False),
         sa.Column("new_findings", JSON, nullable=False),
         sa.Column("cancel_requested", sa.Boolean(), nullable=False),
         sa.Column("error", sa.Text(), nullable=False),
