@@ -597,3 +597,36 @@ class DetectionWorker(Base):
     slot: Mapped[int | None] = mapped_column(Integer, nullable=True)
     updated_at: Mapped[unix_ts]
     status: Mapped[json_doc]
+
+
+class DetectionJob(Base):
+    """A replay of detection over stored history (``fleetctl detect --since``), run by
+    the server process (``worker``) that accepted it and followed by any other one.
+
+    The worker writes its progress and ``heartbeat_at`` as it goes; a running job whose
+    heartbeat stopped lost its worker (``storage.detection_jobs.abandoned``). ``hosts``
+    are the host ids to replay, in order: the first ``hosts_done`` of them are done.
+    """
+
+    __tablename__ = "detection_jobs"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    state: Mapped[str] = mapped_column(String(16))  # running | done | failed | cancelled
+    since: Mapped[unix_ts]
+    until: Mapped[unix_ts]  # the replay's "now": history up to here, then the current state
+    hosts: Mapped[json_doc]
+    created_by: Mapped[str] = mapped_column(String(255), default="")
+    created_at: Mapped[unix_ts]
+    finished_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    heartbeat_at: Mapped[float] = mapped_column(Float)
+    worker: Mapped[str] = mapped_column(String(255))
+    hosts_total: Mapped[int] = mapped_column(Integer, default=0)
+    hosts_done: Mapped[int] = mapped_column(Integer, default=0)
+    times_total: Mapped[int] = mapped_column(Integer, default=0)
+    times_done: Mapped[int] = mapped_column(Integer, default=0)
+    findings: Mapped[int] = mapped_column(Integer, default=0)  # new findings so far
+    new_findings: Mapped[json_doc]  # their ids, written now and then and at the end
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    error: Mapped[str] = mapped_column(Text, default="")
+
+    __table_args__ = (Index("ix_detection_jobs_created_at", "created_at"),)

@@ -140,6 +140,11 @@ class AdminClient:
         self._answered = False
 
     @property
+    def local(self) -> bool:
+        """Whether calls run in this process over the store (no server answered)."""
+        return self._local
+
+    @property
     def context(self) -> Context:
         if isinstance(self._where, Connection):
             self._where = self._where.resolve()

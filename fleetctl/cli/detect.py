@@ -10,6 +10,7 @@ from typing import Any
 import click
 import yaml
 
+from fleetctl.cli import detect_replay
 from fleetctl.cli.client import AdminClient, client_options
 from fleetctl.cli.detect_status import show_status
 from fleetctl.cli.groups import Group
@@ -430,7 +431,15 @@ def trace(
 
 @click.command()
 @click.option("--host", default=None, help="Only this host (default: every host).")
-@click.option("--since", default=None, help="Replay history since this time.")
+@click.option(
+    "--since",
+    default=None,
+    help="Replay history since this time, as a server job followed with its progress.",
+)
+@click.option("--job", "job_id", default=None, metavar="ID", help="Follow this replay job (again).")
+@click.option("--detach", is_flag=True, help="With --since: start the job and return at once.")
+@click.option("--cancel", is_flag=True, help="With --job: cancel the job.")
+@click.option("--restart", is_flag=True, help="With --job: go on with a failed or abandoned job.")
 @click.option("--learn", is_flag=True, help="Accept the current paths as the baseline.")
 @click.option(
     "--accept",
@@ -449,6 +458,10 @@ def detect(
     client: AdminClient,
     host: str | None,
     since: str | None,
+    job_id: str | None,
+    detach: bool,
+    cancel: bool,
+    restart: bool,
     learn: bool,
     accept: tuple[str, ...],
     status: bool,
@@ -456,6 +469,8 @@ def detect(
 ) -> None:
     """Judge hosts now, replay stored history since a time, or learn a baseline.
 
+    --since starts a replay job on the server and follows it (a progress bar on a
+    terminal; Ctrl-C detaches, --detach returns at once, --job ID follows it again).
     --learn prints what it learned and what it refused: a path that looks like an attack
     on its own (or already is a finding) is never learned silently; it is a finding
     marked seen during learning, learned only when named with --accept KEY. (json: one
@@ -463,11 +478,11 @@ def detect(
     if status:
         show_status(client, fmt)
         return
-    if accept and not learn:
-        raise click.UsageError("--accept goes with --learn")
-    answer = client.post(
-        "/detect", {"host": host, "since": since, "learn": learn, "accept": list(accept)}
-    )
+    _check_flags(since, job_id, detach, cancel, restart, learn, accept)
+    if since is not None or job_id is not None:
+        _replay(client, since, host, job_id, detach, cancel, restart, fmt)
+        return
+    answer = client.post("/detect", {"host": host, "learn": learn, "accept": list(accept)})
     for key in answer.get("not_seen", []):
         click.echo(f"--accept {key}: no host showed this path key", err=True)
     if fmt != "table":
@@ -476,7 +491,75 @@ def detect(
     elif learn:
         print_learning(answer)
     else:
-        click.echo(f"{len(answer['new_findings'])} new finding(s) on {answer['hosts']} host(s)")
+        print_new_findings(answer["new_findings"], answer["hosts"], fmt)
+
+
+def _check_flags(
+    since: str | None,
+    job_id: str | None,
+    detach: bool,
+    cancel: bool,
+    restart: bool,
+    learn: bool,
+    accept: tuple[str, ...],
+) -> None:
+    if accept and not learn:
+        raise click.UsageError("--accept goes with --learn")
+    if learn and (since is not None or job_id is not None):
+        raise click.UsageError(
+            "--learn learns the current paths: it goes with neither --since nor --job"
+        )
+    if since is not None and job_id is not None:
+        raise click.UsageError("--since starts a replay job, --job follows one: give one of them")
+    if detach and since is None and not restart:
+        raise click.UsageError("--detach goes with --since (or --job ID --restart)")
+    if (cancel or restart) and job_id is None:
+        raise click.UsageError("--cancel and --restart go with --job ID")
+    if cancel and (restart or detach):
+        raise click.UsageError("--cancel goes with neither --restart nor --detach")
+
+
+def _replay(
+    client: AdminClient,
+    since: str | None,
+    host: str | None,
+    job_id: str | None,
+    detach: bool,
+    cancel: bool,
+    restart: bool,
+    fmt: str,
+) -> None:
+    """Start (or cancel, restart) a replay job, then follow it unless told not to."""
+    if job_id is None:
+        assert since is not None
+        job = detect_replay.start(client, since, host)
+    elif cancel:
+        job = detect_replay.cancel(client, job_id)
+        click.echo(f"replay job {job_id}: {job['state']}, cancel requested", err=True)
+        return
+    elif restart:
+        job = detect_replay.restart(client, job_id)
+    else:
+        job = {"id": job_id}
+    if detach and client.local:
+        click.echo("(no server: the replay runs in this process, so it is followed)", err=True)
+    elif detach:
+        click.echo(job["id"])
+        click.echo(
+            f"replay job {job['id']} runs on the server; {detect_replay.follow_hint(job['id'])}",
+            err=True,
+        )
+        return
+    ended = detect_replay.follow(client, job["id"])
+    detect_replay.outcome(ended, lambda found: print_new_findings(found, ended["hosts_total"], fmt))
+
+
+def print_new_findings(found: list[str], hosts: int, fmt: str) -> None:
+    """The ids of new findings (json: one object per finding), or how many there are."""
+    if fmt != "table":
+        render([{"finding": f} for f in found], None, fmt)
+    else:
+        click.echo(f"{len(found)} new finding(s) on {hosts} host(s)")
 
 
 def learn_rows(answer: Mapping[str, Any]) -> list[dict[str, Any]]:

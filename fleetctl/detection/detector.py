@@ -38,6 +38,7 @@ from fleetctl.detection.paths import ExecutionPath
 from fleetctl.detection.scoring import (
     Prevalence,
     Reason,
+    Score,
     score_path,
     severity_rank,
 )
@@ -224,19 +225,38 @@ class Detector:
 
     # -- detection -------------------------------------------------------------------
 
-    def detect(self, paths: Iterable[ExecutionPath], now: float) -> list[Finding]:
-        """Findings for new paths (and again-seen earlier findings), most severe first."""
+    def detect(
+        self,
+        paths: Iterable[ExecutionPath],
+        now: float,
+        *,
+        unchanged: Iterable[ExecutionPath] = (),
+    ) -> list[Finding]:
+        """Findings for new paths (and again-seen earlier findings), most severe first.
+
+        ``unchanged`` are those of ``paths`` (the same objects) judged before under their
+        key and not changed since, but for ``observed_at``. A key
+        known on the host that is no finding was no finding with them, and only what
+        holds whatever was seen before can make it one now: so its unchanged paths are
+        not scored again unless one of its other paths makes it a finding, and their
+        parent pairs, recorded then, are not recorded again. The answer is what judging
+        all of them as new would give, for a fraction of the cost when a key holds many
+        processes and one of them changed (a worker pool)."""
+        known = {id(p) for p in unchanged}
         groups = _grouped(paths)
         for host in {h for h, _ in groups}:
             self._host(host, now)
         findings = [
             self._remember(f)
             for (host, key), group in groups.items()
-            if (f := self._judge(host, key, group, now)) is not None
+            if (f := self._judge(host, key, group, now, known=known)) is not None
         ]
-        for (_, key), group in groups.items():
-            for path in group:
+        for (host, key), group in groups.items():
+            fresh = [p for p in group if id(p) not in known]
+            for path in fresh:
                 self._record(path, key, now)
+            if len(fresh) < len(group):
+                self.state.see(host, key, now)
         return _ranked(findings)
 
     def _judge(
@@ -247,9 +267,11 @@ class Detector:
         now: float,
         *,
         learning: bool = False,
+        known: Collection[int] = frozenset(),
     ) -> Finding | None:
         """The finding for ``key`` on ``host`` now, or None. ``learning``: an explicit
-        learn, where only what may not be learned is a finding."""
+        learn, where only what may not be learned is a finding; ``known``: ids of the
+        paths of ``group`` judged before unchanged (``detect``'s ``unchanged``)."""
         state, learned = self.state, self.baseline.learned
         if learned.knows(host, key):
             return None  # the admin accepted this path
@@ -276,17 +298,27 @@ class Detector:
         )
         with_key = state.fleet[key].hosts | {host} if key in state.fleet else {host}
         prevalence = Prevalence(len(with_key), len(state.hosts))
-        scored = [
-            (
-                score_path(
-                    p, self.baseline, prevalence=prevalence, parent_history=self._history(p)
-                ),
-                p,
-            )
-            for p in group
-        ]
+
+        def scores(paths: list[ExecutionPath]) -> list[tuple[Score, ExecutionPath]]:
+            return [
+                (
+                    score_path(
+                        p, self.baseline, prevalence=prevalence, parent_history=self._history(p)
+                    ),
+                    p,
+                )
+                for p in paths
+            ]
+
+        if earlier is None and not novel and not learning and known:
+            # Only unlearnable paths can make this key a finding, and its unchanged
+            # paths were not (or it would be one): look at the others first.
+            fresh = [p for p in group if id(p) not in known]
+            if not any(_unlearnable(s) for s, _ in scores(fresh)):
+                return None
+        scored = scores(group)
         best, path = max(scored, key=lambda item: item[0].score)
-        unlearnable = any(severity_rank(s.intrinsic_severity) >= NEVER_LEARNED for s, _ in scored)
+        unlearnable = any(_unlearnable(s) for s, _ in scored)
         alerts = novel and severity_rank(best.severity) >= self.min_rank
         if earlier is None and not unlearnable and not alerts:
             return None
@@ -355,6 +387,11 @@ class Detector:
         if name:
             self.state.parents.setdefault(name, set()).add(path.child.basename)
             self.state.hosts[path.host].parents.setdefault(name, set()).add(path.child.basename)
+
+
+def _unlearnable(score: Score) -> bool:
+    """A path whose intrinsic points alone reach medium: never learned silently."""
+    return severity_rank(score.intrinsic_severity) >= NEVER_LEARNED
 
 
 def _grouped(paths: Iterable[ExecutionPath]) -> dict[tuple[str, str], list[ExecutionPath]]:

@@ -1,5 +1,5 @@
 """Admin API for detection: findings with their occurrences and history, the baseline,
-traces and on-demand detection (judge, replay, learn).
+traces and on-demand detection (judge, learn; replays are jobs: ``admin_detection_jobs``).
 
 This is the one JSON surface of findings for the CLI and a web console alike.
 """
@@ -42,7 +42,6 @@ from fleetctl.timeutil import format_duration, iso, parse_duration
 from storage import detection as detection_store
 from storage import findings as findings_store
 from storage import hosts as host_store
-from storage import results as result_store
 from storage import triage as triage_store
 from storage.findings import FindingChange, FindingOccurrence, FindingRecordRow, Listed
 
@@ -314,7 +313,8 @@ def trace(request: Request, session: Session) -> dict[str, Any]:
 
 @admin_read_body_endpoint
 def detect(request: Request, session: Session, body: dict[str, Any]) -> dict[str, Any]:
-    """Judge hosts now, or replay history since a time, or learn the current paths.
+    """Judge hosts now, or learn the current paths (a replay of history since a time is
+    a job: ``admin_detection_jobs``).
 
     Learning reports the keys it learned and those it refused (each now a finding, with
     the reasons); a refused key listed in ``accept`` is learned: it becomes a baseline
@@ -323,7 +323,10 @@ def detect(request: Request, session: Session, body: dict[str, Any]) -> dict[str
     assert service is not None
     ref = text_param(body, "host")
     learn = flag_param(body, "learn")
-    since = time_param(body, "since")
+    if time_param(body, "since") is not None:
+        raise BadRequest(
+            "a replay of history runs as a job: POST /api/v1/admin/detect/jobs with 'since'"
+        )
     accept = _keys(body, "accept")
     if accept and not learn:
         raise BadRequest("'accept' goes with 'learn'")
@@ -335,14 +338,12 @@ def detect(request: Request, session: Session, body: dict[str, Any]) -> dict[str
     refused: list[dict[str, Any]] = []
     accepted: list[dict[str, Any]] = []
     for host in hosts:
-        times = _history_times(session, host.id, since, now) if since is not None else [None]
-        for at in times:
-            run = service.run_host(host.id, now, at=at, learn=learn, accept=accept, actor=actor)
-            created += run.created
-            name = host.host_identifier
-            learned += [{"host": name, "key": k, "new": k in run.new_keys} for k in run.learned]
-            refused += [_refusal(name, f) for f in run.refused]
-            accepted += [{"host": name, "key": k} for k in run.accepted]
+        run = service.run_host(host.id, now, learn=learn, accept=accept, actor=actor)
+        created += run.created
+        name = host.host_identifier
+        learned += [{"host": name, "key": k, "new": k in run.new_keys} for k in run.learned]
+        refused += [_refusal(name, f) for f in run.refused]
+        accepted += [{"host": name, "key": k} for k in run.accepted]
     answer: dict[str, Any] = {"hosts": len(hosts), "learned": learn, "new_findings": created}
     if learn:
         named = {a["key"] for a in accepted} | {r["key"] for r in learned}
@@ -378,12 +379,6 @@ def _keys(body: dict[str, Any], name: str) -> list[str]:
     ):
         raise BadRequest(f"'{name}' must be a list of path keys")
     return list(dict.fromkeys(value))
-
-
-def _history_times(session: Session, host_id: int, since: int, now: int) -> list[int | None]:
-    """Each time the host's collected state changed since ``since`` (then now)."""
-    times = result_store.change_times(session, host_id, since)
-    return [t for t in times if t <= now] + [None]
 
 
 routes = [

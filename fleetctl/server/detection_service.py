@@ -468,10 +468,44 @@ class DetectionService:
             self._counts["paths"] += len(paths)
         return created
 
+    @property
+    def turn(self) -> threading.Lock:
+        """The lock every run holds (the worker's, the admin's, a replayed host's), so
+        that no two of them store one occurrence twice."""
+        return self._running
+
+    def new_host(self, name: str) -> HostDetection:
+        """An empty state for host ``name``, with the shipped event queries' window."""
+        return HostDetection(name, events=self._events, window=EVENT_WINDOW)
+
+    def judge_paths(
+        self,
+        session: Session,
+        host_id: int,
+        name: str,
+        paths: list[ExecutionPath],
+        now: int,
+        unchanged: list[ExecutionPath] | None = None,
+    ) -> list[str]:
+        """Judge ``paths`` of the host (``name``) as of ``now``; ``unchanged`` are those
+        of them judged before under their key and not changed since (``Detector.detect``).
+        Ids of new findings. The caller holds ``turn``."""
+        return self._judge(session, host_id, name, paths, now, unchanged or [])
+
+    def kept(
+        self, session: Session, host: HostDetection, at: int
+    ) -> tuple[HostDetection, int | None]:
+        """A host's current state, every key judged at ``at``, ready for ``keep``."""
+        return self._keep(session, host, at)
+
+    def keep(self, host_id: int, kept: tuple[HostDetection, int | None]) -> None:
+        """Keep a host's state in memory, once what it judged is committed."""
+        self._remember(host_id, *kept)
+
     def _load(self, session: Session, host_id: int) -> HostDetection:
         """A host's state from its stored open rows (a full rebuild follows)."""
         name = detection_store.detection_names(session)[host_id]
-        host = HostDetection(name, events=self._events, window=EVENT_WINDOW)
+        host = self.new_host(name)
         for state in result_store.query_names(session, host_id):
             if state.query in DETECTION_QUERIES:
                 rows = result_store.open_rows(session, host_id, state.name)
@@ -485,7 +519,13 @@ class DetectionService:
             self._hosts.popitem(last=False)
 
     def _judge(
-        self, session: Session, host_id: int, name: str, paths: list[ExecutionPath], now: int
+        self,
+        session: Session,
+        host_id: int,
+        name: str,
+        paths: list[ExecutionPath],
+        now: int,
+        unchanged: list[ExecutionPath] | None = None,
     ) -> list[str]:
         """Judge ``paths`` against the history of their keys; store what changed."""
         keys = {p.path_key() for p in paths}
@@ -493,7 +533,7 @@ class DetectionService:
         loaded = detection_store.load_history(session, host_id, keys, parents)
         state = detection_state(loaded, host_id)
         detector = Detector(self.baseline(session), state, learning_window=self.learning_window)
-        findings = detector.detect(paths, float(now))
+        findings = detector.detect(paths, float(now), unchanged=unchanged or ())
         save_state(session, host_id, name, state, loaded)
         return findings_store.save_findings(session, host_id, findings, same_start)
 

@@ -36,6 +36,7 @@ from fleetctl.server.detection_slots import DetectionSlot
 from fleetctl.server.hunts import HuntService
 from fleetctl.server.label_queue import LabelQueue
 from fleetctl.server.node_service import PackIndex
+from fleetctl.server.replay_jobs import ReplayJobs
 from fleetctl.settings import Settings
 from storage import campaigns as campaign_store
 from storage import coordination, partitions
@@ -108,6 +109,7 @@ class ServerState:
     labels: LabelQueue = field(default_factory=LabelQueue)
     campaigns: CampaignQueue = field(default_factory=CampaignQueue)
     detection: DetectionService | None = None
+    replays: ReplayJobs | None = None
     packs: PackIndex = field(default_factory=PackIndex)
     hunts: HuntService | None = None
     #: False for an app run in a client's own process over the store (``local.py``):
@@ -129,22 +131,25 @@ class ServerState:
         engine = make_engine(settings.db_url)
         ro = make_engine(settings.db_url, readonly=True)
         sessions = make_sessionmaker(engine)
+        readonly_sessions = make_sessionmaker(ro)
+        detection = DetectionService(
+            sessions,
+            learning_window=settings.learning_window,
+            # The workers split the hosts, and with them the memory bound.
+            max_hosts=-(-settings.detection_hosts // role.count),
+            slot=DetectionSlot(engine, settings.home, role.index, role.count),
+            worker_name=role.name(),
+        )
         return cls(
             settings=settings,
             engine=engine,
             readonly_engine=ro,
             sessions=sessions,
-            readonly_sessions=make_sessionmaker(ro),
+            readonly_sessions=readonly_sessions,
             analyst=AnalystSQL(settings, engine),
             node_keys=NodeKeyCache(ttl=settings.node_key_ttl),
-            detection=DetectionService(
-                sessions,
-                learning_window=settings.learning_window,
-                # The workers split the hosts, and with them the memory bound.
-                max_hosts=-(-settings.detection_hosts // role.count),
-                slot=DetectionSlot(engine, settings.home, role.index, role.count),
-                worker_name=role.name(),
-            ),
+            detection=detection,
+            replays=ReplayJobs(detection, readonly_sessions),
         )
 
     def enroll_secret_digests(self) -> list[str]:
@@ -267,6 +272,8 @@ class ServerState:
         self.hunts.start()
 
     def close(self) -> None:
+        if self.replays is not None:
+            self.replays.stop()
         if self.hunts is not None:
             self.hunts.stop()
         if self.detection is not None:

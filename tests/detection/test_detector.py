@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Sequence
+from typing import Any
+
+import pytest
 
 from fleetctl.detection import (
     Baseline,
@@ -13,6 +17,7 @@ from fleetctl.detection import (
     build_paths,
     finding_id,
 )
+from fleetctl.detection import detector as detector_module
 from tests.detection.rows import BASE, BASE_STDIO, Row, proc, snapshot, stdio
 
 DAY = 86400.0
@@ -207,3 +212,39 @@ def test_interpreter_parents_are_remembered_per_app() -> None:
     )
     assert app_name("python3.11", names, "python3 -c print(1)", "linux") == "python3.11 -c"
     assert app_name("sshd", ("sshd",), "sshd: root@pts/0", "linux") == "sshd"
+
+
+def test_unchanged_paths_of_a_known_key_are_not_scored_unless_another_makes_it_a_finding(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``unchanged`` paths were judged before under their key: a known key that is no
+    finding is left alone (its unchanged paths not scored again), unless one of its other
+    paths looks like an attack on its own; then the finding is what judging every path
+    as new gives."""
+    detector = Detector(learning_window=DAY)
+    detector.detect(host_paths("web-1"), now=0.0)
+    paths = host_paths("web-1", REVERSE_SHELL, TCP)
+    shells = [p for p in paths if p.child.pid in (2000, 2001)]
+    key = shells[0].path_key()
+    plain = Detector(learning_window=DAY, state=copy.deepcopy(detector.state))
+    plain.state.see("web-1", key, 1.0)  # known on the host, and no finding
+    hinted = Detector(learning_window=DAY, state=copy.deepcopy(plain.state))
+    (expected,) = plain.detect(paths, now=2 * DAY)
+    (found,) = hinted.detect(paths, now=2 * DAY, unchanged=[shells[0]])
+    assert found.to_dict() == expected.to_dict()
+    assert [o.pid for o in found.occurrences] == [2000, 2001]
+
+    scored: list[int] = []
+    real = detector_module.score_path
+
+    def counted(path: ExecutionPath, *args: Any, **kwargs: Any) -> Any:
+        scored.append(path.child.pid)
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(detector_module, "score_path", counted)
+    quiet = [p for p in host_paths("web-1") if p.child.pid != 1]
+    again = Detector(learning_window=DAY, state=copy.deepcopy(detector.state))
+    assert again.detect(quiet, now=2 * DAY, unchanged=quiet) == []
+    assert scored == []
+    assert again.detect(quiet, now=2 * DAY) == []  # the same answer, every path scored
+    assert sorted(scored) == sorted(p.child.pid for p in quiet)
