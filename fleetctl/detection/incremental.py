@@ -68,6 +68,40 @@ LIST_QUERIES = frozenset(
 # Per-pid entries a reader files under the row's own pid.
 OWNED = ("stdio", "pipes", "fifos", "unix_peers", "unix_paths", "unix_connects", "listeners")
 
+# The snapshot's per-pid families, and the fact families whose value is worked out from
+# those of their own pid alone (``inferred`` is keyed by (pid, fd); ``listening`` and
+# ``named_pipes`` also read the host's pipe list).
+PER_PID = (
+    "processes",
+    "stdio",
+    "pipes",
+    "fifos",
+    "unix_peers",
+    "unix_paths",
+    "unix_connects",
+    "listeners",
+)
+PID_FACTS = frozenset(
+    {
+        "proc",
+        "stdio",
+        "inferred",
+        "pipes",
+        "fifos",
+        "unix_peers",
+        "unix_paths",
+        "unix_connects",
+        "listeners",
+        "fifo_paths",
+        "socket_paths",
+        "network",
+        "inodes",
+        "listening",
+        "named_pipes",
+    }
+)
+PIPE_LIST_FACTS = frozenset({"listening", "named_pipes"})
+
 Fact = tuple[str, Any]
 RowKey = tuple[str, str]  # (stored query name, row hash)
 K = TypeVar("K")
@@ -661,8 +695,17 @@ class HostDetection:
         if new.platform != old.platform:
             return self.full_rebuild(at)
         before, after = _Facts(old), _Facts(new)
+        moved = _moved_pids(old, new)
+        pipe_list = old.named_pipes != new.named_pipes
         affected: set[int] = set()
         for fact, pids in self.readers.items():
+            family, key = fact
+            if (
+                family in PID_FACTS
+                and (key[0] if family == "inferred" else key) not in moved
+                and not (pipe_list and family in PIPE_LIST_FACTS)
+            ):
+                continue  # nothing of its pid changed: neither did its value
             a, b = before.value(fact), after.value(fact)
             if a is not b and a != b:
                 affected.update(pids)
@@ -711,6 +754,22 @@ class HostDetection:
 
     def row_count(self) -> int:
         return sum(len(t.rows) for t in self.tables.values())
+
+
+def _moved_pids(old: HostSnapshot, new: HostSnapshot) -> set[int]:
+    """The pids with an entry of a per-pid family that differs between two snapshots: a
+    fact of any other pid keeps its value, and comparing it again would cost the whole
+    host per batch. Entries a batch did not touch are the same objects (a cheap test)."""
+    moved = set()
+    for name in PER_PID:
+        a, b = getattr(old, name), getattr(new, name)
+        for pid in a.keys() | b.keys():
+            x, y = a.get(pid), b.get(pid)
+            if x is not y and x != y:
+                moved.add(pid)
+    a, b = old.inferred_stdio, new.inferred_stdio
+    moved.update(pid for pid, fd in a.keys() | b.keys() if a.get((pid, fd)) != b.get((pid, fd)))
+    return moved
 
 
 def _discard(index: dict[Any, list[Any]], key: Any, value: Any) -> None:
