@@ -21,8 +21,8 @@ For a ramp of host counts (each step ``--minutes`` long after a warm-up), it mea
   distributed interval, and the pending work of ``GET /api/v1/admin/detection/status``
   where the server has it;
 - request latency per endpoint, and the stored rows/s of differential batches beside
-  snapshot batches (offered over the step, and per second of request time of posts
-  that carried only one kind).
+  snapshot batches and differential baselines (counter 0) (offered over the step, and
+  per second of request time of posts that carried only one kind).
 
 A step is sustained when every canary was judged, lag p99 < 5 s, the lag did not grow,
 and no request failed or fell behind. The last line names the largest sustained count
@@ -105,7 +105,7 @@ class Stats:
     latency: dict[str, list[float]] = field(default_factory=lambda: {e: [] for e in ENDPOINTS})
     errors: Counter[str] = field(default_factory=Counter)
     slow: Counter[str] = field(default_factory=Counter)
-    rows: Counter[str] = field(default_factory=Counter)  # snapshot / differential
+    rows: Counter[str] = field(default_factory=Counter)  # snapshot / baseline / differential
     pure: dict[str, list[float]] = field(default_factory=dict)  # kind -> rows, seconds, posts
     cpu: float = 0.0
     hosts: int = 0
@@ -138,10 +138,15 @@ def headers(agent: Agent | None, gzipped: bool = False) -> dict[str, str]:
     return out
 
 
-def tally(lines: Sequence[Line]) -> tuple[int, int]:
-    """Snapshot rows and differential rows in ``lines``."""
-    snap = sum(ln.rows for ln in lines if ln.snapshot)
-    return snap, sum(ln.rows for ln in lines if not ln.snapshot)
+KINDS = ("snapshot", "baseline", "differential")
+
+
+def tally(lines: Sequence[Line]) -> Counter[str]:
+    """Rows in ``lines`` by kind: snapshot, baseline (counter 0) or differential."""
+    out: Counter[str] = Counter()
+    for ln in lines:
+        out[ln.kind] += ln.rows
+    return out
 
 
 def evidence_posted(lines: Sequence[Line], at: float) -> list[Canary]:
@@ -311,13 +316,12 @@ class Worker:
             if answer is None or answer.get("node_invalid"):
                 continue  # osqueryd keeps the lines and sends them again
             del buffer[: len(batch)]
-            snap, diff = tally(batch)
-            self.stats.rows["snapshot"] += snap
-            self.stats.rows["differential"] += diff
-            if bool(snap) != bool(diff):
-                kind = "snapshot" if snap else "differential"
+            kinds = tally(batch)
+            self.stats.rows.update(kinds)
+            if len(kinds) == 1:
+                ((kind, rows),) = kinds.items()
                 pure = self.stats.pure.setdefault(kind, [0.0, 0.0, 0.0])
-                pure[0] += snap + diff
+                pure[0] += rows
                 pure[1] += elapsed
                 pure[2] += 1
             for canary in evidence_posted(batch, sent):
@@ -547,7 +551,7 @@ def show(step: Step, scale: float) -> None:
         f" p99 {percentile(lags, 99):.2f} s, max {max(lags, default=math.nan):.2f} s;"
         f" second half vs first {growth(step.lags):+.2f} s"
     )
-    for kind in ("snapshot", "differential"):
+    for kind in KINDS:
         rows, seconds, posts = s.pure.get(kind, [0.0, 0.0, 0.0])
         per_request = "n/a"
         if posts:
