@@ -16,6 +16,7 @@ answer is replaced once, as any keep-alive client does when the server closed it
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
 import time
 from urllib.parse import urlsplit
@@ -106,10 +107,15 @@ class Pool:
             self.idle.append((time.monotonic(), stream))
         return status, body
 
-    def close(self) -> None:
-        for _, (_, writer) in self.idle:
-            writer.close()
+    async def aclose(self) -> None:
+        """Close the kept-alive connections and wait until they are closed."""
+        writers = [writer for _, (_, writer) in self.idle]
         self.idle.clear()
+        for writer in writers:
+            writer.close()
+        for writer in writers:
+            with contextlib.suppress(OSError, ssl.SSLError):  # the server went first
+                await writer.wait_closed()
 
 
 def _parse_head(head: bytes) -> tuple[int, int, bool, bool]:

@@ -215,7 +215,7 @@ class Worker:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
         finally:
-            self.http.close()
+            await self.http.aclose()
 
     async def post(
         self, endpoint: str, body: bytes, agent: Agent | None, gzipped: bool = False
