@@ -8,7 +8,12 @@
    and socket rows): the incremental state (``HostDetection``: changed rows in, changed
    paths judged) beside a full rebuild (snapshot of every row, every path, every key
    judged), on the same batches in the same run, with the rows/s each judges.
-3. Latency from the ``log`` POST to the stored finding, with 10 and then 1,000 hosts x
+3. Memory and per-batch cost over a fleet: ``FLEET_HOSTS`` hosts of ``fleet_hosts.py``
+   (about 300 processes each with their stdio, pipe and socket rows), each host's
+   ``HostDetection`` built from its rows under tracemalloc (bytes per host and per
+   process: what ``serve --detection-hosts`` costs), then one 60 s churn interval per
+   host judged incrementally beside a full judgement of the same host.
+4. Latency from the ``log`` POST to the stored finding, with 10 and then 1,000 hosts x
    500 processes of history in the store (SQLite), to show the cost follows the new
    rows, not the history. Target: under 1 s at 1,000 hosts.
 
@@ -43,6 +48,8 @@ from storage.runs import row_hash  # noqa: E402
 
 QUERIES = ("process_lineage", "stdio_channels", "pipe_partners", "unix_sockets", "unix_listeners")
 PROCS = 500
+FLEET_HOSTS = 100
+FLEET_QUERIES = (*QUERIES, "named_fifos")
 
 
 def real_rows() -> dict[str, list[dict[str, str]]]:
@@ -204,6 +211,74 @@ def incremental_vs_full(rows: dict[str, list[dict[str, str]]]) -> dict[str, floa
         "incremental_ms": 1000 * inc_seconds / BATCHES,
         "full_ms": 1000 * full_seconds / BATCHES,
         "memory_mb": memory / 1e6,
+    }
+
+
+def fleet_rows(host: Any) -> dict[str, list[dict[str, str]]]:
+    """A simulated host's rows as the store gives them (every value a string)."""
+    return {
+        q: [
+            {k: "" if v is None else str(v) for k, v in json.loads(line).items()}
+            for line in host.rows(q)
+        ]
+        for q in FLEET_QUERIES
+    }
+
+
+def fleet_state(hosts: int = FLEET_HOSTS) -> dict[str, float]:
+    """Bytes of detection state per host over ``hosts`` simulated hosts, and one churn
+    interval per host judged incrementally and in full (mean ms per batch)."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    from fleet_hosts import Host
+
+    clock = int(time.time())
+    fleet = [Host(i, 15, clock) for i in range(hosts)]
+    for h in fleet:
+        fleet_rows(h)  # the simulator's own row cache is not detection state
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    kept = []
+    for h in fleet:  # rows parsed here: what the state keeps of them is counted
+        state = HostDetection(h.identifier)
+        for name, opened, _ in changes({}, fleet_rows(h), clock):
+            state.change(f"pack_ipc-telemetry_{name}", name, opened, [])
+        state.full_rebuild(clock)
+        kept.append(state)
+    held = tracemalloc.get_traced_memory()[0] - before
+    tracemalloc.stop()
+    procs = sum(len(k.raw.processes) for k in kept)
+    inc_seconds = full_seconds = 0.0
+    changed_rows = 0
+    for h, state in zip(fleet, kept, strict=True):
+        old = fleet_rows(h)
+        h.churn(clock + 60)
+        new = fleet_rows(h)
+        batch = changes(old, new, clock + 60)
+        changed_rows += sum(len(o) + len(c) for _, o, c in batch)
+        detection = DetectionState()
+        Detector(Baseline.default(), detection).learn(
+            build_paths(HostSnapshot.from_results(h.identifier, old)), clock
+        )
+        full_state = copy.deepcopy(detection)
+        started = time.perf_counter()
+        for name, opened, closed in batch:
+            state.change(f"pack_ipc-telemetry_{name}", name, opened, closed)
+        update = state.update(clock + 60)
+        Detector(Baseline.default(), detection).detect(state.group(update.keys, clock + 60), clock)
+        inc_seconds += time.perf_counter() - started
+        started = time.perf_counter()
+        paths = build_paths(HostSnapshot.from_results(h.identifier, new, observed_at=clock + 60))
+        Detector(Baseline.default(), full_state).detect(paths, clock + 60)
+        full_seconds += time.perf_counter() - started
+    return {
+        "hosts": hosts,
+        "bytes_per_host": held / hosts,
+        "bytes_per_process": held / procs,
+        "procs_per_host": procs / hosts,
+        "rows_per_host": sum(k.row_count() for k in kept) / hosts,
+        "changed_rows": changed_rows / hosts,
+        "incremental_ms": 1000 * inc_seconds / hosts,
+        "full_ms": 1000 * full_seconds / hosts,
     }
 
 
@@ -394,6 +469,17 @@ def main() -> None:
         f" ({full / inc:.1f}x); host rows kept judged: {cost['rows'] / inc * 1000:,.0f} rows/s"
         f" incremental vs {cost['rows'] / full * 1000:,.0f} rows/s full;"
         f" state in memory {cost['memory_mb']:.1f} MB per host"
+    )
+    fleet = fleet_state()
+    per_host, per_proc = fleet["bytes_per_host"], fleet["bytes_per_process"]
+    print(
+        f"fleet of {fleet['hosts']:.0f} simulated hosts ({fleet['procs_per_host']:.0f} processes,"
+        f" {fleet['rows_per_host']:,.0f} rows each): detection state {per_host / 1e6:.2f} MB per"
+        f" host ({per_proc / 1e3:.1f} KB per process, {per_proc * 400 / 1e6:.2f} MB at 400"
+        f" processes; 10,000 hosts of 400: {per_proc * 400 * 10_000 / 1e9:.0f} GB); one 60 s"
+        f" interval ({fleet['changed_rows']:.0f} rows changed per host): incremental"
+        f" {fleet['incremental_ms']:.1f} ms vs full {fleet['full_ms']:.1f} ms per batch"
+        f" ({fleet['full_ms'] / fleet['incremental_ms']:.1f}x)"
     )
     small = latency(10, rows)
     big = latency(1000, rows)

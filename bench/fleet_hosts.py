@@ -1096,14 +1096,21 @@ POOLS: tuple[Callable[[Host, float], None], ...] = (
 
 @dataclass
 class Line:
-    """One buffered result line: its bytes, whether it is a snapshot, its rows, and the
-    canaries whose rows it carries (by query)."""
+    """One buffered result line: its bytes, whether it is a snapshot, its rows, the
+    canaries whose rows it carries (by query), and whether it belongs to a differential
+    query's baseline (counter 0: every current row added)."""
 
     data: bytes
     snapshot: bool
     rows: int
     query: str
     canaries: tuple[Canary, ...] = ()
+    baseline: bool = False
+
+    @property
+    def kind(self) -> str:
+        """snapshot, baseline or differential."""
+        return "snapshot" if self.snapshot else "baseline" if self.baseline else "differential"
 
 
 CANARY_QUERIES = ("process_lineage", "stdio_channels")
@@ -1163,6 +1170,7 @@ class Agent:
         out = []
         for q, short, _ in due:
             state = self.states.setdefault(q.name, QueryState())
+            baseline = not q.snapshot and state.previous is None and not is_event_query(q.query)
             data, rows = run_lines(
                 self.host, q.name, short, q.query, q.snapshot, q.removed, state, unix_time
             )
@@ -1180,6 +1188,7 @@ class Agent:
                         1 if not q.snapshot else rows,
                         short,
                         tagged if i == 0 else (),
+                        baseline,
                     )
                 )
         return out

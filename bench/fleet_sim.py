@@ -2,7 +2,8 @@
 
 ``fleetctl serve`` runs in its own process on a database of its own (SQLite, or a new
 PostgreSQL database at 127.0.0.1:5432 that is dropped afterwards). Simulator processes
-(asyncio + httpx, one shared connection pool each) drive hosts of ``fleet_hosts.py``
+(asyncio, one pool of kept-alive TLS streams each: ``fleet_http.py``, a client cheap
+enough to leave the cores to the server) drive hosts of ``fleet_hosts.py``
 as osqueryd would: enroll with its ``host_details``, fetch the config and refresh it
 every ``--config_refresh`` seconds of the printed flags, poll ``distributed/read`` at
 the config's ``distributed_interval`` (answering what it hands out), run the schedule
@@ -20,8 +21,8 @@ For a ramp of host counts (each step ``--minutes`` long after a warm-up), it mea
   distributed interval, and the pending work of ``GET /api/v1/admin/detection/status``
   where the server has it;
 - request latency per endpoint, and the stored rows/s of differential batches beside
-  snapshot batches (offered over the step, and per second of request time of posts
-  that carried only one kind).
+  snapshot batches and differential baselines (counter 0) (offered over the step, and
+  per second of request time of posts that carried only one kind).
 
 A step is sustained when every canary was judged, lag p99 < 5 s, the lag did not grow,
 and no request failed or fell behind. The last line names the largest sustained count
@@ -55,8 +56,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 from bench_server import Server, make_db, release_db
 from fleet_hosts import CANARY_QUERIES, Agent, Canary, Host, Line
+from fleet_http import HttpError, Pool, request_headers
 
 from fleetctl.cli.client import ssl_context
 
@@ -102,7 +105,7 @@ class Stats:
     latency: dict[str, list[float]] = field(default_factory=lambda: {e: [] for e in ENDPOINTS})
     errors: Counter[str] = field(default_factory=Counter)
     slow: Counter[str] = field(default_factory=Counter)
-    rows: Counter[str] = field(default_factory=Counter)  # snapshot / differential
+    rows: Counter[str] = field(default_factory=Counter)  # snapshot / baseline / differential
     pure: dict[str, list[float]] = field(default_factory=dict)  # kind -> rows, seconds, posts
     cpu: float = 0.0
     hosts: int = 0
@@ -135,10 +138,15 @@ def headers(agent: Agent | None, gzipped: bool = False) -> dict[str, str]:
     return out
 
 
-def tally(lines: Sequence[Line]) -> tuple[int, int]:
-    """Snapshot rows and differential rows in ``lines``."""
-    snap = sum(ln.rows for ln in lines if ln.snapshot)
-    return snap, sum(ln.rows for ln in lines if not ln.snapshot)
+KINDS = ("snapshot", "baseline", "differential")
+
+
+def tally(lines: Sequence[Line]) -> Counter[str]:
+    """Rows in ``lines`` by kind: snapshot, baseline (counter 0) or differential."""
+    out: Counter[str] = Counter()
+    for ln in lines:
+        out[ln.kind] += ln.rows
+    return out
 
 
 def evidence_posted(lines: Sequence[Line], at: float) -> list[Canary]:
@@ -169,16 +177,19 @@ class Worker:
         self.agents: list[Agent] = []
         self.canary_rate = 0.0  # per second, for this process
         self.cpu = time.process_time()
-        self.http: httpx.AsyncClient
+        self.http = Pool(plan.url, ssl_context(plan.ca))
+        self.heads: dict[tuple[str, bool], bytes] = {}  # (node key, gzipped) -> header lines
+
+    def head(self, agent: Agent | None, gzipped: bool) -> bytes:
+        """A host's request headers, serialised once per node key."""
+        key = (agent.node_key if agent is not None else "", gzipped)
+        found = self.heads.get(key)
+        if found is None:
+            found = self.heads[key] = request_headers(headers(agent, gzipped))
+        return found
 
     async def main(self) -> None:
-        limits = httpx.Limits(max_connections=None, max_keepalive_connections=len(self.indices))
-        async with httpx.AsyncClient(
-            base_url=self.plan.url,
-            verify=ssl_context(self.plan.ca),
-            timeout=TIMEOUT,
-            limits=limits,
-        ) as self.http:
+        try:
             tasks = [asyncio.create_task(self.canaries())]
             loop = asyncio.get_running_loop()
             while True:
@@ -203,6 +214,8 @@ class Worker:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+        finally:
+            await self.http.aclose()
 
     async def post(
         self, endpoint: str, body: bytes, agent: Agent | None, gzipped: bool = False
@@ -211,19 +224,17 @@ class Worker:
         started = time.perf_counter()
         try:
             async with asyncio.timeout(TIMEOUT):  # osqueryd's limit is for the whole request
-                response = await self.http.post(
-                    API + endpoint, content=body, headers=headers(agent, gzipped)
-                )
-            answer = response.json()
-        except (httpx.HTTPError, ValueError, TimeoutError) as exc:
+                status, raw = await self.http.post(API + endpoint, body, self.head(agent, gzipped))
+            answer = orjson.loads(raw)
+        except (HttpError, OSError, ValueError, TimeoutError) as exc:
             self.stats.errors[f"{endpoint}: {type(exc).__name__}"] += 1
             return None, time.perf_counter() - started
         elapsed = time.perf_counter() - started
         self.stats.latency[endpoint].append(elapsed)
         if elapsed > self.plan.slow:
             self.stats.slow[endpoint] += 1
-        if response.status_code != 200 or not isinstance(answer, dict):
-            self.stats.errors[f"{endpoint}: HTTP {response.status_code}"] += 1
+        if status != 200 or not isinstance(answer, dict):
+            self.stats.errors[f"{endpoint}: HTTP {status}"] += 1
             return None, elapsed
         if answer.get("node_invalid") and agent is not None:
             self.stats.errors[f"{endpoint}: node_invalid"] += 1
@@ -305,13 +316,12 @@ class Worker:
             if answer is None or answer.get("node_invalid"):
                 continue  # osqueryd keeps the lines and sends them again
             del buffer[: len(batch)]
-            snap, diff = tally(batch)
-            self.stats.rows["snapshot"] += snap
-            self.stats.rows["differential"] += diff
-            if bool(snap) != bool(diff):
-                kind = "snapshot" if snap else "differential"
+            kinds = tally(batch)
+            self.stats.rows.update(kinds)
+            if len(kinds) == 1:
+                ((kind, rows),) = kinds.items()
                 pure = self.stats.pure.setdefault(kind, [0.0, 0.0, 0.0])
-                pure[0] += snap + diff
+                pure[0] += rows
                 pure[1] += elapsed
                 pure[2] += 1
             for canary in evidence_posted(batch, sent):
@@ -541,7 +551,7 @@ def show(step: Step, scale: float) -> None:
         f" p99 {percentile(lags, 99):.2f} s, max {max(lags, default=math.nan):.2f} s;"
         f" second half vs first {growth(step.lags):+.2f} s"
     )
-    for kind in ("snapshot", "differential"):
+    for kind in KINDS:
         rows, seconds, posts = s.pure.get(kind, [0.0, 0.0, 0.0])
         per_request = "n/a"
         if posts:
@@ -559,10 +569,12 @@ def show(step: Step, scale: float) -> None:
         keys = [k for k in after if "pending" in k or "lag" in k] or list(after)
         shown = ", ".join(f"{k} {before.get(k) if before else '?'} -> {after[k]}" for k in keys)
     print(f"  detection status: {shown}")
+    client = s.cpu / step.seconds
     print(
         f"  cpu in cores: server {step.cpu[0] / step.seconds:.2f}, its PostgreSQL backends"
-        f" {step.cpu[1] / step.seconds:.2f}, simulator {s.cpu / step.seconds:.2f}; the whole"
-        f" machine {step.cpu[2] / step.seconds:.2f} busy of {os.cpu_count()} (shared)"
+        f" {step.cpu[1] / step.seconds:.2f}, simulator (the client) {client:.2f}, i.e."
+        f" {s.hosts / max(client, 1e-9):,.0f} hosts per client core; the whole machine"
+        f" {step.cpu[2] / step.seconds:.2f} busy of {os.cpu_count()} (shared)"
     )
     problems = step.problems()
     print(f"  sustained: {'yes' if not problems else 'no: ' + '; '.join(problems)}")

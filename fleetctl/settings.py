@@ -45,7 +45,7 @@ def parse_listen(listen: str) -> tuple[str, int]:
     return host.strip("[]") or "127.0.0.1", int(port)
 
 
-DETECTION_HOSTS = 100  # hosts whose detection state stays in memory, by default
+DETECTION_HOSTS = 1_000  # hosts whose detection state stays in memory, by default
 
 
 @dataclass(frozen=True)
@@ -159,9 +159,9 @@ class Settings:
     detection_hosts: int = field(
         default=DETECTION_HOSTS,
         metadata=setting(
-            "Hosts whose detection state is kept in memory (about 7 MB each at 500"
-            " processes), split over the workers; a host beyond them is judged by a"
-            " rebuild from the store.",
+            "Hosts whose detection state is kept in memory (about 3.5 MB each at 360"
+            " processes, measured by bench/bench_detection.py), split over the workers; a"
+            " host beyond them is judged by a rebuild from the store.",
             option="--detection-hosts",
             minimum=0,
         ),

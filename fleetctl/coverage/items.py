@@ -174,17 +174,12 @@ def sources(platform: Platform) -> tuple[QueryKey, ...]:
 
 
 #: Queries that report their whole state at each run (``"snapshot": true``), so their
-#: last result says when they last ran; a differential query logs only on change.
+#: last result says when they last ran; a differential query logs only on change. The
+#: process and channel queries are differential (a quiet host sends nothing for them),
+#: so freshness comes from these, and a query that stopped from schedule health.
 SNAPSHOTS = frozenset(
     {
         OSQUERY_INFO,
-        LINUX.lineage,
-        DARWIN.lineage,
-        WINDOWS.lineage,
-        ("ipc-telemetry", "pipe_partners"),
-        ("ipc-telemetry", "stdio_channels"),
-        ("ipc-telemetry-extension", "process_stdio"),
-        ("ipc-telemetry-extension", "unix_socket_peers"),
         ("ipc-telemetry-windows", "named_pipes_snapshot"),
     }
 )

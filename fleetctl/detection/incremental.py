@@ -47,6 +47,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, TypeVar
 
 from fleetctl.detection._readers import EVENT_COLUMNS, is_process_query, reader_for
+from fleetctl.detection.compact import compact
 from fleetctl.detection.normalize import to_int
 from fleetctl.detection.paths import ExecutionPath, PathBuilder, ProcessRef, is_judged
 from fleetctl.detection.records import NamedPipe, Process, Row, Session, process_from_row
@@ -66,6 +67,40 @@ LIST_QUERIES = frozenset(
 )
 # Per-pid entries a reader files under the row's own pid.
 OWNED = ("stdio", "pipes", "fifos", "unix_peers", "unix_paths", "unix_connects", "listeners")
+
+# The snapshot's per-pid families, and the fact families whose value is worked out from
+# those of their own pid alone (``inferred`` is keyed by (pid, fd); ``listening`` and
+# ``named_pipes`` also read the host's pipe list).
+PER_PID = (
+    "processes",
+    "stdio",
+    "pipes",
+    "fifos",
+    "unix_peers",
+    "unix_paths",
+    "unix_connects",
+    "listeners",
+)
+PID_FACTS = frozenset(
+    {
+        "proc",
+        "stdio",
+        "inferred",
+        "pipes",
+        "fifos",
+        "unix_peers",
+        "unix_paths",
+        "unix_connects",
+        "listeners",
+        "fifo_paths",
+        "socket_paths",
+        "network",
+        "inodes",
+        "listening",
+        "named_pipes",
+    }
+)
+PIPE_LIST_FACTS = frozenset({"listening", "named_pipes"})
 
 Fact = tuple[str, Any]
 RowKey = tuple[str, str]  # (stored query name, row hash)
@@ -362,15 +397,14 @@ class HostDetection:
     raw: Reported = field(default_factory=Reported)
     snapshot: HostSnapshot | None = None
     paths: dict[int, ExecutionPath] = field(default_factory=dict)
-    reads: dict[int, frozenset[Fact]] = field(default_factory=dict)
-    readers: dict[Fact, set[int]] = field(default_factory=dict)
-    by_key: dict[str, set[int]] = field(default_factory=dict)
+    reads: dict[int, tuple[Fact, ...]] = field(default_factory=dict)
+    readers: dict[Fact, list[int]] = field(default_factory=dict)
+    by_key: dict[str, list[int]] = field(default_factory=dict)
     judged_at: dict[str, float] = field(default_factory=dict)
     at: float = 0.0
-    _mentions: dict[RowKey, frozenset[int]] = field(default_factory=dict)
-    _mentioned_by: dict[int, set[RowKey]] = field(default_factory=dict)
-    _partnered_by: dict[int, set[RowKey]] = field(default_factory=dict)
-    _owned: dict[int, set[RowKey]] = field(default_factory=dict)
+    _mentioned_by: dict[int, list[RowKey]] = field(default_factory=dict)
+    _partnered_by: dict[int, list[RowKey]] = field(default_factory=dict)
+    _owned: dict[int, list[RowKey]] = field(default_factory=dict)
     _owners: set[int] = field(default_factory=set)  # owners of changed rows
     _dirty: set[int] = field(default_factory=set)
     _lists_dirty: bool = False
@@ -392,20 +426,20 @@ class HostDetection:
         key = (name, row.hash)
         if row.hash in table.rows:
             self._close(name, table, row.hash)
-        table.rows[row.hash] = row.columns
-        table.first_seen[row.hash] = row.first_seen
+        columns = table.rows[row.hash] = compact(row.columns)
+        if table.query in self.events:  # only event rows age out of the state
+            table.first_seen[row.hash] = row.first_seen
         if table.query in LIST_QUERIES:
             self._lists_dirty = True
-        pids = _mentions(table.query, row.columns)
-        self._mentions[key] = pids
+        pids = _mentions(table.query, columns)
         for pid in pids:
-            self._mentioned_by.setdefault(pid, set()).add(key)
-        partner = _partner(table.query, row.columns)
+            self._mentioned_by.setdefault(pid, []).append(key)
+        partner = _partner(table.query, columns)
         if partner is not None:
-            self._partnered_by.setdefault(partner, set()).add(key)
-        owner = _owner(row.columns)
+            self._partnered_by.setdefault(partner, []).append(key)
+        owner = _owner(columns)
         if owner is not None:
-            self._owned.setdefault(owner, set()).add(key)
+            self._owned.setdefault(owner, []).append(key)
             self._owners.add(owner)
         self._dirty |= pids
 
@@ -417,7 +451,7 @@ class HostDetection:
         if table.query in LIST_QUERIES:
             self._lists_dirty = True
         key = (name, row_hash)
-        pids = self._mentions.pop(key, frozenset())
+        pids = _mentions(table.query, columns)  # what ``_open`` filed it under
         for pid in pids:
             _discard(self._mentioned_by, pid, key)
         partner = _partner(table.query, columns)
@@ -508,7 +542,7 @@ class HostDetection:
         settled: dict[int, Process] = {}
         unsettled = set()
         for pid in dirty:
-            lineage = self._settled(self._owned.get(pid, set()))
+            lineage = self._settled(self._owned.get(pid, ()))
             if lineage is not None:
                 settled[pid] = lineage
             else:
@@ -579,12 +613,12 @@ class HostDetection:
         they name for which ``seeded`` holds (records that those rows do not decide)."""
         sub = Reported()
         current = self.raw.processes
-        for key in keys:
-            for pid in self._mentions.get(key, ()):
+        for name, row_hash in keys:
+            query, row = self.tables[name].query, self.tables[name].rows[row_hash]
+            for pid in _mentions(query, row):
                 if pid not in sub.processes and pid in current and seeded(pid):
                     sub.processes[pid] = copy.copy(current[pid])
-            name, row_hash = key
-            partner = _partner(self.tables[name].query, self.tables[name].rows[row_hash])
+            partner = _partner(query, row)
             if (
                 partner is not None
                 and partner not in sub.processes
@@ -604,19 +638,19 @@ class HostDetection:
 
     # -- paths ------------------------------------------------------------------------------
 
-    def _set_path(self, pid: int, path: ExecutionPath | None, reads: frozenset[Fact]) -> None:
+    def _set_path(self, pid: int, path: ExecutionPath | None, reads: Collection[Fact]) -> None:
         old = self.paths.pop(pid, None)
         if old is not None:
             _discard(self.by_key, old.path_key(), pid)
-        for fact in self.reads.pop(pid, frozenset()):
+        for fact in self.reads.pop(pid, ()):
             _discard(self.readers, fact, pid)
         if path is None:
             return
         self.paths[pid] = path
-        self.by_key.setdefault(path.path_key(), set()).add(pid)
-        self.reads[pid] = reads
+        self.by_key.setdefault(path.path_key(), []).append(pid)
+        self.reads[pid] = tuple(reads)
         for fact in reads:
-            self.readers.setdefault(fact, set()).add(pid)
+            self.readers.setdefault(fact, []).append(pid)
 
     def full_rebuild(self, at: float) -> Update:
         """Parse every row and build every path (a host whose state is unknown)."""
@@ -661,11 +695,20 @@ class HostDetection:
         if new.platform != old.platform:
             return self.full_rebuild(at)
         before, after = _Facts(old), _Facts(new)
-        affected = set()
+        moved = _moved_pids(old, new)
+        pipe_list = old.named_pipes != new.named_pipes
+        affected: set[int] = set()
         for fact, pids in self.readers.items():
+            family, key = fact
+            if (
+                family in PID_FACTS
+                and (key[0] if family == "inferred" else key) not in moved
+                and not (pipe_list and family in PIPE_LIST_FACTS)
+            ):
+                continue  # nothing of its pid changed: neither did its value
             a, b = before.value(fact), after.value(fact)
             if a is not b and a != b:
-                affected |= pids
+                affected.update(pids)
         candidates |= affected
         builder = TracingBuilder(new, after)
         changed, removed, keys = set(), set(), set()
@@ -713,10 +756,28 @@ class HostDetection:
         return sum(len(t.rows) for t in self.tables.values())
 
 
-def _discard(index: dict[Any, set[Any]], key: Any, value: Any) -> None:
+def _moved_pids(old: HostSnapshot, new: HostSnapshot) -> set[int]:
+    """The pids with an entry of a per-pid family that differs between two snapshots: a
+    fact of any other pid keeps its value, and comparing it again would cost the whole
+    host per batch. Entries a batch did not touch are the same objects (a cheap test)."""
+    moved = set()
+    for name in PER_PID:
+        a, b = getattr(old, name), getattr(new, name)
+        for pid in a.keys() | b.keys():
+            x, y = a.get(pid), b.get(pid)
+            if x is not y and x != y:
+                moved.add(pid)
+    a, b = old.inferred_stdio, new.inferred_stdio
+    moved.update(pid for pid, fd in a.keys() | b.keys() if a.get((pid, fd)) != b.get((pid, fd)))
+    return moved
+
+
+def _discard(index: dict[Any, list[Any]], key: Any, value: Any) -> None:
+    """Remove ``value`` from the list of ``key`` (lists: a few entries each, and a
+    list of one costs a quarter of a set of one)."""
     found = index.get(key)
-    if found is not None:
-        found.discard(value)
+    if found is not None and value in found:
+        found.remove(value)
         if not found:
             del index[key]
 

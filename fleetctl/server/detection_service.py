@@ -10,8 +10,8 @@ history loaded for those keys. A key still present is judged again once an hour,
 sighting and finding keep a current ``last_seen``.
 
 A host is rebuilt from its stored open rows when its state is unknown (first batch after
-start, or evicted: at most ``max_hosts`` are kept), on a ``counter = 0`` baseline, an
-epoch change or recorded data loss, when the baseline file changed, and on demand
+start, or evicted: at most ``max_hosts`` are kept), on an epoch change or recorded data
+loss (a rebaseline included), when the baseline file changed, and on demand
 (``run_host``: ``fleetctl detect``). Runs take turns (one lock), so a run the admin asks
 for and the worker's never store one occurrence twice; a host's posts take turns too
 (``ingest_turn``), so its changes reach the worker in the order they were stored.
@@ -213,7 +213,7 @@ class DetectionService:
     # that delivered results can wait until detection has caught up with them.
     _marked: int = 0
     _judged: int = 0
-    max_hosts: int = DETECTION_HOSTS  # serve's --detection-hosts (about 7 MB a host)
+    max_hosts: int = DETECTION_HOSTS  # serve's --detection-hosts (about 3.5 MB a host)
     refresh: float = LAST_SEEN_PRECISION
     # Row changes waiting per host (in the order they were stored), hosts to rebuild,
     # and the hosts whose state is known, with the baseline version they were judged by.
@@ -269,16 +269,19 @@ class DetectionService:
         version: int | None = None,
     ) -> None:
         """Queue ``host_id`` for judgement with the row changes of a stored batch;
-        ``rebuild`` (data loss, an epoch change) or a ``counter = 0`` baseline among them
-        rebuilds the host from the store instead. ``version``: the host's store version
-        the batch made; one that does not follow the version known here (a batch stored
-        by another process came between) rebuilds the host too."""
+        ``rebuild`` (data loss, an epoch change) rebuilds the host from the store instead.
+        A query's first ``counter = 0`` baseline is a change like any other: the store
+        gives what it really opened and closed, and with differential packs a new host
+        sends one per query, each of which would otherwise rebuild the whole host.
+        ``version``: the host's store version the batch made; one that does not follow
+        the version known here (a batch stored by another process came between) rebuilds
+        the host too."""
         with self._cond:
             if version is not None:
                 rebuild = rebuild or self._versions.get(host_id) != version - 1
                 self._versions[host_id] = version
             self._dirty.setdefault(host_id, time.monotonic())
-            if rebuild or any(a.baseline for a in applied):
+            if rebuild:
                 self._rebuild.add(host_id)
             if host_id in self._rebuild:
                 self._changes.pop(host_id, None)

@@ -148,3 +148,51 @@ def test_a_canary_runs_through_churn_until_it_expires() -> None:
     host.expire_canaries(NOW + 301, 300)
     assert not {canary.pid, canary.writer} & set(host.procs)
     assert not host.canaries
+
+
+def test_the_simulator_client_talks_to_the_real_server_over_one_kept_alive_stream(
+    db_url: str, tmp_path: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import asyncio
+    from pathlib import Path
+
+    from fleet_http import Pool, request_headers
+    from fleet_sim import API, headers
+
+    from fleetctl.cli.client import ssl_context
+
+    home = Path(str(tmp_path)) / "home"
+    monkeypatch.setenv("FLEETCTL_HOME", str(home))
+    server = RunningServer(home, db_url)
+    agent = Agent(Host(7, 1, NOW))
+
+    async def talk() -> list[tuple[int, dict[str, object]]]:
+        pool = Pool(server.url, ssl_context(server.ca))
+        try:
+            out = []
+            status, raw = await pool.post(
+                API + "enroll",
+                agent.enroll_body(server.secret, int(time.time())),
+                request_headers(headers(None)),
+            )
+            out.append((status, orjson.loads(raw)))
+            agent.node_key = str(out[0][1].get("node_key"))
+            first = pool.idle[0][1]
+            for endpoint in ("config", "distributed/read", "nowhere"):
+                status, raw = await pool.post(
+                    API + endpoint, agent.keyed(), request_headers(headers(agent))
+                )
+                out.append((status, orjson.loads(raw)))
+            assert [stream for _, stream in pool.idle] == [first]  # kept alive, reused
+            return out
+        finally:
+            await pool.aclose()
+
+    try:
+        (enroll, config, read, unknown) = asyncio.run(talk())
+    finally:
+        server.stop()
+    assert enroll[0] == 200 and enroll[1]["node_invalid"] is False and agent.node_key
+    assert config[0] == 200 and "packs" in config[1]
+    assert read[0] == 200 and read[1]["node_invalid"] is False
+    assert unknown[0] == 404 and "error" in unknown[1]

@@ -47,20 +47,26 @@ def test_every_query_says_what_it_collects_and_why() -> None:
             assert kind in query.description, f"{pack.name}/{query.name}"
 
 
-def test_whole_picture_queries_are_snapshots() -> None:
+def test_high_volume_detection_queries_are_differential_with_removals() -> None:
+    """The process and channel queries a host runs every minute or few send only what
+    changed (a baseline at counter 0, then added and removed rows): as snapshots they
+    resend every row of every process each run. Removals must be logged, or the server
+    would keep exited processes. The Windows pipe list keeps its snapshot twin."""
     packs = shipped()
-    snapshots = {(p.name, q.name) for p in packs.values() for q in p.queries if q.snapshot}
-    for expected in [
+    queries = {(p.name, q.name): q for p in packs.values() for q in p.queries}
+    for key in [
         ("ipc-telemetry", "process_lineage"),
         ("ipc-telemetry", "process_lineage_darwin"),
         ("ipc-telemetry", "pipe_partners"),
         ("ipc-telemetry", "stdio_channels"),
         ("ipc-telemetry-extension", "process_stdio"),
+        ("ipc-telemetry-extension", "unix_socket_peers"),
         ("ipc-telemetry-windows", "process_lineage"),
-        ("ipc-telemetry-windows", "named_pipes_snapshot"),
     ]:
-        assert expected in snapshots
-    assert ("ipc-telemetry-windows", "named_pipes") not in snapshots
+        assert not queries[key].snapshot, key
+        assert queries[key].removed, key
+    assert queries[("ipc-telemetry-windows", "named_pipes_snapshot")].snapshot
+    assert not queries[("ipc-telemetry-windows", "named_pipes")].snapshot
 
 
 EXTENSION_DISCOVERY = (
