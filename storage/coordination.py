@@ -14,7 +14,7 @@ source of truth they meet in:
 * detection worker status (``detection_workers``): each detection worker's counters,
   rewritten every few seconds, so any process answers for the fleet.
 
-Fleet-wide locks (one holder among every process) are ``fleetctl.server.fleet_locks``.
+Fleet-wide locks (one holder among every process) are ``storage.fleet_locks``.
 """
 
 from __future__ import annotations

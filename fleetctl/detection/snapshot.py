@@ -186,12 +186,13 @@ class HostSnapshot(Reported):
         return out
 
     def fifo_paths(self, pid: int) -> tuple[str, ...]:
-        """Named FIFOs a process holds open, from ``named_fifos`` and its stdio."""
-        paths = [f.path for f in self.fifos.get(pid, []) if f.path]
-        paths += [
+        """Named FIFOs a process holds open, from ``named_fifos`` and its stdio, sorted:
+        the order the store returns rows in (an index's) must not change the evidence."""
+        paths = {f.path for f in self.fifos.get(pid, []) if f.path}
+        paths |= {
             e.target for e in self.stdio.get(pid, {}).values() if e.kind == "fifo" and e.target
-        ]
-        return tuple(dict.fromkeys(paths))
+        }
+        return tuple(sorted(paths))
 
     def socket_paths(self, pid: int) -> tuple[str, ...]:
         """Unix socket paths a process holds: bound paths, the paths of its peers and the

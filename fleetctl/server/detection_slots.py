@@ -23,7 +23,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine
 
-from fleetctl.server import fleet_locks
+from storage import fleet_locks
 
 log = logging.getLogger("fleetctl.detection")
 

@@ -33,11 +33,11 @@ from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from fleetctl.server import fleet_locks
 from fleetctl.server.campaign_queue import CampaignQueue
 from fleetctl.server.table_check import hosts_lacking_tables
 from fleetctl.timeutil import shown
 from storage import campaigns as campaign_store
+from storage import fleet_locks
 from storage import hunts as hunt_store
 from storage.campaigns import Pending
 from storage.engine import session_scope

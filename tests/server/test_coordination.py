@@ -8,10 +8,9 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session
 
-from fleetctl.server import fleet_locks
 from fleetctl.server.auth import NodeKeyCache
 from fleetctl.server.detection_service import DetectionService
-from storage import coordination
+from storage import coordination, fleet_locks
 from storage import hosts as host_store
 from storage.engine import make_engine, make_sessionmaker, session_scope
 
