@@ -15,20 +15,17 @@ of the per-time as-of reads would have.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from fleetctl.detection.incremental import ChangedRow
 
-class LivedRow(Protocol):
-    """A stored row with its lifetime (``storage.history.HistoryRow``)."""
 
-    @property
-    def hash(self) -> str: ...
-    @property
-    def columns(self) -> Mapping[str, str]: ...
-    @property
-    def first_seen(self) -> int | None: ...
+class LivedRow(ChangedRow, Protocol):
+    """A stored row with its lifetime (``storage.history.HistoryRow``): a changed row
+    that also says when it went away."""
+
     @property
     def removed_at(self) -> int | None: ...
 
