@@ -459,7 +459,7 @@ class DetectionService:
                     update = host.update(now)
                 keys = set(update.keys) | host.stale_keys(now, self.refresh)
                 paths = host.group(keys, now)
-                created = self._judge(session, host_id, host.host, paths, now) if paths else []
+                created = self.judge_paths(session, host_id, host.host, paths, now) if paths else []
                 host.judged(keys, now)
                 if reaches is not None:
                     coordination.set_judged(session, [(host_id, reaches)])
@@ -480,20 +480,6 @@ class DetectionService:
     def new_host(self, name: str) -> HostDetection:
         """An empty state for host ``name``, with the shipped event queries' window."""
         return HostDetection(name, events=self._events, window=EVENT_WINDOW)
-
-    def judge_paths(
-        self,
-        session: Session,
-        host_id: int,
-        name: str,
-        paths: list[ExecutionPath],
-        now: int,
-        unchanged: list[ExecutionPath] | None = None,
-    ) -> list[str]:
-        """Judge ``paths`` of the host (``name``) as of ``now``; ``unchanged`` are those
-        of them judged before under their key and not changed since (``Detector.detect``).
-        Ids of new findings. The caller holds ``turn``."""
-        return self._judge(session, host_id, name, paths, now, unchanged or [])
 
     def kept(
         self, session: Session, host: HostDetection, at: int
@@ -521,7 +507,7 @@ class DetectionService:
         while len(self._hosts) > self.max_hosts:
             self._hosts.popitem(last=False)
 
-    def _judge(
+    def judge_paths(
         self,
         session: Session,
         host_id: int,
@@ -530,7 +516,9 @@ class DetectionService:
         now: int,
         unchanged: list[ExecutionPath] | None = None,
     ) -> list[str]:
-        """Judge ``paths`` against the history of their keys; store what changed."""
+        """Judge ``paths`` of the host (``name``) as of ``now``; ``unchanged`` are those
+        of them judged before under their key and not changed since (``Detector.detect``).
+        Stores what changed; ids of new findings. The caller holds ``turn``."""
         keys = {p.path_key() for p in paths}
         parents = {p.parent.basename for p in paths if p.parent}
         loaded = detection_store.load_history(session, host_id, keys, parents)
@@ -624,7 +612,7 @@ class DetectionService:
                 name = snap.host
             kept = self._keep(session, current, stamp) if current_state else None
             if not learn:
-                return HostRun(self._judge(session, host_id, name, paths, stamp)), kept
+                return HostRun(self.judge_paths(session, host_id, name, paths, stamp)), kept
             keys = {p.path_key() for p in paths}
             parents = {p.parent.basename for p in paths if p.parent}
             loaded = detection_store.load_history(session, host_id, keys, parents)
