@@ -131,20 +131,32 @@ def cmdline(pid: int) -> str:
         return ""
 
 
-def find(root: int, name: str, contains: str = "") -> int:
-    """A descendant of ``root`` with comm ``name`` and ``contains`` in its cmdline; the
-    topmost one, not a subshell it forked (``bash -li`` forks while reading its profile)."""
+def arguments(pid: int) -> list[str]:
+    """The process's arguments after argv[0] (empty once it has gone)."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")[1:]
+    except OSError:
+        return []
+
+
+def find(root: int, name: str, argument: str = "") -> int:
+    """A descendant of ``root`` with comm ``name`` and ``argument`` as one of its arguments;
+    the topmost one, not a subshell it forked (``bash -li`` forks while reading its profile).
+
+    The argument is matched whole: a shell forked by ``sh -c 'cat f | sh -i | nc'`` is
+    still called ``sh`` with that whole command line until it execs ``nc``, and a
+    substring match would take it for the ``sh -i``."""
     found: list[int] = []
 
     def look() -> bool:
         found[:] = [
             p
             for p in reversed(descendants(root))  # parents before children
-            if comm(p) == name and contains in cmdline(p)
+            if comm(p) == name and (not argument or argument in arguments(p))
         ]
         return bool(found)
 
-    wait_until(look, what=f"{name} {contains!r} under {root}")
+    wait_until(look, what=f"{name} {argument!r} under {root}")
     return found[0]
 
 
