@@ -335,11 +335,13 @@ class PathBuilder:
     def feeds(self, pid: int, channels: Iterable[Channel]) -> tuple[Feed, ...]:
         out: list[Feed] = []
         inherited = self.inherited(pid)
+        channels = tuple(channels)
+        stdin = {ch.inode for ch in channels if ch.fd == 0 and ch.inode}
         for ch in channels:
             if ch.inode and ch.inode in inherited:
                 continue
             outside = [p for p in ch.partners if p.relation not in LOCAL_RELATIONS]
-            direction = "in" if _reads(ch) else "out"
+            direction = "in" if _reads(ch, stdin) else "out"
             if ch.kind in IPC_KINDS:
                 # Children holding the same FIFO or socket inherited it and say nothing
                 # about who feeds it; an ancestor at the other end is plumbing.
@@ -421,9 +423,17 @@ class PathBuilder:
         return ""
 
 
-def _reads(ch: Channel) -> bool:
-    """Whether the process reads this fd; stock socket rows carry no mode (both ways)."""
-    return ch.fd == 0 or "r" in ch.mode or (not ch.mode and ch.kind in IPC_KINDS)
+def _reads(ch: Channel, stdin: set[int]) -> bool:
+    """Whether the process reads this fd (``stdin``: the inodes on its fd 0). Stock socket
+    rows carry no mode: such a socket is read both ways, except on stdout or stderr with
+    something else on stdin, where it is only where the process writes (every systemd
+    service's output goes to the journal's socket, whose client end has no path and
+    whose other end stock tables cannot name)."""
+    if ch.fd == 0 or "r" in ch.mode:
+        return True
+    if ch.mode or ch.kind not in IPC_KINDS:
+        return False
+    return ch.fd > 2 or (ch.inode is not None and ch.inode in stdin)
 
 
 def _relayed(fd: int, partner: Partner, direction: str) -> Feed | None:

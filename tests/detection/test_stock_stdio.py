@@ -4,7 +4,7 @@ highest fd, still feeds every fd it is."""
 
 from __future__ import annotations
 
-from fleetctl.detection import HostSnapshot, build_paths
+from fleetctl.detection import Baseline, HostSnapshot, build_paths, score_path
 from fleetctl.detection.paths import ExecutionPath
 from tests.detection.rows import proc, stdio
 
@@ -226,3 +226,27 @@ def test_a_servers_end_is_not_paired_by_its_own_path() -> None:
         (0, ("/tmp/ipc.sock",), None),
         (1, ("/tmp/ipc.sock",), None),
     ]
+
+
+def test_a_service_writing_to_the_journal_is_not_fed_by_it() -> None:
+    """A systemd service's stdout and stderr are the journal's socket, whose client end
+    stock osquery lists with no path and no other end: that is where it writes, so the
+    interpreter it starts has no parent fed by IPC. The same socket on stdin would be."""
+    processes = [
+        *TREE[:1],
+        proc(400, 1, "/usr/bin/python3.12", "python3 gunicorn app.wsgi"),
+        proc(401, 400, "/usr/bin/python3.12", "python3 /srv/app/worker.py"),
+    ]
+    journal = [
+        *null(400, 0),
+        channel(400, 1, "unix", inode=6001),
+        channel(400, 2, "unix", inode=6001),
+    ]
+    worker = path_of(stock([*journal, *null(401, 0, 1, 2)], processes), 401)
+    assert [(f.fd, f.direction) for f in worker.parent_feeds] == [(1, "out"), (2, "out")]
+    assert "parent_fed_by_ipc" not in {r.code for r in score_path(worker, Baseline()).reasons}
+
+    fed = [channel(400, 0, "unix", inode=6001), *journal[1:]]
+    worker = path_of(stock([*fed, *null(401, 0, 1, 2)], processes), 401)
+    assert {f.direction for f in worker.parent_feeds} == {"in"}
+    assert "parent_fed_by_ipc" in {r.code for r in score_path(worker, Baseline()).reasons}
