@@ -70,6 +70,7 @@ TIMEOUT = 16.0  # osqueryd's hard-coded TLS request timeout
 ENDPOINTS = ("enroll", "config", "log", "distributed/read", "distributed/write")
 LAG_LIMIT = 5.0
 CANARY_LIFE = 300.0  # virtual seconds a canary runs before it exits
+WINDOW_MARGIN = 120  # s polled before the oldest canary not yet judged
 
 
 @dataclass(frozen=True)
@@ -397,7 +398,7 @@ class Judgements:
             try:
                 answer = self.admin.get(
                     "/api/v1/admin/findings",
-                    params={"occurred_since": str(self.since), "min_severity": "high"},
+                    params={"occurred_since": str(self.window()), "min_severity": "high"},
                 ).json()
             except (httpx.HTTPError, ValueError):
                 continue
@@ -406,6 +407,14 @@ class Judgements:
                 for finding in answer.get("findings", []):
                     for occurrence in finding.get("occurrences_since", []):
                         self.judged.setdefault((finding["host"], int(occurrence["pid"])), seen)
+
+    def window(self) -> int:
+        """Where the poll's ``occurred_since`` starts: a margin before the oldest canary
+        not yet judged. Listing everything since the run began would make the measuring
+        side cost the server more with every minute of the run."""
+        with self.lock:
+            pending = [first for key, (first, _) in self.canaries.items() if key not in self.judged]
+        return max(self.since, int(min(pending, default=time.time())) - WINDOW_MARGIN)
 
     def lags(self, start: float, end: float) -> tuple[list[tuple[float, float]], int]:
         """(completed at, lag) of the canaries completed in [start, end), and how many of

@@ -372,16 +372,27 @@ def _leading(session: Session, ids: Sequence[str]) -> dict[str, FindingOccurrenc
 def _occurred_since(
     session: Session, ids: Sequence[str], since: int
 ) -> dict[str, list[FindingOccurrence]]:
+    """finding id -> its occurrences first seen at ``since`` or later, newest first, at
+    most ``SINCE_LIMIT`` each: the cap is in the statement, so a finding that recurs all
+    day costs a poller the same as one that occurred once."""
+    newest_first = (FindingOccurrence.first_seen.desc(), FindingOccurrence.id.desc())
+    rank = (
+        func.row_number()
+        .over(partition_by=FindingOccurrence.finding_id, order_by=newest_first)
+        .label("rank")
+    )
     found: dict[str, list[FindingOccurrence]] = {}
     for chunk in in_chunks(ids):
-        for occurrence in session.scalars(
-            select(FindingOccurrence)
+        ranked = (
+            select(FindingOccurrence.id, rank)
             .where(FindingOccurrence.finding_id.in_(chunk), FindingOccurrence.first_seen >= since)
-            .order_by(FindingOccurrence.first_seen.desc(), FindingOccurrence.id.desc())
+            .subquery()
+        )
+        kept = select(ranked.c.id).where(ranked.c.rank <= SINCE_LIMIT)
+        for occurrence in session.scalars(
+            select(FindingOccurrence).where(FindingOccurrence.id.in_(kept)).order_by(*newest_first)
         ):
-            listed = found.setdefault(occurrence.finding_id, [])
-            if len(listed) < SINCE_LIMIT:
-                listed.append(occurrence)
+            found.setdefault(occurrence.finding_id, []).append(occurrence)
     return found
 
 

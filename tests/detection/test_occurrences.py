@@ -159,6 +159,29 @@ def test_list_says_how_many_occurrences_and_since_when(
     assert later.json()["findings"] == []
 
 
+def test_occurrences_since_are_capped_per_finding_newest_first(
+    judged: tuple[ReportingHost, httpx.Client], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import storage.findings
+
+    host, admin = judged
+    report_and_wait(
+        host,
+        admin,
+        3,
+        fifo_shell(2000, 100, "/srv/q/a"),
+        fifo_shell(2001, 100, "/srv/q/b"),
+        fifo_shell(2002, 100, "/srv/q/c"),
+    )
+    monkeypatch.setattr(storage.findings, "SINCE_LIMIT", 2)
+    finding = only_finding(admin)
+    listed = admin.get(f"{API}/findings", params={"occurred_since": "1970-01-01T00:00:00Z"})
+    occurrences = listed.json()["findings"][0]["occurrences_since"]
+    assert finding["occurrences"] == 3 and len(occurrences) == 2
+    times = [o["first_seen"] for o in occurrences]
+    assert times == sorted(times, reverse=True)
+
+
 def test_suppress_makes_the_path_a_baseline_entry(
     judged: tuple[ReportingHost, httpx.Client],
 ) -> None:
