@@ -273,6 +273,58 @@ def last_runs(session: Session, host_id: int) -> dict[str, int]:
     return runs
 
 
+#: The query of the ``telemetry-health`` pack that reports ``osquery_schedule``.
+SCHEDULE_QUERY = "schedule_health"
+
+
+@dataclass(frozen=True)
+class ScheduleReport:
+    """The host's latest report of its own schedule: when it came, and per query (by the
+    pack query's name) when osqueryd last executed it."""
+
+    at: int
+    last_executed: dict[str, int]
+
+
+def _same_query() -> ColumnElement[bool]:
+    return and_(QueryState.host_id == ResultRow.host_id, QueryState.name == ResultRow.name)
+
+
+def schedule_report(session: Session, host_id: int) -> ScheduleReport | None:
+    """What the host's latest ``schedule_health`` snapshot says of its queries (None: it
+    never sent one). A differential query logs only changes, so its silence says nothing;
+    the schedule's ``last_executed`` says whether it ran. osqueryd names a scheduled query
+    as it names its logged results, so the rows match the host's query states by name."""
+    at = session.scalar(
+        select(func.max(QueryState.last_unix_time)).where(
+            QueryState.host_id == host_id, QueryState.query == SCHEDULE_QUERY
+        )
+    )
+    if at is None:
+        return None
+    names = {
+        name: query
+        for name, query in session.execute(
+            select(QueryState.name, QueryState.query).where(QueryState.host_id == host_id)
+        )
+    }
+    executed: dict[str, int] = {}
+    for (columns,) in session.execute(
+        select(ResultRow.columns)
+        .join(QueryState, _same_query())
+        .where(
+            ResultRow.host_id == host_id,
+            QueryState.query == SCHEDULE_QUERY,
+            ResultRow.removed_at.is_(None),
+        )
+    ):
+        row = unescape_row(columns or {})
+        query, when = names.get(row.get("name", "")), row.get("last_executed", "")
+        if query is not None and when.isdigit() and int(when) > 0:
+            executed[query] = max(executed.get(query, 0), int(when))
+    return ScheduleReport(int(at), executed)
+
+
 def occurrence(session: Session, finding_id: str, occurrence_id: int) -> FindingOccurrence | None:
     """One occurrence of a finding, by its id."""
     return session.scalars(
@@ -285,6 +337,7 @@ def occurrence(session: Session, finding_id: str, occurrence_id: int) -> Finding
 __all__ = [
     "Gap",
     "PairSighting",
+    "ScheduleReport",
     "Slice",
     "StoredRow",
     "gaps_between",
@@ -295,5 +348,6 @@ __all__ = [
     "pair_sightings",
     "rejected_between",
     "rows_where",
+    "schedule_report",
     "starts_of",
 ]

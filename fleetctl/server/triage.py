@@ -40,6 +40,18 @@ READ_ROWS = 200  # rows read per slice for an answer, whatever the evidence show
 CHANNEL_LOOKBACK = 86_400  # how far back the channel's rows are read before the child
 
 
+def _runs(session: Session, host_id: int) -> dict[str, Any]:
+    """``Facts.last_runs`` and ``schedule_at``: per query the later of its last result
+    and the last execution the host's schedule report gives."""
+    runs = triage_store.last_runs(session, host_id)
+    report = triage_store.schedule_report(session, host_id)
+    if report is None:
+        return {"last_runs": runs, "schedule_at": None}
+    for query, executed in report.last_executed.items():
+        runs[query] = max(runs.get(query, 0), executed)
+    return {"last_runs": runs, "schedule_at": report.at}
+
+
 def _rows(found: triage_store.Slice) -> Rows:
     return Rows(tuple(found.rows), found.cut)
 
@@ -165,6 +177,6 @@ def occurrence_triage(
         hosts_total=triage_store.host_count(session),
         gaps=tuple(triage_store.gaps_between(session, row.host_id, start, end + GAP_GRACE, limit)),
         rejected=triage_store.rejected_between(session, row.host_id, start, end + GAP_GRACE),
-        last_runs=triage_store.last_runs(session, row.host_id),
+        **_runs(session, row.host_id),
     )
     return judge(facts)

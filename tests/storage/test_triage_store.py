@@ -95,3 +95,25 @@ def test_starts_of_a_pair_take_names_literally(store: tuple[Any, int]) -> None:
         assert triage_store.last_runs(session, host_id) == {"process_lineage": 300}
         assert triage_store.gaps_between(session, host_id, 0, 1000, 10) == []
         assert triage_store.rejected_between(session, host_id, 0, 1000) == 0
+
+
+def test_the_schedule_report_gives_each_query_its_last_execution(
+    store: tuple[Any, int],
+) -> None:
+    factory, host_id = store
+    with session_scope(factory) as session:
+        assert triage_store.schedule_report(session, host_id) is None
+    schedule = snapshot(
+        [
+            {"name": LINEAGE, "interval": "60", "last_executed": "990"},
+            {"name": "pack_gone_query", "interval": "60", "last_executed": "500"},
+            {"name": "pack_ipc-telemetry_stdio_channels", "last_executed": "not a time"},
+        ],
+        1000,
+    ) | {"name": "pack_telemetry-health_schedule_health"}
+    with session_scope(factory) as session:
+        apply_runs(session, host_id, parse_result_lines([schedule]).runs, 1001)
+    with session_scope(factory) as session:
+        report = triage_store.schedule_report(session, host_id)
+    # Only queries the host logged under that name are named; a junk time is passed over.
+    assert report == triage_store.ScheduleReport(1000, {"process_lineage": 990})

@@ -12,11 +12,12 @@ from fleetctl.detection.normalize import basename, text, to_int
 from fleetctl.detection.records import START_TIME_SLACK, same_start
 from fleetctl.detection.triage.facts import (
     ANSWERED,
+    CHANNEL_ROWS,
     EXEC_EVENTS,
     GAP_GRACE,
     LINEAGE,
     PARTIAL,
-    SNAPSHOT_ROWS,
+    PROCESS_ROWS,
     UNKNOWN,
     Answer,
     Facts,
@@ -226,7 +227,13 @@ def _is_activity(row: StoredRow) -> bool:
 
 def telemetry(facts: Facts) -> Answer:
     """Data-loss markers and quarantined lines over the window, and whether the
-    snapshot queries kept reporting: the other answers are only as good as that."""
+    process and IPC queries kept running: the other answers are only as good as that.
+
+    Those queries are differential: a host logs them only when something changed, so
+    their last result says they ran then, and their silence says nothing. Whether they
+    ran after it comes from the host's schedule report (``telemetry-health``'s
+    ``schedule_health``: osqueryd's own ``last_executed``, merged into ``last_runs``);
+    a query is known to have stopped only when a report came after it was due."""
     s = facts.subject
     rows: list[dict[str, Any]] = [
         {
@@ -242,14 +249,19 @@ def telemetry(facts: Facts) -> Answer:
     open_gaps = [g for g in facts.gaps if g.resolved_at is None]
     if facts.rejected:
         rows.append({"role": "quarantined lines", "count": facts.rejected})
-    read = sorted(q for q in facts.last_runs if q in SNAPSHOT_ROWS)
+    read = sorted(q for q in facts.last_runs if q in PROCESS_ROWS | CHANNEL_ROWS)
     rows += [{"role": "last run", "query": q, "at": iso(facts.last_runs[q])} for q in read]
+    if facts.schedule_at is not None:
+        rows.append({"role": "schedule report", "at": iso(facts.schedule_at)})
     evidence, cut = cut_rows(rows, facts.limit)
     span = f"from {iso(facts.start)} to {iso(facts.end)}"
-    # A query runs every few minutes: one whose last run is older than the window's
-    # end (or than a run interval ago, while the window lasts) has stopped.
+    # A query runs every few minutes: one that last ran before the window's end (or
+    # before a run interval ago, while the window lasts) stopped, if a schedule report
+    # came a run interval after that; without one, it may only have had nothing new.
     due = min(facts.end, facts.now - GAP_GRACE)
-    stale = [q for q in read if facts.last_runs[q] < due]
+    behind = [q for q in read if facts.last_runs[q] < due]
+    reported = facts.schedule_at is not None and facts.schedule_at >= due + GAP_GRACE
+    stale = behind if reported else []
     if open_gaps or facts.rejected:
         parts = []
         if open_gaps:
@@ -274,7 +286,7 @@ def telemetry(facts: Facts) -> Answer:
             "telemetry",
             UNKNOWN,
             "cannot tell",
-            "the host never reported a process or IPC snapshot query",
+            "the host never reported a process or IPC query",
             evidence,
             cut,
         )
@@ -284,8 +296,19 @@ def telemetry(facts: Facts) -> Answer:
             PARTIAL,
             f"no data-loss marker {span}, but {len(stale)} query(ies) last ran before the "
             f"window's end ({', '.join(stale[:3])})",
-            "the host stopped reporting them (offline, or the queries were removed): "
-            "what happened after their last run is not in the store",
+            "the host's schedule report says they stopped (denylisted by the watchdog, or "
+            "removed): what happened after their last run is not in the store",
+            evidence,
+            cut,
+        )
+    if behind:
+        return Answer(
+            "telemetry",
+            PARTIAL,
+            f"no data-loss marker {span}, but {len(behind)} query(ies) logged nothing "
+            f"since before the window's end ({', '.join(behind[:3])})",
+            "they log only changes, and no schedule report (telemetry-health/"
+            "schedule_health) since says whether they ran: the next one will",
             evidence,
             cut,
         )
@@ -293,7 +316,7 @@ def telemetry(facts: Facts) -> Answer:
         "telemetry",
         ANSWERED,
         f"yes: no data-loss marker or quarantined line {span}; {len(read)} process and "
-        "IPC snapshot queries reported through it",
+        "IPC queries ran through it",
         "",
         evidence,
         cut,

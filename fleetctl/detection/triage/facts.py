@@ -37,18 +37,6 @@ PROCESS_ROWS = frozenset(
     {"process_lineage", "process_lineage_darwin", "process_exec_events", "es_exec_lineage"}
 )
 EXEC_EVENTS = frozenset({"process_exec_events", "es_exec_lineage"})
-# Snapshot queries report every run, so their last run says the host still collects;
-# a differential query reports only changes, and its silence means nothing.
-SNAPSHOT_ROWS = frozenset(
-    {
-        "process_lineage",
-        "process_lineage_darwin",
-        "process_stdio",
-        "stdio_channels",
-        "pipe_partners",
-        "unix_socket_peers",
-    }
-)
 # Queries whose rows are a process's IPC objects: stdio, pipes, FIFOs, sockets.
 CHANNEL_ROWS = frozenset(
     {
@@ -115,7 +103,10 @@ class Facts:
     hosts_total: int = 0
     gaps: tuple[Gap, ...] = ()
     rejected: int = 0
+    # query -> the latest time the host is known to have run it: its last result, or
+    # the last execution its schedule report gave; ``schedule_at``: when that report came.
     last_runs: Mapping[str, int] = field(default_factory=dict)
+    schedule_at: int | None = None
 
     @property
     def start(self) -> int:
