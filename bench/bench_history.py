@@ -52,7 +52,7 @@ from typing import Any
 
 import orjson
 import psycopg
-from sqlalchemy import Engine, event, text
+from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -65,7 +65,7 @@ from fleetctl.server.detection_service import DETECTION_QUERIES
 from storage import hosts as host_store
 from storage import partitions
 from storage import results as result_store
-from storage.engine import make_engine, make_sessionmaker, session_scope
+from storage.engine import make_engine, make_sessionmaker, session_scope, statements_sent
 from storage.migrate import upgrade
 
 PG_ADMIN = os.environ.get("FLEETCTL_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/test")
@@ -132,24 +132,6 @@ class Fleet:
 # -- the reads ---------------------------------------------------------------------------
 
 
-def captured(session: Session, read: Callable[[Session], Any]) -> list[tuple[str, Any]]:
-    """The statements on ``result_rows`` or a hunting view that ``read`` sends, with their
-    parameters."""
-    seen: list[tuple[str, Any]] = []
-
-    def keep(conn: Any, cursor: Any, sql: str, params: Any, context: Any, many: bool) -> None:
-        if "result_rows" in sql or "hunt_" in sql:
-            seen.append((sql, params))
-
-    bind = session.connection()
-    event.listen(bind, "before_cursor_execute", keep)
-    try:
-        read(session)
-    finally:
-        event.remove(bind, "before_cursor_execute", keep)
-    return seen
-
-
 def reads(host_id: int, at: int) -> dict[str, Callable[[Session], Any]]:
     """The as-of reads of one host at ``at``, by what runs them."""
 
@@ -186,7 +168,7 @@ def fleet_reads(at: int) -> dict[str, Callable[[Session], Any]]:
 
 def plan(session: Session, read: Callable[[Session], Any]) -> str:
     """How the first statement of ``read`` reaches ``result_rows``, in a few words."""
-    sql, params = captured(session, read)[0]
+    sql, params = statements_sent(session, read, naming=("result_rows", "hunt_"))[0]
     dbapi: Any = session.connection().connection.driver_connection
     if session.get_bind().dialect.name == "postgresql":
         return pg_plan(dbapi, sql, params)

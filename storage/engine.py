@@ -6,7 +6,7 @@ SQLite runs in WAL mode with a busy timeout, and every write transaction starts 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -147,3 +147,24 @@ def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+def statements_sent(
+    session: Session, read: Callable[[Session], object], *, naming: tuple[str, ...] = ()
+) -> list[tuple[str, Any]]:
+    """The statements (with their parameters) that ``read(session)`` sends on the
+    session's connection, those whose SQL names one of ``naming`` (all if empty): what a
+    plan check EXPLAINs, or what a count of round trips counts."""
+    seen: list[tuple[str, Any]] = []
+
+    def keep(conn: Any, cursor: Any, sql: str, params: Any, context: Any, many: bool) -> None:
+        if not naming or any(name in sql for name in naming):
+            seen.append((sql, params))
+
+    bind = session.connection()
+    event.listen(bind, "before_cursor_execute", keep)
+    try:
+        read(session)
+    finally:
+        event.remove(bind, "before_cursor_execute", keep)
+    return seen

@@ -10,12 +10,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from sqlalchemy import event, text
+from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from fleetctl.ingest import parse_result_lines
 from storage import partitions
-from storage.engine import make_engine, make_sessionmaker, session_scope
+from storage.engine import make_engine, make_sessionmaker, session_scope, statements_sent
 from storage.results import apply_runs, columns_at, prune, rows_at
 from tests.conftest import _truncate_pg
 from tests.storage.hosts import enrolled_host
@@ -157,23 +157,6 @@ def scanned(nodes: list[dict[str, Any]]) -> dict[str, str]:
     }
 
 
-def captured(session: Session, read: Any) -> list[tuple[str, Any]]:
-    """The statements (with their parameters) that ``read(session)`` sends to the store."""
-    seen: list[tuple[str, Any]] = []
-
-    def keep(conn: Any, cursor: Any, sql: str, params: Any, context: Any, many: bool) -> None:
-        if "result_rows" in sql:
-            seen.append((sql, params))
-
-    bind = session.connection()
-    event.listen(bind, "before_cursor_execute", keep)
-    try:
-        read(session)
-    finally:
-        event.remove(bind, "before_cursor_execute", keep)
-    return seen
-
-
 def as_of_plans(session: Session, host_id: int, at: int) -> dict[str, dict[str, str]]:
     """How each as-of read scans ``result_rows`` at ``at``: the reads ``results --at``
     and ``trace --at`` run, and the hunting views as their docs say to ask them."""
@@ -183,7 +166,7 @@ def as_of_plans(session: Session, host_id: int, at: int) -> dict[str, dict[str, 
     }
     plans = {}
     for what, read in reads.items():
-        ((sql, params),) = captured(session, read)
+        ((sql, params),) = statements_sent(session, read, naming=("result_rows",))
         plans[what] = scanned(plan_of(session, sql, params))
     asked = "first_seen <= %(at)s AND (removed_at IS NULL OR removed_at > %(at)s)"
     for view in ("hunt_processes", "hunt_stdio"):
