@@ -35,6 +35,7 @@ from typing import Any
 
 import yaml
 
+from fleetctl.detection.globs import any_glob
 from fleetctl.detection.paths import ExecutionPath
 
 DEFAULT_PATH = Path(__file__).with_name("default_baseline.yaml")
@@ -43,11 +44,6 @@ FORMAT_VERSION = 1
 
 class BaselineError(ValueError):
     """A baseline file that cannot be read: bad YAML, unknown keys, wrong types."""
-
-
-def _globs(patterns: Iterable[str], names: Iterable[str], *, fold: bool = False) -> bool:
-    listed = [p.lower() if fold else p for p in patterns]
-    return any(fnmatchcase(n.lower() if fold else n, p) for n in names if n for p in listed)
 
 
 @dataclass(frozen=True)
@@ -61,7 +57,7 @@ class SocketPathRule:
     def matches(self, path: str, server_names: Iterable[str] | None = None) -> bool:
         if not fnmatchcase(path, self.path):
             return False
-        return server_names is None or not self.owners or _globs(self.owners, server_names)
+        return server_names is None or not self.owners or any_glob(self.owners, server_names)
 
 
 @dataclass(frozen=True)
@@ -74,7 +70,7 @@ class FifoAccessRule:
 
     def matches(self, path: str, process_names: Iterable[str]) -> bool:
         return fnmatchcase(path, self.path) and (
-            not self.processes or _globs(self.processes, process_names)
+            not self.processes or any_glob(self.processes, process_names)
         )
 
 
@@ -106,22 +102,22 @@ class ParentChildRule:
             return False
         parent_names = path.parent.names if path.parent else ("?",)
         if not (
-            _globs(self.parent, parent_names, fold=fold)
-            and _globs(self.child, path.child.names, fold=fold)
+            any_glob(self.parent, parent_names, fold=fold)
+            and any_glob(self.child, path.child.names, fold=fold)
         ):
             return False
         if self.grandparent and not (
-            path.grandparent and _globs(self.grandparent, path.grandparent.names, fold=fold)
+            path.grandparent and any_glob(self.grandparent, path.grandparent.names, fold=fold)
         ):
             return False
         above = [n for ref in path.lineage[2:] for n in ref.names]
-        if self.ancestor and not _globs(self.ancestor, above, fold=fold):
+        if self.ancestor and not any_glob(self.ancestor, above, fold=fold):
             return False
         if self.parent_cmdline and not (
-            path.parent and _globs(self.parent_cmdline, [path.parent.shape])
+            path.parent and any_glob(self.parent_cmdline, [path.parent.shape])
         ):
             return False
-        if self.child_cmdline and not _globs(self.child_cmdline, [path.child.shape]):
+        if self.child_cmdline and not any_glob(self.child_cmdline, [path.child.shape]):
             return False
         return not self.channels or set(path.stdio_kinds()) <= set(self.channels)
 
@@ -144,12 +140,12 @@ class PipeNamePatterns:
 
     def verdict(self, name: str, server_names: Iterable[str] = ()) -> PipeNameRule | None:
         """The tooling rule a pipe name matches, or None (also when explicitly allowed)."""
-        if _globs(self.allowed, [name], fold=True):
+        if any_glob(self.allowed, [name], fold=True):
             return None
         servers = tuple(server_names)
         for rule in self.suspicious:
-            if _globs([rule.pattern], [name], fold=True) and not (
-                servers and _globs(rule.except_servers, servers, fold=True)
+            if any_glob([rule.pattern], [name], fold=True) and not (
+                servers and any_glob(rule.except_servers, servers, fold=True)
             ):
                 return rule
         return None

@@ -15,7 +15,9 @@ for the Linux admin and download tools.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from fnmatch import fnmatchcase
+from functools import lru_cache
+
+from fleetctl.detection.globs import any_glob
 
 # -- Linux / macOS -----------------------------------------------------------------------
 
@@ -282,16 +284,20 @@ _CLASSES: dict[str, tuple[tuple[str, tuple[str, ...]], ...]] = {
 
 def matches_any(names: Iterable[str], patterns: Iterable[str]) -> bool:
     """True if any non-empty name matches any glob pattern (case-sensitive)."""
-    listed = tuple(patterns)
-    return any(name and fnmatchcase(name, pattern) for name in names for pattern in listed)
+    return any_glob(patterns, names)
 
 
 def classify(names: Iterable[str], platform: str) -> str | None:
     """``shell``, ``interpreter``, ``admin tool`` or None for a process's names."""
-    candidates = tuple(n for n in names if n)
-    if platform == "windows":
+    return _classify(tuple(n for n in names if n), platform == "windows")
+
+
+@lru_cache(maxsize=16384)
+def _classify(candidates: tuple[str, ...], windows: bool) -> str | None:
+    """A host has a few hundred distinct name sets, judged again on every change."""
+    if windows:
         candidates = tuple(n.lower() for n in candidates)
-    for label, patterns in _CLASSES["windows" if platform == "windows" else "posix"]:
+    for label, patterns in _CLASSES["windows" if windows else "posix"]:
         if matches_any(candidates, patterns):
             return label
     return None
