@@ -162,6 +162,17 @@ def changes(
     return out
 
 
+def judge_batch(host: HostDetection, detector: Detector, at: int) -> int:
+    """What the server's detection does with a batch already applied to ``host``: update,
+    judge the changed keys (their unchanged paths passed as such), note them judged.
+    How many paths the detector was given."""
+    update = host.update(at)
+    paths = host.group(update.keys, at)
+    detector.detect(paths, at, unchanged=host.unchanged(paths, update))
+    host.judged(update.keys, at)
+    return len(paths)
+
+
 def incremental_vs_full(rows: dict[str, list[dict[str, str]]]) -> dict[str, float]:
     """Per-batch detection cost at ``CHURN`` of the host, both ways on the same batches."""
     rng = random.Random(15)
@@ -169,12 +180,10 @@ def incremental_vs_full(rows: dict[str, list[dict[str, str]]]) -> dict[str, floa
     host = HostDetection("h")
     for name, opened, _ in changes({}, rows, clock):
         host.change(f"pack_ipc-telemetry_{name}", name, opened, [])
-    state = DetectionState()
-    Detector(Baseline.default(), state).learn(
-        build_paths(HostSnapshot.from_results("h", rows)), clock
-    )
+    state, baseline = DetectionState(), Baseline.default()  # the server keeps it loaded
+    Detector(baseline, state).learn(build_paths(HostSnapshot.from_results("h", rows)), clock)
     full_state = copy.deepcopy(state)
-    host.full_rebuild(clock)
+    host.judged(host.full_rebuild(clock).keys, clock)
     inc_seconds = full_seconds = 0.0
     changed_rows = judged_paths = 0
     for _ in range(BATCHES):
@@ -186,14 +195,11 @@ def incremental_vs_full(rows: dict[str, list[dict[str, str]]]) -> dict[str, floa
         started = time.perf_counter()
         for name, opened, closed in batch:
             host.change(f"pack_ipc-telemetry_{name}", name, opened, closed)
-        update = host.update(clock)
-        paths = host.group(update.keys, clock)
-        Detector(Baseline.default(), state).detect(paths, clock)
+        judged_paths += judge_batch(host, Detector(baseline, state), clock)
         inc_seconds += time.perf_counter() - started
-        judged_paths += len(paths)
         started = time.perf_counter()
         everything = build_paths(HostSnapshot.from_results("h", rows, observed_at=clock))
-        Detector(Baseline.default(), full_state).detect(everything, clock)
+        Detector(baseline, full_state).detect(everything, clock)
         full_seconds += time.perf_counter() - started
     total = sum(len(v) for v in rows.values())
     tracemalloc.start()
@@ -232,6 +238,7 @@ def fleet_state(hosts: int = FLEET_HOSTS) -> dict[str, float]:
     from fleet_hosts import Host
 
     clock = int(time.time())
+    baseline = Baseline.default()
     fleet = [Host(i, 15, clock) for i in range(hosts)]
     for h in fleet:
         fleet_rows(h)  # the simulator's own row cache is not detection state
@@ -242,7 +249,7 @@ def fleet_state(hosts: int = FLEET_HOSTS) -> dict[str, float]:
         state = HostDetection(h.identifier)
         for name, opened, _ in changes({}, fleet_rows(h), clock):
             state.change(f"pack_ipc-telemetry_{name}", name, opened, [])
-        state.full_rebuild(clock)
+        state.judged(state.full_rebuild(clock).keys, clock)
         kept.append(state)
     held = tracemalloc.get_traced_memory()[0] - before
     tracemalloc.stop()
@@ -256,19 +263,18 @@ def fleet_state(hosts: int = FLEET_HOSTS) -> dict[str, float]:
         batch = changes(old, new, clock + 60)
         changed_rows += sum(len(o) + len(c) for _, o, c in batch)
         detection = DetectionState()
-        Detector(Baseline.default(), detection).learn(
+        Detector(baseline, detection).learn(
             build_paths(HostSnapshot.from_results(h.identifier, old)), clock
         )
         full_state = copy.deepcopy(detection)
         started = time.perf_counter()
         for name, opened, closed in batch:
             state.change(f"pack_ipc-telemetry_{name}", name, opened, closed)
-        update = state.update(clock + 60)
-        Detector(Baseline.default(), detection).detect(state.group(update.keys, clock + 60), clock)
+        judge_batch(state, Detector(baseline, detection), clock + 60)
         inc_seconds += time.perf_counter() - started
         started = time.perf_counter()
         paths = build_paths(HostSnapshot.from_results(h.identifier, new, observed_at=clock + 60))
-        Detector(Baseline.default(), full_state).detect(paths, clock + 60)
+        Detector(baseline, full_state).detect(paths, clock + 60)
         full_seconds += time.perf_counter() - started
     return {
         "hosts": hosts,

@@ -741,6 +741,16 @@ class HostDetection:
             out.append(path)
         return out
 
+    def unchanged(self, paths: Iterable[ExecutionPath], update: Update) -> list[ExecutionPath]:
+        """Those of ``paths`` (from ``group``) that ``update`` did not build again, under a
+        key judged since they were built: ``Detector.detect`` need not score them again,
+        which in a pool of a hundred workers is all but the one that was replaced."""
+        if update.full:
+            return []
+        return [
+            p for p in paths if p.child.pid not in update.changed and p.path_key() in self.judged_at
+        ]
+
     def stale_keys(self, at: float, every: float) -> set[str]:
         """Current keys not judged for ``every`` seconds: judged again so that their
         sightings and findings keep a fresh ``last_seen``."""

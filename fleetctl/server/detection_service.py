@@ -459,7 +459,12 @@ class DetectionService:
                     update = host.update(now)
                 keys = set(update.keys) | host.stale_keys(now, self.refresh)
                 paths = host.group(keys, now)
-                created = self.judge_paths(session, host_id, host.host, paths, now) if paths else []
+                unchanged = host.unchanged(paths, update)
+                created = (
+                    self.judge_paths(session, host_id, host.host, paths, now, unchanged)
+                    if paths
+                    else []
+                )
                 host.judged(keys, now)
                 if reaches is not None:
                     coordination.set_judged(session, [(host_id, reaches)])

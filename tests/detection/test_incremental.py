@@ -49,7 +49,13 @@ class Judge:
         before = copy.deepcopy(self.state)
         full = Detector(self.baseline, before, learning_window=LEARNING).detect(full_paths, at)
         group = self.incremental.group(update.keys, at)
-        mine = Detector(self.baseline, self.state, learning_window=LEARNING).detect(group, at)
+        # As the server judges: paths not built again, under a key judged before, are
+        # passed as unchanged and not scored again; the findings must not differ.
+        unchanged = self.incremental.unchanged(group, update)
+        mine = Detector(self.baseline, self.state, learning_window=LEARNING).detect(
+            group, at, unchanged=unchanged
+        )
+        self.incremental.judged(update.keys, at)
         assert [f.to_dict() for f in mine] == [f.to_dict() for f in full if f.key in update.keys]
         assert not [f.key for f in full if f.key not in update.keys and f.is_new]
         assert set(self.state.hosts[self.host].keys) == set(before.hosts[self.host].keys)
@@ -194,3 +200,50 @@ def test_a_reused_pid_drops_the_stale_rows_that_name_it_in_other_processes() -> 
     assert normalized(incremental.paths.values()) == normalized(expected)
     assert incremental.paths[20].channels == ()
     assert 20 in update.changed
+
+
+def test_a_replaced_pool_worker_leaves_its_siblings_unscored_and_the_findings_equal() -> None:
+    """A master under systemd whose interpreter workers share one key: one is replaced.
+    The others are passed as unchanged, and the findings are those of judging all."""
+
+    def lineage(pid: int, parent: int, name: str, cmdline: str) -> Row:
+        return {
+            "pid": str(pid),
+            "parent": str(parent),
+            "start_time": str(100 + pid),
+            "name": name,
+            "path": f"/usr/bin/{name}",
+            "cmdline": cmdline,
+            "uid": "33",
+            "euid": "33",
+        }
+
+    tree = [lineage(1, 0, "systemd", "/sbin/init"), lineage(10, 1, "php-fpm", "php-fpm: master")]
+    workers = {pid: lineage(pid, 10, "python3", f"python3 job.py {pid}") for pid in range(11, 17)}
+    host, name = HostDetection("h", events=EVENT_QUERIES, window=WINDOW), PACK + "process_lineage"
+    rows = [*tree, *workers.values()]
+    host.change(name, "process_lineage", [ChangedRow(row_hash(r), r, 1000) for r in rows], [])
+    first = host.full_rebuild(1000)
+    state = DetectionState()
+    detector = Detector(Baseline.default(), state, learning_window=0)
+    detector.detect(host.group(first.keys, 1000), 1000)
+    host.judged(first.keys, 1000)
+
+    gone, fresh = workers[13], lineage(20, 10, "python3", "python3 job.py 20")
+    host.change(
+        name,
+        "process_lineage",
+        [ChangedRow(row_hash(fresh), fresh, 1060)],
+        [ChangedRow(row_hash(gone), gone, None)],
+    )
+    update = host.update(1060)
+    group = host.group(update.keys, 1060)
+    unchanged = host.unchanged(group, update)
+    assert sorted(p.child.pid for p in unchanged) == [11, 12, 14, 15, 16]
+    every = Detector(Baseline.default(), copy.deepcopy(state), learning_window=0)
+    expected = every.detect(group, 1060)
+    found = Detector(Baseline.default(), state, learning_window=0).detect(
+        group, 1060, unchanged=unchanged
+    )
+    assert [f.to_dict() for f in found] == [f.to_dict() for f in expected]
+    assert not host.unchanged(group, host.full_rebuild(1120))  # a rebuild judges all
