@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import cached_property
 
 from fleetctl.detection.catalog import DOWNLOADERS, matches_any
 from fleetctl.detection.normalize import normalize_cmdline, short_tty
@@ -220,6 +221,12 @@ class ExecutionPath:
         the stdio kinds make ``sh`` on a pty and ``sh`` on a TCP socket different paths.
         ``?`` is an unknown process, ``-`` no grandparent or no collected stdio.
         """
+        return self._key
+
+    @cached_property
+    def _key(self) -> str:
+        """Computed once per path: detection asks a kept path for its key at every batch
+        that touches its key (the path is frozen, so the key cannot change)."""
         kinds = "+".join(self.stdio_kinds()) or NO_STDIO
         fields = (
             self.child.basename or "?",
