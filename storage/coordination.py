@@ -11,6 +11,10 @@ source of truth they meet in:
   counts up its host's version in the batch's transaction; the worker that judges the
   host counts ``judged`` up to what it judged, so a host is pending while
   ``judged < version``, whichever process stored the batch and whichever died since;
+* detection changes (``detection_changes``): a process that stores a host's batch but
+  does not judge the host keeps the batch's row changes under its version, in the same
+  transaction; the judge reads them in version order and moves the host forward instead
+  of rebuilding it, then deletes them;
 * detection worker status (``detection_workers``): each detection worker's counters,
   rewritten every few seconds, so any process answers for the fleet.
 
@@ -19,14 +23,17 @@ Fleet-wide locks (one holder among every process) are ``storage.fleet_locks``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import zlib
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, func, select, text, update
+import orjson
+from sqlalchemy import delete, func, insert, select, text, update
 from sqlalchemy.orm import Session
 
-from storage.models import DetectionMark, DetectionWorker, FleetEvent
+from storage.models import DetectionChange, DetectionMark, DetectionWorker, FleetEvent
+from storage.results import AppliedRows, ChangedRow
 
 NODE_KEY = "node_key"  # a host's node key was re-issued or revoked
 # Classes of the two-key PostgreSQL advisory locks (a key space of their own, apart
@@ -109,6 +116,78 @@ def set_judged(session: Session, judged: Iterable[tuple[int, int]]) -> None:
             .where(DetectionMark.host_id == host_id, DetectionMark.judged < version)
             .values(judged=version)
         )
+
+
+def keep_changes(
+    session: Session, host_id: int, version: int, applied: Sequence[AppliedRows], now: int
+) -> None:
+    """Keep the detection row changes of the host's batch ``version`` for its judge (in
+    the batch's transaction: the judge that sees the version finds them). Changes that
+    cannot be written down are not kept: the judge then rebuilds the host, and the
+    batch, already stored, is never refused for it."""
+    runs = [
+        [
+            a.name,
+            a.query,
+            a.full_state,
+            a.baseline,
+            [[r.hash, dict(r.columns), r.first_seen] for r in a.opened],
+            [[r.hash, dict(r.columns), r.first_seen] for r in a.closed],
+        ]
+        for a in applied
+    ]
+    try:
+        payload = zlib.compress(orjson.dumps(runs), 1)
+    except (TypeError, orjson.JSONEncodeError):
+        return
+    session.execute(
+        insert(DetectionChange).values(
+            host_id=host_id, version=version, stored_at=now, payload=payload
+        )
+    )
+
+
+def kept_changes(
+    session: Session, host_id: int, versions: Collection[int]
+) -> dict[int, list[AppliedRows]]:
+    """version -> the row changes kept for it, of those of ``versions`` that were kept."""
+    if not versions:
+        return {}
+    found = session.execute(
+        select(DetectionChange.version, DetectionChange.payload).where(
+            DetectionChange.host_id == host_id,
+            DetectionChange.version.between(min(versions), max(versions)),
+        )
+    )
+    return {int(v): _applied(payload) for v, payload in found if v in versions}
+
+
+def _applied(payload: bytes) -> list[AppliedRows]:
+    def rows(listed: list[list[Any]]) -> tuple[ChangedRow, ...]:
+        return tuple(ChangedRow(h, columns, first) for h, columns, first in listed)
+
+    return [
+        AppliedRows(name, query, rows(opened), rows(closed), full_state, baseline)
+        for name, query, full_state, baseline, opened, closed in orjson.loads(
+            zlib.decompress(payload)
+        )
+    ]
+
+
+def forget_changes(session: Session, host_id: int, upto: int) -> None:
+    """Drop the host's kept changes of versions up to ``upto`` (judged)."""
+    session.execute(
+        delete(DetectionChange).where(
+            DetectionChange.host_id == host_id, DetectionChange.version <= upto
+        )
+    )
+
+
+def prune_changes(session: Session, before: int) -> int:
+    """Drop kept changes stored before ``before`` (no judge took them: it rebuilt the
+    host, or the host left the fleet); how many."""
+    result = session.execute(delete(DetectionChange).where(DetectionChange.stored_at < before))
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 def pending_summary(session: Session) -> tuple[int, int | None]:

@@ -587,6 +587,21 @@ class DetectionMark(Base):
     marked_at: Mapped[unix_ts]
 
 
+class DetectionChange(Base):
+    """The detection rows one result batch opened and closed, kept for the host's judge
+    when another process stored the batch: the judge moves the host forward from them
+    (in version order) instead of rebuilding it. Deleted once judged."""
+
+    __tablename__ = "detection_changes"
+
+    host_id: Mapped[int] = mapped_column(
+        BigID, ForeignKey("hosts.id", ondelete="CASCADE"), primary_key=True
+    )
+    version: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    stored_at: Mapped[unix_ts] = mapped_column(index=True)
+    payload: Mapped[bytes] = mapped_column(LargeBinary)
+
+
 class DetectionWorker(Base):
     """What one server process's detection worker last said of itself (its
     ``DetectionStatus``), so any process can answer for the whole fleet."""

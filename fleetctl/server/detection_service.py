@@ -21,11 +21,13 @@ the process holding the host's slot (``detection_slots``). Every stored batch th
 touches a detection query also counts up the host's version in the store
 (``storage.coordination``, in the batch's transaction); the judge records the version it
 judged in its own transaction. The owner gets its own posts' row changes in memory with
-their versions, and moves a host forward from them only when they follow the version it
-knows without a gap; a batch stored by another process (a gap), or one left pending by a
-judge that died, is found in the store's marks, read every second, and the host is
-rebuilt from the store. Each worker writes its status to the store every second, so any
-process answers ``detection/status`` for the fleet.
+their versions; a process that stores a batch of a host it does not judge keeps the
+batch's row changes in the store under its version (``coordination.keep_changes``). The
+owner finds such a version as a gap before its own next one, or in the store's marks,
+read every second, and moves the host forward from the kept changes in version order;
+it rebuilds the host from the store only when one is missing (data loss, a judge that
+died, changes kept longer than ``CHANGES_KEPT``). Each worker writes its status to the
+store every second, so any process answers ``detection/status`` for the fleet.
 """
 
 from __future__ import annotations
@@ -79,6 +81,17 @@ MAX_PENDING_ROWS = 100_000  # changed rows kept for one host before it is rebuil
 LAG_WINDOW = 2048  # judgements the lag percentiles are taken over
 COORDINATE_EVERY = 1.0  # seconds between reads of the store's marks (and status writes)
 WORKER_SILENCE = 60  # seconds after which a worker's stored status is dropped
+CHANGES_KEPT = 3600  # seconds a batch's kept changes wait for a judge (then: rebuilt)
+
+
+@dataclass(frozen=True)
+class Batch:
+    """A stored batch's detection row changes, for the host's judge: in memory when this
+    process stored it, or (``applied`` None) kept in the store under ``version`` by the
+    process that did (``storage.coordination.keep_changes``)."""
+
+    version: int | None
+    applied: Sequence[AppliedRows] | None
 
 
 @dataclass(frozen=True)
@@ -217,7 +230,7 @@ class DetectionService:
     refresh: float = LAST_SEEN_PRECISION
     # Row changes waiting per host (in the order they were stored), hosts to rebuild,
     # and the hosts whose state is known, with the baseline version they were judged by.
-    _changes: dict[int, list[AppliedRows]] = field(default_factory=dict)
+    _changes: dict[int, list[Batch]] = field(default_factory=dict)
     _pending_rows: dict[int, int] = field(default_factory=dict)
     _rebuild: set[int] = field(default_factory=set)
     _hosts: OrderedDict[int, tuple[HostDetection, int | None]] = field(default_factory=OrderedDict)
@@ -237,6 +250,7 @@ class DetectionService:
     _versions: dict[int, int] = field(default_factory=dict)
     _inflight: dict[int, int] = field(default_factory=dict)
     _coordinated: float = 0.0
+    _pruned: int = 0
 
     def owns(self, host_id: int) -> bool:
         """Whether this process judges ``host_id`` (its posts are marked here)."""
@@ -273,12 +287,16 @@ class DetectionService:
         A query's first ``counter = 0`` baseline is a change like any other: the store
         gives what it really opened and closed, and with differential packs a new host
         sends one per query, each of which would otherwise rebuild the whole host.
-        ``version``: the host's store version the batch made; one that does not follow
-        the version known here (a batch stored by another process came between) rebuilds
-        the host too."""
+        ``version``: the host's store version the batch made; the versions between the
+        one known here and it were stored by another process, which kept their changes
+        in the store: they are read from there first. A host whose version is not
+        known here is rebuilt."""
         with self._cond:
+            between: range = range(0)
             if version is not None:
-                rebuild = rebuild or self._versions.get(host_id) != version - 1
+                known = self._versions.get(host_id)
+                rebuild = rebuild or known is None
+                between = range((known or 0) + 1, version)
                 self._versions[host_id] = version
             self._dirty.setdefault(host_id, time.monotonic())
             if rebuild:
@@ -294,7 +312,9 @@ class DetectionService:
                     self._changes.pop(host_id, None)
                     self._pending_rows.pop(host_id, None)
                 else:
-                    self._changes.setdefault(host_id, []).extend(applied)
+                    queued = self._changes.setdefault(host_id, [])
+                    queued += [Batch(v, None) for v in between]
+                    queued.append(Batch(version, applied))
                     self._pending_rows[host_id] = rows
             self._marked += 1
             self._cond.notify_all()
@@ -406,19 +426,25 @@ class DetectionService:
             log.exception("detection could not read or write the store's marks; retrying")
 
     def _queue_stored(self, marks: Sequence[coordination.Mark]) -> None:
-        """Queue for a rebuild the hosts whose store version is ahead of what this
-        process knows (stored by another process, or left by a judge that died)."""
+        """Queue the hosts whose store version is ahead of what this process knows
+        (stored by another process, or left by a judge that died): with the versions'
+        changes kept in the store when this process knows the host, else to rebuild."""
         wall, mono = time.time(), time.monotonic()
         with self._cond:
             for mark in marks:
                 host_id = mark.host_id
-                if host_id in self._inflight or self._versions.get(host_id, 0) >= mark.version:
+                known = self._versions.get(host_id)
+                if host_id in self._inflight or (known or 0) >= mark.version:
                     continue
                 self._versions[host_id] = mark.version
                 self._dirty.setdefault(host_id, mono - max(0.0, wall - mark.marked_at))
-                self._rebuild.add(host_id)
-                self._changes.pop(host_id, None)
-                self._pending_rows.pop(host_id, None)
+                if known is None or mark.rebuild or host_id in self._rebuild:
+                    self._rebuild.add(host_id)
+                    self._changes.pop(host_id, None)
+                    self._pending_rows.pop(host_id, None)
+                else:
+                    queued = self._changes.setdefault(host_id, [])
+                    queued += [Batch(v, None) for v in range(known + 1, mark.version + 1)]
                 self._marked += 1
             self._cond.notify_all()
 
@@ -429,19 +455,23 @@ class DetectionService:
         with session_scope(self.sessions) as session:
             coordination.save_worker_status(session, self.worker_name, slot, status, now)
             coordination.forget_workers(session, now - WORKER_SILENCE)
+            if now - self._pruned >= CHANGES_KEPT // 60:
+                self._pruned = now
+                coordination.prune_changes(session, now - CHANGES_KEPT)
 
     def judge_changes(
         self,
         host_id: int,
-        applied: Sequence[AppliedRows],
+        batches: Sequence[Batch],
         rebuild: bool,
         now: int,
         *,
         reaches: int | None = None,
     ) -> list[str]:
-        """Move the host's state forward by ``applied`` (or rebuild it) and judge the
+        """Move the host's state forward by ``batches`` (or rebuild it) and judge the
         keys whose paths changed; ids of the new findings. ``reaches``: the host's store
-        version this judgement reaches, recorded as judged in its transaction."""
+        version this judgement reaches, recorded as judged in its transaction (and the
+        changes kept for it up to there dropped)."""
         with self._running:
             with session_scope(self.sessions) as session:
                 coordination.lock_judge(session, host_id)
@@ -449,7 +479,10 @@ class DetectionService:
                 version = self._baseline[0] if self._baseline else None
                 # Taken out while judged: if judging fails, the next batch rebuilds it.
                 known = self._hosts.pop(host_id, None)
-                if known is None or rebuild or known[1] != version:
+                applied = None
+                if known is not None and not rebuild and known[1] == version:
+                    applied = self._in_order(session, host_id, batches)
+                if known is None or applied is None:
                     host = self._load(session, host_id)
                     update = host.full_rebuild(now)
                 else:
@@ -468,6 +501,7 @@ class DetectionService:
                 host.judged(keys, now)
                 if reaches is not None:
                     coordination.set_judged(session, [(host_id, reaches)])
+                    coordination.forget_changes(session, host_id, reaches)
             self._remember(host_id, host, version)  # once what it judged is committed
         with self._cond:
             self._counts["judged"] += 1
@@ -475,6 +509,24 @@ class DetectionService:
             self._counts["rows"] += update.rows
             self._counts["paths"] += len(paths)
         return created
+
+    @staticmethod
+    def _in_order(
+        session: Session, host_id: int, batches: Sequence[Batch]
+    ) -> list[AppliedRows] | None:
+        """The batches' row changes in store order, those another process stored read
+        from what it kept; None when one of them was not kept (the host is rebuilt)."""
+        stored = {b.version for b in batches if b.applied is None and b.version is not None}
+        kept = coordination.kept_changes(session, host_id, stored)
+        if len(kept) < len(stored):
+            return None
+        out: list[AppliedRows] = []
+        for batch in batches:
+            if batch.applied is not None:
+                out += batch.applied
+            elif batch.version is not None:
+                out += kept[batch.version]
+        return out
 
     @property
     def turn(self) -> threading.Lock:

@@ -180,6 +180,8 @@ async def log_(request: Request) -> Response:
 
     detection = state.detection
     collect = DETECTION_QUERIES.__contains__ if detection is not None else None
+    # Another process judges the host: it moves the host forward from the changes kept.
+    keep = detection is not None and not detection.owns(node.host_id)
 
     def ingest(one_by_one: bool) -> Callable[[Session], tuple[ApplyStats, int | None]]:
         def work(session: Session) -> tuple[ApplyStats, int | None]:
@@ -197,7 +199,10 @@ async def log_(request: Request) -> Response:
                 return stats, None
             # Committed with the rows: whichever process judges the host finds it pending.
             rebuild = bool(stats.markers)
-            return stats, coordination.mark_host(session, node.host_id, now, rebuild=rebuild)
+            version = coordination.mark_host(session, node.host_id, now, rebuild=rebuild)
+            if keep and not rebuild:
+                coordination.keep_changes(session, node.host_id, version, stats.applied, now)
+            return stats, version
 
         return work
 

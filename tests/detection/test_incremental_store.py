@@ -19,7 +19,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from fleetctl.detection import HostSnapshot, build_paths
 from fleetctl.server import node_service
-from fleetctl.server.detection_service import DETECTION_QUERIES, DetectionService
+from fleetctl.server.detection_service import DETECTION_QUERIES, Batch, DetectionService
+from storage import coordination
 from storage import hosts as host_store
 from storage import results as result_store
 from storage.engine import make_engine, make_sessionmaker, session_scope
@@ -146,7 +147,7 @@ def test_ingested_streams_keep_incremental_paths_equal_to_the_store(
         service.mark(host_id, stats.applied, rebuild=bool(stats.markers))
         rebuild = host_id in service._rebuild
         rebuilt += bool(rebuild or batch == 0)
-        service.judge_changes(host_id, stats.applied, rebuild, at)
+        service.judge_changes(host_id, [Batch(None, stats.applied)], rebuild, at)
         service._dirty.clear()
         service._changes.clear()
         service._rebuild.clear()
@@ -162,3 +163,60 @@ def test_ingested_streams_keep_incremental_paths_equal_to_the_store(
     # forward, and the paths above stayed equal to the store's.
     assert status.hosts_judged == 12 and status.full_rebuilds == rebuilt
     assert status.incremental == 12 - rebuilt >= 6
+
+
+@pytest.mark.parametrize("seed", [21, 22])
+def test_batches_stored_by_another_process_move_the_judge_forward(
+    sessions: sessionmaker[Session], seed: int
+) -> None:
+    """Two of three posts land on a process that does not judge the host (``serve
+    --workers``): it keeps their row changes under their version, as ``osquery_api``
+    does. The judge finds them from the store's marks or as a gap before its own next
+    version, moves the host forward from them in version order, and never rebuilds it
+    after the first batch; its paths stay equal to the store's and nothing stays kept."""
+    name = f"shared-{seed}"
+    host_id = enroll(sessions, name)
+    host = IpcHost(seed)
+    logger = Logger(name, random.Random(seed))
+    service = DetectionService(sessions, learning_window=200)
+    rng = random.Random(seed)
+    judged = 0
+    for batch in range(14):
+        if batch:
+            host.step()
+        at = host.now
+        lines = logger.lines(host.rows(), host.take_events(), at)
+        foreign = batch % 3 != 0
+        with session_scope(sessions) as session:
+            stats = node_service.ingest_log(
+                session, host_id, "result", lines, at, collect=DETECTION_QUERIES.__contains__
+            )
+            assert stats.applied and not stats.markers
+            version = coordination.mark_host(session, host_id, at, rebuild=False)
+            if foreign:
+                coordination.keep_changes(session, host_id, version, stats.applied, at)
+        if not foreign:
+            service.mark(host_id, stats.applied, version=version)
+        elif rng.random() < 0.5 or batch == 13:  # the owner reads the store's marks
+            with session_scope(sessions) as session:
+                service._queue_stored(coordination.pending_marks(session, 1, 0))
+        if rng.random() < 0.3 and batch != 13:
+            continue  # the judge is busy: batches queue up
+        if host_id not in service._dirty:
+            continue  # only foreign batches the owner has not read of yet
+        batches, reaches = service._changes.pop(host_id, []), service._versions[host_id]
+        service.judge_changes(host_id, batches, host_id in service._rebuild, at, reaches=reaches)
+        judged += 1
+        service._dirty.clear()
+        service._rebuild.clear()
+        service._pending_rows.clear()
+        if reaches < version:  # foreign batches the owner has not read of yet
+            continue
+        kept = service._hosts[host_id][0]
+        with session_scope(sessions) as session:
+            expected = build_paths(from_store(session, host_id, name, at, 600))
+        assert normalized(kept.paths.values()) == normalized(expected)
+    status = service.status()
+    assert status.full_rebuilds == 1 and status.incremental == judged - 1 >= 5
+    with session_scope(sessions) as session:
+        assert coordination.kept_changes(session, host_id, range(1, 15)) == {}

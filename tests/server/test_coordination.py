@@ -1,18 +1,21 @@
 """What server processes tell each other through the store, on SQLite and PostgreSQL:
-detection versions and marks per slot, change events by time, fleet-wide locks, and a
-detection service that rebuilds a host when a version was stored elsewhere."""
+detection versions and marks per slot, change events by time, fleet-wide locks, the row
+changes a process keeps for the judge of a host it stored a batch of, and a detection
+service that reads those instead of rebuilding the host."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from sqlalchemy.orm import Session
 
 from fleetctl.server.auth import NodeKeyCache
-from fleetctl.server.detection_service import DetectionService
+from fleetctl.server.detection_service import Batch, DetectionService
 from storage import coordination, fleet_locks
 from storage import hosts as host_store
 from storage.engine import make_engine, make_sessionmaker, session_scope
+from storage.results import AppliedRows, ChangedRow
 
 
 def enrolled(session: Session, n: int) -> int:
@@ -93,16 +96,51 @@ def test_a_fleet_lock_has_one_holder_until_it_lets_go(db_url: str, tmp_path: Pat
             engine.dispose()
 
 
-def test_a_version_stored_elsewhere_makes_the_judge_rebuild() -> None:
+def test_a_version_stored_elsewhere_is_read_from_the_store_not_rebuilt() -> None:
     service = DetectionService(sessions=None)  # type: ignore[arg-type]  # never reaches the store
     service.mark(5, version=1)
     service.mark(5, version=2)
     assert 5 in service._rebuild  # the first mark of an unknown host rebuilds
     service._rebuild.clear()
+    service._changes.clear()
     service.mark(5, version=3)
     assert 5 not in service._rebuild  # follows the known version: row changes suffice
-    service.mark(5, version=5)  # version 4 was stored by another process
-    assert 5 in service._rebuild
+    service.mark(5, version=6)  # versions 4 and 5 were stored by another process
+    assert 5 not in service._rebuild
+    assert [(b.version, b.applied is None) for b in service._changes[5]] == [
+        (3, False),
+        (4, True),
+        (5, True),
+        (6, False),
+    ]
+    # Found in the store's marks instead: queued to read the same way, unless to rebuild.
+    service._queue_stored([coordination.Mark(5, 7, False, 0)])
+    assert service._changes[5][-1] == Batch(7, None) and 5 not in service._rebuild
+    service._queue_stored([coordination.Mark(5, 8, True, 0)])
+    assert 5 in service._rebuild and 5 not in service._changes
+
+
+def test_kept_changes_come_back_as_stored_and_go_once_judged(db_url: str) -> None:
+    engine = make_engine(db_url)
+    factory = make_sessionmaker(engine)
+    with session_scope(factory) as session:
+        host = enrolled(session, 1)
+    row = ChangedRow("a" * 32, {"pid": "7", "cmdline": "sh -i \u0000 é"}, 100)
+    applied = [AppliedRows("pack_p_process_lineage", "process_lineage", (row,), (), False)]
+    lone = ChangedRow("b" * 32, {"pid": "8", "cmdline": "\ud800"}, 100)  # not UTF-8
+    with session_scope(factory) as session:
+        coordination.keep_changes(session, host, 4, applied, 100)
+        coordination.keep_changes(session, host, 5, [], 160)
+        coordination.keep_changes(session, host, 6, [replace(applied[0], opened=(lone,))], 160)
+    with session_scope(factory) as session:
+        # Version 6 could not be written down: not kept, so its judge rebuilds the host.
+        assert coordination.kept_changes(session, host, {4, 5, 6}) == {4: applied, 5: []}
+        coordination.forget_changes(session, host, 4)
+    with session_scope(factory) as session:
+        assert coordination.kept_changes(session, host, {4, 5}) == {5: []}
+        assert coordination.prune_changes(session, 161) == 1
+        assert coordination.kept_changes(session, host, {5}) == {}
+    engine.dispose()
 
 
 def test_a_lookup_read_before_a_forget_is_not_remembered() -> None:
