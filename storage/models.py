@@ -602,6 +602,30 @@ class DetectionChange(Base):
     payload: Mapped[bytes] = mapped_column(LargeBinary)
 
 
+class AuditEntry(Base):
+    """One thing an admin did or tried through the admin API: who (``actor``, the
+    ``token`` they used, from ``source``), what (``action``: method and route, with its
+    ``target`` and ``details``: the SQL text, the targets, the note), when, and how it
+    ended (``outcome``, the HTTP ``status``). Append-only: triggers refuse UPDATE and
+    DELETE, and ``hash`` chains each entry to the one before (``prev_hash``), so an
+    edited or removed entry shows (``storage.audit.verify``)."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[bigid_pk]
+    at: Mapped[unix_ts] = mapped_column(index=True)
+    actor: Mapped[str] = mapped_column(String(128), index=True)
+    token: Mapped[str] = mapped_column(String(128))
+    source: Mapped[str] = mapped_column(String(128))
+    action: Mapped[str] = mapped_column(String(255))
+    target: Mapped[str] = mapped_column(String(512))
+    details: Mapped[json_doc]
+    outcome: Mapped[str] = mapped_column(String(16))
+    status: Mapped[int] = mapped_column(Integer)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+
 class DetectionWorker(Base):
     """What one server process's detection worker last said of itself (its
     ``DetectionStatus``), so any process can answer for the whole fleet."""

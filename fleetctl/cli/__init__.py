@@ -67,6 +67,11 @@ SECTIONS: tuple[tuple[str, tuple[tuple[str, str, str], ...]], ...] = (
             ),
             ("carves", "fleetctl.cli.hosts:carves", "File carve sessions and their progress."),
             (
+                "audit",
+                "fleetctl.cli.audit:audit",
+                "Who changed what and ran which query through the admin API.",
+            ),
+            (
                 "coverage",
                 "fleetctl.cli.coverage:coverage",
                 "DET0493 telemetry coverage per host and platform; exit 1 on a gap.",

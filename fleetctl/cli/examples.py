@@ -40,6 +40,11 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     "status-logs": ("fleetctl status-logs --host web-1 --limit 20",),
     "data-loss": ("fleetctl data-loss", "fleetctl data-loss --host web-1 --rejected"),
     "carves": ("fleetctl carves",),
+    "audit list": (
+        "fleetctl audit list --since 1d",
+        "fleetctl audit list --user alice --format json",
+    ),
+    "audit verify": ("fleetctl audit verify",),
     "coverage": (
         "fleetctl coverage",
         "fleetctl coverage --targets platform:windows --retention 90d --format markdown > cov.md",

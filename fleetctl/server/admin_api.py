@@ -18,6 +18,7 @@ from starlette.routing import Route
 from fleetctl.detection import LearningState
 from fleetctl.errors import BadRequest, NotFound, Unavailable
 from fleetctl.schema import default_schema
+from fleetctl.server import audit_trail
 from fleetctl.server.admin_params import (
     check_body,
     check_request_text,
@@ -29,7 +30,7 @@ from fleetctl.server.admin_params import (
     required_text,
     time_param,
 )
-from fleetctl.server.auth import matches_any
+from fleetctl.server.auth import bearer_token, matches_any
 from fleetctl.server.body import read_json_object
 from fleetctl.server.responses import json_response
 from fleetctl.server.state import in_session, server_state
@@ -98,7 +99,22 @@ def _endpoint(
         state = server_state(request)
         token = bearer_token(request)
         if not token or not matches_any(token, state.token_digests()):
-            return json_response({"error": "missing or invalid admin token"}, 401)
+            refused = json_response({"error": "missing or invalid admin token"}, 401)
+            await audit_trail.record(state, request, 401, None, authenticated=False)
+            return refused
+        said: dict[str, Any] = {}
+        status = 500  # what the trail says of a call that raised
+        try:
+            response = await answer(request, said)
+            status = response.status_code
+            return response
+        finally:
+            if audit_trail.recorded(request, status):
+                body = said.get("body")
+                await audit_trail.record(state, request, status, body, authenticated=True)
+
+    async def answer(request: Request, said: dict[str, Any]) -> Response:
+        state = server_state(request)
         try:
             check_request_text(request)
             body: dict[str, Any] | None = None
@@ -109,6 +125,7 @@ def _endpoint(
                     else await read_json_object(request, state.settings.max_body)
                 )
                 check_body(body)
+                said["body"] = body
             if own_work:
                 return json_response(await func(request, body))
 
@@ -128,12 +145,6 @@ def _endpoint(
 
     wrapper.__name__ = func.__name__
     return wrapper
-
-
-def bearer_token(request: Request) -> str:
-    """The admin token the request came with ('' without one)."""
-    header = request.headers.get("authorization", "")
-    return header[7:].strip() if header.lower().startswith("bearer ") else ""
 
 
 def learning_states(request: Request, session: Any) -> dict[int, LearningState]:

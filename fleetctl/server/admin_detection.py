@@ -21,7 +21,6 @@ from fleetctl.server.admin_api import (
     admin_endpoint,
     admin_read_body_endpoint,
     admin_write_endpoint,
-    bearer_token,
     find_host_or_404,
     learning_states,
 )
@@ -35,7 +34,7 @@ from fleetctl.server.admin_params import (
     text_param,
     time_param,
 )
-from fleetctl.server.auth import digest
+from fleetctl.server.audit_trail import token_holder
 from fleetctl.server.state import server_state
 from fleetctl.server.triage import occurrence_triage
 from fleetctl.timeutil import format_duration, iso, parse_duration
@@ -216,18 +215,12 @@ def _window(value: str | None) -> int:
     return seconds
 
 
-def _actor(request: Request, session: Session) -> str:
-    """Who acts: the name of the admin token the request came with."""
-    name = host_store.token_name(session, digest(bearer_token(request)))
-    return name or "unknown token"
-
-
 @admin_write_endpoint
 def ack_finding(request: Request, session: Session, body: dict[str, Any]) -> dict[str, Any]:
     """The finding's incidents so far are handled; a later occurrence reopens it."""
     note = text_param(body, "note", default="")
     row, host = _finding(session, request.path_params["id"])
-    findings_store.ack(session, row, _actor(request, session), note, int(time.time()))
+    findings_store.ack(session, row, token_holder(request, session), note, int(time.time()))
     return {"finding": finding_summary(findings_store.describe(session, row, host))}
 
 
@@ -242,7 +235,7 @@ def suppress_finding(request: Request, session: Session, body: dict[str, Any]) -
     version = detection_store.add_learned_keys(
         session, [(name, row.path_key)], f"suppress {row.id} ({scope})", now, Baseline.loads
     )
-    findings_store.suppress(session, row, _actor(request, session), note, now)
+    findings_store.suppress(session, row, token_holder(request, session), note, now)
     return {
         "finding": finding_summary(findings_store.describe(session, row, host)),
         "baseline_version": version,
@@ -331,7 +324,7 @@ def detect(request: Request, session: Session, body: dict[str, Any]) -> dict[str
     if accept and not learn:
         raise BadRequest("'accept' goes with 'learn'")
     hosts = [find_host_or_404(session, ref)] if ref else host_store.list_hosts(session)
-    actor = _actor(request, session)
+    actor = token_holder(request, session)
     now = int(time.time())
     created: list[str] = []
     learned: list[dict[str, Any]] = []

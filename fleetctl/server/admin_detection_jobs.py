@@ -25,11 +25,10 @@ from fleetctl.errors import BadRequest, NotFound
 from fleetctl.server.admin_api import (
     admin_endpoint,
     admin_read_body_endpoint,
-    bearer_token,
     find_host_or_404,
 )
 from fleetctl.server.admin_params import int_param, text_param, time_param
-from fleetctl.server.auth import digest
+from fleetctl.server.audit_trail import token_holder
 from fleetctl.server.replay_jobs import ReplayJobs
 from fleetctl.server.state import server_state
 from storage import hosts as host_store
@@ -75,7 +74,7 @@ def start_job(request: Request, session: Session, body: dict[str, Any]) -> dict[
         raise BadRequest("'since' is required: the time to replay history from")
     ref = text_param(body, "host")
     hosts = [find_host_or_404(session, ref)] if ref else host_store.list_hosts(session)
-    actor = host_store.token_name(session, digest(bearer_token(request))) or "unknown token"
+    actor = token_holder(request, session)
     job_id = _jobs(request).start(since, int(time.time()), [h.id for h in hosts], actor)
     return _after_change(request, job_id)
 

@@ -15,6 +15,7 @@ from starlette.routing import Route
 
 from fleetctl.server import (
     admin_api,
+    admin_audit,
     admin_coverage,
     admin_detection,
     admin_detection_jobs,
@@ -75,6 +76,7 @@ def build_app(state: ServerState) -> Starlette:
             *admin_queries.routes,
             *admin_hunts.routes,
             *admin_coverage.routes,
+            *admin_audit.routes,
         ],
         lifespan=lifespan,
         exception_handlers=exception_handlers(osquery_api.PREFIX),

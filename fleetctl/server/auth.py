@@ -16,6 +16,8 @@ from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from starlette.requests import Request
+
 
 def digest(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
@@ -130,3 +132,9 @@ class FailureThrottle:
         self._failures.setdefault(address, deque()).append(time.monotonic())
         if len(self._failures) > 10_000:  # bound memory under a spray of addresses
             self._failures.pop(next(iter(self._failures)))
+
+
+def bearer_token(request: Request) -> str:
+    """The admin token the request came with ('' without one)."""
+    header = request.headers.get("authorization", "")
+    return header[7:].strip() if header.lower().startswith("bearer ") else ""

@@ -1,0 +1,99 @@
+"""The audit trail through a real server, on SQLite and PostgreSQL: what is recorded
+(changes, queries with their SQL, refused tokens; secrets hidden), that the table
+refuses edits, and that ``fleetctl audit verify`` catches an entry edited or removed
+behind its back."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import text
+
+from fleetctl.cli import main
+from fleetctl.cli.client import ssl_context
+from storage.engine import make_engine
+from tests.conftest import RunningServer
+
+API = "/api/v1/admin"
+
+
+def trail(admin: httpx.Client) -> list[dict[str, Any]]:
+    answer = admin.get(f"{API}/audit")
+    assert answer.status_code == 200, answer.text
+    entries: list[dict[str, Any]] = answer.json()["audit"]
+    return entries
+
+
+def test_changes_queries_and_refused_tokens_are_recorded(server: RunningServer) -> None:
+    admin = server.admin()
+    ran = admin.post(f"{API}/sql", json={"sql": "SELECT count(*) AS n FROM hunt_hosts"})
+    assert ran.status_code == 200, ran.text
+    bad = admin.post(f"{API}/sql", json={"sql": "DELETE FROM hosts"})
+    assert bad.status_code == 400
+    stranger = httpx.post(
+        f"{server.url}{API}/sql",
+        json={"sql": "SELECT 1"},
+        headers={"Authorization": "Bearer guessed-token"},
+        verify=ssl_context(server.ca),
+    )
+    assert stranger.status_code == 401
+    labelled = admin.post(
+        f"{API}/labels", json={"name": "web", "hosts": [], "secret": "s3", "note": "x"}
+    )
+    admin.get(f"{API}/hosts")  # a read: not recorded
+
+    entries = trail(admin)
+    assert [(e["action"], e["outcome"], e["status"]) for e in entries] == [
+        ("POST /api/v1/admin/sql", "ok", 200),
+        ("POST /api/v1/admin/sql", "refused", 400),
+        ("POST /api/v1/admin/sql", "refused", 401),
+        ("POST /api/v1/admin/labels", "ok" if labelled.is_success else "refused",
+         labelled.status_code),
+    ]  # fmt: skip
+    ok, refused, stranger_entry, label = entries
+    assert ok["details"] == {"body": {"sql": "SELECT count(*) AS n FROM hunt_hosts"}}
+    assert refused["details"]["body"]["sql"] == "DELETE FROM hosts"
+    assert ok["user"] == refused["user"] != "-"
+    assert stranger_entry["user"] == "-" and "guessed-token" not in str(stranger_entry)
+    assert label["details"]["body"]["secret"] == "[hidden]"
+    assert all(e["source"] == "127.0.0.1" for e in entries)
+    assert admin.get(f"{API}/audit", params={"user": "nobody"}).json()["audit"] == []
+
+
+def test_the_table_refuses_edits_and_verify_finds_them(server: RunningServer) -> None:
+    admin = server.admin()
+    for n in range(4):
+        admin.post(f"{API}/sql", json={"sql": f"SELECT {n} AS n"}).raise_for_status()
+    intact = CliRunner().invoke(main, ["audit", "verify"])
+    assert intact.exit_code == 0, intact.output
+    assert "audit trail intact: 4 entries" in intact.output
+
+    engine = make_engine(server.settings.db_url)
+    for statement in ("UPDATE audit_log SET actor = 'someone'", "DELETE FROM audit_log"):
+        with pytest.raises(Exception, match="append-only"), engine.begin() as conn:
+            conn.execute(text(statement))
+
+    # Behind the triggers' back, as the database's owner could: one entry's SQL edited,
+    # another removed.
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.execute(text("SET LOCAL session_replication_role = replica"))
+        else:
+            conn.execute(text("DROP TRIGGER audit_log_no_update"))
+            conn.execute(text("DROP TRIGGER audit_log_no_delete"))
+        conn.execute(
+            text("UPDATE audit_log SET details = :d WHERE id = 2"),
+            {"d": '{"body": {"sql": "SELECT 42 AS n"}}'},
+        )
+        conn.execute(text("DELETE FROM audit_log WHERE id = 3"))
+    engine.dispose()
+
+    broken = CliRunner().invoke(main, ["audit", "verify", "--format", "json"])
+    assert broken.exit_code == 1
+    assert '"id":2' in broken.output.replace(" ", "") and "edited" in broken.output
+    assert '"id":4' in broken.output.replace(" ", "") and "removed" in broken.output
+    listed = CliRunner().invoke(main, ["audit", "list", "--format", "json"])
+    assert listed.exit_code == 0 and "SELECT 42" in listed.output
