@@ -107,7 +107,10 @@ def test_attack_is_refused_and_the_store_unchanged(fleet: Any, db_url: str, quer
     assert answer.status_code == 400, answer.text
     assert answer.headers["content-type"] == "application/json"
     assert answer.json()["error"]
-    assert store_counts(db_url) == before
+    # Nothing changed but the audit trail, which now holds the attempt.
+    assert store_counts(db_url) == {**before, "audit_log": before["audit_log"] + 1}
+    [attempt] = admin.get("/api/v1/admin/audit").json()["audit"][-1:]
+    assert (attempt["details"]["body"]["sql"], attempt["outcome"]) == (query, "refused")
     assert not MARKER.exists()
     # the server's own sessions are alive: ingest and admin reads still work
     node.log("result", [result_line("q", 200, "44")])
