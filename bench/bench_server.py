@@ -11,13 +11,17 @@
 3. Workers: the ingest and check-in figures of ``serve --workers 1`` and ``--workers 2``
    (``--workers``), measured one after the other in the same run, and their ratio. The
    load generators share the machine with the server: on 2 cores, the ratio says what a
-   second worker buys when the clients take CPU too.
+   second worker buys when the clients take CPU too. Beside them, detection: hosts of
+   ~400 processes post process-lineage snapshots (a few processes replaced each time),
+   each post on a new connection so that posts of one host land on either worker; the
+   figure is posts/s until every host is judged, with the full rebuilds detection did
+   (a batch stored by the worker that does not judge its host must not rebuild it).
 
 The server runs as ``fleetctl serve`` in its own process(es), as in production; sections
 1 and 2 run one worker (``--workers 1``), so their figures compare across runs.
 
     .venv/bin/python bench/bench_server.py [--rows N] [--seconds S] [--backends sqlite,postgresql]
-        [--only ingest|checkin|workers] [--workers 1,2]
+        [--only ingest|checkin|workers] [--workers 1,2] [--detect-hosts N] [--detect-posts N]
 """
 
 from __future__ import annotations
@@ -375,19 +379,145 @@ def bench_checkin(backend: str, hosts: int, seconds: int, workers: int = 1) -> d
         release_db(backend, url)
 
 
-def bench_workers(backend: str, counts: list[int], rows: int, hosts: int, seconds: int) -> None:
-    """Ingest rows/s (4 senders) and distributed/read req/s for each worker count, one
-    after the other on fresh stores; each count's ratio to the first."""
+# --------------------------------------------------------------------------- detection
+
+LINEAGE = "pack_ipc-telemetry_process_lineage"
+PROCESSES = 400  # a busy server's process table
+REPLACED = 8  # processes that exit and are replaced between two collections
+
+
+def lineage_row(pid: int, parent: int, cmdline: str) -> dict[str, str]:
+    """A ``process_lineage`` row as osqueryd sends it (joined parent columns left empty)."""
+    path = "/usr/bin/python3" if pid % 5 else "/usr/bin/bash"
+    row = dict.fromkeys(
+        ("parent_start_time", "parent_name", "parent_path", "parent_cmdline"), ""
+    ) | dict.fromkeys(
+        ("grandparent_pid", "grandparent_name", "grandparent_path", "grandparent_cmdline"), ""
+    )
+    return row | {
+        "pid": str(pid),
+        "parent": str(parent),
+        "start_time": str(1000 + pid),
+        "name": path.rsplit("/", 1)[-1],
+        "path": path,
+        "cmdline": cmdline,
+        "uid": "1000",
+        "euid": "1000",
+        "cwd": "/",
+        "pgroup": str(pid),
+        "cgroup_path": "/",
+    }
+
+
+def lineage_post(key: str, host: int, post: int) -> bytes:
+    """Post ``post`` of host ``host``: ``PROCESSES`` under init, of which the first
+    ``REPLACED * post`` have been replaced by new pids (``REPLACED`` more at each post,
+    until all were)."""
+    rows = [lineage_row(1, 0, "/sbin/init")]
+    for i in range(PROCESSES - 1):
+        replaced = i < REPLACED * post
+        rows.append(lineage_row(100 + i + PROCESSES * replaced, 1, f"worker --job {i % 37}"))
+    line = {
+        "name": LINEAGE,
+        "hostIdentifier": f"bench-{host}",
+        "unixTime": 1_700_000_000 + post,
+        "epoch": 0,
+        "counter": post,
+        "numerics": False,
+        "action": "snapshot",
+        "snapshot": rows,
+    }
+    return orjson.dumps({"node_key": key, "log_type": "result", "data": [line]})
+
+
+def bench_detection(backend: str, workers: int, hosts: int, posts: int) -> dict[str, Any]:
+    """Posts/s of ``hosts`` hosts' lineage snapshots (one sender per host, each post on
+    a new connection) until detection judged them all, and how it judged them."""
+    url = make_db(backend)
+    server = Server(url, ("--workers", str(workers)))
+    admin = httpx.Client(
+        base_url=server.url,
+        verify=server.ssl,
+        timeout=60,
+        headers={"Authorization": f"Bearer {server.token}"},
+    )
+    try:
+        with httpx.Client(base_url=server.url, verify=server.ssl, timeout=60) as client:
+            keys = [enroll(client, server.secret, h) for h in range(hosts)]
+        errors: list[str] = []
+
+        def send(host: int) -> None:
+            for post in range(1, posts + 1):
+                body = lineage_post(keys[host], host, post)
+                with httpx.Client(base_url=server.url, verify=server.ssl, timeout=120) as one:
+                    answer = one.post(
+                        "/api/v1/osquery/log",
+                        content=body,
+                        headers={"Content-Type": "application/json"},
+                    ).json()
+                if answer != {"node_invalid": False}:
+                    errors.append(str(answer))
+
+        started = time.perf_counter()
+        threads = [threading.Thread(target=send, args=(h,)) for h in range(hosts)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+        if errors:
+            raise RuntimeError(errors[0])
+        status = caught_up(admin, hosts)
+        elapsed = time.perf_counter() - started
+        return {
+            "posts_s": hosts * posts / elapsed,
+            "full_rebuilds": status["full_rebuilds"],
+            "incremental_runs": status["incremental_runs"],
+            "rebuilds": status.get("rebuilds", {}),
+        }
+    finally:
+        admin.close()
+        server.stop()
+        release_db(backend, url)
+
+
+def caught_up(admin: httpx.Client, hosts: int, timeout: float = 600) -> dict[str, Any]:
+    """Detection's fleet status once no host is pending (every worker reported since)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        status: dict[str, Any] = admin.get("/api/v1/admin/detection/status").json()
+        if status["pending_hosts"] == 0 and status["hosts_judged"] >= hosts:
+            time.sleep(1.5)  # each worker stores its counts every second
+            return dict(admin.get("/api/v1/admin/detection/status").json())
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"detection did not catch up: {status}")
+        time.sleep(0.05)
+
+
+def bench_workers(
+    backend: str,
+    counts: list[int],
+    rows: int,
+    hosts: int,
+    seconds: int,
+    detect: tuple[int, int] = (4, 12),
+) -> None:
+    """Ingest rows/s (4 senders), distributed/read req/s and detection's posts/s for
+    each worker count, one after the other on fresh stores; each count's ratio to the
+    first."""
     results = []
     for n in counts:
         ingest = bench_ingest(backend, rows, workers=n, senders=4, raw=False)
         checkin = bench_checkin(backend, hosts, seconds, workers=n)
-        results.append((n, ingest["ingest_rows_s"], checkin["read_req_s"]))
-    _, base_ingest, base_read = results[0]
-    for n, ingest_rate, read_rate in results:
+        detection = bench_detection(backend, n, *detect)
+        results.append((n, ingest["ingest_rows_s"], checkin["read_req_s"], detection))
+    _, base_ingest, base_read, base_detect = results[0]
+    for n, ingest_rate, read_rate, detection in results:
+        reasons = ",".join(f"{k}={v}" for k, v in detection["rebuilds"].items())
         print(
             f"{backend:<11}{n:>8}{ingest_rate:>15,.0f}{ingest_rate / base_ingest:>8.2f}"
             f"{read_rate:>12,.0f}{read_rate / base_read:>8.2f}"
+            f"{detection['posts_s']:>10,.1f}{detection['posts_s'] / base_detect['posts_s']:>8.2f}"
+            f"{detection['full_rebuilds']:>6}{detection['incremental_runs']:>6}  {reasons}"
         )
 
 
@@ -399,6 +529,8 @@ def main() -> None:
     parser.add_argument("--backends", default="sqlite,postgresql")
     parser.add_argument("--only", choices=["ingest", "checkin", "workers"], default=None)
     parser.add_argument("--workers", default="1,2", help="worker counts compared, first = 1x")
+    parser.add_argument("--detect-hosts", type=int, default=4, help="workers: detection hosts")
+    parser.add_argument("--detect-posts", type=int, default=12, help="workers: posts per host")
     args = parser.parse_args()
     backends = [b for b in args.backends.split(",") if b]
     print(f"cores: {os.cpu_count()}  python: {sys.version.split()[0]}")
@@ -427,12 +559,15 @@ def main() -> None:
         counts = [int(n) for n in args.workers.split(",") if n]
         print(
             f"\nserve --workers: POST /log rows/s (4 senders) and distributed/read req/s"
-            f" ({args.hosts:,} hosts, wrk -t2 -c64), ratio to {counts[0]} worker(s)"
+            f" ({args.hosts:,} hosts, wrk -t2 -c64), ratio to {counts[0]} worker(s); detection:"
+            f" posts/s of {args.detect_hosts} hosts x {args.detect_posts} lineage snapshots"
+            f" of {PROCESSES} processes until judged, full rebuilds and incremental runs"
         )
         head = f"{'backend':<11}{'workers':>8}{'log rows/s':>15}{'ratio':>8}"
-        print(f"{head}{'read req/s':>12}{'ratio':>8}")
+        print(f"{head}{'read req/s':>12}{'ratio':>8}{'detect/s':>10}{'ratio':>8} full  incr")
+        detect = (args.detect_hosts, args.detect_posts)
         for backend in backends:
-            bench_workers(backend, counts, args.rows, args.hosts, args.seconds)
+            bench_workers(backend, counts, args.rows, args.hosts, args.seconds, detect)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ STATUS_COLUMNS = (
     "hosts_judged",
     "full_rebuilds",
     "incremental_runs",
+    "rebuilds",
     "hosts_in_memory",
     "lag_p50",
     "lag_p95",
@@ -32,6 +33,7 @@ def status_row(answer: dict[str, Any]) -> dict[str, Any]:
     return {
         **{k: v for k, v in answer.items() if k not in ("lag_seconds", "workers")},
         "workers": len(answer.get("workers", [])) or None,
+        "rebuilds": ", ".join(f"{k}={v}" for k, v in answer.get("rebuilds", {}).items()) or None,
         "lag_p50": lag.get("p50"),
         "lag_p95": lag.get("p95"),
         "lag_p99": lag.get("p99"),

@@ -2,7 +2,8 @@
 
 One object for the fleet simulator, a web console and ``fleetctl detect --status``:
 hosts waiting to be judged and the oldest wait, judgements done (full rebuilds and
-incremental runs), and the mark-to-judged lag percentiles over the recent judgements.
+incremental runs, and why hosts were rebuilt), and the mark-to-judged lag percentiles
+over the recent judgements.
 ``running`` is false where no detection worker runs (a client over the store).
 
 A request lands on any of the server's processes (``serve --workers``, replicas), so the
@@ -15,6 +16,7 @@ percentile is the worst worker's. ``workers`` lists each worker's own status.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -73,12 +75,25 @@ def fleet_status(
         "pending_hosts": max(pending, max(int(w.get("pending_hosts", 0)) for w in workers)),
         "oldest_pending_seconds": round(oldest, 3),
         **{key: sum(int(w.get(key, 0)) for w in workers) for key in SUMMED},
+        "rebuilds": summed_counts(w.get("rebuilds", {}) for w in workers),
         "lag_seconds": {
             "samples": sum(int(lag.get("samples", 0)) for lag in lags),
             **{p: max(float(lag.get(p, 0.0)) for lag in lags) for p in ("p50", "p95", "p99")},
         },
         "workers": workers,
     }
+
+
+def summed_counts(counts: Iterable[Any]) -> dict[str, int]:
+    """Counts by name summed over the workers (what one worker sent is not trusted to be
+    a mapping of numbers: a stored status may come from another version)."""
+    total: dict[str, int] = {}
+    for each in counts:
+        if isinstance(each, dict):
+            for name, count in each.items():
+                if isinstance(count, int):
+                    total[str(name)] = total.get(str(name), 0) + count
+    return dict(sorted(total.items()))
 
 
 routes = [Route(f"{PREFIX}/detection/status", detection_status, methods=["GET"])]

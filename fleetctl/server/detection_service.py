@@ -82,6 +82,18 @@ LAG_WINDOW = 2048  # judgements the lag percentiles are taken over
 COORDINATE_EVERY = 1.0  # seconds between reads of the store's marks (and status writes)
 WORKER_SILENCE = 60  # seconds after which a worker's stored status is dropped
 CHANGES_KEPT = 3600  # seconds a batch's kept changes wait for a judge (then: rebuilt)
+# Why a host was rebuilt from the store (``detection/status`` counts each): its state was
+# not in memory (first batch, evicted, a failed run), ingest or the store's mark asked for
+# it (data loss, an epoch change), the baseline file changed, a batch's kept changes were
+# missing, too many changed rows waited, or the admin asked (``fleetctl detect``).
+UNKNOWN, MARKED, BASELINE, CHANGES_MISSING, TOO_MANY_ROWS, ON_DEMAND = (
+    "unknown",
+    "marked",
+    "baseline",
+    "changes_missing",
+    "too_many_rows",
+    "on_demand",
+)
 
 
 @dataclass(frozen=True)
@@ -97,7 +109,8 @@ class Batch:
 @dataclass(frozen=True)
 class DetectionStatus:
     """How far behind detection is: hosts waiting, the oldest wait, judgements done, and
-    the mark-to-judged lag over the last ``LAG_WINDOW`` judgements (seconds)."""
+    the mark-to-judged lag over the last ``LAG_WINDOW`` judgements (seconds), and why
+    hosts were rebuilt (reason -> count), so an admin sees whether rebuilds are expected."""
 
     pending_hosts: int
     oldest_pending: float
@@ -111,6 +124,7 @@ class DetectionStatus:
     lag_p50: float
     lag_p95: float
     lag_p99: float
+    rebuilds: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -128,6 +142,7 @@ class DetectionStatus:
                 "p95": round(self.lag_p95, 3),
                 "p99": round(self.lag_p99, 3),
             },
+            "rebuilds": dict(sorted(self.rebuilds.items())),
         }
 
 
@@ -232,7 +247,7 @@ class DetectionService:
     # and the hosts whose state is known, with the baseline version they were judged by.
     _changes: dict[int, list[Batch]] = field(default_factory=dict)
     _pending_rows: dict[int, int] = field(default_factory=dict)
-    _rebuild: set[int] = field(default_factory=set)
+    _rebuild: dict[int, str] = field(default_factory=dict)  # host id -> why
     _hosts: OrderedDict[int, tuple[HostDetection, int | None]] = field(default_factory=OrderedDict)
     _turns: weakref.WeakValueDictionary[int, asyncio.Lock] = field(
         default_factory=weakref.WeakValueDictionary
@@ -251,6 +266,7 @@ class DetectionService:
     _inflight: dict[int, int] = field(default_factory=dict)
     _coordinated: float = 0.0
     _pruned: int = 0
+    _rebuilds: dict[str, int] = field(default_factory=dict)  # why -> how many
 
     def owns(self, host_id: int) -> bool:
         """Whether this process judges ``host_id`` (its posts are marked here)."""
@@ -293,14 +309,15 @@ class DetectionService:
         known here is rebuilt."""
         with self._cond:
             between: range = range(0)
+            if rebuild:
+                self._rebuild.setdefault(host_id, MARKED)
             if version is not None:
                 known = self._versions.get(host_id)
-                rebuild = rebuild or known is None
+                if known is None:
+                    self._rebuild.setdefault(host_id, UNKNOWN)
                 between = range((known or 0) + 1, version)
                 self._versions[host_id] = version
             self._dirty.setdefault(host_id, time.monotonic())
-            if rebuild:
-                self._rebuild.add(host_id)
             if host_id in self._rebuild:
                 self._changes.pop(host_id, None)
                 self._pending_rows.pop(host_id, None)
@@ -308,7 +325,7 @@ class DetectionService:
                 rows = self._pending_rows.get(host_id, 0)
                 rows += sum(len(a.opened) + len(a.closed) for a in applied)
                 if rows > MAX_PENDING_ROWS:
-                    self._rebuild.add(host_id)
+                    self._rebuild[host_id] = TOO_MANY_ROWS
                     self._changes.pop(host_id, None)
                     self._pending_rows.pop(host_id, None)
                 else:
@@ -330,6 +347,7 @@ class DetectionService:
             oldest = now - min(self._dirty.values()) if self._dirty else 0.0
             lags = sorted(self._lags)
             counts = dict(self._counts)
+            rebuilds = dict(self._rebuilds)
             pending = len(self._dirty)
         return DetectionStatus(
             pending_hosts=pending,
@@ -344,6 +362,7 @@ class DetectionService:
             lag_p50=percentile(lags, 0.5),
             lag_p95=percentile(lags, 0.95),
             lag_p99=percentile(lags, 0.99),
+            rebuilds=rebuilds,
         )
 
     def wait_judged(self, timeout: float) -> bool:
@@ -384,7 +403,7 @@ class DetectionService:
                     continue
                 hosts, self._dirty = self._dirty, {}
                 changes, self._changes = self._changes, {}
-                rebuild, self._rebuild = self._rebuild, set()
+                rebuild, self._rebuild = self._rebuild, {}
                 self._pending_rows = {}
                 versions = {h: self._versions.get(h) for h in hosts}
                 taken = self._marked
@@ -393,7 +412,7 @@ class DetectionService:
                     created = self.judge_changes(
                         host_id,
                         changes.get(host_id, []),
-                        host_id in rebuild,
+                        rebuild.get(host_id, False),
                         int(time.time()),
                         reaches=versions[host_id],
                     )
@@ -439,7 +458,7 @@ class DetectionService:
                 self._versions[host_id] = mark.version
                 self._dirty.setdefault(host_id, mono - max(0.0, wall - mark.marked_at))
                 if known is None or mark.rebuild or host_id in self._rebuild:
-                    self._rebuild.add(host_id)
+                    self._rebuild.setdefault(host_id, UNKNOWN if known is None else MARKED)
                     self._changes.pop(host_id, None)
                     self._pending_rows.pop(host_id, None)
                 else:
@@ -463,13 +482,14 @@ class DetectionService:
         self,
         host_id: int,
         batches: Sequence[Batch],
-        rebuild: bool,
+        rebuild: bool | str,
         now: int,
         *,
         reaches: int | None = None,
     ) -> list[str]:
         """Move the host's state forward by ``batches`` (or rebuild it) and judge the
-        keys whose paths changed; ids of the new findings. ``reaches``: the host's store
+        keys whose paths changed; ids of the new findings. ``rebuild``: why the host is
+        rebuilt (True: ingest or the store asked for it). ``reaches``: the host's store
         version this judgement reaches, recorded as judged in its transaction (and the
         changes kept for it up to there dropped)."""
         with self._running:
@@ -479,10 +499,10 @@ class DetectionService:
                 version = self._baseline[0] if self._baseline else None
                 # Taken out while judged: if judging fails, the next batch rebuilds it.
                 known = self._hosts.pop(host_id, None)
-                applied = None
-                if known is not None and not rebuild and known[1] == version:
-                    applied = self._in_order(session, host_id, batches)
+                why = _why_rebuilt(known, rebuild, version)
+                applied = None if why else self._in_order(session, host_id, batches)
                 if known is None or applied is None:
+                    self._count_rebuild(why or CHANGES_MISSING)
                     host = self._load(session, host_id)
                     update = host.full_rebuild(now)
                 else:
@@ -509,6 +529,10 @@ class DetectionService:
             self._counts["rows"] += update.rows
             self._counts["paths"] += len(paths)
         return created
+
+    def _count_rebuild(self, why: str) -> None:
+        with self._cond:
+            self._rebuilds[why] = self._rebuilds.get(why, 0) + 1
 
     @staticmethod
     def _in_order(
@@ -658,6 +682,7 @@ class DetectionService:
         with session_scope(self.sessions) as session:
             coordination.lock_judge(session, host_id)
             if current_state:  # on demand: rebuilt from the store, and kept
+                self._count_rebuild(ON_DEMAND)
                 self._hosts.pop(host_id, None)
                 current = self._load(session, host_id)
                 current.full_rebuild(stamp)
@@ -709,3 +734,17 @@ class DetectionService:
             row = findings_store.finding_for(session, host_id, key)
             if row is not None:
                 findings_store.suppress(session, row, actor, ACCEPTED, now)
+
+
+def _why_rebuilt(
+    known: tuple[HostDetection, int | None] | None, rebuild: bool | str, baseline: int | None
+) -> str | None:
+    """Why a judged host is rebuilt rather than moved forward (None: it is moved forward,
+    if its batches' changes are all found)."""
+    if known is None:
+        return UNKNOWN
+    if rebuild:
+        return rebuild if isinstance(rebuild, str) else MARKED
+    if known[1] != baseline:
+        return BASELINE
+    return None

@@ -100,7 +100,7 @@ def test_a_version_stored_elsewhere_is_read_from_the_store_not_rebuilt() -> None
     service = DetectionService(sessions=None)  # type: ignore[arg-type]  # never reaches the store
     service.mark(5, version=1)
     service.mark(5, version=2)
-    assert 5 in service._rebuild  # the first mark of an unknown host rebuilds
+    assert service._rebuild == {5: "unknown"}  # the first mark of an unknown host rebuilds
     service._rebuild.clear()
     service._changes.clear()
     service.mark(5, version=3)
@@ -117,7 +117,9 @@ def test_a_version_stored_elsewhere_is_read_from_the_store_not_rebuilt() -> None
     service._queue_stored([coordination.Mark(5, 7, False, 0)])
     assert service._changes[5][-1] == Batch(7, None) and 5 not in service._rebuild
     service._queue_stored([coordination.Mark(5, 8, True, 0)])
-    assert 5 in service._rebuild and 5 not in service._changes
+    assert service._rebuild == {5: "marked"} and 5 not in service._changes
+    service.mark(5, version=9, rebuild=True)  # the first reason found is the one counted
+    assert service._rebuild == {5: "marked"}
 
 
 def test_kept_changes_come_back_as_stored_and_go_once_judged(db_url: str) -> None:

@@ -29,6 +29,7 @@ def test_status_counts_judgements_and_their_lag(server: RunningServer) -> None:
     host.report()
     first = wait_for(status, lambda s: s["hosts_judged"] >= 1)
     assert first["full_rebuilds"] == 1  # a host the worker did not know: from the store
+    assert first["rebuilds"] == {"unknown": 1}
     host.report(*fifo_shell(2000, 100, "/dev/shm/.c"))
     second = wait_for(status, lambda s: s["hosts_judged"] >= 2)
     assert second["incremental_runs"] >= 1 and second["pending_hosts"] == 0
@@ -45,3 +46,4 @@ def test_status_counts_judgements_and_their_lag(server: RunningServer) -> None:
     assert "incremental_runs" in shown.stdout and "lag_p99" in shown.stdout
     row = json.loads(CliRunner().invoke(main, ["detect", "--status", "--format", "json"]).stdout)
     assert row[0]["running"] is True and row[0]["hosts_judged"] >= 2
+    assert row[0]["rebuilds"] == "unknown=1"

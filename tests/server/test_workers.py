@@ -184,3 +184,61 @@ def test_detection_follows_a_host_across_workers_and_a_killed_worker(
     assert found[0]["id"] == first["id"] and found[0]["severity"] == "critical"
     wait_for(lambda: judged(fleet, host_id), bool, timeout=30)
     assert f"worker {owner} (pid {killed}) was killed by SIGKILL" in fleet.log_text()
+
+
+def unseen(found: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Findings without when they were last seen (a later judgement refreshes it)."""
+    return [{k: v for k, v in f.items() if k != "last_seen"} for f in found]
+
+
+def fleet_status(admin: Any) -> dict[str, Any]:
+    status: dict[str, Any] = admin.get(f"{API}/detection/status").json()
+    return status
+
+
+def test_a_host_posting_through_both_workers_is_moved_forward_not_rebuilt(
+    fleet: WorkerServer,
+) -> None:
+    """Posts alternate between the host's judge and the other worker: the judge moves the
+    host forward from the changes the other kept, never rebuilding it after its first
+    batch, and its findings are those a rebuild from the store judges."""
+    nodes = fleet.pinned_nodes("relay", "uuid-relay")
+    admins = fleet.pinned_admins()
+    host = PinnedHost(nodes, "relay")
+    [(host_id,)] = fleet.query("SELECT id FROM hosts WHERE host_identifier = 'relay'")
+    owner, other = host_id % 2, 1 - host_id % 2
+    host.report_via(owner)
+    wait_for(lambda: judged(fleet, host_id), bool)
+    assert admins[owner].post(f"{API}/detect", json={"learn": True}).json()["refused"] == []
+
+    shells = [
+        fifo_shell(3000, 100, "/dev/shm/.a"),
+        fifo_shell(3001, 110, "/var/spool/q"),
+        fifo_shell(3002, 120, "/dev/shm/.b", interactive=True),
+    ]
+    for step in range(8):
+        running = [shells[i] for i in range(len(shells)) if (step + i) % 3 != 0]
+        processes = [p for shell in running for p in shell[0]]
+        channels = [c for shell in running for c in shell[1]]
+        host.report_via(other if step % 2 == 0 else owner, processes, channels)
+        wait_for(lambda: judged(fleet, host_id), bool)
+
+    # Each worker stores its status every second: the fleet's counts come from both.
+    status = wait_for(
+        lambda: fleet_status(admins[other]), lambda s: s["hosts_judged"] >= 9, timeout=10
+    )
+    assert status["rebuilds"] == {"on_demand": 1, "unknown": 1}, status
+    assert status["full_rebuilds"] == 1 and status["incremental_runs"] == 8
+    kept = fleet.query("SELECT count(*) FROM detection_changes WHERE host_id = :h", h=host_id)
+    assert kept == [(0,)]  # every kept change was read and dropped once judged
+    moved = findings(admins[other])
+    assert moved and {f["pid"] for f in moved} <= {3000, 3001, 3002}
+
+    # A rebuild from the store judges the same paths: nothing new, the same findings.
+    rebuilt = admins[owner].post(f"{API}/detect", json={"host": "relay"}).json()
+    assert rebuilt["new_findings"] == []
+    assert unseen(findings(admins[other])) == unseen(moved)
+    status = wait_for(
+        lambda: fleet_status(admins[other]), lambda s: s["rebuilds"].get("on_demand") == 2
+    )
+    assert status["rebuilds"] == {"on_demand": 2, "unknown": 1}
