@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import insert, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from storage.encoding import Encoder, encoder_for
@@ -21,12 +22,16 @@ DIGEST_BYTES = 8
 
 
 def redelivered(session: Session, host_id: int, log_type: str, digests: list[bytes]) -> int:
-    """How many leading lines of this batch were already accepted in the previous one."""
-    row = session.get(Delivery, (host_id, log_type))
-    if row is None:
+    """How many leading lines of this batch were already accepted in the previous one.
+    A Core read: the digests are compared here and replaced by ``remember``, so loading
+    them into the session's identity map would only cost a flush and a second load."""
+    stored = session.scalar(
+        select(Delivery.digests).where(Delivery.host_id == host_id, Delivery.log_type == log_type)
+    )
+    if stored is None:
         return 0
     step = DIGEST_BYTES
-    prev = [row.digests[i : i + step] for i in range(0, len(row.digests), step)]
+    prev = [stored[i : i + step] for i in range(0, len(stored), step)]
     if prev and digests[: len(prev)] == prev:
         return len(prev)
     if digests and prev[: len(digests)] == digests:
@@ -35,13 +40,19 @@ def redelivered(session: Session, host_id: int, log_type: str, digests: list[byt
 
 
 def remember(session: Session, host_id: int, log_type: str, digests: list[bytes], now: int) -> None:
-    """Keep the digests of the batch just accepted, for the next ``redelivered``."""
-    row = session.get(Delivery, (host_id, log_type))
+    """Keep the digests of the batch just accepted, for the next ``redelivered``: one
+    upsert, as each post of every host ends with it."""
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
     blob = b"".join(digests)
-    if row is None:
-        session.add(Delivery(host_id=host_id, log_type=log_type, digests=blob, updated_at=now))
-    else:
-        row.digests, row.updated_at = blob, now
+    stmt = dialect.insert(Delivery).values(
+        host_id=host_id, log_type=log_type, digests=blob, updated_at=now
+    )
+    session.execute(
+        stmt.on_conflict_do_update(
+            index_elements=[Delivery.host_id, Delivery.log_type],
+            set_={"digests": stmt.excluded.digests, "updated_at": stmt.excluded.updated_at},
+        )
+    )
 
 
 def _status_row(host_id: int, line: StatusLine, enc: Encoder) -> dict[str, Any]:
