@@ -136,6 +136,17 @@ def judged(fleet: WorkerServer, host_id: int) -> bool:
     return bool(rows) and rows[0][1] == rows[0][0]
 
 
+def judged_host(fleet: WorkerServer, name: str) -> tuple[PinnedHost, int, int, int]:
+    """A host reporting through a worker of the test's choice, judged once through its
+    judge: the host, its id, the worker that judges it and the other worker."""
+    host = PinnedHost(fleet.pinned_nodes(name, f"uuid-{name}"), name)
+    [(host_id,)] = fleet.query("SELECT id FROM hosts WHERE host_identifier = :n", n=name)
+    owner, other = host_id % 2, 1 - host_id % 2
+    host.report_via(owner)
+    wait_for(lambda: judged(fleet, host_id), bool)
+    return host, host_id, owner, other
+
+
 def findings(admin: Any) -> list[dict[str, Any]]:
     found: list[dict[str, Any]] = admin.get(f"{API}/findings").json()["findings"]
     return found
@@ -144,14 +155,8 @@ def findings(admin: Any) -> list[dict[str, Any]]:
 def test_detection_follows_a_host_across_workers_and_a_killed_worker(
     fleet: WorkerServer,
 ) -> None:
-    nodes = fleet.pinned_nodes("jumpvm", "uuid-jumpvm")
+    host, host_id, owner, other = judged_host(fleet, "jumpvm")
     admins = fleet.pinned_admins()
-    host = PinnedHost(nodes, "jumpvm")
-    [(host_id,)] = fleet.query("SELECT id FROM hosts WHERE host_identifier = 'jumpvm'")
-    owner, other = host_id % 2, 1 - host_id % 2
-
-    host.report_via(owner)
-    wait_for(lambda: judged(fleet, host_id), bool)
     learned = admins[other].post(f"{API}/detect", json={"learn": True}).json()
     assert learned["refused"] == [] and learned["learned_keys"]
 
@@ -202,13 +207,8 @@ def test_a_host_posting_through_both_workers_is_moved_forward_not_rebuilt(
     """Posts alternate between the host's judge and the other worker: the judge moves the
     host forward from the changes the other kept, never rebuilding it after its first
     batch, and its findings are those a rebuild from the store judges."""
-    nodes = fleet.pinned_nodes("relay", "uuid-relay")
+    host, host_id, owner, other = judged_host(fleet, "relay")
     admins = fleet.pinned_admins()
-    host = PinnedHost(nodes, "relay")
-    [(host_id,)] = fleet.query("SELECT id FROM hosts WHERE host_identifier = 'relay'")
-    owner, other = host_id % 2, 1 - host_id % 2
-    host.report_via(owner)
-    wait_for(lambda: judged(fleet, host_id), bool)
     assert admins[owner].post(f"{API}/detect", json={"learn": True}).json()["refused"] == []
 
     shells = [

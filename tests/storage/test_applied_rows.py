@@ -39,9 +39,9 @@ def apply(db_url: str) -> Iterator[Any]:
     engine.dispose()
 
 
-def diff(action: str, pid: int, t: int, counter: int) -> dict[str, Any]:
+def diff(action: str, pid: int, t: int, counter: int, name: str = NAME) -> dict[str, Any]:
     return {
-        "name": NAME,
+        "name": name,
         "hostIdentifier": "h1",
         "unixTime": t,
         "epoch": 0,

@@ -11,6 +11,7 @@ from fleetctl.server.node_service import ingest_log
 from storage.engine import make_engine, make_sessionmaker, session_scope, statements_sent
 from storage.results import ApplyStats
 from tests.storage.hosts import enrolled_host
+from tests.storage.test_applied_rows import diff
 
 NAMES = ("pack_ipc_processes", "pack_ipc_pipes", "pack_ipc_sockets")
 # host lock (PostgreSQL: an advisory lock; SQLite: the transaction's BEGIN IMMEDIATE,
@@ -19,29 +20,16 @@ NAMES = ("pack_ipc_processes", "pack_ipc_pipes", "pack_ipc_sockets")
 STATEMENTS = {"postgresql": 6, "sqlite": 5}
 
 
-def line(name: str, t: int, counter: int, action: str, pid: int) -> dict[str, Any]:
-    return {
-        "name": name,
-        "hostIdentifier": "h1",
-        "unixTime": t,
-        "epoch": 0,
-        "counter": counter,
-        "numerics": False,
-        "columns": {"pid": str(pid)},
-        "action": action,
-    }
-
-
 def differential(counter: int, closed: int, opened: int) -> list[dict[str, Any]]:
     """Each query closes ``closed`` rows the run before added and adds ``opened``."""
     t = 10 + counter
     return [
-        line(
-            name,
-            t,
-            counter,
+        diff(
             action,
             counter * 10_000 - p if action == "removed" else (counter + 1) * 10_000 - p,
+            t,
+            counter,
+            name,
         )
         for name in NAMES
         for action, rows in (("removed", closed), ("added", opened))
@@ -61,7 +49,7 @@ def test_a_differential_post_costs_the_same_statements_whatever_its_rows(db_url:
         with session_scope(sessions) as session:
             host_id = enrolled_host(session)
         with session_scope(sessions) as session:
-            baseline = [line(n, 10, 0, "added", 10_000 - p) for n in NAMES for p in range(5)]
+            baseline = [diff("added", 10_000 - p, 10, 0, n) for n in NAMES for p in range(5)]
             ingest_log(session, host_id, "result", baseline, 10)
         costs = []
         for counter, closed, opened in ((1, 5, 5), (2, 5, 50)):
