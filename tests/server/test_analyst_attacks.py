@@ -32,14 +32,19 @@ def result_line(name: str, unix_time: int, pid: str) -> dict[str, Any]:
     }
 
 
+# Written by the server on its own clock (each detection worker's status, every second).
+HEARTBEATS = frozenset({"detection_workers"})
+
+
 def store_counts(db_url: str) -> dict[str, int]:
-    """Rows per table, read with the store's own (owner) engine."""
+    """Rows per table but the heartbeats, read with the store's own (owner) engine."""
     engine = make_engine(db_url)
     try:
         with engine.connect() as conn:
             return {
                 t.name: conn.scalar(select(func.count()).select_from(t)) or 0
                 for t in metadata.sorted_tables
+                if t.name not in HEARTBEATS
             }
     finally:
         engine.dispose()
