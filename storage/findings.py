@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from sqlalchemy import case, func, select, update
+from sqlalchemy import ColumnElement, case, func, select, update
 from sqlalchemy.orm import Session
 
 from storage.base import in_chunks
@@ -339,61 +339,56 @@ def _described(
     ]
 
 
-def _leading(session: Session, ids: Sequence[str]) -> dict[str, FindingOccurrence]:
-    """finding id -> its most severe open occurrence, else its newest."""
-    rank = (
-        func.row_number()
-        .over(
-            partition_by=FindingOccurrence.finding_id,
-            order_by=(
-                case((FindingOccurrence.acked_at.is_(None), 0), else_=1),
-                FindingOccurrence.score.desc(),
-                FindingOccurrence.first_seen.desc(),
-                FindingOccurrence.id.desc(),
-            ),
-        )
-        .label("rank")
-    )
-    leads: dict[str, FindingOccurrence] = {}
-    for chunk in in_chunks(ids):
-        ranked = (
-            select(FindingOccurrence.id, rank)
-            .where(FindingOccurrence.finding_id.in_(chunk))
-            .subquery()
-        )
-        firsts = select(ranked.c.id).where(ranked.c.rank == 1)
-        for occurrence in session.scalars(
-            select(FindingOccurrence).where(FindingOccurrence.id.in_(firsts))
-        ):
-            leads[occurrence.finding_id] = occurrence
-    return leads
-
-
-def _occurred_since(
-    session: Session, ids: Sequence[str], since: int
+def _first_per_finding(
+    session: Session,
+    ids: Sequence[str],
+    order: Sequence[ColumnElement[Any]],
+    keep: int,
+    *where: ColumnElement[bool],
 ) -> dict[str, list[FindingOccurrence]]:
-    """finding id -> its occurrences first seen at ``since`` or later, newest first, at
-    most ``SINCE_LIMIT`` each: the cap is in the statement, so a finding that recurs all
-    day costs a poller the same as one that occurred once."""
-    newest_first = (FindingOccurrence.first_seen.desc(), FindingOccurrence.id.desc())
+    """finding id -> its first ``keep`` occurrences in ``order`` (of those ``where``
+    holds), in that order: ranked in the statement, so a finding with a thousand
+    occurrences costs what one with ``keep`` does."""
     rank = (
         func.row_number()
-        .over(partition_by=FindingOccurrence.finding_id, order_by=newest_first)
+        .over(partition_by=FindingOccurrence.finding_id, order_by=order)
         .label("rank")
     )
     found: dict[str, list[FindingOccurrence]] = {}
     for chunk in in_chunks(ids):
         ranked = (
             select(FindingOccurrence.id, rank)
-            .where(FindingOccurrence.finding_id.in_(chunk), FindingOccurrence.first_seen >= since)
+            .where(FindingOccurrence.finding_id.in_(chunk), *where)
             .subquery()
         )
-        kept = select(ranked.c.id).where(ranked.c.rank <= SINCE_LIMIT)
+        kept = select(ranked.c.id).where(ranked.c.rank <= keep)
         for occurrence in session.scalars(
-            select(FindingOccurrence).where(FindingOccurrence.id.in_(kept)).order_by(*newest_first)
+            select(FindingOccurrence).where(FindingOccurrence.id.in_(kept)).order_by(*order)
         ):
             found.setdefault(occurrence.finding_id, []).append(occurrence)
     return found
+
+
+def _leading(session: Session, ids: Sequence[str]) -> dict[str, FindingOccurrence]:
+    """finding id -> its most severe open occurrence, else its newest."""
+    order = (
+        case((FindingOccurrence.acked_at.is_(None), 0), else_=1),
+        FindingOccurrence.score.desc(),
+        FindingOccurrence.first_seen.desc(),
+        FindingOccurrence.id.desc(),
+    )
+    return {fid: firsts[0] for fid, firsts in _first_per_finding(session, ids, order, 1).items()}
+
+
+def _occurred_since(
+    session: Session, ids: Sequence[str], since: int
+) -> dict[str, list[FindingOccurrence]]:
+    """finding id -> its occurrences first seen at ``since`` or later, newest first, at
+    most ``SINCE_LIMIT`` each."""
+    newest_first = (FindingOccurrence.first_seen.desc(), FindingOccurrence.id.desc())
+    return _first_per_finding(
+        session, ids, newest_first, SINCE_LIMIT, FindingOccurrence.first_seen >= since
+    )
 
 
 def get_finding(session: Session, finding_id: str) -> tuple[FindingRecordRow, str] | None:
