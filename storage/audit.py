@@ -45,19 +45,12 @@ class Entry:
     hash: str = ""
 
     def digest(self, prev_hash: str) -> str:
-        fields = [
-            prev_hash,
-            self.at,
-            self.actor,
-            self.token,
-            self.source,
-            self.action,
-            self.target,
-            self.details,
-            self.outcome,
-            self.status,
-        ]
+        fields = [prev_hash, *(getattr(self, name) for name in SIGNED)]
         return hashlib.sha256(orjson.dumps(fields, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+# What an entry's hash covers, in this order (with the previous entry's hash first).
+SIGNED = ("at", "actor", "token", "source", "action", "target", "details", "outcome", "status")
 
 
 def append(session: Session, entry: Entry) -> str:
@@ -69,37 +62,14 @@ def append(session: Session, entry: Entry) -> str:
     digest = entry.digest(prev_hash)
     session.execute(
         insert(AuditEntry).values(
-            at=entry.at,
-            actor=entry.actor,
-            token=entry.token,
-            source=entry.source,
-            action=entry.action,
-            target=entry.target,
-            details=entry.details,
-            outcome=entry.outcome,
-            status=entry.status,
-            prev_hash=prev_hash,
-            hash=digest,
+            **{name: getattr(entry, name) for name in SIGNED}, prev_hash=prev_hash, hash=digest
         )
     )
     return digest
 
 
 def _entry(row: AuditEntry) -> Entry:
-    return Entry(
-        at=row.at,
-        actor=row.actor,
-        token=row.token,
-        source=row.source,
-        action=row.action,
-        target=row.target,
-        details=row.details,
-        outcome=row.outcome,
-        status=row.status,
-        id=row.id,
-        prev_hash=row.prev_hash,
-        hash=row.hash,
-    )
+    return Entry(**{name: getattr(row, name) for name in (*SIGNED, "id", "prev_hash", "hash")})
 
 
 def entries(
