@@ -27,7 +27,9 @@ closed (what the result store reports for each applied run):
    snapshot, and exactly the paths that read a changed fact are built again (with those
    of new processes): a changed row reaches its process, the children whose lineage
    shows it, the processes at the other ends of its channels and those that share a
-   socket path, by what they read rather than by a rule written down twice.
+   socket path, by what they read rather than by a rule written down twice. A path
+   does not record the facts of its own pid: it is built again whenever an entry of
+   its pid changes, which keeps the index to the facts processes share.
 
 Equal to a full parse whenever that parse does not depend on the order of its rows:
 rows that disagree about a process (two start times for a pid no lineage row settles)
@@ -101,6 +103,11 @@ PID_FACTS = frozenset(
     }
 )
 PIPE_LIST_FACTS = frozenset({"listening", "named_pipes"})
+# A path does not record the facts of its own pid: their value changes only when an
+# entry of that pid changes (the pid "moved") or, for the pipe-list facts, when a pipe
+# of that pid comes or goes, and such a pid's path is built again anyway. They are most
+# of what a path reads (its record, stdio, each fd's inference, sockets), so leaving
+# them out keeps the readers index to the facts shared between processes.
 
 Fact = tuple[str, Any]
 RowKey = tuple[str, str]  # (stored query name, row hash)
@@ -374,10 +381,20 @@ class TracingBuilder(PathBuilder):
             out |= self._facts.inodes(ancestor.pid)
         return out
 
-    def trace(self, proc: Process) -> tuple[ExecutionPath, frozenset[Fact]]:
-        self._reads.current = {("proc", proc.pid)}
+    def trace(self, proc: Process) -> tuple[ExecutionPath, tuple[Fact, ...]]:
+        """The path of ``proc`` and the facts of other pids (and host-wide) it read."""
+        self._reads.current = set()
         path = self.path(proc)
-        return path, frozenset(self._reads.current)
+        return path, tuple(f for f in self._reads.current if not _own(f, proc.pid))
+
+
+def _fact_pid(fact: Fact) -> Any:
+    family, key = fact
+    return key[0] if family == "inferred" else key
+
+
+def _own(fact: Fact, pid: int) -> bool:
+    return fact[0] in PID_FACTS and _fact_pid(fact) == pid
 
 
 # -- the host's state ------------------------------------------------------------------------
@@ -408,6 +425,7 @@ class HostDetection:
     _owners: set[int] = field(default_factory=set)  # owners of changed rows
     _dirty: set[int] = field(default_factory=set)
     _lists_dirty: bool = False
+    _facts: dict[Fact, Fact] = field(default_factory=dict)  # one tuple per fact read
 
     # -- rows -----------------------------------------------------------------------------
 
@@ -644,13 +662,19 @@ class HostDetection:
             _discard(self.by_key, old.path_key(), pid)
         for fact in self.reads.pop(pid, ()):
             _discard(self.readers, fact, pid)
+            if fact not in self.readers:
+                del self._facts[fact]
         if path is None:
             return
         self.paths[pid] = path
         self.by_key.setdefault(path.path_key(), []).append(pid)
-        self.reads[pid] = tuple(reads)
-        for fact in reads:
-            self.readers.setdefault(fact, []).append(pid)
+        if reads:
+            # Most facts are read by many paths (a parent's record, the host's logins):
+            # each path keeps the one shared tuple, not the one its trace made.
+            shared = tuple(self._facts.setdefault(fact, fact) for fact in reads)
+            self.reads[pid] = shared
+            for fact in shared:
+                self.readers.setdefault(fact, []).append(pid)
 
     def full_rebuild(self, at: float) -> Update:
         """Parse every row and build every path (a host whose state is unknown)."""
@@ -666,7 +690,7 @@ class HostDetection:
                 reader(raw, rows)
         self.raw = raw
         old_keys = set(self.by_key)
-        self.paths, self.reads, self.readers, self.by_key = {}, {}, {}, {}
+        self.paths, self.reads, self.readers, self.by_key, self._facts = {}, {}, {}, {}, {}
         snap = self.snapshot = self._finished(at)
         builder = TracingBuilder(snap, _Facts(snap))
         for pid, proc in sorted(snap.processes.items()):
@@ -699,17 +723,19 @@ class HostDetection:
         pipe_list = old.named_pipes != new.named_pipes
         affected: set[int] = set()
         for fact, pids in self.readers.items():
-            family, key = fact
+            family = fact[0]
             if (
                 family in PID_FACTS
-                and (key[0] if family == "inferred" else key) not in moved
+                and _fact_pid(fact) not in moved
                 and not (pipe_list and family in PIPE_LIST_FACTS)
             ):
                 continue  # nothing of its pid changed: neither did its value
             a, b = before.value(fact), after.value(fact)
             if a is not b and a != b:
                 affected.update(pids)
-        candidates |= affected
+        candidates |= affected | moved  # a moved pid's own facts are not recorded
+        if pipe_list:
+            candidates |= {p.pid for p in (*old.named_pipes, *new.named_pipes) if p.pid}
         builder = TracingBuilder(new, after)
         changed, removed, keys = set(), set(), set()
         for pid in sorted(candidates):
@@ -723,7 +749,7 @@ class HostDetection:
                 keys.add(path.path_key())
                 changed.add(pid)
             elif old_path is not None:
-                self._set_path(pid, None, frozenset())
+                self._set_path(pid, None, ())
                 removed.add(pid)
         return Update(frozenset(changed), frozenset(removed), frozenset(keys), False, rows)
 
