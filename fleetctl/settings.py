@@ -159,7 +159,7 @@ class Settings:
     detection_hosts: int = field(
         default=DETECTION_HOSTS,
         metadata=setting(
-            "Hosts whose detection state is kept in memory (about 3.5 MB each at 360"
+            "Hosts whose detection state is kept in memory (about 2.8 MB each at 360"
             " processes, measured by bench/bench_detection.py), split over the workers; a"
             " host beyond them is judged by a rebuild from the store.",
             option="--detection-hosts",

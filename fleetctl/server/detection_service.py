@@ -241,7 +241,7 @@ class DetectionService:
     # that delivered results can wait until detection has caught up with them.
     _marked: int = 0
     _judged: int = 0
-    max_hosts: int = DETECTION_HOSTS  # serve's --detection-hosts (about 3.5 MB a host)
+    max_hosts: int = DETECTION_HOSTS  # serve's --detection-hosts (about 2.8 MB a host)
     refresh: float = LAST_SEEN_PRECISION
     # Row changes waiting per host (in the order they were stored), hosts to rebuild,
     # and the hosts whose state is known, with the baseline version they were judged by.
