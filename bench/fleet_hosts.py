@@ -1114,6 +1114,10 @@ class Line:
 
 
 CANARY_QUERIES = ("process_lineage", "stdio_channels")
+# Queries whose first run after a canary starts carries its rows: any of them may be the
+# post that lets the server find it (the FIFO's writer named by ``pipe_partners`` before
+# the shell's stdio row arrives, say).
+EVIDENCE_QUERIES = (*CANARY_QUERIES, "pipe_partners", "named_fifos", "process_exec_events")
 
 
 class Agent:
@@ -1175,7 +1179,7 @@ class Agent:
                 self.host, q.name, short, q.query, q.snapshot, q.removed, state, unix_time
             )
             tagged: tuple[Canary, ...] = ()
-            if short in CANARY_QUERIES:
+            if short in EVIDENCE_QUERIES:
                 alive = self.host.procs
                 tagged = tuple(
                     c for c in self.host.canaries if short not in c.posted and c.pid in alive

@@ -329,8 +329,7 @@ class Worker:
                 pure[1] += elapsed
                 pure[2] += 1
             for canary in evidence_posted(batch, sent):
-                posted = canary.posted.values()
-                self.found.put((canary.host, canary.pid, min(posted), max(posted)))
+                self.found.put((canary.host, canary.pid, tuple(sorted(canary.posted.values()))))
 
     async def distributed(self, agent: Agent) -> None:
         interval = self.plan.distributed_interval * self.plan.scale
@@ -372,6 +371,13 @@ def worker_main(indices: Sequence[int], plan: Plan, conn: Connection, found: Any
 # -- the measuring side ------------------------------------------------------------------
 
 
+def canary_lag(posted: Sequence[float], judged: float) -> float:
+    """Seconds from the last post of a canary's rows (``posted``: in order) at or before
+    the moment its finding was seen to that moment."""
+    enabled = max((t for t in posted if t <= judged), default=posted[0])
+    return max(0.0, judged - enabled)
+
+
 class Judgements:
     """Canaries reported by the simulators, matched with the findings the admin API
     lists, in a thread of the main process."""
@@ -385,7 +391,9 @@ class Judgements:
             timeout=60,
         )
         self.since = int(time.time())
-        self.canaries: dict[tuple[str, int], tuple[float, float]] = {}  # first, complete
+        # When each query carrying a canary's rows first posted them, in order: the last
+        # is when its lineage and stdio were both delivered ("complete").
+        self.canaries: dict[tuple[str, int], tuple[float, ...]] = {}
         self.judged: dict[tuple[str, int], float] = {}
         self.lock = threading.Lock()
         self.stop = threading.Event()
@@ -395,9 +403,9 @@ class Judgements:
     def run(self) -> None:
         while not self.stop.wait(POLL_EVERY):
             while not self.found.empty():
-                host, pid, first, complete = self.found.get()
+                host, pid, posted = self.found.get()
                 with self.lock:
-                    self.canaries[(host, pid)] = (first, complete)
+                    self.canaries[(host, pid)] = posted
             try:
                 answer = self.admin.get(
                     "/api/v1/admin/findings",
@@ -416,22 +424,26 @@ class Judgements:
         not yet judged. Listing everything since the run began would make the measuring
         side cost the server more with every minute of the run."""
         with self.lock:
-            pending = [first for key, (first, _) in self.canaries.items() if key not in self.judged]
+            pending = [posted[0] for key, posted in self.canaries.items() if key not in self.judged]
         return max(self.since, int(min(pending, default=time.time())) - WINDOW_MARGIN)
 
     def lags(self, start: float, end: float) -> tuple[list[tuple[float, float]], int]:
         """(completed at, lag) of the canaries completed in [start, end), and how many of
-        them were never judged."""
+        them were never judged. The lag runs from the last post of the canary's rows
+        before its judgement: a canary can be found before its stdio row arrives (its
+        FIFO's other end named by ``pipe_partners``, say), and then that post, not the
+        first one, is what the server answered."""
         out, missing = [], 0
         with self.lock:
-            for key, (first, complete) in self.canaries.items():
+            for key, posted in self.canaries.items():
+                complete = posted[-1]
                 if not start <= complete < end:
                     continue
                 judged = self.judged.get(key)
                 if judged is None:
                     missing += 1
                 else:
-                    out.append((complete, judged - (complete if judged >= complete else first)))
+                    out.append((complete, canary_lag(posted, judged)))
         return sorted(out), missing
 
     def detection_status(self) -> dict[str, Any] | None:

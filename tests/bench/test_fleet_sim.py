@@ -10,7 +10,7 @@ from collections import Counter
 import orjson
 import pytest
 from fleet_hosts import COLUMNS, Agent, Host, QueryState, run_lines
-from fleet_sim import self_check
+from fleet_sim import canary_lag, self_check
 
 from fleetctl.packs.loader import load_file, shipped_packs_dir
 from fleetctl.schema import default_schema
@@ -196,3 +196,10 @@ def test_the_simulator_client_talks_to_the_real_server_over_one_kept_alive_strea
     assert config[0] == 200 and "packs" in config[1]
     assert read[0] == 200 and read[1]["node_invalid"] is False
     assert unknown[0] == 404 and "error" in unknown[1]
+
+
+def test_a_canary_lag_runs_from_the_last_post_before_its_finding() -> None:
+    posted = (100.0, 130.0, 190.0)  # lineage, pipe_partners, stdio
+    assert canary_lag(posted, 131.5) == 1.5  # found from the pipe partner row
+    assert canary_lag(posted, 195.0) == 5.0  # found once everything was there
+    assert canary_lag(posted, 99.0) == 0.0  # clocks a little apart never go negative
