@@ -20,10 +20,9 @@ import orjson
 from sqlalchemy.orm import Session
 from starlette.requests import Request
 
-from fleetctl.server.auth import bearer_token, digest
+from fleetctl.server.access import Caller
 from fleetctl.server.state import ServerState, in_session
 from storage import audit
-from storage import hosts as host_store
 
 log = logging.getLogger("fleetctl.audit")
 
@@ -53,19 +52,13 @@ def details(request: Request, body: dict[str, Any] | None) -> dict[str, Any]:
     return said
 
 
-def token_holder(request: Request, session: Session) -> str:
-    """Who acts: the name of the admin token the request came with."""
-    name = host_store.token_name(session, digest(bearer_token(request)))
-    return name or "unknown token"
-
-
 def outcome(status: int) -> str:
     return "ok" if status < 400 else "refused" if status < 500 else "failed"
 
 
 def recorded(request: Request, status: int) -> bool:
     """Whether the call goes into the trail: a change or a query, or a refused token."""
-    return request.method != "GET" or status == 401
+    return request.method != "GET" or status in (401, 403)
 
 
 async def record(
@@ -73,19 +66,21 @@ async def record(
     request: Request,
     status: int,
     body: dict[str, Any] | None,
+    caller: Caller | None,
     *,
-    authenticated: bool,
+    actor: str | None = None,
 ) -> None:
+    """Write the call's entry: by ``caller`` (None: a refused token, or a sign-in, whose
+    ``actor`` is the user name it gave)."""
     route = request.scope.get("route")
     path = getattr(route, "path", request.url.path)
     said = details(request, body)
 
     def write(session: Session) -> None:
-        holder = token_holder(request, session) if authenticated else NOBODY
         entry = audit.Entry(
             at=int(time.time()),
-            actor=holder,
-            token=holder,
+            actor=caller.user if caller else (actor or NOBODY)[:128],
+            token=caller.token if caller else NOBODY,
             source=request.client.host if request.client else "local",
             action=f"{request.method} {path}",
             target=",".join(f"{k}={v}" for k, v in request.path_params.items())[:512],
