@@ -14,7 +14,8 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from storage.models import ApiToken, User
+from storage.models import ApiToken
+from storage.models import User as User  # the record type users are returned as
 
 
 class Conflict(ValueError):

@@ -45,6 +45,23 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
         "fleetctl audit list --user alice --format json",
     ),
     "audit verify": ("fleetctl audit verify",),
+    "login": ("fleetctl login --user alice", "fleetctl login --user alice --ttl 8h --name laptop"),
+    "users add": (
+        "fleetctl users add alice --role hunter",
+        "fleetctl users add bob --role observer --password 'a long passphrase'",
+    ),
+    "users list": ("fleetctl users list",),
+    "users show": ("fleetctl users show alice",),
+    "users disable": ("fleetctl users disable alice",),
+    "users enable": ("fleetctl users enable alice",),
+    "users set-role": ("fleetctl users set-role alice observer",),
+    "users set-password": ("fleetctl users set-password alice",),
+    "tokens create": (
+        "fleetctl tokens create ci --ttl 90d --role observer",
+        "fleetctl tokens create nightly-hunts --user hunts-bot --ttl never",
+    ),
+    "tokens list": ("fleetctl tokens list", "fleetctl tokens list --user alice --format json"),
+    "tokens revoke": ("fleetctl tokens revoke ci", "fleetctl tokens revoke laptop --user alice"),
     "coverage": (
         "fleetctl coverage",
         "fleetctl coverage --targets platform:windows --retention 90d --format markdown > cov.md",

@@ -16,7 +16,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from fleetctl.detection import LearningState
-from fleetctl.errors import BadRequest, NotFound, Unavailable
+from fleetctl.errors import BadRequest, Forbidden, NotFound, Unavailable
 from fleetctl.roles import Role
 from fleetctl.schema import default_schema
 from fleetctl.server import access, audit_trail
@@ -93,8 +93,8 @@ def _endpoint(
 ) -> Handler:
     """Authenticate (``access.identify``: 401), check the role the handler declared
     (``access.requires``: 403), refuse NUL bytes and overlong parameters anywhere in the
-    request, then run ``func``; its refusals become 400/404/503 answers. Anything else (a database
-    error, a bug) goes to the app's exception handlers."""
+    request, then run ``func``; its refusals become 400/403/404/503 answers. Anything
+    else (a database error, a bug) goes to the app's exception handlers."""
     with_body = write if with_body is None else with_body
 
     async def wrapper(request: Request) -> Response:
@@ -143,6 +143,8 @@ def _endpoint(
             return json_response(await in_session(factory, work))
         except NotFound as exc:
             return json_response({"error": str(exc)}, 404)
+        except Forbidden as exc:
+            return json_response({"error": str(exc)}, 403)
         except Invalid as exc:
             return json_response({"error": str(exc), "errors": exc.details}, 400)
         except (ValueError, BadRequest) as exc:

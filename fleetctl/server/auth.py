@@ -107,7 +107,8 @@ class NodeKeyCache:
 
 @dataclass
 class FailureThrottle:
-    """Slow down repeated enroll failures from one address.
+    """Slow down repeated failures (enrollments, sign-ins) under one key (an address, a
+    user name).
 
     The first ``free`` failures in ``window`` seconds answer at once; each further one
     waits twice as long as the last, up to ``max_delay``.
@@ -118,9 +119,9 @@ class FailureThrottle:
     max_delay: float = 8.0
     _failures: dict[str, deque[float]] = field(default_factory=dict)
 
-    def delay(self, address: str) -> float:
+    def delay(self, key: str) -> float:
         now = time.monotonic()
-        q = self._failures.get(address)
+        q = self._failures.get(key)
         if not q:
             return 0.0
         while q and q[0] < now - self.window:
@@ -128,9 +129,9 @@ class FailureThrottle:
         excess = len(q) - self.free
         return 0.0 if excess < 0 else min(self.max_delay, 0.25 * 2**excess)
 
-    def record(self, address: str) -> None:
-        self._failures.setdefault(address, deque()).append(time.monotonic())
-        if len(self._failures) > 10_000:  # bound memory under a spray of addresses
+    def record(self, key: str) -> None:
+        self._failures.setdefault(key, deque()).append(time.monotonic())
+        if len(self._failures) > 10_000:  # bound memory under a spray of keys
             self._failures.pop(next(iter(self._failures)))
 
 

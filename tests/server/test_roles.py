@@ -6,7 +6,6 @@ role, and a disabled user's tokens are refused."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 
 import httpx
@@ -15,9 +14,7 @@ import pytest
 from fleetctl.cli.client import ssl_context
 from fleetctl.roles import Role
 from fleetctl.server.access import required_role
-from fleetctl.server.auth import digest, new_secret
-from storage import users as user_store
-from storage.engine import make_engine, make_sessionmaker, session_scope
+from fleetctl.server.auth import new_secret
 from tests.conftest import RunningServer
 from tests.server.test_error_answers import admin_routes, fill, methods
 
@@ -43,18 +40,15 @@ PINNED = {
 
 
 def make_token(server: RunningServer, user: str, role: Role, token_role: Role | None = None) -> str:
-    """A token of ``user`` (made with ``role`` if new), straight in the server's store."""
-    token = new_secret()
-    engine = make_engine(server.settings.db_url)
-    try:
-        with session_scope(make_sessionmaker(engine)) as session:
-            found = user_store.find_user(session, user)
-            if found is None:
-                found = user_store.add_user(session, user, role.label, "", int(time.time()))
-            given = (token_role or role).label
-            user_store.add_token(session, found, f"t-{token}", given, digest(token), 0, None)
-    finally:
-        engine.dispose()
+    """A token of ``user`` (added with ``role`` if new), made through the admin API."""
+    admin = server.admin()
+    if admin.get(f"{ADMIN}/users/{user}").status_code == 404:
+        added = admin.post(f"{ADMIN}/users", json={"name": user, "role": role.label})
+        assert added.status_code == 200, added.text
+    body = {"name": new_secret(6), "user": user, "role": (token_role or role).label}
+    made = admin.post(f"{ADMIN}/tokens", json=body)
+    assert made.status_code == 200, made.text
+    token: str = made.json()["token"]
     return token
 
 
@@ -110,17 +104,26 @@ def test_a_token_is_capped_by_its_users_role_and_refused_once_disabled(
     assert refused.status_code == 403 and "hunter role required" in refused.json()["error"]
     assert low.get(f"{ADMIN}/hosts").status_code == 200
 
-    engine = make_engine(server.settings.db_url)
-    try:
-        high = client(server, make_token(server, "ana", Role.HUNTER, token_role=Role.ADMIN))
-        assert high.post(f"{ADMIN}/sql", json=sql).status_code == 200
-        assert high.get(f"{ADMIN}/audit").status_code == 403  # ana is a hunter
-        with session_scope(make_sessionmaker(engine)) as session:
-            user = user_store.find_user(session, "ana")
-            assert user is not None
-            user_store.set_disabled(session, user, True)
-    finally:
-        engine.dispose()
-    server.thread.state.forget_grants()  # as the users API does in its process
+    admin = server.admin()
+    above = admin.post(f"{ADMIN}/tokens", json={"name": "up", "user": "ana", "role": "admin"})
+    assert above.status_code == 403 and "at most hunter" in above.json()["error"]
+    high = client(server, make_token(server, "ana", Role.HUNTER))
+    assert high.post(f"{ADMIN}/sql", json=sql).status_code == 200
+    assert high.get(f"{ADMIN}/audit").status_code == 403
+
+    assert admin.post(f"{ADMIN}/users/ana/role", json={"role": "observer"}).status_code == 200
+    demoted = high.post(f"{ADMIN}/sql", json=sql)
+    assert demoted.status_code == 403 and "ana is observer" in demoted.json()["error"]
+    assert admin.post(f"{ADMIN}/users/ana/disable", json={}).status_code == 200
     gone = high.get(f"{ADMIN}/hosts")
     assert gone.status_code == 401 and "disabled" in gone.json()["error"]
+    assert admin.post(f"{ADMIN}/users/ana/enable", json={}).status_code == 200
+    assert high.get(f"{ADMIN}/hosts").status_code == 200
+
+
+def test_the_last_enabled_admin_stays_one(server: RunningServer) -> None:
+    admin = server.admin()
+    for path, body in [("/users/admin/disable", {}), ("/users/admin/role", {"role": "hunter"})]:
+        refused = admin.post(f"{ADMIN}{path}", json=body)
+        assert refused.status_code == 400 and "last enabled admin" in refused.json()["error"]
+    assert admin.get(f"{ADMIN}/audit").status_code == 200
