@@ -1,4 +1,4 @@
-"""Hosts and enroll secrets (session passed in)."""
+"""Hosts (session passed in)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from sqlalchemy import delete, func, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from storage.base import IN_CHUNK, in_chunks
-from storage.models import EnrollSecret, ResultRow, Validation
 from storage.models import Host as Host  # the record type hosts are returned as
+from storage.models import ResultRow, Validation
 
 PLATFORM_TYPES = {"9": "linux", "21": "darwin", "2": "windows"}
 
@@ -211,31 +211,6 @@ def touch_hosts(session: Session, last_seen: Mapping[int, int], chunk: int = IN_
                 .values(last_seen=ts)
                 .execution_options(synchronize_session=False)
             )
-
-
-def enroll_secret_digests(session: Session) -> list[str]:
-    """Digests of the secrets that enroll (not revoked)."""
-    return list(
-        session.scalars(select(EnrollSecret.secret_hash).where(EnrollSecret.revoked_at.is_(None)))
-    )
-
-
-def add_enroll_secret(
-    session: Session, secret_hash: str, now: int, name: str | None = None
-) -> EnrollSecret:
-    """Store a secret (once: a known digest is returned as it is). Unnamed, it is
-    ``default`` when no secret has that name, else ``secret-`` and its digest's head."""
-    found = session.scalars(select(EnrollSecret).where(EnrollSecret.secret_hash == secret_hash))
-    secret = found.first()
-    if secret is not None:
-        return secret
-    if name is None:
-        taken = session.scalar(select(EnrollSecret.id).where(EnrollSecret.name == "default"))
-        name = "default" if taken is None else f"secret-{secret_hash[:8]}"
-    secret = EnrollSecret(name=name, secret_hash=secret_hash, created_at=now)
-    session.add(secret)
-    session.flush()
-    return secret
 
 
 def lock_host(session: Session, host_id: int) -> Host | None:

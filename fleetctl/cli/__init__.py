@@ -98,6 +98,11 @@ SECTIONS: tuple[tuple[str, tuple[tuple[str, str, str], ...]], ...] = (
                 "Named admin API tokens, each with a role and an expiry.",
             ),
             (
+                "secrets",
+                "fleetctl.cli.secrets:secrets",
+                "Enroll secrets: named, each able to put its hosts in a label, rotated or revoked.",
+            ),
+            (
                 "audit",
                 "fleetctl.cli.audit:audit",
                 "Who changed what and ran which query through the admin API.",

@@ -56,6 +56,13 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     "users enable": ("fleetctl users enable alice",),
     "users set-role": ("fleetctl users set-role alice observer",),
     "users set-password": ("fleetctl users set-password alice",),
+    "secrets add": (
+        "fleetctl secrets add web --label web-servers",
+        "fleetctl secrets add dmz --secret-file dmz.conf",
+    ),
+    "secrets list": ("fleetctl secrets list",),
+    "secrets rotate": ("fleetctl secrets rotate web", "fleetctl secrets rotate web --keep-old"),
+    "secrets revoke": ("fleetctl secrets revoke web~3",),
     "tokens create": (
         "fleetctl tokens create ci --ttl 90d --role observer",
         "fleetctl tokens create nightly-hunts --user hunts-bot --ttl never",

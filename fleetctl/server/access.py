@@ -13,11 +13,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
+from sqlalchemy.orm import Session
 from starlette.requests import Request
 
 from fleetctl.roles import Role
 from fleetctl.server.auth import bearer_token, digest
 from fleetctl.server.state import server_state
+from storage import coordination
 
 H = TypeVar("H", bound=Callable[..., object])
 
@@ -72,6 +74,15 @@ def required_role(handler: object) -> Role | None:
     """The role ``handler`` declared (None: no decision, refused to everyone)."""
     role = getattr(handler, "required_role", None)
     return role if isinstance(role, Role) else None
+
+
+def access_changed(request: Request, session: Session, now: int) -> None:
+    """After a token or enroll secret is revoked, or a user disabled or given another
+    role: tell every server process to read tokens and secrets again, and do so here at
+    once (after the commit: a call meanwhile must not read the old state back)."""
+    coordination.publish(session, coordination.ACCESS, None, now)
+    session.commit()
+    server_state(request).forget_grants()
 
 
 def caller_of(request: Request) -> Caller:

@@ -22,9 +22,9 @@ from starlette.routing import Route
 from fleetctl.errors import BadRequest
 from fleetctl.roles import Role
 from fleetctl.server import audit_trail
-from fleetctl.server.access import Caller
+from fleetctl.server.access import Caller, access_changed
 from fleetctl.server.admin_params import check_body, check_request_text, required_text, text_param
-from fleetctl.server.admin_tokens import access_changed, expiry, make_token
+from fleetctl.server.admin_tokens import expiry, make_token
 from fleetctl.server.body import read_json_object
 from fleetctl.server.passwords import verify_password
 from fleetctl.server.responses import json_response

@@ -18,13 +18,11 @@ from starlette.routing import Route
 
 from fleetctl.errors import BadRequest, Forbidden, NotFound
 from fleetctl.roles import Role
-from fleetctl.server.access import Caller, caller_of, requires
+from fleetctl.server.access import Caller, access_changed, caller_of, requires
 from fleetctl.server.admin_api import admin_endpoint, admin_write_endpoint
 from fleetctl.server.admin_params import column_length, required_text, text_param
 from fleetctl.server.auth import digest, new_secret
-from fleetctl.server.state import server_state
 from fleetctl.timeutil import iso, parse_duration
-from storage import coordination
 from storage import users as user_store
 from storage.users import TokenInfo, User
 
@@ -97,14 +95,6 @@ def token_json(token: TokenInfo, now: int) -> dict[str, Any]:
         "expires_at": iso(token.expires_at),
         "revoked_at": iso(token.revoked_at),
     }
-
-
-def access_changed(request: Request, session: Session, now: int) -> None:
-    """Tell every server process to read the tokens again, and do so here at once
-    (after the commit: a call meanwhile must not read the old state back)."""
-    coordination.publish(session, coordination.ACCESS, None, now)
-    session.commit()
-    server_state(request).forget_grants()
 
 
 @requires(Role.OBSERVER)

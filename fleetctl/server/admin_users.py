@@ -3,7 +3,7 @@ unless one is given, shown once), ``GET /users`` and ``GET /users/{name}`` show 
 ``POST /users/{name}/role``, ``/disable``, ``/enable`` and ``/password`` change one.
 
 Disabling a user or lowering their role takes effect at once in this process and in
-the others at their next read of the change events (``admin_tokens.access_changed``).
+the others at their next read of the change events (``access.access_changed``).
 The last enabled admin can be neither disabled nor demoted: someone must be able to
 manage the rest.
 """
@@ -19,10 +19,10 @@ from starlette.routing import Route
 
 from fleetctl.errors import BadRequest, NotFound
 from fleetctl.roles import Role
-from fleetctl.server.access import requires
+from fleetctl.server.access import access_changed, requires
 from fleetctl.server.admin_api import admin_endpoint, admin_write_endpoint
 from fleetctl.server.admin_params import column_length, required_text, text_param
-from fleetctl.server.admin_tokens import access_changed, token_json
+from fleetctl.server.admin_tokens import token_json
 from fleetctl.server.passwords import hash_password, new_password
 from fleetctl.timeutil import iso
 from storage import users as user_store

@@ -13,10 +13,13 @@ import secrets
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from starlette.requests import Request
+
+T = TypeVar("T")
 
 
 def digest(secret: str) -> str:
@@ -32,13 +35,15 @@ def new_secret(nbytes: int = 32) -> str:
     return secrets.token_urlsafe(nbytes)
 
 
-def matches_any(secret: str, digests: Iterable[str]) -> bool:
-    """Constant-time check of ``secret`` against every stored digest (no early exit)."""
+def find_match(secret: str, by_digest: Mapping[str, T]) -> T | None:
+    """What ``by_digest`` holds under the digest of ``secret``: compared in constant time
+    with every stored digest (no early exit)."""
     offered = digest(secret).encode()
-    ok = False
-    for stored in digests:
-        ok |= hmac.compare_digest(offered, stored.encode())
-    return ok
+    found: T | None = None
+    for stored, value in by_digest.items():
+        if hmac.compare_digest(offered, stored.encode()):
+            found = value
+    return found
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from fleetctl.server.auth import digest, new_secret
 from fleetctl.server.passwords import hash_password, new_password
 from fleetctl.server.tls import TLSFiles, ensure_self_signed
 from fleetctl.settings import Settings
-from storage import hosts as host_store
+from storage import enroll_secrets
 from storage import packs as pack_store
 from storage import users as user_store
 from storage.database import shown
@@ -89,12 +89,12 @@ def prepare(settings: Settings) -> Prepared:
     try:
         with session_scope(make_sessionmaker(engine)) as session:
             for secret in settings.enroll_secrets:
-                host_store.add_enroll_secret(session, digest(secret), now)
+                enroll_secrets.ensure_secret(session, digest(secret), now)
             if settings.enroll_secrets:
                 _write_private(home / "enroll_secret", settings.enroll_secrets[0] + "\n")
-            elif not host_store.enroll_secret_digests(session):
+            elif not enroll_secrets.any_stored(session):
                 secret = new_secret()
-                host_store.add_enroll_secret(session, digest(secret), now)
+                enroll_secrets.ensure_secret(session, digest(secret), now)
                 _write_private(home / "enroll_secret", secret + "\n")
             elif not (home / "enroll_secret").exists():
                 secret_path = None

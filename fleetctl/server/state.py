@@ -8,9 +8,9 @@ it is), so every cache here is one process's: the store is the source of truth t
 share. What another process changes reaches this one within bounds: a re-issued or
 revoked node key at the next read of the change events (every second,
 ``follow_events``), queued live queries within ``CampaignQueue.reload_every`` (3 s),
-dynamic labels and packs within 10 s, enroll secrets within 10 s, and admin tokens
-(with their users' roles) at the next read of the change events after a revocation or
-a user's change, at the latest within 10 s.
+dynamic labels and packs within 10 s, and admin tokens (with their users' roles) and
+enroll secrets at the next read of the change events after a revocation or a user's
+change, at the latest within 10 s.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ from fleetctl.server.node_service import PackIndex
 from fleetctl.server.replay_jobs import ReplayJobs
 from fleetctl.settings import Settings
 from storage import campaigns as campaign_store
-from storage import coordination, partitions
+from storage import coordination, enroll_secrets, partitions
 from storage import hosts as host_store
 from storage import labels as label_store
 from storage import users as user_store
@@ -124,7 +124,7 @@ class ServerState:
     _packs_loaded: float = 0.0
     _carves_checked: float = 0.0
     _partitions_kept: float | None = None
-    _secret_digests: tuple[float, list[str]] = (0.0, [])
+    _secrets: tuple[float, dict[str, enroll_secrets.Accepted]] = (0.0, {})
     _grants: tuple[float, dict[str, user_store.Grant]] = (0.0, {})
     _events_seen: set[int] = field(default_factory=set)
     _events_pruned: float = 0.0
@@ -156,14 +156,15 @@ class ServerState:
             replays=ReplayJobs(detection, readonly_sessions),
         )
 
-    def enroll_secret_digests(self) -> list[str]:
-        """Enroll secrets, re-read at most every 10 s so new ones take effect quickly."""
-        fetched, digests = self._secret_digests
+    def enroll_secrets(self) -> dict[str, enroll_secrets.Accepted]:
+        """digest -> what each enroll secret does, re-read at most every 10 s (and at once
+        after ``forget_grants``: a revoked secret enrolls nothing from then on)."""
+        fetched, accepted = self._secrets
         if time.monotonic() - fetched > 10:
             with session_scope(self.readonly_sessions) as session:
-                digests = host_store.enroll_secret_digests(session)
-            self._secret_digests = (time.monotonic(), digests)
-        return digests
+                accepted = enroll_secrets.accepted(session)
+            self._secrets = (time.monotonic(), accepted)
+        return accepted
 
     def grant(self, token_digest: str) -> user_store.Grant | None:
         """What the token allows: from every token, re-read at most every 10 s (and at
@@ -183,9 +184,11 @@ class ServerState:
         return found
 
     def forget_grants(self) -> None:
-        """Read the tokens again before the next call is let in (a token was revoked, a
-        user disabled or given another role, here or in another process)."""
+        """Read the tokens and enroll secrets again before the next call is let in (a
+        token or secret was revoked, a user disabled or given another role, here or in
+        another process)."""
         self._grants = (0.0, {})
+        self._secrets = (0.0, {})
 
     def reload_node_keys(self) -> None:
         with session_scope(self.readonly_sessions) as session:
