@@ -1,12 +1,15 @@
 """What goes into the audit trail for an admin API call, and writing it.
 
 Every call that changes something or runs a query (any method but GET) is recorded
-with its outcome, and so is every call refused for a missing or wrong token (the token
-sent is never written down). The details are the call's query parameters and JSON body,
-with any value under a key naming a secret, token or password replaced, and cut to
-``MAX_DETAILS`` bytes: the SQL an analyst ran, the targets of a live query, the note of
-an acknowledgement. The entry is written after the call is answered, in its own
-transaction: a store that cannot take it is logged, and the call's answer stands.
+with its outcome and who made it (user and token name), and so is every call refused
+for a missing, wrong, expired or revoked token (the token sent is never written down)
+or for a role too low, and every sign-in, under the user name it gave. The details are
+the call's query parameters and JSON body, with any value under a key naming a secret,
+token or password replaced, and cut to ``MAX_DETAILS`` bytes: the SQL an analyst ran,
+the targets of a live query, the note of an acknowledgement. The entry is written after
+the call is answered, in its own transaction: a store that cannot take it is logged,
+and the call's answer stands. With ``serve --audit-file``, each stored entry is also
+appended to that file as a JSON line (``audit_file``).
 """
 
 from __future__ import annotations
@@ -18,8 +21,10 @@ from typing import Any
 
 import orjson
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
+from fleetctl.server import audit_file
 from fleetctl.server.access import Caller
 from fleetctl.server.state import ServerState, in_session
 from storage import audit
@@ -76,7 +81,7 @@ async def record(
     path = getattr(route, "path", request.url.path)
     said = details(request, body)
 
-    def write(session: Session) -> None:
+    def write(session: Session) -> tuple[audit.Entry, str]:
         entry = audit.Entry(
             at=int(time.time()),
             actor=caller.user if caller else (actor or NOBODY)[:128],
@@ -88,9 +93,12 @@ async def record(
             outcome=outcome(status),
             status=status,
         )
-        audit.append(session, entry)
+        return entry, audit.append(session, entry)
 
     try:
-        await in_session(state.sessions, write)
+        entry, entry_hash = await in_session(state.sessions, write)
     except Exception:
         log.exception("could not record %s %s in the audit trail", request.method, path)
+        return
+    if state.settings.audit_file is not None:  # once stored: the file never says more
+        await run_in_threadpool(audit_file.append, state.settings.audit_file, entry, entry_hash)
