@@ -129,6 +129,14 @@ def ensure_first_admin(session: Session, home: Path, now: int) -> Path | None:
     return path
 
 
+def _any_admin(session: Session) -> user_store.User:
+    """An enabled admin to hold the context's token when ``admin`` is gone."""
+    for user in user_store.list_users(session):
+        if user.role == "admin" and not user.disabled:
+            return user
+    raise FleetError("no enabled admin user is left to hold the context's token")
+
+
 def _ensure_context(session: Session, settings: Settings, url: str, ca: Path, now: int) -> None:
     """Keep a working admin token in the context file (a new one if the stored one is gone)."""
     path = settings.context_path
@@ -141,10 +149,11 @@ def _ensure_context(session: Session, settings: Settings, url: str, ca: Path, no
     token = context.get("token", "")
     if not token or not user_store.has_live_token(session, digest(token)):
         token = new_secret()
-        admin = user_store.find_user(session, FIRST_ADMIN)
-        assert admin is not None  # made by ensure_first_admin
-        user_store.revoke_token(session, admin, CLI_TOKEN, now)
-        user_store.add_token(session, admin, CLI_TOKEN, "admin", digest(token), now, None)
+        admin = user_store.find_user(session, FIRST_ADMIN) or _any_admin(session)
+        taken = {t.name for t in user_store.tokens(session, admin) if t.revoked_at is None}
+        # Another home on the same store (a replica's) keeps its own token working.
+        name = CLI_TOKEN if CLI_TOKEN not in taken else f"{CLI_TOKEN}-{new_secret(4)}"
+        user_store.add_token(session, admin, name, "admin", digest(token), now, None)
     # The learning window shapes what the admin API answers (a host learning or judging);
     # a client reading the store without this server answers with the same one.
     context.update(

@@ -6,9 +6,11 @@ in the audit trail under the user and token name, never a password or a token.""
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from fleetctl.cli.client import ssl_context
 from tests.conftest import RunningServer
@@ -171,3 +173,36 @@ def test_user_changes_are_recorded_without_passwords(server: RunningServer) -> N
     assert ("cy", "POST /api/v1/admin/login", "", 200) in actions
     assert ("bo", "POST /api/v1/admin/login", "", 401) in actions
     assert "correct horse" not in str(entries) and password not in str(entries)
+
+
+def test_a_revocation_reaches_another_server_within_seconds(
+    server: RunningServer, db_url: str, tmp_path: Path
+) -> None:
+    """Two servers on one PostgreSQL store: a token each knows (cached), and an enroll
+    secret, revoked through one are refused by the other at its next read of the change
+    events, long before its 10 s reload of the tokens."""
+    if not db_url.startswith("postgresql"):
+        pytest.skip("replicas share a PostgreSQL store")
+    replica = server.replica(tmp_path / "replica")
+    try:
+        admin = server.admin()
+        made = admin.post(f"{ADMIN}/tokens", json={"name": "roaming", "role": "observer"})
+        token = made.json()["token"]
+        secret = admin.post(f"{ADMIN}/secrets", json={"name": "roaming"}).json()["secret"]
+        there = bearer(replica, token)
+        assert there.get(f"{ADMIN}/hosts").status_code == 200  # now cached at the replica
+        node = replica.node("roamer", "uuid-roamer")
+        node.secret = secret
+        assert "node_key" in node.enroll()
+
+        assert admin.delete(f"{ADMIN}/tokens/roaming").status_code == 200
+        assert admin.delete(f"{ADMIN}/secrets/roaming").status_code == 200
+        revoked_at = time.monotonic()
+        while there.get(f"{ADMIN}/hosts").status_code == 200:
+            assert time.monotonic() - revoked_at < 5, "the replica still takes the token"
+            time.sleep(0.1)
+        late = replica.node("roamer-2", "uuid-roamer-2")
+        late.secret = secret
+        assert late.enroll() == {"error": "invalid enroll secret", "node_invalid": False}
+    finally:
+        replica.stop()
