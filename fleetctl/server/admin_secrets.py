@@ -1,6 +1,6 @@
 """Admin API: enroll secrets (admin only). ``POST /secrets`` adds a named one (generated
-unless given; shown once), optionally putting the hosts it enrolls in a label, as
-Fleet's team secrets do; ``GET /secrets`` lists them; ``POST /secrets/{name}/rotate``
+unless given; shown once), optionally putting the hosts it enrolls in a manual label,
+as Fleet's team secrets do; ``GET /secrets`` lists them; ``POST /secrets/{name}/rotate``
 gives the name a new secret (the old one revoked, or kept enrolling under ``name~id``
 with ``keep_old`` until revoked); ``DELETE /secrets/{name}`` revokes one.
 
@@ -41,27 +41,17 @@ def secret_json(secret: SecretInfo) -> dict[str, Any]:
     }
 
 
-def _label_id(session: Session, name: str | None, secret: str, now: int) -> int | None:
-    """The manual label a secret's hosts join (made, empty, when there is none)."""
+def _label_id(session: Session, name: str | None) -> int | None:
+    """The manual label a secret's hosts join."""
     if name is None:
         return None
     label = label_store.get_label(session, name)
     if label is None:
-        label_store.upsert_label(
-            session,
-            name,
-            query=None,
-            platform=None,
-            description=f"hosts enrolled with enroll secret {secret}",
-            host_ids=(),
-            now=now,
+        raise NotFound(
+            f"no label {name!r}: create it with `fleetctl labels apply {name} --hosts ''`"
         )
-        label = label_store.get_label(session, name)
-        assert label is not None
-    elif label.query is not None:
-        raise BadRequest(
-            f"label {name!r} is dynamic (its query decides its hosts): name a manual one"
-        )
+    if label.query is not None:
+        raise BadRequest(f"label {name!r} is dynamic (its query decides its hosts): name another")
     return label.id
 
 
@@ -90,7 +80,7 @@ def add_secret(request: Request, session: Session, body: dict[str, Any]) -> dict
         raise BadRequest("an enroll secret must have at least 16 characters")
     value = given or new_secret()
     now = int(time.time())
-    label = _label_id(session, text_param(body, "label", max_length=255), name, now)
+    label = _label_id(session, text_param(body, "label", max_length=255))
     try:
         enroll_secrets.add_secret(session, name, digest(value), label, now)
     except enroll_secrets.Conflict as exc:

@@ -19,6 +19,7 @@ def run(*args: str) -> Result:
 
 
 def test_secrets_are_added_rotated_and_revoked(server: RunningServer, tmp_path: Path) -> None:
+    run("labels", "apply", "web-servers", "--hosts", "")
     added = run("secrets", "add", "web", "--label", "web-servers")
     secret = added.stdout.strip()
     assert added.stderr == "enroll secret web added, hosts join label web-servers\n"

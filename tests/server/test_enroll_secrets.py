@@ -23,6 +23,10 @@ def test_a_secret_labels_its_hosts_and_rotation_retires_the_old_value(
     server: RunningServer,
 ) -> None:
     admin = server.admin()
+    unknown = admin.post(f"{ADMIN}/secrets", json={"name": "web", "label": "web-servers"})
+    assert unknown.status_code == 404 and "no label 'web-servers'" in unknown.json()["error"]
+    label = admin.post(f"{ADMIN}/labels", json={"name": "web-servers", "hosts": []})
+    assert label.status_code == 200, label.text
     added = admin.post(f"{ADMIN}/secrets", json={"name": "web", "label": "web-servers"})
     assert added.status_code == 200, added.text
     web_secret = added.json()["secret"]
