@@ -5,6 +5,7 @@ FleetError                 base of everything raised on purpose
 │   └── PayloadTooLarge    body over the configured limit (checked while inflating)
 ├── NodeInvalid            unknown node key (-> ``node_invalid: true``)
 ├── NotFound               an admin lookup matched nothing
+├── Forbidden              the caller's role does not allow this (-> 403)
 └── Unavailable            the server cannot take this now (-> 503; try again later)
 """
 
@@ -29,6 +30,10 @@ class NodeInvalid(FleetError):
 
 class NotFound(FleetError):
     """Nothing matched the lookup."""
+
+
+class Forbidden(FleetError):
+    """The caller may not do this (another user's token, a role above their own)."""
 
 
 class Unavailable(FleetError):

@@ -192,6 +192,14 @@ class Settings:
             duration=True,
         ),
     )
+    audit_file: Path | None = field(
+        default=None,
+        metadata=setting(
+            "Also append every audit trail entry to this file, one JSON object a line"
+            " (made 0600), for a log shipper.",
+            option="--audit-file",
+        ),
+    )
     handshake_timeout: float = field(
         default=10.0,
         metadata=setting(

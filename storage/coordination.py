@@ -6,7 +6,8 @@ source of truth they meet in:
 
 * change events (``fleet_events``): a process that re-issues or revokes a node key says
   so in the same transaction; the others read the recent events every second and forget
-  the host's cached keys;
+  the host's cached keys. A revoked token or enroll secret, or a user disabled or given
+  another role (``ACCESS``), makes them read the tokens and secrets again;
 * detection marks (``detection_marks``): a result batch that touched a detection query
   counts up its host's version in the batch's transaction; the worker that judges the
   host counts ``judged`` up to what it judged, so a host is pending while
@@ -36,6 +37,7 @@ from storage.models import DetectionChange, DetectionMark, DetectionWorker, Flee
 from storage.results import AppliedRows, ChangedRow
 
 NODE_KEY = "node_key"  # a host's node key was re-issued or revoked
+ACCESS = "access"  # a token or enroll secret revoked, a user disabled or given a role
 # Classes of the two-key PostgreSQL advisory locks (a key space of their own, apart
 # from ``storage.hosts.lock_host``'s single-key locks).
 JUDGE_LOCK_CLASS = 0x464A  # "FJ": one judge per host at a time

@@ -1,4 +1,4 @@
-"""Hosts, enroll secrets and admin tokens (session passed in)."""
+"""Hosts (session passed in)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from sqlalchemy import delete, func, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from storage.base import IN_CHUNK, in_chunks
-from storage.models import ApiToken, EnrollSecret, ResultRow, Validation
 from storage.models import Host as Host  # the record type hosts are returned as
+from storage.models import ResultRow, Validation
 
 PLATFORM_TYPES = {"9": "linux", "21": "darwin", "2": "windows"}
 
@@ -211,31 +211,6 @@ def touch_hosts(session: Session, last_seen: Mapping[int, int], chunk: int = IN_
                 .values(last_seen=ts)
                 .execution_options(synchronize_session=False)
             )
-
-
-def enroll_secret_digests(session: Session) -> list[str]:
-    return list(session.scalars(select(EnrollSecret.secret_hash)))
-
-
-def add_enroll_secret(session: Session, secret_hash: str, now: int) -> None:
-    if (
-        session.scalars(select(EnrollSecret).where(EnrollSecret.secret_hash == secret_hash)).first()
-        is None
-    ):
-        session.add(EnrollSecret(secret_hash=secret_hash, created_at=now))
-
-
-def token_name(session: Session, token_hash: str) -> str | None:
-    """The name of the admin token with this digest."""
-    return session.scalar(select(ApiToken.name).where(ApiToken.token_hash == token_hash))
-
-
-def token_digests(session: Session) -> list[str]:
-    return list(session.scalars(select(ApiToken.token_hash)))
-
-
-def add_token(session: Session, name: str, token_hash: str, now: int) -> None:
-    session.add(ApiToken(name=name, token_hash=token_hash, created_at=now))
 
 
 def lock_host(session: Session, host_id: int) -> Host | None:

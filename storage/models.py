@@ -56,24 +56,53 @@ class Host(Base):
 
 
 class EnrollSecret(Base):
-    """Accepted enroll secrets, stored as SHA-256 digests only."""
+    """Accepted enroll secrets, stored as SHA-256 digests only. Each is named, may put
+    the hosts it enrolls in a label, and once revoked enrolls nothing (hosts already
+    enrolled keep their node keys)."""
 
     __tablename__ = "enroll_secrets"
 
     id: Mapped[bigid_pk]
+    name: Mapped[str] = mapped_column(String(128), unique=True)
     secret_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    label_id: Mapped[int | None] = mapped_column(
+        BigID, ForeignKey("labels.id", ondelete="SET NULL"), nullable=True
+    )
+    created_at: Mapped[unix_ts]
+    revoked_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+
+
+class User(Base):
+    """Someone who uses the admin API, with a role (observer < hunter < admin) and an
+    argon2 password hash ('' until a password is set: no sign-in)."""
+
+    __tablename__ = "users"
+
+    id: Mapped[bigid_pk]
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    role: Mapped[str] = mapped_column(String(16))
+    password_hash: Mapped[str] = mapped_column(String(255))
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[unix_ts]
 
 
 class ApiToken(Base):
-    """Admin API bearer tokens, stored as SHA-256 digests only."""
+    """Admin API bearer tokens, stored as SHA-256 digests only: each a user's, with a
+    role no higher than the user's, an optional expiry and, once revoked, the time."""
 
     __tablename__ = "api_tokens"
 
     id: Mapped[bigid_pk]
+    user_id: Mapped[int] = mapped_column(
+        BigID, ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
     name: Mapped[str] = mapped_column(String(128))
+    role: Mapped[str] = mapped_column(String(16))
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[unix_ts]
+    expires_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    revoked_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    last_used_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
 
 class QueryState(Base):

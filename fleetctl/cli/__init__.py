@@ -67,11 +67,6 @@ SECTIONS: tuple[tuple[str, tuple[tuple[str, str, str], ...]], ...] = (
             ),
             ("carves", "fleetctl.cli.hosts:carves", "File carve sessions and their progress."),
             (
-                "audit",
-                "fleetctl.cli.audit:audit",
-                "Who changed what and ran which query through the admin API.",
-            ),
-            (
                 "coverage",
                 "fleetctl.cli.coverage:coverage",
                 "DET0493 telemetry coverage per host and platform; exit 1 on a gap.",
@@ -81,6 +76,36 @@ SECTIONS: tuple[tuple[str, tuple[tuple[str, str, str], ...]], ...] = (
                 "labels",
                 "fleetctl.cli.labels:labels",
                 "Host labels: a SQL membership query or a host list.",
+            ),
+        ),
+    ),
+    (
+        "Access",
+        (
+            (
+                "login",
+                "fleetctl.cli.login:login",
+                "Sign in: get a token of your user and keep it in the context file.",
+            ),
+            (
+                "users",
+                "fleetctl.cli.users:users",
+                "Who may use the admin API, and with which role.",
+            ),
+            (
+                "tokens",
+                "fleetctl.cli.tokens:tokens",
+                "Named admin API tokens, each with a role and an expiry.",
+            ),
+            (
+                "secrets",
+                "fleetctl.cli.secrets:secrets",
+                "Enroll secrets: named, each able to put its hosts in a label, rotated or revoked.",
+            ),
+            (
+                "audit",
+                "fleetctl.cli.audit:audit",
+                "Who changed what and ran which query through the admin API.",
             ),
         ),
     ),
@@ -136,6 +161,7 @@ ENVIRONMENT = (
     ("FLEETCTL_ANALYST_DB", "PostgreSQL URL of a hand-made analyst role for sql"),
     ("FLEETCTL_SERVER", "admin API URL of client commands (default: from the context file)"),
     ("FLEETCTL_TOKEN", "admin API token (default: from the context file)"),
+    ("FLEETCTL_PASSWORD", "the password login signs in with (default: asked for)"),
     ("FLEETCTL_CA", "CA bundle that verifies the server (default: from the context file)"),
 )
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -85,6 +86,17 @@ def stored_context() -> dict[str, str]:
     if not isinstance(stored, dict):
         raise ClientError(f"{path} does not hold a JSON object")
     return {k: v for k, v in stored.items() if isinstance(v, str)}
+
+
+def store_context(**values: str) -> Path:
+    """Write ``values`` over the context file's (0600: it holds a token); its path."""
+    path = context_path()
+    merged = {**stored_context(), **values}
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(json.dumps(merged, indent=2) + "\n")
+    return path
 
 
 @dataclass

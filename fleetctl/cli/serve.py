@@ -38,6 +38,11 @@ def serve(verbose: bool, **options: Any) -> None:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"fleetctl server on {prepared.server_url}  (database {settings.db_url})")
     click.echo(f"client context: {prepared.context_path}")
+    if prepared.admin_password_path:
+        click.echo(
+            f"first admin: user admin, password in {prepared.admin_password_path}"
+            " (`fleetctl login --user admin` signs in with it)"
+        )
     shipped = apply_shipped_packs_to_a_new_store(settings)
     if shipped:
         click.echo(

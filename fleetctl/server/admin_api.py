@@ -16,9 +16,11 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from fleetctl.detection import LearningState
-from fleetctl.errors import BadRequest, NotFound, Unavailable
+from fleetctl.errors import BadRequest, Forbidden, NotFound, Unavailable
+from fleetctl.roles import Role
 from fleetctl.schema import default_schema
-from fleetctl.server import audit_trail
+from fleetctl.server import access, audit_trail
+from fleetctl.server.access import requires
 from fleetctl.server.admin_params import (
     check_body,
     check_request_text,
@@ -30,7 +32,6 @@ from fleetctl.server.admin_params import (
     required_text,
     time_param,
 )
-from fleetctl.server.auth import bearer_token, matches_any
 from fleetctl.server.body import read_json_object
 from fleetctl.server.responses import json_response
 from fleetctl.server.state import in_session, server_state
@@ -90,18 +91,25 @@ def _endpoint(
     with_body: bool | None = None,
     own_work: bool = False,
 ) -> Handler:
-    """Authenticate, refuse NUL bytes and overlong parameters anywhere in the request,
-    then run ``func``; its refusals become 400/404/503 answers. Anything else (a database
-    error, a bug) goes to the app's exception handlers."""
+    """Authenticate (``access.identify``: 401), check the role the handler declared
+    (``access.requires``: 403), refuse NUL bytes and overlong parameters anywhere in the
+    request, then run ``func``; its refusals become 400/403/404/503 answers. Anything
+    else (a database error, a bug) goes to the app's exception handlers."""
     with_body = write if with_body is None else with_body
 
     async def wrapper(request: Request) -> Response:
         state = server_state(request)
-        token = bearer_token(request)
-        if not token or not matches_any(token, state.token_digests()):
-            refused = json_response({"error": "missing or invalid admin token"}, 401)
-            await audit_trail.record(state, request, 401, None, authenticated=False)
-            return refused
+        try:
+            caller = access.identify(request)
+        except access.Unauthenticated as exc:
+            await audit_trail.record(state, request, 401, None, None)
+            return json_response({"error": str(exc)}, 401)
+        request.state.caller = caller
+        needed = access.required_role(wrapper)
+        if needed is None or caller.role < needed:
+            refused = f"{needed.label} role required" if needed else "no role may call this"
+            await audit_trail.record(state, request, 403, None, caller)
+            return json_response({"error": f"{refused}; {caller.user} is {caller.role.label}"}, 403)
         said: dict[str, Any] = {}
         status = 500  # what the trail says of a call that raised
         try:
@@ -110,8 +118,7 @@ def _endpoint(
             return response
         finally:
             if audit_trail.recorded(request, status):
-                body = said.get("body")
-                await audit_trail.record(state, request, status, body, authenticated=True)
+                await audit_trail.record(state, request, status, said.get("body"), caller)
 
     async def answer(request: Request, said: dict[str, Any]) -> Response:
         state = server_state(request)
@@ -136,6 +143,8 @@ def _endpoint(
             return json_response(await in_session(factory, work))
         except NotFound as exc:
             return json_response({"error": str(exc)}, 404)
+        except Forbidden as exc:
+            return json_response({"error": str(exc)}, 403)
         except Invalid as exc:
             return json_response({"error": str(exc), "errors": exc.details}, 400)
         except (ValueError, BadRequest) as exc:
@@ -196,6 +205,7 @@ def warning_json(peers: list[str] | None) -> dict[str, str]:
     return {"warning": f"uuid shared with {', '.join(peers)} (cloned machine?)"}
 
 
+@requires(Role.OBSERVER)
 @admin_endpoint
 def list_hosts(request: Request, session: Any) -> dict[str, Any]:
     learning = learning_states(request, session)
@@ -208,6 +218,7 @@ def list_hosts(request: Request, session: Any) -> dict[str, Any]:
     }
 
 
+@requires(Role.OBSERVER)
 @admin_endpoint
 def show_host(request: Request, session: Any) -> dict[str, Any]:
     host = find_host_or_404(session, request.path_params["ref"])
@@ -235,6 +246,7 @@ def show_host(request: Request, session: Any) -> dict[str, Any]:
     }
 
 
+@requires(Role.ADMIN)
 @admin_write_endpoint
 def delete_host(request: Request, session: Any, body: dict[str, Any]) -> dict[str, Any]:
     """Delete a host with its history, or (``keep_history``) only revoke its node key so
@@ -264,6 +276,7 @@ def delete_host(request: Request, session: Any, body: dict[str, Any]) -> dict[st
     }
 
 
+@requires(Role.OBSERVER)
 @admin_endpoint
 def results(request: Request, session: Any) -> dict[str, Any]:
     host = find_host_or_404(session, request.query_params.get("host"))
@@ -307,6 +320,7 @@ def _declared_columns(session: Any, name: QueryName, host: Host) -> tuple[str, .
     return default_schema().columns(sql, host_family(host.platform, host.platform_type)) or ()
 
 
+@requires(Role.OBSERVER)
 @admin_endpoint
 def status_logs(request: Request, session: Any) -> dict[str, Any]:
     host = find_host_or_404(session, request.query_params.get("host"))
@@ -326,6 +340,7 @@ def status_logs(request: Request, session: Any) -> dict[str, Any]:
     }
 
 
+@requires(Role.OBSERVER)
 @admin_endpoint
 def data_loss(request: Request, session: Any) -> dict[str, Any]:
     """What the store lacks: gaps and resets in hosts' streams (``data_loss``), and log
@@ -370,6 +385,7 @@ def _missing(marker: DataLoss) -> str:
     return f"{marker.first_missing}..{marker.last_missing}"
 
 
+@requires(Role.OBSERVER)
 @admin_endpoint
 def carves(request: Request, session: Any) -> dict[str, Any]:
     return {
@@ -393,6 +409,7 @@ def carves(request: Request, session: Any) -> dict[str, Any]:
     }
 
 
+@requires(Role.HUNTER)
 @admin_async_endpoint
 async def sql(request: Request, body: dict[str, Any]) -> dict[str, Any]:
     """Ad-hoc analyst SQL (``fleetctl sql``): on analyst SQL's own engine, slots and
@@ -410,6 +427,7 @@ async def sql(request: Request, body: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+@requires(Role.OBSERVER)
 @admin_endpoint
 def sql_schema(request: Request, session: Any) -> dict[str, Any]:
     """The hunting views analyst SQL may read, their columns and closed value sets."""

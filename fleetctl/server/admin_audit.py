@@ -9,6 +9,8 @@ from sqlalchemy.orm import Session
 from starlette.requests import Request
 from starlette.routing import Route
 
+from fleetctl.roles import Role
+from fleetctl.server.access import requires
 from fleetctl.server.admin_api import admin_endpoint
 from fleetctl.server.admin_params import int_param, text_param, time_param
 from fleetctl.timeutil import iso
@@ -33,6 +35,7 @@ def _shown(entry: audit.Entry) -> dict[str, Any]:
     }
 
 
+@requires(Role.ADMIN)
 @admin_endpoint
 def list_audit(request: Request, session: Session) -> dict[str, Any]:
     """The newest entries (``limit``, 1,000 by default), from ``since``, by ``user``;
@@ -47,6 +50,7 @@ def list_audit(request: Request, session: Session) -> dict[str, Any]:
     return {"audit": [_shown(e) for e in found]}
 
 
+@requires(Role.ADMIN)
 @admin_endpoint
 def verify_audit(request: Request, session: Session) -> dict[str, Any]:
     """Walk the whole chain: how many entries, and each that breaks it."""

@@ -18,6 +18,8 @@ from starlette.routing import Route
 from fleetctl.coverage import coverage_document, gather
 from fleetctl.coverage.facts import ValidationRun
 from fleetctl.errors import BadRequest
+from fleetctl.roles import Role
+from fleetctl.server.access import requires
 from fleetctl.server.admin_api import PREFIX, admin_endpoint, admin_write_endpoint
 from fleetctl.server.admin_params import (
     check_targets,
@@ -37,6 +39,7 @@ MAX_RUNS = 1000  # far more scenarios than validate has, fewer than a body could
 RESULTS = ("detected", "missed", "quiet", "false positive", "skipped", "error")
 
 
+@requires(Role.OBSERVER)
 @admin_endpoint
 def coverage(request: Request, session: Session) -> dict[str, Any]:
     params = request.query_params
@@ -88,6 +91,7 @@ def _run(host: Mapping[str, Any], run: Any) -> dict[str, Any]:
     }
 
 
+@requires(Role.HUNTER)
 @admin_write_endpoint
 def record_validations(request: Request, session: Session, body: dict[str, Any]) -> dict[str, Any]:
     """Store ``runs`` of ``host`` (``{"uuid", "host_identifier", "hostname"}``, as the
@@ -103,6 +107,7 @@ def record_validations(request: Request, session: Session, body: dict[str, Any])
     return {"host": checked[0]["host_identifier"], "stored": stored}
 
 
+@requires(Role.OBSERVER)
 @admin_endpoint
 def list_validations(request: Request, session: Session) -> dict[str, Any]:
     """Validation runs, newest first, of one host (uuid or identifier) or all."""

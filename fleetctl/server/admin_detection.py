@@ -17,6 +17,8 @@ from fleetctl.detection import Baseline, BaselineError, Finding, LearningState, 
 from fleetctl.detection.scoring import SEVERITIES, severity_rank
 from fleetctl.detection.triage import DEFAULT_LIMIT, DEFAULT_WINDOW, MAX_LIMIT, MAX_WINDOW
 from fleetctl.errors import BadRequest, NotFound
+from fleetctl.roles import Role
+from fleetctl.server.access import caller_of, requires
 from fleetctl.server.admin_api import (
     admin_endpoint,
     admin_read_body_endpoint,
@@ -34,7 +36,6 @@ from fleetctl.server.admin_params import (
     text_param,
     time_param,
 )
-from fleetctl.server.audit_trail import token_holder
 from fleetctl.server.state import server_state
 from fleetctl.server.triage import occurrence_triage
 from fleetctl.timeutil import format_duration, iso, parse_duration
@@ -135,6 +136,7 @@ def learning_summary(states: dict[int, LearningState]) -> dict[str, Any]:
     return {"hosts": len(until), "until": iso(int(max(until))) if until else None}
 
 
+@requires(Role.OBSERVER)
 @admin_endpoint
 def list_findings(request: Request, session: Session) -> dict[str, Any]:
     params = request.query_params
@@ -163,6 +165,7 @@ def _finding(session: Session, finding_id: str) -> tuple[FindingRecordRow, str]:
     return found
 
 
+@requires(Role.OBSERVER)
 @admin_endpoint
 def show_finding(request: Request, session: Session) -> dict[str, Any]:
     """The finding, its occurrences newest first (``limit``, default 100), its history,
@@ -215,15 +218,17 @@ def _window(value: str | None) -> int:
     return seconds
 
 
+@requires(Role.HUNTER)
 @admin_write_endpoint
 def ack_finding(request: Request, session: Session, body: dict[str, Any]) -> dict[str, Any]:
     """The finding's incidents so far are handled; a later occurrence reopens it."""
     note = text_param(body, "note", default="")
     row, host = _finding(session, request.path_params["id"])
-    findings_store.ack(session, row, token_holder(request, session), note, int(time.time()))
+    findings_store.ack(session, row, caller_of(request).user, note, int(time.time()))
     return {"finding": finding_summary(findings_store.describe(session, row, host))}
 
 
+@requires(Role.HUNTER)
 @admin_write_endpoint
 def suppress_finding(request: Request, session: Session, body: dict[str, Any]) -> dict[str, Any]:
     """Turn a finding into a baseline entry (its path key, on its host or the fleet)."""
@@ -235,13 +240,14 @@ def suppress_finding(request: Request, session: Session, body: dict[str, Any]) -
     version = detection_store.add_learned_keys(
         session, [(name, row.path_key)], f"suppress {row.id} ({scope})", now, Baseline.loads
     )
-    findings_store.suppress(session, row, token_holder(request, session), note, now)
+    findings_store.suppress(session, row, caller_of(request).user, note, now)
     return {
         "finding": finding_summary(findings_store.describe(session, row, host)),
         "baseline_version": version,
     }
 
 
+@requires(Role.OBSERVER)
 @admin_endpoint
 def get_baseline(request: Request, session: Session) -> dict[str, Any]:
     version, text = detection_store.baseline_text(session)
@@ -267,6 +273,7 @@ def baseline_entries(baseline: Baseline) -> list[dict[str, Any]]:
     return rows
 
 
+@requires(Role.ADMIN)
 @admin_write_endpoint
 def put_baseline(request: Request, session: Session, body: dict[str, Any]) -> dict[str, Any]:
     text = body.get("yaml")
@@ -282,6 +289,7 @@ def put_baseline(request: Request, session: Session, body: dict[str, Any]) -> di
     return {"version": version}
 
 
+@requires(Role.OBSERVER)
 @admin_endpoint
 def trace(request: Request, session: Session) -> dict[str, Any]:
     params = request.query_params
@@ -304,6 +312,7 @@ def trace(request: Request, session: Session) -> dict[str, Any]:
     }
 
 
+@requires(Role.HUNTER)
 @admin_read_body_endpoint
 def detect(request: Request, session: Session, body: dict[str, Any]) -> dict[str, Any]:
     """Judge hosts now, or learn the current paths (a replay of history since a time is
@@ -324,7 +333,7 @@ def detect(request: Request, session: Session, body: dict[str, Any]) -> dict[str
     if accept and not learn:
         raise BadRequest("'accept' goes with 'learn'")
     hosts = [find_host_or_404(session, ref)] if ref else host_store.list_hosts(session)
-    actor = token_holder(request, session)
+    actor = caller_of(request).user
     now = int(time.time())
     created: list[str] = []
     learned: list[dict[str, Any]] = []

@@ -22,13 +22,14 @@ from starlette.requests import Request
 from starlette.routing import Route
 
 from fleetctl.errors import BadRequest, NotFound
+from fleetctl.roles import Role
+from fleetctl.server.access import caller_of, requires
 from fleetctl.server.admin_api import (
     admin_endpoint,
     admin_read_body_endpoint,
     find_host_or_404,
 )
 from fleetctl.server.admin_params import int_param, text_param, time_param
-from fleetctl.server.audit_trail import token_holder
 from fleetctl.server.replay_jobs import ReplayJobs
 from fleetctl.server.state import server_state
 from storage import hosts as host_store
@@ -66,6 +67,7 @@ def _after_change(request: Request, job_id: str) -> dict[str, Any]:
         return _shown(request, session, job_id)
 
 
+@requires(Role.HUNTER)
 @admin_read_body_endpoint
 def start_job(request: Request, session: Session, body: dict[str, Any]) -> dict[str, Any]:
     """Replay every host (or ``host``) from ``since`` to now, in a job."""
@@ -74,22 +76,25 @@ def start_job(request: Request, session: Session, body: dict[str, Any]) -> dict[
         raise BadRequest("'since' is required: the time to replay history from")
     ref = text_param(body, "host")
     hosts = [find_host_or_404(session, ref)] if ref else host_store.list_hosts(session)
-    actor = token_holder(request, session)
+    actor = caller_of(request).user
     job_id = _jobs(request).start(since, int(time.time()), [h.id for h in hosts], actor)
     return _after_change(request, job_id)
 
 
+@requires(Role.OBSERVER)
 @admin_endpoint
 def show_job(request: Request, session: Session) -> dict[str, Any]:
     return _shown(request, session, _job_id(request))
 
 
+@requires(Role.OBSERVER)
 @admin_endpoint
 def list_jobs(request: Request, session: Session) -> dict[str, Any]:
     limit = int_param(request.query_params, "limit", (1, LIST_LIMIT), default=LIST_LIMIT)
     return {"jobs": _jobs(request).recent(session, limit)}
 
 
+@requires(Role.HUNTER)
 @admin_read_body_endpoint
 def cancel_job(request: Request, session: Session, body: dict[str, Any]) -> dict[str, Any]:
     """Ask the job to stop; it ends as ``cancelled`` (at once if its worker is gone)."""
@@ -99,6 +104,7 @@ def cancel_job(request: Request, session: Session, body: dict[str, Any]) -> dict
     return _after_change(request, job_id)
 
 
+@requires(Role.HUNTER)
 @admin_read_body_endpoint
 def restart_job(request: Request, session: Session, body: dict[str, Any]) -> dict[str, Any]:
     """Run a failed or abandoned job again in this worker, from the first host not done."""

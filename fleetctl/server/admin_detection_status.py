@@ -23,6 +23,8 @@ from sqlalchemy.orm import Session
 from starlette.requests import Request
 from starlette.routing import Route
 
+from fleetctl.roles import Role
+from fleetctl.server.access import requires
 from fleetctl.server.admin_api import admin_endpoint
 from fleetctl.server.state import server_state
 from storage import coordination
@@ -39,6 +41,7 @@ SUMMED = (
 )
 
 
+@requires(Role.OBSERVER)
 @admin_endpoint
 def detection_status(request: Request, session: Session) -> dict[str, Any]:
     detection = server_state(request).detection

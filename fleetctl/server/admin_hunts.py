@@ -10,6 +10,8 @@ from starlette.requests import Request
 from starlette.routing import Route
 
 from fleetctl.errors import NotFound, Unavailable
+from fleetctl.roles import Role
+from fleetctl.server.access import requires
 from fleetctl.server.admin_api import admin_endpoint, admin_write_endpoint
 from fleetctl.server.admin_params import (
     INT64,
@@ -77,6 +79,7 @@ def _sql_from(session: Session, body: dict[str, Any]) -> str:
         raise NotFound(f"pack {pack_name!r} has no query {query_name!r}") from exc
 
 
+@requires(Role.HUNTER)
 @admin_write_endpoint
 def create_hunt(request: Request, session: Session, body: dict[str, Any]) -> dict[str, Any]:
     service = _service(request)  # before anything is written
@@ -145,11 +148,13 @@ def _hunt_json(session: Session, hunt: Hunt) -> dict[str, Any]:
     }
 
 
+@requires(Role.OBSERVER)
 @admin_endpoint
 def list_hunts(request: Request, session: Session) -> dict[str, Any]:
     return {"hunts": [_hunt_json(session, h) for h in hunt_store.list_hunts(session)]}
 
 
+@requires(Role.OBSERVER)
 @admin_endpoint
 def show_hunt(request: Request, session: Session) -> dict[str, Any]:
     hunt = _hunt(session, request.path_params["name"])
@@ -187,21 +192,25 @@ def _state_change(request: Request, session: Session, new_state: str) -> dict[st
     return {"hunt": _hunt_json(session, hunt)}
 
 
+@requires(Role.HUNTER)
 @admin_write_endpoint
 def pause_hunt(request: Request, session: Session, body: dict[str, Any]) -> dict[str, Any]:
     return _state_change(request, session, "paused")
 
 
+@requires(Role.HUNTER)
 @admin_write_endpoint
 def resume_hunt(request: Request, session: Session, body: dict[str, Any]) -> dict[str, Any]:
     return _state_change(request, session, "active")
 
 
+@requires(Role.HUNTER)
 @admin_write_endpoint
 def cancel_hunt(request: Request, session: Session, body: dict[str, Any]) -> dict[str, Any]:
     return _state_change(request, session, "cancelled")
 
 
+@requires(Role.HUNTER)
 @admin_write_endpoint
 def delete_hunt(request: Request, session: Session, body: dict[str, Any]) -> dict[str, Any]:
     """Delete a hunt in any state with its runs and their answers; its name is free again."""
@@ -216,6 +225,7 @@ def delete_hunt(request: Request, session: Session, body: dict[str, Any]) -> dic
     return {"hunt": name, "action": "deleted", "runs": len(campaign_ids)}
 
 
+@requires(Role.OBSERVER)
 @admin_endpoint
 def hunt_results(request: Request, session: Session) -> dict[str, Any]:
     """One page of a run's rows (default: the latest run), optionally only rows new on

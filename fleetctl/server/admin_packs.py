@@ -18,6 +18,8 @@ from fleetctl.errors import NotFound
 from fleetctl.packs.loader import pack_from_document
 from fleetctl.packs.model import parse_platforms
 from fleetctl.packs.validate import validate_text
+from fleetctl.roles import Role
+from fleetctl.server.access import requires
 from fleetctl.server.admin_api import Invalid, admin_endpoint, admin_write_endpoint, host_json
 from fleetctl.server.admin_params import (
     column_length,
@@ -85,6 +87,7 @@ def _incoming(
     return out
 
 
+@requires(Role.ADMIN)
 @admin_write_endpoint
 def apply_packs(request: Request, session: Session, body: dict[str, Any]) -> dict[str, Any]:
     now = int(time.time())
@@ -132,6 +135,7 @@ def _query_changes(old: TargetedPack | None, new: TargetedPack | None) -> dict[s
     return changes
 
 
+@requires(Role.HUNTER)
 @admin_write_endpoint
 def diff_packs(request: Request, session: Session, body: dict[str, Any]) -> dict[str, Any]:
     """What applying would change, per query, and how many hosts gain or lose it."""
@@ -169,11 +173,13 @@ def _pack_json(stored: pack_store.StoredPack) -> dict[str, Any]:
     }
 
 
+@requires(Role.OBSERVER)
 @admin_endpoint
 def list_packs(request: Request, session: Session) -> dict[str, Any]:
     return {"packs": [_pack_json(p) for p in pack_store.current_packs(session)]}
 
 
+@requires(Role.OBSERVER)
 @admin_endpoint
 def show_pack(request: Request, session: Session) -> dict[str, Any]:
     name = request.path_params["name"]
@@ -197,6 +203,7 @@ def show_pack(request: Request, session: Session) -> dict[str, Any]:
     }
 
 
+@requires(Role.ADMIN)
 @admin_write_endpoint
 def delete_pack(request: Request, session: Session, body: dict[str, Any]) -> dict[str, Any]:
     name = request.path_params["name"]
@@ -206,6 +213,7 @@ def delete_pack(request: Request, session: Session, body: dict[str, Any]) -> dic
     return {"pack": name, "action": action, "version": version}
 
 
+@requires(Role.ADMIN)
 @admin_write_endpoint
 def apply_label(request: Request, session: Session, body: dict[str, Any]) -> dict[str, Any]:
     name = required_text(body, "name", max_length=column_length("Label.name"))
@@ -266,6 +274,7 @@ def _check_label_sql(name: str, query: Any, platform: Any) -> None:
         raise Invalid("the label query does not validate", [e.as_row() for e in errors])
 
 
+@requires(Role.OBSERVER)
 @admin_endpoint
 def list_labels(request: Request, session: Session) -> dict[str, Any]:
     return {
@@ -284,6 +293,7 @@ def list_labels(request: Request, session: Session) -> dict[str, Any]:
     }
 
 
+@requires(Role.ADMIN)
 @admin_write_endpoint
 def delete_label(request: Request, session: Session, body: dict[str, Any]) -> dict[str, Any]:
     """Delete a label no pack targets; refused, naming the packs, while some do."""
@@ -302,6 +312,7 @@ def delete_label(request: Request, session: Session, body: dict[str, Any]) -> di
     return {"label": name, "action": "deleted"}
 
 
+@requires(Role.OBSERVER)
 @admin_endpoint
 def show_label(request: Request, session: Session) -> dict[str, Any]:
     label = label_store.get_label(session, request.path_params["name"])

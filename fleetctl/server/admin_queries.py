@@ -19,6 +19,8 @@ from starlette.routing import Route
 
 from fleetctl.errors import NotFound, Unavailable
 from fleetctl.packs.validate import validate_text
+from fleetctl.roles import Role
+from fleetctl.server.access import requires
 from fleetctl.server.admin_api import Invalid, admin_endpoint, admin_write_endpoint
 from fleetctl.server.admin_params import (
     check_targets,
@@ -74,6 +76,7 @@ def check_targets_have_tables(
     return lacking
 
 
+@requires(Role.HUNTER)
 @admin_write_endpoint
 def start_query(request: Request, session: Session, body: dict[str, Any]) -> dict[str, Any]:
     if not server_state(request).serves_hosts:
@@ -118,6 +121,7 @@ def start_query(request: Request, session: Session, body: dict[str, Any]) -> dic
     return answer
 
 
+@requires(Role.HUNTER)
 @admin_endpoint
 def show_query(request: Request, session: Session) -> dict[str, Any]:
     """Progress and answers. ``?since=T`` lists only answers stored at or after T (a

@@ -21,8 +21,12 @@ from fleetctl.server import (
     admin_detection_jobs,
     admin_detection_status,
     admin_hunts,
+    admin_login,
     admin_packs,
     admin_queries,
+    admin_secrets,
+    admin_tokens,
+    admin_users,
     osquery_api,
 )
 from fleetctl.server.responses import exception_handlers, json_response
@@ -77,6 +81,10 @@ def build_app(state: ServerState) -> Starlette:
             *admin_hunts.routes,
             *admin_coverage.routes,
             *admin_audit.routes,
+            *admin_login.routes,
+            *admin_tokens.routes,
+            *admin_users.routes,
+            *admin_secrets.routes,
         ],
         lifespan=lifespan,
         exception_handlers=exception_handlers(osquery_api.PREFIX),

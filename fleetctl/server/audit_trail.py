@@ -1,12 +1,15 @@
 """What goes into the audit trail for an admin API call, and writing it.
 
 Every call that changes something or runs a query (any method but GET) is recorded
-with its outcome, and so is every call refused for a missing or wrong token (the token
-sent is never written down). The details are the call's query parameters and JSON body,
-with any value under a key naming a secret, token or password replaced, and cut to
-``MAX_DETAILS`` bytes: the SQL an analyst ran, the targets of a live query, the note of
-an acknowledgement. The entry is written after the call is answered, in its own
-transaction: a store that cannot take it is logged, and the call's answer stands.
+with its outcome and who made it (user and token name), and so is every call refused
+for a missing, wrong, expired or revoked token (the token sent is never written down)
+or for a role too low, and every sign-in, under the user name it gave. The details are
+the call's query parameters and JSON body, with any value under a key naming a secret,
+token or password replaced, and cut to ``MAX_DETAILS`` bytes: the SQL an analyst ran,
+the targets of a live query, the note of an acknowledgement. The entry is written after
+the call is answered, in its own transaction: a store that cannot take it is logged,
+and the call's answer stands. With ``serve --audit-file``, each stored entry is also
+appended to that file as a JSON line (``audit_file``).
 """
 
 from __future__ import annotations
@@ -18,12 +21,13 @@ from typing import Any
 
 import orjson
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
-from fleetctl.server.auth import bearer_token, digest
+from fleetctl.server import audit_file
+from fleetctl.server.access import Caller
 from fleetctl.server.state import ServerState, in_session
 from storage import audit
-from storage import hosts as host_store
 
 log = logging.getLogger("fleetctl.audit")
 
@@ -53,19 +57,13 @@ def details(request: Request, body: dict[str, Any] | None) -> dict[str, Any]:
     return said
 
 
-def token_holder(request: Request, session: Session) -> str:
-    """Who acts: the name of the admin token the request came with."""
-    name = host_store.token_name(session, digest(bearer_token(request)))
-    return name or "unknown token"
-
-
 def outcome(status: int) -> str:
     return "ok" if status < 400 else "refused" if status < 500 else "failed"
 
 
 def recorded(request: Request, status: int) -> bool:
     """Whether the call goes into the trail: a change or a query, or a refused token."""
-    return request.method != "GET" or status == 401
+    return request.method != "GET" or status in (401, 403)
 
 
 async def record(
@@ -73,19 +71,21 @@ async def record(
     request: Request,
     status: int,
     body: dict[str, Any] | None,
+    caller: Caller | None,
     *,
-    authenticated: bool,
+    actor: str | None = None,
 ) -> None:
+    """Write the call's entry: by ``caller`` (None: a refused token, or a sign-in, whose
+    ``actor`` is the user name it gave)."""
     route = request.scope.get("route")
     path = getattr(route, "path", request.url.path)
     said = details(request, body)
 
-    def write(session: Session) -> None:
-        holder = token_holder(request, session) if authenticated else NOBODY
+    def write(session: Session) -> tuple[audit.Entry, str]:
         entry = audit.Entry(
             at=int(time.time()),
-            actor=holder,
-            token=holder,
+            actor=caller.user if caller else (actor or NOBODY)[:128],
+            token=caller.token if caller else NOBODY,
             source=request.client.host if request.client else "local",
             action=f"{request.method} {path}",
             target=",".join(f"{k}={v}" for k, v in request.path_params.items())[:512],
@@ -93,9 +93,12 @@ async def record(
             outcome=outcome(status),
             status=status,
         )
-        audit.append(session, entry)
+        return entry, audit.append(session, entry)
 
     try:
-        await in_session(state.sessions, write)
+        entry, entry_hash = await in_session(state.sessions, write)
     except Exception:
         log.exception("could not record %s %s in the audit trail", request.method, path)
+        return
+    if state.settings.audit_file is not None:  # once stored: the file never says more
+        await run_in_threadpool(audit_file.append, state.settings.audit_file, entry, entry_hash)

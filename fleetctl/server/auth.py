@@ -13,10 +13,13 @@ import secrets
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from starlette.requests import Request
+
+T = TypeVar("T")
 
 
 def digest(secret: str) -> str:
@@ -32,13 +35,15 @@ def new_secret(nbytes: int = 32) -> str:
     return secrets.token_urlsafe(nbytes)
 
 
-def matches_any(secret: str, digests: Iterable[str]) -> bool:
-    """Constant-time check of ``secret`` against every stored digest (no early exit)."""
+def find_match(secret: str, by_digest: Mapping[str, T]) -> T | None:
+    """What ``by_digest`` holds under the digest of ``secret``: compared in constant time
+    with every stored digest (no early exit)."""
     offered = digest(secret).encode()
-    ok = False
-    for stored in digests:
-        ok |= hmac.compare_digest(offered, stored.encode())
-    return ok
+    found: T | None = None
+    for stored, value in by_digest.items():
+        if hmac.compare_digest(offered, stored.encode()):
+            found = value
+    return found
 
 
 @dataclass(frozen=True)
@@ -107,7 +112,8 @@ class NodeKeyCache:
 
 @dataclass
 class FailureThrottle:
-    """Slow down repeated enroll failures from one address.
+    """Slow down repeated failures (enrollments, sign-ins) under one key (an address, a
+    user name).
 
     The first ``free`` failures in ``window`` seconds answer at once; each further one
     waits twice as long as the last, up to ``max_delay``.
@@ -118,9 +124,9 @@ class FailureThrottle:
     max_delay: float = 8.0
     _failures: dict[str, deque[float]] = field(default_factory=dict)
 
-    def delay(self, address: str) -> float:
+    def delay(self, key: str) -> float:
         now = time.monotonic()
-        q = self._failures.get(address)
+        q = self._failures.get(key)
         if not q:
             return 0.0
         while q and q[0] < now - self.window:
@@ -128,9 +134,9 @@ class FailureThrottle:
         excess = len(q) - self.free
         return 0.0 if excess < 0 else min(self.max_delay, 0.25 * 2**excess)
 
-    def record(self, address: str) -> None:
-        self._failures.setdefault(address, deque()).append(time.monotonic())
-        if len(self._failures) > 10_000:  # bound memory under a spray of addresses
+    def record(self, key: str) -> None:
+        self._failures.setdefault(key, deque()).append(time.monotonic())
+        if len(self._failures) > 10_000:  # bound memory under a spray of keys
             self._failures.pop(next(iter(self._failures)))
 
 

@@ -12,16 +12,24 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from sqlalchemy.orm import Session
+
 from fleetctl.errors import FleetError
 from fleetctl.packs.loader import load_file, pack_files, shipped_packs_dir
 from fleetctl.server.auth import digest, new_secret
+from fleetctl.server.passwords import hash_password, new_password
 from fleetctl.server.tls import TLSFiles, ensure_self_signed
 from fleetctl.settings import Settings
-from storage import hosts as host_store
+from storage import enroll_secrets
 from storage import packs as pack_store
+from storage import users as user_store
 from storage.database import shown
 from storage.engine import is_sqlite, make_engine, make_sessionmaker, session_scope
 from storage.migrate import current_revision, head_revision, upgrade
+
+FIRST_ADMIN = "admin"
+CLI_TOKEN = "fleetctl-cli"  # the first admin's token in ``context.json``
+ADMIN_PASSWORD_FILE = "admin_password"
 
 
 @dataclass(frozen=True)
@@ -31,6 +39,7 @@ class Prepared:
     flags_path: Path
     context_path: Path
     server_url: str
+    admin_password_path: Path | None = None  # written by this start: say so once
 
 
 def _write_private(path: Path, text: str) -> None:
@@ -80,26 +89,55 @@ def prepare(settings: Settings) -> Prepared:
     try:
         with session_scope(make_sessionmaker(engine)) as session:
             for secret in settings.enroll_secrets:
-                host_store.add_enroll_secret(session, digest(secret), now)
+                enroll_secrets.ensure_secret(session, digest(secret), now)
             if settings.enroll_secrets:
                 _write_private(home / "enroll_secret", settings.enroll_secrets[0] + "\n")
-            elif not host_store.enroll_secret_digests(session):
+            elif not enroll_secrets.any_stored(session):
                 secret = new_secret()
-                host_store.add_enroll_secret(session, digest(secret), now)
+                enroll_secrets.ensure_secret(session, digest(secret), now)
                 _write_private(home / "enroll_secret", secret + "\n")
             elif not (home / "enroll_secret").exists():
                 secret_path = None
             url = server_url(settings)
+            password_path = ensure_first_admin(session, home, now)
             _ensure_context(session, settings, url, tls.ca, now)
     finally:
         engine.dispose()
     flags = osquery_flags(settings, tls.ca, secret_path)
     flags_path = home / "osquery.flags"
     flags_path.write_text(flags)
-    return Prepared(tls, secret_path, flags_path, settings.context_path, url)
+    return Prepared(tls, secret_path, flags_path, settings.context_path, url, password_path)
 
 
-def _ensure_context(session: object, settings: Settings, url: str, ca: Path, now: int) -> None:
+def ensure_first_admin(session: Session, home: Path, now: int) -> Path | None:
+    """The first start makes the ``admin`` user (a store migrated from before users has
+    one, holding the tokens it had, with no password yet): a password is generated and
+    written to ``admin_password`` (0600) under the home, and said once (``prepare``'s
+    ``admin_password_path``). The file's path when written now, else None."""
+    admin = user_store.find_user(session, FIRST_ADMIN)
+    if admin is None and user_store.list_users(session):
+        return None  # the first admin was renamed or removed; other admins manage users
+    password = new_password()
+    if admin is None:
+        user_store.add_user(session, FIRST_ADMIN, "admin", hash_password(password), now)
+    elif not admin.password_hash:
+        user_store.set_password(session, admin, hash_password(password))
+    else:
+        return None
+    path = home / ADMIN_PASSWORD_FILE
+    _write_private(path, password + "\n")
+    return path
+
+
+def _any_admin(session: Session) -> user_store.User:
+    """An enabled admin to hold the context's token when ``admin`` is gone."""
+    for user in user_store.list_users(session):
+        if user.role == "admin" and not user.disabled:
+            return user
+    raise FleetError("no enabled admin user is left to hold the context's token")
+
+
+def _ensure_context(session: Session, settings: Settings, url: str, ca: Path, now: int) -> None:
     """Keep a working admin token in the context file (a new one if the stored one is gone)."""
     path = settings.context_path
     context: dict[str, str] = {}
@@ -109,9 +147,13 @@ def _ensure_context(session: object, settings: Settings, url: str, ca: Path, now
         except ValueError:
             context = {}
     token = context.get("token", "")
-    if not token or digest(token) not in host_store.token_digests(session):  # type: ignore[arg-type]
+    if not token or not user_store.has_live_token(session, digest(token)):
         token = new_secret()
-        host_store.add_token(session, "fleetctl-cli", digest(token), now)  # type: ignore[arg-type]
+        admin = user_store.find_user(session, FIRST_ADMIN) or _any_admin(session)
+        taken = {t.name for t in user_store.tokens(session, admin) if t.revoked_at is None}
+        # Another home on the same store (a replica's) keeps its own token working.
+        name = CLI_TOKEN if CLI_TOKEN not in taken else f"{CLI_TOKEN}-{new_secret(4)}"
+        user_store.add_token(session, admin, name, "admin", digest(token), now, None)
     # The learning window shapes what the admin API answers (a host learning or judging);
     # a client reading the store without this server answers with the same one.
     context.update(

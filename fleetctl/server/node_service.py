@@ -26,7 +26,7 @@ from fleetctl.ingest import (
 from fleetctl.server.osquery_config import PACK_DELIMITER
 from fleetctl.targeting import targeted
 from storage import campaigns as campaign_store
-from storage import coordination
+from storage import coordination, enroll_secrets
 from storage import hosts as host_store
 from storage import logs as log_store
 from storage import packs as pack_store
@@ -100,9 +100,11 @@ def enroll(
     host_details: dict[str, Any],
     node_key_hash: str,
     now: int,
+    label_id: int | None = None,
 ) -> Enrolled:
-    """Enroll (or re-enroll) a host under the server's host identity and add it to the
-    open hunt runs that target it. A new host whose uuid other hosts present (a cloned
+    """Enroll (or re-enroll) a host under the server's host identity, put it in the label
+    of the enroll secret it came with (``label_id``) and add it to the open hunt runs
+    that target it. A new host whose uuid other hosts present (a cloned
     machine) is kept as a host of its own, and says so in its status log; so does a host
     that a second live osqueryd, with the same identifier and uuid, enrolls as."""
     host, created, earlier_instance, earlier_seen = host_store.enroll_host(
@@ -136,6 +138,8 @@ def enroll(
         log_store.add_server_status(session, host.id, now, STATUS_FILENAME, said, __version__)
     if not created:  # other server processes must forget the host's old key
         coordination.publish(session, coordination.NODE_KEY, host.id, now)
+    if label_id is not None:
+        enroll_secrets.join_label(session, label_id, host.id, now)
     joined = campaign_store.join_open_hunts(session, host.id, now)
     family = host_store.host_family(host.platform, host.platform_type)
     return Enrolled(host.id, created, family, joined, peers)

@@ -23,7 +23,7 @@ from starlette.routing import Route
 from fleetctl.errors import BadRequest, NodeInvalid
 from fleetctl.ingest import lenient_loads
 from fleetctl.server import carves, distributed_answers, node_service
-from fleetctl.server.auth import CachedNode, digest, fingerprint, matches_any, new_secret
+from fleetctl.server.auth import CachedNode, digest, find_match, fingerprint, new_secret
 from fleetctl.server.body import read_json_object
 from fleetctl.server.campaign_queue import campaign_query_id, parse_campaign_query_id
 from fleetctl.server.detection_service import DETECTION_QUERIES
@@ -107,7 +107,8 @@ async def enroll(request: Request) -> Response:
     identifier = body.get("host_identifier")
     details = body.get("host_details", {})
     platform_type = body.get("platform_type", "")
-    if not isinstance(secret, str) or not matches_any(secret, state.enroll_secret_digests()):
+    accepted = find_match(secret, state.enroll_secrets()) if isinstance(secret, str) else None
+    if accepted is None:
         state.throttle.record(address)
         delay = state.throttle.delay(address)
         if delay:
@@ -136,16 +137,18 @@ async def enroll(request: Request) -> Response:
             host_details=details,
             node_key_hash=digest(node_key),
             now=int(time.time()),
+            label_id=accepted.label_id,
         ),
     )
     state.campaigns.add(enrolled.joined)
     state.node_keys.forget_host(enrolled.host_id)
     state.node_keys.put(digest(node_key), enrolled.host_id, identifier, enrolled.family)
     log.info(
-        "%s host %s (%s)",
+        "%s host %s (%s) with enroll secret %s",
         "enrolled" if enrolled.created else "re-enrolled",
         identifier,
         enrolled.host_id,
+        accepted.name,
     )
     if enrolled.clone_of:
         log.warning(

@@ -8,7 +8,9 @@ it is), so every cache here is one process's: the store is the source of truth t
 share. What another process changes reaches this one within bounds: a re-issued or
 revoked node key at the next read of the change events (every second,
 ``follow_events``), queued live queries within ``CampaignQueue.reload_every`` (3 s),
-dynamic labels and packs within 10 s, enroll secrets and admin tokens within 10 s.
+dynamic labels and packs within 10 s, and admin tokens (with their users' roles) and
+enroll secrets at the next read of the change events after a revocation or a user's
+change, at the latest within 10 s.
 """
 
 from __future__ import annotations
@@ -39,9 +41,10 @@ from fleetctl.server.node_service import PackIndex
 from fleetctl.server.replay_jobs import ReplayJobs
 from fleetctl.settings import Settings
 from storage import campaigns as campaign_store
-from storage import coordination, partitions
+from storage import coordination, enroll_secrets, partitions
 from storage import hosts as host_store
 from storage import labels as label_store
+from storage import users as user_store
 from storage.engine import make_engine, make_sessionmaker, session_scope
 
 T = TypeVar("T")
@@ -105,6 +108,7 @@ class ServerState:
     analyst: AnalystSQL  # analyst SQL's own engine, slots and threads
     node_keys: NodeKeyCache
     throttle: FailureThrottle = field(default_factory=FailureThrottle)
+    login_throttle: FailureThrottle = field(default_factory=FailureThrottle)
     checkins: CheckIns = field(default_factory=CheckIns)
     labels: LabelQueue = field(default_factory=LabelQueue)
     campaigns: CampaignQueue = field(default_factory=CampaignQueue)
@@ -120,8 +124,8 @@ class ServerState:
     _packs_loaded: float = 0.0
     _carves_checked: float = 0.0
     _partitions_kept: float | None = None
-    _secret_digests: tuple[float, list[str]] = (0.0, [])
-    _token_digests: tuple[float, list[str]] = (0.0, [])
+    _secrets: tuple[float, dict[str, enroll_secrets.Accepted]] = (0.0, {})
+    _grants: tuple[float, dict[str, user_store.Grant]] = (0.0, {})
     _events_seen: set[int] = field(default_factory=set)
     _events_pruned: float = 0.0
 
@@ -152,22 +156,39 @@ class ServerState:
             replays=ReplayJobs(detection, readonly_sessions),
         )
 
-    def enroll_secret_digests(self) -> list[str]:
-        """Enroll secrets, re-read at most every 10 s so new ones take effect quickly."""
-        fetched, digests = self._secret_digests
+    def enroll_secrets(self) -> dict[str, enroll_secrets.Accepted]:
+        """digest -> what each enroll secret does, re-read at most every 10 s (and at once
+        after ``forget_grants``: a revoked secret enrolls nothing from then on)."""
+        fetched, accepted = self._secrets
         if time.monotonic() - fetched > 10:
             with session_scope(self.readonly_sessions) as session:
-                digests = host_store.enroll_secret_digests(session)
-            self._secret_digests = (time.monotonic(), digests)
-        return digests
+                accepted = enroll_secrets.accepted(session)
+            self._secrets = (time.monotonic(), accepted)
+        return accepted
 
-    def token_digests(self) -> list[str]:
-        fetched, digests = self._token_digests
-        if time.monotonic() - fetched > 10 or not digests:
+    def grant(self, token_digest: str) -> user_store.Grant | None:
+        """What the token allows: from every token, re-read at most every 10 s (and at
+        once after ``forget_grants``); a token not among them (made since, by another
+        process) is looked up on its own."""
+        fetched, grants = self._grants
+        if time.monotonic() - fetched > 10:
             with session_scope(self.readonly_sessions) as session:
-                digests = host_store.token_digests(session)
-            self._token_digests = (time.monotonic(), digests)
-        return [*digests, *self.own_token_digests]
+                grants = user_store.grants(session)
+            self._grants = (time.monotonic(), grants)
+        found = grants.get(token_digest)
+        if found is None:
+            with session_scope(self.readonly_sessions) as session:
+                found = user_store.grant(session, token_digest)
+            if found is not None:
+                grants[token_digest] = found
+        return found
+
+    def forget_grants(self) -> None:
+        """Read the tokens and enroll secrets again before the next call is let in (a
+        token or secret was revoked, a user disabled or given another role, here or in
+        another process)."""
+        self._grants = (0.0, {})
+        self._secrets = (0.0, {})
 
     def reload_node_keys(self) -> None:
         with session_scope(self.readonly_sessions) as session:
@@ -213,20 +234,22 @@ class ServerState:
     def follow_events(self) -> None:
         """Act on what other server processes changed (after any node-key reload in the
         same round, so a key forgotten here is not loaded back from an older read):
-        forget the cached keys of re-enrolled and deleted hosts. Now and then, prune
+        forget the cached keys of re-enrolled and deleted hosts, and the tokens after a
+        revocation or a user's change. Now and then, prune
         old events."""
         now = int(time.time())
         with session_scope(self.readonly_sessions) as session:
             events = coordination.recent_events(session, now - EVENT_WINDOW)
-        hosts = {
-            host_id
+        new = [
+            (kind, host_id)
             for event_id, kind, host_id in events
             if event_id not in self._events_seen
-            and kind == coordination.NODE_KEY
-            and host_id is not None
-        }
+        ]
+        hosts = {h for kind, h in new if kind == coordination.NODE_KEY and h is not None}
         if hosts:
             self.node_keys.forget_hosts(hosts)
+        if any(kind == coordination.ACCESS for kind, _ in new):
+            self.forget_grants()
         self._events_seen = {event_id for event_id, _, _ in events}
         if time.monotonic() - self._events_pruned >= EVENT_PRUNE_EVERY:
             self._events_pruned = time.monotonic()

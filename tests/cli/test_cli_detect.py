@@ -70,7 +70,7 @@ def test_detect_learn_refuses_an_attack_until_it_is_accepted(server: RunningServ
     history = as_json("findings", "show", finding["id"])[0]["history"]
     assert (history[-1]["to"], history[-1]["by"], history[-1]["note"]) == (
         "suppressed",
-        "fleetctl-cli",
+        "admin",
         "accepted while learning",
     )
     # Accepted: a new process on the path is no new occurrence.

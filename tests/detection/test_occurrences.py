@@ -73,7 +73,7 @@ def test_ack_then_a_new_occurrence_reopens_and_every_incident_keeps_its_evidence
     assert acked.status_code == 200, acked.text
     assert (acked.json()["finding"]["status"], acked.json()["finding"]["acked_by"]) == (
         "acked",
-        "fleetctl-cli",
+        "admin",
     )
     assert admin.get(f"{API}/findings", params={"status": "open"}).json()["findings"] == []
 
@@ -85,7 +85,7 @@ def test_ack_then_a_new_occurrence_reopens_and_every_incident_keeps_its_evidence
         2001,
     )
     assert (
-        reopened["acked_by"] == "fleetctl-cli"
+        reopened["acked_by"] == "admin"
         and reopened["acked_at"] == acked.json()["finding"]["acked_at"]
     )
     listed_open = admin.get(f"{API}/findings", params={"status": "open"}).json()["findings"]
@@ -125,7 +125,7 @@ def test_ack_then_a_new_occurrence_reopens_and_every_incident_keeps_its_evidence
     assert changes(finding) == [
         ("status", None, "open", "detection"),
         ("severity", None, "medium", "detection"),
-        ("status", "open", "acked", "fleetctl-cli"),
+        ("status", "open", "acked", "admin"),
         ("status", "acked", "reopened", "detection"),
         ("severity", "medium", "critical", "detection"),
     ]
@@ -136,7 +136,7 @@ def test_ack_then_a_new_occurrence_reopens_and_every_incident_keeps_its_evidence
     dropped = report_and_wait(host, admin, 6, fifo_shell(2004, 104, "/srv/q/f"))
     assert (dropped["status"], dropped["severity"]) == ("reopened", "medium")
     assert changes(shown(admin, first["id"]))[-3:] == [
-        ("status", "reopened", "acked", "fleetctl-cli"),
+        ("status", "reopened", "acked", "admin"),
         ("status", "acked", "reopened", "detection"),
         ("severity", "critical", "medium", "detection"),
     ]

@@ -38,6 +38,8 @@ SKIPPED = {
     "fleetctl serve": "serves until stopped",
     "fleetctl serve --db " + README_PG_URL: "serves until stopped",
     "fleetctl shell": "an interactive prompt",
+    "fleetctl login --user alice": "asks for a password, and puts alice's token in the context "
+    "the later commands use (tests/cli/test_cli_users.py signs in)",
     "fleetctl agent": "collects until stopped",
     "fleetctl agent --stock": "collects until stopped",
     "fleetctl extension --socket /var/osquery/osquery.em": "serves a real osqueryd's socket",

@@ -5,6 +5,8 @@ behind its back."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -97,3 +99,28 @@ def test_the_table_refuses_edits_and_verify_finds_them(server: RunningServer) ->
     assert '"id":4' in broken.output.replace(" ", "") and "removed" in broken.output
     listed = CliRunner().invoke(main, ["audit", "list", "--format", "json"])
     assert listed.exit_code == 0 and "SELECT 42" in listed.output
+
+
+def test_entries_are_also_appended_to_the_audit_file(
+    db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = tmp_path / "home"
+    monkeypatch.setenv("FLEETCTL_HOME", str(home))
+    path = tmp_path / "audit.jsonl"
+    server = RunningServer(home, db_url, audit_file=path)
+    try:
+        admin = server.admin()
+        admin.post(f"{API}/sql", json={"sql": "SELECT 1 AS n"}).raise_for_status()
+        refused = admin.post(f"{API}/users", json={"name": "x", "role": "root", "password": "p"})
+        assert refused.status_code == 400
+        stored = trail(admin)
+    finally:
+        server.stop()
+    assert path.stat().st_mode & 0o777 == 0o600
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [(e["actor"], e["action"], e["status"], e["details"]) for e in lines] == [
+        (e["user"], e["action"], e["status"], e["details"]) for e in stored
+    ]
+    assert all(len(e["hash"]) == 64 for e in lines)
+    assert lines[0]["actor"] == "admin" and lines[0]["token"] == "fleetctl-cli"
+    assert lines[1]["details"]["body"]["password"] == "[hidden]"

@@ -80,6 +80,13 @@ BODY_FIELDS = [
     "host",
     "since",
     "learn",
+    "user",
+    "role",
+    "ttl",
+    "password",
+    "label",
+    "secret",
+    "keep_old",
 ]
 WRONG_TYPES: list[Any] = [
     "123456789012345678901",

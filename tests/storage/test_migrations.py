@@ -248,3 +248,57 @@ def test_result_history_keeps_its_rows_and_ids_across_partitioning(empty_url: st
                 conn.execute(text("INSERT INTO result_rows SELECT * FROM result_rows LIMIT 1"))
     finally:
         engine.dispose()
+
+
+def test_existing_tokens_become_the_first_admins_and_secrets_get_names(empty_url: str) -> None:
+    """0019: the tokens a store had keep working as tokens of a new ``admin`` user (no
+    password yet: the server sets one on start); its enroll secrets are named."""
+    engine = make_engine(empty_url)
+    try:
+        upgrade(engine, "0018")
+        with engine.begin() as conn:
+            for name, digest in [("fleetctl-cli", "a" * 64), ("ci", "b" * 64)]:
+                conn.execute(
+                    text(
+                        "INSERT INTO api_tokens (name, token_hash, created_at) VALUES (:n, :d, 1)"
+                    ),
+                    {"n": name, "d": digest},
+                )
+            for digest in ("c" * 64, "d" * 64):
+                conn.execute(
+                    text("INSERT INTO enroll_secrets (secret_hash, created_at) VALUES (:d, 1)"),
+                    {"d": digest},
+                )
+        upgrade(engine)
+        with engine.connect() as conn:
+            users = conn.execute(text("SELECT id, name, role, password_hash FROM users")).all()
+            assert [tuple(u)[1:] for u in users] == [("admin", "admin", "")]
+            tokens = conn.execute(
+                text(
+                    "SELECT name, user_id, role, expires_at, revoked_at FROM api_tokens ORDER BY id"
+                )
+            ).all()
+            assert [tuple(t) for t in tokens] == [
+                ("fleetctl-cli", users[0][0], "admin", None, None),
+                ("ci", users[0][0], "admin", None, None),
+            ]
+            secrets = conn.execute(
+                text("SELECT id, name, label_id, revoked_at FROM enroll_secrets ORDER BY id")
+            ).all()
+            assert [tuple(s)[1:] for s in secrets] == [
+                ("default", None, None),
+                (f"secret-{secrets[1][0]}", None, None),
+            ]
+        with pytest.raises(IntegrityError), engine.begin() as conn:  # a token has a user
+            conn.execute(
+                text(
+                    "INSERT INTO api_tokens (user_id, name, role, token_hash, created_at)"
+                    " VALUES (999, 'x', 'admin', :d, 1)"
+                ),
+                {"d": "e" * 64},
+            )
+        command.downgrade(alembic_config(empty_url), "0018")
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM api_tokens")).scalar() == 2
+    finally:
+        engine.dispose()

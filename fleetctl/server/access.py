@@ -1,0 +1,91 @@
+"""Who calls the admin API, and whether their role lets them call a route.
+
+``identify`` turns a request into its ``Caller`` (user, token name, effective role) or
+refuses it (401); ``requires`` declares, on the handler where the route is defined, the
+lowest role that may call it. A handler without a declaration is refused to everyone,
+so a route added without a decision fails closed (and the route-by-role test fails).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from sqlalchemy.orm import Session
+from starlette.requests import Request
+
+from fleetctl.roles import Role
+from fleetctl.server.auth import bearer_token, digest
+from fleetctl.server.state import server_state
+from storage import coordination
+
+H = TypeVar("H", bound=Callable[..., object])
+
+
+class Unauthenticated(Exception):
+    """No token, or one that is unknown, revoked, expired or of a disabled user."""
+
+
+@dataclass(frozen=True)
+class Caller:
+    user: str
+    token: str  # the token's name
+    role: Role  # the lower of the token's role and its user's current one
+    user_id: int | None  # None: the command line over the store directly (``local``)
+
+
+# The command line over the store directly already holds the store itself.
+LOCAL = Caller("local", "local", Role.ADMIN, None)
+
+
+def identify(request: Request) -> Caller:
+    """The caller the request's bearer token stands for."""
+    state = server_state(request)
+    token = bearer_token(request)
+    if not token:
+        raise Unauthenticated("missing or invalid admin token")
+    key = digest(token)
+    if key in state.own_token_digests:
+        return LOCAL
+    grant = state.grant(key)
+    if grant is None:
+        raise Unauthenticated("missing or invalid admin token")
+    if grant.user_disabled:
+        raise Unauthenticated(f"user {grant.user_name} is disabled")
+    if grant.expires_at is not None and grant.expires_at <= time.time():
+        raise Unauthenticated(f"token {grant.token_name} has expired: sign in again")
+    role = min(Role.named(grant.token_role), Role.named(grant.user_role))
+    return Caller(grant.user_name, grant.token_name, role, grant.user_id)
+
+
+def requires(role: Role) -> Callable[[H], H]:
+    """Declare the lowest role that may call the decorated admin handler."""
+
+    def declare(handler: H) -> H:
+        handler.required_role = role  # type: ignore[attr-defined]
+        return handler
+
+    return declare
+
+
+def required_role(handler: object) -> Role | None:
+    """The role ``handler`` declared (None: no decision, refused to everyone)."""
+    role = getattr(handler, "required_role", None)
+    return role if isinstance(role, Role) else None
+
+
+def access_changed(request: Request, session: Session, now: int) -> None:
+    """After a token or enroll secret is revoked, or a user disabled or given another
+    role: tell every server process to read tokens and secrets again, and do so here at
+    once (after the commit: a call meanwhile must not read the old state back)."""
+    coordination.publish(session, coordination.ACCESS, None, now)
+    session.commit()
+    server_state(request).forget_grants()
+
+
+def caller_of(request: Request) -> Caller:
+    """The caller of an admin handler (set by the admin endpoint wrappers)."""
+    caller: Caller = request.state.caller
+    return caller

@@ -1,0 +1,93 @@
+"""Admin API: signing in. ``POST /api/v1/admin/login`` with ``user`` and ``password``
+(and optionally the new token's ``name`` and ``ttl``) answers a new token of that user,
+with the user's role, expiring after ``ttl`` (12 h by default). Signing in again under
+the same token name replaces that token.
+
+Failures are slowed: past five in a minute from one address, or for one user name, a
+sign-in is refused with 429 before its password is even checked. Every attempt is in
+the audit trail, under the user name it gave; never its password.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from fleetctl.errors import BadRequest
+from fleetctl.roles import Role
+from fleetctl.server import audit_trail
+from fleetctl.server.access import Caller, access_changed
+from fleetctl.server.admin_params import check_body, check_request_text, required_text, text_param
+from fleetctl.server.admin_tokens import expiry, make_token
+from fleetctl.server.body import read_json_object
+from fleetctl.server.passwords import verify_password
+from fleetctl.server.responses import json_response
+from fleetctl.server.state import in_session, server_state
+from storage import users as user_store
+
+PREFIX = "/api/v1/admin"
+DEFAULT_TTL = "12h"
+DEFAULT_NAME = "login"
+REFUSED = "wrong user name or password"
+
+
+def _throttle_keys(request: Request, user: str) -> tuple[str, str]:
+    address = request.client.host if request.client else "local"
+    return f"address:{address}", f"user:{user}"
+
+
+async def login(request: Request) -> Response:
+    state = server_state(request)
+    try:
+        check_request_text(request)
+        body = await read_json_object(request, state.settings.max_body)
+        check_body(body)
+        user = required_text(body, "user", max_length=128)
+        password = required_text(body, "password", max_length=1024)
+        name = text_param(body, "name", max_length=128, default=DEFAULT_NAME)
+        ttl = text_param(body, "ttl", max_length=32, default=DEFAULT_TTL)
+        expiry(ttl, 0)  # a bad ttl is refused before the password is looked at
+    except (BadRequest, ValueError) as exc:
+        return json_response({"error": str(exc)}, 400)
+    said = {k: v for k, v in body.items() if k != "password"}
+    keys = _throttle_keys(request, user)
+    wait = max(state.login_throttle.delay(key) for key in keys)
+    if wait:
+        await audit_trail.record(state, request, 429, said, None, actor=user)
+        answer = {"error": f"too many failed sign-ins: try again in {int(wait) + 1} s"}
+        return json_response(answer, 429, headers={"Retry-After": str(int(wait) + 1)})
+
+    def stored_hash(session: Session) -> str | None:
+        found = user_store.find_user(session, user)
+        return None if found is None or found.disabled else found.password_hash
+
+    def issue(session: Session) -> dict[str, Any] | None:
+        found = user_store.find_user(session, user)
+        if found is None or found.disabled:  # disabled meanwhile
+            return None
+        now = int(time.time())
+        if user_store.revoke_token(session, found, name, now):
+            access_changed(request, session, now)
+        return make_token(session, found, name, Role.named(found.role), now, expiry(ttl, now))
+
+    # The hash is checked outside any transaction: argon2 takes tens of milliseconds.
+    known = await in_session(state.readonly_sessions, stored_hash)
+    matched = await run_in_threadpool(verify_password, known, password)
+    made = await in_session(state.sessions, issue) if matched else None
+    if made is None:
+        for key in keys:
+            state.login_throttle.record(key)
+        await audit_trail.record(state, request, 401, said, None, actor=user)
+        return json_response({"error": REFUSED}, 401)
+    caller = Caller(made["user"], made["name"], Role.named(made["role"]), None)
+    await audit_trail.record(state, request, 200, said, caller)
+    return json_response(made)
+
+
+routes = [Route(f"{PREFIX}/login", login, methods=["POST"])]

@@ -1,0 +1,144 @@
+"""Admin API: tokens. ``POST /tokens`` makes one (shown once), ``GET /tokens`` lists them,
+``DELETE /tokens/{name}`` revokes one. Anyone manages their own tokens; only an admin
+another user's (``user``). A token's role is at most its user's, and at most the role of
+the caller who makes it.
+
+A revocation takes effect at once in this process and, through a change event, in the
+other server processes at their next read of the events (about a second).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from sqlalchemy.orm import Session
+from starlette.requests import Request
+from starlette.routing import Route
+
+from fleetctl.errors import BadRequest, Forbidden, NotFound
+from fleetctl.roles import Role
+from fleetctl.server.access import Caller, access_changed, caller_of, requires
+from fleetctl.server.admin_api import admin_endpoint, admin_write_endpoint
+from fleetctl.server.admin_params import column_length, required_text, text_param
+from fleetctl.server.auth import digest, new_secret
+from fleetctl.timeutil import iso, parse_duration
+from storage import users as user_store
+from storage.users import TokenInfo, User
+
+PREFIX = "/api/v1/admin"
+DEFAULT_TTL = "30d"  # a token made on purpose (a script's, a CI job's)
+NEVER = "never"
+
+
+def user_for(session: Session, caller: Caller, name: str | None) -> User:
+    """The user a call acts on: the caller, or (an admin only) the one named."""
+    if name is None or name == caller.user:
+        if caller.user_id is None:
+            raise BadRequest("name the user with 'user' (the command line has none of its own)")
+        name = caller.user
+    elif caller.role < Role.ADMIN:
+        raise Forbidden(f"only an admin manages another user's tokens ({caller.user} is not)")
+    user = user_store.find_user(session, name)
+    if user is None:
+        raise NotFound(f"no user named {name!r}")
+    return user
+
+
+def expiry(ttl: str, now: int) -> int | None:
+    """When a token made now with ``ttl`` (a duration, or ``never``) expires."""
+    if ttl == NEVER:
+        return None
+    seconds = parse_duration(ttl)
+    if seconds <= 0:
+        raise BadRequest("'ttl' must be longer than 0s")
+    return now + seconds
+
+
+def token_role(wanted: str | None, user: User, caller: Caller) -> Role:
+    """The role of a new token: as asked, at most the user's and the caller's."""
+    ceiling = min(Role.named(user.role), caller.role)
+    if wanted is None:
+        return ceiling
+    role = Role.named(wanted)
+    if role > ceiling:
+        raise Forbidden(f"a token of {user.name} made by {caller.user} is at most {ceiling.label}")
+    return role
+
+
+def make_token(
+    session: Session, user: User, name: str, role: Role, now: int, expires_at: int | None
+) -> dict[str, Any]:
+    """Store a new token of ``user``; the answer that shows it, once."""
+    token = new_secret()
+    user_store.add_token(session, user, name, role.label, digest(token), now, expires_at)
+    return {
+        "token": token,
+        "user": user.name,
+        "name": name,
+        "role": role.label,
+        "expires_at": iso(expires_at),
+    }
+
+
+def token_json(token: TokenInfo, now: int) -> dict[str, Any]:
+    state = "revoked" if token.revoked_at is not None else "live"
+    if state == "live" and token.expires_at is not None and token.expires_at <= now:
+        state = "expired"
+    return {
+        "id": token.id,
+        "user": token.user,
+        "name": token.name,
+        "role": token.role,
+        "state": state,
+        "created_at": iso(token.created_at),
+        "expires_at": iso(token.expires_at),
+        "revoked_at": iso(token.revoked_at),
+    }
+
+
+@requires(Role.OBSERVER)
+@admin_write_endpoint
+def create_token(request: Request, session: Session, body: dict[str, Any]) -> dict[str, Any]:
+    caller = caller_of(request)
+    user = user_for(session, caller, text_param(body, "user", max_length=128))
+    name = required_text(body, "name", max_length=column_length("ApiToken.name"))
+    now = int(time.time())
+    role = token_role(text_param(body, "role", max_length=16), user, caller)
+    try:
+        expires_at = expiry(text_param(body, "ttl", max_length=32, default=DEFAULT_TTL), now)
+        return make_token(session, user, name, role, now, expires_at)
+    except user_store.Conflict as exc:
+        raise BadRequest(str(exc)) from None
+
+
+@requires(Role.OBSERVER)
+@admin_endpoint
+def list_tokens(request: Request, session: Session) -> dict[str, Any]:
+    """The caller's tokens; an admin's call lists everyone's, or ``user``'s."""
+    caller = caller_of(request)
+    named = text_param(request.query_params, "user", max_length=128)
+    everyone = caller.role == Role.ADMIN and named is None
+    user = None if everyone else user_for(session, caller, named)
+    now = int(time.time())
+    return {"tokens": [token_json(t, now) for t in user_store.tokens(session, user)]}
+
+
+@requires(Role.OBSERVER)
+@admin_write_endpoint
+def revoke_token(request: Request, session: Session, body: dict[str, Any]) -> dict[str, Any]:
+    caller = caller_of(request)
+    user = user_for(session, caller, text_param(request.query_params, "user", max_length=128))
+    name = request.path_params["name"]
+    now = int(time.time())
+    if not user_store.revoke_token(session, user, name, now):
+        raise NotFound(f"{user.name} has no live token named {name!r}")
+    access_changed(request, session, now)
+    return {"user": user.name, "name": name, "revoked_at": iso(now)}
+
+
+routes = [
+    Route(f"{PREFIX}/tokens", create_token, methods=["POST"]),
+    Route(f"{PREFIX}/tokens", list_tokens, methods=["GET"]),
+    Route(f"{PREFIX}/tokens/{{name}}", revoke_token, methods=["DELETE"]),
+]

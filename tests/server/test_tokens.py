@@ -1,0 +1,208 @@
+"""Signing in and tokens through a real server, on SQLite and PostgreSQL: a sign-in
+answers a token of the user; failures are refused alike for a wrong password and an
+unknown user, then slowed; expired and revoked tokens are refused (401); everything is
+in the audit trail under the user and token name, never a password or a token."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from fleetctl.cli.client import ssl_context
+from tests.conftest import RunningServer
+
+ADMIN = "/api/v1/admin"
+
+
+def admin_password(server: RunningServer) -> str:
+    return (server.settings.home / "admin_password").read_text().strip()
+
+
+def anonymous(server: RunningServer) -> httpx.Client:
+    made = httpx.Client(base_url=server.url, verify=ssl_context(server.ca), timeout=30)
+    server.clients.append(made)
+    return made
+
+
+def bearer(server: RunningServer, token: str) -> httpx.Client:
+    made = anonymous(server)
+    made.headers["Authorization"] = f"Bearer {token}"
+    return made
+
+
+def trail(server: RunningServer) -> list[dict[str, Any]]:
+    entries: list[dict[str, Any]] = server.admin().get(f"{ADMIN}/audit").json()["audit"]
+    return entries
+
+
+def test_the_first_admin_signs_in_with_the_generated_password(server: RunningServer) -> None:
+    path = server.settings.home / "admin_password"
+    assert path.stat().st_mode & 0o777 == 0o600
+    password = admin_password(server)
+    signed = anonymous(server).post(
+        f"{ADMIN}/login", json={"user": "admin", "password": password, "name": "laptop"}
+    )
+    assert signed.status_code == 200, signed.text
+    made = signed.json()
+    assert (made["user"], made["name"], made["role"]) == ("admin", "laptop", "admin")
+    lasts = made["expires_at"]
+    assert lasts is not None
+    me = bearer(server, made["token"])
+    assert me.get(f"{ADMIN}/users").status_code == 200
+    ran = me.post(f"{ADMIN}/sql", json={"sql": "SELECT 1 AS n"})
+    assert ran.status_code == 200
+
+    again = anonymous(server).post(
+        f"{ADMIN}/login", json={"user": "admin", "password": password, "name": "laptop"}
+    )
+    assert again.status_code == 200
+    replaced = me.get(f"{ADMIN}/hosts")  # the same name signed in again: the old one goes
+    assert replaced.status_code == 401
+
+    entries = trail(server)
+    logins = [e for e in entries if e["action"] == "POST /api/v1/admin/login"]
+    assert [(e["user"], e["token"], e["outcome"]) for e in logins] == [
+        ("admin", "laptop", "ok"),
+        ("admin", "laptop", "ok"),
+    ]
+    sql = next(e for e in entries if e["action"] == "POST /api/v1/admin/sql")
+    assert (sql["user"], sql["token"]) == ("admin", "laptop")
+    assert password not in str(entries) and made["token"] not in str(entries)
+
+
+def test_failed_sign_ins_look_alike_are_recorded_and_slowed(server: RunningServer) -> None:
+    web = anonymous(server)
+    wrong = web.post(f"{ADMIN}/login", json={"user": "admin", "password": "not-the-password"})
+    nobody = web.post(f"{ADMIN}/login", json={"user": "mallory", "password": "not-the-password"})
+    assert wrong.status_code == nobody.status_code == 401
+    assert wrong.json() == nobody.json() == {"error": "wrong user name or password"}
+    missing = web.post(f"{ADMIN}/login", json={"user": "admin"})
+    assert missing.status_code == 400 and "'password' is required" in missing.json()["error"]
+
+    for _ in range(3):  # five failures in a minute from this address
+        web.post(f"{ADMIN}/login", json={"user": "admin", "password": "guess-guess-guess"})
+    right = {"user": "admin", "password": admin_password(server)}
+    slowed = web.post(f"{ADMIN}/login", json=right)
+    assert slowed.status_code == 429, slowed.text
+    assert int(slowed.headers["retry-after"]) >= 1
+
+    logins = [e for e in trail(server) if e["action"] == "POST /api/v1/admin/login"]
+    assert [(e["user"], e["status"]) for e in logins] == [
+        ("admin", 401),
+        ("mallory", 401),
+        *[("admin", 401)] * 3,
+        ("admin", 429),  # not even checked
+    ]
+    assert all(e["token"] == "-" for e in logins)
+    assert "not-the-password" not in str(logins) and "guess-guess" not in str(logins)
+    assert logins[0]["details"] == {"body": {"user": "admin"}}
+
+
+def test_expired_and_revoked_tokens_are_refused(server: RunningServer) -> None:
+    admin = server.admin()
+    short = admin.post(f"{ADMIN}/tokens", json={"name": "short", "ttl": "1s"})
+    assert short.status_code == 200, short.text
+    added = admin.post(f"{ADMIN}/users", json={"name": "ob", "role": "hunter"})
+    assert added.status_code == 200, added.text
+    kept = admin.post(
+        f"{ADMIN}/tokens", json={"name": "ci", "ttl": "never", "role": "observer", "user": "ob"}
+    )
+    assert kept.json()["expires_at"] is None and kept.json()["role"] == "observer"
+    short_client = bearer(server, short.json()["token"])
+    ci = bearer(server, kept.json()["token"])
+    assert ci.get(f"{ADMIN}/hosts").status_code == 200
+    duplicate = admin.post(f"{ADMIN}/tokens", json={"name": "ci", "user": "ob"})
+    assert duplicate.status_code == 400 and "already has a live token" in duplicate.text
+    bad_ttl = admin.post(f"{ADMIN}/tokens", json={"name": "x", "ttl": "soon"})
+    assert bad_ttl.status_code == 400 and "not a duration" in bad_ttl.json()["error"]
+
+    time.sleep(2.1)
+    expired = short_client.get(f"{ADMIN}/hosts")
+    assert expired.status_code == 401 and "expired" in expired.json()["error"]
+
+    # An observer manages its own tokens, and no one else's.
+    assert ci.get(f"{ADMIN}/tokens", params={"user": "admin"}).status_code == 403
+    assert ci.delete(f"{ADMIN}/tokens/short", params={"user": "admin"}).status_code == 403
+    own = ci.get(f"{ADMIN}/tokens").json()["tokens"]
+    assert [(t["user"], t["name"], t["state"]) for t in own] == [("ob", "ci", "live")]
+    revoked = admin.delete(f"{ADMIN}/tokens/ci", params={"user": "ob"})
+    assert revoked.status_code == 200, revoked.text
+    refused = ci.get(f"{ADMIN}/hosts")  # at once, in the process that revoked it
+    assert refused.status_code == 401
+    again = admin.delete(f"{ADMIN}/tokens/ci", params={"user": "ob"})
+    assert again.status_code == 404
+
+    listed = {t["name"]: t["state"] for t in admin.get(f"{ADMIN}/tokens").json()["tokens"]}
+    assert listed == {"fleetctl-cli": "live", "short": "expired", "ci": "revoked"}
+    changes = [(e["action"], e["target"], e["status"]) for e in trail(server)]
+    assert ("POST /api/v1/admin/tokens", "", 200) in changes
+    assert ("DELETE /api/v1/admin/tokens/{name}", "name=ci", 200) in changes
+    assert ("GET /api/v1/admin/hosts", "", 401) in changes
+    assert short.json()["token"] not in str(trail(server))
+
+
+def test_user_changes_are_recorded_without_passwords(server: RunningServer) -> None:
+    admin = server.admin()
+    added = admin.post(
+        f"{ADMIN}/users", json={"name": "bo", "role": "hunter", "password": "correct horse battery"}
+    )
+    assert added.status_code == 200 and "password" not in added.json()
+    generated = admin.post(f"{ADMIN}/users", json={"name": "cy", "role": "observer"})
+    password = generated.json()["password"]
+    short = admin.post(f"{ADMIN}/users", json={"name": "di", "role": "observer", "password": "x"})
+    assert short.status_code == 400 and "at least 12 characters" in short.json()["error"]
+    unknown = admin.post(f"{ADMIN}/users", json={"name": "ed", "role": "root"})
+    assert unknown.status_code == 400 and "unknown role 'root'" in unknown.json()["error"]
+    assert admin.post(f"{ADMIN}/users/bo/disable", json={}).status_code == 200
+
+    signed = anonymous(server).post(f"{ADMIN}/login", json={"user": "cy", "password": password})
+    assert signed.status_code == 200 and signed.json()["role"] == "observer"
+    disabled = anonymous(server).post(
+        f"{ADMIN}/login", json={"user": "bo", "password": "correct horse battery"}
+    )
+    assert disabled.status_code == 401
+
+    entries = trail(server)
+    actions = [(e["user"], e["action"], e["target"], e["status"]) for e in entries]
+    assert ("admin", "POST /api/v1/admin/users", "", 200) in actions
+    assert ("admin", "POST /api/v1/admin/users/{name}/disable", "name=bo", 200) in actions
+    assert ("cy", "POST /api/v1/admin/login", "", 200) in actions
+    assert ("bo", "POST /api/v1/admin/login", "", 401) in actions
+    assert "correct horse" not in str(entries) and password not in str(entries)
+
+
+def test_a_revocation_reaches_another_server_within_seconds(
+    server: RunningServer, db_url: str, tmp_path: Path
+) -> None:
+    """Two servers on one PostgreSQL store: a token each knows (cached), and an enroll
+    secret, revoked through one are refused by the other at its next read of the change
+    events, long before its 10 s reload of the tokens."""
+    if not db_url.startswith("postgresql"):
+        pytest.skip("replicas share a PostgreSQL store")
+    replica = server.replica(tmp_path / "replica")
+    try:
+        admin = server.admin()
+        made = admin.post(f"{ADMIN}/tokens", json={"name": "roaming", "role": "observer"})
+        token = made.json()["token"]
+        secret = admin.post(f"{ADMIN}/secrets", json={"name": "roaming"}).json()["secret"]
+        there = bearer(replica, token)
+        assert there.get(f"{ADMIN}/hosts").status_code == 200  # now cached at the replica
+        node = replica.node("roamer", "uuid-roamer")
+        node.secret = secret
+        assert "node_key" in node.enroll()
+
+        assert admin.delete(f"{ADMIN}/tokens/roaming").status_code == 200
+        assert admin.delete(f"{ADMIN}/secrets/roaming").status_code == 200
+        revoked_at = time.monotonic()
+        while there.get(f"{ADMIN}/hosts").status_code == 200:
+            assert time.monotonic() - revoked_at < 5, "the replica still takes the token"
+            time.sleep(0.1)
+        late = replica.node("roamer-2", "uuid-roamer-2")
+        late.secret = secret
+        assert late.enroll() == {"error": "invalid enroll secret", "node_invalid": False}
+    finally:
+        replica.stop()
