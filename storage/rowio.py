@@ -7,19 +7,23 @@ Each works on a whole *wave* of a batch (at most one run per query name, see
 statements whatever its runs and rows:
 
 * ``confirm_open``: a full-state run's confirmation of the rows it carries that are open,
-  the bulk of a snapshot, one ``UPDATE ... FROM unnest(arrays) RETURNING`` on PostgreSQL,
-  so those rows never travel to Python; on SQLite a read of the open rows (a partial
+  the bulk of a snapshot, one ``UPDATE ... FROM (rows) RETURNING`` on PostgreSQL, so
+  those rows never travel to Python; on SQLite a read of the open rows (a partial
   index) and the driver's ``executemany``;
 * ``load_rows``: the stored rows a wave's hashes may touch, in one statement on
-  PostgreSQL (an index probe per hash through a LATERAL join over arrays, which stays
-  fast however long the history grows); on SQLite, in-process, an ``IN`` list per name;
-* ``write_rows``: the wave's writes in one statement on PostgreSQL: an ``UPDATE ... FROM
-  unnest(arrays)`` by primary key of the rows it changed and an ``INSERT ... SELECT FROM
-  unnest(arrays)`` of its new rows as data-modifying CTEs of the ``UPDATE ... RETURNING``
-  that closes the open rows its full-state runs did not confirm (arrays rather than a
-  temporary table: no catalog writes per transaction, nothing left on a pooled
-  connection); many new rows are a ``COPY`` first. On SQLite, the driver's
-  ``executemany`` and a close per name.
+  PostgreSQL (an index probe per hash through a LATERAL join, which stays fast however
+  long the history grows); on SQLite, in-process, an ``IN`` list per name;
+* ``write_rows``: the wave's writes in one statement on PostgreSQL: an ``UPDATE`` by
+  primary key of the rows it changed and an ``INSERT ... SELECT`` of its new rows as
+  data-modifying CTEs of the ``UPDATE ... RETURNING`` that closes the open rows its
+  full-state runs did not confirm (rows as parameters rather than a temporary table:
+  no catalog writes per transaction, nothing left on a pooled connection); many new
+  rows are a ``COPY`` first. On SQLite, the driver's ``executemany`` and a close per
+  name.
+
+On PostgreSQL a statement's rows travel as one JSON parameter (``_json``) that the
+statement unpacks, not as arrays: psycopg escapes each element of an array parameter in
+Python, which cost more than the database's work on a differential post.
 
 The driver is used directly where SQLAlchemy's per-row parameter processing and JSON
 encoding would cost more than the database's own work.
@@ -117,16 +121,29 @@ def _pg(session: Session, sql: str, params: Mapping[str, Any]) -> list[tuple[Any
         return cur.fetchall() if cur.description is not None else []
 
 
+def _json(value: Any) -> str:
+    """``value`` as one JSON parameter, which the statement unpacks with
+    ``json_to_recordset``: orjson encodes a wave's rows in one C call, where psycopg's
+    array parameters escape every element in Python (most of a small post's time)."""
+    return orjson.dumps(value).decode()
+
+
+# Probes arrive as one flat JSON array of arrays: a set-returning function is estimated
+# at 100 rows, so nesting two (runs, then their hashes) is estimated at 10,000 and the
+# plan's cost crosses ``jit_above_cost``: tens of ms of JIT compilation for a small post.
 _PG_LOAD = """
+    WITH wanted AS (
+        SELECT CAST(w->>0 AS integer) AS slot, CAST(w->>1 AS varchar) AS name,
+            CAST(w->>2 AS bigint) AS since, CAST(w->>3 AS varchar) AS row_hash
+        FROM json_array_elements(CAST(%(wanted)s AS json)) AS w
+    )
     SELECT h.slot, r.id, r.row_hash, r.copies, r.first_seen, r.removed_at, r.seen_at
-    FROM unnest(CAST(%(slots)s AS integer[]), CAST(%(hashes)s AS varchar[])) AS h(slot, row_hash)
+    FROM wanted AS h
     CROSS JOIN LATERAL (
         SELECT id, row_hash, copies, first_seen, removed_at, seen_at
         FROM result_rows
-        WHERE host_id = %(host_id)s
-          AND name = (CAST(%(names)s AS varchar[]))[h.slot]
-          AND row_hash = h.row_hash
-          AND (removed_at IS NULL OR removed_at >= (CAST(%(sinces)s AS bigint[]))[h.slot])
+        WHERE host_id = %(host_id)s AND name = h.name AND row_hash = h.row_hash
+          AND (removed_at IS NULL OR removed_at >= h.since)
         OFFSET 0  -- a fence: keeps one index probe per hash whatever the statistics say
     ) AS r
     """
@@ -144,20 +161,10 @@ def load_rows(
     open, tombstones, or closed at/after its ``since``."""
     found: list[dict[str, list[Stored]]] = [{} for _ in wanted]
     if _is_postgres(session):
-        slots: list[int] = []
-        hashes: list[str] = []
-        for slot, want in enumerate(wanted, 1):
-            slots.extend([slot] * len(want.hashes))
-            hashes.extend(want.hashes)
-        if not hashes:
+        probes = [(slot, w.name, w.since, h) for slot, w in enumerate(wanted, 1) for h in w.hashes]
+        if not probes:
             return found
-        params = {
-            "slots": slots,
-            "hashes": hashes,
-            "host_id": host_id,
-            "names": [w.name for w in wanted],
-            "sinces": [w.since for w in wanted],
-        }
+        params = {"host_id": host_id, "wanted": _json(probes)}
         for slot, *row in _pg(session, _PG_LOAD, params):
             found[slot - 1].setdefault(row[1], []).append(Stored(*row))
         return found
@@ -172,15 +179,15 @@ def load_rows(
 
 
 _PG_CONFIRM = """
+    WITH carried AS (  -- one flat array, as ``_PG_LOAD``'s
+        SELECT CAST(c->>0 AS integer) AS slot, CAST(c->>1 AS varchar) AS name,
+            CAST(c->>2 AS bigint) AS t, CAST(c->>3 AS varchar) AS row_hash,
+            CAST(c->>4 AS integer) AS n
+        FROM json_array_elements(CAST(%(carried)s AS json)) AS c
+    )
     UPDATE result_rows AS r
     SET copies = CASE WHEN r.seen_at = s.t THEN r.copies + s.n ELSE s.n END, seen_at = s.t
-    FROM (
-        SELECT h.slot, h.row_hash, h.n,
-            (CAST(%(names)s AS varchar[]))[h.slot] AS name,
-            (CAST(%(times)s AS bigint[]))[h.slot] AS t
-        FROM unnest(CAST(%(slots)s AS integer[]), CAST(%(hashes)s AS varchar[]),
-                    CAST(%(copies)s AS integer[])) AS h(slot, row_hash, n)
-    ) AS s
+    FROM carried AS s
     WHERE r.host_id = %(host_id)s AND r.name = s.name AND r.row_hash = s.row_hash
       AND r.removed_at IS NULL AND r.first_seen IS NOT NULL
     RETURNING s.slot, r.row_hash
@@ -208,23 +215,14 @@ def confirm_open(session: Session, host_id: int, runs: Sequence[Confirming]) -> 
     hashes it confirmed; its other rows are the caller's to reopen or insert."""
     confirmed: list[set[str]] = [set() for _ in runs]
     if _is_postgres(session):
-        slots: list[int] = []
-        hashes: list[str] = []
-        copies: list[int] = []
-        for slot, run in enumerate(runs, 1):
-            slots.extend([slot] * len(run.copies))
-            hashes.extend(run.copies)
-            copies.extend(run.copies.values())
-        if not hashes:
+        carried = [
+            (slot, run.name, run.t, h, n)
+            for slot, run in enumerate(runs, 1)
+            for h, n in run.copies.items()
+        ]
+        if not carried:
             return confirmed
-        params = {
-            "host_id": host_id,
-            "slots": slots,
-            "hashes": hashes,
-            "copies": copies,
-            "names": [r.name for r in runs],
-            "times": [r.t for r in runs],
-        }
+        params = {"host_id": host_id, "carried": _json(carried)}
         for slot, h in _pg(session, _PG_CONFIRM, params):
             confirmed[slot - 1].add(h)
         return confirmed
@@ -247,11 +245,9 @@ COPY_ABOVE = 256
 
 _PG_WRITE = """
     WITH changed AS (
-        SELECT * FROM unnest(
-            CAST(%(ids)s AS bigint[]), CAST(%(keys)s AS bigint[]),
-            CAST(%(copies)s AS integer[]), CAST(%(first_seen)s AS bigint[]),
-            CAST(%(removed_at)s AS bigint[]), CAST(%(seen_at)s AS bigint[])
-        ) AS s(id, key, copies, first_seen, removed_at, seen_at)
+        SELECT * FROM json_to_recordset(CAST(%(changed)s AS json))
+            AS s(id bigint, key bigint, copies integer, first_seen bigint, removed_at bigint,
+                 seen_at bigint)
     ), changed_open AS (  -- rows read open: the open partition alone
         UPDATE result_rows AS r
         SET copies = s.copies, first_seen = s.first_seen, removed_at = s.removed_at,
@@ -267,22 +263,18 @@ _PG_WRITE = """
     ), added AS (
         INSERT INTO result_rows
             (host_id, name, row_hash, columns, copies, first_seen, removed_at, seen_at)
-        SELECT %(host_id)s, n.name, n.row_hash, CAST(n.columns AS jsonb), n.copies,
+        SELECT %(host_id)s, n.name, n.row_hash, n.columns, n.copies,
             n.first_seen, n.removed_at, n.seen_at
-        FROM unnest(
-            CAST(%(new_names)s AS varchar[]), CAST(%(new_hashes)s AS varchar[]),
-            CAST(%(new_columns)s AS text[]), CAST(%(new_copies)s AS integer[]),
-            CAST(%(new_first_seen)s AS bigint[]), CAST(%(new_removed_at)s AS bigint[]),
-            CAST(%(new_seen_at)s AS bigint[])
-        ) AS n(name, row_hash, columns, copies, first_seen, removed_at, seen_at)
+        FROM json_to_recordset(CAST(%(added)s AS json))
+            AS n(name varchar, row_hash varchar, columns jsonb, copies integer,
+                 first_seen bigint, removed_at bigint, seen_at bigint)
     )
     UPDATE result_rows AS r SET removed_at = c.t
-    FROM unnest(CAST(%(close_names)s AS varchar[]), CAST(%(close_times)s AS bigint[]))
-        AS c(name, t)
+    FROM json_to_recordset(CAST(%(closing)s AS json))
+        AS c(name varchar, t bigint, returned boolean)
     WHERE r.host_id = %(host_id)s AND r.name = c.name
       AND r.removed_at IS NULL AND r.seen_at < c.t AND r.first_seen <= c.t
-    RETURNING r.name, r.row_hash,
-        CASE WHEN r.name = ANY(CAST(%(returned)s AS varchar[])) THEN r.columns END, r.first_seen
+    RETURNING r.name, r.row_hash, CASE WHEN c.returned THEN r.columns END, r.first_seen
     """
 _SQLITE_UPDATE = (
     "UPDATE result_rows SET copies = ?, first_seen = ?, removed_at = ?, seen_at = ? WHERE id = ?"
@@ -322,22 +314,11 @@ def write_rows(
         return []
     params = {
         "host_id": host_id,
-        "ids": [r.id for r in dirty],
-        "keys": [r.key for r in dirty],
-        "copies": [r.copies for r in dirty],
-        "first_seen": [r.first_seen for r in dirty],
-        "removed_at": [r.removed_at for r in dirty],
-        "seen_at": [r.seen_at for r in dirty],
-        "new_names": [r["name"] for r in inserts],
-        "new_hashes": [r["row_hash"] for r in inserts],
-        "new_columns": [orjson.dumps(r["columns"]).decode() for r in inserts],
-        "new_copies": [r["copies"] for r in inserts],
-        "new_first_seen": [r["first_seen"] for r in inserts],
-        "new_removed_at": [r["removed_at"] for r in inserts],
-        "new_seen_at": [r["seen_at"] for r in inserts],
-        "close_names": [name for name, _ in closing],
-        "close_times": [t for _, t in closing],
-        "returned": list(returned),
+        "changed": _json(dirty),
+        "added": _json(inserts),
+        "closing": _json(
+            [{"name": name, "t": t, "returned": name in returned} for name, t in closing]
+        ),
     }
     return [Closed(*row) for row in _pg(session, _PG_WRITE, params)]
 
