@@ -6,10 +6,11 @@ osqueryd resends a batch when a reply is lost, and a resent prefix is skipped.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import Insert, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -39,20 +40,34 @@ def redelivered(session: Session, host_id: int, log_type: str, digests: list[byt
     return 0
 
 
+@functools.cache
+def _upsert_delivery(dialect: str) -> Insert:
+    """The upsert of a host's last delivery on ``dialect``, built once: a statement made
+    per call costs SQLAlchemy a cache-key walk on every post."""
+    key = [Delivery.host_id, Delivery.log_type]
+    if dialect == "postgresql":
+        pg = postgresql.insert(Delivery)
+        return pg.on_conflict_do_update(
+            index_elements=key,
+            set_={"digests": pg.excluded.digests, "updated_at": pg.excluded.updated_at},
+        )
+    lite = sqlite.insert(Delivery)
+    return lite.on_conflict_do_update(
+        index_elements=key,
+        set_={"digests": lite.excluded.digests, "updated_at": lite.excluded.updated_at},
+    )
+
+
 def remember(session: Session, host_id: int, log_type: str, digests: list[bytes], now: int) -> None:
     """Keep the digests of the batch just accepted, for the next ``redelivered``: one
     upsert, as each post of every host ends with it."""
-    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    blob = b"".join(digests)
-    stmt = dialect.insert(Delivery).values(
-        host_id=host_id, log_type=log_type, digests=blob, updated_at=now
-    )
-    session.execute(
-        stmt.on_conflict_do_update(
-            index_elements=[Delivery.host_id, Delivery.log_type],
-            set_={"digests": stmt.excluded.digests, "updated_at": stmt.excluded.updated_at},
-        )
-    )
+    params = {
+        "host_id": host_id,
+        "log_type": log_type,
+        "digests": b"".join(digests),
+        "updated_at": now,
+    }
+    session.execute(_upsert_delivery(session.get_bind().dialect.name), params)
 
 
 def _status_row(host_id: int, line: StatusLine, enc: Encoder) -> dict[str, Any]:

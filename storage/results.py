@@ -21,12 +21,14 @@ Everything for one host happens in the caller's transaction, under the caller's 
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, or_, select, text
+from sqlalchemy import ColumnElement, Insert, and_, bindparam, func, or_, select, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from storage import partitions
@@ -134,6 +136,92 @@ class _Writes:
     touched: list[Stored] = field(default_factory=list)
 
 
+@dataclass(slots=True)
+class _Stream:
+    """Where one query name's differential stream stands: a ``query_states`` row read as
+    a tuple and written back once per batch (``_save_streams``), only if a run moved it.
+    The ORM would build, track and flush an object for each, costing a post more than
+    its rows' writes do."""
+
+    name: str
+    pack: str | None
+    query: str
+    epoch: int
+    counter: int
+    last_unix_time: int
+    updated_at: int
+    zero_counter_diffs: bool
+    stored: tuple[Any, ...] | None = None  # the fields as read; None for a new stream
+
+    def fields(self) -> tuple[Any, ...]:
+        return (
+            self.epoch,
+            self.counter,
+            self.last_unix_time,
+            self.updated_at,
+            self.zero_counter_diffs,
+        )
+
+
+# Built once: a statement made per call costs SQLAlchemy a cache-key walk each post.
+_READ_STREAMS = select(
+    QueryState.name,
+    QueryState.pack,
+    QueryState.query,
+    QueryState.epoch,
+    QueryState.counter,
+    QueryState.last_unix_time,
+    QueryState.updated_at,
+    QueryState.zero_counter_diffs,
+).where(
+    QueryState.host_id == bindparam("host_id"),
+    QueryState.name.in_(bindparam("names", expanding=True)),
+)
+
+
+def _load_streams(session: Session, host_id: int, names: Collection[str]) -> dict[str, _Stream]:
+    """The host's streams of ``names`` (as stored), each with its fields as read."""
+    streams = {}
+    for row in session.execute(_READ_STREAMS, {"host_id": host_id, "names": list(names)}):
+        stream = _Stream(*row)
+        stream.stored = stream.fields()
+        streams[stream.name] = stream
+    return streams
+
+
+@functools.cache
+def _upsert_streams(dialect: str) -> Insert:
+    """The upsert of streams on ``dialect``: new ones inserted, known ones moved on."""
+    kept = ("epoch", "counter", "last_unix_time", "updated_at", "zero_counter_diffs")
+    key = [QueryState.host_id, QueryState.name]
+    if dialect == "postgresql":
+        pg = postgresql.insert(QueryState)
+        return pg.on_conflict_do_update(index_elements=key, set_={k: pg.excluded[k] for k in kept})
+    lite = sqlite.insert(QueryState)
+    return lite.on_conflict_do_update(index_elements=key, set_={k: lite.excluded[k] for k in kept})
+
+
+def _save_streams(session: Session, host_id: int, streams: Iterable[_Stream]) -> None:
+    """Write back, in one statement, the streams that are new or that runs moved."""
+    moved = [
+        {
+            "host_id": host_id,
+            "name": s.name,
+            "pack": s.pack,
+            "query": s.query,
+            "epoch": s.epoch,
+            "counter": s.counter,
+            "last_unix_time": s.last_unix_time,
+            "updated_at": s.updated_at,
+            "zero_counter_diffs": s.zero_counter_diffs,
+        }
+        for s in streams
+        if s.stored is None or s.stored != s.fields()
+    ]
+    if moved:
+        session.execute(_upsert_streams(session.get_bind().dialect.name), moved)
+
+
 def apply_runs(
     session: Session,
     host_id: int,
@@ -158,13 +246,7 @@ def apply_runs(
     """
     stats = ApplyStats()
     enc = encoder_for(session)
-    names = {enc.text(run.name) for run in runs}
-    states = {
-        s.name: s
-        for s in session.scalars(
-            select(QueryState).where(QueryState.host_id == host_id, QueryState.name.in_(names))
-        )
-    }
+    states = _load_streams(session, host_id, {enc.text(run.name) for run in runs})
     packs = list(known_packs)
     planned: list[_Planned] = []
     for sent in runs:
@@ -172,18 +254,8 @@ def apply_runs(
         state = states.get(run.name)
         if state is None:
             qn = split_query_name(sent.name, packs)
-            state = QueryState(
-                host_id=host_id,
-                name=run.name,
-                pack=None if qn.pack is None else enc.text(qn.pack),
-                query=enc.text(qn.query),
-                epoch=run.epoch,
-                counter=-1,
-                last_unix_time=0,
-                updated_at=now,
-                zero_counter_diffs=False,
-            )
-            session.add(state)
+            pack = None if qn.pack is None else enc.text(qn.pack)
+            state = _Stream(run.name, pack, enc.text(qn.query), run.epoch, -1, 0, now, False)
             states[run.name] = state
         silent = sent.name in silent_counters
         full = _accept(session, host_id, state, run, now, stats, silent)
@@ -194,6 +266,7 @@ def apply_runs(
         stats.names.add(sent.name)
         changes = _Changes() if collect is not None and collect(state.query) else None
         planned.append(_Planned(run, state.query, full, changes))
+    _save_streams(session, host_id, states.values())
     for wave in _waves(planned):
         _apply_wave(session, host_id, wave, stats, enc)
     for p in planned:
@@ -244,7 +317,7 @@ def apply_runs_one_by_one(
 def _accept(
     session: Session,
     host_id: int,
-    state: QueryState,
+    state: _Stream,
     run: Run,
     now: int,
     stats: ApplyStats,
