@@ -21,14 +21,12 @@ Everything for one host happens in the caller's transaction, under the caller's 
 
 from __future__ import annotations
 
-import functools
 from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from sqlalchemy import ColumnElement, Insert, and_, bindparam, func, or_, select, text
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import ColumnElement, and_, func, or_, select, text
 from sqlalchemy.orm import Session
 
 from storage import partitions
@@ -43,7 +41,9 @@ from storage.rowio import (
     Wanted,
     confirm_open,
     load_rows,
+    read_streams,
     write_rows,
+    write_streams,
 )
 from storage.runs import Run, row_hash, split_query_name
 
@@ -139,9 +139,10 @@ class _Writes:
 @dataclass(slots=True)
 class _Stream:
     """Where one query name's differential stream stands: a ``query_states`` row read as
-    a tuple and written back once per batch (``_save_streams``), only if a run moved it.
-    The ORM would build, track and flush an object for each, costing a post more than
-    its rows' writes do."""
+    a tuple and written back once per batch (``_moved``), only if a run moved it.
+    The ORM would build, track and flush an object for each, and SQLAlchemy's statement
+    machinery cost a differential post more than its rows' writes (``storage.rowio``
+    sends both to the driver)."""
 
     name: str
     pack: str | None
@@ -163,63 +164,32 @@ class _Stream:
         )
 
 
-# Built once: a statement made per call costs SQLAlchemy a cache-key walk each post.
-_READ_STREAMS = select(
-    QueryState.name,
-    QueryState.pack,
-    QueryState.query,
-    QueryState.epoch,
-    QueryState.counter,
-    QueryState.last_unix_time,
-    QueryState.updated_at,
-    QueryState.zero_counter_diffs,
-).where(
-    QueryState.host_id == bindparam("host_id"),
-    QueryState.name.in_(bindparam("names", expanding=True)),
-)
-
-
 def _load_streams(session: Session, host_id: int, names: Collection[str]) -> dict[str, _Stream]:
     """The host's streams of ``names`` (as stored), each with its fields as read."""
     streams = {}
-    for row in session.execute(_READ_STREAMS, {"host_id": host_id, "names": list(names)}):
+    for row in read_streams(session, host_id, sorted(names)):
         stream = _Stream(*row)
         stream.stored = stream.fields()
         streams[stream.name] = stream
     return streams
 
 
-@functools.cache
-def _upsert_streams(dialect: str) -> Insert:
-    """The upsert of streams on ``dialect``: new ones inserted, known ones moved on."""
-    kept = ("epoch", "counter", "last_unix_time", "updated_at", "zero_counter_diffs")
-    key = [QueryState.host_id, QueryState.name]
-    if dialect == "postgresql":
-        pg = postgresql.insert(QueryState)
-        return pg.on_conflict_do_update(index_elements=key, set_={k: pg.excluded[k] for k in kept})
-    lite = sqlite.insert(QueryState)
-    return lite.on_conflict_do_update(index_elements=key, set_={k: lite.excluded[k] for k in kept})
-
-
-def _save_streams(session: Session, host_id: int, streams: Iterable[_Stream]) -> None:
-    """Write back, in one statement, the streams that are new or that runs moved."""
-    moved = [
-        {
-            "host_id": host_id,
-            "name": s.name,
-            "pack": s.pack,
-            "query": s.query,
-            "epoch": s.epoch,
-            "counter": s.counter,
-            "last_unix_time": s.last_unix_time,
-            "updated_at": s.updated_at,
-            "zero_counter_diffs": s.zero_counter_diffs,
-        }
+def _moved(streams: Iterable[_Stream]) -> list[tuple[Any, ...]]:
+    """The streams that are new or that runs moved, as ``write_streams`` takes them."""
+    return [
+        (
+            s.name,
+            s.pack,
+            s.query,
+            s.epoch,
+            s.counter,
+            s.last_unix_time,
+            s.updated_at,
+            s.zero_counter_diffs,
+        )
         for s in streams
         if s.stored is None or s.stored != s.fields()
     ]
-    if moved:
-        session.execute(_upsert_streams(session.get_bind().dialect.name), moved)
 
 
 def apply_runs(
@@ -266,9 +236,12 @@ def apply_runs(
         stats.names.add(sent.name)
         changes = _Changes() if collect is not None and collect(state.query) else None
         planned.append(_Planned(run, state.query, full, changes))
-    _save_streams(session, host_id, states.values())
-    for wave in _waves(planned):
-        _apply_wave(session, host_id, wave, stats, enc)
+    moved = _moved(states.values())
+    waves = _waves(planned)
+    if not waves:  # every run was a redelivery: only counters may have moved
+        write_streams(session, host_id, moved)
+    for k, wave in enumerate(waves):  # the first wave's write carries the counters
+        _apply_wave(session, host_id, wave, stats, enc, moved if k == 0 else ())
     for p in planned:
         if p.changes is not None:
             stats.applied.append(
@@ -468,11 +441,16 @@ def _waves(planned: list[_Planned]) -> list[list[_Planned]]:
 
 
 def _apply_wave(
-    session: Session, host_id: int, wave: list[_Planned], stats: ApplyStats, enc: Encoder
+    session: Session,
+    host_id: int,
+    wave: list[_Planned],
+    stats: ApplyStats,
+    enc: Encoder,
+    streams: Sequence[tuple[Any, ...]] = (),
 ) -> None:
     """Apply a wave's rows: one read of the stored rows its hashes touch, each run's
     decisions against them, then one write of each kind and one close of what its
-    full-state runs did not confirm."""
+    full-state runs did not confirm; ``streams``, counters to write, go with it."""
     for p in wave:
         p.hash_rows(enc)
     full = {p.run.name: p for p in wave if p.full_state}
@@ -498,7 +476,9 @@ def _apply_wave(
     stats.opened += sum(1 for r in writes.inserts if r["removed_at"] is None)
     returned = {name for name, p in full.items() if p.changes is not None}
     closing = [(name, p.run.unix_time) for name, p in full.items()]
-    closed = write_rows(session, host_id, writes.touched, writes.inserts, closing, returned)
+    closed = write_rows(
+        session, host_id, writes.touched, writes.inserts, closing, returned, streams
+    )
     stats.closed += len(closed)
     for row in closed:
         changes = full[row.name].changes

@@ -239,11 +239,71 @@ def confirm_open(session: Session, host_id: int, runs: Sequence[Confirming]) -> 
     return confirmed
 
 
+# A stream's fields, in ``query_states``' columns; ``read_streams`` gives tuples of them
+# and ``write_streams`` takes them.
+STREAM_FIELDS = (
+    "name",
+    "pack",
+    "query",
+    "epoch",
+    "counter",
+    "last_unix_time",
+    "updated_at",
+    "zero_counter_diffs",
+)
+_STREAM_COLUMNS = ", ".join(f'"{f}"' for f in STREAM_FIELDS)
+_PG_READ_STREAMS = (
+    f"SELECT {_STREAM_COLUMNS} FROM query_states"
+    " WHERE host_id = %(host_id)s AND name = ANY(%(names)s)"
+)
+_SQLITE_READ_STREAMS = (
+    f"SELECT {_STREAM_COLUMNS} FROM query_states WHERE host_id = ? AND name IN ({{}})"
+)
+_MOVED = ", ".join(f"{f} = excluded.{f}" for f in STREAM_FIELDS[3:])
+_PG_WRITE_STREAMS = f"""
+        INSERT INTO query_states (host_id, {_STREAM_COLUMNS})
+        SELECT %(host_id)s, CAST(s->>0 AS varchar), CAST(s->>1 AS varchar),
+            CAST(s->>2 AS varchar), CAST(s->>3 AS bigint), CAST(s->>4 AS bigint),
+            CAST(s->>5 AS bigint), CAST(s->>6 AS bigint), CAST(s->>7 AS boolean)
+        FROM json_array_elements(CAST(%(streams)s AS json)) AS s
+        ON CONFLICT (host_id, name) DO UPDATE SET {_MOVED}
+    """
+_SQLITE_WRITE_STREAMS = (
+    f"INSERT INTO query_states (host_id, {_STREAM_COLUMNS})"
+    f" VALUES ({', '.join('?' * (len(STREAM_FIELDS) + 1))})"
+    f" ON CONFLICT (host_id, name) DO UPDATE SET {_MOVED}"
+)
+
+
+def read_streams(session: Session, host_id: int, names: Sequence[str]) -> list[tuple[Any, ...]]:
+    """The host's ``query_states`` of ``names`` (as stored), as ``STREAM_FIELDS`` tuples:
+    one statement through the driver, as every post of every host starts with it."""
+    if _is_postgres(session):
+        return _pg(session, _PG_READ_STREAMS, {"host_id": host_id, "names": list(names)})
+    dbapi = _driver(session)
+    found: list[tuple[Any, ...]] = []
+    for chunk in in_chunks(names):
+        sql = _SQLITE_READ_STREAMS.format(", ".join("?" * len(chunk)))
+        found += [(*row[:7], bool(row[7])) for row in dbapi.execute(sql, (host_id, *chunk))]
+    return found
+
+
+def write_streams(session: Session, host_id: int, streams: Sequence[tuple[Any, ...]]) -> None:
+    """Insert or move on the host's streams (``STREAM_FIELDS`` tuples), in one statement."""
+    if not streams:
+        return
+    if _is_postgres(session):
+        _pg(session, _PG_WRITE_STREAMS, {"host_id": host_id, "streams": _json(streams)})
+        return
+    _driver(session).executemany(_SQLITE_WRITE_STREAMS, [(host_id, *s) for s in streams])
+
+
 # Above this many new rows a wave's inserts are a COPY of their own; below, they join
 # the one write statement (a COPY costs a round trip more than it saves for a diff's few).
 COPY_ABOVE = 256
 
-_PG_WRITE = """
+_PG_WRITE = (
+    """
     WITH changed AS (
         SELECT * FROM json_to_recordset(CAST(%(changed)s AS json))
             AS s(id bigint, key bigint, copies integer, first_seen bigint, removed_at bigint,
@@ -260,7 +320,9 @@ _PG_WRITE = """
             seen_at = s.seen_at
         FROM changed AS s
         WHERE s.key IS NOT NULL AND r.removed_at = s.key AND r.id = s.id
-    ), added AS (
+    ), counters AS ("""
+    + _PG_WRITE_STREAMS
+    + """), added AS (
         INSERT INTO result_rows
             (host_id, name, row_hash, columns, copies, first_seen, removed_at, seen_at)
         SELECT %(host_id)s, n.name, n.row_hash, n.columns, n.copies,
@@ -276,6 +338,7 @@ _PG_WRITE = """
       AND r.removed_at IS NULL AND r.seen_at < c.t AND r.first_seen <= c.t
     RETURNING r.name, r.row_hash, CASE WHEN c.returned THEN r.columns END, r.first_seen
     """
+)
 _SQLITE_UPDATE = (
     "UPDATE result_rows SET copies = ?, first_seen = ?, removed_at = ?, seen_at = ? WHERE id = ?"
 )
@@ -294,26 +357,30 @@ def write_rows(
     inserts: list[dict[str, Any]],
     closing: Sequence[tuple[str, int]],
     returned: Collection[str],
+    streams: Sequence[tuple[Any, ...]] = (),
 ) -> list[Closed]:
     """Write a wave: the lifetime fields of the ``dirty`` stored rows, the new rows
     (``_COLUMNS`` keys; ``columns`` a mapping), then the close, at each full-state run's
     time, of the open rows of its name (``closing``: (name, time), one per name) that it
     did not confirm (not seen at that time, not added after it). Returns the closed rows,
-    with their columns for the names in ``returned``.
+    with their columns for the names in ``returned``. ``streams`` are stream counters
+    to write as ``write_streams`` does, in the same statement on PostgreSQL.
 
     On PostgreSQL this is one statement (its parts see the table as it was before it, so
     the close cannot meet the rows it changes or adds: those it reopens were closed, the
     ones it adds are new); more than ``COPY_ABOVE`` new rows are a COPY first."""
     dirty = list({r.id: r for r in touched if r.dirty}.values())  # a row may be touched twice
     if not _is_postgres(session):
+        write_streams(session, host_id, streams)
         return _sqlite_write(session, host_id, dirty, inserts, closing, returned)
     if len(inserts) > COPY_ABOVE:
         _copy_rows(session, inserts)
         inserts = []
-    if not (dirty or inserts or closing):
+    if not (dirty or inserts or closing or streams):
         return []
     params = {
         "host_id": host_id,
+        "streams": _json(streams),
         "changed": _json(dirty),
         "added": _json(inserts),
         "closing": _json(
