@@ -36,7 +36,9 @@ from storage.models import DataLoss as DataLoss  # the record type gaps are retu
 from storage.models import Host, QueryState, ResultRow
 from storage.rejected import is_data_error, refusal
 from storage.rowio import (
+    REMOVED_AT,
     Confirming,
+    NewRow,
     Stored,
     Wanted,
     confirm_open,
@@ -132,7 +134,7 @@ class _Planned:
 class _Writes:
     """What a wave writes: new rows (and tombstones), and stored rows it changed."""
 
-    inserts: list[dict[str, Any]] = field(default_factory=list)
+    inserts: list[NewRow] = field(default_factory=list)
     touched: list[Stored] = field(default_factory=list)
 
 
@@ -473,7 +475,7 @@ def _apply_wave(
             _full_state_rows(host_id, p, confirmed[p.run.name], existing, writes)
         else:
             _diff_rows(host_id, p, existing, writes, stats)
-    stats.opened += sum(1 for r in writes.inserts if r["removed_at"] is None)
+    stats.opened += sum(1 for r in writes.inserts if r[REMOVED_AT] is None)
     returned = {name for name, p in full.items() if p.changes is not None}
     closing = [(name, p.run.unix_time) for name, p in full.items()]
     closed = write_rows(
@@ -547,9 +549,7 @@ def _diff_rows(
                 open_row.set(copies=open_row.copies - n)
             writes.touched.append(open_row)
         else:
-            tomb = _new_row(host_id, name, h, p.rows[h], n, t)
-            tomb.update(first_seen=None, removed_at=t)
-            writes.inserts.append(tomb)
+            writes.inserts.append((host_id, name, h, p.rows[h], n, None, t, t))  # a tombstone
     for h, n in p.added.items():
         candidates = existing.get(h, [])
         tomb_row = next(
@@ -570,17 +570,9 @@ def _diff_rows(
 
 def _new_row(
     host_id: int, name: str, h: str, columns: Mapping[str, str], copies: int, t: int
-) -> dict[str, Any]:
-    return {
-        "host_id": host_id,
-        "name": name,
-        "row_hash": h,
-        "columns": columns,
-        "copies": copies,
-        "first_seen": t,
-        "removed_at": None,
-        "seen_at": t,
-    }
+) -> NewRow:
+    """A row first seen at ``t``, open."""
+    return (host_id, name, h, columns, copies, t, None, t)
 
 
 def present_at(at: int) -> ColumnElement[bool]:

@@ -54,6 +54,9 @@ _COLUMNS = (
     "removed_at",
     "seen_at",
 )
+# A new row, as ``write_rows`` takes it: the values of ``_COLUMNS`` (``columns`` a mapping).
+NewRow = tuple[int, str, str, Mapping[str, str], int, int | None, int | None, int]
+REMOVED_AT = _COLUMNS.index("removed_at")
 _SQLITE_INSERT = (
     f"INSERT INTO result_rows ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
 )
@@ -325,11 +328,10 @@ _PG_WRITE = (
     + """), added AS (
         INSERT INTO result_rows
             (host_id, name, row_hash, columns, copies, first_seen, removed_at, seen_at)
-        SELECT %(host_id)s, n.name, n.row_hash, n.columns, n.copies,
-            n.first_seen, n.removed_at, n.seen_at
-        FROM json_to_recordset(CAST(%(added)s AS json))
-            AS n(name varchar, row_hash varchar, columns jsonb, copies integer,
-                 first_seen bigint, removed_at bigint, seen_at bigint)
+        SELECT %(host_id)s, CAST(n->>1 AS varchar), CAST(n->>2 AS varchar),
+            CAST(n->3 AS jsonb), CAST(n->>4 AS integer), CAST(n->>5 AS bigint),
+            CAST(n->>6 AS bigint), CAST(n->>7 AS bigint)
+        FROM json_array_elements(CAST(%(added)s AS json)) AS n  -- NewRow arrays
     )
     UPDATE result_rows AS r SET removed_at = c.t
     FROM json_to_recordset(CAST(%(closing)s AS json))
@@ -354,13 +356,13 @@ def write_rows(
     session: Session,
     host_id: int,
     touched: Iterable[Stored],
-    inserts: list[dict[str, Any]],
+    inserts: list[NewRow],
     closing: Sequence[tuple[str, int]],
     returned: Collection[str],
     streams: Sequence[tuple[Any, ...]] = (),
 ) -> list[Closed]:
     """Write a wave: the lifetime fields of the ``dirty`` stored rows, the new rows
-    (``_COLUMNS`` keys; ``columns`` a mapping), then the close, at each full-state run's
+    (``NewRow``), then the close, at each full-state run's
     time, of the open rows of its name (``closing``: (name, time), one per name) that it
     did not confirm (not seen at that time, not added after it). Returns the closed rows,
     with their columns for the names in ``returned``. ``streams`` are stream counters
@@ -390,22 +392,27 @@ def write_rows(
     return [Closed(*row) for row in _pg(session, _PG_WRITE, params)]
 
 
-def _copy_rows(session: Session, rows: list[dict[str, Any]]) -> None:
+def _copy_rows(session: Session, rows: list[NewRow]) -> None:
     with (
         _driver(session).cursor() as cur,
         cur.copy(f"COPY result_rows ({', '.join(_COLUMNS)}) FROM STDIN") as copy,
     ):
-        for row in rows:
-            copy.write_row(
-                [orjson.dumps(row[c]).decode() if c == "columns" else row[c] for c in _COLUMNS]
-            )
+        for row in _with_json(rows):
+            copy.write_row(row)
+
+
+def _with_json(rows: list[NewRow]) -> list[tuple[Any, ...]]:
+    """The rows with their columns as JSON text, as COPY and SQLite take them."""
+    return [
+        (host, name, h, orjson.dumps(cols).decode(), *rest) for host, name, h, cols, *rest in rows
+    ]
 
 
 def _sqlite_write(
     session: Session,
     host_id: int,
     dirty: list[Stored],
-    inserts: list[dict[str, Any]],
+    inserts: list[NewRow],
     closing: Sequence[tuple[str, int]],
     returned: Collection[str],
 ) -> list[Closed]:
@@ -418,13 +425,7 @@ def _sqlite_write(
             [(r.copies, r.first_seen, r.removed_at, r.seen_at, r.id) for r in dirty],
         )
     if inserts:
-        dbapi.executemany(
-            _SQLITE_INSERT,
-            [
-                tuple(orjson.dumps(row[c]).decode() if c == "columns" else row[c] for c in _COLUMNS)
-                for row in inserts
-            ],
-        )
+        dbapi.executemany(_SQLITE_INSERT, _with_json(inserts))
     closed: list[Closed] = []
     for name, t in closing:
         for h, columns, first in dbapi.execute(
