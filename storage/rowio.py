@@ -125,9 +125,10 @@ def _pg(session: Session, sql: str, params: Mapping[str, Any]) -> list[tuple[Any
 
 
 def _json(value: Any) -> str:
-    """``value`` as one JSON parameter, which the statement unpacks with
-    ``json_to_recordset``: orjson encodes a wave's rows in one C call, where psycopg's
-    array parameters escape every element in Python (most of a small post's time)."""
+    """``value`` as one JSON parameter, which the statement unpacks: orjson encodes a
+    wave's rows in one C call, where psycopg's array parameters escape every element in
+    Python (most of a small post's time). Arrays of arrays are cast to ``jsonb``, parsed
+    once, as each ``->>`` on a ``json`` element parses it again."""
     return orjson.dumps(value).decode()
 
 
@@ -138,7 +139,7 @@ _PG_LOAD = """
     WITH wanted AS (
         SELECT CAST(w->>0 AS integer) AS slot, CAST(w->>1 AS varchar) AS name,
             CAST(w->>2 AS bigint) AS since, CAST(w->>3 AS varchar) AS row_hash
-        FROM json_array_elements(CAST(%(wanted)s AS json)) AS w
+        FROM jsonb_array_elements(CAST(%(wanted)s AS jsonb)) AS w
     )
     SELECT h.slot, r.id, r.row_hash, r.copies, r.first_seen, r.removed_at, r.seen_at
     FROM wanted AS h
@@ -186,7 +187,7 @@ _PG_CONFIRM = """
         SELECT CAST(c->>0 AS integer) AS slot, CAST(c->>1 AS varchar) AS name,
             CAST(c->>2 AS bigint) AS t, CAST(c->>3 AS varchar) AS row_hash,
             CAST(c->>4 AS integer) AS n
-        FROM json_array_elements(CAST(%(carried)s AS json)) AS c
+        FROM jsonb_array_elements(CAST(%(carried)s AS jsonb)) AS c
     )
     UPDATE result_rows AS r
     SET copies = CASE WHEN r.seen_at = s.t THEN r.copies + s.n ELSE s.n END, seen_at = s.t
@@ -268,7 +269,7 @@ _PG_WRITE_STREAMS = f"""
         SELECT %(host_id)s, CAST(s->>0 AS varchar), CAST(s->>1 AS varchar),
             CAST(s->>2 AS varchar), CAST(s->>3 AS bigint), CAST(s->>4 AS bigint),
             CAST(s->>5 AS bigint), CAST(s->>6 AS bigint), CAST(s->>7 AS boolean)
-        FROM json_array_elements(CAST(%(streams)s AS json)) AS s
+        FROM jsonb_array_elements(CAST(%(streams)s AS jsonb)) AS s
         ON CONFLICT (host_id, name) DO UPDATE SET {_MOVED}
     """
 _SQLITE_WRITE_STREAMS = (
@@ -305,34 +306,39 @@ def write_streams(session: Session, host_id: int, streams: Sequence[tuple[Any, .
 # the one write statement (a COPY costs a round trip more than it saves for a diff's few).
 COPY_ABOVE = 256
 
-_PG_WRITE = (
+# The parts of a wave's one write statement, each a CTE; a wave's statement holds only
+# the parts it has rows for, as each UPDATE of the partitioned table is planned for every
+# partition it may touch, on every post. The stored rows it changes are read from one
+# CTE and split by a filter on it, whose estimate (a row) keeps each UPDATE a probe by id
+# whatever the open partition's statistics say.
+_CHANGED = """
+        UPDATE result_rows AS r
+        SET copies = s.copies, first_seen = s.first_seen, removed_at = s.removed_at,
+            seen_at = s.seen_at
+        FROM changed AS s
+        WHERE {where} AND r.id = s.id
     """
-    WITH changed AS (
+_PG_WRITE_PARTS = {
+    "changed": """
         SELECT * FROM json_to_recordset(CAST(%(changed)s AS json))
             AS s(id bigint, key bigint, copies integer, first_seen bigint, removed_at bigint,
                  seen_at bigint)
-    ), changed_open AS (  -- rows read open: the open partition alone
-        UPDATE result_rows AS r
-        SET copies = s.copies, first_seen = s.first_seen, removed_at = s.removed_at,
-            seen_at = s.seen_at
-        FROM changed AS s
-        WHERE s.key IS NULL AND r.removed_at IS NULL AND r.id = s.id
-    ), changed_closed AS (  -- tombstones and closed rows: the days they were read in
-        UPDATE result_rows AS r
-        SET copies = s.copies, first_seen = s.first_seen, removed_at = s.removed_at,
-            seen_at = s.seen_at
-        FROM changed AS s
-        WHERE s.key IS NOT NULL AND r.removed_at = s.key AND r.id = s.id
-    ), counters AS ("""
-    + _PG_WRITE_STREAMS
-    + """), added AS (
+    """,
+    # rows read open: the open partition alone
+    "changed_open": _CHANGED.format(where="s.key IS NULL AND r.removed_at IS NULL"),
+    # tombstones and closed rows: the days they were read in
+    "changed_closed": _CHANGED.format(where="s.key IS NOT NULL AND r.removed_at = s.key"),
+    "streams": _PG_WRITE_STREAMS,
+    "added": """
         INSERT INTO result_rows
             (host_id, name, row_hash, columns, copies, first_seen, removed_at, seen_at)
         SELECT %(host_id)s, CAST(n->>1 AS varchar), CAST(n->>2 AS varchar),
-            CAST(n->3 AS jsonb), CAST(n->>4 AS integer), CAST(n->>5 AS bigint),
+            n->3, CAST(n->>4 AS integer), CAST(n->>5 AS bigint),
             CAST(n->>6 AS bigint), CAST(n->>7 AS bigint)
-        FROM json_array_elements(CAST(%(added)s AS json)) AS n  -- NewRow arrays
-    )
+        FROM jsonb_array_elements(CAST(%(added)s AS jsonb)) AS n  -- NewRow arrays
+    """,
+}
+_PG_CLOSE = """
     UPDATE result_rows AS r SET removed_at = c.t
     FROM json_to_recordset(CAST(%(closing)s AS json))
         AS c(name varchar, t bigint, returned boolean)
@@ -340,7 +346,17 @@ _PG_WRITE = (
       AND r.removed_at IS NULL AND r.seen_at < c.t AND r.first_seen <= c.t
     RETURNING r.name, r.row_hash, CASE WHEN c.returned THEN r.columns END, r.first_seen
     """
-)
+_PG_NOTHING_CLOSED = "SELECT NULL, NULL, NULL, NULL WHERE false"
+
+
+def _pg_write(parts: Collection[str]) -> str:
+    """The write statement of a wave with rows for ``parts`` (``_PG_WRITE_PARTS`` keys
+    and, if it closes rows, ``closing``)."""
+    ctes = [f"{key} AS ({sql})" for key, sql in _PG_WRITE_PARTS.items() if key in parts]
+    main = _PG_CLOSE if "closing" in parts else _PG_NOTHING_CLOSED
+    return f"WITH {', '.join(ctes)} {main}" if ctes else main
+
+
 _SQLITE_UPDATE = (
     "UPDATE result_rows SET copies = ?, first_seen = ?, removed_at = ?, seen_at = ? WHERE id = ?"
 )
@@ -378,18 +394,22 @@ def write_rows(
     if len(inserts) > COPY_ABOVE:
         _copy_rows(session, inserts)
         inserts = []
-    if not (dirty or inserts or closing or streams):
-        return []
-    params = {
-        "host_id": host_id,
-        "streams": _json(streams),
-        "changed": _json(dirty),
-        "added": _json(inserts),
-        "closing": _json(
-            [{"name": name, "t": t, "returned": name in returned} for name, t in closing]
-        ),
+    rows = {
+        "changed": dirty,
+        "streams": streams,
+        "added": inserts,
+        "closing": [{"name": name, "t": t, "returned": name in returned} for name, t in closing],
     }
-    return [Closed(*row) for row in _pg(session, _PG_WRITE, params)]
+    params = {key: _json(value) for key, value in rows.items() if value}
+    if not params:
+        return []
+    parts = set(params)
+    if any(r.key is None for r in dirty):
+        parts.add("changed_open")
+    if any(r.key is not None for r in dirty):
+        parts.add("changed_closed")
+    sql = _pg_write(parts)
+    return [Closed(*row) for row in _pg(session, sql, {"host_id": host_id, **params})]
 
 
 def _copy_rows(session: Session, rows: list[NewRow]) -> None:
