@@ -14,12 +14,15 @@ statements whatever its runs and rows:
   PostgreSQL (an index probe per hash through a LATERAL join, which stays fast however
   long the history grows); on SQLite, in-process, an ``IN`` list per name;
 * ``write_rows``: the wave's writes in one statement on PostgreSQL: an ``UPDATE`` by
-  primary key of the rows it changed and an ``INSERT ... SELECT`` of its new rows as
-  data-modifying CTEs of the ``UPDATE ... RETURNING`` that closes the open rows its
-  full-state runs did not confirm (rows as parameters rather than a temporary table:
-  no catalog writes per transaction, nothing left on a pooled connection); many new
-  rows are a ``COPY`` first. On SQLite, the driver's ``executemany`` and a close per
-  name.
+  primary key of the rows it changed, an ``INSERT ... SELECT`` of its new rows and, in
+  a batch's first wave, the upsert of its stream counters, as data-modifying CTEs of
+  the ``UPDATE ... RETURNING`` that closes the open rows its full-state runs did not
+  confirm, each part there only when it has rows (rows as parameters rather than a
+  temporary table: no catalog writes per transaction, nothing left on a pooled
+  connection); many new rows are a ``COPY`` first. On SQLite, the driver's
+  ``executemany`` and a close per name;
+* ``read_streams`` / ``write_streams``: the stream counters (``query_states``) of a
+  batch's query names, read as tuples before its runs are checked.
 
 On PostgreSQL a statement's rows travel as one JSON parameter (``_json``) that the
 statement unpacks, not as arrays: psycopg escapes each element of an array parameter in
