@@ -28,6 +28,12 @@ database: ``COPY`` on PostgreSQL, the driver's ``executemany`` on SQLite; ``bulk
 transaction (target: ratio >= 0.5), ``bulk/p`` in one transaction per post, as ingest
 must commit each post before it answers.
 
+A kind's posts go in rounds (its churn intervals; first snapshots in as many rounds of
+hosts), each round followed at once by the baseline of its own rows, and the figures
+printed are medians over the rounds (ratios: the median of each round's ratio to its own
+baseline), so a swing of the machine's load moves a round and its baseline together
+instead of one run's baseline and another moment's ingest.
+
     .venv/bin/python bench/bench_ingest.py [--hosts N] [--intervals N]
         [--backends sqlite,postgresql] [--paths apply,service,http]
 """
@@ -37,6 +43,7 @@ from __future__ import annotations
 import argparse
 import os
 import sqlite3
+import statistics
 import sys
 import threading
 import time
@@ -75,6 +82,7 @@ class Body:
     host: int
     lines: list[bytes]
     rows: int
+    round: int = 0  # bodies of one round are timed together, then their baseline
 
 
 @dataclass
@@ -107,11 +115,12 @@ def workload(first_host: int, hosts: int, intervals: int) -> Workload:
             out += run_lines(h, name, q, "SELECT 1", snapshot, True, state, t)[0]
         return out
 
-    def body(index: int, lines: list[bytes]) -> Body:
-        return Body(index, lines, sum(_row_count(line) for line in lines))
+    def body(index: int, lines: list[bytes], round_: int = 0) -> Body:
+        return Body(index, lines, sum(_row_count(line) for line in lines), round_)
 
-    for i, h in enumerate(snap):
-        work.kinds.setdefault("snapshot new", []).append(body(i, lines_of(h, True, {}, T0)))
+    for i, h in enumerate(snap):  # first snapshots: rounds of hosts, as many as intervals
+        first = body(i, lines_of(h, True, {}, T0), i % max(1, intervals))
+        work.kinds.setdefault("snapshot new", []).append(first)
     for i, h in enumerate(diff):
         for chunk in _chunks(lines_of(h, False, states[i], T0)):
             work.setup.append(body(hosts + i, chunk))
@@ -119,11 +128,12 @@ def workload(first_host: int, hosts: int, intervals: int) -> Workload:
         t = T0 + k * INTERVAL
         for i, h in enumerate(snap):
             h.churn(t)
-            work.kinds.setdefault("snapshot repeat", []).append(body(i, lines_of(h, True, {}, t)))
+            repeat = body(i, lines_of(h, True, {}, t), k)
+            work.kinds.setdefault("snapshot repeat", []).append(repeat)
         for i, h in enumerate(diff):
             h.churn(t)
             for chunk in _chunks(lines_of(h, False, states[i], t)):
-                work.kinds.setdefault("differential", []).append(body(hosts + i, chunk))
+                work.kinds.setdefault("differential", []).append(body(hosts + i, chunk, k))
     return work
 
 
@@ -363,18 +373,48 @@ def http_sender(server: Server, identifiers: list[str], senders: int = 2) -> Sen
 
 @dataclass
 class Result:
+    """One kind through one path: per round, the path's rows/s and the baseline's, each
+    round's baseline written right after the round itself (load on a shared machine
+    moves both alike); figures are medians over the rounds."""
+
     backend: str
     path: str
     kind: str
     rows: int
     requests: int
     seconds: float
-    baseline: float  # rows/s of the bulk write, one transaction
-    per_post: float  # rows/s of the bulk write, one transaction per post
+    rates: list[float]  # rows/s of the path, per round
+    bulks: list[float]  # rows/s of the bulk write, one transaction, per round
+    per_posts: list[float]  # rows/s of the bulk write, one transaction per post
 
     @property
     def rate(self) -> float:
-        return self.rows / self.seconds
+        return statistics.median(self.rates)
+
+    @property
+    def baseline(self) -> float:
+        return statistics.median(self.bulks)
+
+    @property
+    def per_post(self) -> float:
+        return statistics.median(self.per_posts)
+
+    @property
+    def ratio(self) -> float:
+        """The median of the rounds' ratios to their own bulk write."""
+        return statistics.median(r / b for r, b in zip(self.rates, self.bulks, strict=True))
+
+    @property
+    def ratio_per_post(self) -> float:
+        return statistics.median(r / b for r, b in zip(self.rates, self.per_posts, strict=True))
+
+
+def _rounds(bodies: list[Body]) -> list[list[Body]]:
+    """The bodies by round, rounds in order, each round's bodies in their order."""
+    rounds: dict[int, list[Body]] = {}
+    for b in bodies:
+        rounds.setdefault(b.round, []).append(b)
+    return [rounds[k] for k in sorted(rounds)]
 
 
 def run_path(
@@ -393,10 +433,17 @@ def run_path(
     send(work.setup)
     for kind in KINDS:
         bodies = work.kinds[kind]
-        seconds = send(bodies)
-        bulk, per_post = baseline_rates(backend, url, baseline_rows(bodies, host_ids))
-        rows = sum(b.rows for b in bodies)
-        results.append(Result(backend, path, kind, rows, len(bodies), seconds, bulk, per_post))
+        result = Result(backend, path, kind, 0, len(bodies), 0.0, [], [], [])
+        for group in _rounds(bodies):
+            seconds = send(group)
+            bulk, per_post = baseline_rates(backend, url, baseline_rows(group, host_ids))
+            rows = sum(b.rows for b in group)
+            result.rows += rows
+            result.seconds += seconds
+            result.rates.append(rows / seconds)
+            result.bulks.append(bulk)
+            result.per_posts.append(per_post)
+        results.append(result)
     return results
 
 
@@ -404,8 +451,8 @@ def print_result(r: Result) -> None:
     print(
         f"{r.backend:<11}{r.path:<9}{r.kind:<17}{r.requests:>6}{r.rows:>9}"
         f"{r.rows / r.requests:>9.0f}{r.seconds * 1000 / r.requests:>9.1f}"
-        f"{r.rate:>10,.0f}{r.baseline:>10,.0f}{r.rate / r.baseline:>7.2f}"
-        f"{r.per_post:>10,.0f}{r.rate / r.per_post:>7.2f}",
+        f"{r.rate:>10,.0f}{r.baseline:>10,.0f}{r.ratio:>7.2f}"
+        f"{r.per_post:>10,.0f}{r.ratio_per_post:>7.2f}{len(r.rates):>7}",
         flush=True,
     )
 
@@ -422,11 +469,14 @@ def main() -> None:
     print(
         f"{args.hosts} hosts per kind and path, {args.intervals} intervals of 3% churn;"
         " baseline: COPY (PostgreSQL) / executemany (SQLite) of the same rows into a table"
-        " shaped and indexed like result_rows, same database, same run\n"
+        " shaped and indexed like result_rows, same database, same run; each round of"
+        " posts is followed by its own baseline, and rows/s, bulk and ratios are medians"
+        " over the rounds\n"
     )
     print(
         f"{'backend':<11}{'path':<9}{'kind':<17}{'posts':>6}{'rows':>9}{'rows/p':>9}"
         f"{'ms/post':>9}{'rows/s':>10}{'bulk':>10}{'ratio':>7}{'bulk/p':>10}{'ratio':>7}"
+        f"{'rounds':>7}"
     )
     for backend in [b for b in args.backends.split(",") if b]:
         url = make_db(backend)

@@ -6,10 +6,11 @@ osqueryd resends a batch when a reply is lost, and a resent prefix is skipped.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import Insert, insert, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -21,6 +22,43 @@ from storage.runs import StatusLine
 DIGEST_BYTES = 8
 
 
+def delivered(session: Session, host_id: int, log_type: str, digests: list[bytes], now: int) -> int:
+    """How many leading lines of this batch were already accepted in the previous one
+    (``redelivered``), this batch's digests being kept for the next (``remember``) in
+    the same transaction, so a batch rolled back leaves the previous digests in place.
+    On PostgreSQL the read and the upsert are one statement (a data-modifying CTE reads
+    the row as it was before the statement): every post of every host costs one round
+    trip fewer."""
+    if not digests:
+        return redelivered(session, host_id, log_type, digests)
+    if session.get_bind().dialect.name != "postgresql":
+        skip = redelivered(session, host_id, log_type, digests)
+        remember(session, host_id, log_type, digests, now)
+        return skip
+    params = {
+        "host_id": host_id,
+        "log_type": log_type,
+        "digests": b"".join(digests),
+        "updated_at": now,
+    }
+    return _skipped(session.scalar(_PG_DELIVER, params), digests)
+
+
+_PG_DELIVER = text(
+    """
+    WITH before AS (
+        SELECT digests FROM deliveries WHERE host_id = :host_id AND log_type = :log_type
+    ), kept AS (
+        INSERT INTO deliveries (host_id, log_type, digests, updated_at)
+        VALUES (:host_id, :log_type, :digests, :updated_at)
+        ON CONFLICT (host_id, log_type)
+        DO UPDATE SET digests = excluded.digests, updated_at = excluded.updated_at
+    )
+    SELECT digests FROM before
+    """
+)
+
+
 def redelivered(session: Session, host_id: int, log_type: str, digests: list[bytes]) -> int:
     """How many leading lines of this batch were already accepted in the previous one.
     A Core read: the digests are compared here and replaced by ``remember``, so loading
@@ -28,6 +66,12 @@ def redelivered(session: Session, host_id: int, log_type: str, digests: list[byt
     stored = session.scalar(
         select(Delivery.digests).where(Delivery.host_id == host_id, Delivery.log_type == log_type)
     )
+    return _skipped(stored, digests)
+
+
+def _skipped(stored: bytes | None, digests: list[bytes]) -> int:
+    """How many leading lines of a batch with ``digests`` the previous accepted batch,
+    whose digests were ``stored``, already held."""
     if stored is None:
         return 0
     step = DIGEST_BYTES
@@ -39,20 +83,34 @@ def redelivered(session: Session, host_id: int, log_type: str, digests: list[byt
     return 0
 
 
+@functools.cache
+def _upsert_delivery(dialect: str) -> Insert:
+    """The upsert of a host's last delivery on ``dialect``, built once: a statement made
+    per call costs SQLAlchemy a cache-key walk on every post."""
+    key = [Delivery.host_id, Delivery.log_type]
+    if dialect == "postgresql":
+        pg = postgresql.insert(Delivery)
+        return pg.on_conflict_do_update(
+            index_elements=key,
+            set_={"digests": pg.excluded.digests, "updated_at": pg.excluded.updated_at},
+        )
+    lite = sqlite.insert(Delivery)
+    return lite.on_conflict_do_update(
+        index_elements=key,
+        set_={"digests": lite.excluded.digests, "updated_at": lite.excluded.updated_at},
+    )
+
+
 def remember(session: Session, host_id: int, log_type: str, digests: list[bytes], now: int) -> None:
     """Keep the digests of the batch just accepted, for the next ``redelivered``: one
     upsert, as each post of every host ends with it."""
-    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    blob = b"".join(digests)
-    stmt = dialect.insert(Delivery).values(
-        host_id=host_id, log_type=log_type, digests=blob, updated_at=now
-    )
-    session.execute(
-        stmt.on_conflict_do_update(
-            index_elements=[Delivery.host_id, Delivery.log_type],
-            set_={"digests": stmt.excluded.digests, "updated_at": stmt.excluded.updated_at},
-        )
-    )
+    params = {
+        "host_id": host_id,
+        "log_type": log_type,
+        "digests": b"".join(digests),
+        "updated_at": now,
+    }
+    session.execute(_upsert_delivery(session.get_bind().dialect.name), params)
 
 
 def _status_row(host_id: int, line: StatusLine, enc: Encoder) -> dict[str, Any]:

@@ -36,12 +36,16 @@ from storage.models import DataLoss as DataLoss  # the record type gaps are retu
 from storage.models import Host, QueryState, ResultRow
 from storage.rejected import is_data_error, refusal
 from storage.rowio import (
+    REMOVED_AT,
     Confirming,
+    NewRow,
     Stored,
     Wanted,
     confirm_open,
     load_rows,
+    read_streams,
     write_rows,
+    write_streams,
 )
 from storage.runs import Run, row_hash, split_query_name
 
@@ -130,8 +134,64 @@ class _Planned:
 class _Writes:
     """What a wave writes: new rows (and tombstones), and stored rows it changed."""
 
-    inserts: list[dict[str, Any]] = field(default_factory=list)
+    inserts: list[NewRow] = field(default_factory=list)
     touched: list[Stored] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class _Stream:
+    """Where one query name's differential stream stands: a ``query_states`` row read as
+    a tuple and written back once per batch (``_moved``), only if a run moved it.
+    The ORM would build, track and flush an object for each, and SQLAlchemy's statement
+    machinery cost a differential post more than its rows' writes (``storage.rowio``
+    sends both to the driver)."""
+
+    name: str
+    pack: str | None
+    query: str
+    epoch: int
+    counter: int
+    last_unix_time: int
+    updated_at: int
+    zero_counter_diffs: bool
+    stored: tuple[Any, ...] | None = None  # the fields as read; None for a new stream
+
+    def fields(self) -> tuple[Any, ...]:
+        return (
+            self.epoch,
+            self.counter,
+            self.last_unix_time,
+            self.updated_at,
+            self.zero_counter_diffs,
+        )
+
+
+def _load_streams(session: Session, host_id: int, names: Collection[str]) -> dict[str, _Stream]:
+    """The host's streams of ``names`` (as stored), each with its fields as read."""
+    streams = {}
+    for row in read_streams(session, host_id, sorted(names)):
+        stream = _Stream(*row)
+        stream.stored = stream.fields()
+        streams[stream.name] = stream
+    return streams
+
+
+def _moved(streams: Iterable[_Stream]) -> list[tuple[Any, ...]]:
+    """The streams that are new or that runs moved, as ``write_streams`` takes them."""
+    return [
+        (
+            s.name,
+            s.pack,
+            s.query,
+            s.epoch,
+            s.counter,
+            s.last_unix_time,
+            s.updated_at,
+            s.zero_counter_diffs,
+        )
+        for s in streams
+        if s.stored is None or s.stored != s.fields()
+    ]
 
 
 def apply_runs(
@@ -158,13 +218,7 @@ def apply_runs(
     """
     stats = ApplyStats()
     enc = encoder_for(session)
-    names = {enc.text(run.name) for run in runs}
-    states = {
-        s.name: s
-        for s in session.scalars(
-            select(QueryState).where(QueryState.host_id == host_id, QueryState.name.in_(names))
-        )
-    }
+    states = _load_streams(session, host_id, {enc.text(run.name) for run in runs})
     packs = list(known_packs)
     planned: list[_Planned] = []
     for sent in runs:
@@ -172,18 +226,8 @@ def apply_runs(
         state = states.get(run.name)
         if state is None:
             qn = split_query_name(sent.name, packs)
-            state = QueryState(
-                host_id=host_id,
-                name=run.name,
-                pack=None if qn.pack is None else enc.text(qn.pack),
-                query=enc.text(qn.query),
-                epoch=run.epoch,
-                counter=-1,
-                last_unix_time=0,
-                updated_at=now,
-                zero_counter_diffs=False,
-            )
-            session.add(state)
+            pack = None if qn.pack is None else enc.text(qn.pack)
+            state = _Stream(run.name, pack, enc.text(qn.query), run.epoch, -1, 0, now, False)
             states[run.name] = state
         silent = sent.name in silent_counters
         full = _accept(session, host_id, state, run, now, stats, silent)
@@ -194,8 +238,12 @@ def apply_runs(
         stats.names.add(sent.name)
         changes = _Changes() if collect is not None and collect(state.query) else None
         planned.append(_Planned(run, state.query, full, changes))
-    for wave in _waves(planned):
-        _apply_wave(session, host_id, wave, stats, enc)
+    moved = _moved(states.values())
+    waves = _waves(planned)
+    if not waves:  # every run was a redelivery: only counters may have moved
+        write_streams(session, host_id, moved)
+    for k, wave in enumerate(waves):  # the first wave's write carries the counters
+        _apply_wave(session, host_id, wave, stats, enc, moved if k == 0 else ())
     for p in planned:
         if p.changes is not None:
             stats.applied.append(
@@ -244,7 +292,7 @@ def apply_runs_one_by_one(
 def _accept(
     session: Session,
     host_id: int,
-    state: QueryState,
+    state: _Stream,
     run: Run,
     now: int,
     stats: ApplyStats,
@@ -395,11 +443,16 @@ def _waves(planned: list[_Planned]) -> list[list[_Planned]]:
 
 
 def _apply_wave(
-    session: Session, host_id: int, wave: list[_Planned], stats: ApplyStats, enc: Encoder
+    session: Session,
+    host_id: int,
+    wave: list[_Planned],
+    stats: ApplyStats,
+    enc: Encoder,
+    streams: Sequence[tuple[Any, ...]] = (),
 ) -> None:
     """Apply a wave's rows: one read of the stored rows its hashes touch, each run's
     decisions against them, then one write of each kind and one close of what its
-    full-state runs did not confirm."""
+    full-state runs did not confirm; ``streams``, counters to write, go with it."""
     for p in wave:
         p.hash_rows(enc)
     full = {p.run.name: p for p in wave if p.full_state}
@@ -422,10 +475,12 @@ def _apply_wave(
             _full_state_rows(host_id, p, confirmed[p.run.name], existing, writes)
         else:
             _diff_rows(host_id, p, existing, writes, stats)
-    stats.opened += sum(1 for r in writes.inserts if r["removed_at"] is None)
+    stats.opened += sum(1 for r in writes.inserts if r[REMOVED_AT] is None)
     returned = {name for name, p in full.items() if p.changes is not None}
     closing = [(name, p.run.unix_time) for name, p in full.items()]
-    closed = write_rows(session, host_id, writes.touched, writes.inserts, closing, returned)
+    closed = write_rows(
+        session, host_id, writes.touched, writes.inserts, closing, returned, streams
+    )
     stats.closed += len(closed)
     for row in closed:
         changes = full[row.name].changes
@@ -494,9 +549,7 @@ def _diff_rows(
                 open_row.set(copies=open_row.copies - n)
             writes.touched.append(open_row)
         else:
-            tomb = _new_row(host_id, name, h, p.rows[h], n, t)
-            tomb.update(first_seen=None, removed_at=t)
-            writes.inserts.append(tomb)
+            writes.inserts.append((host_id, name, h, p.rows[h], n, None, t, t))  # a tombstone
     for h, n in p.added.items():
         candidates = existing.get(h, [])
         tomb_row = next(
@@ -517,17 +570,9 @@ def _diff_rows(
 
 def _new_row(
     host_id: int, name: str, h: str, columns: Mapping[str, str], copies: int, t: int
-) -> dict[str, Any]:
-    return {
-        "host_id": host_id,
-        "name": name,
-        "row_hash": h,
-        "columns": columns,
-        "copies": copies,
-        "first_seen": t,
-        "removed_at": None,
-        "seen_at": t,
-    }
+) -> NewRow:
+    """A row first seen at ``t``, open."""
+    return (host_id, name, h, columns, copies, t, None, t)
 
 
 def present_at(at: int) -> ColumnElement[bool]:

@@ -7,19 +7,26 @@ Each works on a whole *wave* of a batch (at most one run per query name, see
 statements whatever its runs and rows:
 
 * ``confirm_open``: a full-state run's confirmation of the rows it carries that are open,
-  the bulk of a snapshot, one ``UPDATE ... FROM unnest(arrays) RETURNING`` on PostgreSQL,
-  so those rows never travel to Python; on SQLite a read of the open rows (a partial
+  the bulk of a snapshot, one ``UPDATE ... FROM (rows) RETURNING`` on PostgreSQL, so
+  those rows never travel to Python; on SQLite a read of the open rows (a partial
   index) and the driver's ``executemany``;
 * ``load_rows``: the stored rows a wave's hashes may touch, in one statement on
-  PostgreSQL (an index probe per hash through a LATERAL join over arrays, which stays
-  fast however long the history grows); on SQLite, in-process, an ``IN`` list per name;
-* ``write_rows``: the wave's writes in one statement on PostgreSQL: an ``UPDATE ... FROM
-  unnest(arrays)`` by primary key of the rows it changed and an ``INSERT ... SELECT FROM
-  unnest(arrays)`` of its new rows as data-modifying CTEs of the ``UPDATE ... RETURNING``
-  that closes the open rows its full-state runs did not confirm (arrays rather than a
+  PostgreSQL (an index probe per hash through a LATERAL join, which stays fast however
+  long the history grows); on SQLite, in-process, an ``IN`` list per name;
+* ``write_rows``: the wave's writes in one statement on PostgreSQL: an ``UPDATE`` by
+  primary key of the rows it changed, an ``INSERT ... SELECT`` of its new rows and, in
+  a batch's first wave, the upsert of its stream counters, as data-modifying CTEs of
+  the ``UPDATE ... RETURNING`` that closes the open rows its full-state runs did not
+  confirm, each part there only when it has rows (rows as parameters rather than a
   temporary table: no catalog writes per transaction, nothing left on a pooled
   connection); many new rows are a ``COPY`` first. On SQLite, the driver's
-  ``executemany`` and a close per name.
+  ``executemany`` and a close per name;
+* ``read_streams`` / ``write_streams``: the stream counters (``query_states``) of a
+  batch's query names, read as tuples before its runs are checked.
+
+On PostgreSQL a statement's rows travel as one JSON parameter (``_json``) that the
+statement unpacks, not as arrays: psycopg escapes each element of an array parameter in
+Python, which cost more than the database's work on a differential post.
 
 The driver is used directly where SQLAlchemy's per-row parameter processing and JSON
 encoding would cost more than the database's own work.
@@ -50,6 +57,9 @@ _COLUMNS = (
     "removed_at",
     "seen_at",
 )
+# A new row, as ``write_rows`` takes it: the values of ``_COLUMNS`` (``columns`` a mapping).
+NewRow = tuple[int, str, str, Mapping[str, str], int, int | None, int | None, int]
+REMOVED_AT = _COLUMNS.index("removed_at")
 _SQLITE_INSERT = (
     f"INSERT INTO result_rows ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
 )
@@ -117,16 +127,30 @@ def _pg(session: Session, sql: str, params: Mapping[str, Any]) -> list[tuple[Any
         return cur.fetchall() if cur.description is not None else []
 
 
+def _json(value: Any) -> str:
+    """``value`` as one JSON parameter, which the statement unpacks: orjson encodes a
+    wave's rows in one C call, where psycopg's array parameters escape every element in
+    Python (most of a small post's time). Arrays of arrays are cast to ``jsonb``, parsed
+    once, as each ``->>`` on a ``json`` element parses it again."""
+    return orjson.dumps(value).decode()
+
+
+# Probes arrive as one flat JSON array of arrays: a set-returning function is estimated
+# at 100 rows, so nesting two (runs, then their hashes) is estimated at 10,000 and the
+# plan's cost crosses ``jit_above_cost``: tens of ms of JIT compilation for a small post.
 _PG_LOAD = """
+    WITH wanted AS (
+        SELECT CAST(w->>0 AS integer) AS slot, CAST(w->>1 AS varchar) AS name,
+            CAST(w->>2 AS bigint) AS since, CAST(w->>3 AS varchar) AS row_hash
+        FROM jsonb_array_elements(CAST(%(wanted)s AS jsonb)) AS w
+    )
     SELECT h.slot, r.id, r.row_hash, r.copies, r.first_seen, r.removed_at, r.seen_at
-    FROM unnest(CAST(%(slots)s AS integer[]), CAST(%(hashes)s AS varchar[])) AS h(slot, row_hash)
+    FROM wanted AS h
     CROSS JOIN LATERAL (
         SELECT id, row_hash, copies, first_seen, removed_at, seen_at
         FROM result_rows
-        WHERE host_id = %(host_id)s
-          AND name = (CAST(%(names)s AS varchar[]))[h.slot]
-          AND row_hash = h.row_hash
-          AND (removed_at IS NULL OR removed_at >= (CAST(%(sinces)s AS bigint[]))[h.slot])
+        WHERE host_id = %(host_id)s AND name = h.name AND row_hash = h.row_hash
+          AND (removed_at IS NULL OR removed_at >= h.since)
         OFFSET 0  -- a fence: keeps one index probe per hash whatever the statistics say
     ) AS r
     """
@@ -144,20 +168,10 @@ def load_rows(
     open, tombstones, or closed at/after its ``since``."""
     found: list[dict[str, list[Stored]]] = [{} for _ in wanted]
     if _is_postgres(session):
-        slots: list[int] = []
-        hashes: list[str] = []
-        for slot, want in enumerate(wanted, 1):
-            slots.extend([slot] * len(want.hashes))
-            hashes.extend(want.hashes)
-        if not hashes:
+        probes = [(slot, w.name, w.since, h) for slot, w in enumerate(wanted, 1) for h in w.hashes]
+        if not probes:
             return found
-        params = {
-            "slots": slots,
-            "hashes": hashes,
-            "host_id": host_id,
-            "names": [w.name for w in wanted],
-            "sinces": [w.since for w in wanted],
-        }
+        params = {"host_id": host_id, "wanted": _json(probes)}
         for slot, *row in _pg(session, _PG_LOAD, params):
             found[slot - 1].setdefault(row[1], []).append(Stored(*row))
         return found
@@ -172,15 +186,15 @@ def load_rows(
 
 
 _PG_CONFIRM = """
+    WITH carried AS (  -- one flat array, as ``_PG_LOAD``'s
+        SELECT CAST(c->>0 AS integer) AS slot, CAST(c->>1 AS varchar) AS name,
+            CAST(c->>2 AS bigint) AS t, CAST(c->>3 AS varchar) AS row_hash,
+            CAST(c->>4 AS integer) AS n
+        FROM jsonb_array_elements(CAST(%(carried)s AS jsonb)) AS c
+    )
     UPDATE result_rows AS r
     SET copies = CASE WHEN r.seen_at = s.t THEN r.copies + s.n ELSE s.n END, seen_at = s.t
-    FROM (
-        SELECT h.slot, h.row_hash, h.n,
-            (CAST(%(names)s AS varchar[]))[h.slot] AS name,
-            (CAST(%(times)s AS bigint[]))[h.slot] AS t
-        FROM unnest(CAST(%(slots)s AS integer[]), CAST(%(hashes)s AS varchar[]),
-                    CAST(%(copies)s AS integer[])) AS h(slot, row_hash, n)
-    ) AS s
+    FROM carried AS s
     WHERE r.host_id = %(host_id)s AND r.name = s.name AND r.row_hash = s.row_hash
       AND r.removed_at IS NULL AND r.first_seen IS NOT NULL
     RETURNING s.slot, r.row_hash
@@ -208,23 +222,14 @@ def confirm_open(session: Session, host_id: int, runs: Sequence[Confirming]) -> 
     hashes it confirmed; its other rows are the caller's to reopen or insert."""
     confirmed: list[set[str]] = [set() for _ in runs]
     if _is_postgres(session):
-        slots: list[int] = []
-        hashes: list[str] = []
-        copies: list[int] = []
-        for slot, run in enumerate(runs, 1):
-            slots.extend([slot] * len(run.copies))
-            hashes.extend(run.copies)
-            copies.extend(run.copies.values())
-        if not hashes:
+        carried = [
+            (slot, run.name, run.t, h, n)
+            for slot, run in enumerate(runs, 1)
+            for h, n in run.copies.items()
+        ]
+        if not carried:
             return confirmed
-        params = {
-            "host_id": host_id,
-            "slots": slots,
-            "hashes": hashes,
-            "copies": copies,
-            "names": [r.name for r in runs],
-            "times": [r.t for r in runs],
-        }
+        params = {"host_id": host_id, "carried": _json(carried)}
         for slot, h in _pg(session, _PG_CONFIRM, params):
             confirmed[slot - 1].add(h)
         return confirmed
@@ -241,49 +246,120 @@ def confirm_open(session: Session, host_id: int, runs: Sequence[Confirming]) -> 
     return confirmed
 
 
+# A stream's fields, in ``query_states``' columns; ``read_streams`` gives tuples of them
+# and ``write_streams`` takes them.
+STREAM_FIELDS = (
+    "name",
+    "pack",
+    "query",
+    "epoch",
+    "counter",
+    "last_unix_time",
+    "updated_at",
+    "zero_counter_diffs",
+)
+_STREAM_COLUMNS = ", ".join(f'"{f}"' for f in STREAM_FIELDS)
+_PG_READ_STREAMS = (
+    f"SELECT {_STREAM_COLUMNS} FROM query_states"
+    " WHERE host_id = %(host_id)s AND name = ANY(%(names)s)"
+)
+_SQLITE_READ_STREAMS = (
+    f"SELECT {_STREAM_COLUMNS} FROM query_states WHERE host_id = ? AND name IN ({{}})"
+)
+_MOVED = ", ".join(f"{f} = excluded.{f}" for f in STREAM_FIELDS[3:])
+_PG_WRITE_STREAMS = f"""
+        INSERT INTO query_states (host_id, {_STREAM_COLUMNS})
+        SELECT %(host_id)s, CAST(s->>0 AS varchar), CAST(s->>1 AS varchar),
+            CAST(s->>2 AS varchar), CAST(s->>3 AS bigint), CAST(s->>4 AS bigint),
+            CAST(s->>5 AS bigint), CAST(s->>6 AS bigint), CAST(s->>7 AS boolean)
+        FROM jsonb_array_elements(CAST(%(streams)s AS jsonb)) AS s
+        ON CONFLICT (host_id, name) DO UPDATE SET {_MOVED}
+    """
+_SQLITE_WRITE_STREAMS = (
+    f"INSERT INTO query_states (host_id, {_STREAM_COLUMNS})"
+    f" VALUES ({', '.join('?' * (len(STREAM_FIELDS) + 1))})"
+    f" ON CONFLICT (host_id, name) DO UPDATE SET {_MOVED}"
+)
+
+
+def read_streams(session: Session, host_id: int, names: Sequence[str]) -> list[tuple[Any, ...]]:
+    """The host's ``query_states`` of ``names`` (as stored), as ``STREAM_FIELDS`` tuples:
+    one statement through the driver, as every post of every host starts with it."""
+    if _is_postgres(session):
+        return _pg(session, _PG_READ_STREAMS, {"host_id": host_id, "names": list(names)})
+    dbapi = _driver(session)
+    found: list[tuple[Any, ...]] = []
+    for chunk in in_chunks(names):
+        sql = _SQLITE_READ_STREAMS.format(", ".join("?" * len(chunk)))
+        found += [(*row[:7], bool(row[7])) for row in dbapi.execute(sql, (host_id, *chunk))]
+    return found
+
+
+def write_streams(session: Session, host_id: int, streams: Sequence[tuple[Any, ...]]) -> None:
+    """Insert or move on the host's streams (``STREAM_FIELDS`` tuples), in one statement."""
+    if not streams:
+        return
+    if _is_postgres(session):
+        _pg(session, _PG_WRITE_STREAMS, {"host_id": host_id, "streams": _json(streams)})
+        return
+    _driver(session).executemany(_SQLITE_WRITE_STREAMS, [(host_id, *s) for s in streams])
+
+
 # Above this many new rows a wave's inserts are a COPY of their own; below, they join
 # the one write statement (a COPY costs a round trip more than it saves for a diff's few).
 COPY_ABOVE = 256
 
-_PG_WRITE = """
-    WITH changed AS (
-        SELECT * FROM unnest(
-            CAST(%(ids)s AS bigint[]), CAST(%(keys)s AS bigint[]),
-            CAST(%(copies)s AS integer[]), CAST(%(first_seen)s AS bigint[]),
-            CAST(%(removed_at)s AS bigint[]), CAST(%(seen_at)s AS bigint[])
-        ) AS s(id, key, copies, first_seen, removed_at, seen_at)
-    ), changed_open AS (  -- rows read open: the open partition alone
+# The parts of a wave's one write statement, each a CTE; a wave's statement holds only
+# the parts it has rows for, as each UPDATE of the partitioned table is planned for every
+# partition it may touch, on every post. The stored rows it changes are read from one
+# CTE and split by a filter on it, whose estimate (a row) keeps each UPDATE a probe by id
+# whatever the open partition's statistics say.
+_CHANGED = """
         UPDATE result_rows AS r
         SET copies = s.copies, first_seen = s.first_seen, removed_at = s.removed_at,
             seen_at = s.seen_at
         FROM changed AS s
-        WHERE s.key IS NULL AND r.removed_at IS NULL AND r.id = s.id
-    ), changed_closed AS (  -- tombstones and closed rows: the days they were read in
-        UPDATE result_rows AS r
-        SET copies = s.copies, first_seen = s.first_seen, removed_at = s.removed_at,
-            seen_at = s.seen_at
-        FROM changed AS s
-        WHERE s.key IS NOT NULL AND r.removed_at = s.key AND r.id = s.id
-    ), added AS (
+        WHERE {where} AND r.id = s.id
+    """
+_PG_WRITE_PARTS = {
+    "changed": """
+        SELECT * FROM json_to_recordset(CAST(%(changed)s AS json))
+            AS s(id bigint, key bigint, copies integer, first_seen bigint, removed_at bigint,
+                 seen_at bigint)
+    """,
+    # rows read open: the open partition alone
+    "changed_open": _CHANGED.format(where="s.key IS NULL AND r.removed_at IS NULL"),
+    # tombstones and closed rows: the days they were read in
+    "changed_closed": _CHANGED.format(where="s.key IS NOT NULL AND r.removed_at = s.key"),
+    "streams": _PG_WRITE_STREAMS,
+    "added": """
         INSERT INTO result_rows
             (host_id, name, row_hash, columns, copies, first_seen, removed_at, seen_at)
-        SELECT %(host_id)s, n.name, n.row_hash, CAST(n.columns AS jsonb), n.copies,
-            n.first_seen, n.removed_at, n.seen_at
-        FROM unnest(
-            CAST(%(new_names)s AS varchar[]), CAST(%(new_hashes)s AS varchar[]),
-            CAST(%(new_columns)s AS text[]), CAST(%(new_copies)s AS integer[]),
-            CAST(%(new_first_seen)s AS bigint[]), CAST(%(new_removed_at)s AS bigint[]),
-            CAST(%(new_seen_at)s AS bigint[])
-        ) AS n(name, row_hash, columns, copies, first_seen, removed_at, seen_at)
-    )
+        SELECT %(host_id)s, CAST(n->>1 AS varchar), CAST(n->>2 AS varchar),
+            n->3, CAST(n->>4 AS integer), CAST(n->>5 AS bigint),
+            CAST(n->>6 AS bigint), CAST(n->>7 AS bigint)
+        FROM jsonb_array_elements(CAST(%(added)s AS jsonb)) AS n  -- NewRow arrays
+    """,
+}
+_PG_CLOSE = """
     UPDATE result_rows AS r SET removed_at = c.t
-    FROM unnest(CAST(%(close_names)s AS varchar[]), CAST(%(close_times)s AS bigint[]))
-        AS c(name, t)
+    FROM json_to_recordset(CAST(%(closing)s AS json))
+        AS c(name varchar, t bigint, returned boolean)
     WHERE r.host_id = %(host_id)s AND r.name = c.name
       AND r.removed_at IS NULL AND r.seen_at < c.t AND r.first_seen <= c.t
-    RETURNING r.name, r.row_hash,
-        CASE WHEN r.name = ANY(CAST(%(returned)s AS varchar[])) THEN r.columns END, r.first_seen
+    RETURNING r.name, r.row_hash, CASE WHEN c.returned THEN r.columns END, r.first_seen
     """
+_PG_NOTHING_CLOSED = "SELECT NULL, NULL, NULL, NULL WHERE false"
+
+
+def _pg_write(parts: Collection[str]) -> str:
+    """The write statement of a wave with rows for ``parts`` (``_PG_WRITE_PARTS`` keys
+    and, if it closes rows, ``closing``)."""
+    ctes = [f"{key} AS ({sql})" for key, sql in _PG_WRITE_PARTS.items() if key in parts]
+    main = _PG_CLOSE if "closing" in parts else _PG_NOTHING_CLOSED
+    return f"WITH {', '.join(ctes)} {main}" if ctes else main
+
+
 _SQLITE_UPDATE = (
     "UPDATE result_rows SET copies = ?, first_seen = ?, removed_at = ?, seen_at = ? WHERE id = ?"
 )
@@ -299,65 +375,67 @@ def write_rows(
     session: Session,
     host_id: int,
     touched: Iterable[Stored],
-    inserts: list[dict[str, Any]],
+    inserts: list[NewRow],
     closing: Sequence[tuple[str, int]],
     returned: Collection[str],
+    streams: Sequence[tuple[Any, ...]] = (),
 ) -> list[Closed]:
     """Write a wave: the lifetime fields of the ``dirty`` stored rows, the new rows
-    (``_COLUMNS`` keys; ``columns`` a mapping), then the close, at each full-state run's
+    (``NewRow``), then the close, at each full-state run's
     time, of the open rows of its name (``closing``: (name, time), one per name) that it
     did not confirm (not seen at that time, not added after it). Returns the closed rows,
-    with their columns for the names in ``returned``.
+    with their columns for the names in ``returned``. ``streams`` are stream counters
+    to write as ``write_streams`` does, in the same statement on PostgreSQL.
 
     On PostgreSQL this is one statement (its parts see the table as it was before it, so
     the close cannot meet the rows it changes or adds: those it reopens were closed, the
     ones it adds are new); more than ``COPY_ABOVE`` new rows are a COPY first."""
     dirty = list({r.id: r for r in touched if r.dirty}.values())  # a row may be touched twice
     if not _is_postgres(session):
+        write_streams(session, host_id, streams)
         return _sqlite_write(session, host_id, dirty, inserts, closing, returned)
     if len(inserts) > COPY_ABOVE:
         _copy_rows(session, inserts)
         inserts = []
-    if not (dirty or inserts or closing):
-        return []
-    params = {
-        "host_id": host_id,
-        "ids": [r.id for r in dirty],
-        "keys": [r.key for r in dirty],
-        "copies": [r.copies for r in dirty],
-        "first_seen": [r.first_seen for r in dirty],
-        "removed_at": [r.removed_at for r in dirty],
-        "seen_at": [r.seen_at for r in dirty],
-        "new_names": [r["name"] for r in inserts],
-        "new_hashes": [r["row_hash"] for r in inserts],
-        "new_columns": [orjson.dumps(r["columns"]).decode() for r in inserts],
-        "new_copies": [r["copies"] for r in inserts],
-        "new_first_seen": [r["first_seen"] for r in inserts],
-        "new_removed_at": [r["removed_at"] for r in inserts],
-        "new_seen_at": [r["seen_at"] for r in inserts],
-        "close_names": [name for name, _ in closing],
-        "close_times": [t for _, t in closing],
-        "returned": list(returned),
+    rows = {
+        "changed": dirty,
+        "streams": streams,
+        "added": inserts,
+        "closing": [{"name": name, "t": t, "returned": name in returned} for name, t in closing],
     }
-    return [Closed(*row) for row in _pg(session, _PG_WRITE, params)]
+    params = {key: _json(value) for key, value in rows.items() if value}
+    if not params:
+        return []
+    parts = set(params)
+    if any(r.key is None for r in dirty):
+        parts.add("changed_open")
+    if any(r.key is not None for r in dirty):
+        parts.add("changed_closed")
+    sql = _pg_write(parts)
+    return [Closed(*row) for row in _pg(session, sql, {"host_id": host_id, **params})]
 
 
-def _copy_rows(session: Session, rows: list[dict[str, Any]]) -> None:
+def _copy_rows(session: Session, rows: list[NewRow]) -> None:
     with (
         _driver(session).cursor() as cur,
         cur.copy(f"COPY result_rows ({', '.join(_COLUMNS)}) FROM STDIN") as copy,
     ):
-        for row in rows:
-            copy.write_row(
-                [orjson.dumps(row[c]).decode() if c == "columns" else row[c] for c in _COLUMNS]
-            )
+        for row in _with_json(rows):
+            copy.write_row(row)
+
+
+def _with_json(rows: list[NewRow]) -> list[tuple[Any, ...]]:
+    """The rows with their columns as JSON text, as COPY and SQLite take them."""
+    return [
+        (host, name, h, orjson.dumps(cols).decode(), *rest) for host, name, h, cols, *rest in rows
+    ]
 
 
 def _sqlite_write(
     session: Session,
     host_id: int,
     dirty: list[Stored],
-    inserts: list[dict[str, Any]],
+    inserts: list[NewRow],
     closing: Sequence[tuple[str, int]],
     returned: Collection[str],
 ) -> list[Closed]:
@@ -370,13 +448,7 @@ def _sqlite_write(
             [(r.copies, r.first_seen, r.removed_at, r.seen_at, r.id) for r in dirty],
         )
     if inserts:
-        dbapi.executemany(
-            _SQLITE_INSERT,
-            [
-                tuple(orjson.dumps(row[c]).decode() if c == "columns" else row[c] for c in _COLUMNS)
-                for row in inserts
-            ],
-        )
+        dbapi.executemany(_SQLITE_INSERT, _with_json(inserts))
     closed: list[Closed] = []
     for name, t in closing:
         for h, columns, first in dbapi.execute(

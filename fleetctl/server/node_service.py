@@ -224,7 +224,7 @@ def ingest_log(
         raise BadRequest(f"'data' must be a list of log lines, got {type(data).__name__}")
     host = lock_host(session, host_id)
     digests, unencodable = line_digests(data)
-    skip = log_store.redelivered(session, host_id, log_type, digests)
+    skip = log_store.delivered(session, host_id, log_type, digests, now)
     lines = data[skip:]
     foreign = _check_identifiers(session, host, host_identifiers(lines))
     if log_type == "result":
@@ -245,6 +245,4 @@ def ingest_log(
     rejected = sorted([*rejected, *refused], key=lambda r: r.index)
     record(session, host_id, log_type, data, rejected, now)
     stats.rejected = len(rejected)
-    if data:
-        log_store.remember(session, host_id, log_type, digests, now)
     return stats

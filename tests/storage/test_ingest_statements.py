@@ -1,11 +1,17 @@
 """The statements one differential post costs through ``ingest_log``: a fixed number,
-whatever its rows, so a return to statements per row or per query fails here. The
-row writes of ``storage.rowio`` go to the driver directly and are counted beside."""
+whatever its rows, so a return to statements per row or per query fails here.
+
+``storage.rowio`` sends the stream counters' and the rows' statements to the driver
+directly, so SQLAlchemy's count leaves them out; on PostgreSQL, where each statement is a
+round trip, every statement the connection's cursors send is counted as well."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
+
+import psycopg
+from sqlalchemy.orm import Session
 
 from fleetctl.server.node_service import ingest_log
 from storage.engine import make_engine, make_sessionmaker, session_scope, statements_sent
@@ -14,10 +20,42 @@ from tests.storage.hosts import enrolled_host
 from tests.storage.test_applied_rows import diff
 
 NAMES = ("pack_ipc_processes", "pack_ipc_pipes", "pack_ipc_sockets")
-# host lock (PostgreSQL: an advisory lock; SQLite: the transaction's BEGIN IMMEDIATE,
-# sent before the post's own statements), host, deliveries, query states (one SELECT,
-# one executemany UPDATE), deliveries upsert
-STATEMENTS = {"postgresql": 6, "sqlite": 5}
+# Through SQLAlchemy: host lock (PostgreSQL: an advisory lock; SQLite: the transaction's
+# BEGIN IMMEDIATE, sent before the post's own statements), host, and the delivery's
+# digests read and replaced (one statement on PostgreSQL, two on SQLite).
+STATEMENTS = {"postgresql": 3, "sqlite": 3}
+# All of a PostgreSQL post's round trips: those three, and through the driver the stream
+# counters' read, the rows' read and the one write of rows and counters.
+ROUND_TRIPS = 6
+
+
+class Counting(psycopg.Cursor[Any]):
+    """A psycopg cursor that keeps the SQL of each statement it sends in ``sent``."""
+
+    sent: ClassVar[list[str]] = []
+
+    def execute(self, query: Any, params: Any = None, **kwargs: Any) -> Any:
+        self.sent.append(str(query))
+        return super().execute(query, params, **kwargs)
+
+    def executemany(self, query: Any, params_seq: Any, **kwargs: Any) -> None:
+        self.sent.append(str(query))
+        super().executemany(query, params_seq, **kwargs)
+
+
+def costs_of(session: Session, post: Callable[[Session], object]) -> tuple[int, int | None]:
+    """The statements ``post(session)`` sends through SQLAlchemy, and on PostgreSQL all
+    those the connection's cursors send, whoever sends them (None on SQLite)."""
+    dbapi = session.connection().connection.driver_connection
+    if not isinstance(dbapi, psycopg.Connection):
+        return len(statements_sent(session, post)), None
+    Counting.sent = []
+    dbapi.cursor_factory = Counting
+    try:
+        through_sqlalchemy = len(statements_sent(session, post))
+    finally:
+        dbapi.cursor_factory = psycopg.Cursor
+    return through_sqlalchemy, len(Counting.sent)
 
 
 def differential(counter: int, closed: int, opened: int) -> list[dict[str, Any]]:
@@ -51,12 +89,14 @@ def test_a_differential_post_costs_the_same_statements_whatever_its_rows(db_url:
         with session_scope(sessions) as session:
             baseline = [diff("added", 10_000 - p, 10, 0, n) for n in NAMES for p in range(5)]
             ingest_log(session, host_id, "result", baseline, 10)
-        costs = []
-        for counter, closed, opened in ((1, 5, 5), (2, 5, 50)):
+        costs, trips = [], []
+        for counter, closed, opened in ((1, 5, 5), (2, 5, 50), (3, 50, 5)):
             applied: list[ApplyStats] = []
             post = posting(host_id, differential(counter, closed, opened), applied)
             with session_scope(sessions) as session:
-                seen = statements_sent(session, post)
+                cost, sent = costs_of(session, post)
+            costs.append(cost)
+            trips.append(sent)
             [stats] = applied
             assert (stats.runs, stats.opened, stats.closed, stats.rejected) == (
                 len(NAMES),
@@ -64,7 +104,8 @@ def test_a_differential_post_costs_the_same_statements_whatever_its_rows(db_url:
                 len(NAMES) * closed,
                 0,
             )
-            costs.append(len(seen))
-        assert costs == [STATEMENTS[engine.dialect.name]] * 2, costs
+        assert costs == [STATEMENTS[engine.dialect.name]] * 3, costs
+        pg = engine.dialect.name == "postgresql"
+        assert trips == [ROUND_TRIPS if pg else None] * 3, trips
     finally:
         engine.dispose()
