@@ -1,4 +1,7 @@
-"""The admin JSON API (bearer token): hosts, results as of a time, status logs, data loss.
+"""The admin JSON API: hosts, results as of a time, status logs, data loss.
+
+Callers prove themselves with a bearer token or the console's cookie
+(``console_session.authenticate``).
 
 Reads, and deleting a host. Every response is a JSON object so a browser console can consume
 the same surface as the CLI. Each host says where it stands with detection: learning
@@ -18,7 +21,7 @@ from starlette.routing import Route
 from fleetctl.detection import LearningState
 from fleetctl.errors import BadRequest, NotFound, Unavailable
 from fleetctl.schema import default_schema
-from fleetctl.server import audit_trail
+from fleetctl.server import audit_trail, console_session
 from fleetctl.server.admin_params import (
     check_body,
     check_request_text,
@@ -30,7 +33,6 @@ from fleetctl.server.admin_params import (
     required_text,
     time_param,
 )
-from fleetctl.server.auth import bearer_token, matches_any
 from fleetctl.server.body import read_json_object
 from fleetctl.server.responses import json_response
 from fleetctl.server.state import in_session, server_state
@@ -49,6 +51,7 @@ from storage.runs import QueryName, UnknownQueryName, resolve_query_name
 
 PREFIX = "/api/v1/admin"
 STATUS_LOG_PAGE = 100_000
+ONLINE_WINDOW = 90  # a host that checked in this many seconds ago counts as online
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -97,10 +100,9 @@ def _endpoint(
 
     async def wrapper(request: Request) -> Response:
         state = server_state(request)
-        token = bearer_token(request)
-        if not token or not matches_any(token, state.token_digests()):
-            refused = json_response({"error": "missing or invalid admin token"}, 401)
-            await audit_trail.record(state, request, 401, None, authenticated=False)
+        refused = console_session.authenticate(request, state)
+        if refused is not None:
+            await audit_trail.record(state, request, refused.status_code, None, authenticated=False)
             return refused
         said: dict[str, Any] = {}
         status = 500  # what the trail says of a call that raised
@@ -176,6 +178,7 @@ def host_json(host: Host) -> dict[str, Any]:
         "osquery_version": host.osquery_version,
         "enrolled_at": iso(host.enrolled_at),
         "last_seen": iso(host.last_seen),
+        "online": host.last_seen is not None and time.time() - host.last_seen <= ONLINE_WINDOW,
         "enroll_count": host.enroll_count,
     }
 

@@ -1,4 +1,5 @@
-"""Build the ASGI app: osquery's API, the admin API, and the periodic housekeeping."""
+"""Build the ASGI app: osquery's API, the admin API, the web console, and the periodic
+housekeeping."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -23,6 +25,8 @@ from fleetctl.server import (
     admin_hunts,
     admin_packs,
     admin_queries,
+    console,
+    console_session,
     osquery_api,
 )
 from fleetctl.server.responses import exception_handlers, json_response
@@ -51,6 +55,7 @@ def build_app(state: ServerState) -> Starlette:
                     # the life of the process: log, and try again next round.
                     log.exception("housekeeping failed; retrying in %s s", CHECKIN_FLUSH_SECONDS)
 
+        await run_in_threadpool(console_session.signing_key, state)
         await run_in_threadpool(state.reload_node_keys)
         await run_in_threadpool(state.reload_labels)
         await run_in_threadpool(state.reload_packs)
@@ -77,7 +82,9 @@ def build_app(state: ServerState) -> Starlette:
             *admin_hunts.routes,
             *admin_coverage.routes,
             *admin_audit.routes,
+            *console.routes,
         ],
+        middleware=[Middleware(console.SecurityHeaders)],
         lifespan=lifespan,
         exception_handlers=exception_handlers(osquery_api.PREFIX),
     )

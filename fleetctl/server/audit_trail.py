@@ -20,7 +20,7 @@ import orjson
 from sqlalchemy.orm import Session
 from starlette.requests import Request
 
-from fleetctl.server.auth import bearer_token, digest
+from fleetctl.server import console_session
 from fleetctl.server.state import ServerState, in_session
 from storage import audit
 from storage import hosts as host_store
@@ -55,7 +55,7 @@ def details(request: Request, body: dict[str, Any] | None) -> dict[str, Any]:
 
 def token_holder(request: Request, session: Session) -> str:
     """Who acts: the name of the admin token the request came with."""
-    name = host_store.token_name(session, digest(bearer_token(request)))
+    name = host_store.token_name(session, console_session.token_digest(request))
     return name or "unknown token"
 
 
