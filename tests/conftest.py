@@ -32,7 +32,7 @@ PG_ADMIN_URL = os.environ.get("FLEETCTL_TEST_PG", "postgresql://postgres@127.0.0
 
 # Tests that judge every process of this host (scenario runs, live detection) see each
 # other's processes; under xdist they share one worker so they never run at once.
-HOST_WIDE = ("tests/e2e/", "tests/detection/test_live_")
+HOST_WIDE = ("tests/e2e/", "tests/detection/test_live_", "tests/console/test_live_")
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups from the markers

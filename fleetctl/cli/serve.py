@@ -38,6 +38,7 @@ def serve(verbose: bool, **options: Any) -> None:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"fleetctl server on {prepared.server_url}  (database {settings.db_url})")
     click.echo(f"client context: {prepared.context_path}")
+    click.echo(f"web console: {prepared.server_url}/  (sign in with the context's admin token)")
     shipped = apply_shipped_packs_to_a_new_store(settings)
     if shipped:
         click.echo(

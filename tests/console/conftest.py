@@ -6,6 +6,7 @@ skip only where it is missing, and fail under ``CI=true`` instead.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from collections.abc import Iterator
@@ -59,15 +60,25 @@ def browser() -> Iterator[Any]:
         launched.close()
 
 
+@contextlib.contextmanager
+def browser_page(browser: Any, url: str) -> Iterator[Any]:
+    """A page in a fresh browser context (no cookies), ignoring certificate errors: the
+    server's CA is made per test server."""
+    context = browser.new_context(
+        ignore_https_errors=True, base_url=url, viewport={"width": 1400, "height": 900}
+    )
+    opened = context.new_page()
+    opened.set_default_timeout(30_000)
+    try:
+        yield opened
+    finally:
+        context.close()
+
+
 @pytest.fixture
 def page(browser: Any, console_server: RunningServer) -> Iterator[Any]:
-    """A fresh browser context (no cookies) that trusts nothing but loopback's test CA
-    by ignoring certificate errors: the server's CA is made per test."""
-    context = browser.new_context(ignore_https_errors=True, base_url=console_server.url)
-    opened = context.new_page()
-    opened.set_default_timeout(20_000)
-    yield opened
-    context.close()
+    with browser_page(browser, console_server.url) as opened:
+        yield opened
 
 
 def screenshot(page: Any, name: str, request: pytest.FixtureRequest) -> Path:

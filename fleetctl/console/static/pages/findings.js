@@ -87,12 +87,12 @@ export async function render(main) {
     };
     try {
       const answer = await api.get("findings", params);
-      const ids = new Set(answer.findings.map((f) => f.id));
-      const fresh = known ? [...ids].filter((id) => !known.has(id)).length : 0;
-      known = ids;
+      // "New" is new since the page was opened (or the filter last changed).
+      if (known === null) known = new Set(answer.findings.map((f) => f.id));
+      const fresh = answer.findings.filter((f) => !known.has(f.id)).length;
       status.textContent =
         `${answer.findings.length} findings` +
-        (fresh ? `, ${fresh} new` : "") +
+        (fresh ? `, ${fresh} new since opened` : "") +
         (answer.learning.hosts ? `; ${answer.learning.hosts} hosts learning until ${when(answer.learning.until)}` : "") +
         ` (updated ${new Date().toLocaleTimeString()})`;
       // Keep what the admin is typing: a row being annotated is not redrawn under them.
