@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from xml.etree import ElementTree
 
 import pytest
 
@@ -107,3 +108,37 @@ def test_the_host_page_shows_hostile_values_as_text(
         assert page.evaluate("window.pwned") is None
         assert page.locator("main img, main script").count() == 0
         assert HOSTILE_FIFO  # the FIFO's name is checked on the graph page
+
+
+def test_the_finding_graph_and_its_exports(
+    fleet: Fleet, finding: dict[str, Any], browser: Any, request: pytest.FixtureRequest
+) -> None:
+    with browser_page(browser, fleet.server.url) as page:
+        sign_in(page, fleet.server.token)
+        page.goto("/#/findings")
+        page.click(f"#findings a[href='#/findings/{finding['id']}']")
+        page.wait_for_selector("#trace-svg")
+        focus = page.locator("#trace-svg g.node.focus")
+        assert focus.get_attribute("data-pid") == str(finding["pid"])
+        fifo_edges = page.locator("#trace-svg g.edge.ipc[data-kind='fifo'] title")
+        labels = fifo_edges.all_text_contents()
+        assert any(HOSTILE_FIFO in label for label in labels), labels
+        assert page.locator("#triage details.answer").count() > 0
+        screenshot(page, "finding", request)
+        assert page.evaluate("window.pwned") is None
+        assert page.locator("main img, main script").count() == 0
+
+        with page.expect_download() as dot:
+            page.click("#export-dot")
+        dot_text = Path(dot.value.path()).read_text()
+        assert dot_text.startswith("digraph") and str(finding["pid"]) in dot_text
+        with page.expect_download() as svg:
+            page.click("#export-svg")
+        tree = ElementTree.parse(svg.value.path())  # well-formed XML, host text escaped
+        texts = " ".join(t.text or "" for t in tree.iter("{http://www.w3.org/2000/svg}title"))
+        assert HOSTILE_FIFO in texts
+
+        # The time picker: before the shell started, the process did not exist.
+        page.fill("#trace-at", "2020-01-01T00:00:00")
+        page.click("#trace-form button[type=submit]")
+        page.wait_for_selector(f"#trace .error:has-text('no process {finding['pid']}')")

@@ -76,3 +76,18 @@ export function simpleTable(columns, rows, attrs = {}) {
     ),
   );
 }
+
+/** A datetime-local input's value (the browser's time zone) as ISO 8601 UTC. */
+export function isoOf(local) {
+  return local ? new Date(local).toISOString().replace(/\.\d{3}Z$/, "Z") : "";
+}
+
+/** An ISO time as a datetime-local input's value, to the second. */
+export function localInput(iso) {
+  const at = iso ? new Date(iso) : new Date();
+  const pad = (n) => String(n).padStart(2, "0");
+  return (
+    `${at.getFullYear()}-${pad(at.getMonth() + 1)}-${pad(at.getDate())}` +
+    `T${pad(at.getHours())}:${pad(at.getMinutes())}:${pad(at.getSeconds())}`
+  );
+}

@@ -2,7 +2,7 @@
 // The list polls, so new findings appear without a reload.
 
 import * as api from "../api.js";
-import { errorBox, h, link, replace, simpleTable, when } from "../dom.js";
+import { errorBox, h, isoOf, link, replace, simpleTable, when } from "../dom.js";
 
 const POLL_MS = 5000;
 const SEVERITIES = ["info", "low", "medium", "high", "critical"];
@@ -55,10 +55,6 @@ export function findingsTable(findings, changed = null) {
   ];
   if (changed) columns.push(["", (x) => actions(x, changed)]);
   return simpleTable(columns, findings, { id: "findings", class: "findings" });
-}
-
-function isoOf(local) {
-  return local ? new Date(local).toISOString() : "";
 }
 
 export async function render(main) {
