@@ -5,6 +5,8 @@ holding HTML and script) shown as text everywhere."""
 
 from __future__ import annotations
 
+import csv
+import io
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -142,3 +144,45 @@ def test_the_finding_graph_and_its_exports(
         page.fill("#trace-at", "2020-01-01T00:00:00")
         page.click("#trace-form button[type=submit]")
         page.wait_for_selector(f"#trace .error:has-text('no process {finding['pid']}')")
+
+
+def test_the_sql_notebook(
+    fleet: Fleet, finding: dict[str, Any], browser: Any, request: pytest.FixtureRequest
+) -> None:
+    with browser_page(browser, fleet.server.url) as page:
+        sign_in(page, fleet.server.token)
+        page.goto("/#/sql")
+        page.wait_for_selector("#views summary:text('hunt_processes')")
+        page.fill("#sql-editor", "SELECT * FROM nowhere")
+        page.click("#sql-run")
+        page.wait_for_selector("#sql-result .error")
+        assert "nowhere" in page.text_content("#sql-result .error")
+
+        page.fill(
+            "#sql-editor",
+            "SELECT pid, name, cmdline FROM hunt_processes WHERE removed_at IS NULL"
+            " AND cmdline LIKE '%pwned=3%' AND ",
+        )
+        page.fill("#as-of", "2030-01-01T00:00:00")
+        page.click("#as-of-insert")
+        assert "first_seen <= " in page.input_value("#sql-editor")
+        page.click("#sql-run")
+        page.wait_for_selector("#sql-grid tbody tr")
+        assert HOSTILE_ARG in page.text_content("#sql-grid tbody")
+        page.click("#sql-grid th:text('pid')")
+        page.click("#sql-grid th:text('pid')")  # descending
+        pids = [
+            int(p) for p in page.locator("#sql-grid tbody tr td:first-child").all_text_contents()
+        ]
+        assert pids == sorted(pids, reverse=True)
+        screenshot(page, "sql", request)
+        assert page.evaluate("window.pwned") is None
+
+        with page.expect_download() as csv_file:
+            page.click("#download-csv")
+        text = Path(csv_file.value.path()).read_text()
+        rows = list(csv.DictReader(io.StringIO(text, newline="")))
+        assert rows and any(HOSTILE_ARG in r["cmdline"] for r in rows)
+        assert set(rows[0]) == {"pid", "name", "cmdline"}
+        kept = page.evaluate("JSON.parse(localStorage.getItem('fleetctl.sql.history'))")
+        assert kept[0].startswith("SELECT pid, name, cmdline") and "SELECT * FROM nowhere" in kept
