@@ -186,3 +186,31 @@ def test_the_sql_notebook(
         assert set(rows[0]) == {"pid", "name", "cmdline"}
         kept = page.evaluate("JSON.parse(localStorage.getItem('fleetctl.sql.history'))")
         assert kept[0].startswith("SELECT pid, name, cmdline") and "SELECT * FROM nowhere" in kept
+
+
+def test_a_live_query_to_this_host(
+    fleet: Fleet, finding: dict[str, Any], browser: Any, request: pytest.FixtureRequest
+) -> None:
+    with browser_page(browser, fleet.server.url) as page:
+        sign_in(page, fleet.server.token)
+        page.goto("/#/live")
+        page.fill("#live-sql", "SELECT * FROM no_such_table")
+        page.click("#live-run")
+        page.wait_for_selector("#live-progress .error")
+        assert "does not validate" in page.text_content("#live-progress")
+
+        page.select_option("#live-kind", "host")
+        page.fill("#live-target", HOSTILE_HOST)
+        page.fill("#live-sql", "SELECT pid, cmdline FROM processes WHERE cmdline LIKE '%pwned=3%'")
+        page.click("#live-run")
+        page.wait_for_selector("#live-progress:has-text('/ 1 targeted')")
+        deadline = time.monotonic() + 60
+        while "1 answered" not in page.text_content("#live-progress"):
+            assert time.monotonic() < deadline, page.text_content("#live-progress")
+            fleet.collect()
+            page.wait_for_timeout(1500)
+        page.wait_for_selector("#live-results tbody tr")
+        assert HOSTILE_ARG in page.text_content("#live-results")
+        assert page.text_content("#live-host-states tbody tr td:nth-child(2)") == "done"
+        screenshot(page, "live", request)
+        assert page.evaluate("window.pwned") is None
