@@ -214,3 +214,50 @@ def test_a_live_query_to_this_host(
         assert page.text_content("#live-host-states tbody tr td:nth-child(2)") == "done"
         screenshot(page, "live", request)
         assert page.evaluate("window.pwned") is None
+
+
+def test_a_hunt_created_runs_and_is_paused_resumed_and_cancelled(
+    fleet: Fleet, finding: dict[str, Any], browser: Any, request: pytest.FixtureRequest
+) -> None:
+    with browser_page(browser, fleet.server.url) as page:
+        sign_in(page, fleet.server.token)
+        page.goto("/#/hunts")
+        page.fill("#hunt-name", "bad")
+        page.fill("#hunt-schedule", "0")
+        page.click("#hunt-create")
+        page.wait_for_selector("#hunt-error .error")
+        assert "'every'" in page.text_content("#hunt-error")
+
+        page.fill("#hunt-name", "hostile-shells")
+        page.fill("#hunt-schedule", "3600")
+        page.fill("#hunt-targets", f"host:{HOSTILE_HOST}")
+        page.fill("#hunt-sql", "SELECT pid, cmdline FROM processes WHERE cmdline LIKE '%pwned=3%'")
+        page.click("#hunt-create")
+        page.wait_for_selector("#hunt-runs tbody tr")  # an interval hunt fires at once
+        row = page.locator("#hunts tbody tr", has_text="hostile-shells")
+        assert row.locator("td").nth(2).text_content() == "every 1h"
+        deadline = time.monotonic() + 60
+        while True:
+            fleet.collect()
+            page.click("#hunt-runs button.run-results")
+            page.wait_for_selector("#hunt-results-status")
+            if "run 1: 0 rows" not in page.text_content("#hunt-results-status"):
+                break
+            assert time.monotonic() < deadline, "the hunt's run got no answer"
+        page.wait_for_selector("#hunt-results tbody tr")
+        assert HOSTILE_ARG in page.text_content("#hunt-results")
+        page.click("#hunt-runs button.run-diff")
+        page.wait_for_selector("#hunt-results-status:has-text('new since')")
+        page.wait_for_selector("#hunts tbody tr:has-text('1 done')")
+        screenshot(page, "hunts", request)
+        assert page.evaluate("window.pwned") is None
+
+        for button, state in [("pause", "paused"), ("resume", "active"), ("cancel", "cancelled")]:
+            page.locator("#hunts tbody tr", has_text="hostile-shells").locator(
+                f"button.{button}"
+            ).click()
+            page.wait_for_selector(
+                f"#hunts tbody tr:has-text('hostile-shells') td:text-is('{state}')"
+            )
+    shown = fleet.admin.get("/api/v1/admin/hunts/hostile-shells").json()
+    assert shown["hunt"]["state"] == "cancelled" and shown["runs"][0]["done"] == 1
