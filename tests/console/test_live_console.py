@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -261,3 +262,63 @@ def test_a_hunt_created_runs_and_is_paused_resumed_and_cancelled(
             )
     shown = fleet.admin.get("/api/v1/admin/hunts/hostile-shells").json()
     assert shown["hunt"]["state"] == "cancelled" and shown["runs"][0]["done"] == 1
+
+
+def test_packs_diff_before_apply_and_validation_errors(
+    fleet: Fleet, finding: dict[str, Any], browser: Any, request: pytest.FixtureRequest
+) -> None:
+    with browser_page(browser, fleet.server.url) as page:
+        sign_in(page, fleet.server.token)
+        page.goto("/#/packs")
+        page.click("#packs a.pack-open:text-is('t1559-hunts')")
+        page.wait_for_selector("#pack-body")
+        before = fleet.admin.get("/api/v1/admin/packs/t1559-hunts").json()["pack"]["version"]
+        page.click("#pack-detail button:text('Edit')")
+        pack = json.loads(page.input_value("#pack-json"))
+        query = next(iter(pack["queries"]))
+        pack["queries"][query]["interval"] = 1234
+        page.fill("#pack-json", json.dumps(pack))
+        assert page.is_disabled("#pack-apply")  # nothing applies before its diff is seen
+        page.click("#pack-diff-button")
+        page.wait_for_selector(f"#pack-diff tbody tr:has-text('{query}')")
+        assert "interval" in page.text_content("#pack-diff")
+        screenshot(page, "packs", request)
+        page.click("#pack-apply")
+        page.wait_for_selector("#pack-applied tbody tr:has-text('updated')")
+        after = fleet.admin.get("/api/v1/admin/packs/t1559-hunts").json()
+        assert after["pack"]["version"] == before + 1
+        assert after["body"]["queries"][query]["interval"] == 1234
+
+        pack["queries"][query]["query"] = "SELECT pid FROM no_such_table"
+        page.fill("#pack-json", json.dumps(pack))
+        page.click("#pack-diff-button")
+        page.wait_for_selector("#validation-errors")
+        errors = page.text_content("#validation-errors")
+        assert "no_such_table" in errors and query in errors
+        page.fill("#pack-json", "{not json")
+        page.click("#pack-diff-button")
+        page.wait_for_selector("#pack-change .error:has-text('not JSON')")
+
+
+def test_labels_and_coverage(
+    fleet: Fleet, finding: dict[str, Any], browser: Any, request: pytest.FixtureRequest
+) -> None:
+    made = fleet.admin.post(
+        "/api/v1/admin/labels",
+        json={"name": "watched", "hosts": [HOSTILE_HOST], "description": "<b>hand</b> picked"},
+    )
+    assert made.status_code == 200, made.text
+    with browser_page(browser, fleet.server.url) as page:
+        sign_in(page, fleet.server.token)
+        page.goto("/#/labels")
+        page.click("#labels a.label-open:text-is('watched')")
+        page.wait_for_selector("#label-members tbody tr")
+        assert page.text_content("#label-members tbody tr td") == HOSTILE_HOST
+        assert "<b>hand</b> picked" in page.text_content("#label-detail")
+        screenshot(page, "labels", request)
+        page.goto("/#/coverage")
+        page.wait_for_selector("#coverage-hosts tbody tr")
+        assert page.text_content("#coverage-hosts tbody tr td") == HOSTILE_HOST
+        assert page.locator("#coverage-platforms tbody tr").count() >= 1
+        screenshot(page, "coverage", request)
+        assert page.evaluate("window.pwned") is None
