@@ -87,7 +87,7 @@ def screenshot(page: Any, name: str, request: pytest.FixtureRequest) -> Path:
     folder = Path(request.config._tmp_path_factory.getbasetemp()) / SCREENSHOTS  # type: ignore[attr-defined]
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{name}.png"
-    page.screenshot(path=str(path), full_page=True)
+    page.screenshot(path=str(path))  # the viewport: what an admin sees first
     return path
 
 

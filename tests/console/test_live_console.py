@@ -185,6 +185,16 @@ def test_the_sql_notebook(
         rows = list(csv.DictReader(io.StringIO(text, newline="")))
         assert rows and any(HOSTILE_ARG in r["cmdline"] for r in rows)
         assert set(rows[0]) == {"pid", "name", "cmdline"}
+        page.fill("#sql-save-name", "hostile processes")
+        page.click("#sql-save")
+        page.wait_for_selector("#sql-save-said:has-text('created hostile processes')")
+        shared = fleet.admin.get("/api/v1/admin/sql/saved").json()["queries"]
+        assert [(q["name"], q["saved_by"]) for q in shared] == [
+            ("hostile processes", "fleetctl-cli")
+        ]
+        page.fill("#sql-editor", "")
+        page.select_option("#sql-saved", "hostile processes")
+        assert page.input_value("#sql-editor") == shared[0]["sql"]
         kept = page.evaluate("JSON.parse(localStorage.getItem('fleetctl.sql.history'))")
         assert kept[0].startswith("SELECT pid, name, cmdline") and "SELECT * FROM nowhere" in kept
 

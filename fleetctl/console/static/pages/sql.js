@@ -1,7 +1,8 @@
 // The SQL hunting notebook: the hunting views and their columns beside an editor, run
 // read-only through the admin API, results in a sortable, paged grid with CSV and JSON
-// downloads, errors inline, this browser's history (localStorage), and an "as of"
-// picker that writes the time predicate of the row views.
+// downloads, errors inline, this browser's history (localStorage), queries saved for
+// every admin of the store, and an "as of" picker that writes the time predicate of the
+// row views.
 
 import * as api from "../api.js";
 import { errorBox, h, isoOf, replace } from "../dom.js";
@@ -79,6 +80,35 @@ export async function render(main) {
   past.addEventListener("change", () => {
     if (past.value) editor.value = past.value;
   });
+  const saved = h("select", { id: "sql-saved", "aria-label": "saved queries" });
+  const saveName = h("input", { type: "text", id: "sql-save-name", placeholder: "name to save under" });
+  const saveSaid = h("span", { id: "sql-save-said" });
+  let shared = [];
+  const fillSaved = async () => {
+    try {
+      shared = (await api.get("sql/saved")).queries;
+      replace(saved, h("option", { value: "" }, "Saved queries…"), shared.map((q) => h("option", { value: q.name, title: q.description }, `${q.name} (${q.saved_by})`)));
+    } catch (error) {
+      replace(saveSaid, errorBox(error));
+    }
+  };
+  saved.addEventListener("change", () => {
+    const chosen = shared.find((q) => q.name === saved.value);
+    if (chosen) {
+      editor.value = chosen.sql;
+      saveName.value = chosen.name;
+    }
+  });
+  const saveQuery = async () => {
+    replace(saveSaid);
+    try {
+      const answer = await api.post("sql/saved", { name: saveName.value.trim(), sql: editor.value });
+      replace(saveSaid, h("span", { class: "muted" }, `${answer.action} ${answer.name}`));
+      await fillSaved();
+    } catch (error) {
+      replace(saveSaid, errorBox(error));
+    }
+  };
   let result = null;
   const run = async () => {
     replace(out, h("p", { class: "muted" }, "running…"));
@@ -120,6 +150,14 @@ export async function render(main) {
     h("button", { type: "button", id: "download-csv", onclick: save("csv") }, "CSV"),
     h("button", { type: "button", id: "download-json", onclick: save("json") }, "JSON"),
   );
+  const sharing = h(
+    "div",
+    { class: "toolbar" },
+    saved,
+    saveName,
+    h("button", { type: "button", id: "sql-save", onclick: saveQuery }, "Save for all admins"),
+    saveSaid,
+  );
   editor.addEventListener("keydown", (e) => {
     if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) {
       e.preventDefault();
@@ -136,6 +174,7 @@ export async function render(main) {
   replace(
     main,
     h("h1", {}, "SQL"),
-    h("div", { class: "notebook" }, sidebar(views, editor), h("div", {}, problem, editor, toolbar, out)),
+    h("div", { class: "notebook" }, sidebar(views, editor), h("div", {}, problem, sharing, editor, toolbar, out)),
   );
+  await fillSaved();
 }

@@ -1,0 +1,66 @@
+"""Admin API for saved analyst queries: SQL kept under a name for every admin to run.
+
+The SQL is stored as given; it is checked when it runs (``POST /sql``), as any analyst
+SQL is, so a saved query never runs with more than the analyst's rights.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from sqlalchemy.orm import Session
+from starlette.requests import Request
+from starlette.routing import Route
+
+from fleetctl.errors import NotFound
+from fleetctl.server.admin_api import PREFIX, admin_endpoint, admin_write_endpoint
+from fleetctl.server.admin_params import column_length, required_text, text_param
+from fleetctl.server.audit_trail import token_holder
+from fleetctl.timeutil import iso
+from storage import saved_queries as saved_store
+
+MAX_SQL = 100_000
+
+
+@admin_endpoint
+def list_saved(request: Request, session: Session) -> dict[str, Any]:
+    return {
+        "queries": [
+            {
+                "name": q.name,
+                "sql": q.sql,
+                "description": q.description,
+                "saved_by": q.saved_by,
+                "saved_at": iso(q.saved_at),
+            }
+            for q in saved_store.list_queries(session)
+        ]
+    }
+
+
+@admin_write_endpoint
+def save(request: Request, session: Session, body: dict[str, Any]) -> dict[str, Any]:
+    """Keep ``sql`` under ``name`` (with an optional ``description``); a name saved
+    again is replaced."""
+    name = required_text(body, "name", max_length=column_length("SavedQuery.name"))
+    sql = required_text(body, "sql", max_length=MAX_SQL)
+    description = text_param(body, "description", max_length=4096, default="")
+    who = token_holder(request, session)
+    action = saved_store.save_query(session, name, sql, description, who, int(time.time()))
+    return {"name": name, "action": action}
+
+
+@admin_write_endpoint
+def delete(request: Request, session: Session, body: dict[str, Any]) -> dict[str, Any]:
+    name = request.path_params["name"]
+    if not saved_store.delete_query(session, name):
+        raise NotFound(f"no saved query {name!r}")
+    return {"name": name, "action": "deleted"}
+
+
+routes = [
+    Route(f"{PREFIX}/sql/saved", list_saved, methods=["GET"]),
+    Route(f"{PREFIX}/sql/saved", save, methods=["POST"]),
+    Route(f"{PREFIX}/sql/saved/{{name}}", delete, methods=["DELETE"]),
+]
