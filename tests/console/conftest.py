@@ -81,13 +81,16 @@ def page(browser: Any, console_server: RunningServer) -> Iterator[Any]:
         yield opened
 
 
-def screenshot(page: Any, name: str, request: pytest.FixtureRequest) -> Path:
-    """Save the page under the test run's output (``console-screenshots`` beside the
-    test session's temporary folders)."""
+def screenshot(page: Any, name: str, request: pytest.FixtureRequest, element: str = "") -> Path:
+    """Save the page (or one ``element`` of it) under the test run's output
+    (``console-screenshots`` beside the test session's temporary folders)."""
     folder = Path(request.config._tmp_path_factory.getbasetemp()) / SCREENSHOTS  # type: ignore[attr-defined]
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{name}.png"
-    page.screenshot(path=str(path))  # the viewport: what an admin sees first
+    if element:
+        page.locator(element).screenshot(path=str(path))
+    else:
+        page.screenshot(path=str(path))  # the viewport: what an admin sees first
     return path
 
 

@@ -128,6 +128,7 @@ def test_the_finding_graph_and_its_exports(
         assert any(HOSTILE_FIFO in label for label in labels), labels
         assert page.locator("#triage details.answer").count() > 0
         screenshot(page, "finding", request)
+        screenshot(page, "trace", request, element="#trace")
         assert page.evaluate("window.pwned") is None
         assert page.locator("main img, main script").count() == 0
 

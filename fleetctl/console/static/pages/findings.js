@@ -5,6 +5,7 @@ import * as api from "../api.js";
 import { errorBox, h, isoOf, link, replace, simpleTable, when } from "../dom.js";
 
 const POLL_MS = 5000;
+const PAGE = 200; // rows drawn at once: a queue of thousands stays quick to redraw
 const SEVERITIES = ["info", "low", "medium", "high", "critical"];
 const STATUSES = ["", "open", "reopened", "acked", "suppressed"];
 
@@ -69,10 +70,24 @@ export async function render(main) {
   );
   const status = h("p", { class: "muted", id: "findings-status" });
   const list = h("div");
-  replace(main, h("h1", {}, "Findings"), form, status, list);
 
   let timer = null;
   let known = null;
+  let page = 0;
+  let latest = [];
+  const pager = h("div", { class: "toolbar", id: "findings-pager" });
+  replace(main, h("h1", {}, "Findings"), form, status, pager, list);
+  const draw = () => {
+    const pages = Math.max(1, Math.ceil(latest.length / PAGE));
+    page = Math.min(page, pages - 1);
+    replace(
+      pager,
+      h("button", { type: "button", class: "prev", disabled: page === 0, onclick: () => { page -= 1; draw(); } }, "‹ Prev"),
+      h("span", {}, `page ${page + 1} of ${pages}`),
+      h("button", { type: "button", class: "next", disabled: page >= pages - 1, onclick: () => { page += 1; draw(); } }, "Next ›"),
+    );
+    replace(list, findingsTable(latest.slice(page * PAGE, (page + 1) * PAGE), load));
+  };
   const load = async () => {
     const data = new FormData(form);
     const params = {
@@ -92,8 +107,9 @@ export async function render(main) {
         (answer.learning.hosts ? `; ${answer.learning.hosts} hosts learning until ${when(answer.learning.until)}` : "") +
         ` (updated ${new Date().toLocaleTimeString()})`;
       // Keep what the admin is typing: a row being annotated is not redrawn under them.
+      latest = answer.findings;
       if (!list.contains(document.activeElement) || document.activeElement.tagName === "BUTTON") {
-        replace(list, findingsTable(answer.findings, load));
+        draw();
       }
     } catch (error) {
       replace(list, errorBox(error));
@@ -102,6 +118,7 @@ export async function render(main) {
   form.addEventListener("submit", (event) => {
     event.preventDefault();
     known = null;
+    page = 0;
     load();
   });
   await load();
