@@ -214,6 +214,8 @@ def measure(
     out["GET findings (API)"] = timed(
         args.repeat, lambda: api.get("/api/v1/admin/findings").raise_for_status()
     )
+    listed = len(api.get("/api/v1/admin/findings").json()["findings"])
+    print(f"the findings API lists {listed} of the {args.findings} stored", flush=True)
     out["GET trace (API)"] = timed(
         args.repeat,
         lambda: api.get(
@@ -221,6 +223,8 @@ def measure(
         ).raise_for_status(),
     )
     api.close()
+    for name, value in out.items():
+        print(f"{name:<40} {value * 1000:>7.0f} ms", flush=True)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=args.chromium, args=CHROMIUM_ARGS)
         context = browser.new_context(ignore_https_errors=True, base_url=url)
@@ -238,7 +242,7 @@ def measure(
                 "n => document.getElementById('findings-status')?.textContent.startsWith("
                 "`${n} findings`) && document.querySelectorAll('#findings tbody tr').length"
                 " === Math.min(n, 200)",
-                arg=args.findings,
+                arg=listed,
             )
 
         def trace_page() -> None:
