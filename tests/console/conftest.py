@@ -46,8 +46,11 @@ def console_server(
     srv.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    """Chromium for one test module. Playwright's sync API keeps an event loop running in
+    the test's thread while it is open: kept for the whole session, it broke every later
+    test on the worker that runs asyncio there (the embedded engine, the extension)."""
     if not Path(CHROMIUM).exists():
         if os.environ.get("CI") == "true":
             pytest.fail(f"Chromium is required under CI=true: {CHROMIUM} is missing")
