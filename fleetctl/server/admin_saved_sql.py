@@ -1,11 +1,13 @@
 """Admin API for saved analyst queries: SQL kept under a name for every admin to run.
 
-The SQL is stored as given; it is checked when it runs (``POST /sql``), as any analyst
-SQL is, so a saved query never runs with more than the analyst's rights.
+The SQL must read like a query (it starts with SELECT, WITH or VALUES); it is checked in
+full when it runs (``POST /sql``), as any analyst SQL is, so a saved query never runs
+with more than the analyst's rights.
 """
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
@@ -13,7 +15,7 @@ from sqlalchemy.orm import Session
 from starlette.requests import Request
 from starlette.routing import Route
 
-from fleetctl.errors import NotFound
+from fleetctl.errors import BadRequest, NotFound
 from fleetctl.server.admin_api import PREFIX, admin_endpoint, admin_write_endpoint
 from fleetctl.server.admin_params import column_length, required_text, text_param
 from fleetctl.server.audit_trail import token_holder
@@ -21,6 +23,7 @@ from fleetctl.timeutil import iso
 from storage import saved_queries as saved_store
 
 MAX_SQL = 100_000
+QUERY_START = re.compile(r"\s*(--[^\n]*\n\s*|/\*.*?\*/\s*)*(select|with|values)\b", re.I | re.S)
 
 
 @admin_endpoint
@@ -45,6 +48,8 @@ def save(request: Request, session: Session, body: dict[str, Any]) -> dict[str, 
     again is replaced."""
     name = required_text(body, "name", max_length=column_length("SavedQuery.name"))
     sql = required_text(body, "sql", max_length=MAX_SQL)
+    if not QUERY_START.match(sql):
+        raise BadRequest("'sql' must be a query: SELECT, WITH or VALUES")
     description = text_param(body, "description", max_length=4096, default="")
     who = token_holder(request, session)
     action = saved_store.save_query(session, name, sql, description, who, int(time.time()))

@@ -41,6 +41,10 @@ def test_bad_saved_queries_get_clear_errors(server: RunningServer) -> None:
         ({"name": "x"}, "'sql' is required"),
         ({"name": "x" * 129, "sql": "SELECT 1"}, "'name' is longer than 128 characters"),
         ({"name": "x", "sql": 5}, "'sql' must be a string"),
+        (
+            {"name": "x", "sql": "DELETE FROM hosts"},
+            "'sql' must be a query: SELECT, WITH or VALUES",
+        ),
     ]:
         answer = admin.post(SAVED, json=body)
         assert (answer.status_code, answer.json()["error"]) == (400, message), body
