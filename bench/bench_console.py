@@ -10,7 +10,8 @@ store's own ``save_findings``. A real server (TLS on loopback) serves it; Chromi
 in and opens
 
 * ``#/findings``: time to interactive is from navigation until the page says how many
-  findings there are and shows the first page of them (200 rows);
+  findings the API listed (it lists at most 1,000, the newest) and shows the first page
+  of them (200 rows);
 * ``#/findings/<id>`` of the canary's finding: until its lineage graph is drawn;
 
 each ``--repeat`` times (median shown), beside ``GET /api/v1/admin/findings`` and
@@ -223,8 +224,6 @@ def measure(
         ).raise_for_status(),
     )
     api.close()
-    for name, value in out.items():
-        print(f"{name:<40} {value * 1000:>7.0f} ms", flush=True)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=args.chromium, args=CHROMIUM_ARGS)
         context = browser.new_context(ignore_https_errors=True, base_url=url)
