@@ -26,18 +26,15 @@ runs analyst SQL.
 from __future__ import annotations
 
 import hashlib
-import secrets
-import time
 from dataclasses import dataclass
 from typing import Any
 
 from psycopg import sql
-from sqlalchemy import Connection, Engine, select, text
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import Connection, Engine, text
 from sqlalchemy.engine import URL, make_url
 
 from storage.engine import normalise_url
-from storage.models import StoreSecret
+from storage.store_secrets import ensure_secret, stored_secret
 from storage.views import hunting_views
 
 PASSWORD_SECRET = "analyst_role_password"
@@ -118,22 +115,12 @@ def analyst_url(store_url: str, password: str) -> URL:
 
 
 def stored_password(conn: Connection) -> str | None:
-    value: str | None = conn.scalar(
-        select(StoreSecret.value).where(StoreSecret.name == PASSWORD_SECRET)
-    )
-    return value
+    return stored_secret(conn, PASSWORD_SECRET)
 
 
 def ensure_password(conn: Connection) -> str:
     """The analyst's password, created once per store (replicas race harmlessly)."""
-    conn.execute(
-        insert(StoreSecret)
-        .values(name=PASSWORD_SECRET, value=secrets.token_urlsafe(32), created_at=int(time.time()))
-        .on_conflict_do_nothing(index_elements=["name"])
-    )
-    password = stored_password(conn)
-    assert password is not None
-    return password
+    return ensure_secret(conn, PASSWORD_SECRET)
 
 
 @dataclass(frozen=True)

@@ -698,3 +698,16 @@ class DetectionJob(Base):
     error: Mapped[str] = mapped_column(Text, default="")
 
     __table_args__ = (Index("ix_detection_jobs_created_at", "created_at"),)
+
+
+class SavedQuery(Base):
+    """An analyst SQL query kept under a name for every admin of the store to run
+    (the console's notebook lists them); saving a name again replaces its SQL."""
+
+    __tablename__ = "saved_queries"
+
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    sql: Mapped[str] = mapped_column(Text)
+    description: Mapped[str] = mapped_column(Text, default="")
+    saved_by: Mapped[str] = mapped_column(String(128))
+    saved_at: Mapped[unix_ts]

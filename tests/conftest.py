@@ -31,8 +31,9 @@ from storage.migrate import upgrade
 PG_ADMIN_URL = os.environ.get("FLEETCTL_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 
 # Tests that judge every process of this host (scenario runs, live detection) see each
-# other's processes; under xdist they share one worker so they never run at once.
-HOST_WIDE = ("tests/e2e/", "tests/detection/test_live_")
+# other's processes, and the console's browser tests start Chromium's (a dozen, talking
+# over pipes and sockets); under xdist they share one worker so they never run at once.
+HOST_WIDE = ("tests/e2e/", "tests/detection/test_live_", "tests/console/test_browser_")
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups from the markers

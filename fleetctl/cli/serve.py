@@ -43,6 +43,7 @@ def serve(verbose: bool, **options: Any) -> None:
             f"first admin: user admin, password in {prepared.admin_password_path}"
             " (`fleetctl login --user admin` signs in with it)"
         )
+    click.echo(f"web console: {prepared.server_url}/")
     shipped = apply_shipped_packs_to_a_new_store(settings)
     if shipped:
         click.echo(

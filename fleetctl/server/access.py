@@ -1,9 +1,10 @@
 """Who calls the admin API, and whether their role lets them call a route.
 
-``identify`` turns a request into its ``Caller`` (user, token name, effective role) or
-refuses it (401); ``requires`` declares, on the handler where the route is defined, the
-lowest role that may call it. A handler without a declaration is refused to everyone,
-so a route added without a decision fails closed (and the route-by-role test fails).
+``identify`` turns a request (a bearer token, or the web console's cookie) into its
+``Caller`` (user, token name, effective role) or refuses it (401); ``requires``
+declares, on the handler where the route is defined, the lowest role that may call it.
+A handler without a declaration is refused to everyone, so a route added without a
+decision fails closed (and the route-by-role test fails).
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ from sqlalchemy.orm import Session
 from starlette.requests import Request
 
 from fleetctl.roles import Role
+from fleetctl.server import console_session
 from fleetctl.server.auth import bearer_token, digest
-from fleetctl.server.state import server_state
+from fleetctl.server.state import ServerState, server_state
 from storage import coordination
 
 H = TypeVar("H", bound=Callable[..., object])
@@ -41,12 +43,22 @@ LOCAL = Caller("local", "local", Role.ADMIN, None)
 
 
 def identify(request: Request) -> Caller:
-    """The caller the request's bearer token stands for."""
+    """The caller the request's bearer token, or else its console cookie, stands for.
+    A change made with the cookie must also come from the console's own page
+    (``console_session.check_change``: ``Forbidden`` otherwise)."""
     state = server_state(request)
     token = bearer_token(request)
-    if not token:
+    if token:
+        return caller_for(state, digest(token))
+    held = console_session.read_cookie(state, request)
+    if held is None:
         raise Unauthenticated("missing or invalid admin token")
-    key = digest(token)
+    console_session.check_change(request, held)
+    return caller_for(state, held.token_digest)
+
+
+def caller_for(state: ServerState, key: str) -> Caller:
+    """The caller a token digest stands for, if the token is live (401 otherwise)."""
     if key in state.own_token_digests:
         return LOCAL
     grant = state.grant(key)

@@ -1,4 +1,7 @@
-"""The admin JSON API (bearer token): hosts, results as of a time, status logs, data loss.
+"""The admin JSON API: hosts, results as of a time, status logs, data loss.
+
+Callers prove themselves with a bearer token or the console's cookie
+(``access.identify``).
 
 Reads, and deleting a host. Every response is a JSON object so a browser console can consume
 the same surface as the CLI. Each host says where it stands with detection: learning
@@ -50,6 +53,7 @@ from storage.runs import QueryName, UnknownQueryName, resolve_query_name
 
 PREFIX = "/api/v1/admin"
 STATUS_LOG_PAGE = 100_000
+ONLINE_WINDOW = 90  # a host that checked in this many seconds ago counts as online
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -104,6 +108,9 @@ def _endpoint(
         except access.Unauthenticated as exc:
             await audit_trail.record(state, request, 401, None, None)
             return json_response({"error": str(exc)}, 401)
+        except Forbidden as exc:  # a console change without its CSRF nonce, or cross-site
+            await audit_trail.record(state, request, 403, None, None)
+            return json_response({"error": str(exc)}, 403)
         request.state.caller = caller
         needed = access.required_role(wrapper)
         if needed is None or caller.role < needed:
@@ -185,6 +192,7 @@ def host_json(host: Host) -> dict[str, Any]:
         "osquery_version": host.osquery_version,
         "enrolled_at": iso(host.enrolled_at),
         "last_seen": iso(host.last_seen),
+        "online": host.last_seen is not None and time.time() - host.last_seen <= ONLINE_WINDOW,
         "enroll_count": host.enroll_count,
     }
 

@@ -56,6 +56,18 @@ async def login(request: Request) -> Response:
     except (BadRequest, ValueError) as exc:
         return json_response({"error": str(exc)}, 400)
     said = {k: v for k, v in body.items() if k != "password"}
+    made = await password_sign_in(request, user, password, name, ttl, said)
+    return made if isinstance(made, Response) else json_response(made)
+
+
+async def password_sign_in(
+    request: Request, user: str, password: str, name: str, ttl: str, said: dict[str, Any]
+) -> dict[str, Any] | Response:
+    """Check ``user``'s password and make them a token named ``name`` (the token's JSON,
+    secret included), or the refusal to answer (401, or 429 while slowed down). Every
+    attempt goes to the audit trail with ``said`` (the request without its password).
+    The web console signs in through here too."""
+    state = server_state(request)
     keys = _throttle_keys(request, user)
     wait = max(state.login_throttle.delay(key) for key in keys)
     if wait:
@@ -87,7 +99,7 @@ async def login(request: Request) -> Response:
         return json_response({"error": REFUSED}, 401)
     caller = Caller(made["user"], made["name"], Role.named(made["role"]), None)
     await audit_trail.record(state, request, 200, said, caller)
-    return json_response(made)
+    return made
 
 
 routes = [Route(f"{PREFIX}/login", login, methods=["POST"])]

@@ -21,7 +21,7 @@ from fleetctl.errors import NotFound, Unavailable
 from fleetctl.packs.validate import validate_text
 from fleetctl.roles import Role
 from fleetctl.server.access import requires
-from fleetctl.server.admin_api import Invalid, admin_endpoint, admin_write_endpoint
+from fleetctl.server.admin_api import ONLINE_WINDOW, Invalid, admin_endpoint, admin_write_endpoint
 from fleetctl.server.admin_params import (
     check_targets,
     column_length,
@@ -39,7 +39,6 @@ from storage import campaigns as campaign_store
 from storage.campaigns import Pending, TargetError
 
 PREFIX = "/api/v1/admin"
-ONLINE_WINDOW = 90
 MAX_TIMEOUT = 7 * 86400
 
 

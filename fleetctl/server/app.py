@@ -1,4 +1,5 @@
-"""Build the ASGI app: osquery's API, the admin API, and the periodic housekeeping."""
+"""Build the ASGI app: osquery's API, the admin API, the web console, and the periodic
+housekeeping."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -24,9 +26,12 @@ from fleetctl.server import (
     admin_login,
     admin_packs,
     admin_queries,
+    admin_saved_sql,
     admin_secrets,
     admin_tokens,
     admin_users,
+    console,
+    console_session,
     osquery_api,
 )
 from fleetctl.server.responses import exception_handlers, json_response
@@ -55,6 +60,7 @@ def build_app(state: ServerState) -> Starlette:
                     # the life of the process: log, and try again next round.
                     log.exception("housekeeping failed; retrying in %s s", CHECKIN_FLUSH_SECONDS)
 
+        await run_in_threadpool(console_session.signing_key, state)
         await run_in_threadpool(state.reload_node_keys)
         await run_in_threadpool(state.reload_labels)
         await run_in_threadpool(state.reload_packs)
@@ -85,7 +91,10 @@ def build_app(state: ServerState) -> Starlette:
             *admin_tokens.routes,
             *admin_users.routes,
             *admin_secrets.routes,
+            *admin_saved_sql.routes,
+            *console.routes,
         ],
+        middleware=[Middleware(console.SecurityHeaders)],
         lifespan=lifespan,
         exception_handlers=exception_handlers(osquery_api.PREFIX),
     )

@@ -121,6 +121,8 @@ class ServerState:
     serves_hosts: bool = True
     #: Digests of admin tokens this process made for itself, accepted beside the store's.
     own_token_digests: tuple[str, ...] = ()
+    #: The key console session cookies are signed with, once read from the store.
+    console_key: str | None = None
     _packs_loaded: float = 0.0
     _carves_checked: float = 0.0
     _partitions_kept: float | None = None

@@ -32,6 +32,7 @@ def test_up_once_collects_this_host_and_reports_it(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr + done.stdout
     assert "6 packs applied" in done.stderr.replace("\n", " ")
     assert "first collection cycle delivered" in done.stderr
+    assert f"web console: https://127.0.0.1:{port}/" in done.stderr
     # It says when this host's learning ends, and how to end it now.
     stderr = " ".join(done.stderr.split())
     assert re.search(r"detection on \S+: learning until \d{4}-\d\d-\d\dT[\d:]+Z", stderr)

@@ -1,0 +1,97 @@
+"""A fleet of one for the browser tests: a real server on SQLite, the shipped packs, a
+real embedded agent on this host whose identifier is hostile HTML, and a FIFO-fed shell
+(named with HTML, running a command line with script) that detection turns into a
+finding."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fleetctl.agent import Agent, AgentOptions
+from fleetctl.agent.engines import EmbeddedEngine
+from fleetctl.cli.local import shipped_pack_payload
+from tests.conftest import RunningServer
+
+# Each would set window.pwned if a page parsed it as HTML instead of showing it as text.
+HOSTILE_HOST = "<img src=x onerror=window.pwned=1>host"
+HOSTILE_FIFO = "<img src=x onerror=window.pwned=2>"
+HOSTILE_ARG = "<script>window.pwned=3</script>"
+
+
+@dataclass
+class Fleet:
+    server: RunningServer
+    agent: Agent
+    admin: Any
+    workdir: Path
+    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    def collect(self) -> None:
+        """One collection cycle, in a thread of its own: Playwright's sync API keeps an
+        event loop running in the test's thread, and the agent's engine runs its own."""
+        with ThreadPoolExecutor(1) as pool:
+            assert pool.submit(self.agent.run_once, timeout=60).result()
+        time.sleep(0.6)  # the detection worker settles 0.3 s after the batch
+
+    def start_fifo_shell(self) -> int:
+        """``sh <>FIFO``, fed a command whose child's command line holds a script tag."""
+        fifo = self.workdir / HOSTILE_FIFO
+        os.mkfifo(fifo)
+        shell = subprocess.Popen(
+            ["sh", "-c", 'exec sh <>"$1" >/dev/null 2>&1', "sh", str(fifo)],
+            start_new_session=True,
+        )
+        self.procs.append(shell)
+        with open(fifo, "w") as channel:
+            channel.write(f"sh -c 'sleep 300' '{HOSTILE_ARG}'\n")
+        return shell.pid
+
+    def findings_of(self, pid: int) -> list[dict[str, Any]]:
+        listed = self.admin.get("/api/v1/admin/findings", params={"min_severity": "medium"})
+        return [f for f in listed.json()["findings"] if f["pid"] == pid]
+
+    def stop(self) -> None:
+        self.agent.stop()
+        for proc in self.procs:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+        self.server.stop()
+
+
+def start_fleet(home: Path, template: Path) -> Fleet:
+    """Server, packs, agent enrolled and collected once, and a learned baseline."""
+    db = home.parent / "fleet.db"
+    shutil.copy(template, db)
+    server = RunningServer(home, f"sqlite:///{db}")
+    admin = server.admin()
+    assert admin.post("/api/v1/admin/packs/apply", json=shipped_pack_payload()).status_code == 200
+    agent = Agent(
+        AgentOptions(
+            server=server.url,
+            enroll_secret_path=server.settings.home / "enroll_secret",
+            state_dir=home.parent / "agent",
+            ca=server.ca,
+            flags={
+                "host_identifier": "specified",
+                "specified_identifier": HOSTILE_HOST,
+                "logger_tls_period": 1,
+            },
+        ),
+        EmbeddedEngine(),
+    )
+    fleet = Fleet(server, agent, admin, home.parent / "work")
+    fleet.workdir.mkdir()
+    fleet.collect()
+    learned = admin.post("/api/v1/admin/detect", json={"learn": True})
+    assert learned.status_code == 200, learned.text
+    return fleet
