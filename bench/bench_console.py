@@ -45,6 +45,7 @@ import orjson
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_history import PACKS, QUERIES
+from browser_flags import CHROMIUM_ARGS
 from fleet_hosts import Host, QueryState, run_lines
 
 from fleetctl.cli.client import ssl_context
@@ -58,16 +59,6 @@ from storage import results as result_store
 from storage.engine import make_engine, make_sessionmaker, session_scope
 from storage.migrate import upgrade
 
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 SEVERITIES = ("low", "medium", "high", "critical")
 
 

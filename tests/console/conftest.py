@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,17 +18,10 @@ import pytest
 
 from tests.conftest import RunningServer
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+from browser_flags import CHROMIUM_ARGS  # the benchmark starts Chromium the same way
+
 CHROMIUM = os.environ.get("FLEETCTL_TEST_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 SCREENSHOTS = "console-screenshots"
 
 
