@@ -15,7 +15,7 @@ and each change of status or severity is a ``finding_history`` row.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -272,9 +272,12 @@ def list_findings(
     since: int | None = None,
     occurred_since: int | None = None,
     min_score: int | None = None,
+    severities: Collection[str] | None = None,
     limit: int = 1000,
+    offset: int = 0,
 ) -> list[Listed]:
-    """Findings, most severe first. ``status`` ``open`` includes ``reopened``;
+    """Findings, most severe first, ``limit`` from ``offset`` of that order (pages).
+    ``status`` ``open`` includes ``reopened``; ``severities``: only those;
     ``occurred_since`` keeps findings with an occurrence first seen then or later, and
     lists those occurrences (newest first) with each.
 
@@ -302,10 +305,14 @@ def list_findings(
         )
     if min_score is not None:
         stmt = stmt.where(FindingRecordRow.score >= min_score)
-    stmt = stmt.order_by(FindingRecordRow.score.desc(), FindingRecordRow.first_seen.desc())
+    if severities is not None:
+        stmt = stmt.where(FindingRecordRow.severity.in_(list(severities)))
+    stmt = stmt.order_by(
+        FindingRecordRow.score.desc(), FindingRecordRow.first_seen.desc(), FindingRecordRow.id
+    )
     found = [
         (row, host, int(n), None if last is None else int(last))
-        for row, host, n, last in session.execute(stmt.limit(limit))
+        for row, host, n, last in session.execute(stmt.limit(limit).offset(offset))
     ]
     return _described(session, found, occurred_since)
 

@@ -47,6 +47,8 @@ from storage.findings import FindingChange, FindingOccurrence, FindingRecordRow,
 
 PREFIX = "/api/v1/admin"
 OCCURRENCE_PAGE = 10_000
+FINDINGS_PAGE = 1_000  # findings a listing gives unless asked for a page of another size
+MAX_FINDINGS_PAGE = 10_000
 
 
 def _lineage_path(doc: dict[str, Any], index: int) -> str | None:
@@ -139,21 +141,29 @@ def learning_summary(states: dict[int, LearningState]) -> dict[str, Any]:
 @requires(Role.OBSERVER)
 @admin_endpoint
 def list_findings(request: Request, session: Session) -> dict[str, Any]:
+    """Findings, most severe first, filtered; ``limit`` of them from ``offset`` (pages)."""
     params = request.query_params
     since = time_param(params, "since")
     occurred_since = time_param(params, "occurred_since")
     min_severity = choice_param(params, "min_severity", SEVERITIES, default="low")
     status = choice_param(params, "status", findings_store.STATUSES)
     host_id = find_host_or_404(session, params["host"]).id if params.get("host") else None
+    limit = int_param(params, "limit", (1, MAX_FINDINGS_PAGE), default=FINDINGS_PAGE)
+    offset = int_param(params, "offset", (0, 10**9), default=0)
     rows = findings_store.list_findings(
-        session, host_id=host_id, status=status, since=since, occurred_since=occurred_since
+        session,
+        host_id=host_id,
+        status=status,
+        since=since,
+        occurred_since=occurred_since,
+        severities=SEVERITIES[severity_rank(min_severity) :],
+        limit=limit,
+        offset=offset,
     )
     return {
-        "findings": [
-            finding_summary(r)
-            for r in rows
-            if severity_rank(r.row.severity) >= severity_rank(min_severity)
-        ],
+        "findings": [finding_summary(r) for r in rows],
+        "limit": limit,
+        "offset": offset,
         "learning": learning_summary(learning_states(request, session)),
     }
 

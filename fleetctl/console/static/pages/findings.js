@@ -77,16 +77,19 @@ export async function render(main) {
   let latest = [];
   const pager = h("div", { class: "toolbar", id: "findings-pager" });
   replace(main, h("h1", {}, "Findings"), form, status, pager, list);
+  const turn = (by) => () => {
+    page += by;
+    known = null; // "new" is new on this page since it was shown
+    load();
+  };
   const draw = () => {
-    const pages = Math.max(1, Math.ceil(latest.length / PAGE));
-    page = Math.min(page, pages - 1);
     replace(
       pager,
-      h("button", { type: "button", class: "prev", disabled: page === 0, onclick: () => { page -= 1; draw(); } }, "‹ Prev"),
-      h("span", {}, `page ${page + 1} of ${pages}`),
-      h("button", { type: "button", class: "next", disabled: page >= pages - 1, onclick: () => { page += 1; draw(); } }, "Next ›"),
+      h("button", { type: "button", class: "prev", disabled: page === 0, onclick: turn(-1) }, "‹ Prev"),
+      h("span", {}, `page ${page + 1}`),
+      h("button", { type: "button", class: "next", disabled: latest.length < PAGE, onclick: turn(1) }, "Next ›"),
     );
-    replace(list, findingsTable(latest.slice(page * PAGE, (page + 1) * PAGE), load));
+    replace(list, findingsTable(latest, load));
   };
   const load = async () => {
     const data = new FormData(form);
@@ -95,14 +98,17 @@ export async function render(main) {
       status: data.get("status"),
       host: data.get("host"),
       since: isoOf(data.get("since")),
+      limit: PAGE, // the server pages: a queue of 10,000 findings draws one page of them
+      offset: page * PAGE,
     };
     try {
       const answer = await api.get("findings", params);
       // "New" is new since the page was opened (or the filter last changed).
       if (known === null) known = new Set(answer.findings.map((f) => f.id));
       const fresh = answer.findings.filter((f) => !known.has(f.id)).length;
+      const shown = answer.findings.length;
       status.textContent =
-        `${answer.findings.length} findings` +
+        (shown ? `findings ${answer.offset + 1}-${answer.offset + shown}` : "0 findings") +
         (fresh ? `, ${fresh} new since opened` : "") +
         (answer.learning.hosts ? `; ${answer.learning.hosts} hosts learning until ${when(answer.learning.until)}` : "") +
         ` (updated ${new Date().toLocaleTimeString()})`;
