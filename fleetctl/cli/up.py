@@ -98,7 +98,11 @@ def up(
             f"{len(fleet.applied)} packs applied",
             soft_wrap=True,
         )
-        console.print(f"web console: {fleet.client.context.server}/", soft_wrap=True)
+        console.print(
+            f"web console: {fleet.client.context.server}/ (user admin, password in "
+            f"{settings.home / 'admin_password'})",
+            soft_wrap=True,
+        )
         console.print(
             f"agent engine: {describe(fleet.agent.engine)}; state in {settings.home / 'agent'}",
             soft_wrap=True,
