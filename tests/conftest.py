@@ -203,11 +203,14 @@ class RunningServer:
 
     def admin(self) -> httpx.Client:
         """An admin API client with the token from the server's context file."""
+        return self.client(self.token)
+
+    def client(self, token: str | None = None) -> httpx.Client:
+        """A client of this server: with ``token`` as its bearer token, or with none (as
+        a browser calls it); closed when the server stops."""
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
         client = httpx.Client(
-            base_url=self.url,
-            verify=ssl_context(self.ca),
-            timeout=30,
-            headers={"Authorization": f"Bearer {self.token}"},
+            base_url=self.url, verify=ssl_context(self.ca), timeout=30, headers=headers
         )
         self.clients.append(client)
         return client

@@ -23,15 +23,8 @@ CSP = (
 )
 
 
-def browser_like(server: RunningServer) -> httpx.Client:
-    """A client without the bearer token, as a browser calls the server."""
-    client = httpx.Client(base_url=server.url, verify=ssl_context(server.ca), timeout=30)
-    server.clients.append(client)
-    return client
-
-
 def signed_in(server: RunningServer) -> tuple[httpx.Client, str]:
-    client = browser_like(server)
+    client = server.client()
     answer = client.post("/console/sign-in", json={"token": server.token})
     assert answer.status_code == 200, answer.text
     return client, answer.json()["csrf"]
@@ -45,7 +38,7 @@ def signing_key(server: RunningServer) -> str:
 
 
 def test_sign_in_sets_a_strict_cookie_and_the_api_accepts_it(server: RunningServer) -> None:
-    client = browser_like(server)
+    client = server.client()
     refused = client.post("/console/sign-in", json={"token": "not-a-token"})
     assert (refused.status_code, refused.json()) == (
         401,
@@ -118,7 +111,7 @@ def test_a_forged_or_expired_cookie_is_refused(server: RunningServer) -> None:
     now = int(time.time())
 
     def cookie_of(signer_key: str, payload: dict[str, Any]) -> httpx.Client:
-        client = browser_like(server)
+        client = server.client()
         value = console_session.serializer(signer_key).dumps(payload)
         client.cookies.set(console_session.COOKIE, value, domain="127.0.0.1")
         return client
@@ -131,7 +124,7 @@ def test_a_forged_or_expired_cookie_is_refused(server: RunningServer) -> None:
     assert expired.status_code == 401
     unknown = cookie_of(key, valid | {"t": digest("some other token")})
     assert unknown.get("/api/v1/admin/hosts").status_code == 401
-    garbled = browser_like(server)
+    garbled = server.client()
     garbled.cookies.set(console_session.COOKIE, "garbage.value", domain="127.0.0.1")
     assert garbled.get("/api/v1/admin/hosts").status_code == 401
 
@@ -180,7 +173,7 @@ def test_sign_out_needs_the_nonce_and_clears_the_cookie(server: RunningServer) -
     "path", ["/", "/console/static/app.js", "/console/static/console.css", "/api/v1/admin/hosts"]
 )
 def test_security_headers_on_every_answer(server: RunningServer, path: str) -> None:
-    answer = browser_like(server).get(path)
+    answer = server.client().get(path)
     assert answer.headers["content-security-policy"] == CSP
     assert answer.headers["x-content-type-options"] == "nosniff"
     assert answer.headers["referrer-policy"] == "no-referrer"
@@ -192,7 +185,7 @@ def test_security_headers_on_every_answer(server: RunningServer, path: str) -> N
 
 
 def test_bad_sign_in_bodies_get_clear_errors(server: RunningServer) -> None:
-    client = browser_like(server)
+    client = server.client()
     for body, message in [
         ({}, "'token' is required"),
         ({"token": 5}, "'token' must be a string"),
@@ -237,7 +230,7 @@ def test_a_password_sign_in_acts_with_the_users_role_and_sign_out_revokes_it(
     server: RunningServer,
 ) -> None:
     passwords = users_of_each_role(server)
-    client = browser_like(server)
+    client = server.client()
     wrong = client.post("/console/sign-in", json={"user": "ana-observer", "password": "nope"})
     assert (wrong.status_code, wrong.json()) == (401, {"error": "wrong user name or password"})
 
@@ -264,7 +257,7 @@ def test_a_password_sign_in_acts_with_the_users_role_and_sign_out_revokes_it(
     kept = dict(client.cookies)
     done = client.post("/console/sign-out", headers={"X-CSRF-Token": held["csrf"]})
     assert done.json() == {"signed_out": True}
-    replay = browser_like(server)
+    replay = server.client()
     for name, value in kept.items():
         replay.cookies.set(name, value, domain="127.0.0.1")
     assert replay.get("/api/v1/admin/hosts").status_code == 401
@@ -280,7 +273,7 @@ def test_a_password_sign_in_acts_with_the_users_role_and_sign_out_revokes_it(
 
 def test_a_disabled_user_is_signed_out_of_the_console(server: RunningServer) -> None:
     passwords = users_of_each_role(server)
-    client = browser_like(server)
+    client = server.client()
     answer = client.post(
         "/console/sign-in", json={"user": "ana-hunter", "password": passwords["hunter"]}
     )

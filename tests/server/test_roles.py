@@ -11,7 +11,6 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from fleetctl.cli.client import ssl_context
 from fleetctl.roles import Role
 from fleetctl.server.access import required_role
 from fleetctl.server.auth import new_secret
@@ -52,20 +51,9 @@ def make_token(server: RunningServer, user: str, role: Role, token_role: Role | 
     return token
 
 
-def client(server: RunningServer, token: str) -> httpx.Client:
-    made = httpx.Client(
-        base_url=server.url,
-        verify=ssl_context(server.ca),
-        timeout=30,
-        headers={"Authorization": f"Bearer {token}"},
-    )
-    server.clients.append(made)
-    return made
-
-
 @pytest.fixture
 def callers(server: RunningServer) -> Iterator[dict[Role, httpx.Client]]:
-    yield {role: client(server, make_token(server, role.label, role)) for role in Role}
+    yield {role: server.client(make_token(server, role.label, role)) for role in Role}
 
 
 def test_every_admin_route_declares_a_role_and_holds_to_it(
@@ -99,7 +87,7 @@ def test_a_token_is_capped_by_its_users_role_and_refused_once_disabled(
     server: RunningServer,
 ) -> None:
     sql = {"sql": "SELECT 1 AS n"}
-    low = client(server, make_token(server, "ana", Role.HUNTER, token_role=Role.OBSERVER))
+    low = server.client(make_token(server, "ana", Role.HUNTER, token_role=Role.OBSERVER))
     refused = low.post(f"{ADMIN}/sql", json=sql)
     assert refused.status_code == 403 and "hunter role required" in refused.json()["error"]
     assert low.get(f"{ADMIN}/hosts").status_code == 200
@@ -107,7 +95,7 @@ def test_a_token_is_capped_by_its_users_role_and_refused_once_disabled(
     admin = server.admin()
     above = admin.post(f"{ADMIN}/tokens", json={"name": "up", "user": "ana", "role": "admin"})
     assert above.status_code == 403 and "at most hunter" in above.json()["error"]
-    high = client(server, make_token(server, "ana", Role.HUNTER))
+    high = server.client(make_token(server, "ana", Role.HUNTER))
     assert high.post(f"{ADMIN}/sql", json=sql).status_code == 200
     assert high.get(f"{ADMIN}/audit").status_code == 403
 

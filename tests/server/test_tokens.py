@@ -9,10 +9,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
-from fleetctl.cli.client import ssl_context
 from tests.conftest import RunningServer
 
 ADMIN = "/api/v1/admin"
@@ -20,18 +18,6 @@ ADMIN = "/api/v1/admin"
 
 def admin_password(server: RunningServer) -> str:
     return (server.settings.home / "admin_password").read_text().strip()
-
-
-def anonymous(server: RunningServer) -> httpx.Client:
-    made = httpx.Client(base_url=server.url, verify=ssl_context(server.ca), timeout=30)
-    server.clients.append(made)
-    return made
-
-
-def bearer(server: RunningServer, token: str) -> httpx.Client:
-    made = anonymous(server)
-    made.headers["Authorization"] = f"Bearer {token}"
-    return made
 
 
 def trail(server: RunningServer) -> list[dict[str, Any]]:
@@ -43,7 +29,7 @@ def test_the_first_admin_signs_in_with_the_generated_password(server: RunningSer
     path = server.settings.home / "admin_password"
     assert path.stat().st_mode & 0o777 == 0o600
     password = admin_password(server)
-    signed = anonymous(server).post(
+    signed = server.client().post(
         f"{ADMIN}/login", json={"user": "admin", "password": password, "name": "laptop"}
     )
     assert signed.status_code == 200, signed.text
@@ -51,12 +37,12 @@ def test_the_first_admin_signs_in_with_the_generated_password(server: RunningSer
     assert (made["user"], made["name"], made["role"]) == ("admin", "laptop", "admin")
     lasts = made["expires_at"]
     assert lasts is not None
-    me = bearer(server, made["token"])
+    me = server.client(made["token"])
     assert me.get(f"{ADMIN}/users").status_code == 200
     ran = me.post(f"{ADMIN}/sql", json={"sql": "SELECT 1 AS n"})
     assert ran.status_code == 200
 
-    again = anonymous(server).post(
+    again = server.client().post(
         f"{ADMIN}/login", json={"user": "admin", "password": password, "name": "laptop"}
     )
     assert again.status_code == 200
@@ -75,7 +61,7 @@ def test_the_first_admin_signs_in_with_the_generated_password(server: RunningSer
 
 
 def test_failed_sign_ins_look_alike_are_recorded_and_slowed(server: RunningServer) -> None:
-    web = anonymous(server)
+    web = server.client()
     wrong = web.post(f"{ADMIN}/login", json={"user": "admin", "password": "not-the-password"})
     nobody = web.post(f"{ADMIN}/login", json={"user": "mallory", "password": "not-the-password"})
     assert wrong.status_code == nobody.status_code == 401
@@ -112,8 +98,8 @@ def test_expired_and_revoked_tokens_are_refused(server: RunningServer) -> None:
         f"{ADMIN}/tokens", json={"name": "ci", "ttl": "never", "role": "observer", "user": "ob"}
     )
     assert kept.json()["expires_at"] is None and kept.json()["role"] == "observer"
-    short_client = bearer(server, short.json()["token"])
-    ci = bearer(server, kept.json()["token"])
+    short_client = server.client(short.json()["token"])
+    ci = server.client(kept.json()["token"])
     assert ci.get(f"{ADMIN}/hosts").status_code == 200
     duplicate = admin.post(f"{ADMIN}/tokens", json={"name": "ci", "user": "ob"})
     assert duplicate.status_code == 400 and "already has a live token" in duplicate.text
@@ -159,9 +145,9 @@ def test_user_changes_are_recorded_without_passwords(server: RunningServer) -> N
     assert unknown.status_code == 400 and "unknown role 'root'" in unknown.json()["error"]
     assert admin.post(f"{ADMIN}/users/bo/disable", json={}).status_code == 200
 
-    signed = anonymous(server).post(f"{ADMIN}/login", json={"user": "cy", "password": password})
+    signed = server.client().post(f"{ADMIN}/login", json={"user": "cy", "password": password})
     assert signed.status_code == 200 and signed.json()["role"] == "observer"
-    disabled = anonymous(server).post(
+    disabled = server.client().post(
         f"{ADMIN}/login", json={"user": "bo", "password": "correct horse battery"}
     )
     assert disabled.status_code == 401
@@ -189,7 +175,7 @@ def test_a_revocation_reaches_another_server_within_seconds(
         made = admin.post(f"{ADMIN}/tokens", json={"name": "roaming", "role": "observer"})
         token = made.json()["token"]
         secret = admin.post(f"{ADMIN}/secrets", json={"name": "roaming"}).json()["secret"]
-        there = bearer(replica, token)
+        there = replica.client(token)
         assert there.get(f"{ADMIN}/hosts").status_code == 200  # now cached at the replica
         node = replica.node("roamer", "uuid-roamer")
         node.secret = secret
