@@ -36,6 +36,7 @@ class Caller:
     token: str  # the token's name
     role: Role  # the lower of the token's role and its user's current one
     user_id: int | None  # None: the command line over the store directly (``local``)
+    expires_at: int | None = None  # when the token ends (None: never)
 
 
 # The command line over the store directly already holds the store itself.
@@ -69,7 +70,7 @@ def caller_for(state: ServerState, key: str) -> Caller:
     if grant.expires_at is not None and grant.expires_at <= time.time():
         raise Unauthenticated(f"token {grant.token_name} has expired: sign in again")
     role = min(Role.named(grant.token_role), Role.named(grant.user_role))
-    return Caller(grant.user_name, grant.token_name, role, grant.user_id)
+    return Caller(grant.user_name, grant.token_name, role, grant.user_id, grant.expires_at)
 
 
 def requires(role: Role) -> Callable[[H], H]:

@@ -122,9 +122,7 @@ async def _with_token(request: Request, token: str) -> Response:
         await audit_trail.record(state, request, 401, said, None)
         return json_response({"error": str(exc)}, 401)
     await audit_trail.record(state, request, 200, said, caller)
-    grant = await run_in_threadpool(state.grant, key)
-    expires = grant.expires_at if grant is not None else None
-    value, held = console_session.issue(state, key, own_token=False, expires=expires)
+    value, held = console_session.issue(state, key, own_token=False, expires=caller.expires_at)
     return await _signed_in(request, value, held)
 
 
