@@ -91,6 +91,20 @@ def screenshot(page: Any, name: str, request: pytest.FixtureRequest, element: st
     return path
 
 
+def wait_for(page: Any, selector: str) -> None:
+    """``page.wait_for_selector``, saying on a timeout what the page showed instead (an
+    error box, an empty view): a browser test that fails should say why."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    try:
+        page.wait_for_selector(selector)
+    except PlaywrightTimeout as timeout:
+        shown = page.inner_text("main")[:2000]
+        raise AssertionError(
+            f"{selector} never showed; at {page.url} the page shows:\n{shown}"
+        ) from timeout
+
+
 def sign_in(page: Any, token: str) -> None:
     """Sign in with an API token (the CLI's admin token, in most tests)."""
     page.goto("/")

@@ -16,7 +16,7 @@ from xml.etree import ElementTree
 
 import pytest
 
-from tests.console.conftest import browser_page, screenshot, sign_in, sign_in_as
+from tests.console.conftest import browser_page, screenshot, sign_in, sign_in_as, wait_for
 from tests.console.fleet import (
     HOSTILE_ARG,
     HOSTILE_FIFO,
@@ -41,7 +41,7 @@ def finding(fleet: Fleet, browser: Any, request: pytest.FixtureRequest) -> dict[
     with browser_page(browser, fleet.server.url) as page:
         sign_in(page, fleet.server.token)
         page.goto("/#/findings")
-        page.wait_for_selector("#findings-status:has-text('findings')")
+        wait_for(page, "#findings-status:has-text('findings')")
         pid = fleet.start_fifo_shell()
         deadline = time.monotonic() + 60
         while not fleet.findings_of(pid):
@@ -52,7 +52,7 @@ def finding(fleet: Fleet, browser: Any, request: pytest.FixtureRequest) -> dict[
             fleet.findings_of(pid)[0],
         )
         # The open page shows it at its next poll, without a reload.
-        page.wait_for_selector(f"#findings a[href='#/findings/{found['id']}']")
+        wait_for(page, f"#findings a[href='#/findings/{found['id']}']")
         assert "new since opened" in page.text_content("#findings-status")
         screenshot(page, "findings", request)
         assert page.evaluate("window.pwned") is None

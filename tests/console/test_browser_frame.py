@@ -64,3 +64,29 @@ def test_inline_script_is_refused_by_the_policy(page: Any, console_server: Runni
         s.textContent = 'window.ran = true'; document.body.appendChild(s); return window.ran; }"""
     )
     assert ran is False
+
+
+def test_a_page_left_while_loading_neither_draws_over_the_next_nor_keeps_polling(
+    page: Any, console_server: RunningServer
+) -> None:
+    """The findings page is left before its first answer arrives (held back 2 s here, as
+    on a busy server): the SQL page opened meanwhile stays, and the findings page's
+    polling never starts."""
+    held: list[Any] = []
+    page.route("**/api/v1/admin/findings*", lambda route: held.append(route))
+    sign_in(page, console_server.token)
+    page.goto("/#/findings")
+    page.wait_for_selector("#findings-status", state="attached")
+    page.goto("/#/sql")
+    page.wait_for_selector("h1:text('SQL')")
+    for route in held:
+        route.continue_()
+    page.unroute("**/api/v1/admin/findings*")
+    page.wait_for_timeout(6_000)  # past the findings page's 5 s poll
+    assert page.locator("main h1").all_text_contents() == ["SQL"]
+    assert page.locator("#findings-status").count() == 0
+    polls = page.evaluate(
+        """performance.getEntriesByType('resource')
+        .filter(e => e.name.includes('/admin/findings')).length"""
+    )
+    assert polls == len(held) == 1

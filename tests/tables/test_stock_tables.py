@@ -87,7 +87,11 @@ def test_a_fifo_unlinked_while_open_is_no_fifo_to_stock_osquery(
     spawned.append(reader)
     writer = subprocess.Popen(["sh", "-c", f'exec sleep 300 > "{fifo}"'])
     spawned.append(writer)
-    wait_until(lambda: fd_target(reader.pid, 0) == str(fifo), what="reader opened the FIFO")
+    # Each shell opens the FIFO, then moves it onto its stdio: wait for both ends.
+    wait_until(
+        lambda: fd_target(reader.pid, 0) == str(fifo) == fd_target(writer.pid, 1),
+        what="both ends opened the FIFO",
+    )
     fifo.unlink()
     assert fd_target(reader.pid, 0) == f"{fifo} (deleted)"
     pids = {reader.pid, writer.pid}

@@ -22,25 +22,34 @@ const pages = [
 
 const main = document.getElementById("main");
 let leave = null;
+let shown = 0; // which route() call owns the page: a slower, older one must not draw over it
 
+/** Show the page the hash names. Each call renders into a view of its own: an earlier
+ *  page still awaiting its data (the fleet, right after sign-in) draws into its detached
+ *  view when it finishes, not over the page the admin has since opened, and what it
+ *  started (polling) is stopped at once. */
 async function route() {
   if (leave) leave();
   leave = null;
+  const mine = ++shown;
   const hash = location.hash || "#/fleet";
-  for (const [pattern, load] of pages) {
-    const match = hash.match(pattern);
-    if (!match) continue;
-    const params = match.slice(1).map(decodeURIComponent);
-    replace(main);
-    try {
-      const page = await load();
-      leave = (await page.render(main, ...params)) || null;
-    } catch (error) {
-      replace(main, errorBox(error));
-    }
+  const view = document.createElement("div");
+  replace(main, view);
+  const found = pages.find(([pattern]) => pattern.test(hash));
+  if (!found) {
+    replace(view, errorBox(new Error(`no page ${hash}`)));
     return;
   }
-  replace(main, errorBox(new Error(`no page ${hash}`)));
+  const [pattern, load] = found;
+  const params = hash.match(pattern).slice(1).map(decodeURIComponent);
+  try {
+    const page = await load();
+    const stop = (await page.render(view, ...params)) || null;
+    if (mine === shown) leave = stop;
+    else if (stop) stop();
+  } catch (error) {
+    replace(view, errorBox(error));
+  }
 }
 
 function showSignIn() {
@@ -48,6 +57,7 @@ function showSignIn() {
   document.getElementById("sign-in").hidden = false;
   if (leave) leave();
   leave = null;
+  shown += 1; // a page still loading is no longer the one shown
   replace(main);
   document.getElementById("user").focus();
 }
