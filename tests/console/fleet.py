@@ -52,7 +52,9 @@ class Fleet:
         )
         self.procs.append(shell)
         with open(fifo, "w") as channel:
-            channel.write(f"sh -c 'sleep 300' '{HOSTILE_ARG}'\n")
+            # It lives until ``stop``: under xdist a module's tests run between other
+            # modules' tests, so the module's fleet may last longer than any set sleep.
+            channel.write(f"sh -c 'sleep 86400' '{HOSTILE_ARG}'\n")
         return shell.pid
 
     def findings_of(self, pid: int) -> list[dict[str, Any]]:
