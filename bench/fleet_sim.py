@@ -590,7 +590,8 @@ def show(step: Step, scale: float) -> None:
     before, after = step.status
     shown = "n/a (no /api/v1/admin/detection/status)"
     if after is not None:
-        keys = [k for k in after if "pending" in k or "lag" in k] or list(after)
+        shown_keys = ("pending", "lag", "judge", "judged", "rebuild", "incremental")
+        keys = [k for k in after if any(word in k for word in shown_keys)] or list(after)
         shown = ", ".join(f"{k} {before.get(k) if before else '?'} -> {after[k]}" for k in keys)
     print(f"  detection status: {shown}")
     client = s.cpu / step.seconds

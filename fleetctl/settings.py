@@ -166,6 +166,16 @@ class Settings:
             minimum=0,
         ),
     )
+    detection_judges: int | None = field(
+        default=None,
+        metadata=setting(
+            "Threads of each worker judging hosts at once, one judge per host at a time:"
+            " while one waits on the database or rebuilds a host, the others judge.",
+            option="--detection-judges",
+            minimum=1,
+            default_text="4 on PostgreSQL, 1 on SQLite (its one writer lock serialises them)",
+        ),
+    )
     workers: int | None = field(
         default=None,
         metadata=setting(

@@ -125,7 +125,7 @@ def replay_host(
 ) -> HostReplay:
     """Judge the host at each of ``times`` (``replay_times``), then as it is now (stamped
     ``until``), and keep its current state in the service's memory."""
-    with service.turn:
+    with service.turn(host_id):
         with session_scope(service.sessions) as session:
             host, done = _replay(service, session, host_id, times, until, on_time)
             kept = service.kept(session, host, until)

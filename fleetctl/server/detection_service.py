@@ -12,9 +12,16 @@ sighting and finding keep a current ``last_seen``.
 A host is rebuilt from its stored open rows when its state is unknown (first batch after
 start, or evicted: at most ``max_hosts`` are kept), on an epoch change or recorded data
 loss (a rebaseline included), when the baseline file changed, and on demand
-(``run_host``: ``fleetctl detect``). Runs take turns (one lock), so a run the admin asks
-for and the worker's never store one occurrence twice; a host's posts take turns too
-(``ingest_turn``), so its changes reach the worker in the order they were stored.
+(``run_host``: ``fleetctl detect``). Runs on one host take turns (a lock per host), so a
+run the admin asks for and the worker's never store one occurrence twice; a host's posts
+take turns too (``ingest_turn``), so its changes reach the worker in the order they were
+stored.
+
+``judges`` threads judge different hosts at once, each taking the host marked longest
+ago that no other judge holds: a slow judgement (a rebuild, a host with many changes)
+holds up only its own host, and one judge's database round trips leave the process to
+the others. A host marked again while it is judged waits for that judgement, then is
+judged once for everything that arrived meanwhile.
 
 With several server processes (``serve --workers``, replicas) each host has one judge:
 the process holding the host's slot (``detection_slots``). Every stored batch that
@@ -78,7 +85,7 @@ DETECTION_QUERIES = frozenset(PROCESS_QUERIES | set(READERS))
 EVENT_WINDOW = 600  # seconds of exec events that count as "running now"
 ACCEPTED = "accepted while learning"
 MAX_PENDING_ROWS = 100_000  # changed rows kept for one host before it is rebuilt instead
-LAG_WINDOW = 2048  # judgements the lag percentiles are taken over
+LAG_WINDOW = 2048  # judgements the lag and judge-time percentiles are taken over
 COORDINATE_EVERY = 1.0  # seconds between reads of the store's marks (and status writes)
 WORKER_SILENCE = 60  # seconds after which a worker's stored status is dropped
 CHANGES_KEPT = 3600  # seconds a batch's kept changes wait for a judge (then: rebuilt)
@@ -110,7 +117,9 @@ class Batch:
 class DetectionStatus:
     """How far behind detection is: hosts waiting, the oldest wait, judgements done, and
     the mark-to-judged lag over the last ``LAG_WINDOW`` judgements (seconds), and why
-    hosts were rebuilt (reason -> count), so an admin sees whether rebuilds are expected."""
+    hosts were rebuilt (reason -> count), so an admin sees whether rebuilds are expected.
+    ``judge_*``: how long one judgement took over the same window, beside the lag: a lag
+    far above it is hosts waiting for a judge, not slow judgements."""
 
     pending_hosts: int
     oldest_pending: float
@@ -125,6 +134,10 @@ class DetectionStatus:
     lag_p95: float
     lag_p99: float
     rebuilds: dict[str, int] = field(default_factory=dict)
+    judges: int = 1
+    judge_p50: float = 0.0
+    judge_p99: float = 0.0
+    judge_max: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -143,6 +156,12 @@ class DetectionStatus:
                 "p99": round(self.lag_p99, 3),
             },
             "rebuilds": dict(sorted(self.rebuilds.items())),
+            "judges": self.judges,
+            "judge_seconds": {
+                "p50": round(self.judge_p50, 3),
+                "p99": round(self.judge_p99, 3),
+                "max": round(self.judge_max, 3),
+            },
         }
 
 
@@ -224,23 +243,28 @@ def save_state(
 
 @dataclass
 class DetectionService:
-    """Incremental detection, one host at a time, in a background thread."""
+    """Incremental detection in background threads (``judges``), one judge per host at
+    a time."""
 
     sessions: sessionmaker[Session]
     learning_window: float = DEFAULT_LEARNING_WINDOW
     settle: float = 0.1
+    judges: int = 1
     on_findings: Callable[[int, list[str]], None] | None = None
     _dirty: dict[int, float] = field(default_factory=dict)
     _cond: threading.Condition = field(default_factory=threading.Condition)
     _stop: bool = False
-    _thread: threading.Thread | None = None
+    _threads: list[threading.Thread] = field(default_factory=list)
     _events: frozenset[str] = field(default_factory=_event_queries)
     _baseline: tuple[int | None, Baseline] | None = None
-    _running: threading.Lock = field(default_factory=threading.Lock)
-    # Marks counted as they come, and how many of them the worker has judged: a caller
-    # that delivered results can wait until detection has caught up with them.
+    _host_turns: dict[int, threading.Lock] = field(default_factory=dict)
+    _memory: threading.Lock = field(default_factory=threading.Lock)  # guards ``_hosts``
+    # Marks are numbered as they come; each host waiting or being judged keeps the number
+    # of its earliest mark not yet judged, so a caller that delivered results can wait
+    # until detection has caught up with them.
     _marked: int = 0
-    _judged: int = 0
+    _first_mark: dict[int, int] = field(default_factory=dict)
+    _judging: dict[int, int] = field(default_factory=dict)  # host id -> its first mark
     max_hosts: int = DETECTION_HOSTS  # serve's --detection-hosts (about 2.8 MB a host)
     refresh: float = LAST_SEEN_PRECISION
     # Row changes waiting per host (in the order they were stored), hosts to rebuild,
@@ -253,6 +277,7 @@ class DetectionService:
         default_factory=weakref.WeakValueDictionary
     )
     _lags: deque[float] = field(default_factory=lambda: deque(maxlen=LAG_WINDOW))
+    _durations: deque[float] = field(default_factory=lambda: deque(maxlen=LAG_WINDOW))
     _counts: dict[str, int] = field(
         default_factory=lambda: dict.fromkeys(("judged", "full", "incremental", "rows", "paths"), 0)
     )
@@ -334,18 +359,20 @@ class DetectionService:
                     queued.append(Batch(version, applied))
                     self._pending_rows[host_id] = rows
             self._marked += 1
+            self._first_mark.setdefault(host_id, self._marked)
             self._cond.notify_all()
 
     @property
     def running(self) -> bool:
-        """Whether the worker runs (a client over the store has none)."""
-        return self._thread is not None and self._thread.is_alive()
+        """Whether the judges run (a client over the store has none)."""
+        return any(thread.is_alive() for thread in self._threads)
 
     def status(self) -> DetectionStatus:
         with self._cond:
             now = time.monotonic()
             oldest = now - min(self._dirty.values()) if self._dirty else 0.0
             lags = sorted(self._lags)
+            durations = sorted(self._durations)
             counts = dict(self._counts)
             rebuilds = dict(self._rebuilds)
             pending = len(self._dirty)
@@ -363,6 +390,10 @@ class DetectionService:
             lag_p95=percentile(lags, 0.95),
             lag_p99=percentile(lags, 0.99),
             rebuilds=rebuilds,
+            judges=self.judges,
+            judge_p50=percentile(durations, 0.5),
+            judge_p99=percentile(durations, 0.99),
+            judge_max=durations[-1] if durations else 0.0,
         )
 
     def wait_judged(self, timeout: float) -> bool:
@@ -371,62 +402,87 @@ class DetectionService:
         stored, so after an agent's delivery this is "detection has seen it"."""
         with self._cond:
             target = self._marked
-            return self._cond.wait_for(lambda: self._judged >= target, timeout)
+
+            def caught_up() -> bool:
+                waiting = [*self._first_mark.values(), *self._judging.values()]
+                return min(waiting, default=target + 1) > target
+
+            return self._cond.wait_for(caught_up, timeout)
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name="detection", daemon=True)
-        self._thread.start()
+        self._threads = [
+            threading.Thread(
+                target=self._judge_loop, args=(index == 0,), name=f"detection-{index}", daemon=True
+            )
+            for index in range(max(1, self.judges))
+        ]
+        for thread in self._threads:
+            thread.start()
 
     def stop(self) -> None:
         with self._cond:
             self._stop = True
             self._cond.notify_all()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
+        for thread in self._threads:
+            thread.join(timeout=10)
         if self.slot is not None:
             self.slot.release()
 
-    def _loop(self) -> None:
+    def _judge_loop(self, coordinates: bool) -> None:
+        """One judge: take the host marked longest ago that no judge holds (once it has
+        settled), judge it, repeat. The first judge also keeps the slot and reads the
+        store's marks (``_coordinate``)."""
         while True:
-            self._coordinate()
+            if coordinates:
+                self._coordinate()
             with self._cond:
                 if self._stop:
                     return
-                idle = None if self.slot is None else COORDINATE_EVERY
-                if not self._dirty:
-                    self._cond.wait(idle)
-                    continue
-                oldest = min(self._dirty.values())
-                wait = self.settle - (time.monotonic() - oldest)
-                if wait > 0:
+                taken, wait = self._take()
+                if taken is None:
+                    if coordinates and self.slot is not None:
+                        wait = COORDINATE_EVERY if wait is None else min(wait, COORDINATE_EVERY)
                     self._cond.wait(wait)
                     continue
-                hosts, self._dirty = self._dirty, {}
-                changes, self._changes = self._changes, {}
-                rebuild, self._rebuild = self._rebuild, {}
-                self._pending_rows = {}
-                versions = {h: self._versions.get(h) for h in hosts}
-                taken = self._marked
-            for host_id, marked_at in hosts.items():
-                try:
-                    created = self.judge_changes(
-                        host_id,
-                        changes.get(host_id, []),
-                        rebuild.get(host_id, False),
-                        int(time.time()),
-                        reaches=versions[host_id],
-                    )
-                except Exception:
-                    log.exception("detection failed for host %s", host_id)
-                    continue
-                finally:
-                    with self._cond:
-                        self._lags.append(time.monotonic() - marked_at)
-                if created and self.on_findings is not None:
-                    self.on_findings(host_id, created)
-            with self._cond:
-                self._judged = taken
-                self._cond.notify_all()
+                host_id, marked_at, batches, rebuild, version = taken
+            started = time.monotonic()
+            created: list[str] = []
+            try:
+                created = self.judge_changes(
+                    host_id, batches, rebuild, int(time.time()), reaches=version
+                )
+            except Exception:
+                log.exception("detection failed for host %s", host_id)
+            finally:
+                with self._cond:
+                    del self._judging[host_id]
+                    now = time.monotonic()
+                    self._lags.append(now - marked_at)
+                    self._durations.append(now - started)
+                    self._cond.notify_all()
+            if created and self.on_findings is not None:
+                self.on_findings(host_id, created)
+
+    def _take(
+        self,
+    ) -> tuple[tuple[int, float, list[Batch], bool | str, int | None] | None, float | None]:
+        """The next host to judge with what it waits for (the caller holds ``_cond``),
+        or None and how long to wait: until the oldest free host settles (None: until a
+        mark or a judge finishing wakes us)."""
+        now = time.monotonic()
+        for host_id, marked_at in self._dirty.items():
+            if host_id in self._judging:
+                continue  # its judge takes it again when done
+            wait = self.settle - (now - marked_at)
+            if wait > 0:
+                return None, wait
+            del self._dirty[host_id]
+            self._judging[host_id] = self._first_mark.pop(host_id, self._marked)
+            self._pending_rows.pop(host_id, None)
+            batches = self._changes.pop(host_id, [])
+            rebuild = self._rebuild.pop(host_id, False)
+            return (host_id, marked_at, batches, rebuild, self._versions.get(host_id)), None
+        return None, None
 
     def _coordinate(self) -> None:
         """Every ``COORDINATE_EVERY`` seconds, with a slot: keep (or take) the slot's
@@ -465,6 +521,7 @@ class DetectionService:
                     queued = self._changes.setdefault(host_id, [])
                     queued += [Batch(v, None) for v in range(known + 1, mark.version + 1)]
                 self._marked += 1
+                self._first_mark.setdefault(host_id, self._marked)
             self._cond.notify_all()
 
     def _save_status(self) -> None:
@@ -492,13 +549,14 @@ class DetectionService:
         rebuilt (True: ingest or the store asked for it). ``reaches``: the host's store
         version this judgement reaches, recorded as judged in its transaction (and the
         changes kept for it up to there dropped)."""
-        with self._running:
+        with self.turn(host_id):
             with session_scope(self.sessions) as session:
                 coordination.lock_judge(session, host_id)
                 self.baseline(session)
                 version = self._baseline[0] if self._baseline else None
                 # Taken out while judged: if judging fails, the next batch rebuilds it.
-                known = self._hosts.pop(host_id, None)
+                with self._memory:
+                    known = self._hosts.pop(host_id, None)
                 why = _why_rebuilt(known, rebuild, version)
                 applied = None if why else self._in_order(session, host_id, batches)
                 if known is None or applied is None:
@@ -552,11 +610,11 @@ class DetectionService:
                 out += kept[batch.version]
         return out
 
-    @property
-    def turn(self) -> threading.Lock:
-        """The lock every run holds (the worker's, the admin's, a replayed host's), so
+    def turn(self, host_id: int) -> threading.Lock:
+        """The lock every run on the host holds (a judge's, the admin's, a replay's), so
         that no two of them store one occurrence twice."""
-        return self._running
+        with self._memory:
+            return self._host_turns.setdefault(host_id, threading.Lock())
 
     def new_host(self, name: str) -> HostDetection:
         """An empty state for host ``name``, with the shipped event queries' window."""
@@ -583,10 +641,11 @@ class DetectionService:
         return host
 
     def _remember(self, host_id: int, host: HostDetection, version: int | None) -> None:
-        self._hosts[host_id] = (host, version)
-        self._hosts.move_to_end(host_id)
-        while len(self._hosts) > self.max_hosts:
-            self._hosts.popitem(last=False)
+        with self._memory:
+            self._hosts[host_id] = (host, version)
+            self._hosts.move_to_end(host_id)
+            while len(self._hosts) > self.max_hosts:
+                self._hosts.popitem(last=False)
 
     def judge_paths(
         self,
@@ -663,7 +722,7 @@ class DetectionService:
         a baseline entry for the host (by ``actor``), and its finding is suppressed.
         """
         stamp = now if at is None else at
-        with self._running:
+        with self.turn(host_id):
             run, kept = self._run_host(host_id, now, stamp, at is None, learn, accept, actor)
             if kept is not None and self.owns(host_id):  # only the host's judge keeps it
                 self._remember(host_id, *kept)  # once what it judged is committed
@@ -683,7 +742,8 @@ class DetectionService:
             coordination.lock_judge(session, host_id)
             if current_state:  # on demand: rebuilt from the store, and kept
                 self._count_rebuild(ON_DEMAND)
-                self._hosts.pop(host_id, None)
+                with self._memory:
+                    self._hosts.pop(host_id, None)
                 current = self._load(session, host_id)
                 current.full_rebuild(stamp)
                 paths = current.group(current.by_key, stamp)

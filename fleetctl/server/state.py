@@ -60,6 +60,12 @@ EVENT_WINDOW = 60
 EVENT_PRUNE_EVERY = 60.0
 
 
+def default_judges(dialect: str) -> int:
+    """Judges per worker when ``--detection-judges`` is not given: on SQLite every
+    judgement's write transaction waits for the one writer lock, so one judge."""
+    return 4 if dialect == "postgresql" else 1
+
+
 @dataclass(frozen=True)
 class WorkerRole:
     """Which of the server's processes this one is: worker ``index`` of ``count``
@@ -143,6 +149,7 @@ class ServerState:
             learning_window=settings.learning_window,
             # The workers split the hosts, and with them the memory bound.
             max_hosts=-(-settings.detection_hosts // role.count),
+            judges=settings.detection_judges or default_judges(engine.dialect.name),
             slot=DetectionSlot(engine, settings.home, role.index, role.count),
             worker_name=role.name(),
         )

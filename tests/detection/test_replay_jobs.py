@@ -99,7 +99,7 @@ def test_a_cancelled_job_stops_and_rolls_back_the_host_it_was_on(
 ) -> None:
     hosts = [log_history(sessions, 50, batches=6)[0]]
     jobs = jobs_over("w1", check_every=0.0)
-    with jobs.service.turn:  # the runner waits for its first host here
+    with jobs.service.turn(hosts[0]):  # the runner waits for its first host here
         job_id = jobs.start(0, int(time.time()), hosts, "tester")
         assert jobs.cancel(job_id)
         assert shown(jobs, job_id)["cancel_requested"] is True
@@ -116,7 +116,7 @@ def test_a_job_whose_worker_stopped_is_failed_and_another_worker_finishes_it(
     hosts = [log_history(sessions, 60 + i, batches=6)[0] for i in range(2)]
     until = int(time.time())
     first = jobs_over("w1")
-    with first.service.turn:
+    with first.service.turn(hosts[0]):
         job_id = first.start(0, until, hosts, "tester")
         first.stop(timeout=0.2)  # the server stops while the job waits for its host
     assert first.wait(job_id, 60)

@@ -1,0 +1,105 @@
+"""Several judges in one process (``DetectionService.judges``), on SQLite and PostgreSQL:
+hosts are judged at once, one judge per host at a time, a host held up does not hold up
+the others, and what each judge keeps equals a from-scratch build from the store."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+from sqlalchemy.orm import Session, sessionmaker
+
+from fleetctl.detection import build_paths
+from fleetctl.server import node_service
+from fleetctl.server.detection_service import DETECTION_QUERIES, DetectionService
+from storage.engine import session_scope
+from tests.detection.ipc_streams import IpcHost
+from tests.detection.test_incremental import normalized
+from tests.detection.test_incremental_store import Logger, enroll, from_store, sessions
+
+__all__ = ["sessions"]  # the fixture, on both databases
+
+
+@pytest.fixture
+def service(sessions: sessionmaker[Session]) -> Iterator[DetectionService]:
+    running = DetectionService(sessions, learning_window=200, settle=0.0, judges=3)
+    running.start()
+    yield running
+    running.stop()
+
+
+def wait_until(check: Callable[[], bool], what: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.02)
+
+
+def kept_paths(service: DetectionService, host_id: int) -> list[object] | None:
+    with service._memory:
+        kept = service._hosts.get(host_id)
+    return None if kept is None else normalized(kept[0].paths.values())
+
+
+def test_hosts_streamed_to_three_judges_keep_the_paths_the_store_gives(
+    sessions: sessionmaker[Session], service: DetectionService
+) -> None:
+    """Four hosts post in turn, ten batches each, marked as ingest marks them; the judges
+    take them as they come. Once they caught up, every host's paths are the store's."""
+    hosts = {}
+    for seed in range(31, 35):
+        name = f"judged-{seed}"
+        hosts[enroll(sessions, name)] = (name, IpcHost(seed), Logger(name, random.Random(seed)))
+    for batch in range(10):
+        for host_id, (_, host, logger) in hosts.items():
+            if batch:
+                host.step()
+            lines = logger.lines(host.rows(), host.take_events(), host.now)
+            with session_scope(sessions) as session:
+                stats = node_service.ingest_log(
+                    session,
+                    host_id,
+                    "result",
+                    lines,
+                    host.now,
+                    collect=DETECTION_QUERIES.__contains__,
+                )
+            service.mark(host_id, stats.applied, rebuild=bool(stats.markers))
+    assert service.wait_judged(60)
+    status = service.status()
+    assert status.judges == 3 and status.hosts_judged >= len(hosts)
+    assert status.incremental > 0  # hosts moved forward, not rebuilt every time
+    judged_at = int(time.time())  # the judges judge at the wall clock's time
+    for host_id, (name, _, _) in hosts.items():
+        with session_scope(sessions) as session:
+            expected = build_paths(from_store(session, host_id, name, judged_at, 600))
+        assert kept_paths(service, host_id) == normalized(expected), name
+
+
+def test_a_host_held_up_holds_up_only_itself(
+    sessions: sessionmaker[Session], service: DetectionService
+) -> None:
+    """While something else holds one host's turn (an admin's run, a replay), the other
+    host is judged; the held host waits, is judged once released, and ``wait_judged``
+    reports the wait until then."""
+    applied = {}
+    for name, seed in (("held", 41), ("free", 42)):
+        host_id = enroll(sessions, name)
+        host, logger = IpcHost(seed), Logger(name, random.Random(seed))
+        lines = logger.lines(host.rows(), host.take_events(), host.now)
+        with session_scope(sessions) as session:
+            stats = node_service.ingest_log(
+                session, host_id, "result", lines, host.now, collect=DETECTION_QUERIES.__contains__
+            )
+        applied[name] = (host_id, stats.applied)
+    (held_id, held_rows), (free_id, free_rows) = applied["held"], applied["free"]
+    with service.turn(held_id):
+        service.mark(held_id, held_rows)
+        service.mark(free_id, free_rows)
+        wait_until(lambda: kept_paths(service, free_id) is not None, "the free host judged")
+        assert kept_paths(service, held_id) is None
+        assert service.wait_judged(0.3) is False  # the held host is still waiting
+    assert service.wait_judged(30)
+    assert kept_paths(service, held_id)
