@@ -2,11 +2,12 @@
 
 The detector (``fleetctl.detection``) works on an in-memory state its caller builds from
 what this module loads as plain values. For one host's run it loads only what that run
-can consult: every host's enrolment time (for prevalence), the host's own path keys and
-parent history, the fleet-wide sightings of keys the host has not seen before, the
-parent history of the parents in play, and the host's earlier findings. So a run costs
-what one host holds, not what the fleet has seen over time. Findings and their
-occurrences are ``storage.findings``.
+can consult: the host's own path keys, parent history and explicit baseline, the
+fleet-wide sightings of keys the host has not seen before, the parent history of the
+parents in play, and the host's earlier findings. Every host's name and enrolment time
+(for prevalence) is the ``FleetDirectory``, which a caller judging many hosts reads once
+and reuses. So a run costs what one host holds, not what the fleet has seen over time
+nor how many hosts it has. Findings and their occurrences are ``storage.findings``.
 """
 
 from __future__ import annotations
@@ -37,6 +38,11 @@ def detection_names(session: Session) -> dict[int, str]:
     """host id -> the name the detector and baseline files use: the host identifier,
     made unique with ``#<id>`` when two hosts share one."""
     rows = session.execute(select(Host.id, Host.host_identifier).order_by(Host.id)).all()
+    return _unique_names(rows)
+
+
+def _unique_names(rows: Iterable[tuple[int, str]]) -> dict[int, str]:
+    """(host id, host identifier) in id order -> host id -> its detection name."""
     names: dict[int, str] = {}
     taken: set[str] = set()
     for hid, ident in rows:
@@ -46,16 +52,49 @@ def detection_names(session: Session) -> dict[int, str]:
     return names
 
 
+@dataclass(frozen=True)
+class FleetDirectory:
+    """Every host's detection name and enrolment time, and the hosts with an explicit
+    baseline: what a run needs of the whole fleet (its size, when it started)."""
+
+    names: dict[int, str]
+    enrolled: dict[int, int]
+    baselined: frozenset[int]
+
+
+def fleet_directory(session: Session) -> FleetDirectory:
+    rows = session.execute(
+        select(Host.id, Host.host_identifier, Host.enrolled_at).order_by(Host.id)
+    ).all()
+    return FleetDirectory(
+        names=_unique_names((hid, ident) for hid, ident, _ in rows),
+        enrolled={hid: at for hid, _, at in rows},
+        baselined=frozenset(
+            session.scalars(
+                select(DetectionHost.host_id).where(DetectionHost.baselined_at.is_not(None))
+            )
+        ),
+    )
+
+
+def is_baselined(session: Session, host_id: int) -> bool:
+    """Whether the host has an explicit baseline (``detect --learn``) now."""
+    found = session.scalar(
+        select(DetectionHost.baselined_at).where(DetectionHost.host_id == host_id)
+    )
+    return found is not None
+
+
 @dataclass
 class StoredHistory:
-    """What one host's run can consult, as stored: every host's name and enrolment time
-    (for prevalence), which hosts have an explicit baseline, the host's own path keys
-    (first and last seen) and parent/child pairs, its findings, the fleet's sightings of
-    the keys in play and the children seen under the parents in play."""
+    """What one host's run can consult, as stored: the fleet's directory (every host's
+    name and enrolment time, as read by the caller or now), whether the host has an
+    explicit baseline now, the host's own path keys (first and last seen) and
+    parent/child pairs, its findings, the fleet's sightings of the keys in play and the
+    children seen under the parents in play."""
 
-    names: dict[int, str] = field(default_factory=dict)
-    enrolled: dict[int, int] = field(default_factory=dict)
-    baselined: set[int] = field(default_factory=set)
+    directory: FleetDirectory
+    baselined: bool = False
     keys: dict[str, tuple[int, int]] = field(default_factory=dict)
     pairs: set[tuple[str, str]] = field(default_factory=set)
     # (id, path key, first seen, last seen, severity, score)
@@ -66,17 +105,16 @@ class StoredHistory:
 
 
 def load_history(
-    session: Session, host_id: int, keys: set[str], parents: set[str]
+    session: Session,
+    host_id: int,
+    keys: set[str],
+    parents: set[str],
+    directory: FleetDirectory | None = None,
 ) -> StoredHistory:
-    """What a run on ``host_id`` judging path ``keys`` under ``parents`` consults."""
-    out = StoredHistory(names=detection_names(session))
-    out.enrolled = {
-        hid: enrolled for hid, enrolled in session.execute(select(Host.id, Host.enrolled_at))
-    }
-    out.baselined = set(
-        session.scalars(
-            select(DetectionHost.host_id).where(DetectionHost.baselined_at.is_not(None))
-        )
+    """What a run on ``host_id`` judging path ``keys`` under ``parents`` consults, with
+    the fleet's ``directory`` (read now when not given)."""
+    out = StoredHistory(
+        directory=directory or fleet_directory(session), baselined=is_baselined(session, host_id)
     )
     for key, first, last in session.execute(
         select(PathSighting.path_key, PathSighting.first_seen, PathSighting.last_seen).where(

@@ -22,22 +22,28 @@ STATUS_COLUMNS = (
     "lag_p95",
     "lag_p99",
     "lag_samples",
+    "judge_p50",
+    "judge_p99",
+    "judges",
     "workers",
 )
 
 
 def status_row(answer: dict[str, Any]) -> dict[str, Any]:
-    """The status object flattened into one row (lag percentiles in seconds); the fleet's
-    figures, with how many server processes reported them."""
+    """The status object flattened into one row (lag and judge-time percentiles in
+    seconds); the fleet's figures, with how many server processes reported them."""
     lag = answer.get("lag_seconds", {})
+    judge = answer.get("judge_seconds", {})
     return {
-        **{k: v for k, v in answer.items() if k not in ("lag_seconds", "workers")},
+        **{k: v for k, v in answer.items() if k not in ("lag_seconds", "judge_seconds", "workers")},
         "workers": len(answer.get("workers", [])) or None,
         "rebuilds": ", ".join(f"{k}={v}" for k, v in answer.get("rebuilds", {}).items()) or None,
         "lag_p50": lag.get("p50"),
         "lag_p95": lag.get("p95"),
         "lag_p99": lag.get("p99"),
         "lag_samples": lag.get("samples"),
+        "judge_p50": judge.get("p50"),
+        "judge_p99": judge.get("p99"),
     }
 
 

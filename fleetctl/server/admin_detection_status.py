@@ -9,8 +9,8 @@ over the recent judgements.
 A request lands on any of the server's processes (``serve --workers``, replicas), so the
 answer is the fleet's: hosts pending and the oldest wait come from the store's marks
 (plus any wait a worker holds in memory), counts are summed over the workers that
-reported in the last ``FRESH`` seconds (this process's own, live), and each lag
-percentile is the worst worker's. ``workers`` lists each worker's own status.
+reported in the last ``FRESH`` seconds (this process's own, live), and each lag and
+judge-time percentile is the worst worker's. ``workers`` lists each worker's own status.
 """
 
 from __future__ import annotations
@@ -82,6 +82,11 @@ def fleet_status(
         "lag_seconds": {
             "samples": sum(int(lag.get("samples", 0)) for lag in lags),
             **{p: max(float(lag.get(p, 0.0)) for lag in lags) for p in ("p50", "p95", "p99")},
+        },
+        "judges": sum(int(w.get("judges", 0)) for w in workers),
+        "judge_seconds": {
+            p: max(float(w.get("judge_seconds", {}).get(p, 0.0)) for w in workers)
+            for p in ("p50", "p99", "max")
         },
         "workers": workers,
     }

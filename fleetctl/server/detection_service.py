@@ -89,6 +89,7 @@ LAG_WINDOW = 2048  # judgements the lag and judge-time percentiles are taken ove
 COORDINATE_EVERY = 1.0  # seconds between reads of the store's marks (and status writes)
 WORKER_SILENCE = 60  # seconds after which a worker's stored status is dropped
 CHANGES_KEPT = 3600  # seconds a batch's kept changes wait for a judge (then: rebuilt)
+FLEET_VIEW_TTL = 5.0  # seconds the fleet's hosts, as judgements count them, are reused
 # Why a host was rebuilt from the store (``detection/status`` counts each): its state was
 # not in memory (first batch, evicted, a failed run), ingest or the store's mark asked for
 # it (data loss, an epoch change), the baseline file changed, a batch's kept changes were
@@ -196,16 +197,42 @@ def _event_queries() -> frozenset[str]:
     return frozenset(names)
 
 
-def detection_state(history: detection_store.StoredHistory, host_id: int) -> DetectionState:
-    """The detector's state for a run on ``host_id`` from what the store loaded for it."""
-    names = history.names
+@dataclass(frozen=True)
+class FleetView:
+    """The fleet's directory as the detector's state holds it, built once per read: every
+    host at its enrolment (shared by the runs that use this view; a run replaces its own
+    host's entry and changes no other) and when the fleet started."""
+
+    directory: detection_store.FleetDirectory
+    hosts: dict[str, HostState]
+    started_at: float
+    read_at: float
+
+    @classmethod
+    def of(cls, directory: detection_store.FleetDirectory, read_at: float) -> FleetView:
+        names, enrolled = directory.names, directory.enrolled
+        return cls(
+            directory=directory,
+            hosts={names[hid]: HostState(first_seen=float(at)) for hid, at in enrolled.items()},
+            started_at=float(min(enrolled.values(), default=0)),
+            read_at=read_at,
+        )
+
+
+def detection_state(
+    history: detection_store.StoredHistory, host_id: int, view: FleetView | None = None
+) -> DetectionState:
+    """The detector's state for a run on ``host_id`` from what the store loaded for it
+    (and the fleet's ``view``, built from the history's directory when not given)."""
+    view = view or FleetView.of(history.directory, 0.0)
+    names = history.directory.names
     state = DetectionState()
-    state.started_at = float(min(history.enrolled.values(), default=0))
-    for hid, enrolled in history.enrolled.items():
-        state.hosts[names[hid]] = HostState(first_seen=float(enrolled))
-    state.fleet_baselined = bool(history.baselined)
-    me = state.hosts[names[host_id]]
-    me.baselined = host_id in history.baselined
+    state.started_at = view.started_at
+    state.hosts = dict(view.hosts)
+    state.fleet_baselined = bool(history.directory.baselined) or history.baselined
+    me = state.hosts[names[host_id]] = HostState(
+        first_seen=float(history.directory.enrolled[host_id]), baselined=history.baselined
+    )
     for key, (first, last) in history.keys.items():
         me.keys[key] = Sighting(float(first), float(last))
     for parent, child in history.pairs:
@@ -257,6 +284,7 @@ class DetectionService:
     _threads: list[threading.Thread] = field(default_factory=list)
     _events: frozenset[str] = field(default_factory=_event_queries)
     _baseline: tuple[int | None, Baseline] | None = None
+    _fleet: FleetView | None = None
     _host_turns: dict[int, threading.Lock] = field(default_factory=dict)
     _memory: threading.Lock = field(default_factory=threading.Lock)  # guards ``_hosts``
     # Marks are numbered as they come; each host waiting or being judged keeps the number
@@ -630,9 +658,24 @@ class DetectionService:
         """Keep a host's state in memory, once what it judged is committed."""
         self._remember(host_id, *kept)
 
+    def fleet_view(self, session: Session, host_id: int) -> FleetView:
+        """The fleet's directory, read again at most every ``FLEET_VIEW_TTL`` seconds (at
+        once when ``host_id`` is not in it): reading every host for each judgement made a
+        judgement cost the fleet's size. The judged host's own explicit baseline is read
+        with its history each time; another host's is up to that old."""
+        view = self._fleet
+        if (
+            view is None
+            or time.monotonic() - view.read_at > FLEET_VIEW_TTL
+            or host_id not in view.directory.names
+        ):
+            view = FleetView.of(detection_store.fleet_directory(session), time.monotonic())
+            self._fleet = view
+        return view
+
     def _load(self, session: Session, host_id: int) -> HostDetection:
         """A host's state from its stored open rows (a full rebuild follows)."""
-        name = detection_store.detection_names(session)[host_id]
+        name = self.fleet_view(session, host_id).directory.names[host_id]
         host = self.new_host(name)
         for state in result_store.query_names(session, host_id):
             if state.query in DETECTION_QUERIES:
@@ -661,8 +704,9 @@ class DetectionService:
         Stores what changed; ids of new findings. The caller holds ``turn``."""
         keys = {p.path_key() for p in paths}
         parents = {p.parent.basename for p in paths if p.parent}
-        loaded = detection_store.load_history(session, host_id, keys, parents)
-        state = detection_state(loaded, host_id)
+        view = self.fleet_view(session, host_id)
+        loaded = detection_store.load_history(session, host_id, keys, parents, view.directory)
+        state = detection_state(loaded, host_id, view)
         detector = Detector(self.baseline(session), state, learning_window=self.learning_window)
         findings = detector.detect(paths, float(now), unchanged=unchanged or ())
         save_state(session, host_id, name, state, loaded)

