@@ -8,6 +8,7 @@ import dataclasses
 import random
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 from sqlalchemy import event
@@ -37,6 +38,18 @@ def wait_until(check: Callable[[], bool], what: str, timeout: float = 30) -> Non
     while not check():
         assert time.monotonic() < deadline, what
         time.sleep(0.02)
+
+
+def first_batch(sessions: sessionmaker[Session], name: str, seed: int) -> tuple[int, Any]:
+    """A new host enrolled and its first batch stored: its id and the rows it opened."""
+    host_id = enroll(sessions, name)
+    host, logger = IpcHost(seed), Logger(name, random.Random(seed))
+    lines = logger.lines(host.rows(), host.take_events(), host.now)
+    with session_scope(sessions) as session:
+        stats = node_service.ingest_log(
+            session, host_id, "result", lines, host.now, collect=DETECTION_QUERIES.__contains__
+        )
+    return host_id, stats.applied
 
 
 def kept_paths(service: DetectionService, host_id: int) -> list[object] | None:
@@ -86,17 +99,8 @@ def test_a_host_held_up_holds_up_only_itself(
     """While something else holds one host's turn (an admin's run, a replay), the other
     host is judged; the held host waits, is judged once released, and ``wait_judged``
     reports the wait until then."""
-    applied = {}
-    for name, seed in (("held", 41), ("free", 42)):
-        host_id = enroll(sessions, name)
-        host, logger = IpcHost(seed), Logger(name, random.Random(seed))
-        lines = logger.lines(host.rows(), host.take_events(), host.now)
-        with session_scope(sessions) as session:
-            stats = node_service.ingest_log(
-                session, host_id, "result", lines, host.now, collect=DETECTION_QUERIES.__contains__
-            )
-        applied[name] = (host_id, stats.applied)
-    (held_id, held_rows), (free_id, free_rows) = applied["held"], applied["free"]
+    held_id, held_rows = first_batch(sessions, "held", 41)
+    free_id, free_rows = first_batch(sessions, "free", 42)
     with service.turn(held_id):
         service.mark(held_id, held_rows)
         service.mark(free_id, free_rows)
@@ -114,17 +118,7 @@ def test_a_judgement_reads_the_fleets_hosts_only_when_its_view_is_old(
     ``FLEET_VIEW_TTL`` and for a host not in the view yet, not for every judgement: at
     10,000 hosts that read was 30,000 rows per judgement."""
     service = DetectionService(sessions, learning_window=200)
-    ids = []
-    for seed in (51, 52, 53):
-        name = f"viewed-{seed}"
-        host_id = enroll(sessions, name)
-        host, logger = IpcHost(seed), Logger(name, random.Random(seed))
-        lines = logger.lines(host.rows(), host.take_events(), host.now)
-        with session_scope(sessions) as session:
-            stats = node_service.ingest_log(
-                session, host_id, "result", lines, host.now, collect=DETECTION_QUERIES.__contains__
-            )
-        ids.append((host_id, stats.applied))
+    ids = [first_batch(sessions, f"viewed-{seed}", seed) for seed in (51, 52, 53)]
     statements: list[str] = []
     engine = sessions.kw["bind"]
 
