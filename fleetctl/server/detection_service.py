@@ -746,7 +746,7 @@ class DetectionService:
             since = at - EVENT_WINDOW if state.query in self._events else None
             rows = result_store.columns_at(session, host_id, state.name, at, since)
             results.append((state.query, rows))
-        name = detection_store.detection_names(session)[host_id]
+        name = self.fleet_view(session, host_id).directory.names[host_id]
         return HostSnapshot.from_queries(name, results, observed_at=float(at))
 
     def run_host(

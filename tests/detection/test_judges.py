@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -19,6 +19,7 @@ from fleetctl.server import node_service
 from fleetctl.server.detection_service import DETECTION_QUERIES, Batch, DetectionService
 from storage.engine import session_scope
 from tests.detection.ipc_streams import IpcHost
+from tests.detection.live import wait_until
 from tests.detection.test_incremental import normalized
 from tests.detection.test_incremental_store import Logger, enroll, from_store, sessions
 
@@ -31,13 +32,6 @@ def service(sessions: sessionmaker[Session]) -> Iterator[DetectionService]:
     running.start()
     yield running
     running.stop()
-
-
-def wait_until(check: Callable[[], bool], what: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.02)
 
 
 def first_batch(sessions: sessionmaker[Session], name: str, seed: int) -> tuple[int, Any]:
@@ -104,7 +98,7 @@ def test_a_host_held_up_holds_up_only_itself(
     with service.turn(held_id):
         service.mark(held_id, held_rows)
         service.mark(free_id, free_rows)
-        wait_until(lambda: kept_paths(service, free_id) is not None, "the free host judged")
+        wait_until(lambda: kept_paths(service, free_id) is not None, what="the free host judged")
         assert kept_paths(service, held_id) is None
         assert service.wait_judged(0.3) is False  # the held host is still waiting
     assert service.wait_judged(30)
