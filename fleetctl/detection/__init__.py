@@ -25,7 +25,14 @@ from fleetctl.detection.baseline import (
     PipeNameRule,
     SocketPathRule,
 )
-from fleetctl.detection.detector import Detector, Finding, Learned, Occurrence, finding_id
+from fleetctl.detection.detector import (
+    Detector,
+    Finding,
+    Learned,
+    Occurrence,
+    consulted,
+    finding_id,
+)
 from fleetctl.detection.evidence import Evidence
 from fleetctl.detection.learning import DEFAULT_LEARNING_WINDOW, LearningState, learning_state
 from fleetctl.detection.paths import (
@@ -85,6 +92,7 @@ __all__ = [
     "TraceNode",
     "build_paths",
     "build_trace",
+    "consulted",
     "container_hint",
     "finding_id",
     "learning_state",

@@ -152,7 +152,7 @@ def finding_id(host: str, key: str) -> str:
     return hashlib.sha256(f"{host}\0{key}".encode()).hexdigest()[:20]
 
 
-def _parent_name(path: ExecutionPath) -> str | None:
+def parent_app(path: ExecutionPath) -> str | None:
     """The parent as the "app" whose children are remembered: an interpreter is named
     with what it runs (``python3.11 http.server``, ``python3.11 pytest``), so one python
     app starting shells does not make every python app's shells expected."""
@@ -175,6 +175,18 @@ def app_name(basename: str, names: tuple[str, ...], cmdline: str, platform: str)
         if not arg.startswith("-"):
             return f"{basename} {arg.rsplit('/', 1)[-1]}"
     return basename
+
+
+def consulted(paths: Iterable[ExecutionPath]) -> tuple[set[str], set[str]]:
+    """The path keys and parent apps a judgement of ``paths`` consults: what a caller
+    that keeps the state in a store loads of it for that judgement."""
+    keys, apps = set(), set()
+    for path in paths:
+        keys.add(path.path_key())
+        app = parent_app(path)
+        if app:
+            apps.add(app)
+    return keys, apps
 
 
 class Detector:
@@ -378,12 +390,12 @@ class Detector:
         return self.state.hosts.setdefault(host, HostState(first_seen=now))
 
     def _history(self, path: ExecutionPath) -> set[str] | None:
-        name = _parent_name(path)
+        name = parent_app(path)
         return self.state.parents.get(name) if name else None
 
     def _record(self, path: ExecutionPath, key: str, now: float) -> None:
         self.state.see(path.host, key, now)
-        name = _parent_name(path)
+        name = parent_app(path)
         if name:
             self.state.parents.setdefault(name, set()).add(path.child.basename)
             self.state.hosts[path.host].parents.setdefault(name, set()).add(path.child.basename)

@@ -61,6 +61,7 @@ from fleetctl.detection import (
     HostSnapshot,
     LearningState,
     build_paths,
+    consulted,
     learning_state,
 )
 from fleetctl.detection._readers import PROCESS_QUERIES, READERS
@@ -702,8 +703,7 @@ class DetectionService:
         """Judge ``paths`` of the host (``name``) as of ``now``; ``unchanged`` are those
         of them judged before under their key and not changed since (``Detector.detect``).
         Stores what changed; ids of new findings. The caller holds ``turn``."""
-        keys = {p.path_key() for p in paths}
-        parents = {p.parent.basename for p in paths if p.parent}
+        keys, parents = consulted(paths)
         view = self.fleet_view(session, host_id)
         loaded = detection_store.load_history(session, host_id, keys, parents, view.directory)
         state = detection_state(loaded, host_id, view)
@@ -799,8 +799,7 @@ class DetectionService:
             kept = self._keep(session, current, stamp) if current_state else None
             if not learn:
                 return HostRun(self.judge_paths(session, host_id, name, paths, stamp)), kept
-            keys = {p.path_key() for p in paths}
-            parents = {p.parent.basename for p in paths if p.parent}
+            keys, parents = consulted(paths)
             loaded = detection_store.load_history(session, host_id, keys, parents)
             state = detection_state(loaded, host_id)
             detector = Detector(self.baseline(session), state, learning_window=self.learning_window)

@@ -1,0 +1,120 @@
+"""A judgement that reads the host's history back from the store decides as one that
+kept the whole history in memory, on SQLite and PostgreSQL.
+
+The detection service loads, for each judgement, only what the keys and parents in play
+can consult (``storage.detection.load_history``) and writes back what changed. Random
+hosts (``ipc_streams``) stream through the real ingest path into the service; beside it
+a ``Detector`` keeps the whole state in memory and judges every path from scratch. After
+every batch the store must hold the findings, path keys and parent/child pairs that state
+holds.
+"""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from fleetctl.detection import Baseline, DetectionState, Detector, build_paths
+from fleetctl.detection.state import HostState
+from fleetctl.server import node_service
+from fleetctl.server.detection_service import DETECTION_QUERIES, Batch, DetectionService
+from storage.engine import session_scope
+from storage.findings import FindingOccurrence
+from storage.models import FindingRecordRow, ParentChild, PathSighting
+from tests.detection.ipc_streams import IpcHost
+from tests.detection.rows import proc
+from tests.detection.test_incremental_store import Logger, enroll, from_store, sessions
+
+__all__ = ["sessions"]  # the fixture, on both databases
+
+LEARNING = 200
+
+
+def stored(session: Session, host_id: int) -> tuple[set[str], set[str], set[tuple[str, str]]]:
+    """The host's finding ids, path keys and parent/child pairs in the store."""
+    return (
+        set(
+            session.scalars(select(FindingRecordRow.id).where(FindingRecordRow.host_id == host_id))
+        ),
+        set(session.scalars(select(PathSighting.path_key).where(PathSighting.host_id == host_id))),
+        {
+            (parent, child)
+            for parent, child in session.execute(
+                select(ParentChild.parent, ParentChild.child).where(ParentChild.host_id == host_id)
+            )
+        },
+    )
+
+
+def held(state: DetectionState, name: str) -> tuple[set[str], set[str], set[tuple[str, str]]]:
+    """The same three as the in-memory state holds them."""
+    return (
+        set(state.findings),
+        set(state.hosts[name].keys),
+        {(parent, child) for parent, kids in state.parents.items() for child in kids},
+    )
+
+
+@pytest.mark.parametrize("seed", [31, 32, 33])
+def test_a_judge_reading_history_from_the_store_decides_as_one_holding_it_all(
+    sessions: sessionmaker[Session], seed: int
+) -> None:
+    name = f"history-{seed}"
+    host_id = enroll(sessions, name)
+    host = IpcHost(seed)
+    logger = Logger(name, random.Random(seed))
+    service = DetectionService(sessions, learning_window=LEARNING)
+    memory = DetectionState()
+    memory.hosts[name] = HostState(first_seen=1.0)  # enrolled at 1, as ``enroll`` does
+    memory.started_at = 1.0
+    found = 0
+    for batch in range(14):
+        if batch:
+            for _ in range(1 + batch // 4):  # past the learning window half way
+                host.step()
+        at = host.now
+        lines = logger.lines(host.rows(), host.take_events(), at)
+        with session_scope(sessions) as session:
+            stats = node_service.ingest_log(
+                session, host_id, "result", lines, at, collect=DETECTION_QUERIES.__contains__
+            )
+        service.judge_changes(host_id, [Batch(None, stats.applied)], batch == 0, at)
+        with session_scope(sessions) as session:
+            paths = build_paths(from_store(session, host_id, name, at, 600))
+            in_store = stored(session, host_id)
+        Detector(Baseline.default(), memory, learning_window=LEARNING).detect(paths, at)
+        assert in_store == held(memory, name), f"batch {batch}"
+        found = len(in_store[0])
+    assert found  # the streams reach findings, so the comparison covers them
+
+
+def test_an_interpreter_app_that_never_started_a_shell_is_flagged_when_it_does(
+    sessions: sessionmaker[Session],
+) -> None:
+    """The parent history the detector keeps is by app (``python3.11 app.py``, not every
+    python3): a judgement must read it back by that name, or "the service never started a
+    shell before" is never said of an interpreter's app."""
+    name = "web-1"
+    host_id = enroll(sessions, name)
+    logger = Logger(name, random.Random(0))
+    service = DetectionService(sessions, learning_window=LEARNING)
+    init = proc(1, 0, "/usr/lib/systemd/systemd", "/sbin/init", uid=0, start=1)
+    app = proc(700, 1, "/usr/bin/python3.11", "python3 app.py", uid=33, start=2)
+    git = proc(710, 700, "/usr/bin/git", "git pull", uid=33, start=3)
+    shell = proc(720, 700, "/usr/bin/dash", "sh -c id", uid=33, start=LEARNING + 50)
+    for at, tree in ((10, [init, app, git]), (LEARNING + 60, [init, app, git, shell])):
+        lines = [logger.line("process_lineage", at, counter=0, action="snapshot", snapshot=tree)]
+        with session_scope(sessions) as session:
+            stats = node_service.ingest_log(
+                session, host_id, "result", lines, at, collect=DETECTION_QUERIES.__contains__
+            )
+        service.judge_changes(host_id, [Batch(None, stats.applied)], True, at)
+    with session_scope(sessions) as session:
+        documents = session.scalars(
+            select(FindingOccurrence.document).where(FindingOccurrence.pid == 720)
+        ).all()
+    assert documents, "the shell the app started after learning is a finding"
+    assert any("parent_new_child_class" in str(d) for d in documents), documents
