@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 import yaml
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from storage.base import in_chunks
@@ -89,9 +89,9 @@ def is_baselined(session: Session, host_id: int) -> bool:
 class StoredHistory:
     """What one host's run can consult, as stored: the fleet's directory (every host's
     name and enrolment time, as read by the caller or now), whether the host has an
-    explicit baseline now, the host's own path keys (first and last seen) and
-    parent/child pairs, its findings, the fleet's sightings of the keys in play and the
-    children seen under the parents in play."""
+    explicit baseline now, and for the path keys and parent apps in play: the host's own
+    sightings, parent/child pairs and findings, the fleet's sightings of the keys the host
+    has not seen, and the children seen under those parents anywhere."""
 
     directory: FleetDirectory
     baselined: bool = False
@@ -99,7 +99,7 @@ class StoredHistory:
     pairs: set[tuple[str, str]] = field(default_factory=set)
     # (id, path key, first seen, last seen, severity, score)
     findings: list[tuple[str, str, int, int, str, int]] = field(default_factory=list)
-    # (path key, host id, first seen, last seen) of keys the host has not seen itself
+    # (path key, first seen, last seen, hosts) of keys in play the host has not seen itself
     fleet: list[tuple[str, int, int, int]] = field(default_factory=list)
     parents: list[tuple[str, str]] = field(default_factory=list)
 
@@ -111,40 +111,56 @@ def load_history(
     parents: set[str],
     directory: FleetDirectory | None = None,
 ) -> StoredHistory:
-    """What a run on ``host_id`` judging path ``keys`` under ``parents`` consults, with
-    the fleet's ``directory`` (read now when not given)."""
+    """What a run on ``host_id`` judging path ``keys`` under parent apps ``parents``
+    consults (``fleetctl.detection.consulted``), with the fleet's ``directory`` (read now
+    when not given). Only what is in play is read, and the fleet's sightings as one row
+    per key: a judgement costs what it judges, not what the host or the fleet has seen."""
     out = StoredHistory(
         directory=directory or fleet_directory(session), baselined=is_baselined(session, host_id)
     )
-    for key, first, last in session.execute(
-        select(PathSighting.path_key, PathSighting.first_seen, PathSighting.last_seen).where(
-            PathSighting.host_id == host_id
-        )
-    ):
-        out.keys[key] = (first, last)
-    out.pairs = {
-        (parent, child)
-        for parent, child in session.execute(
-            select(ParentChild.parent, ParentChild.child).where(ParentChild.host_id == host_id)
-        )
-    }
-    wanted = set(keys)
-    for f in session.scalars(select(FindingRecordRow).where(FindingRecordRow.host_id == host_id)):
-        out.findings.append((f.id, f.path_key, f.first_seen, f.last_seen, f.severity, f.score))
-        wanted.add(f.path_key)
-    for chunk in in_chunks(sorted(wanted - set(out.keys))):
+    for chunk in in_chunks(sorted(keys)):
+        for key, first, last in session.execute(
+            select(PathSighting.path_key, PathSighting.first_seen, PathSighting.last_seen).where(
+                PathSighting.host_id == host_id, PathSighting.path_key.in_(chunk)
+            )
+        ):
+            out.keys[key] = (first, last)
+        out.findings += [
+            (fid, key, first, last, severity, score)
+            for fid, key, first, last, severity, score in session.execute(
+                select(
+                    FindingRecordRow.id,
+                    FindingRecordRow.path_key,
+                    FindingRecordRow.first_seen,
+                    FindingRecordRow.last_seen,
+                    FindingRecordRow.severity,
+                    FindingRecordRow.score,
+                ).where(FindingRecordRow.host_id == host_id, FindingRecordRow.path_key.in_(chunk))
+            )
+        ]
+    for chunk in in_chunks(sorted(keys - out.keys.keys())):
         out.fleet += [
-            (key, hid, first, last)
-            for key, hid, first, last in session.execute(
+            (key, first, last, hosts)
+            for key, first, last, hosts in session.execute(
                 select(
                     PathSighting.path_key,
-                    PathSighting.host_id,
-                    PathSighting.first_seen,
-                    PathSighting.last_seen,
-                ).where(PathSighting.path_key.in_(chunk))
+                    func.min(PathSighting.first_seen),
+                    func.max(PathSighting.last_seen),
+                    func.count(),
+                )
+                .where(PathSighting.path_key.in_(chunk))
+                .group_by(PathSighting.path_key)
             )
         ]
     for chunk in in_chunks(sorted(parents)):
+        out.pairs |= {
+            (parent, child)
+            for parent, child in session.execute(
+                select(ParentChild.parent, ParentChild.child).where(
+                    ParentChild.host_id == host_id, ParentChild.parent.in_(chunk)
+                )
+            )
+        }
         out.parents += [
             (parent, child)
             for parent, child in session.execute(
@@ -156,6 +172,18 @@ def load_history(
     return out
 
 
+def host_keys(session: Session, host_id: int) -> dict[str, tuple[int, int]]:
+    """Every path key the host was seen with: (first seen, last seen)."""
+    return {
+        key: (first, last)
+        for key, first, last in session.execute(
+            select(PathSighting.path_key, PathSighting.first_seen, PathSighting.last_seen).where(
+                PathSighting.host_id == host_id
+            )
+        )
+    }
+
+
 def save_history(
     session: Session,
     host_id: int,
@@ -165,7 +193,7 @@ def save_history(
 ) -> int:
     """Write the host's new path ``keys`` (first and last seen), moved last-seen times and
     new parent/child pairs, against what ``load_history`` gave."""
-    new_rows = []
+    new_rows, moved = [], []
     for key, (first_seen, last_seen) in keys.items():
         first, last = int(first_seen), int(last_seen)
         before = loaded.keys.get(key)
@@ -174,10 +202,10 @@ def save_history(
                 PathSighting(host_id=host_id, path_key=key, first_seen=first, last_seen=last)
             )
         elif last - before[1] >= LAST_SEEN_PRECISION:
-            row = session.get(PathSighting, (host_id, key))
-            if row is not None:
-                row.last_seen = last
+            moved.append({"host_id": host_id, "path_key": key, "last_seen": last})
     session.add_all(new_rows)
+    if moved:  # one statement for all of them, by primary key
+        session.execute(update(PathSighting), moved)
     now = int(max((last for _, last in keys.values()), default=0))
     session.add_all(
         ParentChild(host_id=host_id, parent=parent, child=child, first_seen=now)
@@ -282,6 +310,7 @@ __all__ = [
     "current_baseline",
     "detection_names",
     "fleet_prevalence",
+    "host_keys",
     "learning_hosts",
     "load_history",
     "mark_baselined",

@@ -308,8 +308,8 @@ class Detector:
         novel = not learning and (
             (new_on_host and not host_learning) or (new_on_fleet and fleet_ready)
         )
-        with_key = state.fleet[key].hosts | {host} if key in state.fleet else {host}
-        prevalence = Prevalence(len(with_key), len(state.hosts))
+        with_key = state.fleet[key].hosts_with(host) if key in state.fleet else 1
+        prevalence = Prevalence(with_key, len(state.hosts))
 
         def scores(paths: list[ExecutionPath]) -> list[tuple[Score, ExecutionPath]]:
             return [

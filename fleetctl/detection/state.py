@@ -33,9 +33,17 @@ class HostState:
 
 @dataclass
 class FleetKey:
+    """Where a path key was seen across the fleet: ``hosts`` by name, and ``others``
+    more hosts counted without their names (what a store's aggregate gives)."""
+
     first_seen: float
     last_seen: float
     hosts: set[str] = field(default_factory=set)
+    others: int = 0
+
+    def hosts_with(self, host: str) -> int:
+        """How many hosts have the key once ``host`` has it too."""
+        return len(self.hosts | {host}) + self.others
 
 
 @dataclass
@@ -93,7 +101,12 @@ class DetectionState:
                 for name, h in self.hosts.items()
             },
             "fleet": {
-                k: {"first_seen": f.first_seen, "last_seen": f.last_seen, "hosts": sorted(f.hosts)}
+                k: {
+                    "first_seen": f.first_seen,
+                    "last_seen": f.last_seen,
+                    "hosts": sorted(f.hosts),
+                    "others": f.others,
+                }
                 for k, f in self.fleet.items()
             },
             "parents": {p: sorted(c) for p, c in self.parents.items()},
@@ -117,7 +130,7 @@ class DetectionState:
                 for name, h in data.get("hosts", {}).items()
             },
             fleet={
-                k: FleetKey(f["first_seen"], f["last_seen"], set(f["hosts"]))
+                k: FleetKey(f["first_seen"], f["last_seen"], set(f["hosts"]), f.get("others", 0))
                 for k, f in data.get("fleet", {}).items()
             },
             parents={p: set(c) for p, c in data.get("parents", {}).items()},

@@ -143,7 +143,7 @@ def _replay(
 ) -> tuple[HostDetection, HostReplay]:
     name = detection_store.detection_names(session)[host_id]
     timelines = _timelines(session, host_id, times)
-    stored = detection_store.load_history(session, host_id, set(), set()).keys
+    stored = detection_store.host_keys(session, host_id)
     sightings = _Sightings({key: last for key, (_, last) in stored.items()})
     host = service.new_host(name)
     last: _Judged = {}

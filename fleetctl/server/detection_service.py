@@ -242,11 +242,8 @@ def detection_state(
         state.findings[fid] = FindingRecord(
             fid, names[host_id], key, float(first), float(last), severity, score
         )
-    for key, hid, first, last in history.fleet:
-        entry = state.fleet.setdefault(key, FleetKey(float(first), float(last)))
-        entry.first_seen = min(entry.first_seen, float(first))
-        entry.last_seen = max(entry.last_seen, float(last))
-        entry.hosts.add(names.get(hid, str(hid)))
+    for key, first, last, hosts in history.fleet:
+        state.fleet[key] = FleetKey(float(first), float(last), others=hosts)
     for key, seen in me.keys.items():  # the host's own keys are on the fleet too
         entry = state.fleet.setdefault(key, FleetKey(seen.first_seen, seen.last_seen))
         entry.hosts.add(names[host_id])

@@ -21,6 +21,7 @@ from fleetctl.detection import Baseline, DetectionState, Detector, build_paths
 from fleetctl.detection.state import HostState
 from fleetctl.server import node_service
 from fleetctl.server.detection_service import DETECTION_QUERIES, Batch, DetectionService
+from storage.detection import LAST_SEEN_PRECISION
 from storage.engine import session_scope
 from storage.findings import FindingOccurrence
 from storage.models import FindingRecordRow, ParentChild, PathSighting
@@ -31,29 +32,31 @@ from tests.detection.test_incremental_store import Logger, enroll, from_store, s
 __all__ = ["sessions"]  # the fixture, on both databases
 
 LEARNING = 200
+HOUR = LAST_SEEN_PRECISION
 
 
-def stored(session: Session, host_id: int) -> tuple[set[str], set[str], set[tuple[str, str]]]:
-    """The host's finding ids, path keys and parent/child pairs in the store."""
+History = tuple[set[str], dict[str, int], set[tuple[str, str]]]
+
+
+def stored(session: Session, host_id: int) -> History:
+    """The host's finding ids, path keys (last seen) and parent/child pairs in the store."""
+    findings = select(FindingRecordRow.id).where(FindingRecordRow.host_id == host_id)
+    keys = select(PathSighting.path_key, PathSighting.last_seen).where(
+        PathSighting.host_id == host_id
+    )
+    pairs = select(ParentChild.parent, ParentChild.child).where(ParentChild.host_id == host_id)
     return (
-        set(
-            session.scalars(select(FindingRecordRow.id).where(FindingRecordRow.host_id == host_id))
-        ),
-        set(session.scalars(select(PathSighting.path_key).where(PathSighting.host_id == host_id))),
-        {
-            (parent, child)
-            for parent, child in session.execute(
-                select(ParentChild.parent, ParentChild.child).where(ParentChild.host_id == host_id)
-            )
-        },
+        set(session.scalars(findings)),
+        {key: last for key, last in session.execute(keys)},
+        {(parent, child) for parent, child in session.execute(pairs)},
     )
 
 
-def held(state: DetectionState, name: str) -> tuple[set[str], set[str], set[tuple[str, str]]]:
+def held(state: DetectionState, name: str) -> History:
     """The same three as the in-memory state holds them."""
     return (
         set(state.findings),
-        set(state.hosts[name].keys),
+        {key: int(seen.last_seen) for key, seen in state.hosts[name].keys.items()},
         {(parent, child) for parent, kids in state.parents.items() for child in kids},
     )
 
@@ -70,11 +73,14 @@ def test_a_judge_reading_history_from_the_store_decides_as_one_holding_it_all(
     memory = DetectionState()
     memory.hosts[name] = HostState(first_seen=1.0)  # enrolled at 1, as ``enroll`` does
     memory.started_at = 1.0
-    found = 0
+    found = moved = 0
+    first: dict[str, int] = {}  # the last_seen each key was first stored with
     for batch in range(14):
         if batch:
             for _ in range(1 + batch // 4):  # past the learning window half way
                 host.step()
+        if batch == 10:
+            host.now += 2 * HOUR
         at = host.now
         lines = logger.lines(host.rows(), host.take_events(), at)
         with session_scope(sessions) as session:
@@ -86,9 +92,17 @@ def test_a_judge_reading_history_from_the_store_decides_as_one_holding_it_all(
             paths = build_paths(from_store(session, host_id, name, at, 600))
             in_store = stored(session, host_id)
         Detector(Baseline.default(), memory, learning_window=LEARNING).detect(paths, at)
-        assert in_store == held(memory, name), f"batch {batch}"
-        found = len(in_store[0])
+        findings, keys, pairs = held(memory, name)
+        assert (in_store[0], set(in_store[1]), in_store[2]) == (findings, set(keys), pairs)
+        # A sighting's last_seen is stored to within the hour: the store moves it when the
+        # key is judged again an hour on (batch 10 comes two hours after batch 9).
+        late = {k: t - in_store[1][k] for k, t in keys.items() if t - in_store[1][k] >= HOUR}
+        assert not late, f"batch {batch}: last_seen left behind: {late}"
+        moved += sum(last - first.get(k, last) >= HOUR for k, last in in_store[1].items())
+        first = {k: first.get(k, last) for k, last in in_store[1].items()}
+        found = len(findings)
     assert found  # the streams reach findings, so the comparison covers them
+    assert moved  # and keys seen again two hours on moved their last_seen in the store
 
 
 def test_an_interpreter_app_that_never_started_a_shell_is_flagged_when_it_does(
@@ -118,3 +132,33 @@ def test_an_interpreter_app_that_never_started_a_shell_is_flagged_when_it_does(
         ).all()
     assert documents, "the shell the app started after learning is a finding"
     assert any("parent_new_child_class" in str(d) for d in documents), documents
+
+
+def test_a_key_other_hosts_saw_counts_them_in_the_findings_prevalence(
+    sessions: sessionmaker[Session],
+) -> None:
+    """The fleet's sightings of a key new to the judged host are read as one count per
+    key; the finding's prevalence must still count every host that has it."""
+    init = proc(1, 0, "/usr/lib/systemd/systemd", "/sbin/init", uid=0, start=1)
+    app = proc(700, 1, "/usr/bin/python3.11", "python3 app.py", uid=33, start=2)
+    shell = proc(720, 700, "/usr/bin/dash", "sh -c id", uid=33, start=3)
+    service = DetectionService(sessions, learning_window=LEARNING)
+    for name, at in (("seen-1", 10), ("seen-2", 10), ("quiet", 10), ("new", LEARNING + 60)):
+        tree = [init, app, shell] if name != "quiet" else [init, app]
+        host_id = enroll(sessions, name)
+        line = Logger(name, random.Random(0)).line(
+            "process_lineage", at, counter=0, action="snapshot", snapshot=tree
+        )
+        with session_scope(sessions) as session:
+            stats = node_service.ingest_log(
+                session, host_id, "result", [line], at, collect=DETECTION_QUERIES.__contains__
+            )
+        service.judge_changes(host_id, [Batch(None, stats.applied)], True, at)
+    with session_scope(sessions) as session:
+        documents = session.scalars(
+            select(FindingOccurrence.document)
+            .join(FindingRecordRow, FindingRecordRow.id == FindingOccurrence.finding_id)
+            .where(FindingRecordRow.host_id == host_id)
+        ).all()
+    prevalence = [d["prevalence"] for d in documents]
+    assert prevalence == [{"hosts_with_key": 3, "hosts_total": 4, "rarity": 0.25}]
