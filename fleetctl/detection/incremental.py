@@ -45,7 +45,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
 from fleetctl.detection._readers import EVENT_COLUMNS, is_process_query, reader_for
@@ -763,7 +763,7 @@ class HostDetection:
         for pid in pids:
             path = self.paths[pid]
             if path.observed_at != at:
-                path = self.paths[pid] = replace(path, observed_at=at)
+                path = self.paths[pid] = path.seen_at(at)
             out.append(path)
         return out
 

@@ -13,6 +13,7 @@ which of them an admin expects.
 
 from __future__ import annotations
 
+import copy
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -213,6 +214,14 @@ class ExecutionPath:
     def stdio_kinds(self) -> tuple[str, ...]:
         """Sorted distinct kinds of fds 0-2 (empty when no stdio was collected)."""
         return tuple(sorted({c.kind for c in self.channels}))
+
+    def seen_at(self, at: float) -> ExecutionPath:
+        """This path as observed at ``at``: a shallow copy that keeps its computed key
+        (``dataclasses.replace`` would build it anew and compute the key again, for every
+        path under a key a batch touches)."""
+        path = copy.copy(self)
+        object.__setattr__(path, "observed_at", at)
+        return path
 
     def path_key(self) -> str:
         """``child|min(euid,500)|parent|grandparent|kinds``, e.g. ``sh|0|socat|socat|unix``.
