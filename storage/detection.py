@@ -241,6 +241,12 @@ def learning_hosts(session: Session) -> list[tuple[int, str, int, int | None]]:
     ]
 
 
+def baseline_version(session: Session) -> int | None:
+    """The admin's baseline version (None: the shipped default rules), without its text:
+    what a judgement checks before it reads the text again."""
+    return session.scalar(select(func.max(BaselineVersion.version)))
+
+
 def current_baseline(session: Session) -> tuple[int, str] | None:
     """(version, YAML text) of the admin's baseline, or None (the shipped default rules)."""
     row = session.scalars(
@@ -307,6 +313,7 @@ __all__ = [
     "StoredHistory",
     "add_learned_keys",
     "baseline_text",
+    "baseline_version",
     "current_baseline",
     "detection_names",
     "fleet_prevalence",

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from sqlalchemy import ColumnElement, case, func, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, defer
 
 from storage.base import in_chunks
 from storage.models import FindingChange as FindingChange  # record types returned
@@ -157,11 +157,11 @@ def _store_occurrences(
     """New occurrences of ``finding`` (added to the session); known ones seen again."""
     pids = sorted({o.pid for o in finding.occurrences})
     known: list[FindingOccurrence] = []
-    for chunk in in_chunks(pids):
+    for chunk in in_chunks(pids):  # without their documents: only last_seen moves
         known += session.scalars(
-            select(FindingOccurrence).where(
-                FindingOccurrence.finding_id == row.id, FindingOccurrence.pid.in_(chunk)
-            )
+            select(FindingOccurrence)
+            .options(defer(FindingOccurrence.document))
+            .where(FindingOccurrence.finding_id == row.id, FindingOccurrence.pid.in_(chunk))
         )
     added = []
     for occurrence in finding.occurrences:

@@ -530,7 +530,7 @@ class HostDetection:
         raw = self.raw
         snap = HostSnapshot(host=self.host, observed_at=at)
         snap.processes = dict(raw.processes)
-        snap.stdio = {pid: dict(ends) for pid, ends in raw.stdio.items()}
+        snap.stdio = dict(raw.stdio)  # a pid's ends are copied when written (set_stdio)
         snap.pipes = dict(raw.pipes)
         snap.fifos = dict(raw.fifos)
         snap.unix_peers = dict(raw.unix_peers)

@@ -67,4 +67,6 @@ class Reported:
         return False
 
     def set_stdio(self, pid: int, end: StdioEnd) -> None:
-        self.stdio.setdefault(pid, {})[end.fd] = end
+        """Set one fd of ``pid``, copying the pid's ends: a snapshot shares them with the
+        state it was taken from (``HostDetection``), which must not see its additions."""
+        self.stdio[pid] = {**self.stdio.get(pid, {}), end.fd: end}

@@ -114,22 +114,26 @@ class HostSnapshot(Reported):
         """Fill stdio that only ``pipe_partners`` saw, then what stock osquery's tables
         leave out (``stock_stdio``), once every query has been read."""
         for pid, ends in self.pipes.items():
-            known = self.stdio.setdefault(pid, {})
             for fd in (0, 1, 2):
-                if fd in known:
+                if fd in self.stdio.get(pid, {}):
                     continue
                 mine = [e for e in ends if e.fd == fd]
                 if not mine:
                     continue
                 fifo_path = next((f.path for f in self.fifos.get(pid, []) if f.fd == fd), "")
-                known[fd] = StdioEnd(
-                    fd=fd,
-                    kind="fifo" if mine[0].type == "named" else "pipe",
-                    target=fifo_path,
-                    inode=mine[0].inode,
-                    mode=mine[0].mode,
-                    partners=tuple(
-                        sorted({e.partner_pid for e in mine if e.partner_pid and e.partner_pid > 0})
+                self.set_stdio(
+                    pid,
+                    StdioEnd(
+                        fd=fd,
+                        kind="fifo" if mine[0].type == "named" else "pipe",
+                        target=fifo_path,
+                        inode=mine[0].inode,
+                        mode=mine[0].mode,
+                        partners=tuple(
+                            sorted(
+                                {e.partner_pid for e in mine if e.partner_pid and e.partner_pid > 0}
+                            )
+                        ),
                     ),
                 )
         complete_stdio(self)

@@ -578,7 +578,7 @@ class DetectionService:
         with self.turn(host_id):
             with session_scope(self.sessions) as session:
                 coordination.lock_judge(session, host_id)
-                self.baseline(session)
+                baseline = self.baseline(session)
                 version = self._baseline[0] if self._baseline else None
                 # Taken out while judged: if judging fails, the next batch rebuilds it.
                 with self._memory:
@@ -598,7 +598,7 @@ class DetectionService:
                 paths = host.group(keys, now)
                 unchanged = host.unchanged(paths, update)
                 created = (
-                    self.judge_paths(session, host_id, host.host, paths, now, unchanged)
+                    self.judge_paths(session, host_id, host.host, paths, now, unchanged, baseline)
                     if paths
                     else []
                 )
@@ -696,15 +696,19 @@ class DetectionService:
         paths: list[ExecutionPath],
         now: int,
         unchanged: list[ExecutionPath] | None = None,
+        baseline: Baseline | None = None,
     ) -> list[str]:
         """Judge ``paths`` of the host (``name``) as of ``now``; ``unchanged`` are those
         of them judged before under their key and not changed since (``Detector.detect``).
-        Stores what changed; ids of new findings. The caller holds ``turn``."""
+        ``baseline``: the admin's, as the caller read it for this judgement (read now
+        when not given). Stores what changed; ids of new findings. The caller holds
+        ``turn``."""
         keys, parents = consulted(paths)
         view = self.fleet_view(session, host_id)
         loaded = detection_store.load_history(session, host_id, keys, parents, view.directory)
         state = detection_state(loaded, host_id, view)
-        detector = Detector(self.baseline(session), state, learning_window=self.learning_window)
+        rules = baseline or self.baseline(session)
+        detector = Detector(rules, state, learning_window=self.learning_window)
         findings = detector.detect(paths, float(now), unchanged=unchanged or ())
         save_state(session, host_id, name, state, loaded)
         return findings_store.save_findings(session, host_id, findings, same_start)
@@ -725,12 +729,13 @@ class DetectionService:
         }
 
     def baseline(self, session: Session) -> Baseline:
-        """The admin's baseline (YAML, may extend the default), re-read when it changes."""
-        stored = detection_store.current_baseline(session)
-        version = stored[0] if stored else None
+        """The admin's baseline (YAML, may extend the default), its text read and parsed
+        again only when its version moved."""
+        version = detection_store.baseline_version(session)
         if self._baseline is None or self._baseline[0] != version:
+            stored = detection_store.current_baseline(session)
             parsed = Baseline.loads(stored[1]) if stored else Baseline.default()
-            self._baseline = (version, parsed)
+            self._baseline = (stored[0] if stored else None, parsed)
         return self._baseline[1]
 
     def snapshot(self, session: Session, host_id: int, at: int) -> HostSnapshot:
