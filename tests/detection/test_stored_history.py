@@ -12,6 +12,7 @@ holds.
 from __future__ import annotations
 
 import random
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -33,6 +34,17 @@ __all__ = ["sessions"]  # the fixture, on both databases
 
 LEARNING = 200
 HOUR = LAST_SEEN_PRECISION
+
+
+def judge(
+    service: DetectionService, host_id: int, lines: list[Any], at: int, *, rebuild: bool
+) -> None:
+    """Store a host's log lines as ``POST /log`` does and judge the rows they changed."""
+    with session_scope(service.sessions) as session:
+        stats = node_service.ingest_log(
+            session, host_id, "result", lines, at, collect=DETECTION_QUERIES.__contains__
+        )
+    service.judge_changes(host_id, [Batch(None, stats.applied)], rebuild, at)
 
 
 History = tuple[set[str], dict[str, int], set[tuple[str, str]]]
@@ -83,11 +95,7 @@ def test_a_judge_reading_history_from_the_store_decides_as_one_holding_it_all(
             host.now += 2 * HOUR
         at = host.now
         lines = logger.lines(host.rows(), host.take_events(), at)
-        with session_scope(sessions) as session:
-            stats = node_service.ingest_log(
-                session, host_id, "result", lines, at, collect=DETECTION_QUERIES.__contains__
-            )
-        service.judge_changes(host_id, [Batch(None, stats.applied)], batch == 0, at)
+        judge(service, host_id, lines, at, rebuild=batch == 0)
         with session_scope(sessions) as session:
             paths = build_paths(from_store(session, host_id, name, at, 600))
             in_store = stored(session, host_id)
@@ -121,11 +129,7 @@ def test_an_interpreter_app_that_never_started_a_shell_is_flagged_when_it_does(
     shell = proc(720, 700, "/usr/bin/dash", "sh -c id", uid=33, start=LEARNING + 50)
     for at, tree in ((10, [init, app, git]), (LEARNING + 60, [init, app, git, shell])):
         lines = [logger.line("process_lineage", at, counter=0, action="snapshot", snapshot=tree)]
-        with session_scope(sessions) as session:
-            stats = node_service.ingest_log(
-                session, host_id, "result", lines, at, collect=DETECTION_QUERIES.__contains__
-            )
-        service.judge_changes(host_id, [Batch(None, stats.applied)], True, at)
+        judge(service, host_id, lines, at, rebuild=True)
     with session_scope(sessions) as session:
         documents = session.scalars(
             select(FindingOccurrence.document).where(FindingOccurrence.pid == 720)
@@ -149,11 +153,7 @@ def test_a_key_other_hosts_saw_counts_them_in_the_findings_prevalence(
         line = Logger(name, random.Random(0)).line(
             "process_lineage", at, counter=0, action="snapshot", snapshot=tree
         )
-        with session_scope(sessions) as session:
-            stats = node_service.ingest_log(
-                session, host_id, "result", [line], at, collect=DETECTION_QUERIES.__contains__
-            )
-        service.judge_changes(host_id, [Batch(None, stats.applied)], True, at)
+        judge(service, host_id, [line], at, rebuild=True)
     with session_scope(sessions) as session:
         documents = session.scalars(
             select(FindingOccurrence.document)

@@ -128,9 +128,17 @@ def thrift_client(tmp_path: Path) -> Iterator[Client]:
     server = build_server(path)
     thread = threading.Thread(target=server.serve, daemon=True)
     thread.start()
-    wait_until(Path(path).exists, what="extension socket")
     transport = TTransport.TBufferedTransport(TSocket.TSocket(unix_socket=path))
-    transport.open()
+
+    def accepted() -> bool:
+        """Connected: the socket file appears at bind, before the server listens."""
+        try:
+            transport.open()
+        except TTransport.TTransportException:
+            return False
+        return True
+
+    wait_until(accepted, what="extension socket accepting")
     try:
         yield Client(TBinaryProtocol.TBinaryProtocol(transport))
     finally:
