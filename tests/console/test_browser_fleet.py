@@ -273,6 +273,36 @@ def test_a_hunt_created_runs_and_is_paused_resumed_and_cancelled(
     assert shown["hunt"]["state"] == "cancelled" and shown["runs"][0]["done"] == 1
 
 
+def test_an_open_hunt_shows_a_run_that_fires_after_it_was_opened(
+    fleet: Fleet, browser: Any
+) -> None:
+    """The open hunt's runs are read again with the list: a hunt shown before its first
+    run fired (the scheduler busy) shows the run when it comes, without a reload. Here
+    the hunt's answers hide its runs until the page has shown it."""
+    hide = [True]
+
+    def before_its_first_run(route: Any) -> None:
+        if not hide[0]:
+            route.continue_()
+            return
+        response = route.fetch()
+        route.fulfill(response=response, json={**response.json(), "runs": []})
+
+    with browser_page(browser, fleet.server.url) as page:
+        page.route("**/api/v1/admin/hunts/late-run", before_its_first_run)
+        sign_in(page, fleet.server.token)
+        page.goto("/#/hunts")
+        page.fill("#hunt-name", "late-run")
+        page.fill("#hunt-schedule", "3600")
+        page.fill("#hunt-targets", f"host:{HOSTILE_HOST}")
+        page.click("#hunt-create")
+        page.wait_for_selector("#hunt-runs", state="attached")
+        assert page.locator("#hunt-runs tbody tr").count() == 0
+        hide[0] = False
+        page.wait_for_selector("#hunt-runs tbody tr", timeout=15_000)  # the 5 s poll
+    assert fleet.admin.post("/api/v1/admin/hunts/late-run/cancel", json={}).status_code == 200
+
+
 def test_packs_diff_before_apply_and_validation_errors(
     fleet: Fleet, finding: dict[str, Any], browser: Any, request: pytest.FixtureRequest
 ) -> None:

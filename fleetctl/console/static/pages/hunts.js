@@ -31,35 +31,42 @@ async function results(box, name, run, diff) {
   }
 }
 
+function runsTable(name, runs, out) {
+  return simpleTable(
+    [
+      ["Run", (r) => r.run],
+      ["Fired", (r) => when(r.fired)],
+      ...STATES.map((s) => [s, (r) => r[s]]),
+      ["", (r) => h("span", {},
+        h("button", { type: "button", class: "run-results", onclick: () => results(out, name, r.run, false) }, "Results"),
+        h("button", { type: "button", class: "run-diff", onclick: () => results(out, name, r.run, true) }, "Diff"),
+      )],
+    ],
+    runs,
+    { id: "hunt-runs" },
+  );
+}
+
+// Shows one hunt and its runs; returns what refreshes the runs (a run fires after the
+// hunt is shown, the first one too), leaving the results the analyst opened as they are.
 async function detail(box, name) {
   try {
     const shown = await api.get(`hunts/${api.seg(name)}`);
     const out = h("div", { id: "hunt-run-results" });
-    replace(
-      box,
-      h("h2", {}, `Hunt ${name}`),
-      h("pre", {}, shown.hunt.sql),
-      simpleTable(
-        [
-          ["Run", (r) => r.run],
-          ["Fired", (r) => when(r.fired)],
-          ...STATES.map((s) => [s, (r) => r[s]]),
-          ["", (r) => h("span", {},
-            h("button", { type: "button", class: "run-results", onclick: () => results(out, name, r.run, false) }, "Results"),
-            h("button", { type: "button", class: "run-diff", onclick: () => results(out, name, r.run, true) }, "Diff"),
-          )],
-        ],
-        shown.runs,
-        { id: "hunt-runs" },
-      ),
-      out,
-    );
+    const runs = h("div", {}, runsTable(name, shown.runs, out));
+    replace(box, h("h2", {}, `Hunt ${name}`), h("pre", {}, shown.hunt.sql), runs, out);
+    return async () => {
+      const again = await api.get(`hunts/${api.seg(name)}`);
+      replace(runs, runsTable(name, again.runs, out));
+    };
   } catch (error) {
     replace(box, errorBox(error));
+    return null;
   }
 }
 
 export async function render(main) {
+  let refreshRuns = null; // the open hunt's runs, refreshed with the list
   const list = h("div", { id: "hunt-list" });
   const box = h("section", { class: "card", id: "hunt-detail" });
   const said = h("div", { id: "hunt-error" });
@@ -95,7 +102,7 @@ export async function render(main) {
       list,
       simpleTable(
         [
-          ["Hunt", (x) => h("a", { href: "#/hunts", class: "hunt-open", onclick: (e) => { e.preventDefault(); detail(box, x.name); } }, x.name)],
+          ["Hunt", (x) => h("a", { href: "#/hunts", class: "hunt-open", onclick: async (e) => { e.preventDefault(); refreshRuns = await detail(box, x.name); } }, x.name)],
           ["State", (x) => x.state],
           ["Schedule", (x) => x.schedule],
           ["Targets", (x) => x.targets],
@@ -125,7 +132,7 @@ export async function render(main) {
     try {
       await api.post("hunts", body);
       await load();
-      await detail(box, body.name);
+      refreshRuns = await detail(box, body.name);
     } catch (error) {
       replace(said, refusal(error));
     }
@@ -147,6 +154,9 @@ export async function render(main) {
     box,
   );
   await load();
-  const timer = setInterval(load, 5000);
+  const timer = setInterval(async () => {
+    await load();
+    if (refreshRuns) await refreshRuns().catch(() => {});
+  }, 5000);
   return () => clearInterval(timer);
 }
