@@ -36,12 +36,7 @@ from sqlalchemy import event
 from fleetctl.detection import Baseline, DetectionState, Detector
 from fleetctl.detection.incremental import HostDetection
 from fleetctl.detection.state import HostState
-from fleetctl.server.detection_service import (
-    DETECTION_QUERIES,
-    EVENT_WINDOW,
-    Batch,
-    DetectionService,
-)
+from fleetctl.server.detection_service import DETECTION_QUERIES, Batch, DetectionService
 from fleetctl.server.node_service import ingest_log
 from storage import hosts as host_store
 from storage.engine import make_engine, make_sessionmaker, session_scope
@@ -133,9 +128,7 @@ def run(backend: str, hosts: int, intervals: int) -> None:
         detection = DetectionState(started_at=float(T0))
         detection.hosts = {h.identifier: HostState(first_seen=float(T0)) for h in fleet}
         detector = Detector(Baseline.default(), detection, learning_window=LEARNING)
-        memory = [
-            HostDetection(h.identifier, events=service._events, window=EVENT_WINDOW) for h in fleet
-        ]
+        memory = [service.new_host(h.identifier) for h in fleet]
         sent = [0]
 
         def count(*_: object) -> None:
