@@ -10,9 +10,10 @@ import click
 from fleetctl.cli.client import stored_context
 from fleetctl.cli.groups import Group
 from fleetctl.cli.options import setting_option
+from fleetctl.server.audit_trail import local_entry
 from fleetctl.settings import Settings
 from fleetctl.timeutil import iso, parse_duration
-from storage import analyst_role
+from storage import analyst_role, audit
 from storage import campaigns as campaign_store
 from storage import results as result_store
 from storage.database import ensure_database, shown, sqlite_path
@@ -133,7 +134,10 @@ def db_prune(older_than: str, dry_run: bool, yes: bool, db: str | None) -> None:
     latest run is kept as the baseline of its next --diff).
 
     On PostgreSQL whole days of closed rows are dropped as partitions; the output names
-    them and their rows (the planner's count) beside the rows deleted one by one."""
+    them and their rows (the planner's count) beside the rows deleted one by one.
+
+    Each prune, a dry run too, goes into the audit trail (by user `local`) in its own
+    transaction: with its age, cutoff and what it removed."""
     try:
         age = parse_duration(older_than)
     except ValueError as exc:
@@ -152,6 +156,8 @@ def db_prune(older_than: str, dry_run: bool, yes: bool, db: str | None) -> None:
             campaigns = campaign_store.prune(session, cutoff)
             if dry_run:
                 session.rollback()  # the same statements, counted and undone
+            said = _prune_details(older_than, cutoff, dry_run, removed, campaigns)
+            audit.append(session, local_entry("fleetctl db prune", said, int(time.time())))
     finally:
         engine.dispose()
     verb = "would prune" if dry_run else "pruned"
@@ -160,6 +166,22 @@ def db_prune(older_than: str, dry_run: bool, yes: bool, db: str | None) -> None:
         f" older than {older_than} ({iso(cutoff)}) from {shown(url)}"
     )
     click.echo(_partitions_said(removed, dry_run))
+
+
+def _prune_details(
+    older_than: str, cutoff: int, dry_run: bool, removed: result_store.Pruned, campaigns: int
+) -> dict[str, object]:
+    """What the audit trail keeps of a prune (as a dry run: what it would remove)."""
+    return {
+        "older_than": older_than,
+        "cutoff": iso(cutoff),
+        "dry_run": dry_run,
+        "removed": {
+            "closed_rows": removed.rows,
+            "partitions": list(removed.partitions),
+            "live_queries_and_hunt_runs": campaigns,
+        },
+    }
 
 
 def _partitions_said(removed: result_store.Pruned, dry_run: bool) -> str:

@@ -10,6 +10,11 @@ the targets of a live query, the note of an acknowledgement. The entry is writte
 the call is answered, in its own transaction: a store that cannot take it is logged,
 and the call's answer stands. With ``serve --audit-file``, each stored entry is also
 appended to that file as a JSON line (``audit_file``).
+
+The command line over the store directly calls the same admin API in its own process
+(``local``), so its calls are recorded the same way, by user ``local`` from ``local``;
+what it changes on the store without that API (``fleetctl db prune``) it records with
+``local_entry``, in the change's own transaction.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
 from fleetctl.server import audit_file
-from fleetctl.server.access import Caller
+from fleetctl.server.access import LOCAL, Caller
 from fleetctl.server.state import ServerState, in_session
 from storage import audit
 
@@ -34,6 +39,7 @@ log = logging.getLogger("fleetctl.audit")
 MAX_DETAILS = 16 * 1024
 _HIDDEN = re.compile(r"secret|token|password", re.IGNORECASE)
 NOBODY = "-"  # who a call without a valid token came from
+LOCAL_SOURCE = "local"  # where the command line over the store calls from
 
 
 def _hidden(value: Any) -> Any:
@@ -55,6 +61,28 @@ def details(request: Request, body: dict[str, Any] | None) -> dict[str, Any]:
     if len(text) > MAX_DETAILS:
         return {"cut": len(text), "head": text[:MAX_DETAILS].decode(errors="replace")}
     return said
+
+
+def source(request: Request) -> str:
+    """The address a call came from, as the trail and the sign-in limits name it."""
+    return request.client.host if request.client else LOCAL_SOURCE
+
+
+def local_entry(action: str, details: dict[str, Any], now: int) -> audit.Entry:
+    """The entry of a change the command line makes on the store without the admin API
+    (``action``: its command), by ``local`` as its admin API calls are; status 0: no HTTP
+    call was answered."""
+    return audit.Entry(
+        at=now,
+        actor=LOCAL.user,
+        token=LOCAL.token,
+        source=LOCAL_SOURCE,
+        action=action,
+        target="",
+        details=details,
+        outcome="ok",
+        status=0,
+    )
 
 
 def outcome(status: int) -> str:
@@ -86,7 +114,7 @@ async def record(
             at=int(time.time()),
             actor=caller.user if caller else (actor or NOBODY)[:128],
             token=caller.token if caller else NOBODY,
-            source=request.client.host if request.client else "local",
+            source=source(request),
             action=f"{request.method} {path}",
             target=",".join(f"{k}={v}" for k, v in request.path_params.items())[:512],
             details=said,

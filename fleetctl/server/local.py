@@ -5,7 +5,8 @@ to the same app, built here over the store, so answers (and what the commands pr
 the same. Nothing here serves hosts: the app's lifespan, which starts housekeeping, the
 hunt scheduler and the detection worker, never runs, and live queries and hunts are
 refused (``ServerState.serves_hosts``). Calls carry an admin token made for this process
-alone, which only this process's ``ServerState`` accepts.
+alone, which only this process's ``ServerState`` accepts, and come from the address
+``local``, as the audit trail names them.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import dataclasses
 import httpx
 
 from fleetctl.server.app import build_app
+from fleetctl.server.audit_trail import LOCAL_SOURCE
 from fleetctl.server.auth import digest, new_secret
 from fleetctl.server.bootstrap import ensure_schema
 from fleetctl.server.state import ServerState
@@ -28,7 +30,7 @@ class InProcessTransport(httpx.BaseTransport):
 
     def __init__(self, state: ServerState) -> None:
         self._state = state
-        self._asgi = httpx.ASGITransport(build_app(state))
+        self._asgi = httpx.ASGITransport(build_app(state), client=(LOCAL_SOURCE, 0))
         self._runner = asyncio.Runner()
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:

@@ -1,16 +1,20 @@
 """``fleetctl db``: the store the server ran on, a dry run, a confirmed short retention,
-a missing PostgreSQL database created, and every database error said in one line."""
+each prune in the audit trail, a missing PostgreSQL database created, and every database
+error said in one line."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
 from click.testing import CliRunner, Result
 
 from fleetctl.cli import main
+from fleetctl.timeutil import parse_time
 from storage.database import shown
 from storage.engine import make_engine
 from storage.migrate import current_revision, head_revision, upgrade
@@ -49,6 +53,39 @@ def test_prune_dry_run_counts_and_deletes_nothing(server: RunningServer) -> None
     assert done.startswith("pruned 1 closed rows")
     assert done.splitlines()[1].endswith("1 rows deleted one by one")
     assert db("prune", "--older-than", "1d").output.startswith("pruned 0 closed rows")
+
+
+def prunes(server: RunningServer) -> list[dict[str, Any]]:
+    entries = server.admin().get("/api/v1/admin/audit").json()["audit"]
+    return [e for e in entries if e["action"] == "fleetctl db prune"]
+
+
+def test_each_prune_is_in_the_audit_trail_with_what_it_removed(server: RunningServer) -> None:
+    node = server.node("web-1", "u-web-1")
+    node.enroll()
+    node.log("result", [snapshot(1000, [{"pid": "1", "name": "init"}])])
+    node.log("result", [snapshot(2000, [])])
+    started = int(time.time())
+    assert db("prune", "--older-than", "2d", "--dry-run").exit_code == 0
+    assert db("prune", "--older-than", "2d").exit_code == 0
+    assert db("prune", "--older-than", "2d").exit_code == 0
+    entries = prunes(server)
+    assert [(e["user"], e["token"], e["source"], e["outcome"], e["status"]) for e in entries] == [
+        ("local", "local", "local", "ok", 0)
+    ] * 3
+    assert all(started <= parse_time(e["at"]) <= time.time() for e in entries)
+    cutoffs = [parse_time(e["details"]["cutoff"]) for e in entries]
+    assert all(abs(c - (started - 2 * 86400)) <= 60 for c in cutoffs)
+    said = [(e["details"]["older_than"], e["details"]["dry_run"]) for e in entries]
+    assert said == [("2d", True), ("2d", False), ("2d", False)]
+    removed = [e["details"]["removed"] for e in entries]
+    assert [(r["closed_rows"], r["live_queries_and_hunt_runs"]) for r in removed] == [
+        (1, 0),
+        (1, 0),
+        (0, 0),
+    ]
+    verified = CliRunner().invoke(main, ["audit", "verify"])
+    assert verified.exit_code == 0, verified.output
 
 
 def test_a_retention_under_a_day_needs_yes(server: RunningServer) -> None:

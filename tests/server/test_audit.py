@@ -16,6 +16,7 @@ from sqlalchemy import text
 
 from fleetctl.cli import main
 from fleetctl.cli.client import ssl_context
+from fleetctl.server.local import store_client
 from storage.engine import make_engine
 from tests.conftest import RunningServer
 
@@ -63,6 +64,14 @@ def test_changes_queries_and_refused_tokens_are_recorded(server: RunningServer) 
     assert label["details"]["body"]["secret"] == "[hidden]"
     assert all(e["source"] == "127.0.0.1" for e in entries)
     assert admin.get(f"{API}/audit", params={"user": "nobody"}).json()["audit"] == []
+
+
+def test_the_command_line_over_the_store_is_recorded_as_local(server: RunningServer) -> None:
+    with store_client(server.settings.db_url, timeout=30) as local:
+        local.post(f"{API}/labels", json={"name": "web", "hosts": []}).raise_for_status()
+    (entry,) = trail(server.admin())
+    assert (entry["user"], entry["token"], entry["source"]) == ("local", "local", "local")
+    assert (entry["action"], entry["outcome"]) == ("POST /api/v1/admin/labels", "ok")
 
 
 def test_the_table_refuses_edits_and_verify_finds_them(server: RunningServer) -> None:
