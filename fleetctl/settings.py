@@ -188,6 +188,17 @@ class Settings:
             default_text="the number of cores",
         ),
     )
+    detection_processes: int = field(
+        default=0,
+        metadata=setting(
+            "Processes that only judge detection, beside the --workers that serve hosts"
+            " (each batch's row changes then reach its judge through the store): a"
+            " judgement no longer shares an interpreter with request handlers. 0: each"
+            " worker judges its share of the hosts.",
+            option="--detection-processes",
+            minimum=0,
+        ),
+    )
     max_carve: int = field(
         default=512 * MiB,
         metadata=setting(

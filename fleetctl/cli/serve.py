@@ -57,10 +57,12 @@ def serve(verbose: bool, **options: Any) -> None:
     except OSError as exc:
         raise click.ClickException(f"cannot listen on {settings.listen}: {exc.strerror}") from exc
     workers = settings.worker_count
-    if workers == 1:
+    if workers == 1 and not settings.detection_processes:
         exit_on_sigterm()
         with contextlib.suppress(SystemExit):
             serve_on(settings, prepared, listener, WorkerRole())
         return
     click.echo(f"{workers} worker processes on one listener")
+    if settings.detection_processes:
+        click.echo(f"{settings.detection_processes} detection processes judge the hosts")
     Supervisor(settings, prepared, workers, listener).run()

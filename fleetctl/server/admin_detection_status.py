@@ -48,13 +48,17 @@ def detection_status(request: Request, session: Session) -> dict[str, Any]:
     if detection is None:
         return {"running": False}
     own = {"running": detection.running, **detection.status().to_dict()}
-    if not detection.running:
+    if not detection.running and not detection.judged_elsewhere:
         return own
     now = int(time.time())
-    workers = [{"worker": detection.worker_name, "slot": _own_slot(request), **own}]
+    workers = []
+    if detection.running:  # a worker whose judge processes judge for it has no status
+        workers.append({"worker": detection.worker_name, "slot": _own_slot(request), **own})
     for name, slot, status in coordination.worker_statuses(session, now - FRESH):
         if name != detection.worker_name:
             workers.append({"worker": name, "slot": slot, **status})
+    if not workers:
+        return own
     pending, oldest = coordination.pending_summary(session)
     return fleet_status(workers, pending, None if oldest is None else now - oldest)
 

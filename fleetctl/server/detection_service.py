@@ -88,6 +88,9 @@ ACCEPTED = "accepted while learning"
 MAX_PENDING_ROWS = 100_000  # changed rows kept for one host before it is rebuilt instead
 LAG_WINDOW = 2048  # judgements the lag and judge-time percentiles are taken over
 COORDINATE_EVERY = 1.0  # seconds between reads of the store's marks (and status writes)
+# A judge process (``serve --detection-processes``) learns of every batch from the
+# store's marks, so it reads them more often; its status is still written every second.
+JUDGE_PROCESS_POLL = 0.2
 WORKER_SILENCE = 60  # seconds after which a worker's stored status is dropped
 CHANGES_KEPT = 3600  # seconds a batch's kept changes wait for a judge (then: rebuilt)
 FLEET_VIEW_TTL = 5.0  # seconds the fleet's hosts, as judgements count them, are reused
@@ -315,7 +318,9 @@ class DetectionService:
     # whose post is being stored here now (their mark comes with its changes).
     _versions: dict[int, int] = field(default_factory=dict)
     _inflight: dict[int, int] = field(default_factory=dict)
+    coordinate_every: float = COORDINATE_EVERY
     _coordinated: float = 0.0
+    _status_saved: float = 0.0
     _pruned: int = 0
     _rebuilds: dict[str, int] = field(default_factory=dict)  # why -> how many
 
@@ -435,7 +440,16 @@ class DetectionService:
 
             return self._cond.wait_for(caught_up, timeout)
 
+    @property
+    def judged_elsewhere(self) -> bool:
+        """Whether judge processes judge every host this process stores batches of
+        (``serve --detection-processes``): it judges none itself."""
+        return self.slot is not None and self.slot.index is None
+
     def start(self) -> None:
+        """Start the judges (none where ``judged_elsewhere``)."""
+        if self.judged_elsewhere:
+            return
         self._threads = [
             threading.Thread(
                 target=self._judge_loop, args=(index == 0,), name=f"detection-{index}", daemon=True
@@ -467,7 +481,8 @@ class DetectionService:
                 taken, wait = self._take()
                 if taken is None:
                     if coordinates and self.slot is not None:
-                        wait = COORDINATE_EVERY if wait is None else min(wait, COORDINATE_EVERY)
+                        every = self.coordinate_every
+                        wait = every if wait is None else min(wait, every)
                     self._cond.wait(wait)
                     continue
                 host_id, marked_at, batches, rebuild, version = taken
@@ -511,18 +526,20 @@ class DetectionService:
         return None, None
 
     def _coordinate(self) -> None:
-        """Every ``COORDINATE_EVERY`` seconds, with a slot: keep (or take) the slot's
-        lock, queue the hosts of the slot the store has pending that this process has
-        not queued, and store this worker's status."""
-        if self.slot is None or time.monotonic() - self._coordinated < COORDINATE_EVERY:
+        """Every ``coordinate_every`` seconds, with a slot: keep (or take) the slot's
+        lock and queue the hosts of the slot the store has pending that this process has
+        not queued; every ``COORDINATE_EVERY`` seconds, store this worker's status."""
+        if self.slot is None or time.monotonic() - self._coordinated < self.coordinate_every:
             return
         self._coordinated = time.monotonic()
         try:
-            if self.slot.refresh():
+            if self.slot.refresh() and self.slot.index is not None:
                 with session_scope(self.sessions) as session:
                     marks = coordination.pending_marks(session, self.slot.count, self.slot.index)
                 self._queue_stored(marks)
-            self._save_status()
+            if time.monotonic() - self._status_saved >= COORDINATE_EVERY:
+                self._status_saved = time.monotonic()
+                self._save_status()
         except Exception:
             log.exception("detection could not read or write the store's marks; retrying")
 

@@ -9,9 +9,11 @@ takes the slot, and with it the hosts the store still has pending
 (``storage.coordination`` marks). Replicas sharing a store take part the same way when
 they run the same ``--workers``: each slot is held by one process of them all.
 
-A ``log`` post stored by a process that does not own the host's slot leaves only the
-store's mark; the owner reads the marks of its slot every second and rebuilds such a
-host from the store (it has no row changes for it).
+A ``log`` post stored by a process that does not own the host's slot leaves the store's
+mark and the batch's row changes (``storage.coordination.keep_changes``); the owner reads
+the marks of its slot every second and moves such a host forward from them. Under
+``serve --detection-processes M`` the M judge processes hold the slots (``M`` of them)
+and the workers that serve hosts hold none: every batch reaches its judge that way.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ class DetectionSlot:
 
     engine: Engine
     home: Path
-    index: int = 0
+    index: int | None = 0  # None: this process judges no slot (it only serves hosts)
     count: int = 1
     _lock: fleet_locks.HeldLock | None = None
     _guard: threading.Lock = field(default_factory=threading.Lock)
@@ -56,7 +58,7 @@ class DetectionSlot:
                 log.warning("lost detection slot %d of %d", self.index, self.count)
                 self._lock.release()
                 self._lock = None
-            if self._lock is None:
+            if self._lock is None and self.index is not None:
                 key = fleet_locks.SLOT_BASE + self.index
                 self._lock = fleet_locks.try_lock(self.engine, self.home, key)
                 if self._lock is not None:

@@ -33,7 +33,11 @@ from fleetctl.server import carves
 from fleetctl.server.analyst import AnalystSQL
 from fleetctl.server.auth import FailureThrottle, NodeKeyCache
 from fleetctl.server.campaign_queue import CampaignQueue
-from fleetctl.server.detection_service import DetectionService
+from fleetctl.server.detection_service import (
+    COORDINATE_EVERY,
+    JUDGE_PROCESS_POLL,
+    DetectionService,
+)
 from fleetctl.server.detection_slots import DetectionSlot
 from fleetctl.server.hunts import HuntService
 from fleetctl.server.label_queue import LabelQueue
@@ -66,13 +70,50 @@ def default_judges(dialect: str) -> int:
     return 4 if dialect == "postgresql" else 1
 
 
+def detection_service(
+    settings: Settings, engine: Engine, sessions: sessionmaker[Session], role: WorkerRole
+) -> DetectionService:
+    """The detection of the process ``role`` names (not started)."""
+    return DetectionService(
+        sessions,
+        learning_window=settings.learning_window,
+        # The processes that judge split the hosts, and with them the memory bound.
+        max_hosts=-(-settings.detection_hosts // role.slots),
+        judges=settings.detection_judges or default_judges(engine.dialect.name),
+        slot=DetectionSlot(engine, settings.home, role.slot, role.slots),
+        worker_name=role.name(),
+        # A judge process learns of every batch from the store's marks: read them often.
+        coordinate_every=COORDINATE_EVERY if role.serves_hosts else JUDGE_PROCESS_POLL,
+    )
+
+
 @dataclass(frozen=True)
 class WorkerRole:
-    """Which of the server's processes this one is: worker ``index`` of ``count``
-    (``serve --workers``); it judges detection slot ``index`` of ``count``."""
+    """Which of the server's processes this one is: process ``index`` of ``count``
+    (``serve --workers`` and ``--detection-processes``), and the detection slot it
+    judges: ``slot`` of ``slots``, or none (``slot`` None: it serves hosts and keeps
+    each batch's changes in the store for the judge processes). ``serves_hosts`` False
+    is a judge process: no listener, only detection."""
 
     index: int = 0
     count: int = 1
+    slot: int | None = 0
+    slots: int = 1
+    serves_hosts: bool = True
+
+    @classmethod
+    def worker(cls, index: int, count: int, judge_processes: int = 0) -> WorkerRole:
+        """Worker ``index`` of ``count`` serving hosts: it judges slot ``index`` of
+        ``count`` unless ``judge_processes`` judge instead."""
+        if judge_processes:
+            return cls(index, count + judge_processes, None, judge_processes)
+        return cls(index, count, index, count)
+
+    @classmethod
+    def judge(cls, index: int, workers: int, judge_processes: int) -> WorkerRole:
+        """Judge process ``index`` (from 0) of ``judge_processes``, beside ``workers``."""
+        count = workers + judge_processes
+        return cls(workers + index, count, index, judge_processes, serves_hosts=False)
 
     def name(self) -> str:
         """Unique among every process on the store: the status of its detection worker
@@ -144,15 +185,7 @@ class ServerState:
         ro = make_engine(settings.db_url, readonly=True)
         sessions = make_sessionmaker(engine)
         readonly_sessions = make_sessionmaker(ro)
-        detection = DetectionService(
-            sessions,
-            learning_window=settings.learning_window,
-            # The workers split the hosts, and with them the memory bound.
-            max_hosts=-(-settings.detection_hosts // role.count),
-            judges=settings.detection_judges or default_judges(engine.dialect.name),
-            slot=DetectionSlot(engine, settings.home, role.index, role.count),
-            worker_name=role.name(),
-        )
+        detection = detection_service(settings, engine, sessions, role)
         return cls(
             settings=settings,
             engine=engine,

@@ -13,6 +13,10 @@ the last one before the next try, up to ``MAX_PAUSE``. SIGTERM or SIGINT to the
 supervisor stops every worker through uvicorn's graceful shutdown (SIGTERM), waits
 ``STOP_GRACE`` seconds, then kills what is left. A worker dies with its supervisor
 (Linux ``PR_SET_PDEATHSIG``). Each worker's log lines say ``worker <index>``.
+
+With ``--detection-processes M``, M judge processes follow the N workers (indexes N to
+N+M-1), started, restarted and stopped the same way: they hold the detection slots and
+judge every host, and the workers serve hosts only (``WorkerRole``).
 """
 
 from __future__ import annotations
@@ -30,8 +34,9 @@ from types import FrameType
 
 from fleetctl.server.bootstrap import Prepared
 from fleetctl.server.runner import make_server
-from fleetctl.server.state import ServerState, WorkerRole
+from fleetctl.server.state import ServerState, WorkerRole, detection_service
 from fleetctl.settings import Settings
+from storage.engine import make_engine, make_sessionmaker
 
 log = logging.getLogger("fleetctl.server")
 
@@ -75,6 +80,21 @@ def serve_on(settings: Settings, prepared: Prepared, sock: socket.socket, role: 
         state.close()
 
 
+def judge_on(settings: Settings, role: WorkerRole) -> None:
+    """A judge process: detection of its slot's hosts, until SIGTERM (``SystemExit``)."""
+    sys.setswitchinterval(SWITCH_INTERVAL)
+    engine = make_engine(settings.db_url)
+    detection = detection_service(settings, engine, make_sessionmaker(engine), role)
+    detection.start()
+    try:
+        while detection.running:
+            time.sleep(1.0)
+        raise RuntimeError("the judges stopped")
+    finally:
+        detection.stop()
+        engine.dispose()
+
+
 @dataclass
 class Worker:
     index: int
@@ -90,10 +110,12 @@ class Supervisor:
     def __init__(
         self, settings: Settings, prepared: Prepared, count: int, sock: socket.socket
     ) -> None:
-        """``sock``: the bound listener the workers share (``runner.bind``)."""
+        """``sock``: the bound listener the ``count`` workers share (``runner.bind``);
+        ``settings.detection_processes`` judge processes come after them."""
         self.settings = settings
         self.prepared = prepared
-        self.workers = [Worker(i) for i in range(count)]
+        self.serving = count
+        self.workers = [Worker(i) for i in range(count + settings.detection_processes)]
         self._stopping = False
         self._sock = sock
 
@@ -132,8 +154,14 @@ class Supervisor:
             exit_on_sigterm()
             for handler in logging.getLogger().handlers:
                 handler.setFormatter(logging.Formatter(log_format(index)))
-            role = WorkerRole(index, len(self.workers))
-            serve_on(self.settings, self.prepared, self._sock, role)
+            judges = self.settings.detection_processes
+            if index < self.serving:
+                role = WorkerRole.worker(index, self.serving, judges)
+                serve_on(self.settings, self.prepared, self._sock, role)
+            else:
+                self._sock.close()  # a judge process serves no host
+                role = WorkerRole.judge(index - self.serving, self.serving, judges)
+                judge_on(self.settings, role)
             return 0
         except SystemExit:
             return 0

@@ -242,3 +242,49 @@ def test_a_host_posting_through_both_workers_is_moved_forward_not_rebuilt(
         lambda: fleet_status(admins[other]), lambda s: s["rebuilds"].get("on_demand") == 2
     )
     assert status["rebuilds"] == {"on_demand": 2, "unknown": 1}
+
+
+@pytest.fixture
+def judged_apart(db_url: str) -> Iterator[WorkerServer]:
+    server = WorkerServer(db_url, workers=2, judge_processes=1)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def test_a_judge_process_judges_what_every_worker_stores(judged_apart: WorkerServer) -> None:
+    """``--detection-processes 1``: the two workers serve hosts and judge none; the judge
+    process moves a host posting through both forward from the changes they kept, and
+    when it is killed its replacement takes the slot and judges the host from the store."""
+    fleet = judged_apart
+    host = PinnedHost(fleet.pinned_nodes("relay", "uuid-relay"), "relay")
+    [(host_id,)] = fleet.query("SELECT id FROM hosts WHERE host_identifier = 'relay'")
+    admins = fleet.pinned_admins()
+    host.report_via(0)
+    wait_for(lambda: judged(fleet, host_id), bool)
+    assert admins[1].post(f"{API}/detect", json={"learn": True}).json()["refused"] == []
+
+    for step, pid in enumerate((3000, 3001, 3002, 3003)):
+        host.report_via(step % 2, *fifo_shell(pid, 100 + step, f"/dev/shm/.{step}"))
+        wait_for(lambda: judged(fleet, host_id), bool)
+    [finding] = findings(admins[0])  # one path key: each shell is an occurrence of it
+    assert finding["occurrences"] == 4 and finding["pid"] == 3003, finding
+
+    # Only the judge process judges (slot 0 of 1), each batch moved forward from the
+    # changes a worker kept, every kept change read and dropped.
+    status = wait_for(
+        lambda: fleet_status(admins[1]), lambda s: s["incremental_runs"] >= 4, timeout=10
+    )
+    assert [(w["slot"], w["running"]) for w in status["workers"]] == [(0, True)], status
+    assert status["rebuilds"] == {"unknown": 1} and status["full_rebuilds"] == 1, status
+    kept = fleet.query("SELECT count(*) FROM detection_changes WHERE host_id = :h", h=host_id)
+    assert kept == [(0,)]
+
+    judge = fleet.workers()[2]
+    os.kill(judge, signal.SIGKILL)
+    wait_for(lambda: fleet.workers().get(2, judge) != judge, bool, timeout=20)
+    host.report_via(1, *fifo_shell(3004, 200, "/dev/shm/.z", interactive=True))
+    [finding] = wait_for(lambda: findings(admins[0]), lambda f: f[0]["pid"] == 3004, timeout=30)
+    assert finding["occurrences"] == 5 and finding["severity"] == "critical"
+    assert f"worker 2 (pid {judge}) was killed by SIGKILL" in fleet.log_text()

@@ -26,12 +26,15 @@ STARTED = re.compile(r"worker (\d+) started \(pid (\d+)\)")
 
 
 class WorkerServer(ServeProcess):
-    """``fleetctl serve --workers N -v`` in its own process group of processes."""
+    """``fleetctl serve --workers N [--detection-processes M] -v`` in its own process
+    group of processes; the judge processes' indexes follow the workers'."""
 
-    def __init__(self, db_url: str, workers: int = 2) -> None:
+    def __init__(self, db_url: str, workers: int = 2, judge_processes: int = 0) -> None:
         self.clients: list[httpx.Client] = []
-        super().__init__(db_url, "--workers", str(workers), "-v")
+        judging = ("--detection-processes", str(judge_processes))
+        super().__init__(db_url, "--workers", str(workers), *judging, "-v")
         self.count = workers
+        self.judges = judge_processes
         self.wait_workers()
 
     def stop(self) -> None:
@@ -47,12 +50,14 @@ class WorkerServer(ServeProcess):
         return {i: p for i, p in latest.items() if Path(f"/proc/{p}").exists()}
 
     def wait_workers(self, timeout: float = 30) -> dict[int, int]:
-        """Every worker started and holding its detection slot."""
+        """Every worker and judge process started, and every detection slot held."""
         deadline = time.monotonic() + timeout
         while True:
             workers = self.workers()
             slots = set(re.findall(r"judging detection slot (\d+) of", self.log_text()))
-            if len(workers) == self.count and len(slots) == self.count:
+            if len(workers) == self.count + self.judges and len(slots) == (
+                self.judges or self.count
+            ):
                 return workers
             assert time.monotonic() < deadline, self.log_text()
             time.sleep(0.1)
