@@ -17,7 +17,9 @@ from fleetctl.cli.client import ClientError, ssl_context, store_context, stored_
     help="Asked for, unechoed, when not given (env FLEETCTL_PASSWORD).",
 )
 @click.option("--name", default="login", show_default=True, help="The new token's name.")
-@click.option("--ttl", default="12h", show_default=True, help="How long the token lasts.")
+@click.option(
+    "--ttl", default="12h", show_default=True, help="How long the token lasts, at most 24h."
+)
 @click.option("--server", envvar="FLEETCTL_SERVER", help="Server URL (default: the context's).")
 @click.option("--ca", envvar="FLEETCTL_CA", help="CA bundle (default: the context's).")
 def login(
@@ -25,8 +27,10 @@ def login(
 ) -> None:
     """Sign in: get a token of your user and keep it in the context file.
 
-    Every later client command uses that token, with your role. Signing in again under
-    the same --name replaces the token; failed attempts are slowed and recorded."""
+    Every later client command uses that token, with your role, until it expires (a
+    sign-in always does), and a token you make with it expires no later. Signing in
+    again under the same --name replaces the token; failed attempts are slowed and
+    recorded."""
     stored = stored_context()
     server = (server or stored.get("server") or "").rstrip("/")
     ca = ca or stored.get("ca")

@@ -21,13 +21,19 @@ def tokens() -> None:
 
 @tokens.command("create")
 @click.argument("name")
-@click.option("--ttl", default="30d", show_default=True, help="How long it lasts, or `never`.")
+@click.option(
+    "--ttl",
+    default=None,
+    help="How long it lasts, up to 365d (default: 30d, or when the token you use expires, if"
+    " sooner); never past the token you use. `never`: an admin's choice, with a token that"
+    " never expires itself (the first admin's, or --db).",
+)
 @click.option("--role", type=click.Choice(NAMES), default=None, help="Default: your role.")
 @click.option("--user", default=None, help="Another user's token (an admin only).")
 @client_options
 def create(client: AdminClient, name: str, ttl: str, role: str | None, user: str | None) -> None:
     """Make token NAME and print it once (only its digest is kept)."""
-    body = {"name": name, "ttl": ttl} | ({"role": role} if role else {})
+    body = {"name": name} | ({"ttl": ttl} if ttl else {}) | ({"role": role} if role else {})
     made = client.post("/tokens", body | ({"user": user} if user else {}))
     click.echo(made["token"])
     expires = made["expires_at"] or "never"

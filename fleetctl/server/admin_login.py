@@ -1,7 +1,8 @@
 """Admin API: signing in. ``POST /api/v1/admin/login`` with ``user`` and ``password``
 (and optionally the new token's ``name`` and ``ttl``) answers a new token of that user,
-with the user's role, expiring after ``ttl`` (12 h by default). Signing in again under
-the same token name replaces that token.
+with the user's role, expiring after ``ttl`` (12 h by default, 24 h at most: a signed-in
+session always ends, and a token it makes ends no later). Signing in again under the
+same token name replaces that token.
 
 Failures are slowed: past five in a minute from one address, or for one user name, a
 sign-in is refused with 429 before its password is even checked. Every attempt is in
@@ -24,7 +25,7 @@ from fleetctl.roles import Role
 from fleetctl.server import audit_trail
 from fleetctl.server.access import Caller, access_changed
 from fleetctl.server.admin_params import check_body, check_request_text, required_text, text_param
-from fleetctl.server.admin_tokens import expiry, make_token
+from fleetctl.server.admin_tokens import lifetime, make_token
 from fleetctl.server.body import read_json_object
 from fleetctl.server.passwords import verify_password
 from fleetctl.server.responses import json_response
@@ -33,6 +34,7 @@ from storage import users as user_store
 
 PREFIX = "/api/v1/admin"
 DEFAULT_TTL = "12h"
+LONGEST_SESSION = 24 * 3600
 DEFAULT_NAME = "login"
 REFUSED = "wrong user name or password"
 
@@ -52,7 +54,7 @@ async def login(request: Request) -> Response:
         password = required_text(body, "password", max_length=1024)
         name = text_param(body, "name", max_length=128, default=DEFAULT_NAME)
         ttl = text_param(body, "ttl", max_length=32, default=DEFAULT_TTL)
-        expiry(ttl, 0)  # a bad ttl is refused before the password is looked at
+        lifetime(ttl, LONGEST_SESSION)  # refused before the password is looked at
     except (BadRequest, ValueError) as exc:
         return json_response({"error": str(exc)}, 400)
     said = {k: v for k, v in body.items() if k != "password"}
@@ -86,7 +88,8 @@ async def password_sign_in(
         now = int(time.time())
         if user_store.revoke_token(session, found, name, now):
             access_changed(request, session, now)
-        return make_token(session, found, name, Role.named(found.role), now, expiry(ttl, now))
+        expires_at = now + lifetime(ttl, LONGEST_SESSION)
+        return make_token(session, found, name, Role.named(found.role), now, expires_at)
 
     # The hash is checked outside any transaction: argon2 takes tens of milliseconds.
     known = await in_session(state.readonly_sessions, stored_hash)

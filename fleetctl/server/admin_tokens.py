@@ -1,7 +1,11 @@
 """Admin API: tokens. ``POST /tokens`` makes one (shown once), ``GET /tokens`` lists them,
 ``DELETE /tokens/{name}`` revokes one. Anyone manages their own tokens; only an admin
 another user's (``user``). A token's role is at most its user's, and at most the role of
-the caller who makes it.
+the caller who makes it; and it expires no later than the caller's own token, so a
+stolen session cannot leave behind a token that outlasts it. ``ttl`` is a duration up to
+a year, 30 days without one (or less: at most the caller's own token's time left);
+``never`` is an admin's choice, and so only made with a token that itself never expires
+(the first admin's ``fleetctl-cli`` token, or the command line over the store).
 
 A revocation takes effect at once in this process and, through a change event, in the
 other server processes at their next read of the events (about a second).
@@ -22,12 +26,13 @@ from fleetctl.server.access import Caller, access_changed, caller_of, requires
 from fleetctl.server.admin_api import admin_endpoint, admin_write_endpoint
 from fleetctl.server.admin_params import column_length, required_text, text_param
 from fleetctl.server.auth import digest, new_secret
-from fleetctl.timeutil import iso, parse_duration
+from fleetctl.timeutil import format_duration, iso, parse_duration, shown
 from storage import users as user_store
 from storage.users import TokenInfo, User
 
 PREFIX = "/api/v1/admin"
-DEFAULT_TTL = "30d"  # a token made on purpose (a script's, a CI job's)
+DEFAULT_TTL = 30 * 86_400  # a token made on purpose (a script's, a CI job's)
+LONGEST_TTL = 365 * 86_400
 NEVER = "never"
 
 
@@ -45,14 +50,35 @@ def user_for(session: Session, caller: Caller, name: str | None) -> User:
     return user
 
 
-def expiry(ttl: str, now: int) -> int | None:
-    """When a token made now with ``ttl`` (a duration, or ``never``) expires."""
-    if ttl == NEVER:
-        return None
-    seconds = parse_duration(ttl)
-    if seconds <= 0:
-        raise BadRequest("'ttl' must be longer than 0s")
-    return now + seconds
+def lifetime(ttl: str, longest: int) -> int:
+    """The seconds ``ttl`` says (a duration), refused unless from 1 s to ``longest``: every
+    token made on request ends, within a bound."""
+    try:
+        seconds = parse_duration(ttl)
+    except ValueError:
+        seconds = 0
+    if not 0 < seconds <= longest:
+        raise BadRequest(
+            f"'ttl' must be a duration from 1s to {format_duration(longest)}, not {shown(ttl)}"
+        )
+    return seconds
+
+
+def token_expiry(ttl: str | None, caller: Caller, now: int) -> int | None:
+    """When a token ``caller`` makes now expires (None: never): after ``ttl``, a duration
+    up to a year or ``never`` (an admin's choice); without one, after 30 days or when the
+    caller's own token does, if sooner. Never after the caller's own token."""
+    own = caller.expires_at
+    if ttl is None:
+        return now + DEFAULT_TTL if own is None else min(now + DEFAULT_TTL, own)
+    if ttl == NEVER and caller.role < Role.ADMIN:
+        raise Forbidden(f"only an admin makes a token that never expires ({caller.user} is not)")
+    expires = None if ttl == NEVER else now + lifetime(ttl, LONGEST_TTL)
+    if own is not None and (expires is None or expires > own):
+        raise Forbidden(
+            f"a token cannot outlive the one that makes it: {caller.token} expires at {iso(own)}"
+        )
+    return expires
 
 
 def token_role(wanted: str | None, user: User, caller: Caller) -> Role:
@@ -105,8 +131,8 @@ def create_token(request: Request, session: Session, body: dict[str, Any]) -> di
     name = required_text(body, "name", max_length=column_length("ApiToken.name"))
     now = int(time.time())
     role = token_role(text_param(body, "role", max_length=16), user, caller)
+    expires_at = token_expiry(text_param(body, "ttl", max_length=32), caller, now)
     try:
-        expires_at = expiry(text_param(body, "ttl", max_length=32, default=DEFAULT_TTL), now)
         return make_token(session, user, name, role, now, expires_at)
     except user_store.Conflict as exc:
         raise BadRequest(str(exc)) from None

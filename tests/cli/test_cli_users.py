@@ -39,7 +39,9 @@ def test_an_admin_adds_a_hunter_who_signs_in_and_manages_tokens(server: RunningS
 
     refused = CliRunner().invoke(main, ["users", "list"])  # alice is no admin
     assert refused.exit_code == 1 and "admin role required; alice is hunter" in refused.output
-    made = run("tokens", "create", "ci", "--role", "observer", "--ttl", "7d")
+    longer = CliRunner().invoke(main, ["tokens", "create", "ci", "--ttl", "7d"])
+    assert longer.exit_code == 1 and "a token cannot outlive the one that makes it" in longer.output
+    made = run("tokens", "create", "ci", "--role", "observer")  # until the sign-in's end
     ci_token = made.stdout.strip()
     assert "token ci of alice, observer, until " in made.stderr
     tokens = as_json("tokens", "list")

@@ -11,9 +11,11 @@ from typing import Any
 
 import pytest
 
+from fleetctl.timeutil import parse_time
 from tests.conftest import RunningServer
 
 ADMIN = "/api/v1/admin"
+PW = "a long enough passphrase"
 
 
 def admin_password(server: RunningServer) -> str:
@@ -103,8 +105,10 @@ def test_expired_and_revoked_tokens_are_refused(server: RunningServer) -> None:
     assert ci.get(f"{ADMIN}/hosts").status_code == 200
     duplicate = admin.post(f"{ADMIN}/tokens", json={"name": "ci", "user": "ob"})
     assert duplicate.status_code == 400 and "already has a live token" in duplicate.text
-    bad_ttl = admin.post(f"{ADMIN}/tokens", json={"name": "x", "ttl": "soon"})
-    assert bad_ttl.status_code == 400 and "not a duration" in bad_ttl.json()["error"]
+    for ttl in ("soon", "0s", "366d"):
+        bad_ttl = admin.post(f"{ADMIN}/tokens", json={"name": "x", "ttl": ttl})
+        assert bad_ttl.status_code == 400, ttl
+        assert bad_ttl.json()["error"] == f"'ttl' must be a duration from 1s to 365d, not {ttl!r}"
 
     time.sleep(2.1)
     expired = short_client.get(f"{ADMIN}/hosts")
@@ -129,6 +133,59 @@ def test_expired_and_revoked_tokens_are_refused(server: RunningServer) -> None:
     assert ("DELETE /api/v1/admin/tokens/{name}", "name=ci", 200) in changes
     assert ("GET /api/v1/admin/hosts", "", 401) in changes
     assert short.json()["token"] not in str(trail(server))
+
+
+def sign_in(server: RunningServer, user: str, password: str, **body: str) -> Any:
+    return server.client().post(f"{ADMIN}/login", json={"user": user, "password": password} | body)
+
+
+def test_a_sign_in_always_expires_within_a_day(server: RunningServer) -> None:
+    password = admin_password(server)
+    for ttl in ("never", "25h", "0s"):
+        refused = sign_in(server, "admin", password, ttl=ttl)
+        assert refused.status_code == 400, ttl
+        assert refused.json()["error"] == f"'ttl' must be a duration from 1s to 1d, not {ttl!r}"
+    before = time.time()
+    made = sign_in(server, "admin", password, ttl="24h")
+    assert made.status_code == 200, made.text
+    assert abs(parse_time(made.json()["expires_at"]) - (before + 86400)) <= 5
+    default = sign_in(server, "admin", password, name="default").json()
+    assert abs(parse_time(default["expires_at"]) - (before + 12 * 3600)) <= 5
+
+
+def test_a_token_cannot_outlive_the_token_that_makes_it(server: RunningServer) -> None:
+    admin = server.admin()  # the first admin's: it never expires
+    added = admin.post(f"{ADMIN}/users", json={"name": "hu", "role": "hunter", "password": PW})
+    assert added.status_code == 200, added.text
+    session = sign_in(server, "hu", PW, ttl="1h").json()
+    hu = server.client(session["token"])
+    ends = parse_time(session["expires_at"])
+    longer = hu.post(f"{ADMIN}/tokens", json={"name": "ci", "ttl": "2h"})
+    assert longer.status_code == 403
+    assert longer.json()["error"] == (
+        f"a token cannot outlive the one that makes it: login expires at {session['expires_at']}"
+    )
+    never = hu.post(f"{ADMIN}/tokens", json={"name": "ci", "ttl": "never"})
+    assert never.status_code == 403
+    assert never.json()["error"] == "only an admin makes a token that never expires (hu is not)"
+    shorter = hu.post(f"{ADMIN}/tokens", json={"name": "ci", "ttl": "30m"})
+    assert shorter.status_code == 200, shorter.text
+    unsaid = hu.post(f"{ADMIN}/tokens", json={"name": "ci-2"})  # 30 days, cut to the session
+    assert unsaid.status_code == 200 and parse_time(unsaid.json()["expires_at"]) == ends
+    made_by_it = server.client(unsaid.json()["token"])
+    again = made_by_it.post(f"{ADMIN}/tokens", json={"name": "ci-3", "ttl": "2h"})
+    assert again.status_code == 403 and "ci-2 expires at" in again.json()["error"]
+
+    signed_admin = server.client(sign_in(server, "admin", admin_password(server)).json()["token"])
+    kept = signed_admin.post(f"{ADMIN}/tokens", json={"name": "bot", "user": "hu", "ttl": "never"})
+    assert kept.status_code == 403 and "cannot outlive" in kept.json()["error"]
+    bot = admin.post(f"{ADMIN}/tokens", json={"name": "bot", "user": "hu", "ttl": "never"})
+    assert bot.status_code == 200 and bot.json()["expires_at"] is None
+    as_bot = server.client(bot.json()["token"])  # a hunter's never-expiring token
+    refused = as_bot.post(f"{ADMIN}/tokens", json={"name": "bot-2", "ttl": "never"})
+    assert refused.status_code == 403 and "only an admin" in refused.json()["error"]
+    year = as_bot.post(f"{ADMIN}/tokens", json={"name": "bot-2", "ttl": "365d"})
+    assert year.status_code == 200, year.text
 
 
 def test_user_changes_are_recorded_without_passwords(server: RunningServer) -> None:
