@@ -105,6 +105,25 @@ class ApiToken(Base):
     last_used_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
 
+class SignInFailure(Base):
+    """One failed sign-in (a wrong password or unknown user, a refused token at the
+    console): from ``address``, for ``user_name`` (None: no name was given). Kept only as
+    long as the sign-in limits count it, so every server process shares the count
+    (``storage.sign_ins``)."""
+
+    __tablename__ = "sign_in_failures"
+
+    id: Mapped[bigid_pk]
+    at: Mapped[unix_ts] = mapped_column(index=True)
+    address: Mapped[str] = mapped_column(String(64))
+    user_name: Mapped[str | None] = mapped_column(String(128), nullable=True)
+
+    __table_args__ = (
+        Index("ix_sign_in_failures_address_at", "address", "at"),
+        Index("ix_sign_in_failures_user_name_at", "user_name", "at"),
+    )
+
+
 class QueryState(Base):
     """Where the differential stream of one (host, query name) stands."""
 

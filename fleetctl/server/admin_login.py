@@ -4,14 +4,17 @@ with the user's role, expiring after ``ttl`` (12 h by default, 24 h at most: a s
 session always ends, and a token it makes ends no later). Signing in again under the
 same token name replaces that token.
 
-Failures are slowed: past five in a minute from one address, or for one user name, a
-sign-in is refused with 429 before its password is even checked. Every attempt is in
-the audit trail, under the user name it gave; never its password.
+Failures are limited (``sign_in_limits``, counted in the store for every server
+process): past five in a minute from one address, or for one user name from the
+addresses that failed for it, a sign-in is refused with 429 before its password is even
+checked. Every attempt is in the audit trail, under the user name it gave; never its
+password.
 """
 
 from __future__ import annotations
 
 import time
+from functools import partial
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -29,6 +32,7 @@ from fleetctl.server.admin_tokens import lifetime, make_token
 from fleetctl.server.body import read_json_object
 from fleetctl.server.passwords import verify_password
 from fleetctl.server.responses import json_response
+from fleetctl.server.sign_in_limits import LIMITS
 from fleetctl.server.state import in_session, server_state
 from storage import users as user_store
 
@@ -39,9 +43,29 @@ DEFAULT_NAME = "login"
 REFUSED = "wrong user name or password"
 
 
-def _throttle_keys(request: Request, user: str) -> tuple[str, str]:
-    address = request.client.host if request.client else "local"
-    return f"address:{address}", f"user:{user}"
+async def refused_while_limited(
+    request: Request, user: str | None, said: dict[str, Any]
+) -> Response | None:
+    """The 429 answer, recorded in the audit trail with ``said``, while sign-ins from the
+    request's address (as ``user``, if named) are refused; None when one may go on."""
+    state = server_state(request)
+    address, now = audit_trail.source(request), int(time.time())
+    wait = await in_session(
+        state.readonly_sessions, partial(LIMITS.retry_after, address=address, user=user, now=now)
+    )
+    if not wait:
+        return None
+    await audit_trail.record(state, request, 429, said, None, actor=user)
+    answer = {"error": f"too many failed sign-ins: try again in {wait} s"}
+    return json_response(answer, 429, headers={"Retry-After": str(wait)})
+
+
+async def count_failure(request: Request, user: str | None) -> None:
+    """Count a failed sign-in from the request's address (for ``user``, if named) where
+    every server process reads it."""
+    address, now = audit_trail.source(request), int(time.time())
+    state = server_state(request)
+    await in_session(state.sessions, partial(LIMITS.failed, address=address, user=user, now=now))
 
 
 async def login(request: Request) -> Response:
@@ -70,12 +94,9 @@ async def password_sign_in(
     attempt goes to the audit trail with ``said`` (the request without its password).
     The web console signs in through here too."""
     state = server_state(request)
-    keys = _throttle_keys(request, user)
-    wait = max(state.login_throttle.delay(key) for key in keys)
-    if wait:
-        await audit_trail.record(state, request, 429, said, None, actor=user)
-        answer = {"error": f"too many failed sign-ins: try again in {int(wait) + 1} s"}
-        return json_response(answer, 429, headers={"Retry-After": str(int(wait) + 1)})
+    refused = await refused_while_limited(request, user, said)
+    if refused is not None:
+        return refused
 
     def stored_hash(session: Session) -> str | None:
         found = user_store.find_user(session, user)
@@ -96,8 +117,7 @@ async def password_sign_in(
     matched = await run_in_threadpool(verify_password, known, password)
     made = await in_session(state.sessions, issue) if matched else None
     if made is None:
-        for key in keys:
-            state.login_throttle.record(key)
+        await count_failure(request, user)
         await audit_trail.record(state, request, 401, said, None, actor=user)
         return json_response({"error": REFUSED}, 401)
     caller = Caller(made["user"], made["name"], Role.named(made["role"]), None)

@@ -112,8 +112,8 @@ class NodeKeyCache:
 
 @dataclass
 class FailureThrottle:
-    """Slow down repeated failures (enrollments, sign-ins) under one key (an address, a
-    user name).
+    """Slow down repeated failures under one key (an enrolling address) in this process
+    (sign-ins are limited in the store, for every process: ``sign_in_limits``).
 
     The first ``free`` failures in ``window`` seconds answer at once; each further one
     waits twice as long as the last, up to ``max_delay``.

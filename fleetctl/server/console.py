@@ -26,7 +26,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from fleetctl.errors import BadRequest, Forbidden, PayloadTooLarge
 from fleetctl.server import access, audit_trail, console_session
 from fleetctl.server.access import access_changed
-from fleetctl.server.admin_login import password_sign_in
+from fleetctl.server.admin_login import count_failure, password_sign_in, refused_while_limited
 from fleetctl.server.admin_params import required_text
 from fleetctl.server.auth import digest
 from fleetctl.server.body import read_json_object
@@ -110,15 +110,15 @@ async def _with_password(request: Request, user: str, password: str) -> Response
 
 async def _with_token(request: Request, token: str) -> Response:
     state = server_state(request)
-    address = request.client.host if request.client else "local"
     said = {"console": True, "with": "token"}
+    refused = await refused_while_limited(request, None, said)
+    if refused is not None:
+        return refused
     key = digest(token)
     try:
-        if state.throttle.delay(address) > 0:
-            raise access.Unauthenticated("too many failed sign-ins: try again later")
         caller = await run_in_threadpool(access.caller_for, state, key)
     except access.Unauthenticated as exc:
-        state.throttle.record(address)
+        await count_failure(request, None)
         await audit_trail.record(state, request, 401, said, None)
         return json_response({"error": str(exc)}, 401)
     await audit_trail.record(state, request, 200, said, caller)

@@ -155,7 +155,6 @@ class ServerState:
     analyst: AnalystSQL  # analyst SQL's own engine, slots and threads
     node_keys: NodeKeyCache
     throttle: FailureThrottle = field(default_factory=FailureThrottle)
-    login_throttle: FailureThrottle = field(default_factory=FailureThrottle)
     checkins: CheckIns = field(default_factory=CheckIns)
     labels: LabelQueue = field(default_factory=LabelQueue)
     campaigns: CampaignQueue = field(default_factory=CampaignQueue)
