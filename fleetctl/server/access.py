@@ -22,6 +22,7 @@ from fleetctl.server import console_session
 from fleetctl.server.auth import bearer_token, digest
 from fleetctl.server.state import ServerState, server_state
 from storage import coordination
+from storage.users import Grant
 
 H = TypeVar("H", bound=Callable[..., object])
 
@@ -69,6 +70,12 @@ def caller_for(state: ServerState, key: str) -> Caller:
         raise Unauthenticated(f"user {grant.user_name} is disabled")
     if grant.expires_at is not None and grant.expires_at <= time.time():
         raise Unauthenticated(f"token {grant.token_name} has expired: sign in again")
+    return caller_of_grant(grant)
+
+
+def caller_of_grant(grant: Grant) -> Caller:
+    """Who a token's grant names, whether or not it is still live (a sign-out is
+    recorded under the token it ends)."""
     role = min(Role.named(grant.token_role), Role.named(grant.user_role))
     return Caller(grant.user_name, grant.token_name, role, grant.user_id, grant.expires_at)
 

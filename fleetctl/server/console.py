@@ -143,9 +143,9 @@ async def _signed_in(
 
 
 async def sign_out(request: Request) -> Response:
-    """Clear the cookie, and revoke the token a password sign-in made for the session.
-    A valid cookie must come with its CSRF nonce, so that another site cannot sign a
-    user out."""
+    """Clear the cookie, and revoke the token a password sign-in made for the session;
+    the sign-out is in the audit trail. A valid cookie must come with its CSRF nonce, so
+    that another site cannot sign a user out."""
     state = server_state(request)
     held = console_session.read_cookie(state, request)
     if held is not None:
@@ -153,26 +153,31 @@ async def sign_out(request: Request) -> Response:
             console_session.check_change(request, held)
         except Forbidden as exc:
             return json_response({"error": str(exc)}, 403)
-        if held.own_token:
-            await _revoke(request, held.token_digest)
+        await _end(request, held)
     response = json_response({"signed_out": held is not None})
     response.delete_cookie(console_session.COOKIE, path="/", secure=True, httponly=True)
     return response
 
 
-async def _revoke(request: Request, token_digest: str) -> None:
+async def _end(request: Request, held: console_session.ConsoleSession) -> None:
+    """Revoke the session's token if the session made it, and record the sign-out under
+    that token (a token revoked meanwhile leaves nothing to revoke or to name)."""
     state = server_state(request)
-    grant = await run_in_threadpool(state.grant, token_digest)
+    grant = await run_in_threadpool(state.grant, held.token_digest)
     if grant is None:
         return
 
-    def revoke(session: Session) -> None:
+    def revoke(session: Session) -> bool:
         user = user_store.find_user(session, grant.user_name)
         now = int(time.time())
-        if user is not None and user_store.revoke_token(session, user, grant.token_name, now):
-            access_changed(request, session, now)
+        if user is None or not user_store.revoke_token(session, user, grant.token_name, now):
+            return False
+        access_changed(request, session, now)
+        return True
 
-    await in_session(state.sessions, revoke)
+    revoked = held.own_token and await in_session(state.sessions, revoke)
+    said = {"console": True, "revoked": revoked}
+    await audit_trail.record(state, request, 200, said, access.caller_of_grant(grant))
 
 
 async def session(request: Request) -> Response:

@@ -1,8 +1,8 @@
 """Each kind of change and query the audit trail must hold, done through a real server on
 SQLite and PostgreSQL, and its entry read back: who (the user and the token's name), from
 where, when, how it ended, and what matters of it (the SQL, the targets, the hunt, pack,
-label, host, user or token it named, the note and scope of a triage). ``db prune`` is in
-tests/cli/test_cli_db.py."""
+label, host, user or token it named, the note and scope of a triage), console sign-ins
+and sign-outs among them. ``db prune`` is in tests/cli/test_cli_db.py."""
 
 from __future__ import annotations
 
@@ -165,3 +165,31 @@ def test_ack_and_suppress_with_their_note_and_scope(server: RunningServer) -> No
     assert body_by(one(entries, f"POST {API}/findings/{{id}}/ack", target), who, since) == ack
     suppressed = one(entries, f"POST {API}/findings/{{id}}/suppress", target)
     assert body_by(suppressed, who, since) == suppress
+
+
+def console_sign_in(server: RunningServer, body: dict[str, str]) -> tuple[httpx.Client, Any]:
+    """A browser-like client signed in to the console, and what the sign-in answered."""
+    browser = server.client()
+    return browser, ok(browser.post("/console/sign-in", json=body))
+
+
+def test_console_sign_ins_and_sign_outs(server: RunningServer) -> None:
+    since = int(time.time())
+    add_hunter(server, "hana")
+    browser, held = console_sign_in(server, {"user": "hana", "password": PASSWORD})
+    session_token = held["token"]
+    assert session_token.startswith("console-")
+    ok(browser.post("/console/sign-out", headers={"X-CSRF-Token": held["csrf"]}))
+    tokens = ok(server.admin().get(f"{API}/tokens", params={"user": "hana"}))["tokens"]
+    assert [(t["name"], t["state"]) for t in tokens] == [(session_token, "revoked")]
+    browser, held = console_sign_in(server, {"token": server.token})
+    ok(browser.post("/console/sign-out", headers={"X-CSRF-Token": held["csrf"]}))
+    assert server.admin().get(f"{API}/hosts").status_code == 200  # a token it did not make
+
+    entries = trail(server.admin())
+    signed = one(entries, "POST /console/sign-in", user="hana")
+    assert body_by(signed, ("hana", session_token), since)["console"] is True
+    out = one(entries, "POST /console/sign-out", user="hana")
+    assert body_by(out, ("hana", session_token), since) == {"console": True, "revoked": True}
+    kept = one(entries, "POST /console/sign-out", user="admin")
+    assert body_by(kept, ("admin", "fleetctl-cli"), since) == {"console": True, "revoked": False}
