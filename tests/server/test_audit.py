@@ -6,6 +6,7 @@ behind its back."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,8 @@ from sqlalchemy import text
 from fleetctl.cli import main
 from fleetctl.cli.client import ssl_context
 from fleetctl.server.local import store_client
-from storage.engine import make_engine
+from storage import audit
+from storage.engine import make_engine, make_sessionmaker, session_scope
 from tests.conftest import RunningServer
 
 API = "/api/v1/admin"
@@ -72,6 +74,30 @@ def test_the_command_line_over_the_store_is_recorded_as_local(server: RunningSer
     (entry,) = trail(server.admin())
     assert (entry["user"], entry["token"], entry["source"]) == ("local", "local", "local")
     assert (entry["action"], entry["outcome"]) == ("POST /api/v1/admin/labels", "ok")
+
+
+def listed(*args: str) -> list[tuple[str, str]]:
+    """``fleetctl audit ARGS``: who did what, entry by entry."""
+    result = CliRunner().invoke(main, ["audit", *args, "--format", "json"])
+    assert result.exit_code == 0, result.output
+    return [(e["user"], e["action"]) for e in json.loads(result.stdout)]
+
+
+def test_audit_lists_by_time_and_user_name_with_or_without_list(server: RunningServer) -> None:
+    engine = make_engine(server.settings.db_url)
+    with session_scope(make_sessionmaker(engine)) as session:
+        old = audit.Entry(
+            int(time.time()) - 2 * 86400, "ana", "nb", "10.0.0.1", "POST /x", "", {}, "ok", 200
+        )
+        audit.append(session, old)
+    engine.dispose()
+    server.admin().post(f"{API}/sql", json={"sql": "SELECT 1 AS n"}).raise_for_status()
+    recent = [("admin", f"POST {API}/sql")]
+    assert listed("--since", "1d") == listed("list", "--since", "1d") == recent
+    assert listed("--since", "3d") == listed() == [("ana", "POST /x"), *recent]
+    assert listed("--user", "ana") == [("ana", "POST /x")]
+    assert listed("--since", "1d", "--user", "ana") == []
+    assert listed("--user", "nb") == []  # a token's name is not a user's
 
 
 def test_the_table_refuses_edits_and_verify_finds_them(server: RunningServer) -> None:
