@@ -270,6 +270,7 @@ def list_findings(
     host_id: int | None = None,
     status: str | None = None,
     since: int | None = None,
+    until: int | None = None,
     occurred_since: int | None = None,
     min_score: int | None = None,
     severities: Collection[str] | None = None,
@@ -277,7 +278,9 @@ def list_findings(
     offset: int = 0,
 ) -> list[Listed]:
     """Findings, most severe first, ``limit`` from ``offset`` of that order (pages).
-    ``status`` ``open`` includes ``reopened``; ``severities``: only those;
+    ``status`` ``open`` includes ``reopened``; ``severities``: only those; ``since`` and
+    ``until`` keep the findings seen in that time (last seen then or later, first seen
+    then or earlier), in the statement so that a page is full;
     ``occurred_since`` keeps findings with an occurrence first seen then or later, and
     lists those occurrences (newest first) with each.
 
@@ -295,6 +298,8 @@ def list_findings(
         stmt = stmt.where(FindingRecordRow.status.in_(MATCHING.get(status, (status,))))
     if since is not None:
         stmt = stmt.where(FindingRecordRow.last_seen >= since)
+    if until is not None:
+        stmt = stmt.where(FindingRecordRow.first_seen <= until)
     if occurred_since is not None:
         stmt = stmt.where(
             FindingRecordRow.id.in_(

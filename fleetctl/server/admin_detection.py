@@ -141,9 +141,13 @@ def learning_summary(states: dict[int, LearningState]) -> dict[str, Any]:
 @requires(Role.OBSERVER)
 @admin_endpoint
 def list_findings(request: Request, session: Session) -> dict[str, Any]:
-    """Findings, most severe first, filtered; ``limit`` of them from ``offset`` (pages)."""
+    """Findings, most severe first, filtered; ``limit`` of them from ``offset`` (pages).
+    ``since`` and ``until`` keep those seen between the two times."""
     params = request.query_params
     since = time_param(params, "since")
+    until = time_param(params, "until")
+    if since is not None and until is not None and until < since:
+        raise BadRequest("'until' is before 'since'")
     occurred_since = time_param(params, "occurred_since")
     min_severity = choice_param(params, "min_severity", SEVERITIES, default="low")
     status = choice_param(params, "status", findings_store.STATUSES)
@@ -155,6 +159,7 @@ def list_findings(request: Request, session: Session) -> dict[str, Any]:
         host_id=host_id,
         status=status,
         since=since,
+        until=until,
         occurred_since=occurred_since,
         severities=SEVERITIES[severity_rank(min_severity) :],
         limit=limit,

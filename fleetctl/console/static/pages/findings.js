@@ -65,7 +65,8 @@ export async function render(main) {
     h("label", {}, "Severity at least", select("min_severity", SEVERITIES, "low")),
     h("label", {}, "Status", select("status", STATUSES, "")),
     h("label", {}, "Host", h("input", { name: "host", type: "text", id: "filter-host" })),
-    h("label", {}, "Seen since", h("input", { name: "since", type: "datetime-local", id: "filter-since" })),
+    h("label", {}, "Seen since", h("input", { name: "since", type: "datetime-local", id: "filter-since", step: 1 })),
+    h("label", {}, "Seen until", h("input", { name: "until", type: "datetime-local", id: "filter-until", step: 1 })),
     h("button", { type: "submit" }, "Filter"),
   );
   const status = h("p", { class: "muted", id: "findings-status" });
@@ -98,6 +99,7 @@ export async function render(main) {
       status: data.get("status"),
       host: data.get("host"),
       since: isoOf(data.get("since")),
+      until: isoOf(data.get("until")),
       limit: PAGE, // the server pages: a queue of 10,000 findings draws one page of them
       offset: page * PAGE,
     };
