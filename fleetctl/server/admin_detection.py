@@ -13,7 +13,14 @@ from sqlalchemy.orm import Session
 from starlette.requests import Request
 from starlette.routing import Route
 
-from fleetctl.detection import Baseline, BaselineError, Finding, LearningState, build_trace
+from fleetctl.detection import (
+    Baseline,
+    BaselineError,
+    Finding,
+    HostSnapshot,
+    LearningState,
+    build_trace,
+)
 from fleetctl.detection.scoring import SEVERITIES, severity_rank
 from fleetctl.detection.triage import DEFAULT_LIMIT, DEFAULT_WINDOW, MAX_LIMIT, MAX_WINDOW
 from fleetctl.errors import BadRequest, NotFound
@@ -44,6 +51,7 @@ from storage import findings as findings_store
 from storage import hosts as host_store
 from storage import triage as triage_store
 from storage.findings import FindingChange, FindingOccurrence, FindingRecordRow, Listed
+from storage.hosts import Host
 
 PREFIX = "/api/v1/admin"
 OCCURRENCE_PAGE = 10_000
@@ -304,16 +312,49 @@ def put_baseline(request: Request, session: Session, body: dict[str, Any]) -> di
     return {"version": version}
 
 
-@requires(Role.OBSERVER)
-@admin_endpoint
-def trace(request: Request, session: Session) -> dict[str, Any]:
+def _snapshot(request: Request, session: Session) -> tuple[Host, int, HostSnapshot]:
+    """The ``host`` parameter's host, the ``at`` parameter (default now), and the host's
+    processes and channels then, as detection reads them."""
     params = request.query_params
-    pid = int_param(params, "pid", column_range("FindingRecordRow.pid", low=0), default=0)
     at = time_param(params, "at", default=int(time.time()))
     host = find_host_or_404(session, params.get("host", ""))
     service = server_state(request).detection
     assert service is not None
-    snapshot = service.snapshot(session, host.id, at)
+    return host, at, service.snapshot(session, host.id, at)
+
+
+@requires(Role.OBSERVER)
+@admin_endpoint
+def processes(request: Request, session: Session) -> dict[str, Any]:
+    """Every process of a host at a time (default now), from the snapshot ``trace``
+    reads: the console draws a host's process tree from it for every role, where the
+    hunting views are for hunters only."""
+    host, at, snapshot = _snapshot(request, session)
+    return {
+        "host": host.host_identifier,
+        "at": iso(at),
+        "processes": [
+            {
+                "pid": p.pid,
+                "parent": p.parent,
+                "name": p.basename,
+                "path": p.path,
+                "cmdline": p.cmdline,
+                "user": p.username,
+                "uid": p.uid,
+            }
+            for p in sorted(snapshot.processes.values(), key=lambda p: p.pid)
+        ],
+    }
+
+
+@requires(Role.OBSERVER)
+@admin_endpoint
+def trace(request: Request, session: Session) -> dict[str, Any]:
+    pid = int_param(
+        request.query_params, "pid", column_range("FindingRecordRow.pid", low=0), default=0
+    )
+    host, at, snapshot = _snapshot(request, session)
     if pid not in snapshot.processes:
         raise NotFound(f"no process {pid} on {host.host_identifier} at {iso(at)}")
     result = build_trace(snapshot, pid)
@@ -406,5 +447,6 @@ routes = [
     Route(f"{PREFIX}/baseline", get_baseline, methods=["GET"]),
     Route(f"{PREFIX}/baseline", put_baseline, methods=["PUT"]),
     Route(f"{PREFIX}/trace", trace, methods=["GET"]),
+    Route(f"{PREFIX}/processes", processes, methods=["GET"]),
     Route(f"{PREFIX}/detect", detect, methods=["POST"]),
 ]

@@ -3,7 +3,6 @@
 
 import * as api from "../api.js";
 import { errorBox, h, link, replace, simpleTable, when } from "../dom.js";
-import { can } from "../role.js";
 import { detectionText } from "./fleet.js";
 import { findingsTable } from "./findings.js";
 
@@ -19,13 +18,10 @@ async function part(title, load) {
   }
 }
 
-/** The host's process tree now: every process under its parent, from the hunting view. */
-async function processTree(identifier) {
-  const sql =
-    "SELECT DISTINCT pid, parent, name, cmdline FROM hunt_processes " +
-    `WHERE host = '${identifier.replaceAll("'", "''")}' AND removed_at IS NULL ORDER BY pid`;
-  const result = await api.post("sql", { sql, limit: 5000 });
-  const rows = result.rows;
+/** The host's process tree now: every process under its parent, from the snapshot the
+ *  lineage graph reads, which every role may read. */
+async function processTree(ref) {
+  const rows = (await api.get("processes", { host: ref })).processes;
   const children = new Map();
   const pids = new Set(rows.map((r) => String(r.pid)));
   for (const row of rows) {
@@ -73,13 +69,13 @@ export async function render(main, ref) {
   );
   const parts = await Promise.all([
     part("Findings", async () => findingsTable((await api.get("findings", { host: ref })).findings)),
-    // The tree comes from the hunting views, which only hunters may query.
-    can("hunter") ? part("Process tree", () => processTree(host.host_identifier)) : null,
+    part("Process tree", () => processTree(ref)),
     part("Data loss", async () => {
       const loss = await api.get("data-loss", { host: ref });
       return simpleTable(
         [["Query", (x) => x.query], ["Kind", (x) => x.kind], ["Missing", (x) => x.missing], ["At", (x) => when(x.at)], ["Resolved", (x) => when(x.resolved)], ["Detail", (x) => x.detail]],
         loss.data_loss,
+        { id: "host-data-loss" },
       );
     }),
     part("Status logs", async () => {
@@ -87,8 +83,9 @@ export async function render(main, ref) {
       return simpleTable(
         [["Time", (x) => when(x.time)], ["Severity", (x) => x.severity], ["Where", (x) => x.location], ["Message", (x) => x.message]],
         logs.status_logs,
+        { id: "host-status-logs" },
       );
     }),
   ]);
-  main.append(...parts.filter(Boolean), link("#/fleet", "Back to the fleet"));
+  main.append(...parts, link("#/fleet", "Back to the fleet"));
 }
