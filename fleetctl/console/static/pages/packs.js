@@ -1,6 +1,7 @@
 // Packs: the list, one pack's body and history, and a change shown as a diff before it
 // is applied; the validator's errors are listed as `fleetctl packs validate` names them
-// (file, pack, query, name at fault, message).
+// (file, pack, query, name at fault, message). As the admin API allows, a hunter may
+// diff a change and only an admin apply it.
 
 import * as api from "../api.js";
 import { errorBox, h, replace, simpleTable, when } from "../dom.js";
@@ -26,7 +27,7 @@ async function showPack(box, name, editor) {
     replace(
       box,
       h("h2", {}, `Pack ${name}`),
-      h("button", { type: "button", dataset: { needs: "admin" }, onclick: () => editor(name, shown.body, shown.pack.labels) }, "Edit"),
+      h("button", { type: "button", dataset: { needs: "hunter" }, onclick: () => editor(name, shown.body, shown.pack.labels) }, "Edit"),
       h("pre", { id: "pack-body" }, JSON.stringify(shown.body, null, 2)),
       h("h3", {}, "History"),
       simpleTable([["Version", (v) => v.version], ["Created", (v) => when(v.created)], ["Deleted", (v) => (v.deleted ? "yes" : "")], ["Labels", (v) => v.labels.join(", ")]], shown.history),
@@ -104,7 +105,7 @@ export async function render(main) {
       replace(out, problems(error));
     }
   };
-  const apply = h("button", { type: "button", id: "pack-apply", disabled: true, onclick: async () => {
+  const apply = h("button", { type: "button", id: "pack-apply", disabled: true, dataset: { needs: "admin" }, onclick: async () => {
     if (!diffed) return;
     try {
       const answer = await api.post("packs/apply", diffed);
@@ -123,7 +124,7 @@ export async function render(main) {
     box,
     h(
       "section",
-      { class: "card" },
+      { class: "card", id: "pack-change-card", dataset: { needs: "hunter" } },
       h("h2", {}, "Change a pack"),
       h("div", { class: "toolbar" }, h("label", {}, "Name", name), h("label", {}, "Labels", labels)),
       body,
