@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -40,6 +41,7 @@ from storage import packs as pack_store
 
 PREFIX = "/api/v1/admin"
 PACK_NAME_LENGTH = column_length("PackRecord.name")
+Fleet = list[tuple[int, str, frozenset[str]]]  # (host id, platform family, its labels)
 
 
 def _incoming(
@@ -106,7 +108,7 @@ def apply_packs(request: Request, session: Session, body: dict[str, Any]) -> dic
     return {"applied": results}
 
 
-def _fleet(session: Session) -> list[tuple[int, str, frozenset[str]]]:
+def _fleet(session: Session) -> Fleet:
     memberships = label_store.all_memberships(session)
     return [
         (h.id, host_family(h.platform, h.platform_type), frozenset(memberships.get(h.id, ())))
@@ -145,21 +147,35 @@ def diff_packs(request: Request, session: Session, body: dict[str, Any]) -> dict
         stored = pack_store.get_pack(session, name)
         old = targeted(stored) if stored and stored.body is not None else None
         new = TargetedPack(pack_from_document(name, pack), labels)
-        old_hosts, new_hosts = query_hosts(old, fleet), query_hosts(new, fleet)
-        for query, change in _query_changes(old, new).items():
-            before, after = old_hosts.get(query, set()), new_hosts.get(query, set())
-            rows.append(
-                {
-                    "pack": name,
-                    "query": query,
-                    "change": change,
-                    "hosts_gain": len(after - before),
-                    "hosts_lose": len(before - after),
-                    "hosts_after": len(after),
-                }
-            )
+        rows += _diff_rows(name, _query_changes(old, new), (old, fleet), (new, fleet))
     session.rollback()  # a diff never writes
     return {"diff": rows, "hosts": len(fleet)}
+
+
+def _diff_rows(
+    pack: str,
+    changes: dict[str, str],
+    before: tuple[TargetedPack | None, Fleet],
+    after: tuple[TargetedPack | None, Fleet],
+) -> list[dict[str, Any]]:
+    """One row per query: what changed, and how many hosts gain or lose it between the
+    pack over the fleet ``before`` and ``after`` (a pack change keeps the fleet; a label
+    change keeps the pack and moves hosts in or out of the label)."""
+    old_hosts, new_hosts = query_hosts(*before), query_hosts(*after)
+    rows = []
+    for query, change in changes.items():
+        was, will = old_hosts.get(query, set()), new_hosts.get(query, set())
+        rows.append(
+            {
+                "pack": pack,
+                "query": query,
+                "change": "targets changed" if change == "unchanged" and was != will else change,
+                "hosts_gain": len(will - was),
+                "hosts_lose": len(was - will),
+                "hosts_after": len(will),
+            }
+        )
+    return rows
 
 
 def _pack_json(stored: pack_store.StoredPack) -> dict[str, Any]:
@@ -213,9 +229,20 @@ def delete_pack(request: Request, session: Session, body: dict[str, Any]) -> dic
     return {"pack": name, "action": action, "version": version}
 
 
-@requires(Role.ADMIN)
-@admin_write_endpoint
-def apply_label(request: Request, session: Session, body: dict[str, Any]) -> dict[str, Any]:
+@dataclass(frozen=True)
+class LabelChange:
+    """A label as a client asks for it: dynamic (``query``) or manual (``host_ids``)."""
+
+    name: str
+    query: str | None
+    platform: str | None
+    description: str
+    host_ids: tuple[int, ...] | None
+
+
+def _incoming_label(session: Session, body: dict[str, Any]) -> LabelChange:
+    """The label ``body`` asks for, checked as applying checks it (a dynamic label's
+    query validated, and only sent where its tables are); raise otherwise."""
     name = required_text(body, "name", max_length=column_length("Label.name"))
     query, hosts = body.get("query"), body.get("hosts")
     platform = text_param(body, "platform", max_length=column_length("Label.platform"))
@@ -235,16 +262,86 @@ def apply_label(request: Request, session: Session, body: dict[str, Any]) -> dic
     if query is not None:
         _check_label_sql(name, query, platform)
         check_targets_have_tables(session, query, _label_hosts(session, platform), body, "label")
+    ids = None if host_ids is None else tuple(sorted(set(host_ids)))
+    return LabelChange(name, query, platform, description, ids)
+
+
+@requires(Role.ADMIN)
+@admin_write_endpoint
+def apply_label(request: Request, session: Session, body: dict[str, Any]) -> dict[str, Any]:
+    change = _incoming_label(session, body)
     action = label_store.upsert_label(
         session,
-        name,
-        query=query,
-        platform=platform,
-        description=description,
-        host_ids=host_ids,
+        change.name,
+        query=change.query,
+        platform=change.platform,
+        description=change.description,
+        host_ids=change.host_ids,
         now=int(time.time()),
     )
-    return {"label": name, "action": action}
+    return {"label": change.name, "action": action}
+
+
+@requires(Role.HUNTER)
+@admin_write_endpoint
+def diff_label(request: Request, session: Session, body: dict[str, Any]) -> dict[str, Any]:
+    """What applying the label would change: its fields, its members, and per query of
+    each pack that targets it, how many hosts gain or lose the query. A manual label's
+    members are those given; a dynamic label that changes at all loses its members until
+    the hosts evaluate it again, as applying clears them."""
+    change = _incoming_label(session, body)
+    stored = label_store.get_label(session, change.name)
+    was = set(label_store.member_ids(session, stored.id)) if stored else set()
+    asked = (change.query, change.platform, change.description)
+    kept = stored is not None and (stored.query, stored.platform, stored.description) == asked
+    reevaluated = change.query is not None and not kept  # as ``upsert_label`` clears them
+    will = set(change.host_ids or ()) if change.query is None else set() if reevaluated else was
+    fields = [
+        {"field": field, "from": old, "to": new}
+        for field, old, new in (
+            ("kind", _kind(stored.query) if stored else None, _kind(change.query)),
+            ("query", stored.query if stored else None, change.query),
+            ("platform", stored.platform if stored else None, change.platform),
+            ("description", stored.description if stored else None, change.description),
+        )
+        if old != new
+    ]
+    fleet = _fleet(session)
+    moved = [
+        (i, family, labels - {change.name} | _named(change.name, i in will))
+        for i, family, labels in fleet
+    ]
+    rows = []
+    for pack in pack_store.current_packs(session):
+        if change.name in pack.labels and pack.body is not None:
+            target = targeted(pack)
+            changes = dict.fromkeys((q.name for q in target.pack.queries), "unchanged")
+            rows += _diff_rows(pack.name, changes, (target, fleet), (target, moved))
+    names = {h.id: h.host_identifier for h in host_store.list_hosts(session)}
+    session.rollback()  # a diff never writes
+    unchanged = stored is not None and not fields and was == will
+    return {
+        "label": change.name,
+        "action": "created" if stored is None else "unchanged" if unchanged else "updated",
+        "fields": fields,
+        "members": {
+            "before": len(was),
+            "after": len(will),
+            "gain": sorted(names[i] for i in will - was),
+            "lose": sorted(names[i] for i in was - will),
+            "evaluated_by_hosts": reevaluated,
+        },
+        "diff": rows,
+        "hosts": len(fleet),
+    }
+
+
+def _kind(query: str | None) -> str:
+    return "manual" if query is None else "dynamic"
+
+
+def _named(name: str, member: bool) -> frozenset[str]:
+    return frozenset((name,)) if member else frozenset()
 
 
 def _label_hosts(session: Session, platform: str | None) -> list[int]:
@@ -281,7 +378,7 @@ def list_labels(request: Request, session: Session) -> dict[str, Any]:
         "labels": [
             {
                 "name": label.name,
-                "kind": "dynamic" if label.query else "manual",
+                "kind": _kind(label.query),
                 "platform": label.platform or "all",
                 "members": n,
                 "query": label.query or "",
@@ -321,7 +418,7 @@ def show_label(request: Request, session: Session) -> dict[str, Any]:
     return {
         "label": {
             "name": label.name,
-            "kind": "dynamic" if label.query else "manual",
+            "kind": _kind(label.query),
             "query": label.query,
             "platform": label.platform,
             "description": label.description,
@@ -340,6 +437,7 @@ routes = [
     Route(f"{PREFIX}/packs/{{name}}", delete_pack, methods=["DELETE"]),
     Route(f"{PREFIX}/labels", list_labels, methods=["GET"]),
     Route(f"{PREFIX}/labels", apply_label, methods=["POST"]),
+    Route(f"{PREFIX}/labels/diff", diff_label, methods=["POST"]),
     Route(f"{PREFIX}/labels/{{name}}", show_label, methods=["GET"]),
     Route(f"{PREFIX}/labels/{{name}}", delete_label, methods=["DELETE"]),
 ]

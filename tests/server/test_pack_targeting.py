@@ -229,3 +229,45 @@ def test_versions_diff_and_delete(server: RunningServer, fleet: dict[str, Any]) 
     assert served(fleet["lin1"]) == {}
     history = admin.get("/api/v1/admin/packs/ipc-linux").json()["history"]
     assert [(h["version"], h["deleted"]) for h in history] == [(1, False), (2, False), (3, True)]
+
+
+def test_a_label_change_is_diffed_before_it_is_applied(
+    server: RunningServer, fleet: dict[str, Any]
+) -> None:
+    admin = server.admin()
+    servers = {"name": "servers", "hosts": ["lin1", "mac1"]}
+    assert admin.post("/api/v1/admin/labels", json=servers).status_code == 200
+    apply(server, [{"name": "server-sockets", "pack": SERVERS_ONLY, "labels": ["servers"]}])
+
+    moved = admin.post(
+        "/api/v1/admin/labels/diff", json={"name": "servers", "hosts": ["lin1", "lin2", "win1"]}
+    ).json()
+    assert (moved["action"], moved["fields"]) == ("updated", [])
+    assert moved["members"] == {
+        "before": 2,
+        "after": 3,
+        "gain": ["lin2", "win1"],
+        "lose": ["mac1"],
+        "evaluated_by_hosts": False,
+    }
+    # lin2 gains the posix pack's query, mac1 loses it; win1 joins but is not posix.
+    assert [(r["pack"], r["query"], r["change"]) for r in moved["diff"]] == [
+        ("server-sockets", "sockets", "targets changed")
+    ]
+    assert (moved["diff"][0]["hosts_gain"], moved["diff"][0]["hosts_lose"]) == (1, 1)
+    members = admin.get("/api/v1/admin/labels/servers").json()["members"]
+    assert [m["host_identifier"] for m in members] == ["lin1", "mac1"]  # a diff never writes
+
+    rhel = {"name": "rhel", "platform": "linux", "query": "SELECT 1 FROM os_version;"}
+    assert admin.post("/api/v1/admin/labels/diff", json=rhel).json()["action"] == "created"
+    assert admin.post("/api/v1/admin/labels", json=rhel).json()["action"] == "created"
+    same = admin.post("/api/v1/admin/labels/diff", json=rhel).json()
+    assert (same["action"], same["members"]["evaluated_by_hosts"]) == ("unchanged", False)
+    asked = rhel | {"query": "SELECT 1 FROM os_version WHERE platform = 'rhel';"}
+    requery = admin.post("/api/v1/admin/labels/diff", json=asked).json()
+    assert [f["field"] for f in requery["fields"]] == ["query"]
+    assert requery["members"]["evaluated_by_hosts"] is True
+
+    refused = admin.post("/api/v1/admin/labels/diff", json=rhel | {"query": "SELECT 1 FROM nope"})
+    assert refused.status_code == 400
+    assert any("nope" in e["message"] for e in refused.json()["errors"])

@@ -40,6 +40,7 @@ PINNED = {
     ("DELETE", f"{ADMIN}/packs/{{name}}"): Role.ADMIN,
     ("GET", f"{ADMIN}/labels"): Role.OBSERVER,
     ("POST", f"{ADMIN}/labels"): Role.ADMIN,
+    ("POST", f"{ADMIN}/labels/diff"): Role.HUNTER,
     ("GET", f"{ADMIN}/labels/{{name}}"): Role.OBSERVER,
     ("DELETE", f"{ADMIN}/labels/{{name}}"): Role.ADMIN,
     ("GET", f"{ADMIN}/findings"): Role.OBSERVER,
@@ -49,6 +50,7 @@ PINNED = {
     ("GET", f"{ADMIN}/baseline"): Role.OBSERVER,
     ("PUT", f"{ADMIN}/baseline"): Role.ADMIN,
     ("GET", f"{ADMIN}/trace"): Role.OBSERVER,
+    ("GET", f"{ADMIN}/processes"): Role.OBSERVER,  # the host page's tree, for every role
     ("POST", f"{ADMIN}/detect"): Role.HUNTER,
     ("POST", f"{ADMIN}/detect/jobs"): Role.HUNTER,
     ("GET", f"{ADMIN}/detect/jobs"): Role.OBSERVER,

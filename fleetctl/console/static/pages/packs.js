@@ -21,6 +21,15 @@ export function problems(error) {
   );
 }
 
+/** A diff's rows: per query of a pack, what changes and how many hosts gain or lose it. */
+export function diffTable(rows, id) {
+  return simpleTable(
+    [["Pack", (d) => d.pack], ["Query", (d) => d.query], ["Change", (d) => d.change], ["Hosts gain", (d) => d.hosts_gain], ["Hosts lose", (d) => d.hosts_lose], ["Hosts after", (d) => d.hosts_after]],
+    rows,
+    { id },
+  );
+}
+
 async function showPack(box, name, editor) {
   try {
     const shown = await api.get(`packs/${api.seg(name)}`);
@@ -95,11 +104,7 @@ export async function render(main) {
       replace(
         out,
         h("p", { class: "muted" }, `${answer.diff.length} changes over ${answer.hosts} hosts`),
-        simpleTable(
-          [["Pack", (d) => d.pack], ["Query", (d) => d.query], ["Change", (d) => d.change], ["Hosts gain", (d) => d.hosts_gain], ["Hosts lose", (d) => d.hosts_lose], ["Hosts after", (d) => d.hosts_after]],
-          answer.diff,
-          { id: "pack-diff" },
-        ),
+        diffTable(answer.diff, "pack-diff"),
       );
     } catch (error) {
       replace(out, problems(error));
