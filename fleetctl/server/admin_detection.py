@@ -23,7 +23,7 @@ from fleetctl.detection import (
 )
 from fleetctl.detection.scoring import SEVERITIES, severity_rank
 from fleetctl.detection.triage import DEFAULT_LIMIT, DEFAULT_WINDOW, MAX_LIMIT, MAX_WINDOW
-from fleetctl.errors import BadRequest, NotFound
+from fleetctl.errors import BadRequest, Forbidden, NotFound
 from fleetctl.roles import Role
 from fleetctl.server.access import caller_of, requires
 from fleetctl.server.admin_api import (
@@ -388,6 +388,10 @@ def detect(request: Request, session: Session, body: dict[str, Any]) -> dict[str
     accept = _keys(body, "accept")
     if accept and not learn:
         raise BadRequest("'accept' goes with 'learn'")
+    if learn and caller_of(request).role < Role.ADMIN:
+        # Learning writes every current path into the baseline, so none of them is ever
+        # flagged: a baseline edit. A hunter triages one finding at a time (suppress).
+        raise Forbidden("admin role required: learning writes the baseline")
     hosts = [find_host_or_404(session, ref)] if ref else host_store.list_hosts(session)
     actor = caller_of(request).user
     now = int(time.time())

@@ -169,3 +169,17 @@ def test_the_last_enabled_admin_stays_one(server: RunningServer) -> None:
         refused = admin.post(f"{ADMIN}{path}", json=body)
         assert refused.status_code == 400 and "last enabled admin" in refused.json()["error"]
     assert admin.get(f"{ADMIN}/audit").status_code == 200
+
+
+def test_learning_writes_the_baseline_so_only_an_admin_may(
+    server: RunningServer, callers: dict[Role, httpx.Client]
+) -> None:
+    """``POST /detect`` is a hunter's (judge hosts now), but with ``learn`` it writes
+    every current path into the baseline: an admin's edit, as the baseline route is."""
+    learn = {"learn": True}
+    refused = callers[Role.HUNTER].post(f"{ADMIN}/detect", json=learn)
+    assert refused.status_code == 403, refused.text
+    assert "admin role required" in refused.json()["error"]
+    assert callers[Role.HUNTER].post(f"{ADMIN}/detect", json={}).status_code == 200
+    learned = callers[Role.ADMIN].post(f"{ADMIN}/detect", json=learn)
+    assert learned.status_code == 200 and learned.json()["learned"] is True, learned.text
