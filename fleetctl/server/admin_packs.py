@@ -302,7 +302,7 @@ def diff_label(request: Request, session: Session, body: dict[str, Any]) -> dict
             ("kind", _kind(stored.query) if stored else None, _kind(change.query)),
             ("query", stored.query if stored else None, change.query),
             ("platform", stored.platform if stored else None, change.platform),
-            ("description", stored.description if stored else None, change.description),
+            ("description", stored.description if stored else "", change.description),
         )
         if old != new
     ]

@@ -259,7 +259,9 @@ def test_a_label_change_is_diffed_before_it_is_applied(
     assert [m["host_identifier"] for m in members] == ["lin1", "mac1"]  # a diff never writes
 
     rhel = {"name": "rhel", "platform": "linux", "query": "SELECT 1 FROM os_version;"}
-    assert admin.post("/api/v1/admin/labels/diff", json=rhel).json()["action"] == "created"
+    created = admin.post("/api/v1/admin/labels/diff", json=rhel).json()
+    assert created["action"] == "created"
+    assert [f["field"] for f in created["fields"]] == ["kind", "query", "platform"]
     assert admin.post("/api/v1/admin/labels", json=rhel).json()["action"] == "created"
     same = admin.post("/api/v1/admin/labels/diff", json=rhel).json()
     assert (same["action"], same["members"]["evaluated_by_hosts"]) == ("unchanged", False)
