@@ -11,6 +11,7 @@ async function showLabel(box, name, edit) {
   try {
     const shown = await api.get(`labels/${api.seg(name)}`);
     const label = shown.label;
+    box.hidden = false;
     replace(
       box,
       h("h2", {}, `Label ${label.name}`),
@@ -20,6 +21,7 @@ async function showLabel(box, name, edit) {
       simpleTable([["Host", (m) => h("a", { href: `#/hosts/${api.seg(m.host_identifier)}` }, m.host_identifier)], ["Platform", (m) => m.platform], ["Evaluated", (m) => when(m.evaluated)]], shown.members, { id: "label-members" }),
     );
   } catch (error) {
+    box.hidden = false;
     replace(box, errorBox(error));
   }
 }
@@ -109,7 +111,7 @@ function changeCard(applied) {
 }
 
 export async function render(main) {
-  const box = h("section", { class: "card", id: "label-detail" });
+  const box = h("section", { class: "card", id: "label-detail", hidden: true }); // until one is opened
   const list = h("div", { id: "label-list" });
   const load = async () => {
     try {
