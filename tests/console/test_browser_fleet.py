@@ -547,7 +547,7 @@ def test_packs_diff_before_apply_and_validation_errors(
         assert "interval" in page.text_content("#pack-diff")
         changes = page.locator("#pack-diff tbody tr td:nth-child(2)").all_text_contents()
         assert HOSTILE_NAME in changes
-        screenshot(page, "packs", request)
+        screenshot(page, "packs", request, element="#pack-change-card")
         page.click("#pack-apply")
         page.wait_for_selector("#pack-applied tbody tr:has-text('updated')")
         after = fleet.admin.get("/api/v1/admin/packs/t1559-hunts").json()
@@ -632,7 +632,7 @@ def test_a_label_change_is_diffed_before_it_is_applied(
         assert moved == [HOSTILE_HOST, "leaves"]
         pack_row = page.locator("#label-diff tbody tr td").all_text_contents()
         assert pack_row == ["on-call-pack", "uptime", "targets changed", "0", "1", "0"]
-        screenshot(page, "labels", request)
+        screenshot(page, "labels", request, element="main")
         page.click("#label-apply")
         wait_for(page, "#label-applied:text-is('on-call: updated')")
         shown = fleet.admin.get("/api/v1/admin/labels/on-call").json()
