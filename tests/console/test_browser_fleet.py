@@ -112,7 +112,7 @@ def test_the_fleet_page_lists_the_host(
         assert cells[6].startswith("baseline")  # learned explicitly: judging since then
         screenshot(page, "fleet", request)
         assert page.evaluate("window.pwned") is None
-        assert page.locator("main img").count() == 0
+        assert page.locator("main img, main svg").count() == 0
 
 
 def test_ack_from_the_queue(fleet: Fleet, finding: dict[str, Any], browser: Any) -> None:
@@ -157,7 +157,7 @@ def test_the_host_page_shows_hostile_values_as_text(
         assert page.locator("main .error").count() == 0
         screenshot(page, "host", request)
         assert page.evaluate("window.pwned") is None
-        assert page.locator("main img, main script").count() == 0
+        assert page.locator("main img, main script, main svg").count() == 0
 
 
 def test_an_observer_sees_the_host_process_tree(
