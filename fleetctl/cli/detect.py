@@ -68,7 +68,12 @@ def findings() -> None:
     default=None,
     help="open includes reopened (an occurrence came after the ack).",
 )
-@click.option("--since", default=None, help="Seen since (unix seconds or ISO 8601).")
+@click.option(
+    "--since",
+    default=None,
+    help="Seen since (a duration ago such as 1d, unix seconds or ISO 8601).",
+)
+@click.option("--until", default=None, help="First seen by then (the same forms as --since).")
 @click.option(
     "--min-severity",
     default="low",
@@ -82,13 +87,19 @@ def findings_list(
     host: str | None,
     status: str | None,
     since: str | None,
+    until: str | None,
     min_severity: str,
     fmt: str,
 ) -> None:
     """Findings, most severe first, with how many occurrences and the newest one's time
     and pid (json: one object per finding). With none, says which hosts only learn yet."""
     answer = client.get(
-        "/findings", host=host, status=status, since=since, min_severity=min_severity
+        "/findings",
+        host=host,
+        status=status,
+        since=since,
+        until=until,
+        min_severity=min_severity,
     )
     if fmt in ("json", "ndjson"):
         render(answer["findings"], None, fmt)

@@ -43,6 +43,8 @@ def test_detect_learn_refuses_an_attack_until_it_is_accepted(server: RunningServ
     assert learned["bash|500|sshd|sshd|pty"] is False  # the base tree, learned the first time
     assert key not in learned
     (finding,) = as_json("findings", "list")
+    assert as_json("findings", "list", "--until", "2000-01-01T00:00:00Z") == []
+    assert as_json("findings", "list", "--since", "1h", "--until", "now") == [finding]
     assert (finding["key"], finding["status"], finding["seen_during_learning"]) == (
         key,
         "open",
