@@ -57,12 +57,13 @@ def serve(verbose: bool, **options: Any) -> None:
     except OSError as exc:
         raise click.ClickException(f"cannot listen on {settings.listen}: {exc.strerror}") from exc
     workers = settings.worker_count
-    if workers == 1 and not settings.detection_processes:
+    if workers == 1 and not settings.judge_process_count:
         exit_on_sigterm()
         with contextlib.suppress(SystemExit):
             serve_on(settings, prepared, listener, WorkerRole())
         return
-    click.echo(f"{workers} worker processes on one listener")
-    if settings.detection_processes:
-        click.echo(f"{settings.detection_processes} detection processes judge the hosts")
+    judges = settings.judge_process_count
+    click.echo(f"{workers} worker process{'es' if workers > 1 else ''} on one listener")
+    if judges:
+        click.echo(f"{judges} detection process{'es' if judges > 1 else ''} judging the hosts")
     Supervisor(settings, prepared, workers, listener).run()

@@ -111,11 +111,11 @@ class Supervisor:
         self, settings: Settings, prepared: Prepared, count: int, sock: socket.socket
     ) -> None:
         """``sock``: the bound listener the ``count`` workers share (``runner.bind``);
-        ``settings.detection_processes`` judge processes come after them."""
+        ``settings.judge_process_count`` judge processes come after them."""
         self.settings = settings
         self.prepared = prepared
         self.serving = count
-        self.workers = [Worker(i) for i in range(count + settings.detection_processes)]
+        self.workers = [Worker(i) for i in range(count + settings.judge_process_count)]
         self._stopping = False
         self._sock = sock
 
@@ -154,7 +154,7 @@ class Supervisor:
             exit_on_sigterm()
             for handler in logging.getLogger().handlers:
                 handler.setFormatter(logging.Formatter(log_format(index)))
-            judges = self.settings.detection_processes
+            judges = self.settings.judge_process_count
             if index < self.serving:
                 role = WorkerRole.worker(index, self.serving, judges)
                 serve_on(self.settings, self.prepared, self._sock, role)

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Any
 
 import click
+import pytest
 from click.testing import CliRunner
 
 from fleetctl.cli import main
@@ -76,3 +78,28 @@ def test_a_bad_option_is_refused_before_anything_starts() -> None:
     result = CliRunner().invoke(main, ["up", "--learning-window", "soon"])
     assert result.exit_code == 2
     assert "Error: Invalid value: not a duration: 'soon'" in result.output
+
+
+def test_judge_processes_run_by_default_on_postgresql(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With neither ``--workers`` nor ``--detection-processes``, a PostgreSQL server on
+    4 cores runs 2 workers and 4 judge processes; judge processes given take default
+    workers' places, what is given is kept, and SQLite and one core judge in the workers."""
+    monkeypatch.setattr("fleetctl.settings._cores", lambda: 4)
+    pg = "postgresql://postgres@127.0.0.1:5432/fleet"
+
+    def layout(**given: Any) -> tuple[int, int]:
+        settings = Settings(**given)
+        return settings.worker_count, settings.judge_process_count
+
+    assert layout(db=pg) == (2, 4)
+    assert layout(db=pg, workers=4) == (4, 0)
+    assert layout(db=pg, detection_processes=0) == (4, 0)
+    assert layout(db=pg, detection_processes=2) == (2, 2)
+    assert layout(db=pg, workers=3, detection_processes=2) == (3, 2)
+    assert layout(db="sqlite:////tmp/fleet.db") == (4, 0)
+    monkeypatch.setattr("fleetctl.settings._cores", lambda: 2)
+    assert layout(db=pg) == (1, 2)
+    monkeypatch.setattr("fleetctl.settings._cores", lambda: 1)
+    assert layout(db=pg) == (1, 0)
