@@ -225,8 +225,10 @@ def mark_baselined(session: Session, host_id: int, now: int) -> None:
 
 
 def learning_hosts(session: Session) -> list[tuple[int, str, int, int | None]]:
-    """(host id, detection name, enrolled at, explicit baseline at) of every host."""
-    names = detection_names(session)
+    """(host id, detection name, enrolled at, explicit baseline at) of every host. The
+    hosts are read once (``fleet_directory``): read twice, a host enrolled between the two
+    reads was in one and not the other."""
+    directory = fleet_directory(session)
     baselined = {
         hid: at
         for hid, at in session.execute(
@@ -236,8 +238,8 @@ def learning_hosts(session: Session) -> list[tuple[int, str, int, int | None]]:
         )
     }
     return [
-        (hid, names[hid], enrolled, baselined.get(hid))
-        for hid, enrolled in session.execute(select(Host.id, Host.enrolled_at))
+        (hid, name, directory.enrolled[hid], baselined.get(hid))
+        for hid, name in directory.names.items()
     ]
 
 

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from typing import Any
 
+from sqlalchemy import event, select
+
+from storage import detection as detection_store
 from storage import hosts as host_store
 from storage.engine import make_engine, make_sessionmaker, session_scope
 from storage.models import Host
+from tests.conftest import _truncate_pg
+from tests.storage.hosts import enrolled_host
 
 
 def test_touch_hosts_writes_each_hosts_own_time_across_chunks(db_url: str) -> None:
@@ -30,4 +35,43 @@ def test_touch_hosts_writes_each_hosts_own_time_across_chunks(db_url: str) -> No
     with session_scope(sessions) as session:
         stored = {i: t for i, t in session.execute(select(Host.id, Host.last_seen))}
     assert stored == {**seen, ids[6]: 1}
+    engine.dispose()
+
+
+def test_learning_hosts_holds_a_host_enrolled_while_it_reads(pg_database: str) -> None:
+    """A host committed by another connection between two of ``learning_hosts``'s
+    statements is listed whole or not at all: the hosts are read once. PostgreSQL only:
+    each of its statements reads its own snapshot, where SQLite's reading transaction
+    keeps one (and its writer would wait for it)."""
+    _truncate_pg(pg_database)
+    db_url = pg_database
+    engine = make_engine(db_url)
+    sessions = make_sessionmaker(engine)
+    with session_scope(sessions) as session:
+        first = enrolled_host(session, "h1", "u1")  # its node key: "k" * 64
+    statements: list[str] = []
+
+    def enroll_meanwhile(conn: Any, cursor: Any, sql: str, *args: Any) -> None:
+        statements.append(sql)
+        if len(statements) == 2:
+            with session_scope(other) as elsewhere:
+                host_store.enroll_host(
+                    elsewhere,
+                    host_identifier="h2",
+                    platform_type="9",
+                    host_details={"system_info": {"uuid": "u2"}},
+                    node_key_hash="2" * 64,
+                    now=1,
+                )
+
+    other = make_sessionmaker(make_engine(db_url))
+    event.listen(engine, "before_cursor_execute", enroll_meanwhile)
+    try:
+        with session_scope(sessions) as session:
+            listed = detection_store.learning_hosts(session)
+    finally:
+        event.remove(engine, "before_cursor_execute", enroll_meanwhile)
+    assert len(statements) >= 2  # the enrolment did come between two statements
+    assert [(hid, name) for hid, name, _, _ in listed][:1] == [(first, "h1")]
+    assert all(enrolled == 1 and at is None for _, _, enrolled, at in listed)
     engine.dispose()
