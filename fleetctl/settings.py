@@ -185,12 +185,13 @@ class Settings:
         default=None,
         metadata=setting(
             "Server processes sharing the listener, each serving any host; one that dies is"
-            " started again. Default: one per core, on SQLite too: its one writer lock is"
-            " held only for each transaction (one process's connections queue on it just as"
-            " several processes' do), while TLS, parsing and detection run in parallel.",
+            " started again. One per core on SQLite too: its one writer lock is held only"
+            " for each transaction (one process's connections queue on it just as several"
+            " processes' do), while TLS, parsing and detection run in parallel.",
             option="--workers",
             minimum=1,
-            default_text="the number of cores, less the judge processes",
+            default_text="one per core; on PostgreSQL, where judge processes run by default,"
+            " one per two cores; less any --detection-processes given",
         ),
     )
     detection_processes: int | None = field(
