@@ -15,7 +15,6 @@ import pytest
 from sqlalchemy import select
 
 from fleetctl.ingest import parse_result_lines
-from storage import hosts as host_store
 from storage.engine import make_engine, make_sessionmaker, session_scope
 from storage.models import DataLoss, ResultRow
 from storage.results import ApplyStats, apply_runs, rows_at
@@ -118,15 +117,8 @@ def hosts(db_url: str) -> Iterator[tuple[Any, int, int]]:
     factory = make_sessionmaker(engine)
     with session_scope(factory) as session:
         batched = enrolled_host(session, "batched", "u1")
-        alone, *_ = host_store.enroll_host(
-            session,
-            host_identifier="alone",
-            platform_type="9",
-            host_details={"system_info": {"uuid": "u2"}},
-            node_key_hash="a" * 64,
-            now=1,
-        )
-    yield factory, batched, int(alone.id)
+        alone = enrolled_host(session, "alone", "u2", "a" * 64)
+    yield factory, batched, alone
     engine.dispose()
 
 

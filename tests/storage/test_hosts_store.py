@@ -48,21 +48,14 @@ def test_learning_hosts_holds_a_host_enrolled_while_it_reads(pg_database: str) -
     engine = make_engine(db_url)
     sessions = make_sessionmaker(engine)
     with session_scope(sessions) as session:
-        first = enrolled_host(session, "h1", "u1")  # its node key: "k" * 64
+        first = enrolled_host(session, "h1", "u1")
     statements: list[str] = []
 
     def enroll_meanwhile(conn: Any, cursor: Any, sql: str, *args: Any) -> None:
         statements.append(sql)
         if len(statements) == 2:
             with session_scope(other) as elsewhere:
-                host_store.enroll_host(
-                    elsewhere,
-                    host_identifier="h2",
-                    platform_type="9",
-                    host_details={"system_info": {"uuid": "u2"}},
-                    node_key_hash="2" * 64,
-                    now=1,
-                )
+                enrolled_host(elsewhere, "h2", "u2", "2" * 64)
 
     other = make_sessionmaker(make_engine(db_url))
     event.listen(engine, "before_cursor_execute", enroll_meanwhile)
