@@ -44,8 +44,7 @@ def test_learning_hosts_holds_a_host_enrolled_while_it_reads(pg_database: str) -
     each of its statements reads its own snapshot, where SQLite's reading transaction
     keeps one (and its writer would wait for it)."""
     _truncate_pg(pg_database)
-    db_url = pg_database
-    engine = make_engine(db_url)
+    engine, elsewhere = make_engine(pg_database), make_engine(pg_database)
     sessions = make_sessionmaker(engine)
     with session_scope(sessions) as session:
         first = enrolled_host(session, "h1", "u1")
@@ -54,16 +53,16 @@ def test_learning_hosts_holds_a_host_enrolled_while_it_reads(pg_database: str) -
     def enroll_meanwhile(conn: Any, cursor: Any, sql: str, *args: Any) -> None:
         statements.append(sql)
         if len(statements) == 2:
-            with session_scope(other) as elsewhere:
-                enrolled_host(elsewhere, "h2", "u2", "2" * 64)
+            with session_scope(make_sessionmaker(elsewhere)) as other:
+                enrolled_host(other, "h2", "u2", "2" * 64)
 
-    other = make_sessionmaker(make_engine(db_url))
     event.listen(engine, "before_cursor_execute", enroll_meanwhile)
     try:
         with session_scope(sessions) as session:
             listed = detection_store.learning_hosts(session)
     finally:
         event.remove(engine, "before_cursor_execute", enroll_meanwhile)
+        elsewhere.dispose()
     assert len(statements) >= 2  # the enrolment did come between two statements
     assert [(hid, name) for hid, name, _, _ in listed][:1] == [(first, "h1")]
     assert all(enrolled == 1 and at is None for _, _, enrolled, at in listed)
