@@ -463,23 +463,27 @@ class Judgements:
         self.admin.close()
 
 
-def cpu_seconds(pid: int, database: str) -> tuple[float, float]:
+def cpu_seconds(pid: int, database: str) -> tuple[float, float, float]:
     """User + system CPU seconds of ``pid`` with its child processes (workers of
-    ``serve``), and of the PostgreSQL backends serving ``database``."""
+    ``serve``), of those children that are judge processes (named ``fleetctl-judge<i>``),
+    and of the PostgreSQL backends serving ``database``."""
     tick = os.sysconf("SC_CLK_TCK")
-    server = backends = 0.0
+    server = judges = backends = 0.0
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
+            comm, rest = stat.read_text().rsplit(")", 1)
+            fields = rest.split()
             cmdline = (stat.parent / "cmdline").read_bytes()
         except OSError:
             continue
         used = (int(fields[11]) + int(fields[12])) / tick
         if stat.parent.name == str(pid) or fields[1] == str(pid):
             server += used
+            if comm.partition("(")[2].startswith("fleetctl-judge"):
+                judges += used
         elif cmdline.startswith(b"postgres: ") and f" {database} ".encode() in cmdline:
             backends += used
-    return server, backends
+    return server, judges, backends
 
 
 def machine_busy() -> tuple[float, float]:
@@ -515,7 +519,8 @@ class Step:
     stats: Stats
     lags: list[tuple[float, float]]
     missing: int
-    cpu: tuple[float, float, float]  # server, its database backends, the whole machine
+    # server, its database backends, the whole machine, the server's judge processes
+    cpu: tuple[float, float, float, float]
     status: tuple[dict[str, Any] | None, dict[str, Any] | None]
 
     @property
@@ -596,7 +601,9 @@ def show(step: Step, scale: float) -> None:
     print(f"  detection status: {shown}")
     client = s.cpu / step.seconds
     print(
-        f"  cpu in cores: server {step.cpu[0] / step.seconds:.2f}, its PostgreSQL backends"
+        f"  cpu in cores: server {step.cpu[0] / step.seconds:.2f}"
+        + (f" (judge processes {step.cpu[3] / step.seconds:.2f})" if step.cpu[3] else "")
+        + f", its PostgreSQL backends"
         f" {step.cpu[1] / step.seconds:.2f}, simulator (the client) {client:.2f}, i.e."
         f" {s.hosts / max(client, 1e-9):,.0f} hosts per client core; the whole machine"
         f" {step.cpu[2] / step.seconds:.2f} busy of {os.cpu_count()} (shared)"
@@ -775,7 +782,12 @@ def measure(
         (busy_after[0] - busy_before[0]) / (busy_after[1] - busy_before[1]) * (os.cpu_count() or 1)
     )
     # A backend that exits during the step takes its CPU with it: a lower bound.
-    cpu = (after[0] - before[0], max(0.0, after[1] - before[1]), busy * (end - start))
+    cpu = (
+        after[0] - before[0],
+        max(0.0, after[2] - before[2]),
+        busy * (end - start),
+        max(0.0, after[1] - before[1]),  # a judge process that restarts takes its CPU
+    )
     stats = Stats()
     for part in ask(workers, "report", [None] * len(workers)):
         stats.merge(part)

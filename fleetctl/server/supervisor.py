@@ -16,7 +16,8 @@ supervisor stops every worker through uvicorn's graceful shutdown (SIGTERM), wai
 
 With ``--detection-processes M``, M judge processes follow the N workers (indexes N to
 N+M-1), started, restarted and stopped the same way: they hold the detection slots and
-judge every host, and the workers serve hosts only (``WorkerRole``).
+judge every host, and the workers serve hosts only (``WorkerRole``). ``ps`` and ``top``
+name each process by its role: ``fleetctl-work<i>`` and ``fleetctl-judge<i>``.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import socket
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from types import FrameType
 
 from fleetctl.server.bootstrap import Prepared
@@ -156,9 +158,11 @@ class Supervisor:
                 handler.setFormatter(logging.Formatter(log_format(index)))
             judges = self.settings.judge_process_count
             if index < self.serving:
+                _name_process(f"fleetctl-work{index}")
                 role = WorkerRole.worker(index, self.serving, judges)
                 serve_on(self.settings, self.prepared, self._sock, role)
             else:
+                _name_process(f"fleetctl-judge{index - self.serving}")
                 self._sock.close()  # a judge process serves no host
                 role = WorkerRole.judge(index - self.serving, self.serving, judges)
                 judge_on(self.settings, role)
@@ -230,6 +234,13 @@ def _ended(status: int) -> str:
     if os.WIFSIGNALED(status):
         return f"was killed by {signal.Signals(os.WTERMSIG(status)).name}"
     return f"exited with {os.waitstatus_to_exitcode(status)}"
+
+
+def _name_process(name: str) -> None:
+    """Show what this process is in ``ps``, ``top`` and ``/proc/<pid>/comm`` (Linux keeps
+    15 bytes): the workers and judge processes share one command line."""
+    with contextlib.suppress(OSError):
+        Path("/proc/self/comm").write_text(name[:15])
 
 
 def _die_with(parent: int) -> None:

@@ -15,6 +15,7 @@ import os
 import signal
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -258,6 +259,9 @@ def test_a_judge_process_judges_what_every_worker_stores(judged_apart: WorkerSer
     process moves a host posting through both forward from the changes they kept, and
     when it is killed its replacement takes the slot and judges the host from the store."""
     fleet = judged_apart
+    # ps and top tell the processes apart: they share one command line.
+    named = {0: "fleetctl-work0", 1: "fleetctl-work1", 2: "fleetctl-judge0"}
+    wait_for(lambda: process_names(fleet), lambda names: names == named, timeout=10)
     host = PinnedHost(fleet.pinned_nodes("relay", "uuid-relay"), "relay")
     [(host_id,)] = fleet.query("SELECT id FROM hosts WHERE host_identifier = 'relay'")
     admins = fleet.pinned_admins()
@@ -288,3 +292,9 @@ def test_a_judge_process_judges_what_every_worker_stores(judged_apart: WorkerSer
     [finding] = wait_for(lambda: findings(admins[0]), lambda f: f[0]["pid"] == 3004, timeout=30)
     assert finding["occurrences"] == 5 and finding["severity"] == "critical"
     assert f"worker 2 (pid {judge}) was killed by SIGKILL" in fleet.log_text()
+    assert process_names(fleet)[2] == "fleetctl-judge0"  # the replacement is named too
+
+
+def process_names(fleet: WorkerServer) -> dict[int, str]:
+    """index -> the name of its live process, as ``ps`` shows it (``/proc/<pid>/comm``)."""
+    return {i: Path(f"/proc/{pid}/comm").read_text().strip() for i, pid in fleet.workers().items()}
