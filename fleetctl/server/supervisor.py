@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import gc
 import logging
 import os
 import signal
@@ -54,6 +55,16 @@ PR_SET_PDEATHSIG = 1
 # judgement. At 1 ms the detection lag at 300 simulated hosts fell (README, "Fleet
 # simulator").
 SWITCH_INTERVAL = 0.001
+# Allocations between young collections of the cyclic garbage collector (Python's
+# default: 700). A judgement makes tens of thousands of short-lived objects (parsed
+# rows, snapshots, paths); at 700 many outlive two young collections and are promoted
+# to the oldest generation before they die, and that promotion count is what triggers a
+# full collection, a walk over every object of every host's state kept in memory. At
+# 50,000 they die young: in ``bench/bench_judge.py`` (30 hosts, scheduled posts) full
+# collections went from 23 (12 s of a 114 s run) to none, a judgement's CPU from 80 to
+# 61 ms per host-minute and the ingest's from 28 to 16. Garbage with cycles still goes
+# within 50,000 allocations.
+GC_YOUNG = 50_000
 
 
 def log_format(worker: int | None = None) -> str:
@@ -72,9 +83,17 @@ def exit_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, leave)
 
 
+def tune_interpreter() -> None:
+    """The GIL switch interval and garbage collector of a server process (workers and
+    judge processes): see ``SWITCH_INTERVAL`` and ``GC_YOUNG``."""
+    sys.setswitchinterval(SWITCH_INTERVAL)
+    _, middle, oldest = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG, middle, oldest)
+
+
 def serve_on(settings: Settings, prepared: Prepared, sock: socket.socket, role: WorkerRole) -> None:
     """One server on an already bound socket, until it is told to stop."""
-    sys.setswitchinterval(SWITCH_INTERVAL)
+    tune_interpreter()
     state = ServerState.create(settings, role)
     try:
         make_server(settings, prepared, state).run(sockets=[sock])
@@ -84,7 +103,7 @@ def serve_on(settings: Settings, prepared: Prepared, sock: socket.socket, role: 
 
 def judge_on(settings: Settings, role: WorkerRole) -> None:
     """A judge process: detection of its slot's hosts, until SIGTERM (``SystemExit``)."""
-    sys.setswitchinterval(SWITCH_INTERVAL)
+    tune_interpreter()
     engine = make_engine(settings.db_url)
     detection = detection_service(settings, engine, make_sessionmaker(engine), role)
     detection.start()
