@@ -174,11 +174,13 @@ class Settings:
     detection_judges: int | None = field(
         default=None,
         metadata=setting(
-            "Threads of each worker judging hosts at once, one judge per host at a time:"
-            " while one waits on the database or rebuilds a host, the others judge.",
+            "Threads of each process that judges (a worker, or a judge process) judging"
+            " hosts at once, one judge per host at a time: while one waits on the database"
+            " or rebuilds a host, the others judge.",
             option="--detection-judges",
             minimum=1,
-            default_text="4 on PostgreSQL, 1 on SQLite (its one writer lock serialises them)",
+            default_text="1 in a judge process (--detection-processes); in a worker, 4 on"
+            " PostgreSQL, 1 on SQLite (its one writer lock serialises them)",
         ),
     )
     workers: int | None = field(

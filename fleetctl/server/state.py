@@ -64,10 +64,18 @@ EVENT_WINDOW = 60
 EVENT_PRUNE_EVERY = 60.0
 
 
-def default_judges(dialect: str) -> int:
-    """Judges per worker when ``--detection-judges`` is not given: on SQLite every
-    judgement's write transaction waits for the one writer lock, so one judge."""
-    return 4 if dialect == "postgresql" else 1
+def default_judges(dialect: str, role: WorkerRole) -> int:
+    """Judge threads of a process when ``--detection-judges`` is not given. One in a
+    judge process: its threads share one interpreter, and a judgement waiting for the
+    others' turns lags more than the database waits they overlap (``bench/fleet_sim.py``
+    on 2 cores sustained 200 hosts with one, lag p99 2.8 s, and 150 with four, lag
+    p99 5.3 s); the processes are what runs judgements in parallel. Four in a worker
+    that judges on PostgreSQL, so that judgements overlap its request handlers' and the
+    database's waits. One on SQLite, where every judgement's write transaction waits
+    for the one writer lock."""
+    if dialect != "postgresql" or not role.serves_hosts:
+        return 1
+    return 4
 
 
 def detection_service(
@@ -79,7 +87,7 @@ def detection_service(
         learning_window=settings.learning_window,
         # The processes that judge split the hosts, and with them the memory bound.
         max_hosts=-(-settings.detection_hosts // role.slots),
-        judges=settings.detection_judges or default_judges(engine.dialect.name),
+        judges=settings.detection_judges or default_judges(engine.dialect.name, role),
         slot=DetectionSlot(engine, settings.home, role.slot, role.slots),
         worker_name=role.name(),
         # A judge process learns of every batch from the store's marks: read them often.

@@ -14,6 +14,7 @@ from click.testing import CliRunner
 from fleetctl.cli import main
 from fleetctl.cli.serve import serve
 from fleetctl.cli.up import up
+from fleetctl.server.state import WorkerRole, default_judges
 from fleetctl.settings import SettingError, Settings, declared, from_options, settings_table
 
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -103,3 +104,15 @@ def test_judge_processes_run_by_default_on_postgresql(
     assert layout(db=pg) == (1, 2)
     monkeypatch.setattr("fleetctl.settings._cores", lambda: 1)
     assert layout(db=pg) == (1, 0)
+
+
+def test_a_judge_process_judges_with_one_thread_by_default() -> None:
+    """Without ``--detection-judges``: one judge thread in a judge process (the
+    processes judge in parallel), four in a worker that judges on PostgreSQL, one on
+    SQLite (one writer lock)."""
+    judge = WorkerRole.judge(0, workers=1, judge_processes=2)
+    judging_worker = WorkerRole.worker(0, 2)
+    assert default_judges("postgresql", judge) == 1
+    assert default_judges("postgresql", judging_worker) == 4
+    assert default_judges("sqlite", judging_worker) == 1
+    assert default_judges("sqlite", judge) == 1
