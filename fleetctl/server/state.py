@@ -68,8 +68,8 @@ def default_judges(dialect: str, role: WorkerRole) -> int:
     """Judge threads of a process when ``--detection-judges`` is not given. One in a
     judge process: its threads share one interpreter, and a judgement waiting for the
     others' turns lags more than the database waits they overlap (``bench/fleet_sim.py``
-    on 2 cores sustained 200 hosts with one, lag p99 2.8 s, and 150 with four, lag
-    p99 5.3 s); the processes are what runs judgements in parallel. Four in a worker
+    at 200 hosts on 2 cores: canary lag p99 2.8 s with one, 5.3-8.3 s with four; README,
+    "Fleet simulator"); the processes are what runs judgements in parallel. Four in a worker
     that judges on PostgreSQL, so that judgements overlap its request handlers' and the
     database's waits. One on SQLite, where every judgement's write transaction waits
     for the one writer lock."""
