@@ -55,7 +55,7 @@ import httpx
 import orjson
 import psycopg
 from bench_server import Server, make_db, release_db
-from fleet_hosts import MODELLED, Host, QueryState, run_lines
+from fleet_hosts import MAX_LINES, MODELLED, Host, QueryState, run_lines
 
 from fleetctl.ingest import parse_result_lines
 from fleetctl.server.detection_service import DETECTION_QUERIES
@@ -69,7 +69,6 @@ from storage.runs import Run, row_hash
 PACK = "ipc-telemetry"
 T0 = 1_700_000_000
 INTERVAL = 60
-MAX_LINES = 1024  # osqueryd's lines per log request
 KINDS = ("snapshot new", "snapshot repeat", "differential")
 # The modelled queries the shipped pack logs as state (not events), with their SQL's shape.
 QUERIES = tuple(sorted(q for q in MODELLED if q != "process_exec_events"))

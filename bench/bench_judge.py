@@ -34,7 +34,6 @@ CPU not counted).
 from __future__ import annotations
 
 import argparse
-import math
 import statistics
 import tempfile
 import time
@@ -45,7 +44,7 @@ from typing import Any
 
 import orjson
 from bench_server import make_db, release_db
-from fleet_hosts import MODELLED, Agent, Host, QueryState, run_lines
+from fleet_hosts import LOGGER_PERIOD, MAX_LINES, MODELLED, Agent, Host, QueryState, run_lines
 from sqlalchemy import event
 
 from fleetctl.detection import Baseline, DetectionState, Detector
@@ -66,8 +65,6 @@ PACK = "ipc-telemetry"
 T0 = 1_700_000_000
 INTERVAL = 60
 LEARNING = 600  # s: past it after the baselines, so churned paths are judged as new
-LOGGER_PERIOD = 4  # s: --logger_tls_period of the printed flags
-MAX_LINES = 1024  # --logger_tls_max_lines
 SETTLE = 660  # s of a scheduled run not measured: the learning window and every baseline
 QUERIES = tuple(
     sorted(q for q in MODELLED if q in DETECTION_QUERIES and q != "process_exec_events")
@@ -135,12 +132,7 @@ def scheduled_posts(agents: Sequence[Agent], minutes: int) -> Iterator[Post]:
             if at >= churn[i]:
                 agent.host.churn(at)
                 churn[i] += INTERVAL
-            due = [
-                item
-                for item in agent.schedule
-                if math.floor(at / item[2]) > math.floor(previous / item[2])
-            ]
-            buffers[i] += [line.data for line in agent.run(due, at)]
+            buffers[i] += [line.data for line in agent.run(agent.due(previous, at), at)]
             if buffers[i]:
                 batch, buffers[i] = buffers[i][:MAX_LINES], buffers[i][MAX_LINES:]
                 yield Post(at, i, [orjson.loads(b) for b in batch], at >= T0 + SETTLE)

@@ -25,6 +25,7 @@ costs the simulator little: a snapshot line is a join of cached bytes.
 from __future__ import annotations
 
 import json
+import math
 import random
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -1113,6 +1114,11 @@ class Line:
         return "snapshot" if self.snapshot else "baseline" if self.baseline else "differential"
 
 
+# osqueryd's logger flags as ``fleetctl serve`` prints them: at most this many result
+# lines per log request, buffered lines sent every this many seconds.
+MAX_LINES = 1024  # --logger_tls_max_lines
+LOGGER_PERIOD = 4  # --logger_tls_period
+
 CANARY_QUERIES = ("process_lineage", "stdio_channels")
 # Queries whose first run after a canary starts carries its rows: any of them may be the
 # post that lets the server find it (the FIFO's writer named by ``pipe_partners`` before
@@ -1168,6 +1174,15 @@ class Agent:
             )
             self.schedule.append((q, short, splayed))
         return True
+
+    def due(self, previous: float, now: float) -> list[tuple[ScheduledQuery, str, int]]:
+        """The scheduled queries whose splayed interval passed a multiple between
+        ``previous`` and ``now`` (osqueryd's scheduler, in whatever clock the caller keeps)."""
+        return [
+            item
+            for item in self.schedule
+            if math.floor(now / item[2]) > math.floor(previous / item[2])
+        ]
 
     def run(self, due: Iterable[tuple[ScheduledQuery, str, int]], unix_time: int) -> list[Line]:
         """The lines of the due queries' runs, in schedule order."""

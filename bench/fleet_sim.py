@@ -58,14 +58,12 @@ from typing import Any
 import httpx
 import orjson
 from bench_server import Server, make_db, release_db
-from fleet_hosts import CANARY_QUERIES, Agent, Canary, Host, Line
+from fleet_hosts import CANARY_QUERIES, LOGGER_PERIOD, MAX_LINES, Agent, Canary, Host, Line
 from fleet_http import HttpError, Pool, request_headers
 
 from fleetctl.cli.client import ssl_context
 
 API = "/api/v1/osquery/"
-MAX_LINES = 1024  # --logger_tls_max_lines
-LOGGER_PERIOD = 4.0  # --logger_tls_period of the printed flags
 TIMEOUT = 16.0  # osqueryd's hard-coded TLS request timeout
 ENDPOINTS = ("enroll", "config", "log", "distributed/read", "distributed/write")
 LAG_LIMIT = 5.0
@@ -293,11 +291,7 @@ class Worker:
                 host.churn(now)
                 host.expire_canaries(now, CANARY_LIFE * plan.scale)
                 next_churn += 60
-            due = [
-                item
-                for item in agent.schedule
-                if math.floor(current / item[2]) > math.floor(previous / item[2])
-            ]
+            due = agent.due(previous, current)
             if due:
                 buffer.extend(agent.run(due, int(now)))
             previous = current
