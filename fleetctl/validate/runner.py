@@ -131,11 +131,13 @@ def _run_one(scenario: Scenario, pipeline: Pipeline, budget: int) -> Outcome:
         waited = time.monotonic() - started
         if not scenario.attack:
             return Outcome(scenario, "quiet", seconds=waited, cycles=budget)
+        detail = f"no finding on its processes after {budget} collection cycles ({waited:.1f} s)"
+        gone = running.exited()
         return Outcome(
             scenario,
             "missed",
             seconds=waited,
-            detail=f"no finding on its processes after {budget} collection cycles ({waited:.1f} s)",
+            detail="; ".join([detail, *gone]),
             cycles=budget,
         )
     finally:

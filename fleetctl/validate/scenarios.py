@@ -75,6 +75,15 @@ class Running:
             found |= grown
         return found
 
+    def exited(self) -> list[str]:
+        """The started processes that are gone already, with their exit status: why an
+        attack chain may never have formed (a client refused, a tool that failed)."""
+        return [
+            f"{_program(proc)} pid {proc.pid} exited with {proc.returncode}"
+            for proc in self.procs
+            if proc.poll() is not None
+        ]
+
     def cleanup(self) -> None:
         for action in self.cleanups:
             with contextlib.suppress(Exception):
@@ -96,6 +105,12 @@ class Running:
                 else:
                     path.unlink()
         shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def _program(proc: subprocess.Popen[bytes]) -> str:
+    """The name of the program ``proc`` runs (``spawn`` always passes an argv list)."""
+    argv = proc.args
+    return os.path.basename(str(argv[0] if isinstance(argv, list) else argv))
 
 
 @dataclass(frozen=True)
@@ -153,11 +168,29 @@ def _wait_listening(port: int, timeout: float = 5.0) -> None:
         time.sleep(0.05)
 
 
-def _wait_path(path: Path, timeout: float = 5.0) -> None:
+#: /proc/net/unix's flag for a socket that accepts connections (__SO_ACCEPTCON).
+ACCEPTING = 0x10000
+
+
+def unix_listening(path: Path) -> bool:
+    """Whether a unix socket at ``path`` accepts connections, read from /proc/net/unix.
+
+    The file appears at ``bind``, before ``listen``: a client that connects in between
+    is refused, and a busy machine can hold a server between the two for long enough.
+    """
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/net/unix").read_text().splitlines()[1:]:
+            fields = line.split(maxsplit=7)
+            if len(fields) == 8 and fields[7] == str(path) and int(fields[3], 16) & ACCEPTING:
+                return True
+    return False
+
+
+def wait_unix_listening(path: Path, timeout: float = 5.0) -> None:
     deadline = time.monotonic() + timeout
-    while not path.exists():
+    while not unix_listening(path):
         if time.monotonic() > deadline:
-            raise RuntimeError(f"{path} did not appear")
+            raise RuntimeError(f"nothing listens on the unix socket {path}")
         time.sleep(0.05)
 
 
@@ -189,7 +222,7 @@ def dev_tcp_shell(run: Running) -> None:
 def socat_unix_exec(run: Running) -> None:
     sock = run.workdir / "ipc.sock"
     run.spawn(["socat", f"UNIX-LISTEN:{sock},fork", f"EXEC:{SH}"])
-    _wait_path(sock)
+    wait_unix_listening(sock)
     run.spawn(["socat", "-", f"UNIX-CONNECT:{sock}"], stdin=subprocess.PIPE)
 
 
@@ -228,7 +261,7 @@ def fifo_command_channel(run: Running, base: Path | None = None) -> None:
 def python_unix_pty(run: Running) -> None:
     sock = run.workdir / "p.sock"
     run.spawn(["socat", f"UNIX-LISTEN:{sock}", "-"], stdin=subprocess.PIPE)
-    _wait_path(sock)
+    wait_unix_listening(sock)
     code = (
         "import socket,os,pty;s=socket.socket(socket.AF_UNIX);"
         f"s.connect({str(sock)!r});[os.dup2(s.fileno(),f) for f in (0,1,2)];"
@@ -301,7 +334,7 @@ def dbus_activation(run: Running) -> None:
     config = run.workdir / "session.conf"
     config.write_text(DBUS_CONFIG.format(socket=socket_path, services=services))
     run.spawn(["dbus-daemon", f"--config-file={config}", "--nofork", "--nopidfile"])
-    _wait_path(socket_path)
+    wait_unix_listening(socket_path)
     run.spawn(
         [
             "gdbus",

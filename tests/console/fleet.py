@@ -21,6 +21,7 @@ from typing import Any
 from fleetctl.agent import Agent, AgentOptions
 from fleetctl.agent.engines import EmbeddedEngine
 from fleetctl.cli.local import shipped_pack_payload
+from fleetctl.validate.scenarios import wait_unix_listening
 from tests.conftest import RunningServer
 from tests.detection import live
 
@@ -78,7 +79,7 @@ class Fleet:
         that has it run a command: the served shell's pid, once its command runs."""
         path = self.workdir / HOSTILE_SOCKET
         server = self.spawn(["socat", f"UNIX-LISTEN:{path},fork", "EXEC:sh"])
-        live.wait_until(path.exists, what="the socket")
+        wait_unix_listening(path)
         client = self.spawn(["socat", "-", f"UNIX-CONNECT:{path}"], stdin=subprocess.PIPE)
         assert client.stdin is not None
         client.stdin.write(b"sleep 86400\n")

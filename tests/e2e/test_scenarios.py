@@ -13,6 +13,10 @@ from __future__ import annotations
 
 import fcntl
 import os
+import re
+import shutil
+import socket
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,7 +25,7 @@ import pytest
 from fleetctl.cli.local import LocalFleet
 from fleetctl.settings import Settings
 from fleetctl.validate import SCENARIOS, Scenario, cpu_burners, run_scenarios
-from fleetctl.validate.scenarios import free_port
+from fleetctl.validate.scenarios import Running, free_port, unix_listening
 from tests.conftest import HOST_WIDE_LOCK
 
 pytestmark = pytest.mark.slow
@@ -74,3 +78,35 @@ def test_scenario(fleet: LocalFleet, scenario: Scenario) -> None:
         occurrence = next(o for o in shown["occurrences"] if o["pid"] == outcome.pid)
         assert occurrence["evidence"]["lineage"][0]["pid"] == outcome.pid, "with its lineage"
         assert occurrence["reasons"] and shown["finding"]["reasons"], "a finding says why"
+
+
+def refused_client(run: Running) -> None:
+    """A client of a unix socket that is bound but not listening: refused, it exits."""
+    path = run.workdir / "bound.sock"
+    bound = socket.socket(socket.AF_UNIX)
+    bound.bind(str(path))
+    run.cleanups.append(bound.close)
+    assert not unix_listening(path), "bound is not listening"
+    run.spawn(["socat", "-", f"UNIX-CONNECT:{path}"], stdin=subprocess.PIPE)
+
+
+def test_a_miss_names_the_scenario_processes_that_exited(fleet: LocalFleet) -> None:
+    """An attack chain that never formed (its client refused) is missed, and the miss
+    says which process died and how, rather than only that nothing was found."""
+    if shutil.which("socat") is None:
+        pytest.skip("missing socat")
+    refused = Scenario("x", "refused socat client", True, ("socat",), refused_client)
+    [outcome] = run_scenarios([refused], fleet, cycles=1)
+    assert outcome.verdict == "missed", outcome.row()
+    assert outcome.detail.startswith("no finding on its processes after 1 collection cycles")
+    assert re.search(r"; socat pid \d+ exited with 1$", outcome.detail), outcome.detail
+
+
+def test_a_unix_server_counts_as_listening_only_once_it_listens(tmp_path: Path) -> None:
+    path = tmp_path / "s.sock"
+    with socket.socket(socket.AF_UNIX) as server:
+        server.bind(str(path))
+        assert path.exists() and not unix_listening(path)
+        server.listen()
+        assert unix_listening(path)
+    assert not unix_listening(tmp_path / "other.sock")

@@ -19,7 +19,7 @@ import pytest
 from fleetctl.cli.local import LocalFleet
 from fleetctl.settings import Settings
 from fleetctl.validate import cpu_burners
-from fleetctl.validate.scenarios import SH, Running, free_port
+from fleetctl.validate.scenarios import SH, Running, free_port, wait_unix_listening
 from tests.detection import live
 
 pytestmark = pytest.mark.slow
@@ -114,7 +114,7 @@ def test_a_shell_reading_a_fifo_another_process_holds(fleet: LocalFleet, run: Ru
 def test_a_shell_socat_runs_for_a_unix_socket_client(fleet: LocalFleet, run: Running) -> None:
     sock = run.workdir / "ipc.sock"
     server = run.spawn(["socat", f"UNIX-LISTEN:{sock},fork", f"EXEC:{SH}"])
-    live.wait_until(sock.exists, what="the socket")
+    wait_unix_listening(sock)
     collected_then_a_second_later(fleet)
     since = int(time.time())
     client = run.spawn(["socat", "-", f"UNIX-CONNECT:{sock}"], stdin=subprocess.PIPE)
