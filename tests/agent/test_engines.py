@@ -24,6 +24,7 @@ from fleetctl.agent.errors import EngineError
 from fleetctl.engine import Engine, QueryError, string_rows
 from fleetctl.extension.server import ExtensionServer
 from fleetctl.tables import STOCK_TABLES, TableSpec
+from fleetctl.validate.scenarios import unix_listening
 from tests.agent.conftest import HOST, AgentFactory, FleetServer, wait_for
 
 
@@ -77,7 +78,7 @@ def _serve_core(path: str, handler: CoreHandler) -> Iterator[str]:
     )
     thread = threading.Thread(target=server.serve, daemon=True)
     thread.start()
-    wait_for(lambda: Path(path).exists(), what="core socket")
+    wait_for(lambda: unix_listening(Path(path)), what="core socket listening")
     yield path
     server.stop()
     thread.join(timeout=5)

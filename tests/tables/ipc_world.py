@@ -32,6 +32,8 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
+from fleetctl.validate.scenarios import unix_listening
+
 # The world lives for the whole test session (``stop`` kills it at the end); the sleep is
 # only a bound in case the session dies without cleaning up. A worker may reach the table
 # tests many minutes after it started the world, so the bound is generous.
@@ -159,7 +161,7 @@ class IpcWorld:
         # Unix stream server and a client whose stdin is the connection.
         self.unix_path = self.tmp / "server.sock"
         self.spawn("unix_server", [sys.executable, "-c", UNIX_SERVER, str(self.unix_path)])
-        wait_until(self.unix_path.exists, what="unix server socket")
+        wait_until(partial(unix_listening, self.unix_path), what="unix server listening")
         self.spawn("unix_client", [sys.executable, "-c", UNIX_CLIENT, str(self.unix_path)])
 
         # TCP loopback server and a client whose stdout is the connection.
