@@ -8,12 +8,14 @@ digests of tokens are stored; passwords only as the hash the caller made.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
+from storage.base import IN_CHUNK, in_chunks
 from storage.models import ApiToken
 from storage.models import User as User  # the record type users are returned as
 
@@ -160,6 +162,25 @@ def tokens(session: Session, user: User | None = None) -> list[TokenInfo]:
         )
         for t, owner in session.execute(query.order_by(ApiToken.id))
     ]
+
+
+def touch_tokens(session: Session, last_used: Mapping[int, int]) -> None:
+    """Record when tokens (by id) were last used (flushed periodically). A time never
+    moves back: another server process may flush an older use later."""
+    by_time: dict[int, list[int]] = {}
+    for token_id, ts in last_used.items():
+        by_time.setdefault(ts, []).append(token_id)
+    for ts, ids in by_time.items():
+        for chunk in in_chunks(ids, IN_CHUNK):
+            session.execute(
+                update(ApiToken)
+                .where(
+                    ApiToken.id.in_(chunk),
+                    or_(ApiToken.last_used_at.is_(None), ApiToken.last_used_at < ts),
+                )
+                .values(last_used_at=ts)
+                .execution_options(synchronize_session=False)
+            )
 
 
 def revoke_token(session: Session, user: User, name: str, now: int) -> int:

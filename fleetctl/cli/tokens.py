@@ -11,7 +11,16 @@ from fleetctl.cli.groups import Group
 from fleetctl.cli.output import output_options, render
 from fleetctl.roles import NAMES
 
-COLUMNS = ("user", "name", "role", "state", "created_at", "expires_at", "revoked_at")
+COLUMNS = (
+    "user",
+    "name",
+    "role",
+    "state",
+    "created_at",
+    "expires_at",
+    "revoked_at",
+    "last_used_at",
+)
 
 
 @click.group(cls=Group)

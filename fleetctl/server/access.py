@@ -68,8 +68,10 @@ def caller_for(state: ServerState, key: str) -> Caller:
         raise Unauthenticated("missing or invalid admin token")
     if grant.user_disabled:
         raise Unauthenticated(f"user {grant.user_name} is disabled")
-    if grant.expires_at is not None and grant.expires_at <= time.time():
+    now = int(time.time())
+    if grant.expires_at is not None and grant.expires_at <= now:
         raise Unauthenticated(f"token {grant.token_name} has expired: sign in again")
+    state.token_uses.seen(grant.token_id, now)
     return caller_of_grant(grant)
 
 

@@ -120,6 +120,7 @@ def token_json(token: TokenInfo, now: int) -> dict[str, Any]:
         "created_at": iso(token.created_at),
         "expires_at": iso(token.expires_at),
         "revoked_at": iso(token.revoked_at),
+        "last_used_at": iso(token.last_used_at),
     }
 
 

@@ -130,10 +130,11 @@ class WorkerRole:
 
 
 @dataclass
-class CheckIns:
-    """Last-seen times buffered in memory and written in one batch every few seconds.
+class LastSeen:
+    """Last-seen times by id (hosts' check-ins, admin tokens' uses), buffered in memory
+    and written in one batch every few seconds.
 
-    A host's time is written again only once it has moved by ``precision`` seconds, so
+    An id's time is written again only once it has moved by ``precision`` seconds, so
     a fleet polling every few seconds costs one row update per host per ``precision``.
     """
 
@@ -163,7 +164,8 @@ class ServerState:
     analyst: AnalystSQL  # analyst SQL's own engine, slots and threads
     node_keys: NodeKeyCache
     throttle: FailureThrottle = field(default_factory=FailureThrottle)
-    checkins: CheckIns = field(default_factory=CheckIns)
+    checkins: LastSeen = field(default_factory=LastSeen)
+    token_uses: LastSeen = field(default_factory=lambda: LastSeen(precision=60))
     labels: LabelQueue = field(default_factory=LabelQueue)
     campaigns: CampaignQueue = field(default_factory=CampaignQueue)
     detection: DetectionService | None = None
@@ -252,7 +254,7 @@ class ServerState:
         self._packs_loaded = time.monotonic()
 
     def housekeep(self) -> None:
-        """One round of the periodic work: write buffered check-ins and hand-outs,
+        """One round of the periodic work: write buffered check-ins, token uses and hand-outs,
         reload what other replicas (or the admin API) may have changed, and now and
         then expire stalled carves."""
         self.flush_checkins()
@@ -334,10 +336,12 @@ class ServerState:
             self.labels.load(label_store.dynamic_labels(session), label_store.evaluations(session))
 
     def flush_checkins(self) -> None:
-        pending = self.checkins.take()
-        if pending:
+        """Write the buffered check-in times of hosts and last-use times of tokens."""
+        hosts, tokens = self.checkins.take(), self.token_uses.take()
+        if hosts or tokens:
             with session_scope(self.sessions) as session:
-                host_store.touch_hosts(session, pending)
+                host_store.touch_hosts(session, hosts)
+                user_store.touch_tokens(session, tokens)
 
     def start_hunts(self) -> None:
         self.hunts = HuntService(self.engine, self.sessions, self.campaigns, self.settings.home)

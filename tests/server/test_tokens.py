@@ -249,3 +249,27 @@ def test_a_revocation_reaches_another_server_within_seconds(
         assert late.enroll() == {"error": "invalid enroll secret", "node_invalid": False}
     finally:
         replica.stop()
+
+
+def test_a_token_list_says_when_each_token_was_last_used(server: RunningServer) -> None:
+    """Finding a stale token to revoke needs its last use: written by the server's
+    housekeeping (each second), at most once a minute per token, never moved back."""
+    admin = server.admin()
+    made = admin.post(f"{ADMIN}/tokens", json={"name": "idle", "ttl": "1d"})
+    assert made.status_code == 200, made.text
+    used = admin.post(f"{ADMIN}/tokens", json={"name": "busy", "ttl": "1d"})
+
+    def last_used() -> dict[str, str | None]:
+        listed = admin.get(f"{ADMIN}/tokens").json()["tokens"]
+        return {t["name"]: t["last_used_at"] for t in listed}
+
+    assert last_used()["busy"] is None
+    before = int(time.time())
+    assert server.client(used.json()["token"]).get(f"{ADMIN}/hosts").status_code == 200
+    deadline = time.monotonic() + 15
+    while (seen := last_used())["busy"] is None:
+        assert time.monotonic() < deadline, "the use was never written"
+        time.sleep(0.2)
+    busy = seen["busy"]
+    assert busy is not None and before <= parse_time(busy) <= time.time()
+    assert seen["idle"] is None
