@@ -93,6 +93,9 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
         'fleetctl sql "SELECT parent, child, count(*) AS n FROM hunt_parent_children'
         ' GROUP BY 1, 2 ORDER BY n" --format csv',
         "fleetctl sql --schema",
+        "fleetctl sql \"SELECT host, pid FROM hunt_stdio WHERE kind = 'fifo'\" --save fifo-readers",
+        "fleetctl sql --saved",
+        "fleetctl sql --run fifo-readers --format json",
     ),
     "query": (
         "fleetctl query \"SELECT pid, name FROM processes WHERE name = 'socat'\"",
