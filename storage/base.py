@@ -7,7 +7,7 @@ large tables on them. JSON columns are JSONB on PostgreSQL and JSON text on SQLi
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Annotated, Any, TypeVar
 
 from sqlalchemy import JSON, BigInteger, Integer, MetaData
@@ -42,6 +42,20 @@ def in_chunks(items: Sequence[T], size: int = IN_CHUNK) -> Iterator[Sequence[T]]
     """``items`` in slices of ``size``, one ``IN`` list each."""
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+def ids_by_time(
+    times: Mapping[int, int], size: int = IN_CHUNK
+) -> Iterator[tuple[int, Sequence[int]]]:
+    """``id -> time`` as (time, ids) pairs, ``size`` ids at most each: a flush of
+    last-seen times holds a few distinct seconds for thousands of ids, so each becomes
+    an ``UPDATE ... WHERE id IN (...)`` per second rather than one parameter set per id."""
+    by_time: dict[int, list[int]] = {}
+    for key, ts in times.items():
+        by_time.setdefault(ts, []).append(key)
+    for ts, ids in by_time.items():
+        for chunk in in_chunks(ids, size):
+            yield ts, chunk
 
 
 class Base(DeclarativeBase):

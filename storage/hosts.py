@@ -9,7 +9,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import delete, func, or_, select, text, update
 from sqlalchemy.orm import Session
 
-from storage.base import IN_CHUNK, in_chunks
+from storage.base import IN_CHUNK, ids_by_time, in_chunks
 from storage.models import Host as Host  # the record type hosts are returned as
 from storage.models import ResultRow, Validation
 
@@ -197,20 +197,14 @@ def other_host_with_identifier(session: Session, host_id: int, identifiers: set[
 
 
 def touch_hosts(session: Session, last_seen: Mapping[int, int], chunk: int = IN_CHUNK) -> None:
-    """Record check-in times (flushed periodically). A flush holds a few distinct
-    seconds for thousands of hosts, so hosts are updated per second with an id list:
-    a few statements instead of one parameter set per host."""
-    by_time: dict[int, list[int]] = {}
-    for host_id, ts in last_seen.items():
-        by_time.setdefault(ts, []).append(host_id)
-    for ts, host_ids in by_time.items():
-        for ids in in_chunks(host_ids, chunk):
-            session.execute(
-                update(Host)
-                .where(Host.id.in_(ids))
-                .values(last_seen=ts)
-                .execution_options(synchronize_session=False)
-            )
+    """Record check-in times (flushed periodically), a statement per distinct second."""
+    for ts, ids in ids_by_time(last_seen, chunk):
+        session.execute(
+            update(Host)
+            .where(Host.id.in_(ids))
+            .values(last_seen=ts)
+            .execution_options(synchronize_session=False)
+        )
 
 
 def lock_host(session: Session, host_id: int) -> Host | None:

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
-from storage.base import IN_CHUNK, in_chunks
+from storage.base import ids_by_time
 from storage.models import ApiToken
 from storage.models import User as User  # the record type users are returned as
 
@@ -167,20 +167,16 @@ def tokens(session: Session, user: User | None = None) -> list[TokenInfo]:
 def touch_tokens(session: Session, last_used: Mapping[int, int]) -> None:
     """Record when tokens (by id) were last used (flushed periodically). A time never
     moves back: another server process may flush an older use later."""
-    by_time: dict[int, list[int]] = {}
-    for token_id, ts in last_used.items():
-        by_time.setdefault(ts, []).append(token_id)
-    for ts, ids in by_time.items():
-        for chunk in in_chunks(ids, IN_CHUNK):
-            session.execute(
-                update(ApiToken)
-                .where(
-                    ApiToken.id.in_(chunk),
-                    or_(ApiToken.last_used_at.is_(None), ApiToken.last_used_at < ts),
-                )
-                .values(last_used_at=ts)
-                .execution_options(synchronize_session=False)
+    for ts, ids in ids_by_time(last_used):
+        session.execute(
+            update(ApiToken)
+            .where(
+                ApiToken.id.in_(ids),
+                or_(ApiToken.last_used_at.is_(None), ApiToken.last_used_at < ts),
             )
+            .values(last_used_at=ts)
+            .execution_options(synchronize_session=False)
+        )
 
 
 def revoke_token(session: Session, user: User, name: str, now: int) -> int:
