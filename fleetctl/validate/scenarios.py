@@ -160,12 +160,17 @@ def _listening(port: int) -> bool:
     return False
 
 
-def _wait_listening(port: int, timeout: float = 5.0) -> None:
+def _wait(ready: Callable[[], bool], what: str, timeout: float = 5.0) -> None:
+    """Poll ``ready`` until it holds; past ``timeout``, fail saying ``what`` was awaited."""
     deadline = time.monotonic() + timeout
-    while not _listening(port):
+    while not ready():
         if time.monotonic() > deadline:
-            raise RuntimeError(f"nothing listens on 127.0.0.1:{port}")
+            raise RuntimeError(f"nothing listens on {what}")
         time.sleep(0.05)
+
+
+def _wait_listening(port: int) -> None:
+    _wait(lambda: _listening(port), f"127.0.0.1:{port}")
 
 
 #: /proc/net/unix's flag for a socket that accepts connections (__SO_ACCEPTCON).
@@ -186,12 +191,8 @@ def unix_listening(path: Path) -> bool:
     return False
 
 
-def wait_unix_listening(path: Path, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not unix_listening(path):
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"nothing listens on the unix socket {path}")
-        time.sleep(0.05)
+def wait_unix_listening(path: Path) -> None:
+    _wait(lambda: unix_listening(path), f"the unix socket {path}")
 
 
 def _nc_listener(run: Running, port: int) -> None:
